@@ -1,0 +1,42 @@
+# simrec: `make demo` runs the whole nightly pipeline on one machine, `make test` the suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+WORKDIR ?= .demo
+EVENTS ?= 1000000
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-fast test-slow lint bench clean
+
+$(STAMP): pyproject.toml setup.py constraints.txt $(shell find simrec -name '*.pyx')
+	@command -v java >/dev/null || { echo "simrec needs Java 17 for Spark (apt-get install openjdk-17-jre-headless)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt setuptools wheel cython numpy
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt --no-build-isolation -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/simrec demo --workdir $(WORKDIR) --events $(EVENTS)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not spark and not slow" $(PYTEST_ARGS)
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check simrec functions spark beam tests bench
+
+bench: $(STAMP)
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info $(WORKDIR) .bench
+	find simrec -name '*.so' -delete

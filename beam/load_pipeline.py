@@ -1,0 +1,461 @@
+"""Load stage: neighbour lists -> Cloud Datastore, and the serving model snapshot.
+
+Reads one similarity run (``<similarities>/{neighbors,items}/*.parquet`` and its
+``_MANIFEST.json``), optionally upserts one ``ItemNeighbors`` entity per item into Cloud
+Datastore, and publishes a ``ModelSnapshot`` under ``<models_root>/models/<tenant>/``.
+
+Idempotent by construction: the model version defaults to the manifest's ``run_id``,
+every timestamp written (``updated_at``, ``created_at``) is the manifest's ``created_at``,
+Datastore writes are upserts keyed by sku, and publishing an already complete version
+with the same content rewrites nothing. So a rerun, or a runner retrying a bundle,
+yields the same entities, the same version and the same LATEST.
+
+Usage (the local Dataflow launcher runs exactly this as a subprocess)::
+
+    python beam/load_pipeline.py --similarities URI --models_root URI [--tenant T]
+        [--model_version V] [--datastore_project P] [--datastore_namespace NS]
+
+On success it prints one JSON line (version, model folder, counts) to stdout; on bad
+input it prints ``load_pipeline: error: ...`` to stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.gcp.datastore.v1new.datastoreio import WriteToDatastore
+from apache_beam.io.gcp.datastore.v1new.types import Entity, Key
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from simrec import storage
+from simrec.core import layout, model_builder
+from simrec.core.snapshot import ModelSnapshot
+
+# The FnApiRunner runs batch pipelines in-process, offline (no Prism download) and
+# faster than the BundleBasedDirectRunner here; it is the default without --runner.
+DEFAULT_RUNNER = "FnApiRunner"
+ENTITY_KIND = "ItemNeighbors"
+UNINDEXED = ("items", "scores")
+EMULATOR_ENV = "DATASTORE_EMULATOR_HOST"
+
+_LOG = logging.getLogger("load_pipeline")
+
+
+class LoadError(ValueError):
+    """Bad input: the pipeline is not started (exit status 2)."""
+
+
+# --- reading --------------------------------------------------------------------------
+def _beam_path(uri: str) -> str:
+    """Beam's local filesystem takes plain paths, not ``file://`` URIs."""
+    return uri[len("file://") :] if uri.startswith("file://") else uri
+
+
+class ReadNeighborLists(beam.PTransform):
+    """``neighbors/*.parquet`` -> ``{sku, items, scores, users}`` (score desc, sku asc)."""
+
+    def __init__(self, similarities_uri: str) -> None:
+        super().__init__()
+        self._pattern = _beam_path(layout.join(similarities_uri, "neighbors", "*.parquet"))
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        return (
+            pbegin
+            | "ReadParquet" >> beam.io.ReadFromParquet(self._pattern, columns=["sku", "neighbors"])
+            | "Normalise" >> beam.Map(model_builder.neighbor_row)
+        )
+
+
+class ReadItemStats(beam.PTransform):
+    """``items/*.parquet`` -> ``{sku, users, weight}`` (popularity for the fallback)."""
+
+    def __init__(self, similarities_uri: str) -> None:
+        super().__init__()
+        self._pattern = _beam_path(layout.join(similarities_uri, "items", "*.parquet"))
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        return (
+            pbegin
+            | "ReadParquet"
+            >> beam.io.ReadFromParquet(self._pattern, columns=["sku", "users", "weight"])
+            | "Normalise" >> beam.Map(model_builder.item_stats)
+        )
+
+
+# --- Datastore ------------------------------------------------------------------------
+def neighbor_entity(
+    row: Mapping[str, Any],
+    project: str,
+    namespace: str | None,
+    model_version: str,
+    updated_at: dt.datetime,
+) -> Entity:
+    """One ``ItemNeighbors`` entity keyed by sku; list properties are unindexed because
+    Datastore caps the index entries of one entity and nothing queries by neighbour."""
+    entity = Entity(
+        Key([ENTITY_KIND, row["sku"]], project=project, namespace=namespace or None),
+        exclude_from_indexes=UNINDEXED,
+    )
+    entity.set_properties(
+        {
+            "items": list(row["items"]),
+            "scores": [float(s) for s in row["scores"]],
+            "model_version": model_version,
+            "updated_at": updated_at,
+        }
+    )
+    return entity
+
+
+class ToNeighborEntities(beam.PTransform):
+    """Neighbour rows -> Datastore ``Entity`` (v1new types).
+
+    ``updated_at`` defaults to the construction time; the pipeline passes the
+    similarity manifest's ``created_at`` so reruns write identical entities.
+    """
+
+    def __init__(
+        self,
+        project: str,
+        namespace: str | None,
+        model_version: str,
+        updated_at: dt.datetime | None = None,
+    ) -> None:
+        super().__init__()
+        if not project:
+            raise LoadError("a Datastore project is required")
+        self._project = project
+        self._namespace = namespace or None
+        self._version = model_version
+        self._updated_at = updated_at or dt.datetime.now(dt.UTC)
+
+    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        return rows | "ToEntity" >> beam.Map(
+            neighbor_entity, self._project, self._namespace, self._version, self._updated_at
+        )
+
+
+class WriteNeighborsToDatastore(beam.PTransform):
+    """ToNeighborEntities | WriteToDatastore (upserts: a rerun overwrites, never adds).
+
+    ``throttle_rampup=None`` follows Datastore's ramp-up advice against the real service
+    and turns it off against the emulator, where it would only sleep (1 write/s/worker).
+    Returns the (empty) write output, usable as a completion barrier.
+    """
+
+    def __init__(
+        self,
+        project: str,
+        namespace: str | None,
+        model_version: str,
+        updated_at: dt.datetime | None = None,
+        throttle_rampup: bool | None = None,
+    ) -> None:
+        super().__init__()
+        self._entities = ToNeighborEntities(project, namespace, model_version, updated_at)
+        self._project = project
+        if throttle_rampup is None:
+            throttle_rampup = not os.environ.get(EMULATOR_ENV)
+        self._rampup = throttle_rampup
+
+    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        return (
+            rows
+            | "ToEntities" >> self._entities
+            | "Write" >> WriteToDatastore(self._project, throttle_rampup=self._rampup)
+        )
+
+
+# --- serving model --------------------------------------------------------------------
+def _build_model(
+    rows: list[dict[str, Any]], items: list[dict[str, Any]], metadata: dict[str, Any]
+) -> ModelSnapshot:
+    if not rows:
+        raise ValueError(f"no neighbour rows in {metadata.get('source')}: nothing to load")
+    return model_builder.build_snapshot(rows, items, metadata)
+
+
+class BuildServingModel(beam.PTransform):
+    """``(neighbour rows, item rows)`` -> one ``ModelSnapshot``.
+
+    Both inputs are gathered on one worker: the snapshot is a single set of arrays, and
+    a global combine is the one place that sees every row.
+    """
+
+    def __init__(self, metadata: Mapping[str, Any]) -> None:
+        super().__init__()
+        if not metadata.get("version"):
+            raise LoadError("model metadata needs a version")
+        self._metadata = dict(metadata)
+
+    def expand(self, inputs: tuple[beam.PCollection, beam.PCollection]) -> beam.PCollection:
+        neighbors, items = inputs
+        rows = neighbors | "GatherNeighbours" >> beam.combiners.ToList()
+        stats = items | "GatherItems" >> beam.combiners.ToList()
+        return rows | "Build" >> beam.Map(
+            _build_model, beam.pvalue.AsSingleton(stats), self._metadata
+        )
+
+
+def publish_snapshot(models_root: str, tenant: str, snapshot: ModelSnapshot) -> str:
+    """Write the version (metadata last) then LATEST; idempotent.
+
+    A version already complete with the same arrays and vocabulary is not rewritten
+    (only LATEST is re-asserted, in case a previous attempt stopped before it); one with
+    different content is immutable and raises, so a version never changes under a reader.
+    """
+    version = snapshot.version
+    folder = layout.model_version(models_root, tenant, version)
+    try:
+        existing = storage.read_snapshot(models_root, tenant, version)
+    except FileNotFoundError:
+        existing = None
+    if existing is None:
+        return storage.write_snapshot(models_root, tenant, snapshot)
+    if not model_builder.same_content(existing, snapshot):
+        raise ValueError(
+            f"model version {version!r} already exists at {folder} with different content;"
+            " versions are immutable: pass a new --model_version"
+        )
+    if storage.latest_version(models_root, tenant) != version:
+        storage.write_bytes(layout.latest_pointer(models_root, tenant), version.encode())
+    return folder
+
+
+class PublishServingModel(beam.PTransform):
+    """Publish the (single) snapshot; outputs the version folder URI.
+
+    ``after``: PCollections that must be complete first (passed as side inputs, which a
+    runner materialises before this step runs), e.g. the Datastore write, so LATEST moves
+    only when everything else of the load succeeded.
+    """
+
+    def __init__(
+        self, models_root: str, tenant: str, after: Sequence[beam.PCollection] = ()
+    ) -> None:
+        super().__init__()
+        self._models_root = models_root
+        self._tenant = tenant
+        self._after = list(after)
+
+    def expand(self, snapshots: beam.PCollection) -> beam.PCollection:
+        barriers = [beam.pvalue.AsList(pc) for pc in self._after]
+        return snapshots | "Publish" >> beam.ParDo(
+            _PublishFn(self._models_root, self._tenant), *barriers
+        )
+
+
+class _PublishFn(beam.DoFn):
+    def __init__(self, models_root: str, tenant: str) -> None:
+        self._models_root = models_root
+        self._tenant = tenant
+
+    def process(self, snapshot, *barriers):  # untyped: Beam reads hints from annotations
+        yield publish_snapshot(self._models_root, self._tenant, snapshot)
+
+
+# --- options and wiring ---------------------------------------------------------------
+class LoadOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser: Any) -> None:
+        parser.add_argument("--similarities", help="similarity run folder (has _MANIFEST.json)")
+        parser.add_argument("--models_root", help="root under which models/<tenant>/ lives")
+        parser.add_argument("--tenant", help="tenant (default: the manifest's)")
+        parser.add_argument("--model_version", help="default: the manifest's run_id")
+        parser.add_argument("--datastore_project", help="also upsert ItemNeighbors entities")
+        parser.add_argument("--datastore_namespace", help="Datastore namespace (default: none)")
+        parser.add_argument(
+            "--datastore_rampup",
+            choices=("auto", "on", "off"),
+            default="auto",
+            help="Datastore ramp-up throttling; auto = off against the emulator",
+        )
+
+
+@dataclass
+class LoadPlan:
+    """What one load will do, decided before the pipeline starts."""
+
+    similarities: str
+    models_root: str
+    tenant: str
+    version: str
+    created_at: dt.datetime
+    manifest: dict[str, Any]
+    datastore_project: str | None = None
+    datastore_namespace: str | None = None
+    throttle_rampup: bool | None = None
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "tenant": self.tenant,
+            "run_id": self.manifest["run_id"],
+            "params": self.manifest.get("params", {}),
+            "created_at": self.manifest["created_at"],
+            "source": self.similarities,
+            "counts": {},
+        }
+
+
+@dataclass
+class BuiltPipeline:
+    plan: LoadPlan
+    neighbors: beam.PCollection
+    items: beam.PCollection
+    model: beam.PCollection
+    published: beam.PCollection
+    datastore: beam.PCollection | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _parse_time(value: Any, where: str) -> dt.datetime:
+    try:
+        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise LoadError(f"{where}: created_at is not an ISO timestamp: {value!r}") from None
+    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+
+
+def _parquet_rows(folder: str) -> int | None:
+    """Rows in ``folder/*.parquet`` from the footers alone; None when there is no file."""
+    import pyarrow.parquet as pq
+
+    fs, path = storage.filesystem(folder)
+    files = sorted(fs.glob(layout.join(path, "*.parquet")))
+    if not files:
+        return None
+    total = 0
+    for name in files:
+        with fs.open(name, "rb") as f:
+            total += pq.ParquetFile(f).metadata.num_rows
+    return total
+
+
+def plan_load(options: PipelineOptions) -> LoadPlan:
+    """Validate the options and the input; raises ``LoadError`` with a clear message."""
+    opts = options.view_as(LoadOptions)
+    if not opts.similarities:
+        raise LoadError("--similarities is required (a similarity run folder)")
+    if not opts.models_root:
+        raise LoadError("--models_root is required")
+    similarities = opts.similarities.rstrip("/")
+    manifest_uri = layout.join(similarities, layout.MANIFEST_NAME)
+    try:
+        manifest = storage.read_json(manifest_uri)
+    except FileNotFoundError:
+        raise LoadError(
+            f"no manifest at {manifest_uri}: the similarity run is missing or incomplete"
+        ) from None
+    except ValueError as exc:
+        raise LoadError(f"unreadable manifest {manifest_uri}: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise LoadError(f"manifest {manifest_uri} is not a JSON object")
+    for key in ("run_id", "tenant", "created_at"):
+        if not manifest.get(key):
+            raise LoadError(f"manifest {manifest_uri} lacks {key!r}")
+    tenant = opts.tenant or manifest["tenant"]
+    if tenant != manifest["tenant"]:
+        raise LoadError(
+            f"--tenant {tenant!r} does not match the manifest's tenant {manifest['tenant']!r}"
+        )
+    neighbor_rows = _parquet_rows(layout.join(similarities, "neighbors"))
+    if neighbor_rows is None:
+        raise LoadError(f"no neighbors/*.parquet under {similarities}")
+    if neighbor_rows == 0:
+        raise LoadError(f"the neighbour lists under {similarities} are empty: nothing to load")
+    if _parquet_rows(layout.join(similarities, "items")) is None:
+        raise LoadError(f"no items/*.parquet under {similarities}")
+    rampup = {"auto": None, "on": True, "off": False}[opts.datastore_rampup]
+    return LoadPlan(
+        similarities=similarities,
+        models_root=opts.models_root.rstrip("/"),
+        tenant=tenant,
+        version=opts.model_version or manifest["run_id"],
+        created_at=_parse_time(manifest["created_at"], manifest_uri),
+        manifest=manifest,
+        datastore_project=opts.datastore_project or None,
+        datastore_namespace=opts.datastore_namespace or None,
+        throttle_rampup=rampup,
+    )
+
+
+def build_pipeline(p: beam.Pipeline, options: PipelineOptions) -> BuiltPipeline:
+    """Apply the whole load to ``p``; validates the input first (``LoadError``)."""
+    plan = plan_load(options)
+    neighbors = p | "ReadNeighborLists" >> ReadNeighborLists(plan.similarities)
+    items = p | "ReadItemStats" >> ReadItemStats(plan.similarities)
+    written = None
+    if plan.datastore_project:
+        written = neighbors | "WriteNeighborsToDatastore" >> WriteNeighborsToDatastore(
+            plan.datastore_project,
+            plan.datastore_namespace,
+            plan.version,
+            updated_at=plan.created_at,
+            throttle_rampup=plan.throttle_rampup,
+        )
+    model = (neighbors, items) | "BuildServingModel" >> BuildServingModel(plan.metadata())
+    published = model | "PublishServingModel" >> PublishServingModel(
+        plan.models_root, plan.tenant, after=[written] if written is not None else []
+    )
+    return BuiltPipeline(plan, neighbors, items, model, published, written)
+
+
+def pipeline_options(argv: Sequence[str] | None = None) -> PipelineOptions:
+    """Options from argv, with the offline local runner when none is named."""
+    options = PipelineOptions(list(argv) if argv is not None else sys.argv[1:])
+    standard = options.view_as(StandardOptions)
+    if not standard.runner:
+        standard.runner = DEFAULT_RUNNER
+    return options
+
+
+def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the load to completion; returns a summary. Raises ``LoadError`` on bad input."""
+    options = pipeline_options(argv)
+    p = beam.Pipeline(options=options)
+    built = build_pipeline(p, options)
+    result = p.run()
+    result.wait_until_finish()
+    plan = built.plan
+    snapshot = storage.read_snapshot(plan.models_root, plan.tenant, plan.version)
+    return {
+        "status": "ok",
+        "tenant": plan.tenant,
+        "version": plan.version,
+        "model": layout.model_version(plan.models_root, plan.tenant, plan.version),
+        "latest": storage.latest_version(plan.models_root, plan.tenant),
+        "counts": snapshot.metadata.get("counts", {}),
+        "datastore": (
+            {"project": plan.datastore_project, "namespace": plan.datastore_namespace}
+            if plan.datastore_project
+            else None
+        ),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: 0 on success, 2 on bad input, 1 when the pipeline fails."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        summary = run(argv)
+    except LoadError as exc:
+        print(f"load_pipeline: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # the runner wraps DoFn errors; keep the message, drop noise
+        print(f"load_pipeline: pipeline failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Ports for starting the heavy jobs: the Spark similarity job and the Beam load.
+
+Each has a local implementation (a subprocess on this machine) and a Google Cloud one
+(a Dataproc workflow template, a Dataflow Flex Template). Launches carry an idempotency
+key derived from the run, so a redelivered event never starts a second job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from simrec.core.runs import RunParams
+
+
+@dataclass(frozen=True)
+class LaunchResult:
+    """What a launch did: started a job, found one already there, or ran it to the end."""
+
+    job_id: str
+    state: Literal["started", "exists", "succeeded"]
+    details: dict = field(default_factory=dict)
+
+
+class SparkLauncher(Protocol):
+    def submit(
+        self, *, export_manifest_uri: str, output_uri: str, params: RunParams, request_id: str
+    ) -> LaunchResult: ...
+
+
+class BeamLauncher(Protocol):
+    def launch(
+        self,
+        *,
+        similarities_uri: str,
+        models_root: str,
+        tenant: str,
+        model_version: str,
+        job_name: str,
+    ) -> LaunchResult: ...

@@ -1,0 +1,245 @@
+"""The ``simrec`` command line: generate a shop, run the nightly pipeline, query, serve."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from simrec import logs
+from simrec.config import Settings
+from simrec.local.runner import (
+    Workdir,
+    default_run_date,
+    prepare,
+    print_summary,
+    run_pipeline,
+)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a YYYY-MM-DD date: {text!r}") from None
+
+
+def _skus(text: str | None) -> list[str]:
+    return [s.strip() for s in (text or "").split(",") if s.strip()]
+
+
+def local_settings(workdir: Workdir, **overrides) -> Settings:
+    """Settings of the embedded default in a work folder; CLI flags override env."""
+    values = {k: v for k, v in overrides.items() if v is not None}
+    return Settings(backend="local", data_uri=str(workdir.bucket), models_uri="", **values)
+
+
+# --- commands ------------------------------------------------------------------------
+def cmd_generate(args: argparse.Namespace) -> int:
+    from simrec.generate import generate_events, write_events
+
+    console = Console(stderr=True)
+    with console.status(f"generating {args.events:,} events"):
+        events = generate_events(
+            n_events=args.events,
+            n_users=args.users,
+            n_items=args.items,
+            days=args.days,
+            end_date=args.end_date,
+            seed=args.seed,
+        )
+        write_events(events, args.out)
+    console.print(
+        f"wrote {len(events):,} events, {events['user_id'].nunique():,} users, "
+        f"{events['sku'].nunique():,} items to {args.out}"
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from simrec.adapters.warehouse_local import newest_event_date
+
+    console = Console(stderr=True)
+    workdir = Workdir(Path(args.workdir).resolve())
+    workdir.log.parent.mkdir(parents=True, exist_ok=True)
+    events = str(Path(args.events).resolve())
+    settings = local_settings(
+        workdir,
+        events_source=events,
+        events_schema=args.schema,
+        tenant=args.tenant,
+        window_days=args.window_days,
+        threshold=args.threshold,
+        top_k=args.top_k,
+        seed=args.seed,
+        engine=args.engine,
+    )
+    date = args.date or default_run_date(
+        newest_event_date(events, settings.events_schema), dt.datetime.now(dt.UTC).date()
+    )
+    params = prepare(settings, date)
+    with open(workdir.log, "a") as log_stream:
+        logs.configure(log_stream)
+        summary = run_pipeline(settings, params, console=console, force=args.force)
+    workdir.summary.write_text(json.dumps(summary, indent=2, sort_keys=True))
+    if args.json:
+        print(json.dumps(summary, indent=2, sort_keys=True))
+    else:
+        print_summary(summary, Console())
+        Console().print(f"summary: {workdir.summary}   function logs: {workdir.log}")
+    return 0
+
+
+def _load_service(workdir: str, tenant: str | None):
+    from simrec.serving.api import ServingApp
+
+    settings = local_settings(Workdir(Path(workdir).resolve()), tenant=tenant)
+    return ServingApp(settings)
+
+
+def _print_items(title: str, items: list[dict], key: str = "sku") -> None:
+    table = Table(title=title)
+    table.add_column("#", justify="right")
+    table.add_column(key)
+    table.add_column("score", justify="right")
+    for rank, item in enumerate(items, 1):
+        table.add_row(str(rank), item[key], f"{item['score']:.4f}")
+    Console().print(table)
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    service = _load_service(args.workdir, args.tenant)
+    body, status = service.similar({"sku": args.sku, "n": str(args.n)})
+    if args.json or status != 200:
+        print(json.dumps(body, indent=2))
+        return 0 if status == 200 else 1
+    _print_items(f"items similar to {args.sku} (model {body['model_version']})", body["items"])
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    service = _load_service(args.workdir, args.tenant)
+    query = {"n": str(args.n)}
+    for name in ("browsed", "basket", "purchased"):
+        if getattr(args, name):
+            query[name] = getattr(args, name)
+    body, status = service.recommendations(query)
+    if args.json or status != 200:
+        print(json.dumps(body, indent=2))
+        return 0 if status == 200 else 1
+    suffix = " (fallback: popular items)" if body["fallback"] else ""
+    _print_items(f"recommendations (model {body['model_version']}){suffix}", body["items"])
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from simrec.server import serve
+
+    settings = local_settings(Workdir(Path(args.workdir).resolve()), tenant=args.tenant)
+    serve(settings, host=args.host, port=args.port, workers=args.workers, threads=args.threads)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from simrec.local.demo import run_demo
+
+    return run_demo(Path(args.workdir).resolve(), args.events, serve_forever=args.serve)
+
+
+# --- parser ---------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="simrec", description="Item-to-item recommendations from shop events."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("generate", help="write a deterministic synthetic shop's events")
+    p.add_argument("--events", type=_positive_int, default=100_000, help="number of events")
+    p.add_argument("--users", type=_positive_int, help="number of users (default: derived)")
+    p.add_argument("--items", type=_positive_int, help="number of items (default: derived)")
+    p.add_argument("--days", type=_positive_int, default=30, help="days the events span")
+    p.add_argument("--end-date", type=_date, default=dt.date(2024, 3, 31), help="last day")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--out", required=True, help="output file: .csv, .csv.gz or .parquet")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("run", help="run the nightly pipeline on this machine")
+    p.add_argument("--events", required=True, help="events file or folder (CSV or Parquet)")
+    p.add_argument("--workdir", required=True, help="folder for the bucket, logs, summary")
+    p.add_argument("--date", type=_date, help="run date (default: day after newest event)")
+    p.add_argument("--window-days", type=_positive_int)
+    p.add_argument("--threshold", type=float, help="DIMSUM threshold, 0 = exact cosine")
+    p.add_argument("--top-k", type=_positive_int, help="neighbours kept per item")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--engine", choices=["spark", "local"], help="similarity engine")
+    p.add_argument("--schema", choices=["plain", "ga4"], default="plain")
+    p.add_argument("--tenant")
+    p.add_argument("--force", action="store_true", help="recompute a run that exists")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_run)
+
+    for name, func, helptext in (
+        ("similar", cmd_similar, "items similar to one sku"),
+        ("recommend", cmd_recommend, "recommendations for a shopper's recent items"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        if name == "similar":
+            p.add_argument("sku")
+        else:
+            p.add_argument("--browsed", help="comma-separated skus")
+            p.add_argument("--basket", help="comma-separated skus")
+            p.add_argument("--purchased", help="comma-separated skus")
+        p.add_argument("--workdir", required=True)
+        p.add_argument("--tenant")
+        p.add_argument("--n", type=_positive_int, default=10)
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("serve", help="serve the HTTP endpoint from a work folder's model")
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--tenant")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--workers", type=_positive_int, default=1)
+    p.add_argument("--threads", type=_positive_int, default=8)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("demo", help="generate a shop, run the pipeline, serve and query")
+    p.add_argument("--workdir", default=".demo")
+    p.add_argument("--events", type=_positive_int, default=1_000_000)
+    p.add_argument(
+        "--serve",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="keep serving after the demo queries (auto: when run in a terminal)",
+    )
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

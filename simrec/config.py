@@ -1,0 +1,131 @@
+"""One typed settings object, read from ``SIMREC_*`` environment variables.
+
+Every stage, function and the CLI read their configuration from here, so the cloud
+deployment (Terraform sets the environment) and the embedded default share one
+definition of every knob and its default.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from simrec.core.actions import ActionWeights
+
+
+class Settings(BaseSettings):
+    """Configuration of a simrec deployment (cloud or embedded)."""
+
+    model_config = SettingsConfigDict(env_prefix="SIMREC_", extra="ignore", frozen=True)
+
+    # --- where things live -------------------------------------------------------
+    backend: Literal["local", "gcp"] = Field(
+        "local", description="Adapters to use: 'local' (embedded default) or 'gcp'."
+    )
+    tenant: str = Field("default", description="Shop whose data and model this is.")
+    data_uri: str = Field(
+        ".simrec", description="Root of the data bucket (a folder locally, gs://bucket)."
+    )
+    models_uri: str = Field(
+        "", description="Root of the models bucket; empty means the same as data_uri."
+    )
+
+    # --- events source (export stage) ---------------------------------------------
+    events_source: str = Field(
+        "",
+        description="Events table: a CSV/Parquet file or folder locally, "
+        "`project.dataset.table` on BigQuery (for GA4, `project.dataset` of events_*).",
+    )
+    events_schema: Literal["plain", "ga4"] = Field(
+        "plain", description="Plain events table or the GA4 BigQuery export schema."
+    )
+
+    # --- training parameters ------------------------------------------------------
+    window_days: int = Field(30, ge=1, le=3650, description="Days of events per run.")
+    weight_browsed: float = Field(0.5, ge=0, description="Weight of a browsed event.")
+    weight_basket: float = Field(2.0, ge=0, description="Weight of a basket event.")
+    weight_purchase: float = Field(6.0, ge=0, description="Weight of a purchase event.")
+    threshold: float = Field(
+        0.1, ge=0, le=1, description="DIMSUM similarity threshold; 0 computes exact cosine."
+    )
+    top_k: int = Field(100, ge=1, le=1000, description="Neighbours kept per item.")
+    seed: int = Field(42, ge=0, description="Seed of DIMSUM sampling.")
+    max_items_per_user: int = Field(
+        500, ge=2, description="Heavy users keep only their highest-scored items."
+    )
+    min_items_per_user: int = Field(
+        2, ge=1, description="Users with fewer distinct items are left out."
+    )
+    engine: Literal["spark", "local"] = Field(
+        "spark", description="Similarity engine: the Spark job or the single-machine one."
+    )
+    spark_master: str = Field("local[*]", description="Spark master for the local run.")
+
+    # --- Google Cloud ---------------------------------------------------------------
+    gcp_project: str = Field("", description="Google Cloud project id.")
+    gcp_region: str = Field("europe-west1", description="Region of Dataproc and Dataflow.")
+    datastore_project: str = Field(
+        "", description="Project of Cloud Datastore; empty skips the Datastore write."
+    )
+    datastore_namespace: str = Field("", description="Datastore namespace ('' = default).")
+    bigquery_location: str = Field("EU", description="Location of the BigQuery export job.")
+    export_timeout_seconds: float = Field(
+        480.0, gt=0, description="How long the export function waits for its BigQuery job."
+    )
+    staging_uri: str = Field(
+        "", description="Staging bucket (gs://...) for job files and Dataflow temp files."
+    )
+    dataproc_workflow_template: str = Field(
+        "simrec-dimsum", description="Id of the Dataproc workflow template the cluster fn runs."
+    )
+    flex_template_uri: str = Field(
+        "", description="gs:// path of the Dataflow Flex Template spec of the load pipeline."
+    )
+    dataflow_service_account: str = Field(
+        "", description="Service account email the Dataflow load job runs as."
+    )
+
+    # --- serving ------------------------------------------------------------------
+    serving_backend: Literal["memory", "datastore"] = Field(
+        "memory", description="Score from the in-memory snapshot or from Datastore."
+    )
+    model_refresh_seconds: float = Field(
+        60.0, ge=0, description="How often the endpoint checks models/LATEST (0 = never)."
+    )
+    max_skus_per_request: int = Field(200, ge=1, description="Most skus in one request.")
+    max_n: int = Field(100, ge=1, description="Largest n a request may ask for.")
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant_is_a_path_segment(cls, value: str) -> str:
+        if not value or "/" in value or value.startswith("."):
+            raise ValueError("tenant must be a non-empty name without '/'")
+        return value
+
+    @cached_property
+    def weights(self) -> ActionWeights:
+        return ActionWeights(
+            browsed=self.weight_browsed, basket=self.weight_basket, purchase=self.weight_purchase
+        )
+
+    @property
+    def models_root(self) -> str:
+        return self.models_uri or self.data_uri
+
+
+def settings_env_names() -> list[str]:
+    """Every environment variable the settings object reads (Terraform sets these)."""
+    prefix = Settings.model_config["env_prefix"]
+    return sorted(f"{prefix}{name}".upper() for name in Settings.model_fields)
+
+
+def settings_to_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes ``Settings()`` equal ``settings`` in another process."""
+    prefix = Settings.model_config["env_prefix"]
+    return {
+        f"{prefix}{name}".upper(): str(getattr(settings, name))
+        for name in Settings.model_fields
+    }

@@ -1,0 +1,167 @@
+"""Build the serving ``ModelSnapshot`` from the similarity stage's rows.
+
+Pure and engine-free so the Beam load pipeline, the local engine and the tests share one
+definition of the serving model:
+
+* vocabulary: every sku of the items output plus every sku named in a neighbour list,
+  sorted (so an item's index is stable for a given input, whatever the read order);
+* CSR rows: each item's neighbours by score descending, ties by neighbour index
+  ascending, where the score compared is the stored float32 (so the stored order is
+  exactly the contract ``ModelSnapshot`` documents);
+* popularity: the items output's distinct-user count, 0 for a sku it does not list.
+
+Neighbour rows come in the normalised form ``{"sku", "items", "scores", "users"}``;
+``neighbor_row`` turns the Parquet record ``{"sku", "neighbors": [{sku, score, users}]}``
+into it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from simrec.core.snapshot import ModelSnapshot
+
+NeighborRow = dict[str, Any]
+
+
+def neighbor_row(record: Mapping[str, Any]) -> NeighborRow:
+    """Normalise one ``neighbors`` Parquet record; neighbours by score desc, then sku asc.
+
+    Bad records raise ``ValueError`` naming the sku: a load must not publish a model
+    built from a malformed similarity output.
+    """
+    sku = _sku(record.get("sku"), "item")
+    neighbors = record.get("neighbors")
+    if neighbors is None:
+        neighbors = []
+    entries: list[tuple[str, float, float]] = []
+    seen: set[str] = set()
+    for n in neighbors:
+        other = _sku(n.get("sku"), f"neighbour of {sku!r}")
+        if other == sku:
+            raise ValueError(f"item {sku!r} lists itself as a neighbour")
+        if other in seen:
+            raise ValueError(f"item {sku!r} lists neighbour {other!r} twice")
+        seen.add(other)
+        entries.append(
+            (
+                other,
+                _finite(n.get("score"), f"score of {sku!r}->{other!r}"),
+                _finite(n.get("users"), f"users of {sku!r}->{other!r}", default=0.0),
+            )
+        )
+    entries.sort(key=lambda e: (-e[1], e[0]))
+    return {
+        "sku": sku,
+        "items": [e[0] for e in entries],
+        "scores": [e[1] for e in entries],
+        "users": [e[2] for e in entries],
+    }
+
+
+def item_stats(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Normalise one ``items`` Parquet record to ``{"sku", "users", "weight"}``."""
+    sku = _sku(record.get("sku"), "item stats")
+    users = record.get("users")
+    if users is None or int(users) < 0:
+        raise ValueError(f"item {sku!r} has an invalid users count {users!r}")
+    weight = record.get("weight")
+    return {
+        "sku": sku,
+        "users": int(users),
+        "weight": 0.0 if weight is None else _finite(weight, f"weight of {sku!r}"),
+    }
+
+
+def build_snapshot(
+    neighbor_rows: Iterable[Mapping[str, Any]],
+    item_rows: Iterable[Mapping[str, Any]],
+    metadata: Mapping[str, Any] | None = None,
+) -> ModelSnapshot:
+    """The snapshot for these rows; ``metadata["counts"]`` gains items, neighbor_rows, nnz.
+
+    Raises ``ValueError`` on duplicate skus or rows whose lists disagree in length.
+    """
+    rows = list(neighbor_rows)
+    popularity_by_sku: dict[str, int] = {}
+    for item in item_rows:
+        sku = _sku(item.get("sku"), "item stats")
+        if sku in popularity_by_sku:
+            raise ValueError(f"item {sku!r} appears twice in the items output")
+        popularity_by_sku[sku] = int(item.get("users") or 0)
+
+    vocabulary: set[str] = set(popularity_by_sku)
+    seen_rows: set[str] = set()
+    for row in rows:
+        sku = _sku(row.get("sku"), "item")
+        if sku in seen_rows:
+            raise ValueError(f"item {sku!r} has two neighbour rows")
+        seen_rows.add(sku)
+        n = len(row["items"])
+        if len(row["scores"]) != n or len(row["users"]) != n:
+            raise ValueError(f"item {sku!r}: items, scores and users differ in length")
+        vocabulary.add(sku)
+        vocabulary.update(row["items"])
+
+    skus = sorted(vocabulary)
+    index = {sku: i for i, sku in enumerate(skus)}
+    lengths = [len(row["items"]) for row in rows]
+    nnz = int(sum(lengths))
+    row_idx = np.repeat(np.array([index[r["sku"]] for r in rows], dtype=np.int64), lengths)
+    nbr_idx = np.fromiter(
+        (index[s] for r in rows for s in r["items"]), dtype=np.int32, count=nnz
+    )
+    scores = np.fromiter((s for r in rows for s in r["scores"]), dtype=np.float64, count=nnz)
+    users = np.fromiter((u for r in rows for u in r["users"]), dtype=np.float64, count=nnz)
+    scores32 = scores.astype(np.float32)
+    order = np.lexsort((nbr_idx, -scores32, row_idx))
+    indptr = np.zeros(len(skus) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(row_idx, minlength=len(skus)), out=indptr[1:])
+    popularity = np.array([popularity_by_sku.get(s, 0) for s in skus], dtype=np.float64)
+
+    meta = dict(metadata or {})
+    meta["counts"] = {
+        **dict(meta.get("counts") or {}),
+        "items": len(skus),
+        "neighbor_rows": sum(1 for n in lengths if n),
+        "nnz": nnz,
+    }
+    return ModelSnapshot(
+        skus=skus,
+        indptr=indptr,
+        indices=nbr_idx[order],
+        scores=scores32[order],
+        users=users[order].astype(np.float32),
+        popularity=popularity,
+        metadata=meta,
+    )
+
+
+def same_content(a: ModelSnapshot, b: ModelSnapshot) -> bool:
+    """True when two snapshots serve the same model (metadata aside)."""
+    return a.skus == b.skus and all(
+        np.array_equal(getattr(a, name), getattr(b, name))
+        for name in ("indptr", "indices", "scores", "users", "popularity")
+    )
+
+
+def _sku(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{what}: sku must be a non-empty string, got {value!r}")
+    return value
+
+
+def _finite(value: Any, what: str, default: float | None = None) -> float:
+    if value is None and default is not None:
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} is not a number: {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{what} is not finite: {value!r}")
+    return number

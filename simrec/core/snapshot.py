@@ -1,0 +1,104 @@
+"""The serving model: an immutable, compact snapshot of neighbour lists.
+
+A version folder holds, written in this order:
+
+* ``arrays.npz``: ``indptr`` (int64, n+1), ``indices`` (int32), ``scores`` (float32),
+  ``users`` (float32): row ``i`` of the CSR lists item ``i``'s neighbours sorted by
+  score descending (ties: neighbour index ascending); ``popularity`` (float64, n):
+  distinct users per item in the window, for the fallback.
+* ``skus.json``: the vocabulary, ``skus[i]`` is item ``i``; sorted, unique.
+* ``metadata.json``: version, tenant, run id, params, counts. Written last: a version
+  without it is incomplete and never loaded.
+
+``models/<tenant>/LATEST`` holds the name of a complete version and is written only after
+that version's ``metadata.json``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+ARRAYS_NAME = "arrays.npz"
+SKUS_NAME = "skus.json"
+METADATA_NAME = "metadata.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ModelSnapshot:
+    skus: list[str]
+    indptr: np.ndarray
+    indices: np.ndarray
+    scores: np.ndarray
+    users: np.ndarray
+    popularity: np.ndarray
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.indptr = np.ascontiguousarray(self.indptr, dtype=np.int64)
+        self.indices = np.ascontiguousarray(self.indices, dtype=np.int32)
+        self.scores = np.ascontiguousarray(self.scores, dtype=np.float32)
+        self.users = np.ascontiguousarray(self.users, dtype=np.float32)
+        self.popularity = np.ascontiguousarray(self.popularity, dtype=np.float64)
+        self.validate()
+
+    @property
+    def n_items(self) -> int:
+        return len(self.skus)
+
+    @property
+    def version(self) -> str:
+        return str(self.metadata.get("version", ""))
+
+    def validate(self) -> None:
+        n = len(self.skus)
+        if len(self.indptr) != n + 1 or self.indptr[0] != 0:
+            raise ValueError("indptr must have n_items + 1 entries starting at 0")
+        nnz = int(self.indptr[-1])
+        if not (len(self.indices) == len(self.scores) == len(self.users) == nnz):
+            raise ValueError("indices, scores and users must have indptr[-1] entries")
+        if len(self.popularity) != n:
+            raise ValueError("popularity must have one entry per item")
+        if np.any(np.diff(self.indptr) < 0):
+            raise ValueError("indptr must be non-decreasing")
+        if nnz and (self.indices.min() < 0 or self.indices.max() >= n):
+            raise ValueError("neighbour index out of range")
+        if any(a >= b for a, b in zip(self.skus, self.skus[1:], strict=False)):
+            raise ValueError("skus must be sorted and unique")
+
+    def neighbours(self, item: int) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = self.indptr[item], self.indptr[item + 1]
+        return self.indices[lo:hi], self.scores[lo:hi]
+
+    # --- serialisation ----------------------------------------------------------
+    def to_files(self) -> dict[str, bytes]:
+        """File name -> content, in the order they must be written."""
+        buf = io.BytesIO()
+        np.savez(
+            buf,
+            indptr=self.indptr,
+            indices=self.indices,
+            scores=self.scores,
+            users=self.users,
+            popularity=self.popularity,
+        )
+        meta = {"format": FORMAT_VERSION, **self.metadata}
+        return {
+            ARRAYS_NAME: buf.getvalue(),
+            SKUS_NAME: json.dumps(self.skus, separators=(",", ":")).encode(),
+            METADATA_NAME: json.dumps(meta, indent=2, sort_keys=True).encode(),
+        }
+
+    @classmethod
+    def from_files(cls, files: dict[str, bytes]) -> ModelSnapshot:
+        metadata = json.loads(files[METADATA_NAME])
+        if metadata.get("format") != FORMAT_VERSION:
+            raise ValueError(f"unsupported snapshot format {metadata.get('format')!r}")
+        with np.load(io.BytesIO(files[ARRAYS_NAME])) as arrays:
+            data = {k: arrays[k] for k in arrays.files}
+        return cls(skus=json.loads(files[SKUS_NAME]), metadata=metadata, **data)

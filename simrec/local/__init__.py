@@ -1,0 +1,1 @@
+"""The embedded default: the cloud's event delivery played on one machine."""

@@ -1,0 +1,166 @@
+"""``make demo``: a generated shop through the whole nightly pipeline, then served.
+
+Generates a deterministic shop (about a million events), runs export -> DIMSUM ->
+load through the same handlers the cloud runs, starts the HTTP endpoint on localhost
+with the production server, asks it for sample recommendations and prints a summary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from simrec.local.runner import Workdir, default_run_date, prepare, print_summary, run_pipeline
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(base: str, path: str, **query: Any) -> dict:
+    url = f"{base}{path}?{urllib.parse.urlencode(query)}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return json.loads(err.read())
+
+
+def _wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with code {proc.returncode}")
+        try:
+            if _get(base, "/healthz").get("status") == "ok":
+                return
+        except (urllib.error.URLError, ConnectionError, json.JSONDecodeError):
+            pass
+        time.sleep(0.3)
+    raise RuntimeError("the server did not become healthy in time")
+
+
+def _sample_shoppers(events: pd.DataFrame, count: int = 3) -> list[dict[str, str]]:
+    """Recent histories of a few active shoppers, as a shop page would send them."""
+    recent = events.sort_values("ts").groupby("user_id").tail(6)
+    active = recent["user_id"].value_counts()
+    shoppers = []
+    for user in active.index[:count]:
+        rows = recent[recent["user_id"] == user]
+        query = {}
+        for action, param in (("browsed", "browsed"), ("basket", "basket"),
+                              ("purchase", "purchased")):
+            skus = rows.loc[rows["action"] == action, "sku"].unique()[:4]
+            if len(skus):
+                query[param] = ",".join(skus)
+        shoppers.append({"user": user, **query})
+    return shoppers
+
+
+def _items_table(title: str, items: list[dict], key: str = "sku") -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column(key)
+    table.add_column("score", justify="right")
+    for rank, item in enumerate(items, 1):
+        table.add_row(str(rank), item[key], f"{item['score']:.3f}")
+    return table
+
+
+def run_demo(root: Path, n_events: int, serve_forever: str = "auto") -> int:
+    from simrec.cli import local_settings
+    from simrec.generate import generate_events, write_events
+
+    console = Console()
+    workdir = Workdir(root)
+    workdir.root.mkdir(parents=True, exist_ok=True)
+    events_path = workdir.root / f"events-{n_events}.parquet"
+    console.rule("[bold]1. a synthetic shop")
+    if events_path.exists():
+        events = pd.read_parquet(events_path)
+        console.print(f"reusing {events_path}")
+    else:
+        with console.status(f"generating {n_events:,} events"):
+            events = generate_events(n_events=n_events, seed=42)
+            write_events(events, str(events_path))
+    console.print(
+        f"{len(events):,} events, {events['user_id'].nunique():,} shoppers, "
+        f"{events['sku'].nunique():,} products, "
+        f"{events['ts'].min():%Y-%m-%d} .. {events['ts'].max():%Y-%m-%d}"
+    )
+
+    console.rule("[bold]2. the nightly pipeline (same handlers as on Google Cloud)")
+    settings = local_settings(workdir, events_source=str(events_path))
+    newest = events["ts"].max().date()
+    params = prepare(settings, default_run_date(newest, newest))
+    workdir.log.parent.mkdir(parents=True, exist_ok=True)
+    from simrec import logs
+
+    with open(workdir.log, "a") as log_stream:
+        logs.configure(log_stream)
+        summary = run_pipeline(settings, params, console=console)
+    workdir.summary.write_text(json.dumps(summary, indent=2, sort_keys=True))
+
+    console.rule("[bold]3. the recommendation endpoint")
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "simrec.cli", "serve", "--workdir", str(workdir.root),
+         "--port", str(port), "--threads", "8"],
+        start_new_session=True,
+    )
+    try:
+        _wait_healthy(base, proc)
+        health = _get(base, "/healthz")
+        console.print(f"serving {base}  model {health.get('model_version')}  "
+                      f"({health.get('items'):,} items)")
+        for shopper in _sample_shoppers(events):
+            query = {k: v for k, v in shopper.items() if k != "user"}
+            started = time.perf_counter()
+            body = _get(base, "/recommendations", n=5, **query)
+            ms = (time.perf_counter() - started) * 1000
+            console.print(f"\n[bold]shopper {shopper['user']}[/]  "
+                          + "  ".join(f"{k}={v}" for k, v in query.items()))
+            console.print(f"GET /recommendations?{urllib.parse.urlencode({**query, 'n': 5})}"
+                          f"  ({ms:.1f} ms round trip)")
+            console.print(_items_table("recommended", body["items"]))
+        top = events["sku"].value_counts().index[0]
+        console.print(_items_table(f"GET /similar?sku={top}&n=5",
+                                   _get(base, "/similar", sku=top, n=5)["items"]))
+        legacy = _get(base, "/make_recommendation", browsed=top, n=3)
+        console.print(f"GET /make_recommendation?browsed={top}&n=3 -> {json.dumps(legacy)}")
+
+        console.rule("[bold]4. summary")
+        print_summary(summary, console)
+        console.print(f"summary JSON: {workdir.summary}")
+        keep = serve_forever == "yes" or (serve_forever == "auto" and sys.stdin.isatty())
+        if keep:
+            console.print(f"\n[bold green]serving on {base}[/]  try: curl "
+                          f"'{base}/recommendations?browsed={top}&n=5'   (Ctrl-C to stop)")
+            proc.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+    return 0

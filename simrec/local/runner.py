@@ -1,0 +1,202 @@
+"""``simrec run``: one nightly run on this machine, with a progress display and a summary."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cloudevents.http import CloudEvent
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from simrec import storage
+from simrec.config import Settings
+from simrec.core import layout
+from simrec.core.runs import RunParams
+from simrec.core.snapshot import METADATA_NAME
+from simrec.local.dispatcher import NIGHTLY_TOPIC, Delivery, LocalCloud
+from simrec.stages.requests import run_params
+
+SUMMARY_NAME = "summary.json"
+
+_STAGES = {
+    "export": "export           BigQuery SQL on DuckDB -> day partitions",
+    "cluster": "cluster          DIMSUM similarity job",
+    "dataflow_launch": "dataflow_launch  Beam load -> serving model",
+}
+
+
+@dataclass(frozen=True)
+class Workdir:
+    """A local deployment: the bucket folder, logs and the run summary."""
+
+    root: Path
+
+    @property
+    def bucket(self) -> Path:
+        return self.root / "bucket"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / SUMMARY_NAME
+
+    @property
+    def log(self) -> Path:
+        return self.root / "logs" / "functions.jsonl"
+
+
+def _relevant(function: str, event: CloudEvent) -> bool:
+    """Whether a delivery is the one that makes ``function`` act (for the display)."""
+    if function == "export":
+        return True
+    kind = layout.classify_object(str(event.get("subject", "")).removeprefix("objects/"))
+    wanted = {"cluster": "export", "dataflow_launch": "similarities"}[function]
+    return kind is not None and kind[0] == wanted
+
+
+def clear_run(settings: Settings, params: RunParams) -> None:
+    """Remove a run's similarity output and model version, so it is computed again."""
+    storage.remove(layout.similarities(settings.data_uri, params.tenant, params.run_id), True)
+    storage.remove(
+        layout.model_version(settings.models_root, params.tenant, params.run_id), True
+    )
+
+
+def run_pipeline(
+    settings: Settings,
+    params: RunParams,
+    console: Console | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Publish the nightly message and let the local cloud run the chain."""
+    console = console or Console(stderr=True)
+    if force:
+        clear_run(settings, params)
+    timings: dict[str, float] = {}
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        tasks = {
+            name: progress.add_task(text, total=1, start=False, status="waiting")
+            for name, text in _STAGES.items()
+        }
+
+        def on_deliver(function: str, event: CloudEvent) -> None:
+            if _relevant(function, event):
+                progress.start_task(tasks[function])
+                progress.update(tasks[function], status="running")
+
+        def on_done(delivery: Delivery) -> None:
+            action = getattr(delivery.result, "action", "")
+            if action and action != "ignored":
+                timings[delivery.function] = round(delivery.seconds, 3)
+                progress.update(tasks[delivery.function], completed=1, status=action)
+
+        cloud = LocalCloud(settings, on_deliver=on_deliver, on_done=on_done)
+        started = time.perf_counter()
+        # The Scheduler's payload; everything else comes from the deployment's settings.
+        deliveries = cloud.publish(
+            NIGHTLY_TOPIC, {"tenant": params.tenant, "date": params.date.isoformat()}
+        )
+        timings["total"] = round(time.perf_counter() - started, 3)
+    failed = [d for d in deliveries.acted() if getattr(d.result, "action", "") == "failed"]
+    if failed:
+        reasons = "; ".join(f"{d.function}: {d.result.reason}" for d in failed)
+        raise RuntimeError(f"the run failed: {reasons}")
+    return build_summary(settings, params, timings, deliveries.acted())
+
+
+def build_summary(
+    settings: Settings, params: RunParams, timings: dict[str, float], acted: list[Delivery]
+) -> dict[str, Any]:
+    """Rows read and rejected, users, items, pairs, model version, stage timings."""
+    export = storage.read_json(
+        layout.export_manifest(settings.data_uri, params.tenant, params.run_id)
+    )
+    sims_uri = layout.similarities_manifest(settings.data_uri, params.tenant, params.run_id)
+    sims = storage.read_json(sims_uri) if storage.exists(sims_uri) else {}
+    version = storage.latest_version(settings.models_root, params.tenant)
+    model_meta: dict[str, Any] = {}
+    if version:
+        model_meta = storage.read_json(
+            layout.join(
+                layout.model_version(settings.models_root, params.tenant, version), METADATA_NAME
+            )
+        )
+    counts = sims.get("counts", {})
+    return {
+        "run_id": params.run_id,
+        "tenant": params.tenant,
+        "date": params.date.isoformat(),
+        "window": [params.start_date.isoformat(), params.end_date.isoformat()],
+        "params": params.to_json(),
+        "rows": export["counts"],
+        "days_with_events": len(export.get("days", [])),
+        "users": counts.get("users"),
+        "users_kept": counts.get("users_kept"),
+        "items": counts.get("items"),
+        "cells": counts.get("cells"),
+        "emitted_pairs": counts.get("emitted_pairs"),
+        "pairs": counts.get("pairs"),
+        "neighbor_rows": counts.get("neighbor_rows"),
+        "engine": sims.get("engine"),
+        "model_version": version,
+        "model_items": model_meta.get("counts", {}).get("items"),
+        "rejects_uri": export.get("rejects_uri"),
+        "stage_timings_s": timings,
+        "job_timings_s": sims.get("timings", {}),
+        "decisions": [
+            {
+                "function": d.function,
+                "action": getattr(d.result, "action", None),
+                "reason": getattr(d.result, "reason", None),
+                "seconds": round(d.seconds, 3),
+            }
+            for d in acted
+        ],
+    }
+
+
+def print_summary(summary: dict[str, Any], console: Console) -> None:
+    rows = summary["rows"]
+    table = Table(title=f"simrec run {summary['run_id']} ({summary['tenant']})", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value", justify="right")
+    table.add_row("window", " .. ".join(summary["window"]))
+    table.add_row("rows read", f"{rows['rows_read']:,}")
+    table.add_row("rows valid", f"{rows['rows_valid']:,}")
+    rejected = ", ".join(f"{k} {v:,}" for k, v in rows["rejected_by_reason"].items() if v)
+    detail = f" ({rejected})" if rejected else ""
+    table.add_row("rows rejected", f"{rows['rows_rejected']:,}{detail}")
+    for key in ("users", "users_kept", "items", "cells", "emitted_pairs", "pairs"):
+        value = summary.get(key)
+        table.add_row(key.replace("_", " "), "-" if value is None else f"{value:,}")
+    table.add_row("engine", str(summary.get("engine")))
+    table.add_row("model version", str(summary.get("model_version")))
+    for stage, seconds in summary["stage_timings_s"].items():
+        table.add_row(f"time {stage}", f"{seconds:.1f} s")
+    console.print(table)
+
+
+def default_run_date(newest_event: dt.date | None, today: dt.date) -> dt.date:
+    """The day after the newest event, so a historical file just works."""
+    return newest_event + dt.timedelta(days=1) if newest_event else today
+
+
+def prepare(settings: Settings, date: dt.date) -> RunParams:
+    return run_params({"date": date.isoformat()}, settings, today=date)
+
+
+def reset_workdir(workdir: Workdir) -> None:
+    if workdir.root.exists():
+        shutil.rmtree(workdir.root)

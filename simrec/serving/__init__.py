@@ -1,0 +1,1 @@
+"""Serving: the model holder (latest snapshot, refreshed without restart) and the HTTP API."""

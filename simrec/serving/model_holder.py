@@ -1,0 +1,140 @@
+"""The serving model, loaded from ``models/<tenant>/LATEST`` and refreshed without restart.
+
+Refresh is checked lazily on the request path, not by a background thread: Cloud
+Functions throttle the CPU between requests, so a timer thread would fire late or never,
+while a request always runs. At most once every ``refresh_seconds`` one request reads
+LATEST; if it names another version, that request loads it aside and swaps a single
+reference. Other requests meanwhile keep serving the current model (they never wait for a
+reload, and never see a half-loaded model). A failed read or load is logged and the old
+model stays. ``refresh_seconds == 0`` means never re-check once a model is loaded.
+
+Before the first model exists, requests wait for the one loading thread (so a cold start
+under load does not answer 503 to everyone) and LATEST is re-read at most every
+``MISSING_RETRY_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from simrec import storage
+from simrec.core.scoring import popularity_order
+from simrec.core.snapshot import ModelSnapshot
+
+log = logging.getLogger(__name__)
+
+MISSING_RETRY_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """An immutable serving model: the snapshot plus what requests look up."""
+
+    version: str
+    snapshot: ModelSnapshot
+    sku_index: dict[str, int]
+    popular: np.ndarray  # item indices, most popular first (ties: index ascending)
+
+    @classmethod
+    def from_snapshot(cls, version: str, snapshot: ModelSnapshot) -> LoadedModel:
+        if snapshot.version and snapshot.version != version:
+            log.warning("LATEST names %r but its metadata says %r", version, snapshot.version)
+        return cls(
+            version=version,
+            snapshot=snapshot,
+            sku_index={sku: i for i, sku in enumerate(snapshot.skus)},
+            popular=popularity_order(snapshot.popularity),
+        )
+
+    @property
+    def n_items(self) -> int:
+        return self.snapshot.n_items
+
+
+class ModelHolder:
+    """Holds the current ``LoadedModel`` of one tenant; see the module docstring."""
+
+    def __init__(
+        self,
+        models_root: str,
+        tenant: str,
+        refresh_seconds: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if refresh_seconds < 0:
+            raise ValueError("refresh_seconds must be >= 0")
+        self.models_root = models_root
+        self.tenant = tenant
+        self.refresh_seconds = float(refresh_seconds)
+        self.clock = clock
+        self._model: LoadedModel | None = None
+        self._next_check = -math.inf
+        self._lock = threading.Lock()
+
+    @property
+    def current(self) -> LoadedModel | None:
+        """The model being served, without checking for a newer one."""
+        return self._model
+
+    def get(self) -> LoadedModel | None:
+        """The current model (None before the first one), refreshing it when due."""
+        if self.clock() < self._next_check:
+            return self._model
+        # Before the first model, wait for the loader; afterwards never block a request.
+        if not self._lock.acquire(blocking=self._model is None):
+            return self._model
+        try:
+            if self.clock() >= self._next_check:
+                self._check()
+                self._next_check = self.clock() + self._interval()
+        finally:
+            self._lock.release()
+        return self._model
+
+    def refresh(self) -> bool:
+        """Check LATEST now; True when a new version was swapped in."""
+        with self._lock:
+            before = self._model
+            self._check()
+            self._next_check = self.clock() + self._interval()
+            return self._model is not before
+
+    def _interval(self) -> float:
+        if self._model is None:
+            if self.refresh_seconds > 0:
+                return min(self.refresh_seconds, MISSING_RETRY_SECONDS)
+            return MISSING_RETRY_SECONDS
+        return self.refresh_seconds if self.refresh_seconds > 0 else math.inf
+
+    def _check(self) -> None:
+        try:
+            version = storage.latest_version(self.models_root, self.tenant)
+        except Exception:
+            log.exception("reading LATEST of tenant %r under %s failed", self.tenant,
+                          self.models_root)
+            return
+        current = self._model
+        if version is None or (current is not None and current.version == version):
+            return
+        try:
+            snapshot = storage.read_snapshot(self.models_root, self.tenant, version)
+            model = LoadedModel.from_snapshot(version, snapshot)
+        except Exception:
+            log.exception(
+                "loading model %r of tenant %r failed; still serving %r",
+                version,
+                self.tenant,
+                current.version if current else None,
+            )
+            return
+        self._model = model  # the single reference swap
+        log.info("serving model %r of tenant %r (%d items)", version, self.tenant,
+                 model.n_items)

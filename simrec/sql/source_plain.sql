@@ -1,0 +1,13 @@
+  -- Plain events table (user_id, sku, action, ts; names injected). Any column type is
+  -- read through STRING, so a TIMESTAMP, a DATE ('2024-03-01' = midnight UTC) or a text
+  -- timestamp all parse the same way; anything else is a bad timestamp. Rows whose ts
+  -- cannot be parsed cannot be placed in a window, so every run counts them as rejects.
+  SELECT
+    CAST(${user_id} AS STRING) AS raw_user_id,
+    CAST(${sku} AS STRING) AS raw_sku,
+    CAST(${action} AS STRING) AS raw_action,
+    CAST(${ts} AS STRING) AS raw_ts,
+    CAST(${action} AS STRING) AS action_name,
+    SAFE_CAST(TRIM(CAST(${ts} AS STRING)) AS TIMESTAMP) AS ts,
+    TRUE AS undated_in_scope
+  FROM ${table}

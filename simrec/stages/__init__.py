@@ -1,0 +1,1 @@
+"""Stage logic shared by the cloud functions and the local dispatcher."""

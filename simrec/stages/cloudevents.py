@@ -1,0 +1,95 @@
+"""Reading the CloudEvents the functions receive, and building them for local delivery.
+
+Types are the ones Google Cloud delivers: Pub/Sub ``messagePublished`` (the message data
+base64-encoded inside ``data.message``) and Cloud Storage ``object.v1.finalized`` (the
+object resource as ``data``).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+from cloudevents.http import CloudEvent
+
+PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
+STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
+
+
+class BadEvent(ValueError):
+    """The event is not one this function can act on (never retried usefully)."""
+
+
+def pubsub_payload(event: CloudEvent) -> dict[str, Any]:
+    """The JSON object a Pub/Sub message carries (empty message -> ``{}``)."""
+    data = event.data or {}
+    if isinstance(data, (bytes, str)):
+        data = json.loads(data)
+    message = data.get("message") or {}
+    raw = message.get("data")
+    if not raw:
+        return {}
+    try:
+        payload = json.loads(base64.b64decode(raw))
+    except (ValueError, TypeError) as exc:
+        raise BadEvent(f"Pub/Sub message data is not base64 JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise BadEvent("Pub/Sub message data must be a JSON object")
+    return payload
+
+
+def storage_object(event: CloudEvent) -> tuple[str, str]:
+    """``(bucket, name)`` of a finalized object."""
+    data = event.data or {}
+    if isinstance(data, (bytes, str)):
+        data = json.loads(data)
+    bucket, name = data.get("bucket"), data.get("name")
+    if not bucket or not name:
+        raise BadEvent("storage event without bucket or name")
+    return str(bucket), str(name)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def make_pubsub_event(project: str, topic: str, payload: dict[str, Any]) -> CloudEvent:
+    message_id = uuid.uuid4().hex
+    return CloudEvent(
+        {
+            "type": PUBSUB_PUBLISHED,
+            "source": f"//pubsub.googleapis.com/projects/{project}/topics/{topic}",
+            "id": message_id,
+            "time": _now(),
+        },
+        {
+            "message": {
+                "data": base64.b64encode(json.dumps(payload).encode()).decode(),
+                "messageId": message_id,
+                "publishTime": _now(),
+            },
+            "subscription": f"projects/{project}/subscriptions/{topic}-local",
+        },
+    )
+
+
+def make_storage_event(bucket: str, name: str, size: int, generation: int) -> CloudEvent:
+    return CloudEvent(
+        {
+            "type": STORAGE_FINALIZED,
+            "source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
+            "subject": f"objects/{name}",
+            "id": f"{generation}",
+            "time": _now(),
+        },
+        {
+            "bucket": bucket,
+            "name": name,
+            "size": str(size),
+            "generation": str(generation),
+            "contentType": "application/octet-stream",
+        },
+    )

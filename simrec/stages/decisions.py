@@ -1,0 +1,46 @@
+"""What a handler decided about one event: logged as one JSON line, returned to callers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from simrec.logs import get_logger
+
+
+@dataclass(frozen=True)
+class Decision:
+    stage: str
+    action: Literal["ignored", "skipped", "launched", "exported", "succeeded", "failed"]
+    reason: str = ""
+    run_id: str = ""
+    tenant: str = ""
+    ids: dict[str, Any] = field(default_factory=dict)
+
+    def log(self) -> Decision:
+        fields = {k: v for k, v in asdict(self).items() if v not in ("", {}, None)}
+        logger = get_logger()
+        if self.action == "failed":
+            logger.error(f"{self.stage}: {self.action}", **fields)
+        else:
+            logger.info(f"{self.stage}: {self.action}", **fields)
+        return self
+
+
+def guarded(stage: str, work: Callable[[], Decision]) -> Decision:
+    """Run a handler's work; log exactly one line for its outcome.
+
+    A malformed event is logged and dropped (a retry cannot fix it); any other failure is
+    logged and re-raised so the platform retries the delivery (handlers are idempotent).
+    """
+    from simrec.stages.cloudevents import BadEvent
+
+    try:
+        decision = work()
+    except BadEvent as exc:
+        return Decision(stage, "failed", reason=f"bad event: {exc}").log()
+    except Exception as exc:
+        Decision(stage, "failed", reason=f"{type(exc).__name__}: {exc}").log()
+        raise
+    return decision.log()

@@ -1,0 +1,128 @@
+"""export: select a run's window of events, validate them, write day partitions, then
+the manifest. Shared by the cloud function (BigQuery) and the embedded default (DuckDB).
+
+The manifest is the only signal the next stage acts on, so it is written last and only
+after the counts add up; a failed export leaves no manifest (a stale one of the same run
+is removed first). Rerunning the same ``RunParams`` rewrites the same day partitions,
+rejects and manifest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+from simrec import storage
+from simrec.adapters.ports import ExportResult, Warehouse
+from simrec.config import Settings
+from simrec.core import layout
+from simrec.core.runs import RunParams
+from simrec.sql import SCHEMAS
+from simrec.stages.decisions import Decision
+from simrec.stages.requests import run_params
+
+STAGE = "export"
+
+
+def build_manifest(
+    params: RunParams,
+    result: ExportResult,
+    *,
+    source: str,
+    schema: str,
+    data_root: str,
+    export_s: float,
+    created_at: dt.datetime,
+) -> dict[str, Any]:
+    """The export manifest of docs/architecture.md."""
+    return {
+        "stage": STAGE,
+        "run_id": params.run_id,
+        "tenant": params.tenant,
+        "params": params.to_json(),
+        "source": {"schema": schema, "table": source},
+        "days": [
+            {
+                "date": day.isoformat(),
+                "uri": layout.export_day(data_root, params.tenant, day),
+                "rows": rows,
+            }
+            for day, rows in sorted(result.days.items())
+        ],
+        "counts": {
+            "rows_read": result.rows_read,
+            "rows_valid": result.rows_valid,
+            "rows_rejected": result.rows_rejected,
+            "rejected_by_reason": dict(result.rejected_by_reason),
+        },
+        "rejects_uri": result.rejects_uri,
+        "created_at": created_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "timings": {"export_s": round(export_s, 3), **result.timings},
+    }
+
+
+def run_export(
+    params: RunParams,
+    warehouse: Warehouse,
+    source: str,
+    schema: str,
+    data_root: str,
+    *,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """Export one run's window and write its manifest last; return the manifest.
+
+    Raises (and writes no manifest) when the source is missing or malformed or the
+    warehouse's counts do not add up.
+    """
+    if schema not in SCHEMAS:
+        raise ValueError(f"unknown events schema {schema!r}; expected one of {SCHEMAS}")
+    if not source:
+        raise ValueError("no events source configured (SIMREC_EVENTS_SOURCE)")
+    manifest_uri = layout.export_manifest(data_root, params.tenant, params.run_id)
+    storage.remove(manifest_uri)  # a failed rerun must not leave the old "complete" signal
+    start = time.perf_counter()
+    result = warehouse.export(params, source, schema, data_root)
+    result.check(params)
+    manifest = build_manifest(
+        params,
+        result,
+        source=source,
+        schema=schema,
+        data_root=data_root,
+        export_s=time.perf_counter() - start,
+        created_at=now or dt.datetime.now(dt.UTC),
+    )
+    storage.write_json(manifest_uri, manifest)
+    return manifest
+
+
+def on_message(
+    payload: dict[str, Any],
+    settings: Settings,
+    warehouse: Warehouse,
+    today: dt.date,
+) -> Decision:
+    """The nightly message -> export, unless this run's export is already complete.
+
+    A redelivered message finds the run's manifest and starts nothing (on BigQuery the
+    job id derived from the run also makes a concurrent duplicate find the same job).
+    """
+    params = run_params(payload, settings, today)
+    manifest_uri = layout.export_manifest(settings.data_uri, params.tenant, params.run_id)
+    ids = {"manifest": manifest_uri}
+    if storage.exists(manifest_uri):
+        return Decision(
+            STAGE, "skipped", reason="export manifest exists", run_id=params.run_id,
+            tenant=params.tenant, ids=ids,
+        )
+    manifest = run_export(
+        params, warehouse, settings.events_source, settings.events_schema, settings.data_uri
+    )
+    return Decision(
+        STAGE, "exported", run_id=params.run_id, tenant=params.tenant,
+        ids={**ids, "rows_valid": manifest["counts"]["rows_valid"],
+             "rows_rejected": manifest["counts"]["rows_rejected"],
+             "days": len(manifest["days"])},
+    )

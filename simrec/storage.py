@@ -1,0 +1,111 @@
+"""Object storage through fsspec: a folder locally, ``gs://`` (gcsfs) on Google Cloud.
+
+Writes are whole-object and atomic (GCS objects are; local files are written aside and
+renamed), so a reader never sees half an object, and a manifest written last is a safe
+signal that everything it describes is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from simrec.core import layout
+from simrec.core.snapshot import ARRAYS_NAME, METADATA_NAME, SKUS_NAME, ModelSnapshot
+
+
+def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    fs, path = fsspec.core.url_to_fs(uri)
+    return fs, path
+
+
+def is_local(uri: str) -> bool:
+    return isinstance(filesystem(uri)[0], LocalFileSystem)
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    fs, path = filesystem(uri)
+    if isinstance(fs, LocalFileSystem):
+        directory = os.path.dirname(path)
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    else:
+        fs.pipe_file(path, data)
+
+
+def read_bytes(uri: str) -> bytes:
+    fs, path = filesystem(uri)
+    return fs.cat_file(path)
+
+
+def exists(uri: str) -> bool:
+    fs, path = filesystem(uri)
+    return fs.exists(path)
+
+
+def write_json(uri: str, obj: Any) -> None:
+    write_bytes(uri, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+
+
+def read_json(uri: str) -> Any:
+    return json.loads(read_bytes(uri))
+
+
+def remove(uri: str, recursive: bool = False) -> None:
+    fs, path = filesystem(uri)
+    if fs.exists(path):
+        fs.rm(path, recursive=recursive)
+
+
+# --- serving model ---------------------------------------------------------------
+def write_snapshot(models_root: str, tenant: str, snapshot: ModelSnapshot) -> str:
+    """Write a complete version (metadata last), then point LATEST at it."""
+    version = snapshot.version
+    if not version:
+        raise ValueError("snapshot metadata has no version")
+    folder = layout.model_version(models_root, tenant, version)
+    for name, content in snapshot.to_files().items():
+        write_bytes(layout.join(folder, name), content)
+    write_bytes(layout.latest_pointer(models_root, tenant), version.encode())
+    return folder
+
+
+def latest_version(models_root: str, tenant: str) -> str | None:
+    """The version LATEST names, or None before the first model."""
+    uri = layout.latest_pointer(models_root, tenant)
+    try:
+        return read_bytes(uri).decode().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def read_snapshot(models_root: str, tenant: str, version: str) -> ModelSnapshot:
+    folder = layout.model_version(models_root, tenant, version)
+    if not exists(layout.join(folder, METADATA_NAME)):
+        raise FileNotFoundError(f"model version {version!r} is incomplete or missing: {folder}")
+    files = {n: read_bytes(layout.join(folder, n)) for n in (ARRAYS_NAME, SKUS_NAME, METADATA_NAME)}
+    return ModelSnapshot.from_files(files)
+
+
+def object_uri(bucket: str, name: str) -> str:
+    """URI of an object named by a storage event.
+
+    On Google Cloud ``bucket`` is a bucket name; the local dispatcher delivers the
+    absolute folder that stands for the bucket instead.
+    """
+    if bucket.startswith("/") or bucket.startswith("file://"):
+        return layout.join(bucket, name)
+    return f"gs://{bucket}/{name.lstrip('/')}"

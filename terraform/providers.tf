@@ -1,0 +1,7 @@
+provider "google" {
+  project = var.project_id
+  region  = var.region
+
+  # Every resource carries these labels, so the bill can be split by deployment.
+  default_labels = merge({ app = "simrec", tenant = var.tenant }, var.labels)
+}

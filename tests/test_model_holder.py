@@ -1,0 +1,208 @@
+"""The serving model holder: lazy refresh, atomic swap, failures keep the old model."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from simrec import storage
+from simrec.core import layout
+from simrec.core.snapshot import ModelSnapshot
+from simrec.serving import model_holder
+from simrec.serving.model_holder import MISSING_RETRY_SECONDS, ModelHolder
+
+TENANT = "shop"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def snapshot(version: str, top_score: float = 0.75) -> ModelSnapshot:
+    return ModelSnapshot(
+        skus=["a", "b", "c"],
+        indptr=np.array([0, 2, 3, 3]),
+        indices=np.array([1, 2, 0]),
+        scores=np.array([top_score, 0.25, top_score]),
+        users=np.ones(3),
+        popularity=np.array([1.0, 3.0, 2.0]),
+        metadata={"version": version, "tenant": TENANT},
+    )
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> str:
+    return str(tmp_path / "models-bucket")
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Counts of LATEST reads and snapshot loads made through the holder."""
+    counts = {"latest": 0, "load": 0}
+    latest, read = storage.latest_version, storage.read_snapshot
+
+    def counted_latest(*args):
+        counts["latest"] += 1
+        return latest(*args)
+
+    def counted_read(*args):
+        counts["load"] += 1
+        return read(*args)
+
+    monkeypatch.setattr(model_holder.storage, "latest_version", counted_latest)
+    monkeypatch.setattr(model_holder.storage, "read_snapshot", counted_read)
+    return counts
+
+
+def test_no_model_then_first_model(root: str, calls: dict[str, int]) -> None:
+    clock = FakeClock()
+    holder = ModelHolder(root, TENANT, refresh_seconds=60, clock=clock)
+    assert holder.get() is None
+    assert holder.get() is None  # within the retry interval: LATEST not read again
+    assert calls["latest"] == 1
+
+    storage.write_snapshot(root, TENANT, snapshot("v1"))
+    clock.now += MISSING_RETRY_SECONDS  # before a first model, retried every second
+    model = holder.get()
+    assert model is not None and model.version == "v1"
+    assert model.sku_index == {"a": 0, "b": 1, "c": 2}
+    assert model.popular.tolist() == [1, 2, 0]
+    assert calls == {"latest": 2, "load": 1}
+
+
+def test_swaps_on_latest_change_and_not_before_refresh(root: str, calls: dict) -> None:
+    clock = FakeClock()
+    storage.write_snapshot(root, TENANT, snapshot("v1"))
+    holder = ModelHolder(root, TENANT, refresh_seconds=60, clock=clock)
+    first = holder.get()
+    assert first is not None and first.version == "v1"
+
+    storage.write_snapshot(root, TENANT, snapshot("v2", top_score=0.5))
+    clock.now += 59
+    assert holder.get() is first  # not due yet
+    clock.now += 1
+    second = holder.get()
+    assert second is not None and second.version == "v2"
+    assert second.snapshot.scores.tolist() == [0.5, 0.25, 0.5]
+    assert first.version == "v1" and first.snapshot.scores[0] == 0.75  # old one untouched
+    assert calls == {"latest": 2, "load": 2}
+
+
+def test_no_reload_when_latest_is_unchanged(root: str, calls: dict) -> None:
+    clock = FakeClock()
+    storage.write_snapshot(root, TENANT, snapshot("v1"))
+    holder = ModelHolder(root, TENANT, refresh_seconds=10, clock=clock)
+    first = holder.get()
+    for _ in range(3):
+        clock.now += 10
+        assert holder.get() is first
+    assert calls == {"latest": 4, "load": 1}
+    assert holder.refresh() is False
+
+
+def test_failed_load_keeps_serving_the_old_model(
+    root: str, calls: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    storage.write_snapshot(root, TENANT, snapshot("v1"))
+    holder = ModelHolder(root, TENANT, refresh_seconds=10, clock=clock)
+    first = holder.get()
+
+    # LATEST names a version whose folder is incomplete (no metadata.json) ...
+    storage.write_bytes(layout.latest_pointer(root, TENANT), b"v2")
+    clock.now += 10
+    with caplog.at_level(logging.ERROR, logger=model_holder.__name__):
+        assert holder.get() is first
+    assert "loading model 'v2'" in caplog.text and "still serving 'v1'" in caplog.text
+
+    # ... then a complete-looking one with corrupt arrays.
+    folder = layout.model_version(root, TENANT, "v3")
+    for name, content in snapshot("v3").to_files().items():
+        storage.write_bytes(layout.join(folder, name), content)
+    storage.write_bytes(layout.join(folder, "arrays.npz"), b"not an npz file")
+    storage.write_bytes(layout.latest_pointer(root, TENANT), b"v3")
+    caplog.clear()
+    clock.now += 10
+    with caplog.at_level(logging.ERROR, logger=model_holder.__name__):
+        assert holder.get() is first
+    assert "loading model 'v3'" in caplog.text
+
+    # Once the version is fixed, the next check loads it.
+    storage.write_snapshot(root, TENANT, snapshot("v3"))
+    clock.now += 10
+    assert holder.get().version == "v3"
+
+
+def test_failed_latest_read_keeps_serving(
+    root: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    storage.write_snapshot(root, TENANT, snapshot("v1"))
+    holder = ModelHolder(root, TENANT, refresh_seconds=5, clock=clock)
+    first = holder.get()
+
+    def broken(*args):
+        raise OSError("bucket unreachable")
+
+    monkeypatch.setattr(model_holder.storage, "latest_version", broken)
+    clock.now += 5
+    with caplog.at_level(logging.ERROR, logger=model_holder.__name__):
+        assert holder.get() is first
+    assert "reading LATEST" in caplog.text and "bucket unreachable" in caplog.text
+
+
+def test_zero_refresh_never_rechecks_once_loaded(root: str, calls: dict) -> None:
+    clock = FakeClock()
+    holder = ModelHolder(root, TENANT, refresh_seconds=0, clock=clock)
+    assert holder.get() is None
+    storage.write_snapshot(root, TENANT, snapshot("v1"))
+    clock.now += MISSING_RETRY_SECONDS
+    assert holder.get().version == "v1"
+    storage.write_snapshot(root, TENANT, snapshot("v2"))
+    clock.now += 1e9
+    assert holder.get().version == "v1"
+    assert calls == {"latest": 2, "load": 1}
+    assert holder.refresh() is True and holder.get().version == "v2"  # explicit refresh
+
+
+def test_requests_keep_the_old_model_while_one_thread_loads(
+    root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    storage.write_snapshot(root, TENANT, snapshot("v1"))
+    holder = ModelHolder(root, TENANT, refresh_seconds=10, clock=clock)
+    first = holder.get()
+    storage.write_snapshot(root, TENANT, snapshot("v2"))
+
+    entered, release = threading.Event(), threading.Event()
+    read = storage.read_snapshot
+
+    def slow_read(*args):
+        entered.set()
+        assert release.wait(30)
+        return read(*args)
+
+    monkeypatch.setattr(model_holder.storage, "read_snapshot", slow_read)
+    clock.now += 10
+    result: list = []
+    loader = threading.Thread(target=lambda: result.append(holder.get()))
+    loader.start()
+    assert entered.wait(30)
+    # The loader holds the lock mid-load: another request is served the old model at once.
+    assert holder.get() is first
+    release.set()
+    loader.join(30)
+    assert result[0].version == "v2" and holder.get() is result[0]
+
+
+def test_bad_refresh_is_rejected(root: str) -> None:
+    with pytest.raises(ValueError, match="refresh_seconds"):
+        ModelHolder(root, TENANT, refresh_seconds=-1)

@@ -1,0 +1,209 @@
+"""The scoring kernel, its pure-Python twin and the exact oracle (scipy sparse)."""
+
+from __future__ import annotations
+
+import random
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from simrec.core import scoring
+from simrec.core.actions import ActionWeights
+from simrec.core.scoring import Query, most_popular, popularity_order, score, top_similar
+from simrec.core.snapshot import ModelSnapshot
+
+
+def make_snapshot(rng: random.Random, n_items: int, max_k: int, levels: int = 8) -> ModelSnapshot:
+    """Random neighbour lists; scores on a coarse grid so equal totals (ties) are common."""
+    indptr, indices, scores = [0], [], []
+    for i in range(n_items):
+        others = [j for j in range(n_items) if j != i]
+        k = rng.randint(0, min(max_k, len(others)))
+        row = [(rng.randint(1, levels) / levels, j) for j in rng.sample(others, k)]
+        row.sort(key=lambda t: (-t[0], t[1]))
+        indices += [j for _, j in row]
+        scores += [s for s, _ in row]
+        indptr.append(len(indices))
+    # Some rows get non-grid float32 scores so float64 rounding is exercised too.
+    scores = [s if rng.random() < 0.5 else s * 0.7777 for s in scores]
+    return ModelSnapshot(
+        skus=[f"sku{i:04d}" for i in range(n_items)],
+        indptr=np.array(indptr),
+        indices=np.array(indices),
+        scores=np.array(scores),
+        users=np.ones(len(indices)),
+        popularity=np.array([rng.randint(0, 5) for _ in range(n_items)]),
+        metadata={"version": "test"},
+    )
+
+
+def random_query(rng: random.Random, n_items: int) -> Query:
+    weights = ActionWeights()
+    actions = ["browsed", "basket", "purchase"]
+    pairs = [
+        (rng.randrange(n_items), rng.choice(actions)) for _ in range(rng.randint(0, 12))
+    ]
+    if pairs and rng.random() < 0.5:  # the same item under several actions
+        pairs += [(pairs[0][0], a) for a in actions]
+    return Query.from_actions(pairs, weights)
+
+
+def oracle(snapshot: ModelSnapshot, query: Query) -> np.ndarray:
+    """score(j) = sum_i w_i * sim(i, j) as a sparse product, in float64."""
+    n = snapshot.n_items
+    sim = sp.csr_matrix(
+        (snapshot.scores.astype(np.float64), snapshot.indices, snapshot.indptr), shape=(n, n)
+    )
+    q = np.zeros(n)
+    q[query.items] = query.weights
+    return sim.T @ q
+
+
+def test_kernel_is_built() -> None:
+    assert scoring.KERNEL_AVAILABLE, "run `python setup.py build_ext --inplace`"
+
+
+def test_hand_computed_example() -> None:
+    snap = ModelSnapshot(
+        skus=["a", "b", "c", "d"],
+        indptr=np.array([0, 2, 4, 5, 5]),
+        indices=np.array([1, 2, 0, 3, 0]),
+        scores=np.array([0.75, 0.5, 0.75, 0.25, 0.5]),
+        users=np.ones(5),
+        popularity=np.array([3.0, 2.0, 1.0, 0.0]),
+    )
+    # a browsed + purchased (0.5 + 6 = 6.5), b in basket (2).
+    query = Query.from_actions([(0, "browsed"), (1, "basket"), (0, "purchase")], ActionWeights())
+    assert query.items.tolist() == [0, 1] and query.weights.tolist() == [6.5, 2.0]
+    expected = [(1, 6.5 * 0.75), (2, 6.5 * 0.5), (0, 2 * 0.75), (3, 2 * 0.25)]
+    for backend in ("kernel", "python"):
+        assert score(snap, query, 10, backend=backend) == expected
+        assert score(snap, query, 2, backend=backend) == expected[:2]
+        assert score(snap, query, 10, exclude=[0, 1], backend=backend) == [expected[1], expected[3]]
+        assert score(snap, query, 0, backend=backend) == []
+        assert score(snap, Query.from_pairs([]), 5, backend=backend) == []
+        # d has no neighbours: nothing scores.
+        assert score(snap, Query.from_pairs([(3, 6.0)]), 5, backend=backend) == []
+
+
+def test_ties_rank_by_index_and_zero_scores_are_not_candidates() -> None:
+    snap = ModelSnapshot(
+        skus=["a", "b", "c", "d", "e"],
+        indptr=np.array([0, 4, 4, 4, 4, 4]),
+        indices=np.array([4, 2, 3, 1]),
+        scores=np.array([0.5, 0.5, 0.5, 0.0]),
+        users=np.ones(4),
+        popularity=np.ones(5),
+    )
+    for backend in ("kernel", "python"):
+        assert score(snap, Query.from_pairs([(0, 1.0)]), 10, backend=backend) == [
+            (2, 0.5),
+            (3, 0.5),
+            (4, 0.5),
+        ]
+        assert score(snap, Query.from_pairs([(0, 1.0)]), 2, backend=backend) == [(2, 0.5), (3, 0.5)]
+        assert score(snap, Query.from_pairs([(0, 0.0)]), 10, backend=backend) == []
+
+
+def test_kernel_equals_twin_bit_for_bit_on_random_inputs() -> None:
+    rng = random.Random(20240301)
+    cases = 0
+    for _ in range(400):
+        n_items = rng.randint(1, 80)
+        snap = make_snapshot(rng, n_items, max_k=rng.choice([0, 3, 10, 40]))
+        for _ in range(3):
+            query = random_query(rng, n_items)
+            exclude = [rng.randrange(n_items) for _ in range(rng.randint(0, 6))]
+            if rng.random() < 0.5:
+                exclude += query.items.tolist()
+            n = rng.choice([0, 1, 2, 5, 10, n_items, n_items + 7])
+            kernel = score(snap, query, n, exclude, backend="kernel")
+            twin = score(snap, query, n, exclude, backend="python")
+            assert kernel == twin  # exact: same indices, same float64 bits, same order
+            cases += bool(kernel)
+    assert cases > 300  # the comparison was not vacuous
+
+
+def test_scores_match_the_sparse_oracle() -> None:
+    rng = random.Random(7)
+    for _ in range(100):
+        n_items = rng.randint(2, 60)
+        snap = make_snapshot(rng, n_items, max_k=15)
+        query = random_query(rng, n_items)
+        exclude = set(query.items.tolist()[:2])
+        expected = oracle(snap, query)
+        got = score(snap, query, n_items, exclude)
+        # Every item with a positive oracle score and not excluded is there, nothing else.
+        positive = {j for j in range(n_items) if expected[j] > 1e-12 and j not in exclude}
+        assert {j for j, _ in got} == positive
+        for j, s in got:
+            assert s == pytest.approx(expected[j], rel=1e-12, abs=0)
+        ranked = [s for _, s in got]
+        assert ranked == sorted(ranked, reverse=True)
+
+
+def test_concurrent_calls_from_threads_agree_with_serial_ones() -> None:
+    rng = random.Random(3)
+    big = make_snapshot(rng, 400, max_k=50)
+    small = make_snapshot(rng, 30, max_k=10)
+    jobs = []
+    for k in range(300):
+        snap = big if k % 3 else small  # workspaces are reused across model sizes
+        jobs.append((snap, random_query(rng, snap.n_items), rng.randint(1, 20)))
+
+    def run(job: tuple[ModelSnapshot, Query, int]) -> scoring.Scored:
+        snap, query, n = job
+        return score(snap, query, n, query.items.tolist()[:1], backend="kernel")
+
+    serial = [run(job) for job in jobs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        parallel = list(pool.map(run, jobs))
+    assert parallel == serial
+    assert serial == [
+        score(s, q, n, q.items.tolist()[:1], backend="python") for s, q, n in jobs
+    ]
+
+
+@pytest.mark.parametrize("backend", ["kernel", "python"])
+def test_bad_input_is_rejected(backend: str) -> None:
+    snap = make_snapshot(random.Random(1), 5, max_k=3)
+    q = Query.from_pairs([(1, 1.0)])
+    with pytest.raises(ValueError, match="query item index out of range"):
+        score(snap, Query.from_pairs([(5, 1.0)]), 3, backend=backend)
+    with pytest.raises(ValueError, match="excluded item index out of range"):
+        score(snap, q, 3, exclude=[-1], backend=backend)
+    with pytest.raises(ValueError, match="n must be >= 0"):
+        score(snap, q, -1, backend=backend)
+
+
+def test_query_validation() -> None:
+    with pytest.raises(ValueError, match="unique"):
+        Query(np.array([1, 1]), np.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        Query.from_pairs([(1, -1.0)])
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        Query.from_pairs([(1, float("nan"))])
+    with pytest.raises(ValueError, match="unknown action"):
+        Query.from_actions([(1, "viewed")], ActionWeights())
+    with pytest.raises(ValueError, match="unknown backend"):
+        score(make_snapshot(random.Random(1), 3, 2), Query.from_pairs([]), 1, backend="gpu")
+
+
+def test_top_similar_and_popularity_fallback() -> None:
+    snap = make_snapshot(random.Random(5), 20, max_k=8)
+    for i in range(snap.n_items):
+        idx, sims = snap.neighbours(i)
+        assert top_similar(snap, i, 3) == list(
+            zip(idx[:3].tolist(), sims[:3].tolist(), strict=True)
+        )
+        assert len(top_similar(snap, i, 100)) == len(idx)
+    with pytest.raises(ValueError, match="out of range"):
+        top_similar(snap, 20, 3)
+
+    popularity = np.array([2.0, 5.0, 0.0, 5.0, 1.0])
+    order = popularity_order(popularity)
+    assert order.tolist() == [1, 3, 0, 4]  # ties by index, zero popularity left out
+    assert most_popular(order, popularity, 2) == [(1, 5.0), (3, 5.0)]
+    assert most_popular(order, popularity, 10, exclude={3, 0}) == [(1, 5.0), (4, 1.0)]
