@@ -146,7 +146,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from simrec.server import serve
+    from simrec.serving.server import serve
 
     settings = local_settings(Workdir(Path(args.workdir).resolve()), tenant=args.tenant)
     serve(settings, host=args.host, port=args.port, workers=args.workers, threads=args.threads)
