@@ -27,7 +27,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
@@ -313,8 +313,7 @@ class BuiltPipeline:
     items: beam.PCollection
     model: beam.PCollection
     published: beam.PCollection
-    datastore: beam.PCollection | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    datastore: beam.PCollection | None = None  # the write's (empty) output
 
 
 def _parse_time(value: Any, where: str) -> dt.datetime:
@@ -419,26 +418,37 @@ def pipeline_options(argv: Sequence[str] | None = None) -> PipelineOptions:
 
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Run the load to completion; returns a summary. Raises ``LoadError`` on bad input."""
+    """Run the load; returns a summary. Raises ``LoadError`` on bad input.
+
+    On a local runner it waits and reports the published model; on a remote runner
+    (Dataflow) it returns once the job is submitted, so a launcher is not held open.
+    """
     options = pipeline_options(argv)
     p = beam.Pipeline(options=options)
     built = build_pipeline(p, options)
-    result = p.run()
-    result.wait_until_finish()
     plan = built.plan
-    snapshot = storage.read_snapshot(plan.models_root, plan.tenant, plan.version)
-    return {
-        "status": "ok",
+    summary: dict[str, Any] = {
         "tenant": plan.tenant,
         "version": plan.version,
         "model": layout.model_version(plan.models_root, plan.tenant, plan.version),
-        "latest": storage.latest_version(plan.models_root, plan.tenant),
-        "counts": snapshot.metadata.get("counts", {}),
         "datastore": (
             {"project": plan.datastore_project, "namespace": plan.datastore_namespace}
             if plan.datastore_project
             else None
         ),
+    }
+    result = p.run()
+    runner = str(options.view_as(StandardOptions).runner)
+    if runner.rsplit(".", 1)[-1] not in StandardOptions.LOCAL_RUNNERS:
+        job_id = getattr(result, "job_id", None)
+        return {**summary, "status": "submitted", "job_id": job_id() if job_id else None}
+    result.wait_until_finish()
+    snapshot = storage.read_snapshot(plan.models_root, plan.tenant, plan.version)
+    return {
+        **summary,
+        "status": "ok",
+        "latest": storage.latest_version(plan.models_root, plan.tenant),
+        "counts": snapshot.metadata.get("counts", {}),
     }
 
 

@@ -87,6 +87,18 @@ class Settings(BaseSettings):
     dataflow_service_account: str = Field(
         "", description="Service account email the Dataflow load job runs as."
     )
+    bigquery_endpoint: str = Field(
+        "", description="BigQuery API endpoint; empty means Google's. An http:// URL is a "
+        "local emulator or test endpoint, used without credentials."
+    )
+    dataproc_endpoint: str = Field(
+        "", description="Dataproc API endpoint; empty means the region's "
+        "(<region>-dataproc.googleapis.com). http://host:port: a plaintext local stub."
+    )
+    dataflow_endpoint: str = Field(
+        "", description="Dataflow API endpoint; empty means Google's. http://host:port: a "
+        "plaintext local stub."
+    )
 
     # --- serving ------------------------------------------------------------------
     serving_backend: Literal["memory", "datastore"] = Field(

@@ -41,7 +41,9 @@ def _random_data(seed: int, n_items: int = 60, max_k: int = 9):
     for sku in rng.sample(skus, n_items * 2 // 3):
         others = rng.sample([s for s in skus if s != sku], rng.randint(1, max_k))
         # scores from a small grid so ties are frequent and the tie rule is exercised
-        data[sku] = [(o, rng.choice([0.125, 0.25, 0.5, 0.75, 1.0]), rng.randint(1, 9)) for o in others]
+        data[sku] = [
+            (o, rng.choice([0.125, 0.25, 0.5, 0.75, 1.0]), rng.randint(1, 9)) for o in others
+        ]
     items = {s: rng.randint(1, 50) for s in rng.sample(skus, n_items // 2)}
     data["only-in-neighbours"] = [("sku-000", 0.5, 2.0)]
     return data, items

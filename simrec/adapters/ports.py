@@ -6,10 +6,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from simrec.core.events import REJECT_REASONS
 from simrec.core.runs import RunParams
+from simrec.sql import Schema
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class ExportResult:
             raise ValueError(f"inconsistent export result: {'; '.join(problems)}")
 
 
+@runtime_checkable
 class Warehouse(Protocol):
     """Runs the export query of one run and writes its outputs under ``data_root``.
 
@@ -88,5 +90,5 @@ class Warehouse(Protocol):
     """
 
     def export(
-        self, params: RunParams, source: str, schema: str, data_root: str
+        self, params: RunParams, source: str, schema: Schema, data_root: str
     ) -> ExportResult: ...

@@ -21,6 +21,7 @@ from simrec import sql as export_sql
 from simrec.adapters.ports import ExportResult
 from simrec.core import layout
 from simrec.core.runs import RunParams
+from simrec.sql import Schema
 
 SOURCE_VIEW = "simrec_source"
 _RESULT = "simrec_export"
@@ -143,7 +144,7 @@ class DuckDBWarehouse:
         return _RESULT
 
     def export(
-        self, params: RunParams, source: str, schema: str, data_root: str
+        self, params: RunParams, source: str, schema: Schema, data_root: str
     ) -> ExportResult:
         root = local_path(data_root)
         run_dir = layout.export_run(root, params.tenant, params.run_id)

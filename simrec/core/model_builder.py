@@ -112,9 +112,7 @@ def build_snapshot(
     lengths = [len(row["items"]) for row in rows]
     nnz = int(sum(lengths))
     row_idx = np.repeat(np.array([index[r["sku"]] for r in rows], dtype=np.int64), lengths)
-    nbr_idx = np.fromiter(
-        (index[s] for r in rows for s in r["items"]), dtype=np.int32, count=nnz
-    )
+    nbr_idx = np.fromiter((index[s] for r in rows for s in r["items"]), dtype=np.int32, count=nnz)
     scores = np.fromiter((s for r in rows for s in r["scores"]), dtype=np.float64, count=nnz)
     users = np.fromiter((u for r in rows for u in r["users"]), dtype=np.float64, count=nnz)
     scores32 = scores.astype(np.float32)

@@ -118,9 +118,7 @@ def score(
     return list(zip(idx.tolist(), scores.tolist(), strict=True))
 
 
-def _score_python(
-    snapshot: ModelSnapshot, query: Query, n: int, excluded: np.ndarray
-) -> Scored:
+def _score_python(snapshot: ModelSnapshot, query: Query, n: int, excluded: np.ndarray) -> Scored:
     """The kernel's twin in plain Python floats (IEEE float64, same operation order)."""
     skip = set(excluded.tolist())
     acc: dict[int, float] = {}

@@ -239,9 +239,9 @@ class ServingApp:
         skus = model.snapshot.skus
         return {
             "sku": sku,
-            "items": [{"sku": skus[j], "score": float(s)} for j, s in top_similar(
-                model.snapshot, item, n
-            )],
+            "items": [
+                {"sku": skus[j], "score": float(s)} for j, s in top_similar(model.snapshot, item, n)
+            ],
             "model_version": model.version,
         }, 200
 

@@ -118,8 +118,9 @@ class ModelHolder:
         try:
             version = storage.latest_version(self.models_root, self.tenant)
         except Exception:
-            log.exception("reading LATEST of tenant %r under %s failed", self.tenant,
-                          self.models_root)
+            log.exception(
+                "reading LATEST of tenant %r under %s failed", self.tenant, self.models_root
+            )
             return
         current = self._model
         if version is None or (current is not None and current.version == version):
@@ -136,5 +137,4 @@ class ModelHolder:
             )
             return
         self._model = model  # the single reference swap
-        log.info("serving model %r of tenant %r (%d items)", version, self.tenant,
-                 model.n_items)
+        log.info("serving model %r of tenant %r (%d items)", version, self.tenant, model.n_items)

@@ -32,7 +32,10 @@ def wsgi_app(service: ServingApp) -> Callable[..., Iterable[bytes]]:
 
 
 def serve(
-    settings: Settings, host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
+    settings: Settings,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    workers: int = 1,
     threads: int = 8,
 ) -> None:
     """Run gunicorn in the foreground until interrupted."""

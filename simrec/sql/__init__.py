@@ -14,16 +14,14 @@ from collections.abc import Iterable, Mapping
 from functools import cache
 from importlib import resources
 from string import Template
-from typing import Literal
-
-import sqlglot
+from typing import Literal, get_args
 
 from simrec.core.actions import ACTIONS, GA4_EVENT_ACTIONS
 from simrec.core.events import EVENT_COLUMNS
 from simrec.core.runs import RunParams
 
 Schema = Literal["plain", "ga4"]
-SCHEMAS: tuple[str, ...] = ("plain", "ga4")
+SCHEMAS: tuple[str, ...] = get_args(Schema)
 
 #: Columns of the export query's result, in order (see export_events.sql).
 OUTPUT_COLUMNS: tuple[str, ...] = (
@@ -142,6 +140,8 @@ def render_export_sql(
 
 def to_duckdb(sql: str) -> str:
     """Transpile BigQuery SQL to DuckDB; fails loudly on anything sqlglot cannot express."""
+    import sqlglot  # only the embedded backend needs it
+
     statements = sqlglot.transpile(
         sql,
         read="bigquery",

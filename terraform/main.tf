@@ -1,0 +1,241 @@
+# simrec on Google Cloud: the nightly pipeline (scheduler -> export -> cluster -> dataflow_launch)
+# and the recommend endpoint. The modules are small and wired here; docs/deploy.md explains the
+# deploy and the cost.
+
+data "google_project" "this" {
+  project_id = var.project_id
+}
+
+locals {
+  # APIs the deployment calls. Disabling them on destroy could break other users of the
+  # project, so they stay enabled.
+  services = [
+    "artifactregistry.googleapis.com",
+    "bigquery.googleapis.com",
+    "bigquerystorage.googleapis.com",
+    "cloudbuild.googleapis.com",
+    "cloudfunctions.googleapis.com",
+    "cloudscheduler.googleapis.com",
+    "compute.googleapis.com",
+    "dataflow.googleapis.com",
+    "dataproc.googleapis.com",
+    "datastore.googleapis.com",
+    "eventarc.googleapis.com",
+    "firestore.googleapis.com",
+    "iam.googleapis.com",
+    "logging.googleapis.com",
+    "monitoring.googleapis.com",
+    "pubsub.googleapis.com",
+    "run.googleapis.com",
+    "storage.googleapis.com",
+  ]
+
+  artifacts_dir = var.artifacts_dir != "" ? var.artifacts_dir : "${path.root}/../build"
+
+  # events_source is project.dataset[.table]: the export function reads that dataset.
+  events_parts   = split(".", var.events_source)
+  events_project = local.events_parts[0]
+  events_dataset = local.events_parts[1]
+
+  recommend_image = var.recommend_image != "" ? var.recommend_image : "${module.storage.repository_url}/recommend:${var.image_tag}"
+  flex_image      = var.flex_image != "" ? var.flex_image : "${module.storage.repository_url}/flex-load:${var.image_tag}"
+
+  # Every SIMREC_* variable the code reads (simrec.config.Settings), set on every function and
+  # on the recommend service, so all of them share one configuration. tests/test_terraform.py
+  # compares these names with simrec.config.settings_env_names().
+  settings_env = {
+    SIMREC_BACKEND               = "gcp"
+    SIMREC_TENANT                = var.tenant
+    SIMREC_DATA_URI              = "gs://${module.storage.data_bucket}"
+    SIMREC_MODELS_URI            = "gs://${module.storage.models_bucket}"
+    SIMREC_EVENTS_SOURCE         = var.events_source
+    SIMREC_EVENTS_SCHEMA         = var.events_schema
+    SIMREC_WINDOW_DAYS           = tostring(var.window_days)
+    SIMREC_WEIGHT_BROWSED        = tostring(var.weight_browsed)
+    SIMREC_WEIGHT_BASKET         = tostring(var.weight_basket)
+    SIMREC_WEIGHT_PURCHASE       = tostring(var.weight_purchase)
+    SIMREC_THRESHOLD             = tostring(var.threshold)
+    SIMREC_TOP_K                 = tostring(var.top_k)
+    SIMREC_SEED                  = tostring(var.seed)
+    SIMREC_MAX_ITEMS_PER_USER    = tostring(var.max_items_per_user)
+    SIMREC_MIN_ITEMS_PER_USER    = tostring(var.min_items_per_user)
+    SIMREC_ENGINE                = "spark"
+    SIMREC_GCP_PROJECT           = var.project_id
+    SIMREC_GCP_REGION            = var.region
+    SIMREC_DATASTORE_PROJECT     = var.enable_datastore ? var.project_id : ""
+    SIMREC_DATASTORE_NAMESPACE   = var.datastore_namespace
+    SIMREC_SERVING_BACKEND       = var.serving_backend
+    SIMREC_MODEL_REFRESH_SECONDS = tostring(var.model_refresh_seconds)
+    SIMREC_MAX_SKUS_PER_REQUEST  = tostring(var.max_skus_per_request)
+    SIMREC_MAX_N                 = tostring(var.max_n)
+    # Where the cloud launchers find what Terraform made (issue 3).
+    SIMREC_STAGING_URI                = "gs://${module.storage.staging_bucket}"
+    SIMREC_DATAPROC_WORKFLOW_TEMPLATE = module.dataproc.workflow_template_id
+    SIMREC_FLEX_TEMPLATE_URI          = module.dataflow.flex_template_uri
+    SIMREC_DATAFLOW_SERVICE_ACCOUNT   = module.iam.emails.dataflow
+    SIMREC_DATAFLOW_MAX_WORKERS       = tostring(var.dataflow_max_workers)
+    SIMREC_DATAFLOW_MACHINE_TYPE      = var.dataflow_machine_type
+  }
+}
+
+resource "google_project_service" "enabled" {
+  for_each = toset(local.services)
+
+  project            = var.project_id
+  service            = each.value
+  disable_on_destroy = false
+}
+
+module "storage" {
+  source = "./modules/storage"
+
+  project_id                  = var.project_id
+  region                      = var.region
+  name_prefix                 = var.name_prefix
+  force_destroy               = var.force_destroy
+  export_retention_days       = var.export_retention_days
+  similarities_retention_days = var.similarities_retention_days
+  staging_retention_days      = var.staging_retention_days
+  model_noncurrent_versions   = var.model_noncurrent_versions
+
+  depends_on = [google_project_service.enabled]
+}
+
+module "iam" {
+  source = "./modules/iam"
+
+  project_id      = var.project_id
+  project_number  = data.google_project.this.number
+  name_prefix     = var.name_prefix
+  data_bucket     = module.storage.data_bucket
+  models_bucket   = module.storage.models_bucket
+  staging_bucket  = module.storage.staging_bucket
+  repository_id   = module.storage.repository_id
+  region          = var.region
+  events_project  = local.events_project
+  events_dataset  = local.events_dataset
+  datastore_write = var.enable_datastore
+  datastore_read  = var.serving_backend == "datastore"
+
+  depends_on = [google_project_service.enabled]
+}
+
+module "pubsub" {
+  source = "./modules/pubsub"
+
+  project_id         = var.project_id
+  project_number     = data.google_project.this.number
+  region             = var.region
+  name_prefix        = var.name_prefix
+  tenant             = var.tenant
+  schedule           = var.schedule
+  schedule_time_zone = var.schedule_time_zone
+
+  depends_on = [google_project_service.enabled]
+}
+
+module "dataproc" {
+  source = "./modules/dataproc"
+
+  project_id               = var.project_id
+  region                   = var.region
+  name_prefix              = var.name_prefix
+  staging_bucket           = module.storage.staging_bucket
+  data_bucket              = module.storage.data_bucket
+  artifacts_dir            = local.artifacts_dir
+  service_account          = module.iam.emails.dataproc
+  image_version            = var.dataproc_image_version
+  master_machine_type      = var.dataproc_master_machine_type
+  worker_machine_type      = var.dataproc_worker_machine_type
+  workers                  = var.dataproc_workers
+  secondary_workers        = var.dataproc_secondary_workers
+  secondary_preemptibility = var.dataproc_secondary_worker_preemptibility
+  boot_disk_gb             = var.dataproc_boot_disk_gb
+  subnetwork               = var.dataproc_subnetwork
+  max_cluster_age          = var.dataproc_max_cluster_age
+  spark_properties         = var.spark_properties
+
+  depends_on = [module.iam]
+}
+
+module "dataflow" {
+  source = "./modules/dataflow"
+
+  project_id                = var.project_id
+  staging_bucket            = module.storage.staging_bucket
+  artifacts_dir             = local.artifacts_dir
+  flex_image                = local.flex_image
+  enable_datastore          = var.enable_datastore
+  create_datastore_database = var.create_datastore_database
+  datastore_location        = var.datastore_location != "" ? var.datastore_location : var.region
+  deletion_protection       = var.deletion_protection
+
+  depends_on = [google_project_service.enabled]
+}
+
+module "functions" {
+  source = "./modules/functions"
+
+  project_id            = var.project_id
+  project_number        = data.google_project.this.number
+  region                = var.region
+  name_prefix           = var.name_prefix
+  artifacts_dir         = local.artifacts_dir
+  staging_bucket        = module.storage.staging_bucket
+  data_bucket           = module.storage.data_bucket
+  repository_id         = module.storage.repository_id
+  nightly_topic_id      = module.pubsub.nightly_topic_id
+  dead_letter_topic_id  = module.pubsub.dead_letter_topic_id
+  service_accounts      = module.iam.emails
+  environment           = local.settings_env
+  runtime               = var.functions_runtime
+  memory                = var.function_memory
+  timeout_seconds       = var.function_timeout_seconds
+  max_instances         = var.function_max_instances
+  max_delivery_attempts = var.event_max_delivery_attempts
+  retry_delay           = var.event_retry_delay
+
+  # Eventarc needs the trigger identity's roles and the storage agent's publisher role first.
+  depends_on = [module.iam]
+}
+
+module "serving" {
+  source = "./modules/serving"
+
+  project_id           = var.project_id
+  region               = var.region
+  name_prefix          = var.name_prefix
+  image                = local.recommend_image
+  service_account      = module.iam.emails.recommend
+  environment          = local.settings_env
+  min_instances        = var.recommend_min_instances
+  max_instances        = var.recommend_max_instances
+  cpu                  = var.recommend_cpu
+  memory               = var.recommend_memory
+  concurrency          = var.recommend_concurrency
+  cpu_always_allocated = var.recommend_cpu_always_allocated
+  invokers             = var.recommend_invokers
+  public               = var.public_endpoint
+  deletion_protection  = var.deletion_protection
+
+  depends_on = [module.iam]
+}
+
+module "monitoring" {
+  source = "./modules/monitoring"
+
+  project_id               = var.project_id
+  project_number           = data.google_project.this.number
+  region                   = var.region
+  name_prefix              = var.name_prefix
+  function_services        = module.functions.service_names
+  dataproc_cluster_prefix  = module.dataproc.cluster_name_prefix
+  dead_letter_subscription = module.pubsub.dead_letter_subscription_name
+  endpoint_url             = module.serving.url
+  service_name             = module.serving.service_name
+  public_endpoint          = var.public_endpoint
+  alert_emails             = var.alert_emails
+  uptime_check_period      = var.uptime_check_period
+
+  depends_on = [google_project_service.enabled]
+}

@@ -1,0 +1,14 @@
+output "workflow_template_id" {
+  description = "projects/P/locations/R/workflowTemplates/T: what the cluster function instantiates."
+  value       = google_dataproc_workflow_template.dimsum.id
+}
+
+output "cluster_name_prefix" {
+  description = "Name prefix of the managed clusters (Dataproc appends a suffix)."
+  value       = local.cluster_name_prefix
+}
+
+output "job_file_uris" {
+  description = "gs:// URIs of the job's main file and py-files."
+  value       = { for k, o in google_storage_bucket_object.job_file : k => "gs://${o.bucket}/${o.name}" }
+}

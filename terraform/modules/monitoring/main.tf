@@ -1,0 +1,212 @@
+# Alerts: one policy for a failed nightly run (any stage), one for the endpoint being down.
+#   - a function logged a "failed" decision (simrec.stages.decisions logs one JSON line per event)
+#   - the Dataproc similarity job failed
+#   - the Dataflow load failed
+#   - an event was dead-lettered after every retry
+
+locals {
+  channels       = [for c in google_monitoring_notification_channel.email : c.id]
+  services       = values(var.function_services)
+  service_filter = join(" OR ", [for s in local.services : "\"${s}\""])
+  endpoint_host  = trimprefix(var.endpoint_url, "https://")
+  uptime_agent   = "serviceAccount:service-${var.project_number}@gcp-sa-monitoring-notification.iam.gserviceaccount.com"
+}
+
+resource "google_monitoring_notification_channel" "email" {
+  for_each = toset(var.alert_emails)
+
+  project      = var.project_id
+  display_name = "simrec alerts: ${each.value}"
+  type         = "email"
+  labels = {
+    email_address = each.value
+  }
+}
+
+# Counts the "failed" decisions of the pipeline functions, by stage.
+resource "google_logging_metric" "failed_decisions" {
+  project     = var.project_id
+  name        = "${var.name_prefix}-failed-decisions"
+  description = "Events a simrec pipeline function failed on (one per delivery attempt)."
+  filter      = <<-EOT
+    resource.type="cloud_run_revision"
+    resource.labels.service_name=(${local.service_filter})
+    jsonPayload.action="failed"
+  EOT
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+    labels {
+      key         = "stage"
+      value_type  = "STRING"
+      description = "Pipeline stage that failed."
+    }
+  }
+
+  label_extractors = {
+    stage = "EXTRACT(jsonPayload.stage)"
+  }
+}
+
+resource "google_monitoring_alert_policy" "run_failed" {
+  project               = var.project_id
+  display_name          = "simrec: nightly run failed"
+  combiner              = "OR"
+  notification_channels = local.channels
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = <<-EOT
+      A stage of the nightly simrec run failed. The model of the last good run keeps serving.
+      Find the run in Cloud Logging with `jsonPayload.action="failed"` (its run_id and stage),
+      the Dataproc workflow (clusters named ${var.dataproc_cluster_prefix}-*), the Dataflow job,
+      or the dead-letter subscription `${var.dead_letter_subscription}`. Handlers are
+      idempotent: re-run with `gcloud scheduler jobs run` once the cause is fixed.
+    EOT
+  }
+
+  conditions {
+    display_name = "A pipeline function logged a failed event"
+    condition_threshold {
+      filter          = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.failed_decisions.name}\" AND resource.type=\"cloud_run_revision\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+        group_by_fields      = ["metric.label.stage"]
+      }
+    }
+  }
+
+  conditions {
+    display_name = "The Dataproc similarity job failed"
+    condition_threshold {
+      filter          = "metric.type=\"dataproc.googleapis.com/cluster/job/failed_count\" AND resource.type=\"cloud_dataproc_cluster\" AND resource.label.cluster_name=starts_with(\"${var.dataproc_cluster_prefix}\")"
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period   = "300s"
+        per_series_aligner = "ALIGN_SUM"
+      }
+    }
+  }
+
+  conditions {
+    display_name = "The Dataflow load failed"
+    condition_threshold {
+      filter          = "metric.type=\"dataflow.googleapis.com/job/is_failed\" AND resource.type=\"dataflow_job\" AND resource.label.job_name=starts_with(\"${var.name_prefix}\")"
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period   = "300s"
+        per_series_aligner = "ALIGN_MAX"
+      }
+    }
+  }
+
+  conditions {
+    display_name = "An event was dead-lettered"
+    condition_threshold {
+      filter          = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=\"${var.dead_letter_subscription}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period   = "300s"
+        per_series_aligner = "ALIGN_MAX"
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = "86400s"
+  }
+}
+
+# The uptime checkers call the private endpoint with an OIDC token of the monitoring agent.
+resource "google_cloud_run_v2_service_iam_member" "uptime_invoker" {
+  count = var.public_endpoint ? 0 : 1
+
+  project  = var.project_id
+  location = var.region
+  name     = var.service_name
+  role     = "roles/run.invoker"
+  member   = local.uptime_agent
+}
+
+# GET /healthz is 200 only while a model is loaded, so this also catches a service that
+# lost its model or never got one.
+resource "google_monitoring_uptime_check_config" "endpoint" {
+  project      = var.project_id
+  display_name = "simrec recommend /healthz"
+  timeout      = "10s"
+  period       = var.uptime_check_period
+
+  http_check {
+    path           = "/healthz"
+    port           = 443
+    use_ssl        = true
+    validate_ssl   = true
+    request_method = "GET"
+
+    accepted_response_status_codes {
+      status_class = "STATUS_CLASS_2XX"
+    }
+
+    dynamic "service_agent_authentication" {
+      for_each = var.public_endpoint ? [] : [1]
+      content {
+        type = "OIDC_TOKEN"
+      }
+    }
+  }
+
+  monitored_resource {
+    type = "uptime_url"
+    labels = {
+      project_id = var.project_id
+      host       = local.endpoint_host
+    }
+  }
+
+  depends_on = [google_cloud_run_v2_service_iam_member.uptime_invoker]
+}
+
+resource "google_monitoring_alert_policy" "endpoint_down" {
+  project               = var.project_id
+  display_name          = "simrec: recommend endpoint down"
+  combiner              = "OR"
+  notification_channels = local.channels
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "GET /healthz on ${var.endpoint_url} fails from several regions: the service is down or has no model (a new deployment has none until its first nightly run)."
+  }
+
+  conditions {
+    display_name = "Uptime check failing"
+    condition_threshold {
+      filter          = "metric.type=\"monitoring.googleapis.com/uptime_check/check_passed\" AND metric.label.check_id=\"${google_monitoring_uptime_check_config.endpoint.uptime_check_id}\" AND resource.type=\"uptime_url\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 1
+      duration        = "600s"
+      aggregations {
+        alignment_period     = "1200s"
+        per_series_aligner   = "ALIGN_NEXT_OLDER"
+        cross_series_reducer = "REDUCE_COUNT_FALSE"
+        group_by_fields      = ["resource.label.*"]
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = "86400s"
+  }
+}

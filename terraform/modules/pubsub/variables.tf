@@ -1,0 +1,34 @@
+variable "project_id" {
+  description = "Project of the topics and the scheduler job."
+  type        = string
+}
+
+variable "project_number" {
+  description = "Project number (names the Pub/Sub service agent)."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the Cloud Scheduler job."
+  type        = string
+}
+
+variable "name_prefix" {
+  description = "Prefix of the topic and job names."
+  type        = string
+}
+
+variable "tenant" {
+  description = "Tenant in the nightly payload."
+  type        = string
+}
+
+variable "schedule" {
+  description = "Cron schedule of the nightly run."
+  type        = string
+}
+
+variable "schedule_time_zone" {
+  description = "Time zone of the schedule."
+  type        = string
+}
