@@ -66,6 +66,23 @@ def _pick(rng: np.random.Generator, cum: np.ndarray, lo: np.ndarray, hi: np.ndar
     return np.clip(np.searchsorted(cum, target, side="right"), lo, hi - 1)
 
 
+def generate_catalog(n_items: int, n_categories: int, seed: int = 42) -> pd.DataFrame:
+    """Items ``sku, category, weight``: Zipf-like popularity over a random ranking, items
+    spread evenly over the categories. ``generate_events`` uses the catalog of its seed,
+    so tests can check the category structure of the events."""
+    if n_items < 1 or not 1 <= n_categories <= n_items:
+        raise ValueError("need n_items >= 1 and 1 <= n_categories <= n_items")
+    rng = np.random.default_rng([seed, 1])
+    weight = 1.0 / np.arange(1, n_items + 1) ** ZIPF_EXPONENT
+    return pd.DataFrame(
+        {
+            "sku": pd.array(_ids("SKU-", n_items, 6), dtype="str"),
+            "category": rng.permutation(np.arange(n_items) % n_categories),
+            "weight": weight[rng.permutation(n_items)],
+        }
+    )
+
+
 def generate_events(
     n_events: int,
     n_users: int | None = None,
@@ -101,10 +118,9 @@ def generate_events(
         n_browse, n_basket, n_purchase = n_events, 0, 0
     n_users = min(n_users, n_browse)
 
-    # Items: Zipf popularity over a random ranking, assigned evenly to categories.
-    item_weight = 1.0 / np.arange(1, n_items + 1) ** ZIPF_EXPONENT
-    item_weight = item_weight[rng.permutation(n_items)]
-    item_cat = rng.permutation(np.arange(n_items) % n_categories)
+    catalog = generate_catalog(n_items, n_categories, seed)
+    item_weight = catalog["weight"].to_numpy()
+    item_cat = catalog["category"].to_numpy()
     by_cat = np.argsort(item_cat, kind="stable")  # items grouped by category
     cum_item = np.cumsum(item_weight[by_cat])
     cat_hi = np.searchsorted(item_cat[by_cat], np.arange(n_categories), side="right")
@@ -163,7 +179,7 @@ def generate_events(
     return pd.DataFrame(
         {
             "user_id": strings(users[order], _ids("U-", n_users, 7)),
-            "sku": strings(items[order], _ids("SKU-", n_items, 6)),
+            "sku": strings(items[order], pa.array(catalog["sku"].to_numpy())),
             "action": strings(actions[order], action_vocab),
             "ts": pd.to_datetime(times[order], unit="s", utc=True),
         },

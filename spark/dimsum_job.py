@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from typing import Any
@@ -29,7 +30,7 @@ from pyspark.sql import types as T
 from simrec.core import dimsum, layout
 from simrec.core.actions import ACTIONS
 from simrec.core.runs import RunParams
-from simrec.core.similarity import resolve_params, similarity_manifest
+from simrec.core.similarity import SCORE_DECIMALS, resolve_params, similarity_manifest
 
 LOCAL_SHUFFLE_PARTITIONS = 8
 EVENT_SCHEMA = T.StructType(
@@ -116,6 +117,20 @@ def _crc32(column: str) -> Any:
 
 def _clip(column: Any) -> Any:
     return F.least(F.greatest(column, F.lit(0.0)), F.lit(1.0))
+
+
+def fixed_point_bits(max_sq_norm: float) -> int:
+    """Bits of the fixed-point scale for exact, order-independent pair sums.
+
+    Every product ``s_i s_j`` is rounded to a multiple of ``2**-bits`` and summed as a
+    long: integer addition is associative, so a pair's sum (hence its rank) is the same
+    whatever the partitioning or shuffle order. By Cauchy-Schwarz a pair's sum is at most
+    ``max_sq_norm`` (the largest column norm of the kept, scaled entries), which keeps
+    the long below 2**61.
+    """
+    if not max_sq_norm > 0:
+        return 0
+    return int(min(1000, 60 - math.ceil(math.log2(max_sq_norm))))
 
 
 def _probabilities(
@@ -224,26 +239,34 @@ def run(
         ).where(F.col("keep"))
     kept = entries.select(
         "user_id", "sku", (F.col("value") / F.col("q")).alias("s"), "p"
+    ).persist()
+    cached.append(kept)
+    max_sq_norm = (
+        kept.groupBy("sku").agg(F.sum(F.col("s") * F.col("s")).alias("n2"))
+        .agg(F.max("n2")).first()[0]
     )
+    scale = float(2.0 ** fixed_point_bits(max_sq_norm or 0.0))
     left = kept.select(
         "user_id", F.col("sku").alias("sku_i"), F.col("s").alias("s_i"), F.col("p").alias("p_i")
     )
     right = kept.select(
         "user_id", F.col("sku").alias("sku_j"), F.col("s").alias("s_j"), F.col("p").alias("p_j")
     )
+    fixed = F.round(F.col("s_i") * F.col("s_j") * F.lit(scale)).cast("long")
     pairs = (
         left.join(right, "user_id")
         .where(F.col("sku_i") < F.col("sku_j"))
         .groupBy("sku_i", "sku_j")
         .agg(
-            F.sum(F.col("s_i") * F.col("s_j")).alias("estimate"),
+            F.sum(fixed).alias("fixed"),
             F.count(F.lit(1)).alias("emitted"),
             F.max("p_i").alias("p_i"),
             F.max("p_j").alias("p_j"),
         )
         .select(
             "sku_i", "sku_j", "emitted",
-            _clip(F.col("estimate")).alias("score"),
+            F.round(_clip(F.col("fixed").cast("double") / F.lit(scale)), SCORE_DECIMALS)
+            .alias("score"),
             (F.col("emitted") / (F.col("p_i") * F.col("p_j"))).alias("users"),
         )
         .persist()

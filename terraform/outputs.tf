@@ -62,3 +62,13 @@ output "settings_env" {
   description = "The SIMREC_* environment every function and the recommend service get."
   value       = local.settings_env
 }
+
+output "project_id" {
+  description = "Project of the deployment (make images builds there)."
+  value       = var.project_id
+}
+
+output "region" {
+  description = "Region of the deployment."
+  value       = var.region
+}

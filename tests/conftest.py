@@ -18,4 +18,5 @@ pytest_plugins = [
     "tests.plugins.spark",
     "tests.plugins.emulators",
     "tests.plugins.data",
+    "tests.plugins.gcp_wire",
 ]

@@ -515,3 +515,42 @@ def test_one_million_rows(tmp_path: Path) -> None:
     assert manifest["counts"]["rows_read"] == in_window
     assert manifest["counts"]["rejected_by_reason"]["unknown_action"] == clicked
     assert manifest["counts"]["rows_valid"] == in_window - clicked
+
+
+# --- the message handler and the local run's default date ----------------------------------
+def test_on_message_exports_once_per_run(tmp_path: Path) -> None:
+    from simrec.config import Settings
+    from simrec.stages.cloudevents import BadEvent
+    from simrec.stages.export import on_message
+
+    source = tmp_path / "events.csv"
+    source.write_text(CRAFTED)
+    settings = Settings(
+        data_uri=str(tmp_path / "data"), events_source=str(source), tenant="shop",
+        window_days=29,
+    )  # fmt: skip
+    payload = {"date": "2024-03-01"}
+    first = on_message(payload, settings, DuckDBWarehouse(), dt.date(2024, 3, 9))
+    assert (first.action, first.run_id) == ("exported", PARAMS.run_id)
+    assert first.ids["rows_valid"] == 3 and first.ids["rows_rejected"] == 9
+    again = on_message(payload, settings, DuckDBWarehouse(), dt.date(2024, 3, 9))
+    assert again.action == "skipped"
+    with pytest.raises(BadEvent):
+        on_message({"date": "March"}, settings, DuckDBWarehouse(), dt.date(2024, 3, 9))
+
+
+def test_newest_event_date(tmp_path: Path) -> None:
+    from simrec.adapters.warehouse_local import newest_event_date
+
+    source = tmp_path / "events.csv"
+    source.write_text(CRAFTED)
+    assert newest_event_date(str(source), "plain") == dt.date(2024, 3, 1)
+    empty = _write_csv(tmp_path / "empty.csv", [("u", "s", "browsed", "never")])
+    assert newest_event_date(str(empty), "plain") is None
+    folder = tmp_path / "ga4"
+    folder.mkdir()
+    _ga4_file(folder, "events_20240210", [
+        ("view_item", dt.datetime(2024, 2, 10, 23, 59, tzinfo=UTC), "p", ["A"]),
+        ("page_view", dt.datetime(2024, 2, 11, 0, 30, tzinfo=UTC), "p", None),
+    ])  # fmt: skip
+    assert newest_event_date(str(folder), "ga4") == dt.date(2024, 2, 11)

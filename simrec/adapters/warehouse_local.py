@@ -8,6 +8,7 @@ run's folder.
 
 from __future__ import annotations
 
+import datetime as dt
 import glob
 import os
 import shutil
@@ -204,3 +205,26 @@ class DuckDBWarehouse:
                 os.makedirs(os.path.dirname(target), exist_ok=True)
                 os.replace(staged, target)
             shutil.rmtree(old, ignore_errors=True)
+
+
+def newest_event_date(
+    source: str, schema: str, columns: Mapping[str, str] | None = None
+) -> dt.date | None:
+    """UTC day of the newest parseable event in ``source`` (None if there is none).
+
+    Lets a local run over a historical file default its date to the day after its data.
+    Parses ts exactly as the export query does (text through TIMESTAMP, GA4 micros).
+    """
+    warehouse = DuckDBWarehouse(columns=columns)
+    con = warehouse.connect()
+    try:
+        mapping = warehouse.create_source_view(con, source, schema)
+        if schema == "plain":
+            ts = mapping["ts"].replace('"', '""')
+            expr = f'TRY_CAST(trim(CAST("{ts}" AS VARCHAR)) AS TIMESTAMPTZ)'
+        else:
+            expr = "CAST(make_timestamp(event_timestamp) AS TIMESTAMPTZ)"
+        (newest,) = con.execute(f"SELECT CAST(max({expr}) AS DATE) FROM {SOURCE_VIEW}").fetchone()
+    finally:
+        con.close()
+    return newest

@@ -21,6 +21,10 @@ from simrec.core.runs import RunParams
 
 #: Upper bound on the item-item cells one block may produce (sets the block size).
 BLOCK_CELLS = 8_000_000
+#: Scores are rounded to this many decimals (far below any meaningful difference), so
+#: pairs tied in exact arithmetic stay tied whatever the summation order and both engines
+#: break the tie the same way (by neighbour sku).
+SCORE_DECIMALS = 12
 
 
 @dataclass
@@ -33,7 +37,7 @@ class TopK:
 
     indptr: np.ndarray  # int64, n_items + 1
     neighbors: np.ndarray  # int64 column indices
-    scores: np.ndarray  # float64, clipped to [0, 1]
+    scores: np.ndarray  # float64, clipped to [0, 1], rounded to SCORE_DECIMALS
     users: np.ndarray  # float64, estimated users behind the pair
     emitted_pairs: int  # (user, i<j) products emitted by sampling
     pairs: int  # distinct item pairs i<j with a non-zero estimate
@@ -105,7 +109,7 @@ def _block_topk(
     row, col = row[off], col[off]
     est, cnt = s_block.data[off], c_block.data[off]
     pairs = int(np.count_nonzero(row < col))
-    score = dimsum.clip_similarity(est)
+    score = np.round(dimsum.clip_similarity(est), SCORE_DECIMALS)
     users = dimsum.estimate_users(cnt, p[row], p[col])
     # Top-K per row: sort by (row, score desc, neighbour asc). A full lexsort rather than
     # argpartition because ties must break by sku, and the block is bounded anyway.

@@ -60,7 +60,9 @@ def _relevant(function: str, event: CloudEvent) -> bool:
 
 
 def clear_run(settings: Settings, params: RunParams) -> None:
-    """Remove a run's similarity output and model version, so it is computed again."""
+    """Remove a run's manifests, similarity output and model version, so the next
+    delivery computes it again (a forced rerun)."""
+    storage.remove(layout.export_manifest(settings.data_uri, params.tenant, params.run_id))
     storage.remove(layout.similarities(settings.data_uri, params.tenant, params.run_id), True)
     storage.remove(
         layout.model_version(settings.models_root, params.tenant, params.run_id), True

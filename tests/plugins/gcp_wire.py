@@ -1,0 +1,519 @@
+"""Google Cloud over a real wire, on loopback: stubs, a fake, emulators, function servers.
+
+- :class:`GrpcStub`: a ``grpc.server`` implementing Dataproc's
+  ``InstantiateWorkflowTemplate`` (deduplicated by ``request_id`` as Dataproc does) and
+  Dataflow's ``LaunchFlexTemplate`` + ``ListJobs`` (a second active job of one name is
+  ``ALREADY_EXISTS``, as on Dataflow). It records every request proto; the real GAPIC
+  clients talk to it through ``...GrpcTransport(channel=grpc.insecure_channel(addr))``.
+- :class:`FakeBigQueryEndpoint`: a loopback HTTP endpoint that records the
+  ``jobs.insert`` requests of the real ``google-cloud-bigquery`` client and answers with
+  the request *shape* only (job states, the counts rows it is told to return). It runs no
+  SQL: the SQL is tested on DuckDB (tests/test_export_sql.py).
+- ``gcs``: gcp-storage-emulator (pure Python) for google-cloud-storage and gcsfs.
+- ``pubsub_emulator``: the gcloud Pub/Sub emulator (skips when absent).
+- :class:`FunctionServer`: a function in its own ``functions-framework`` process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent import futures
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import grpc
+import pytest
+from google.cloud import dataflow_v1beta3, dataproc_v1
+from google.longrunning import operations_pb2
+
+from tests.plugins.emulators import EmulatorSpec, GcloudEmulator, free_port
+
+PROJECT = "simrec-test"
+REGION = "europe-west1"
+BUCKET = "simrec-data"
+
+PUBSUB = EmulatorSpec("pubsub", "pubsub-emulator", "PUBSUB_EMULATOR_HOST")
+
+
+# --- gRPC stub: Dataproc + Dataflow ------------------------------------------------------
+@dataclass
+class StubJob:
+    id: str
+    name: str
+    state: dataflow_v1beta3.JobState = dataflow_v1beta3.JobState.JOB_STATE_RUNNING
+
+    @property
+    def active(self) -> bool:
+        return self.state in (
+            dataflow_v1beta3.JobState.JOB_STATE_PENDING,
+            dataflow_v1beta3.JobState.JOB_STATE_QUEUED,
+            dataflow_v1beta3.JobState.JOB_STATE_RUNNING,
+        )
+
+
+@dataclass
+class GrpcStub:
+    """Records request protos; keeps just enough state to deduplicate like the services."""
+
+    address: str = ""
+    instantiate_requests: list[dataproc_v1.InstantiateWorkflowTemplateRequest] = field(
+        default_factory=list
+    )
+    operations: dict[str, str] = field(default_factory=dict)  # request_id -> operation
+    duplicates: list[str] = field(default_factory=list)  # request ids seen again
+    launch_requests: list[dataflow_v1beta3.LaunchFlexTemplateRequest] = field(
+        default_factory=list
+    )
+    list_requests: list[dataflow_v1beta3.ListJobsRequest] = field(default_factory=list)
+    jobs: list[StubJob] = field(default_factory=list)
+    hide_jobs_from_list: bool = False  # simulate a launch racing past the ListJobs check
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def endpoint(self) -> str:
+        """Value for ``SIMREC_DATAPROC_ENDPOINT`` / ``SIMREC_DATAFLOW_ENDPOINT``."""
+        return f"http://{self.address}"
+
+    # Dataproc WorkflowTemplateService
+    def instantiate(self, request, context) -> operations_pb2.Operation:
+        with self._lock:
+            self.instantiate_requests.append(request)
+            if request.request_id and request.request_id in self.operations:
+                self.duplicates.append(request.request_id)
+                name = self.operations[request.request_id]
+            else:
+                name = f"projects/{PROJECT}/regions/{REGION}/operations/{uuid.uuid4()}"
+                if request.request_id:
+                    self.operations[request.request_id] = name
+        return operations_pb2.Operation(name=name, done=False)
+
+    @property
+    def workflows_started(self) -> int:
+        return len({self.operations.get(r.request_id, r) for r in self.instantiate_requests})
+
+    # Dataflow FlexTemplatesService + JobsV1Beta3
+    def launch(self, request, context) -> dataflow_v1beta3.LaunchFlexTemplateResponse:
+        with self._lock:
+            self.launch_requests.append(request)
+            name = request.launch_parameter.job_name
+            if any(j.name == name and j.active for j in self.jobs):
+                context.abort(
+                    grpc.StatusCode.ALREADY_EXISTS, f"There is already an active job named {name}"
+                )
+            job = StubJob(id=f"2024-job-{len(self.jobs)}", name=name)
+            self.jobs.append(job)
+        return dataflow_v1beta3.LaunchFlexTemplateResponse(
+            job=dataflow_v1beta3.Job(id=job.id, name=job.name, current_state=job.state)
+        )
+
+    def list_jobs(self, request, context) -> dataflow_v1beta3.ListJobsResponse:
+        with self._lock:
+            self.list_requests.append(request)
+            jobs = [] if self.hide_jobs_from_list else list(self.jobs)
+        if request.filter == dataflow_v1beta3.ListJobsRequest.Filter.ACTIVE:
+            jobs = [j for j in jobs if j.active]
+        if request.name:
+            jobs = [j for j in jobs if j.name == request.name]
+        return dataflow_v1beta3.ListJobsResponse(
+            jobs=[dataflow_v1beta3.Job(id=j.id, name=j.name, current_state=j.state) for j in jobs]
+        )
+
+    def finish_jobs(self, state: dataflow_v1beta3.JobState) -> None:
+        with self._lock:
+            for job in self.jobs:
+                job.state = state
+
+    @property
+    def flex_jobs_started(self) -> int:
+        return len(self.jobs)
+
+
+def _unary(fn, request_cls, response_cls) -> grpc.RpcMethodHandler:
+    def serialize(message) -> bytes:
+        if isinstance(message, operations_pb2.Operation):
+            return message.SerializeToString()
+        return response_cls.serialize(message)
+
+    return grpc.unary_unary_rpc_method_handler(
+        fn, request_deserializer=request_cls.deserialize, response_serializer=serialize
+    )
+
+
+@contextlib.contextmanager
+def grpc_stub_server() -> Iterator[GrpcStub]:
+    stub = GrpcStub()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "google.cloud.dataproc.v1.WorkflowTemplateService",
+                {"InstantiateWorkflowTemplate": _unary(
+                    stub.instantiate, dataproc_v1.InstantiateWorkflowTemplateRequest, None
+                )},
+            ),
+            grpc.method_handlers_generic_handler(
+                "google.dataflow.v1beta3.FlexTemplatesService",
+                {"LaunchFlexTemplate": _unary(
+                    stub.launch, dataflow_v1beta3.LaunchFlexTemplateRequest,
+                    dataflow_v1beta3.LaunchFlexTemplateResponse,
+                )},
+            ),
+            grpc.method_handlers_generic_handler(
+                "google.dataflow.v1beta3.JobsV1Beta3",
+                {"ListJobs": _unary(
+                    stub.list_jobs, dataflow_v1beta3.ListJobsRequest,
+                    dataflow_v1beta3.ListJobsResponse,
+                )},
+            ),
+        )
+    )  # fmt: skip
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    stub.address = f"127.0.0.1:{port}"
+    try:
+        yield stub
+    finally:
+        server.stop(grace=None)
+
+
+@pytest.fixture
+def grpc_stub() -> Iterator[GrpcStub]:
+    """A fresh loopback Dataproc + Dataflow stub."""
+    with grpc_stub_server() as stub:
+        yield stub
+
+
+def dataproc_client(stub: GrpcStub) -> dataproc_v1.WorkflowTemplateServiceClient:
+    """The real GAPIC client over a plaintext channel to the stub."""
+    from google.cloud.dataproc_v1.services.workflow_template_service.transports import (
+        WorkflowTemplateServiceGrpcTransport,
+    )
+
+    channel = grpc.insecure_channel(stub.address)
+    return dataproc_v1.WorkflowTemplateServiceClient(
+        transport=WorkflowTemplateServiceGrpcTransport(channel=channel)
+    )
+
+
+def dataflow_clients(
+    stub: GrpcStub,
+) -> tuple[dataflow_v1beta3.FlexTemplatesServiceClient, dataflow_v1beta3.JobsV1Beta3Client]:
+    from google.cloud.dataflow_v1beta3.services.flex_templates_service.transports import (
+        FlexTemplatesServiceGrpcTransport,
+    )
+    from google.cloud.dataflow_v1beta3.services.jobs_v1_beta3.transports import (
+        JobsV1Beta3GrpcTransport,
+    )
+
+    channel = grpc.insecure_channel(stub.address)
+    return (
+        dataflow_v1beta3.FlexTemplatesServiceClient(
+            transport=FlexTemplatesServiceGrpcTransport(channel=channel)
+        ),
+        dataflow_v1beta3.JobsV1Beta3Client(transport=JobsV1Beta3GrpcTransport(channel=channel)),
+    )
+
+
+# --- BigQuery: a recording fake of the REST request shape --------------------------------
+_JOBS = re.compile(r"^/bigquery/v2/projects/([^/]+)/jobs/?$")
+_JOB = re.compile(r"^/bigquery/v2/projects/([^/]+)/jobs/([^/?]+)$")
+_RESULTS = re.compile(r"^/bigquery/v2/projects/([^/]+)/queries/([^/?]+)$")
+_TABLE = re.compile(r"^/bigquery/v2/projects/([^/]+)/datasets/([^/]+)/tables/([^/?]+)$")
+COUNTS_SCHEMA = [
+    {"name": "dt", "type": "DATE", "mode": "NULLABLE"},
+    {"name": "reason", "type": "STRING", "mode": "NULLABLE"},
+    {"name": "row_count", "type": "INTEGER", "mode": "NULLABLE"},
+]
+
+
+class FakeBigQueryEndpoint:
+    """A FAKE BigQuery REST endpoint: records ``jobs.insert`` bodies and answers each
+    request with the shape the client expects. It executes nothing.
+
+    ``outcome`` decides how the next inserted job ends: ``"done"`` (its result is
+    ``counts``: ``(dt iso or None, reason or None, rows)``), ``"failed"`` (DONE with an
+    ``errorResult``) or ``"running"`` (never finishes). ``tables`` maps
+    ``project.dataset.table`` to column names for ``tables.get``.
+    """
+
+    def __init__(self) -> None:
+        self.inserts: list[dict[str, Any]] = []  # every jobs.insert body, conflicts too
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.outcome = "done"
+        self.counts: list[tuple[str | None, str | None, int]] = []
+        self.tables: dict[str, list[str]] = {}
+        self.table_gets: list[str] = []
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def job_resource(self, job_id: str) -> dict[str, Any]:
+        job = self.jobs[job_id]
+        status: dict[str, Any] = {"state": "DONE" if job["outcome"] != "running" else "RUNNING"}
+        if job["outcome"] == "failed":
+            status["errorResult"] = {"reason": "invalidQuery", "message": "simulated failure"}
+            status["errors"] = [status["errorResult"]]
+        return {
+            "kind": "bigquery#job",
+            "id": f"{job['project']}:{job['location']}.{job_id}",
+            "jobReference": {
+                "projectId": job["project"], "jobId": job_id, "location": job["location"]
+            },
+            "configuration": job["body"]["configuration"],
+            "status": status,
+            "statistics": {"creationTime": "1700000000000", "query": {"statementType": "SCRIPT"}},
+        }  # fmt: skip
+
+    def query_results(self, job_id: str) -> dict[str, Any]:
+        job = self.jobs[job_id]
+        ref = {"projectId": job["project"], "jobId": job_id, "location": job["location"]}
+        if job["outcome"] == "running":
+            return {"kind": "bigquery#getQueryResultsResponse", "jobReference": ref,
+                    "jobComplete": False}  # fmt: skip
+        rows = [
+            {"f": [{"v": d}, {"v": r}, {"v": str(n)}]} for d, r, n in job["counts"]
+        ]
+        return {
+            "kind": "bigquery#getQueryResultsResponse",
+            "jobReference": ref,
+            "jobComplete": True,
+            "schema": {"fields": COUNTS_SCHEMA},
+            "rows": rows,
+            "totalRows": str(len(rows)),
+        }
+
+    def handle(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, Any]:
+        if method == "POST" and (m := _JOBS.match(path)):
+            assert body is not None
+            self.inserts.append(body)
+            ref = body["jobReference"]
+            job_id = ref["jobId"]
+            if job_id in self.jobs:
+                return 409, {"error": {
+                    "code": 409, "status": "ALREADY_EXISTS",
+                    "message": f"Already Exists: Job {m.group(1)}:{ref.get('location')}.{job_id}",
+                    "errors": [{"reason": "duplicate", "message": "Already Exists"}],
+                }}  # fmt: skip
+            self.jobs[job_id] = {
+                "project": m.group(1), "location": ref.get("location", "US"), "body": body,
+                "outcome": self.outcome, "counts": list(self.counts),
+            }  # fmt: skip
+            return 200, self.job_resource(job_id)
+        if method == "GET" and (m := _JOB.match(path)) and m.group(2) in self.jobs:
+            return 200, self.job_resource(m.group(2))
+        if method == "GET" and (m := _RESULTS.match(path)) and m.group(2) in self.jobs:
+            return 200, self.query_results(m.group(2))
+        if method == "GET" and (m := _TABLE.match(path)):
+            name = ".".join(m.groups())
+            self.table_gets.append(name)
+            if name in self.tables:
+                fields = [{"name": c, "type": "STRING"} for c in self.tables[name]]
+                return 200, {
+                    "kind": "bigquery#table",
+                    "tableReference": dict(
+                        zip(("projectId", "datasetId", "tableId"), m.groups(), strict=True)
+                    ),
+                    "schema": {"fields": fields},
+                }
+        return 404, {"error": {"code": 404, "message": f"Not found: {method} {path}",
+                               "status": "NOT_FOUND", "errors": [{"reason": "notFound"}]}}
+
+    def start(self) -> FakeBigQueryEndpoint:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _reply(self, method: str) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                path = self.path.split("?", 1)[0]
+                status, payload = fake.handle(method, path, json.loads(raw) if raw else None)
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._reply("GET")
+
+            def do_POST(self) -> None:  # noqa: N802
+                self._reply("POST")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+@pytest.fixture
+def fake_bigquery() -> Iterator[FakeBigQueryEndpoint]:
+    fake = FakeBigQueryEndpoint().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+# --- GCS: gcp-storage-emulator ----------------------------------------------------------
+@dataclass
+class GcsEmulator:
+    url: str
+    server: Any
+
+    def client(self):
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        return storage.Client(project=PROJECT, credentials=AnonymousCredentials())
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[GcsEmulator]:
+    try:
+        from gcp_storage_emulator.server import create_server
+    except ImportError as exc:  # pragma: no cover - it is a test dependency
+        pytest.skip(f"gcp-storage-emulator is not installed: {exc}")
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    try:
+        yield GcsEmulator(f"http://127.0.0.1:{port}", server)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def gcs(gcs_emulator: GcsEmulator, monkeypatch: pytest.MonkeyPatch) -> GcsEmulator:
+    """An empty emulator with bucket :data:`BUCKET`; google-cloud-storage and gcsfs (hence
+    ``simrec.storage``) point at it without credentials."""
+    gcs_emulator.server.wipe()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.url)
+    monkeypatch.setitem(fsspec.config.conf, "gs", {"token": "anon", "project": PROJECT})
+    import gcsfs
+
+    gcsfs.GCSFileSystem.clear_instance_cache()
+    gcs_emulator.client().create_bucket(BUCKET)
+    yield gcs_emulator
+    gcsfs.GCSFileSystem.clear_instance_cache()
+
+
+def refresh_gcsfs() -> None:
+    """Forget gcsfs listings cached by earlier calls (another client wrote since)."""
+    import gcsfs
+
+    for fs in list(gcsfs.GCSFileSystem._cache.values()):
+        fs.invalidate_cache()
+
+
+# --- Pub/Sub emulator ----------------------------------------------------------------
+@pytest.fixture(scope="session")
+def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcloudEmulator]:
+    with GcloudEmulator(PUBSUB, tmp_path_factory.mktemp("pubsub-emulator"), PROJECT) as emu:
+        yield emu
+
+
+# --- functions-framework in its own process ------------------------------------------
+class FunctionServer:
+    """``functions-framework --target T --source S`` on a free loopback port.
+
+    The function's stderr (its JSON decision lines) goes to ``log_path``.
+    """
+
+    def __init__(self, target: str, source: Path, env: dict[str, str], workdir: Path) -> None:
+        self.target = target
+        self.source = source
+        self.env = env
+        self.port = free_port()
+        self.log_path = Path(workdir) / f"{target}-function.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def start(self, timeout_s: float = 60.0) -> FunctionServer:
+        binary = Path(sys.executable).with_name("functions-framework")
+        cmd = [
+            str(binary), "--target", self.target, "--source", str(self.source),
+            "--signature-type", "cloudevent", "--host", "127.0.0.1", "--port", str(self.port),
+        ]  # fmt: skip
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=self.env, start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"function server exited:\n{self.log_path.read_text()}")
+            with contextlib.suppress(OSError), socket.create_connection(
+                ("127.0.0.1", self.port), timeout=0.5
+            ):
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"function server not listening:\n{self.log_path.read_text()}")
+
+    def decisions(self) -> list[dict[str, Any]]:
+        """The JSON decision lines the function logged so far."""
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            line = line.strip()
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    record = json.loads(line)
+                    if "stage" in record and "action" in record:
+                        out.append(record)
+        return out
+
+    def wait_for_decisions(self, n: int, timeout_s: float = 60.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            found = self.decisions()
+            if len(found) >= n:
+                return found
+            time.sleep(0.1)
+        raise AssertionError(
+            f"expected {n} decision(s), got {self.decisions()}; log:\n"
+            + self.log_path.read_text(errors="replace")[-3000:]
+        )
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
