@@ -8,7 +8,9 @@ WORKDIR ?= .demo
 EVENTS ?= 1000000
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast test-slow lint bench clean
+.PHONY: install demo test test-fast test-slow lint bench build clean
+
+include mk/terraform.mk
 
 $(STAMP): pyproject.toml setup.py constraints.txt $(shell find simrec -name '*.pyx')
 	@command -v java >/dev/null || { echo "simrec needs Java 17 for Spark (apt-get install openjdk-17-jre-headless)"; exit 1; }
@@ -22,7 +24,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/simrec demo --workdir $(WORKDIR) --events $(EVENTS)
 
-test: $(STAMP)
+test: $(STAMP) $(CHECKOV)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
@@ -37,6 +39,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run_all.py
 
+build: $(STAMP)
+	$(PY) tools/build.py --out $(BUILD_DIR)
+
 clean:
-	rm -rf $(VENV) build *.egg-info $(WORKDIR) .bench
+	rm -rf $(VENV) $(CHECKOV_VENV) build *.egg-info $(WORKDIR) .bench
 	find simrec -name '*.so' -delete

@@ -109,6 +109,22 @@ class Settings(BaseSettings):
     )
     max_skus_per_request: int = Field(200, ge=1, description="Most skus in one request.")
     max_n: int = Field(100, ge=1, description="Largest n a request may ask for.")
+    serving_tenants: str = Field(
+        "",
+        description="Other tenants (shops) the endpoint serves besides `tenant`, "
+        "comma-separated, chosen per request by `tenant=`; '*' = any tenant with a model.",
+    )
+    datastore_cache_items: int = Field(
+        50_000, ge=0, description="Neighbour lists the Datastore backend keeps in its LRU."
+    )
+    datastore_cache_seconds: float = Field(
+        300.0, ge=0, description="How long the Datastore backend trusts a cached list."
+    )
+    catalog_uri: str = Field(
+        "",
+        description="Item catalog (Parquet: sku, category, in_stock, attributes) the load "
+        "stage publishes with each model; empty = none.",
+    )
 
     @field_validator("tenant")
     @classmethod

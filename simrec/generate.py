@@ -166,9 +166,7 @@ def generate_events(
     users = np.concatenate((user, b_user, p_user))
     items = np.concatenate((item, b_item, p_item))
     times = np.concatenate((ts, b_ts, p_ts))
-    actions = np.repeat(
-        np.arange(3, dtype=np.int8), [n_browse, n_basket, n_purchase]
-    )
+    actions = np.repeat(np.arange(3, dtype=np.int8), [n_browse, n_basket, n_purchase])
     order = np.argsort(times, kind="stable")
 
     def strings(codes: np.ndarray, vocab: pa.Array) -> pd.Series:

@@ -28,9 +28,7 @@ from simrec.core.matrix import UserItemMatrix, build_matrix
 from simrec.core.runs import RunParams
 from simrec.core.similarity import TopK, cosine_topk, resolve_params, similarity_manifest
 
-NEIGHBOR_TYPE = pa.struct(
-    [("sku", pa.string()), ("score", pa.float64()), ("users", pa.float64())]
-)
+NEIGHBOR_TYPE = pa.struct([("sku", pa.string()), ("score", pa.float64()), ("users", pa.float64())])
 NEIGHBORS_SCHEMA = pa.schema([("sku", pa.string()), ("neighbors", pa.list_(NEIGHBOR_TYPE))])
 ITEMS_SCHEMA = pa.schema([("sku", pa.string()), ("users", pa.int64()), ("weight", pa.float64())])
 PART_NAME = "part-00000.parquet"
@@ -157,12 +155,20 @@ def local_similarity(
     """Matrix rule + cosine top-K in memory for events ``user_id, sku, action``."""
     df = events.to_pandas() if isinstance(events, pa.Table) else events
     m = build_matrix(
-        df["user_id"], df["sku"], df["action"], params.weights,
-        params.min_items_per_user, params.max_items_per_user,
+        df["user_id"],
+        df["sku"],
+        df["action"],
+        params.weights,
+        params.min_items_per_user,
+        params.max_items_per_user,
     )
     topk = cosine_topk(
-        m.matrix, params.threshold, params.seed, params.top_k,
-        dimsum.string_keys(m.user_ids), dimsum.string_keys(m.skus),
+        m.matrix,
+        params.threshold,
+        params.seed,
+        params.top_k,
+        dimsum.string_keys(m.user_ids),
+        dimsum.string_keys(m.skus),
     )
     return m, topk
 
@@ -198,8 +204,12 @@ def run_local_similarity(
         outputs=outputs,
         counts=counts,
         gamma=topk.gamma,
-        timings={"read_s": t1 - t0, "similarity_s": t2 - t1, "write_s": t3 - t2,
-                 "total_s": t3 - t0},
+        timings={
+            "read_s": t1 - t0,
+            "similarity_s": t2 - t1,
+            "write_s": t3 - t2,
+            "total_s": t3 - t0,
+        },
     )
     write_manifest(output_uri, manifest)
     return manifest

@@ -16,7 +16,13 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from simrec.core import layout
-from simrec.core.snapshot import ARRAYS_NAME, METADATA_NAME, SKUS_NAME, ModelSnapshot
+from simrec.core.snapshot import (
+    ARRAYS_NAME,
+    CATALOG_NAME,
+    METADATA_NAME,
+    SKUS_NAME,
+    ModelSnapshot,
+)
 
 
 def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -97,6 +103,9 @@ def read_snapshot(models_root: str, tenant: str, version: str) -> ModelSnapshot:
     if not exists(layout.join(folder, METADATA_NAME)):
         raise FileNotFoundError(f"model version {version!r} is incomplete or missing: {folder}")
     files = {n: read_bytes(layout.join(folder, n)) for n in (ARRAYS_NAME, SKUS_NAME, METADATA_NAME)}
+    catalog = layout.join(folder, CATALOG_NAME)
+    if exists(catalog):  # optional part of a version
+        files[CATALOG_NAME] = read_bytes(catalog)
     return ModelSnapshot.from_files(files)
 
 

@@ -7,9 +7,13 @@ Runs unchanged on ``local[*]`` and on Dataproc (shipped with the simrec package 
         [--min-items-per-user N] [--master M]
 
 Parameters given on the command line override the export manifest's ``params``. The job
-reads the export manifest and writes its own through Hadoop's FileSystem (py4j), so local paths and ``gs://`` work alike with no extra Python package. The matrix
-rule and the sampling rule come from ``simrec.core``; the single-machine engine
+reads the export manifest and writes its own through Hadoop's FileSystem (py4j), so
+local paths and ``gs://`` work alike with no extra Python package. The matrix rule and
+the sampling rule come from ``simrec.core``; the single-machine engine
 (``simrec.core.similarity``) draws the same sample and is the oracle in the tests.
+Pair sums are exact fixed-point sums, so reruns are bit-identical whatever the
+partitioning. Output: ``<output>/neighbors``, ``<output>/items``, then
+``<output>/_MANIFEST.json`` (a stale one is deleted first).
 """
 
 from __future__ import annotations
@@ -141,8 +145,11 @@ def _probabilities(
     c = np.array([r["norm"] for r in norms], dtype=np.float64)
     p, q = dimsum.probabilities_and_scales(c, threshold, len(skus))
     schema = T.StructType(
-        [T.StructField("sku", T.StringType(), False), T.StructField("p", T.DoubleType()),
-         T.StructField("q", T.DoubleType())]
+        [
+            T.StructField("sku", T.StringType(), False),
+            T.StructField("p", T.DoubleType()),
+            T.StructField("q", T.DoubleType()),
+        ]
     )
     rows = list(zip(skus, p.tolist(), q.tolist(), strict=True))
     return spark.createDataFrame(rows, schema), dimsum.gamma(threshold, len(skus)), p
@@ -184,7 +191,11 @@ def run(
     by_value = Window.partitionBy("user_id").orderBy(F.desc("value"), F.asc("sku"))
     whole = by_value.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
     ranked = cells.select(
-        "user_id", "sku", "value", "n_events", "bad",
+        "user_id",
+        "sku",
+        "value",
+        "n_events",
+        "bad",
         F.sum(F.when(F.col("value") > 0, 1).otherwise(0)).over(whole).alias("n_items"),
         F.row_number().over(by_value).alias("rank"),
     ).persist()
@@ -220,8 +231,10 @@ def run(
     # 4. column norms to the driver, p and q back as a broadcast table.
     norms = (
         matrix.groupBy("sku")
-        .agg(F.sqrt(F.sum(F.col("value") * F.col("value"))).alias("norm"),
-             F.count(F.lit(1)).alias("cells"))
+        .agg(
+            F.sqrt(F.sum(F.col("value") * F.col("value"))).alias("norm"),
+            F.count(F.lit(1)).alias("cells"),
+        )
         .orderBy("sku")
         .collect()
     )
@@ -237,13 +250,13 @@ def run(
         entries = entries.withColumn(
             "keep", keep(_crc32("user_id"), _crc32("sku"), F.col("p"))
         ).where(F.col("keep"))
-    kept = entries.select(
-        "user_id", "sku", (F.col("value") / F.col("q")).alias("s"), "p"
-    ).persist()
+    kept = entries.select("user_id", "sku", (F.col("value") / F.col("q")).alias("s"), "p").persist()
     cached.append(kept)
     max_sq_norm = (
-        kept.groupBy("sku").agg(F.sum(F.col("s") * F.col("s")).alias("n2"))
-        .agg(F.max("n2")).first()[0]
+        kept.groupBy("sku")
+        .agg(F.sum(F.col("s") * F.col("s")).alias("n2"))
+        .agg(F.max("n2"))
+        .first()[0]
     )
     scale = float(2.0 ** fixed_point_bits(max_sq_norm or 0.0))
     left = kept.select(
@@ -264,9 +277,12 @@ def run(
             F.max("p_j").alias("p_j"),
         )
         .select(
-            "sku_i", "sku_j", "emitted",
-            F.round(_clip(F.col("fixed").cast("double") / F.lit(scale)), SCORE_DECIMALS)
-            .alias("score"),
+            "sku_i",
+            "sku_j",
+            "emitted",
+            F.round(_clip(F.col("fixed").cast("double") / F.lit(scale)), SCORE_DECIMALS).alias(
+                "score"
+            ),
             (F.col("emitted") / (F.col("p_i") * F.col("p_j"))).alias("users"),
         )
         .persist()
@@ -320,8 +336,12 @@ def run(
         outputs={"neighbors": neighbors_uri, "items": items_uri},
         counts=counts,
         gamma=gamma,
-        timings={"read_s": t1 - t0, "similarity_s": t2 - t1, "write_s": t3 - t2,
-                 "total_s": t3 - t0},
+        timings={
+            "read_s": t1 - t0,
+            "similarity_s": t2 - t1,
+            "write_s": t3 - t2,
+            "total_s": t3 - t0,
+        },
     )
     _write_text(spark, manifest_uri, json.dumps(manifest, indent=2, sort_keys=True))
     return manifest

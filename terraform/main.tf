@@ -44,37 +44,45 @@ locals {
   # on the recommend service, so all of them share one configuration. tests/test_terraform.py
   # compares these names with simrec.config.settings_env_names().
   settings_env = {
-    SIMREC_BACKEND               = "gcp"
-    SIMREC_TENANT                = var.tenant
-    SIMREC_DATA_URI              = "gs://${module.storage.data_bucket}"
-    SIMREC_MODELS_URI            = "gs://${module.storage.models_bucket}"
-    SIMREC_EVENTS_SOURCE         = var.events_source
-    SIMREC_EVENTS_SCHEMA         = var.events_schema
-    SIMREC_WINDOW_DAYS           = tostring(var.window_days)
-    SIMREC_WEIGHT_BROWSED        = tostring(var.weight_browsed)
-    SIMREC_WEIGHT_BASKET         = tostring(var.weight_basket)
-    SIMREC_WEIGHT_PURCHASE       = tostring(var.weight_purchase)
-    SIMREC_THRESHOLD             = tostring(var.threshold)
-    SIMREC_TOP_K                 = tostring(var.top_k)
-    SIMREC_SEED                  = tostring(var.seed)
-    SIMREC_MAX_ITEMS_PER_USER    = tostring(var.max_items_per_user)
-    SIMREC_MIN_ITEMS_PER_USER    = tostring(var.min_items_per_user)
-    SIMREC_ENGINE                = "spark"
-    SIMREC_GCP_PROJECT           = var.project_id
-    SIMREC_GCP_REGION            = var.region
-    SIMREC_DATASTORE_PROJECT     = var.enable_datastore ? var.project_id : ""
-    SIMREC_DATASTORE_NAMESPACE   = var.datastore_namespace
-    SIMREC_SERVING_BACKEND       = var.serving_backend
-    SIMREC_MODEL_REFRESH_SECONDS = tostring(var.model_refresh_seconds)
-    SIMREC_MAX_SKUS_PER_REQUEST  = tostring(var.max_skus_per_request)
-    SIMREC_MAX_N                 = tostring(var.max_n)
-    # Where the cloud launchers find what Terraform made (issue 3).
+    SIMREC_BACKEND                 = "gcp"
+    SIMREC_TENANT                  = var.tenant
+    SIMREC_DATA_URI                = "gs://${module.storage.data_bucket}"
+    SIMREC_MODELS_URI              = "gs://${module.storage.models_bucket}"
+    SIMREC_EVENTS_SOURCE           = var.events_source
+    SIMREC_EVENTS_SCHEMA           = var.events_schema
+    SIMREC_WINDOW_DAYS             = tostring(var.window_days)
+    SIMREC_WEIGHT_BROWSED          = tostring(var.weight_browsed)
+    SIMREC_WEIGHT_BASKET           = tostring(var.weight_basket)
+    SIMREC_WEIGHT_PURCHASE         = tostring(var.weight_purchase)
+    SIMREC_THRESHOLD               = tostring(var.threshold)
+    SIMREC_TOP_K                   = tostring(var.top_k)
+    SIMREC_SEED                    = tostring(var.seed)
+    SIMREC_MAX_ITEMS_PER_USER      = tostring(var.max_items_per_user)
+    SIMREC_MIN_ITEMS_PER_USER      = tostring(var.min_items_per_user)
+    SIMREC_ENGINE                  = "spark"
+    SIMREC_GCP_PROJECT             = var.project_id
+    SIMREC_GCP_REGION              = var.region
+    SIMREC_BIGQUERY_LOCATION       = var.bigquery_location
+    SIMREC_EXPORT_TIMEOUT_SECONDS  = tostring(var.export_timeout_seconds)
+    SIMREC_DATASTORE_PROJECT       = var.enable_datastore ? var.project_id : ""
+    SIMREC_DATASTORE_NAMESPACE     = var.datastore_namespace
+    SIMREC_SERVING_BACKEND         = var.serving_backend
+    SIMREC_MODEL_REFRESH_SECONDS   = tostring(var.model_refresh_seconds)
+    SIMREC_MAX_SKUS_PER_REQUEST    = tostring(var.max_skus_per_request)
+    SIMREC_MAX_N                   = tostring(var.max_n)
+    SIMREC_SERVING_TENANTS         = var.serving_tenants
+    SIMREC_DATASTORE_CACHE_ITEMS   = tostring(var.datastore_cache_items)
+    SIMREC_DATASTORE_CACHE_SECONDS = tostring(var.datastore_cache_seconds)
+    SIMREC_CATALOG_URI             = var.catalog_uri
+    # Where the cloud launchers find what Terraform made.
     SIMREC_STAGING_URI                = "gs://${module.storage.staging_bucket}"
-    SIMREC_DATAPROC_WORKFLOW_TEMPLATE = module.dataproc.workflow_template_id
+    SIMREC_DATAPROC_WORKFLOW_TEMPLATE = module.dataproc.workflow_template_name
     SIMREC_FLEX_TEMPLATE_URI          = module.dataflow.flex_template_uri
     SIMREC_DATAFLOW_SERVICE_ACCOUNT   = module.iam.emails.dataflow
-    SIMREC_DATAFLOW_MAX_WORKERS       = tostring(var.dataflow_max_workers)
-    SIMREC_DATAFLOW_MACHINE_TYPE      = var.dataflow_machine_type
+    # Not Settings fields yet (tests/test_terraform.py lists them as pending): the launch
+    # environment of the Dataflow job, which bounds its cost.
+    SIMREC_DATAFLOW_MAX_WORKERS  = tostring(var.dataflow_max_workers)
+    SIMREC_DATAFLOW_MACHINE_TYPE = var.dataflow_machine_type
   }
 }
 
@@ -236,6 +244,7 @@ module "monitoring" {
   public_endpoint          = var.public_endpoint
   alert_emails             = var.alert_emails
   uptime_check_period      = var.uptime_check_period
+  request_log_keep_ratio   = var.request_log_keep_ratio
 
   depends_on = [google_project_service.enabled]
 }

@@ -49,8 +49,13 @@ output "flex_template_uri" {
 }
 
 output "dataproc_workflow_template" {
-  description = "Dataproc workflow template of the similarity job (SIMREC_DATAPROC_WORKFLOW_TEMPLATE)."
+  description = "Full name of the Dataproc workflow template of the similarity job."
   value       = module.dataproc.workflow_template_id
+}
+
+output "dataproc_workflow_template_name" {
+  description = "Id of the workflow template (SIMREC_DATAPROC_WORKFLOW_TEMPLATE)."
+  value       = module.dataproc.workflow_template_name
 }
 
 output "service_accounts" {

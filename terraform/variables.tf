@@ -156,6 +156,28 @@ variable "events_source" {
   }
 }
 
+variable "bigquery_location" {
+  description = "Location of the events dataset, where the export job runs (EU, US or a region)."
+  type        = string
+  default     = "EU"
+
+  validation {
+    condition     = can(regex("^[A-Za-z]+(-[a-z]+[0-9]+)?$", var.bigquery_location))
+    error_message = "bigquery_location must be a BigQuery location such as EU, US or europe-west1."
+  }
+}
+
+variable "export_timeout_seconds" {
+  description = "How long the export function waits for its BigQuery job (below function_timeout_seconds)."
+  type        = number
+  default     = 480
+
+  validation {
+    condition     = var.export_timeout_seconds > 0 && var.export_timeout_seconds < var.function_timeout_seconds
+    error_message = "export_timeout_seconds must be positive and below function_timeout_seconds."
+  }
+}
+
 variable "events_schema" {
   description = "Schema of events_source: 'plain' events table or the 'ga4' BigQuery export."
   type        = string
@@ -164,6 +186,17 @@ variable "events_schema" {
   validation {
     condition     = contains(["plain", "ga4"], var.events_schema)
     error_message = "events_schema must be 'plain' or 'ga4'."
+  }
+}
+
+variable "catalog_uri" {
+  description = "Item catalog (Parquet: sku, category, in_stock, attributes) published with each model; empty = none. Keep it in the data bucket, which the Dataflow identity reads."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.catalog_uri == "" || startswith(var.catalog_uri, "gs://")
+    error_message = "catalog_uri must be empty or a gs:// URI."
   }
 }
 
@@ -542,6 +575,39 @@ variable "max_n" {
   }
 }
 
+variable "serving_tenants" {
+  description = "Other tenants the endpoint serves besides `tenant`, comma-separated, chosen per request by tenant=; '*' = any tenant with a model."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.serving_tenants == "*" || can(regex("^([a-z0-9][a-z0-9_-]{0,62}(,[a-z0-9][a-z0-9_-]{0,62})*)?$", var.serving_tenants))
+    error_message = "serving_tenants must be '', '*' or comma-separated tenant names."
+  }
+}
+
+variable "datastore_cache_items" {
+  description = "Neighbour lists the Datastore serving backend keeps in its LRU."
+  type        = number
+  default     = 50000
+
+  validation {
+    condition     = var.datastore_cache_items >= 0 && floor(var.datastore_cache_items) == var.datastore_cache_items
+    error_message = "datastore_cache_items must be a whole number >= 0."
+  }
+}
+
+variable "datastore_cache_seconds" {
+  description = "How long the Datastore serving backend trusts a cached list."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.datastore_cache_seconds >= 0
+    error_message = "datastore_cache_seconds must be >= 0."
+  }
+}
+
 variable "recommend_min_instances" {
   description = "Instances of the recommend service kept warm (1 avoids cold starts; 0 scales to zero)."
   type        = number
@@ -598,9 +664,9 @@ variable "recommend_concurrency" {
 }
 
 variable "recommend_cpu_always_allocated" {
-  description = "Bill CPU for the whole instance lifetime (instance-based) instead of only during requests."
+  description = "Instance-based billing (CPU always allocated, no per-request fee): cheaper under steady traffic (docs/deploy.md); false bills per request."
   type        = bool
-  default     = false
+  default     = true
 }
 
 variable "recommend_invokers" {
@@ -630,6 +696,17 @@ variable "alert_emails" {
   validation {
     condition     = alltrue([for e in var.alert_emails : can(regex("^[^@ ]+@[^@ ]+$", e))])
     error_message = "alert_emails must be e-mail addresses."
+  }
+}
+
+variable "request_log_keep_ratio" {
+  description = "Share of the recommend service's successful request logs kept (the rest is excluded before ingestion, which Cloud Logging bills)."
+  type        = number
+  default     = 0.01
+
+  validation {
+    condition     = var.request_log_keep_ratio >= 0 && var.request_log_keep_ratio <= 1
+    error_message = "request_log_keep_ratio must be between 0 and 1."
   }
 }
 

@@ -102,8 +102,19 @@ def test_recommendations_hand_computed(client) -> None:
     assert status == 200
     # a: 0.5 (browsed), b: 6 (purchased). c = 0.5*0.375 + 6*0.25, d = 6*0.5;
     # a and b themselves are input items, left out.
+    # because: d only via b; c gets 6*0.25 = 1.5 from b and 0.1875 from a.
     assert body == {
-        "items": [{"sku": "d", "score": 3.0}, {"sku": "c", "score": 0.5 * 0.375 + 6 * 0.25}],
+        "items": [
+            {"sku": "d", "score": 3.0, "because": [{"sku": "b", "share": 1.0}]},
+            {
+                "sku": "c",
+                "score": 0.5 * 0.375 + 6 * 0.25,
+                "because": [
+                    {"sku": "b", "share": round(1.5 / 1.6875, 4)},
+                    {"sku": "a", "share": round(0.1875 / 1.6875, 4)},
+                ],
+            },
+        ],
         "model_version": "v1",
         "fallback": False,
     }
@@ -136,9 +147,9 @@ def test_fallback_to_popular_items(client) -> None:
     body, _ = get(client, "/recommendations", browsed="e", n="3")
     assert body == {
         "items": [
-            {"sku": "a", "score": 10.0},
-            {"sku": "b", "score": 8.0},
-            {"sku": "c", "score": 5.0},
+            {"sku": "a", "score": 10.0, "because": []},
+            {"sku": "b", "score": 8.0, "because": []},
+            {"sku": "c", "score": 5.0, "because": []},
         ],
         "model_version": "v1",
         "fallback": True,

@@ -1,14 +1,16 @@
 """recommend: HTTP function serving recommendations from the latest model snapshot.
 
 Routes by path to ``simrec.serving.api`` (``/recommendations``, ``/similar``,
-``/healthz``, ``/make_recommendation``). The app, and with it the model holder, is built
-on the first request from ``SIMREC_*`` settings, so importing this module reads nothing.
+``/healthz``, ``/make_recommendation``, ``/openapi.json``). The app, and with it the
+model holders, is built on the first request from ``SIMREC_*`` settings, so importing
+this module reads nothing.
 """
 
 import threading
 
 import flask
 import functions_framework
+import orjson
 
 from simrec.serving.api import ServingApp
 
@@ -18,14 +20,21 @@ _app_lock = threading.Lock()
 
 def get_app() -> ServingApp:
     global _app
-    with _app_lock:
-        if _app is None:
-            _app = ServingApp()
-        return _app
+    if _app is None:
+        with _app_lock:
+            if _app is None:
+                _app = ServingApp()
+    return _app
 
 
 @functions_framework.http
-def recommend(request: flask.Request) -> tuple[dict, int, dict[str, str]]:
-    body, status = get_app().handle(request)
-    headers = {"Allow": "GET, HEAD"} if status == 405 else {}
-    return body, status, headers
+def recommend(request: flask.Request) -> flask.Response:
+    (body, status), allowed = get_app().dispatch(
+        request.method, request.path, request.environ.get("QUERY_STRING", "")
+    )
+    response = flask.Response(
+        orjson.dumps(body, default=str), status=status, mimetype="application/json"
+    )
+    if not allowed:
+        response.headers["Allow"] = "GET, HEAD"
+    return response

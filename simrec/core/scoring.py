@@ -11,8 +11,11 @@ here, so the two return bit-identical results:
   (``Query.from_actions``: browsed 0.5 + purchase 6 = 6.5).
 * Scores are accumulated in float64 as ``acc[j] += w * float64(sim)``, query items in
   order, each neighbour row in storage order.
-* Candidates are the items reached by at least one neighbour, not excluded, with a
-  score > 0 (similarities and weights are >= 0, so 0 means "no evidence").
+* Candidates are the items reached by at least one neighbour, not excluded, allowed by
+  the optional per-item mask (catalog filters), with a score > 0 (similarities and
+  weights are >= 0, so 0 means "no evidence").
+* ``because``: per result, the query items with the largest terms ``w * sim``, ties by
+  query position, with their share of the result's score.
 * Ranked by score descending, ties by item index ascending (= sku ascending).
 """
 
@@ -21,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -40,6 +43,7 @@ KERNEL_AVAILABLE: bool = _kernel is not None
 
 Backend = Literal["auto", "kernel", "python"]
 Scored = list[tuple[int, float]]
+Scorer = Any  # simrec.core._scoring.Scorer or PythonScorer: score(), contributions()
 
 
 @dataclass(frozen=True)
@@ -81,57 +85,143 @@ class Query:
         return cls.from_pairs((item, weights.of(action)) for item, action in pairs)
 
 
+def make_scorer(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    scores: np.ndarray,
+    n_cols: int | None = None,
+    *,
+    backend: Backend = "auto",
+) -> Scorer:
+    """A scorer over a CSR matrix (int64 indptr, int32 indices, float32 scores).
+
+    ``n_cols`` (default: the number of rows) is the number of candidate columns: the
+    Datastore backend scores a small per-request matrix whose rows are the query items
+    and whose columns are the model's item indices.
+    """
+    if backend not in ("auto", "kernel", "python"):
+        raise ValueError(f"unknown backend {backend!r}")
+    cols = -1 if n_cols is None else int(n_cols)
+    if backend == "python" or (backend == "auto" and _kernel is None):
+        return PythonScorer(indptr, indices, scores, cols)
+    if _kernel is None:
+        raise RuntimeError("scoring kernel not built: run `python setup.py build_ext --inplace`")
+    return _kernel.Scorer(indptr, indices, scores, cols)
+
+
 def score(
     snapshot: ModelSnapshot,
     query: Query,
     n: int,
     exclude: Iterable[int] = (),
     *,
+    allowed: np.ndarray | None = None,
     backend: Backend = "auto",
 ) -> Scored:
     """Top-``n`` ``(item index, score)`` for ``query``, best first, ``exclude`` left out.
 
-    ``backend="auto"`` uses the compiled kernel when it is built, else the twin.
+    ``allowed`` (uint8 per item) keeps only items with a non-zero flag (catalog filters).
+    ``backend="auto"`` uses the compiled kernel when it is built, else the twin. Serving
+    keeps one ``make_scorer`` per model instead, which skips the per-call setup here.
     """
-    if backend not in ("auto", "kernel", "python"):
-        raise ValueError(f"unknown backend {backend!r}")
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
-    n_items = snapshot.n_items
-    excluded = np.unique(np.asarray(list(exclude), dtype=np.int64)).astype(np.int32)
-    for name, arr in (("query item", query.items), ("excluded item", excluded)):
-        if len(arr) and (arr.min() < 0 or arr.max() >= n_items):
-            raise ValueError(f"{name} index out of range 0..{n_items - 1}")
-    if backend == "python" or (backend == "auto" and _kernel is None):
-        return _score_python(snapshot, query, n, excluded)
-    if _kernel is None:
-        raise RuntimeError("scoring kernel not built: run `python setup.py build_ext --inplace`")
-    idx, scores = _kernel.score_csr(
-        snapshot.indptr,
-        snapshot.indices,
-        snapshot.scores,
-        query.items,
-        query.weights,
-        n,
-        excluded,
-    )
-    return list(zip(idx.tolist(), scores.tolist(), strict=True))
+    excluded = np.asarray(list(exclude), dtype=np.int64)
+    if len(excluded) and (excluded.min() < 0 or excluded.max() >= snapshot.n_items):
+        raise ValueError(f"excluded item index out of range 0..{snapshot.n_items - 1}")
+    scorer = make_scorer(snapshot.indptr, snapshot.indices, snapshot.scores, backend=backend)
+    return scorer.score(query.items, query.weights, n, excluded.astype(np.int32), allowed)
 
 
-def _score_python(snapshot: ModelSnapshot, query: Query, n: int, excluded: np.ndarray) -> Scored:
-    """The kernel's twin in plain Python floats (IEEE float64, same operation order)."""
-    skip = set(excluded.tolist())
-    acc: dict[int, float] = {}
-    indptr = snapshot.indptr
-    for item, weight in zip(query.items.tolist(), query.weights.tolist(), strict=True):
-        lo, hi = int(indptr[item]), int(indptr[item + 1])
-        cols = snapshot.indices[lo:hi].tolist()
-        sims = snapshot.scores[lo:hi].tolist()  # float32 -> exact float64
-        for j, sim in zip(cols, sims, strict=True):
-            if j not in skip:
-                acc[j] = acc.get(j, 0.0) + weight * sim
-    ranked = sorted(((j, s) for j, s in acc.items() if s > 0), key=lambda t: (-t[1], t[0]))
-    return ranked[:n]
+def because(
+    scorer: Scorer, query: Query, scored: Scored, k: int = 3
+) -> list[list[tuple[int, float]]]:
+    """Per scored item, the ``k`` query items that contributed most, with their share.
+
+    ``[(query item index, share of the item's score)]``, largest first; shares of all
+    contributing query items sum to 1.
+    """
+    if not scored:
+        return []
+    terms = scorer.contributions(query.items, query.weights, [j for j, _ in scored], k)
+    items = query.items.tolist()
+    return [
+        [(items[q], c / total) for q, c in row]
+        for row, (_, total) in zip(terms, scored, strict=True)
+    ]
+
+
+class PythonScorer:
+    """The kernel's ``Scorer`` twin in plain Python floats (same operation order)."""
+
+    def __init__(
+        self, indptr: np.ndarray, indices: np.ndarray, scores: np.ndarray, n_cols: int = -1
+    ) -> None:
+        self.indptr = np.ascontiguousarray(indptr, dtype=np.int64)
+        self.indices = np.ascontiguousarray(indices, dtype=np.int32)
+        self.scores = np.ascontiguousarray(scores, dtype=np.float32)
+        if len(self.indptr) < 1 or self.indptr[0] != 0 or self.indptr[-1] != len(self.indices):
+            raise ValueError("indptr must start at 0 and end at len(indices) == len(scores)")
+        if len(self.scores) != len(self.indices):
+            raise ValueError("indptr must start at 0 and end at len(indices) == len(scores)")
+        if np.any(np.diff(self.indptr) < 0):
+            raise ValueError("indptr must be non-decreasing")
+        self.n_rows = len(self.indptr) - 1
+        self.n_cols = self.n_rows if n_cols < 0 else n_cols
+        if len(self.indices) and (self.indices.min() < 0 or self.indices.max() >= self.n_cols):
+            raise ValueError("neighbour index out of range")
+
+    def _rows(self, items: np.ndarray, weights: np.ndarray):
+        items_l, weights_l = np.asarray(items).tolist(), np.asarray(weights).tolist()
+        if len(items_l) != len(weights_l):
+            raise ValueError("items and weights must have the same length")
+        for i in items_l:
+            if not 0 <= i < self.n_rows:
+                raise ValueError(f"query item index out of range 0..{self.n_rows - 1}")
+        for q, (i, w) in enumerate(zip(items_l, weights_l, strict=True)):
+            lo, hi = int(self.indptr[i]), int(self.indptr[i + 1])
+            # float32 -> exact float64 via tolist()
+            yield q, w, self.indices[lo:hi].tolist(), self.scores[lo:hi].tolist()
+
+    def score(
+        self,
+        items: np.ndarray,
+        weights: np.ndarray,
+        n: int,
+        excluded: np.ndarray | None = None,
+        allowed: np.ndarray | None = None,
+    ) -> Scored:
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        skip = set() if excluded is None else set(np.asarray(excluded).tolist())
+        for x in skip:
+            if not 0 <= x < self.n_cols:
+                raise ValueError(f"excluded item index out of range 0..{self.n_cols - 1}")
+        if allowed is not None and len(allowed) != self.n_cols:
+            raise ValueError("allowed must have one flag per column")
+        ok = None if allowed is None else np.asarray(allowed).tolist()
+        acc: dict[int, float] = {}
+        for _, weight, cols, sims in self._rows(items, weights):
+            for j, sim in zip(cols, sims, strict=True):
+                if j not in skip and (ok is None or ok[j]):
+                    acc[j] = acc.get(j, 0.0) + weight * sim
+        ranked = sorted(((j, s) for j, s in acc.items() if s > 0), key=lambda t: (-t[1], t[0]))
+        return ranked[:n]
+
+    def contributions(
+        self, items: np.ndarray, weights: np.ndarray, results: list[int], k: int
+    ) -> list[list[tuple[int, float]]]:
+        if k < 1:
+            raise ValueError("k must be >= 1")
+        if len(set(results)) != len(results):
+            raise ValueError("results must be distinct")
+        position = {j: r for r, j in enumerate(results)}
+        terms: list[list[tuple[int, float]]] = [[] for _ in results]
+        for q, weight, cols, sims in self._rows(items, weights):
+            for j, sim in zip(cols, sims, strict=True):
+                r = position.get(j)
+                c = weight * sim
+                if r is not None and c > 0:
+                    terms[r].append((q, c))
+        return [sorted(row, key=lambda t: (-t[1], t[0]))[:k] for row in terms]
 
 
 def top_similar(snapshot: ModelSnapshot, item: int, n: int) -> Scored:

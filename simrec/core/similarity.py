@@ -75,15 +75,9 @@ def sample(
     p, q = dimsum.probabilities_and_scales(column_norms(m), threshold, n_items)
     rows = np.repeat(np.arange(n_users), np.diff(m.indptr))
     cols = m.indices
-    keep = dimsum.keep_mask(
-        seed, np.asarray(user_keys)[rows], np.asarray(item_keys)[cols], p[cols]
-    )
-    scaled = sp.csr_matrix(
-        (m.data[keep] / q[cols[keep]], (rows[keep], cols[keep])), shape=m.shape
-    )
-    pattern = sp.csr_matrix(
-        (np.ones(int(keep.sum())), (rows[keep], cols[keep])), shape=m.shape
-    )
+    keep = dimsum.keep_mask(seed, np.asarray(user_keys)[rows], np.asarray(item_keys)[cols], p[cols])
+    scaled = sp.csr_matrix((m.data[keep] / q[cols[keep]], (rows[keep], cols[keep])), shape=m.shape)
+    pattern = sp.csr_matrix((np.ones(int(keep.sum())), (rows[keep], cols[keep])), shape=m.shape)
     return scaled, pattern, p, g
 
 
@@ -99,9 +93,7 @@ def _block_topk(
     c_block = c_block.tocoo()
     s_block.sum_duplicates()  # canonical (row, col) order, so both align entry by entry
     c_block.sum_duplicates()
-    if not (
-        np.array_equal(s_block.row, c_block.row) and np.array_equal(s_block.col, c_block.col)
-    ):
+    if not (np.array_equal(s_block.row, c_block.row) and np.array_equal(s_block.col, c_block.col)):
         raise AssertionError("estimate and count products have different patterns")
     row = s_block.row.astype(np.int64) + first
     col = s_block.col.astype(np.int64)
@@ -212,8 +204,17 @@ def similarity_manifest(
     timings: dict[str, float],
 ) -> dict:
     """The similarity manifest of docs/architecture.md (``gamma`` null when exact)."""
-    keys = ("events", "users", "users_kept", "capped_users", "items", "cells",
-            "emitted_pairs", "pairs", "neighbor_rows")
+    keys = (
+        "events",
+        "users",
+        "users_kept",
+        "capped_users",
+        "items",
+        "cells",
+        "emitted_pairs",
+        "pairs",
+        "neighbor_rows",
+    )
     missing = [k for k in keys if k not in counts]
     if missing:
         raise ValueError(f"manifest counts missing {missing}")
@@ -230,3 +231,17 @@ def similarity_manifest(
         "timings": {k: round(float(v), 3) for k, v in timings.items()},
         "created_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+
+
+def run_local_similarity(
+    export_manifest_uri: str, output_uri: str, params: RunParams | None = None
+) -> dict:
+    """The similarity stage on one machine (reads the export, writes output + manifest).
+
+    Implemented in :mod:`simrec.similarity_output`, because reading and writing objects
+    (pyarrow, fsspec/gcsfs) is not the core's business; imported lazily so importing the
+    core stays I/O-free. Prefer ``simrec.similarity_output.run_local_similarity``.
+    """
+    from simrec.similarity_output import run_local_similarity as run
+
+    return run(export_manifest_uri, output_uri, params)

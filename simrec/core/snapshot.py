@@ -7,6 +7,9 @@ A version folder holds, written in this order:
   score descending (ties: neighbour index ascending); ``popularity`` (float64, n):
   distinct users per item in the window, for the fallback.
 * ``skus.json``: the vocabulary, ``skus[i]`` is item ``i``; sorted, unique.
+* ``catalog.parquet`` (optional): the shop's item catalog, one row per sku with
+  ``sku`` (string, unique), ``category`` (string, may be null), ``in_stock`` (bool) and
+  any attribute columns; serving filters and enriches results with it.
 * ``metadata.json``: version, tenant, run id, params, counts. Written last: a version
   without it is incomplete and never loaded.
 
@@ -26,7 +29,50 @@ import numpy as np
 ARRAYS_NAME = "arrays.npz"
 SKUS_NAME = "skus.json"
 METADATA_NAME = "metadata.json"
+CATALOG_NAME = "catalog.parquet"
+CATALOG_COLUMNS = ("sku", "category", "in_stock")
 FORMAT_VERSION = 1
+
+
+def catalog_table(catalog: Any) -> Any:
+    """A catalog (pyarrow Table, pandas DataFrame or dict of columns) -> a checked
+    pyarrow Table with ``sku``/``category`` as strings and ``in_stock`` as bool.
+
+    pyarrow is imported here only: the core stays importable without it.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(catalog, pa.Table):
+        table = catalog
+    elif isinstance(catalog, dict):
+        table = pa.table(catalog)
+    elif hasattr(catalog, "to_dict") and hasattr(catalog, "columns"):  # pandas
+        table = pa.Table.from_pandas(catalog, preserve_index=False)
+    else:
+        raise TypeError(f"catalog must be a table or a dict of columns, not {type(catalog)}")
+    missing = [c for c in CATALOG_COLUMNS if c not in table.column_names]
+    if missing:
+        raise ValueError(f"catalog lacks column(s) {', '.join(missing)}")
+    try:
+        table = table.set_column(
+            table.schema.get_field_index("sku"), "sku", table["sku"].cast(pa.string())
+        )
+        table = table.set_column(
+            table.schema.get_field_index("category"),
+            "category",
+            table["category"].cast(pa.string()),
+        )
+        table = table.set_column(
+            table.schema.get_field_index("in_stock"), "in_stock", table["in_stock"].cast(pa.bool_())
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise ValueError(f"catalog column has the wrong type: {exc}") from None
+    if table["sku"].null_count or table["in_stock"].null_count:
+        raise ValueError("catalog sku and in_stock must not be null")
+    if pc.count_distinct(table["sku"]).as_py() != table.num_rows:
+        raise ValueError("catalog skus must be unique")
+    return table
 
 
 @dataclass
@@ -38,8 +84,11 @@ class ModelSnapshot:
     users: np.ndarray
     popularity: np.ndarray
     metadata: dict[str, Any] = field(default_factory=dict)
+    catalog: Any = None  # optional pyarrow Table, see catalog_table()
 
     def __post_init__(self) -> None:
+        if self.catalog is not None:
+            self.catalog = catalog_table(self.catalog)
         self.indptr = np.ascontiguousarray(self.indptr, dtype=np.int64)
         self.indices = np.ascontiguousarray(self.indices, dtype=np.int32)
         self.scores = np.ascontiguousarray(self.scores, dtype=np.float32)
@@ -88,11 +137,18 @@ class ModelSnapshot:
             popularity=self.popularity,
         )
         meta = {"format": FORMAT_VERSION, **self.metadata}
-        return {
+        files = {
             ARRAYS_NAME: buf.getvalue(),
             SKUS_NAME: json.dumps(self.skus, separators=(",", ":")).encode(),
-            METADATA_NAME: json.dumps(meta, indent=2, sort_keys=True).encode(),
         }
+        if self.catalog is not None:
+            import pyarrow.parquet as pq
+
+            out = io.BytesIO()
+            pq.write_table(self.catalog, out)
+            files[CATALOG_NAME] = out.getvalue()
+        files[METADATA_NAME] = json.dumps(meta, indent=2, sort_keys=True).encode()
+        return files
 
     @classmethod
     def from_files(cls, files: dict[str, bytes]) -> ModelSnapshot:
@@ -101,4 +157,9 @@ class ModelSnapshot:
             raise ValueError(f"unsupported snapshot format {metadata.get('format')!r}")
         with np.load(io.BytesIO(files[ARRAYS_NAME])) as arrays:
             data = {k: arrays[k] for k in arrays.files}
-        return cls(skus=json.loads(files[SKUS_NAME]), metadata=metadata, **data)
+        catalog = None
+        if files.get(CATALOG_NAME) is not None:
+            import pyarrow.parquet as pq
+
+            catalog = pq.read_table(io.BytesIO(files[CATALOG_NAME]))
+        return cls(skus=json.loads(files[SKUS_NAME]), metadata=metadata, catalog=catalog, **data)

@@ -1,76 +1,134 @@
 """The recommend endpoint's logic: parse and validate a request, score, answer JSON.
 
-Framework-light: ``ServingApp.handle`` takes a flask/werkzeug ``Request`` and returns
-``(body dict, status)``; the endpoint methods take the query parameters as a mapping (a
-werkzeug ``MultiDict`` or a plain ``dict`` of strings), which is how the CLI calls them.
+Framework-light and lean on the hot path: ``ServingApp`` is itself a plain WSGI app
+(``simrec serve`` runs it in gunicorn) that parses ``QUERY_STRING`` once, looks skus up
+in the model's precomputed dict, scores with the model's compiled ``Scorer`` and writes
+the body with orjson; ``handle`` serves a flask/werkzeug request (the Cloud Function) the
+same way, and the endpoint methods take the query parameters as a mapping (a werkzeug
+``MultiDict`` or a plain ``dict`` of strings), which is how the CLI calls them.
 
-Endpoints (GET or HEAD only; other methods -> 405, other paths -> 404, all JSON):
+Endpoints (GET or HEAD only; other methods -> 405, other paths -> 404, all JSON; the
+OpenAPI 3 description at ``/openapi.json`` is the reference):
 
-* ``/recommendations?browsed=a,b&basket=c&purchased=d&n=10[&exclude_seen=false]``
-  -> ``{"items": [{"sku", "score"}], "model_version", "fallback"}``.
-* ``/similar?sku=X&n=10`` -> ``{"sku", "items": [{"sku", "score"}], "model_version"}``.
-* ``/healthz`` -> ``{"status": "ok", "model_version", "items"}``.
+* ``/recommendations?browsed=a,b&basket=c&purchased=d&n=10[&exclude_seen=false]
+  [&exclude=x,y][&in_stock_only=true][&category=C][&tenant=T]`` -> ``{"items": [{"sku",
+  "score", "because": [{"sku", "share"}], ["category", "in_stock", "attributes"]}],
+  "model_version", "fallback"}``.
+* ``/similar?sku=X&n=10[&exclude=..][&in_stock_only=..][&category=..][&tenant=..]`` ->
+  ``{"sku", "items": [{"sku", "score", ...}], "model_version"}``.
+* ``/healthz[?tenant=T]`` -> ``{"status": "ok", "model_version", "items"}``.
 * ``/make_recommendation?browsed=..&basket=..&purchased=..&n=..`` -> ``{"result":
   [{"item", "score"}]}``: the original service's contract, so its clients switch unchanged.
+* ``/openapi.json``: the OpenAPI document.
 
 Parameter rules (a violation -> 400 ``{"error", "field"}``):
 
+* The query string is at most ``MAX_QUERY_BYTES`` long (``field`` = ``query``).
 * sku lists are comma-separated; each entry is stripped of surrounding spaces and empty
-  entries are ignored (``a,,b`` and a trailing comma are fine). A list parameter may be
-  repeated (``browsed=a&browsed=b``); single-valued ones (``n``, ``sku``,
-  ``exclude_seen``) may not.
-* At most ``max_skus_per_request`` sku entries in total (duplicates count); ``field``
-  names the parameter at which the limit is crossed.
+  entries are ignored (``a,,b`` and a trailing comma are fine); an entry is at most
+  ``MAX_SKU_LENGTH`` characters. A list parameter may be repeated
+  (``browsed=a&browsed=b``); single-valued ones may not.
+* At most ``max_skus_per_request`` entries in browsed, basket and purchased together
+  (duplicates count), and at most as many in ``exclude``; ``field`` names the parameter
+  at which the limit is crossed.
 * ``n``: a plain decimal integer in 1..``max_n``; default 10.
-* ``exclude_seen``: ``true/false`` (also ``1/0``, ``yes/no``), case-insensitive.
+* Booleans (``exclude_seen``, ``in_stock_only``): ``true/false`` (also ``1/0``,
+  ``yes/no``), case-insensitive.
+* ``category`` / ``in_stock_only`` need a model with an item catalog (else 400).
+* ``tenant``: a shop the deployment serves (``tenant`` plus ``serving_tenants``); another
+  name -> 404 ``{"error", "field": "tenant"}``.
 * Unknown parameter names are rejected on the new endpoints (a typo such as
   ``purchase=`` would otherwise silently give fallback results); ``/make_recommendation``
   ignores them, as the original service did.
 
 Scoring: an item's weight is ``ActionWeights.of(action)``, summed over the lists it is
 in (see ``simrec.core.scoring``). Unknown skus are ignored. ``/recommendations`` leaves
-the input items out unless ``exclude_seen=false`` and, when nothing scores, answers the
-most popular items (popularity as score, input items left out when ``exclude_seen``) with
-``"fallback": true``. ``/make_recommendation`` keeps input items and has no fallback
+the input items out unless ``exclude_seen=false``, and the ``exclude`` skus always.
+``because`` names the (up to 3) input items whose terms contributed most to an item's
+score, with their share of it. When nothing scores it answers popular items with
+``"fallback": true``: first the most popular of the input items' categories (or of the
+``category`` filter), then the most popular overall, filters and exclusions applied,
+popularity as score. ``/make_recommendation`` keeps input items and has no fallback
 (an empty ``result``), like the original service; its error bodies carry ``"result": []``
-too. Before the first model exists every endpoint answers 503 ``{"error": ...}``.
+too. Before a tenant's first model exists its endpoints answer 503 ``{"error": ...}``;
+so does a request whose Datastore read fails.
+
+Each response is computed from one model reference taken at the start of the request,
+so it never mixes two versions, and names that version.
 """
 
 from __future__ import annotations
 
+import heapq
+import logging
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+from urllib.parse import parse_qsl
+
+import numpy as np
+import orjson
 
 from simrec.config import Settings
 from simrec.core.actions import Action
-from simrec.core.scoring import Query, most_popular, score, top_similar
+from simrec.serving.datastore_backend import (
+    DatastoreNeighbours,
+    DatastoreUnavailable,
+    default_client_factory,
+)
 from simrec.serving.model_holder import LoadedModel, ModelHolder
+
+log = logging.getLogger(__name__)
 
 Response = tuple[dict[str, Any], int]
 Params = dict[str, list[str]]
 
 DEFAULT_N = 10
+MAX_QUERY_BYTES = 16_384
+MAX_SKU_LENGTH = 256
+MAX_OPEN_TENANTS = 64  # with serving_tenants='*': holders kept at most
+BECAUSE_K = 3
 SKU_LISTS: tuple[tuple[str, str], ...] = (
     ("browsed", Action.BROWSED.value),
     ("basket", Action.BASKET.value),
     ("purchased", Action.PURCHASE.value),
 )
+RECOMMEND_PARAMS = (
+    "browsed", "basket", "purchased", "n", "exclude_seen", "exclude", "in_stock_only",
+    "category", "tenant",
+)  # fmt: skip
+SIMILAR_PARAMS = ("sku", "n", "exclude", "in_stock_only", "category", "tenant")
+HEALTH_PARAMS = ("tenant",)
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 _DIGITS = re.compile(r"[0-9]+")
+_TENANT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}")
+_EMPTY_I32 = np.zeros(0, dtype=np.int32)
+_STATUS = {
+    200: "200 OK",
+    400: "400 Bad Request",
+    404: "404 Not Found",
+    405: "405 Method Not Allowed",
+    500: "500 Internal Server Error",
+    503: "503 Service Unavailable",
+}
 
 
 class BadRequest(Exception):
     """A parameter is wrong: answered as 400 ``{"error": message, "field": field}``."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.field = field
         self.message = message
+        self.status = status
 
     def response(self) -> Response:
-        return {"error": self.message, "field": self.field}, 400
+        return {"error": self.message, "field": self.field}, self.status
+
+
+class Unavailable(Exception):
+    """No model yet, or the Datastore read failed: answered 503 ``{"error"}``."""
 
 
 # --- model holders, one per (models root, tenant, refresh) ------------------------------
@@ -95,6 +153,23 @@ def clear_holders() -> None:
 
 
 # --- parameter parsing ------------------------------------------------------------------
+def parse_query_string(query: str) -> Params:
+    """A raw (WSGI, latin-1) query string -> name -> list of values, length checked."""
+    if len(query) > MAX_QUERY_BYTES:
+        raise BadRequest("query", f"query string longer than {MAX_QUERY_BYTES} bytes")
+    if not query:
+        return {}
+    text = query.encode("latin-1", "replace").decode("utf-8", "replace")
+    params: Params = {}
+    for name, value in parse_qsl(text, keep_blank_values=True, errors="replace"):
+        values = params.get(name)
+        if values is None:
+            params[name] = [value]
+        else:
+            values.append(value)
+    return params
+
+
 def normalise_params(args: Mapping[str, Any]) -> Params:
     """A MultiDict or a plain mapping -> name -> list of raw values."""
     if hasattr(args, "getlist"):
@@ -114,10 +189,12 @@ def check_names(params: Params, allowed: tuple[str, ...]) -> None:
 
 
 def single(params: Params, name: str) -> str | None:
-    values = params.get(name, [])
+    values = params.get(name)
+    if not values:
+        return None
     if len(values) > 1:
         raise BadRequest(name, f"parameter {name!r} given {len(values)} times; give it once")
-    return values[0] if values else None
+    return values[0]
 
 
 def parse_n(params: Params, max_n: int) -> int:
@@ -126,10 +203,10 @@ def parse_n(params: Params, max_n: int) -> int:
         return min(DEFAULT_N, max_n)
     text = raw.strip()
     if not _DIGITS.fullmatch(text):
-        raise BadRequest("n", f"n must be an integer in 1..{max_n}, got {raw!r}")
+        raise BadRequest("n", f"n must be an integer in 1..{max_n}, got {raw[:40]!r}")
     value = int(text) if len(text) <= 12 else max_n + 1
     if not 1 <= value <= max_n:
-        raise BadRequest("n", f"n must be an integer in 1..{max_n}, got {raw!r}")
+        raise BadRequest("n", f"n must be an integer in 1..{max_n}, got {raw[:40]!r}")
     return value
 
 
@@ -140,19 +217,30 @@ def parse_bool(params: Params, name: str, default: bool) -> bool:
     try:
         return _BOOLEANS[raw.strip().lower()]
     except KeyError:
-        raise BadRequest(name, f"{name} must be true or false, got {raw!r}") from None
+        raise BadRequest(name, f"{name} must be true or false, got {raw[:40]!r}") from None
 
 
-def split_skus(values: list[str]) -> list[str]:
-    """Comma-separated entries, stripped; empty entries ignored."""
-    return [s.strip() for value in values for s in value.split(",") if s.strip()]
+def split_skus(values: list[str], name: str = "sku") -> list[str]:
+    """Comma-separated entries, stripped; empty entries ignored; length checked."""
+    out = []
+    for value in values:
+        for s in value.split(","):
+            s = s.strip()
+            if s:
+                if len(s) > MAX_SKU_LENGTH:
+                    raise BadRequest(name, f"a sku in {name} is longer than {MAX_SKU_LENGTH}")
+                out.append(s)
+    return out
 
 
 def parse_sku_lists(params: Params, max_skus: int) -> list[tuple[str, str]]:
     """``(sku, action)`` pairs in list order (browsed, basket, purchased), limit checked."""
     pairs: list[tuple[str, str]] = []
     for name, action in SKU_LISTS:
-        pairs += [(sku, action) for sku in split_skus(params.get(name, []))]
+        values = params.get(name)
+        if not values:
+            continue
+        pairs += [(sku, action) for sku in split_skus(values, name)]
         if len(pairs) > max_skus:
             raise BadRequest(
                 name, f"too many skus: more than {max_skus} in browsed, basket and purchased"
@@ -160,116 +248,348 @@ def parse_sku_lists(params: Params, max_skus: int) -> list[tuple[str, str]]:
     return pairs
 
 
+def parse_text(params: Params, name: str) -> str | None:
+    raw = single(params, name)
+    if raw is None:
+        return None
+    text = raw.strip()
+    if not text:
+        raise BadRequest(name, f"{name} must not be empty")
+    if len(text) > MAX_SKU_LENGTH:
+        raise BadRequest(name, f"{name} is longer than {MAX_SKU_LENGTH} characters")
+    return text
+
+
 # --- the app --------------------------------------------------------------------------
 class ServingApp:
-    """The endpoints over one tenant's model; see the module docstring."""
+    """The endpoints over the tenants' models; see the module docstring.
 
-    def __init__(self, settings: Settings | None = None, holder: ModelHolder | None = None):
-        self.settings = settings or Settings()
-        self.holder = holder or get_holder(
-            self.settings.models_root, self.settings.tenant, self.settings.model_refresh_seconds
-        )
-        self.routes: dict[str, Callable[[Mapping[str, Any]], Response]] = {
-            "/recommendations": self.recommendations,
-            "/similar": self.similar,
-            "/healthz": lambda args: self.healthz(),
-            "/make_recommendation": self.make_recommendation,
+    Also a WSGI callable: ``gunicorn`` (``simrec serve``) runs an instance directly.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        holder: ModelHolder | None = None,
+        *,
+        datastore: DatastoreNeighbours | None = None,
+    ) -> None:
+        s = self.settings = settings or Settings()
+        # Plain attributes: nothing on the request path touches pydantic.
+        self.tenant = s.tenant
+        self.max_n = s.max_n
+        self.max_skus = s.max_skus_per_request
+        self.models_root = s.models_root
+        self.refresh_seconds = s.model_refresh_seconds
+        weights = s.weights
+        self.weights = {action: weights.of(action) for _, action in SKU_LISTS}
+        extra = {t.strip() for t in s.serving_tenants.split(",") if t.strip()}
+        self.any_tenant = "*" in extra
+        self.tenants = ({s.tenant} | extra) - {"*"}
+        self._holders: dict[str, ModelHolder] = {s.tenant: holder} if holder else {}
+        self._holders_lock = threading.Lock()
+        self.backend = s.serving_backend
+        self.datastore = datastore
+        if self.backend == "datastore" and datastore is None:
+            project = s.datastore_project or s.gcp_project
+            if not project:
+                raise ValueError(
+                    "SIMREC_SERVING_BACKEND=datastore needs SIMREC_DATASTORE_PROJECT"
+                )
+            self.datastore = DatastoreNeighbours(
+                default_client_factory(project), s.datastore_cache_items, s.datastore_cache_seconds
+            )
+        self.routes: dict[str, Callable[[Params], Response]] = {
+            "/recommendations": self._recommendations,
+            "/similar": self._similar,
+            "/healthz": self._healthz,
+            "/make_recommendation": self._make_recommendation,
+            "/openapi.json": self._openapi,
         }
+        self._openapi_doc: dict[str, Any] | None = None
 
-    def handle(self, request: Any) -> Response:
-        """Route a flask/werkzeug request by path and method."""
-        path = request.path.rstrip("/") or "/"
+    # --- tenants and models ------------------------------------------------------------
+    @property
+    def holder(self) -> ModelHolder:
+        """The default tenant's model holder."""
+        return self._holder(self.tenant)
+
+    def _holder(self, tenant: str) -> ModelHolder:
+        holder = self._holders.get(tenant)
+        if holder is None:
+            with self._holders_lock:
+                holder = self._holders.get(tenant)
+                if holder is None:
+                    if len(self._holders) >= MAX_OPEN_TENANTS + 1:
+                        raise BadRequest("tenant", "too many tenants open", 404)
+                    holder = get_holder(self.models_root, tenant, self.refresh_seconds)
+                    self._holders[tenant] = holder
+        return holder
+
+    def namespace(self, tenant: str) -> str | None:
+        """Datastore namespace of a tenant: ``datastore_namespace`` (``{tenant}``
+        substituted) for the default tenant or when it names ``{tenant}``, else the
+        tenant's name."""
+        ns = self.settings.datastore_namespace
+        if "{tenant}" in ns:
+            return ns.replace("{tenant}", tenant)
+        return (ns or None) if tenant == self.tenant else tenant
+
+    def _model(self, params: Params) -> tuple[str, LoadedModel]:
+        raw = single(params, "tenant")
+        tenant = self.tenant if raw is None else raw.strip()
+        if tenant != self.tenant and tenant not in self.tenants:
+            if not (self.any_tenant and _TENANT.fullmatch(tenant)):
+                raise BadRequest("tenant", f"unknown tenant {tenant[:64]!r}", 404)
+        model = self._holder(tenant).get()
+        if model is None:
+            raise Unavailable(f"no model loaded yet for tenant {tenant!r}")
+        return tenant, model
+
+    # --- transport ---------------------------------------------------------------------
+    def dispatch(self, method: str, path: str, query: str | Params) -> tuple[Response, bool]:
+        """``(body, status)`` and whether the method was allowed."""
+        path = path.rstrip("/") or "/"
         endpoint = self.routes.get(path)
         if endpoint is None:
-            return {
-                "error": f"no endpoint {path!r}; use one of {', '.join(sorted(self.routes))}"
-            }, 404
-        if request.method not in ("GET", "HEAD"):
-            return {"error": f"method {request.method} not allowed on {path}; use GET"}, 405
-        return endpoint(request.args)
-
-    def _model(self) -> LoadedModel | None:
-        return self.holder.get()
-
-    def _unavailable(self) -> Response:
-        return {"error": f"no model loaded yet for tenant {self.settings.tenant!r}"}, 503
-
-    # --- endpoints -------------------------------------------------------------------
-    def recommendations(self, args: Mapping[str, Any]) -> Response:
-        params = normalise_params(args)
+            names = ", ".join(sorted(self.routes))
+            return ({"error": f"no endpoint {path[:100]!r}; use one of {names}"}, 404), True
+        if method != "GET" and method != "HEAD":
+            return ({"error": f"method {method} not allowed on {path}; use GET"}, 405), False
         try:
-            check_names(params, ("browsed", "basket", "purchased", "n", "exclude_seen"))
-            n = parse_n(params, self.settings.max_n)
-            exclude_seen = parse_bool(params, "exclude_seen", default=True)
-            pairs = parse_sku_lists(params, self.settings.max_skus_per_request)
-        except BadRequest as exc:
-            return exc.response()
-        model = self._model()
-        if model is None:
-            return self._unavailable()
-        query = self._query(model, pairs)
-        exclude = query.items.tolist() if exclude_seen else []
-        scored = score(model.snapshot, query, n, exclude)
-        fallback = not scored
-        if fallback:
-            scored = most_popular(model.popular, model.snapshot.popularity, n, exclude)
-        skus = model.snapshot.skus
-        return {
-            "items": [{"sku": skus[j], "score": float(s)} for j, s in scored],
-            "model_version": model.version,
-            "fallback": fallback,
-        }, 200
-
-    def similar(self, args: Mapping[str, Any]) -> Response:
-        params = normalise_params(args)
-        try:
-            check_names(params, ("sku", "n"))
-            n = parse_n(params, self.settings.max_n)
-            sku = (single(params, "sku") or "").strip()
-            if not sku:
-                raise BadRequest("sku", "give the item as sku=<sku>")
-        except BadRequest as exc:
-            return exc.response()
-        model = self._model()
-        if model is None:
-            return self._unavailable()
-        item = model.sku_index.get(sku)
-        if item is None:
-            return {"error": f"unknown sku {sku!r}", "sku": sku}, 404
-        skus = model.snapshot.skus
-        return {
-            "sku": sku,
-            "items": [
-                {"sku": skus[j], "score": float(s)} for j, s in top_similar(model.snapshot, item, n)
-            ],
-            "model_version": model.version,
-        }, 200
-
-    def healthz(self) -> Response:
-        model = self._model()
-        if model is None:
-            body, status = self._unavailable()
-            return {"status": "unavailable", **body}, status
-        return {"status": "ok", "model_version": model.version, "items": model.n_items}, 200
-
-    def make_recommendation(self, args: Mapping[str, Any]) -> Response:
-        """The original service's endpoint: input items kept, no fallback, ``result``."""
-        params = normalise_params(args)
-        try:
-            n = parse_n(params, self.settings.max_n)
-            pairs = parse_sku_lists(params, self.settings.max_skus_per_request)
+            params = parse_query_string(query) if isinstance(query, str) else query
+            return endpoint(params), True
         except BadRequest as exc:
             body, status = exc.response()
-            return {"result": [], **body}, status
-        model = self._model()
-        if model is None:
-            body, status = self._unavailable()
-            return {"result": [], **body}, status
-        scored = score(model.snapshot, self._query(model, pairs), n)
-        skus = model.snapshot.skus
-        return {"result": [{"item": skus[j], "score": float(s)} for j, s in scored]}, 200
+        except Unavailable as exc:
+            body, status = {"error": str(exc)}, 503
+        if path == "/make_recommendation":
+            body = {"result": [], **body}
+        return (body, status), True
 
-    def _query(self, model: LoadedModel, pairs: list[tuple[str, str]]) -> Query:
+    def handle(self, request: Any) -> Response:
+        """Serve a flask/werkzeug request (the Cloud Function)."""
+        environ = getattr(request, "environ", None)
+        query = environ.get("QUERY_STRING", "") if environ else normalise_params(request.args)
+        return self.dispatch(request.method, request.path, query)[0]
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        """The WSGI app."""
+        method = environ["REQUEST_METHOD"]
+        try:
+            (body, status), allowed = self.dispatch(
+                method, environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", "")
+            )
+            data = orjson.dumps(body, default=str)
+        except Exception:  # a bug: still a JSON answer, and logged
+            log.exception("request %s %s failed", method, environ.get("PATH_INFO"))
+            status, allowed, data = 500, True, b'{"error":"internal error"}'
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+        if not allowed:
+            headers.append(("Allow", "GET, HEAD"))
+        start_response(_STATUS.get(status, f"{status} Error"), headers)
+        return [b""] if method == "HEAD" else [data]
+
+    # --- public endpoint methods (mappings of parameters, as the CLI calls them) -------
+    def recommendations(self, args: Mapping[str, Any]) -> Response:
+        return self.dispatch("GET", "/recommendations", normalise_params(args))[0]
+
+    def similar(self, args: Mapping[str, Any]) -> Response:
+        return self.dispatch("GET", "/similar", normalise_params(args))[0]
+
+    def healthz(self, args: Mapping[str, Any] | None = None) -> Response:
+        return self.dispatch("GET", "/healthz", normalise_params(args or {}))[0]
+
+    def make_recommendation(self, args: Mapping[str, Any]) -> Response:
+        return self.dispatch("GET", "/make_recommendation", normalise_params(args))[0]
+
+    # --- endpoints -------------------------------------------------------------------
+    def _filters(self, params: Params, model: LoadedModel) -> np.ndarray | None:
+        category = parse_text(params, "category")
+        in_stock_only = parse_bool(params, "in_stock_only", default=False)
+        if category is None and not in_stock_only:
+            return None
+        if model.catalog is None:
+            field = "category" if category is not None else "in_stock_only"
+            raise BadRequest(field, f"model {model.version!r} has no item catalog to filter on")
+        return model.catalog.mask(category, in_stock_only)
+
+    def _excluded(self, params: Params, model: LoadedModel) -> list[int]:
+        values = params.get("exclude")
+        if not values:
+            return []
+        skus = split_skus(values, "exclude")
+        if len(skus) > self.max_skus:
+            raise BadRequest("exclude", f"too many skus in exclude: more than {self.max_skus}")
         index = model.sku_index
-        known = [(index[sku], action) for sku, action in pairs if sku in index]
-        return Query.from_actions(known, self.settings.weights)
+        return [index[s] for s in skus if s in index]
+
+    def _scorer(self, tenant: str, model: LoadedModel, items: list[int]) -> tuple[Any, Any]:
+        """The scorer and the query's row numbers in it, for the configured backend."""
+        if self.datastore is None:
+            return model.scorer, np.array(items, dtype=np.int32)
+        try:
+            return self.datastore.scorer(self.namespace(tenant), model, items)
+        except DatastoreUnavailable as exc:
+            log.warning("%s", exc)
+            raise Unavailable("the neighbour store is unavailable; retry") from None
+
+    def _item(self, model: LoadedModel, j: int, score: float) -> dict[str, Any]:
+        item: dict[str, Any] = {"sku": model.snapshot.skus[j], "score": score}
+        catalog = model.catalog
+        if catalog is not None:
+            item["category"] = catalog.category[j]
+            item["in_stock"] = bool(catalog.in_stock[j])
+            attributes = catalog.attributes[j]
+            if attributes is not None:
+                item["attributes"] = attributes
+        return item
+
+    def _recommendations(self, params: Params) -> Response:
+        check_names(params, RECOMMEND_PARAMS)
+        n = parse_n(params, self.max_n)
+        exclude_seen = parse_bool(params, "exclude_seen", default=True)
+        pairs = parse_sku_lists(params, self.max_skus)
+        tenant, model = self._model(params)
+        allowed = self._filters(params, model)
+        excluded = self._excluded(params, model)
+
+        index, weights = model.sku_index, self.weights
+        summed: dict[int, float] = {}
+        for sku, action in pairs:
+            i = index.get(sku)
+            if i is not None:
+                summed[i] = summed.get(i, 0.0) + weights[action]
+        items = list(summed)
+        if exclude_seen:
+            excluded += items
+        scored: list[tuple[int, float]] = []
+        if items:
+            w = np.fromiter(summed.values(), dtype=np.float64, count=len(items))
+            scorer, rows = self._scorer(tenant, model, items)
+            x = np.array(excluded, dtype=np.int32) if excluded else _EMPTY_I32
+            scored = scorer.score(rows, w, n, x, allowed)
+        out = []
+        if scored:
+            skus = model.snapshot.skus
+            terms = scorer.contributions(rows, w, [j for j, _ in scored], BECAUSE_K)
+            for (j, s), row in zip(scored, terms, strict=True):
+                item = self._item(model, j, s)
+                item["because"] = [
+                    {"sku": skus[items[q]], "share": round(c / s, 4)} for q, c in row
+                ]
+                out.append(item)
+            return {"items": out, "model_version": model.version, "fallback": False}, 200
+        category = parse_text(params, "category")
+        for j, s in self._popular(model, n, set(excluded), allowed, items, category):
+            item = self._item(model, j, s)
+            item["because"] = []
+            out.append(item)
+        return {"items": out, "model_version": model.version, "fallback": True}, 200
+
+    def _popular(
+        self,
+        model: LoadedModel,
+        n: int,
+        skip: set[int],
+        allowed: np.ndarray | None,
+        items: list[int],
+        category: str | None,
+    ) -> list[tuple[int, float]]:
+        """The fallback: popular items of the input items' (or the filter's) categories
+        first, most popular first, then the most popular overall."""
+        popularity = model.popularity
+
+        def take(order: Iterable[int], limit: int) -> list[int]:
+            out: list[int] = []
+            if limit <= 0:
+                return out
+            for j in order:
+                if j not in skip and (allowed is None or allowed[j]):
+                    out.append(j)
+                    if len(out) >= limit:
+                        break
+            return out
+
+        chosen: list[int] = []
+        catalog = model.catalog
+        if catalog is not None:
+            categories = [category] if category else []
+            for i in items:
+                c = catalog.category[i]
+                if c is not None and c not in categories:
+                    categories.append(c)
+            lists = [take(catalog.popular_by_category.get(c, ()), n) for c in categories]
+            if lists:
+                merged = heapq.merge(*lists, key=lambda j: (-popularity[j], j))
+                chosen = list(dict.fromkeys(merged))[:n]
+        if len(chosen) < n:
+            skip = skip | set(chosen)
+            chosen += take(model.popular_list, n - len(chosen))
+        return [(j, popularity[j]) for j in chosen]
+
+    def _similar(self, params: Params) -> Response:
+        check_names(params, SIMILAR_PARAMS)
+        n = parse_n(params, self.max_n)
+        sku = (single(params, "sku") or "").strip()
+        if not sku:
+            raise BadRequest("sku", "give the item as sku=<sku>")
+        if len(sku) > MAX_SKU_LENGTH:
+            raise BadRequest("sku", f"sku is longer than {MAX_SKU_LENGTH} characters")
+        tenant, model = self._model(params)
+        allowed = self._filters(params, model)
+        skip = set(self._excluded(params, model))
+        item = model.sku_index.get(sku)
+        if item is None:
+            return {"error": f"unknown sku {sku[:100]!r}", "sku": sku}, 404
+        if self.datastore is None:
+            cols, sims = model.snapshot.neighbours(item)
+        else:
+            try:
+                (cols, sims), = self.datastore.rows(self.namespace(tenant), model, [item])
+            except DatastoreUnavailable as exc:
+                log.warning("%s", exc)
+                raise Unavailable("the neighbour store is unavailable; retry") from None
+        out = []
+        for j, s in zip(cols.tolist(), sims.tolist(), strict=True):
+            if j in skip or (allowed is not None and not allowed[j]):
+                continue
+            out.append(self._item(model, j, s))
+            if len(out) >= n:
+                break
+        return {"sku": sku, "items": out, "model_version": model.version}, 200
+
+    def _healthz(self, params: Params) -> Response:
+        check_names(params, HEALTH_PARAMS)
+        try:
+            _, model = self._model(params)
+        except Unavailable as exc:
+            return {"status": "unavailable", "error": str(exc)}, 503
+        return {"status": "ok", "model_version": model.version, "items": model.n_items}, 200
+
+    def _make_recommendation(self, params: Params) -> Response:
+        """The original service's endpoint: input items kept, no fallback, ``result``."""
+        n = parse_n(params, self.max_n)
+        pairs = parse_sku_lists(params, self.max_skus)
+        tenant, model = self._model(params)
+        index, weights = model.sku_index, self.weights
+        summed: dict[int, float] = {}
+        for sku, action in pairs:
+            i = index.get(sku)
+            if i is not None:
+                summed[i] = summed.get(i, 0.0) + weights[action]
+        if not summed:
+            return {"result": []}, 200
+        items = list(summed)
+        w = np.fromiter(summed.values(), dtype=np.float64, count=len(items))
+        scorer, rows = self._scorer(tenant, model, items)
+        skus = model.snapshot.skus
+        scored = scorer.score(rows, w, n)
+        return {"result": [{"item": skus[j], "score": s} for j, s in scored]}, 200
+
+    def _openapi(self, params: Params) -> Response:
+        if self._openapi_doc is None:
+            from simrec.serving.openapi import openapi_document
+
+            self._openapi_doc = openapi_document(self.max_n, self.max_skus, self.tenants)
+        return self._openapi_doc, 200

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from simrec import storage
-from simrec.core.scoring import popularity_order
+from simrec.core.scoring import Scorer, make_scorer, popularity_order
 from simrec.core.snapshot import ModelSnapshot
+from simrec.serving.catalog import ServingCatalog
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +36,41 @@ MISSING_RETRY_SECONDS = 1.0
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """An immutable serving model: the snapshot plus what requests look up."""
+    """An immutable serving model: the snapshot plus what requests look up.
+
+    Everything a request needs is precomputed here, once per version: the sku -> index
+    dict, the scorer over the CSR arrays, the popularity order as a Python list (the
+    fallback walks only its first few entries) and the catalog's masks and lists.
+    """
 
     version: str
     snapshot: ModelSnapshot
     sku_index: dict[str, int]
     popular: np.ndarray  # item indices, most popular first (ties: index ascending)
+    popular_list: list[int]
+    popularity: list[float]
+    scorer: Scorer
+    catalog: ServingCatalog | None = None
 
     @classmethod
     def from_snapshot(cls, version: str, snapshot: ModelSnapshot) -> LoadedModel:
         if snapshot.version and snapshot.version != version:
             log.warning("LATEST names %r but its metadata says %r", version, snapshot.version)
+        sku_index = {sku: i for i, sku in enumerate(snapshot.skus)}
+        popular = popularity_order(snapshot.popularity)
+        popular_list = popular.tolist()
+        catalog = None
+        if snapshot.catalog is not None:
+            catalog = ServingCatalog(snapshot.catalog, sku_index, popular_list)
         return cls(
             version=version,
             snapshot=snapshot,
-            sku_index={sku: i for i, sku in enumerate(snapshot.skus)},
-            popular=popularity_order(snapshot.popularity),
+            sku_index=sku_index,
+            popular=popular,
+            popular_list=popular_list,
+            popularity=snapshot.popularity.tolist(),
+            scorer=make_scorer(snapshot.indptr, snapshot.indices, snapshot.scores),
+            catalog=catalog,
         )
 
     @property

@@ -52,8 +52,12 @@ def export_events(root: str | Path, events: pd.DataFrame, params: RunParams) -> 
     window = events.loc[in_window, ["user_id", "sku", "action"]].assign(ts=ts[in_window])
     window = window.reset_index(drop=True)
     schema = pa.schema(
-        [("user_id", pa.string()), ("sku", pa.string()), ("action", pa.string()),
-         ("ts", pa.timestamp("us", tz="UTC"))]
+        [
+            ("user_id", pa.string()),
+            ("sku", pa.string()),
+            ("action", pa.string()),
+            ("ts", pa.timestamp("us", tz="UTC")),
+        ]
     )
     days = []
     for d, rows in window.groupby(day[in_window].reset_index(drop=True), sort=True):

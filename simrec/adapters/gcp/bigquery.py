@@ -62,7 +62,7 @@ def export_script(
     query = export_sql.render_export_sql(schema, table, columns)
     days_root = _uri_literal(layout.join(data_root, "exports", params.tenant))
     rejects = layout.join(layout.export_run(data_root, params.tenant, params.run_id), "rejects")
-    rejects_uri = _uri_literal(layout.join(rejects, "part-*.parquet"))
+    rejects_uri = _uri_literal(rejects)[:-1] + "/part-*.parquet'"
     export_day = (
         "EXPORT DATA OPTIONS (uri = '%s/dt=%s/part-*.parquet', format = 'PARQUET', "
         "overwrite = true) AS SELECT user_id, sku, action, ts FROM " + TEMP_TABLE

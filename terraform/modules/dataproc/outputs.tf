@@ -1,6 +1,11 @@
 output "workflow_template_id" {
-  description = "projects/P/locations/R/workflowTemplates/T: what the cluster function instantiates."
+  description = "Full name of the workflow template (projects/P/locations/R/workflowTemplates/T)."
   value       = google_dataproc_workflow_template.dimsum.id
+}
+
+output "workflow_template_name" {
+  description = "Id of the workflow template the cluster function instantiates (SIMREC_DATAPROC_WORKFLOW_TEMPLATE)."
+  value       = google_dataproc_workflow_template.dimsum.name
 }
 
 output "cluster_name_prefix" {

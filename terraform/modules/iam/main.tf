@@ -81,6 +81,7 @@ resource "google_project_iam_custom_role" "workflow_runner" {
   ]
 }
 
+# The cluster function holds that role on the project (workflow templates live there).
 resource "google_project_iam_member" "cluster_workflow_runner" {
   project = var.project_id
   role    = google_project_iam_custom_role.workflow_runner.id
@@ -244,11 +245,11 @@ resource "google_service_account_iam_member" "pubsub_token_creator" {
   member             = "serviceAccount:service-${var.project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
 }
 
-# Cloud Storage publishes the object-finalized events to Eventarc's Pub/Sub transport.
 data "google_storage_project_service_account" "gcs" {
   project = var.project_id
 }
 
+# Cloud Storage publishes the object-finalized events to Eventarc's Pub/Sub transport.
 resource "google_project_iam_member" "gcs_agent_publisher" {
   project = var.project_id
   role    = "roles/pubsub.publisher"

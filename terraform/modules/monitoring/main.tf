@@ -210,3 +210,21 @@ resource "google_monitoring_alert_policy" "endpoint_down" {
     auto_close = "86400s"
   }
 }
+
+# Cloud Run writes one request log entry per request: at 5 million requests a day that is
+# about 100 GiB a month of billed ingestion. Keep errors and a sample of the rest; request
+# counts and latencies come from Cloud Run's metrics, not from these logs.
+resource "google_logging_project_exclusion" "request_logs" {
+  count = var.request_log_keep_ratio < 1 ? 1 : 0
+
+  project     = var.project_id
+  name        = "${var.name_prefix}-recommend-request-sample"
+  description = "Drop ${100 - var.request_log_keep_ratio * 100}% of the recommend service's successful request logs."
+  filter      = <<-EOT
+    resource.type="cloud_run_revision"
+    resource.labels.service_name="${var.service_name}"
+    logName="projects/${var.project_id}/logs/run.googleapis.com%2Frequests"
+    severity<ERROR
+    sample(insertId, ${1 - var.request_log_keep_ratio})
+  EOT
+}

@@ -57,3 +57,8 @@ variable "uptime_check_period" {
   description = "Period of the uptime check."
   type        = string
 }
+
+variable "request_log_keep_ratio" {
+  description = "Share of successful request logs of the recommend service kept."
+  type        = number
+}

@@ -1,0 +1,87 @@
+"""The item catalog as serving needs it: per-item flags, categories and attributes.
+
+Built once per model version from the snapshot's optional ``catalog.parquet``, so a
+request never touches pyarrow: filters are uint8 masks over item indices (the scoring
+kernel skips items whose flag is 0) and the popularity fallback walks precomputed lists.
+
+Model items the catalog does not list have no category and count as *not* in stock (a
+sku that had events but left the shop's catalog is usually discontinued); catalog rows
+for skus the model does not know are ignored.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+MAX_CACHED_MASKS = 512  # (category, in_stock_only) pairs; known categories only
+
+
+def _jsonable(value: Any) -> Any:
+    """Catalog attribute values as JSON-friendly Python values (others as strings)."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)
+
+
+class ServingCatalog:
+    """Catalog lookups over a model's item indices."""
+
+    def __init__(self, table: Any, sku_index: dict[str, int], popular: list[int]) -> None:
+        n = len(sku_index)
+        self.in_stock = np.zeros(n, dtype=np.uint8)
+        self.category: list[str | None] = [None] * n
+        self.attributes: list[dict[str, Any] | None] = [None] * n
+        extra = [c for c in table.column_names if c not in ("sku", "category", "in_stock")]
+        columns = {c: table[c].to_pylist() for c in ("sku", "category", "in_stock", *extra)}
+        for row, sku in enumerate(columns["sku"]):
+            i = sku_index.get(sku)
+            if i is None:
+                continue
+            self.in_stock[i] = 1 if columns["in_stock"][row] else 0
+            self.category[i] = columns["category"][row]
+            if extra:
+                self.attributes[i] = {c: _jsonable(columns[c][row]) for c in extra}
+        self.categories = sorted({c for c in self.category if c is not None})
+        codes = {c: k for k, c in enumerate(self.categories)}
+        self.category_code = np.array(
+            [-1 if c is None else codes[c] for c in self.category], dtype=np.int32
+        )
+        # Popular items per category, most popular first (the global order, grouped).
+        self.popular_by_category: dict[str, list[int]] = {c: [] for c in self.categories}
+        for i in popular:
+            c = self.category[i]
+            if c is not None:
+                self.popular_by_category[c].append(i)
+        self._codes = codes
+        self._nothing = np.zeros(n, dtype=np.uint8)  # an unknown category matches nothing
+        self._masks: dict[tuple[str | None, bool], np.ndarray | None] = {}
+        self._lock = threading.Lock()
+
+    def mask(self, category: str | None, in_stock_only: bool) -> np.ndarray | None:
+        """uint8 per item: 1 when it passes the filters (None: no filter)."""
+        if category is not None and category not in self._codes:
+            return self._nothing
+        key = (category, in_stock_only)
+        cached = self._masks.get(key)
+        if cached is not None or key in self._masks:
+            return cached
+        if category is None and not in_stock_only:
+            mask = None
+        else:
+            mask = np.ones(len(self.category), dtype=np.uint8)
+            if category is not None:
+                mask &= (self.category_code == self._codes[category]).astype(np.uint8)
+            if in_stock_only:
+                mask &= self.in_stock
+        with self._lock:
+            if len(self._masks) < MAX_CACHED_MASKS:
+                self._masks[key] = mask
+        return mask
+
