@@ -5,6 +5,9 @@
 # Configuration: terraform/terraform.tfvars (start from terraform/examples/minimal.tfvars).
 # Needs terraform >= 1.9 and gcloud, logged in (gcloud auth application-default login).
 
+# Including this file must not change the includer's default goal (restored at the end).
+_TF_MK_DEFAULT_GOAL := $(.DEFAULT_GOAL)
+
 PYTHON ?= python3
 TF ?= terraform
 TF_DIR ?= terraform
@@ -64,3 +67,5 @@ destroy: tf-init
 	$(if $(DESTROY_DATA),$(TF) -chdir=$(TF_DIR) apply -input=false -auto-approve $(TF_VARS_ARGS) \
 		-var=force_destroy=true -target=module.storage)
 	$(TF) -chdir=$(TF_DIR) destroy -input=false $(TF_VARS_ARGS)
+
+.DEFAULT_GOAL := $(_TF_MK_DEFAULT_GOAL)

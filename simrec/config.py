@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     dataflow_service_account: str = Field(
         "", description="Service account email the Dataflow load job runs as."
     )
+    dataflow_max_workers: int = Field(2, ge=1, description="Most workers of the load job.")
+    dataflow_machine_type: str = Field(
+        "n1-standard-2", description="Machine type of the load job's workers."
+    )
     bigquery_endpoint: str = Field(
         "", description="BigQuery API endpoint; empty means Google's. An http:// URL is a "
         "local emulator or test endpoint, used without credentials."

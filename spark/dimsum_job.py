@@ -138,12 +138,12 @@ def fixed_point_bits(max_sq_norm: float) -> int:
 
 
 def _probabilities(
-    spark: SparkSession, norms: list[Any], threshold: float
+    spark: SparkSession, norms: list[Any], threshold: float, max_entry: float
 ) -> tuple[DataFrame, float, np.ndarray]:
     """Small (sku, p, q) DataFrame from the collected column norms, for a broadcast join."""
     skus = [r["sku"] for r in norms]
     c = np.array([r["norm"] for r in norms], dtype=np.float64)
-    p, q = dimsum.probabilities_and_scales(c, threshold, len(skus))
+    p, q = dimsum.probabilities_and_scales(c, threshold, len(skus), max_entry)
     schema = T.StructType(
         [
             T.StructField("sku", T.StringType(), False),
@@ -234,13 +234,15 @@ def run(
         .agg(
             F.sqrt(F.sum(F.col("value") * F.col("value"))).alias("norm"),
             F.count(F.lit(1)).alias("cells"),
+            F.max("value").alias("max_value"),
         )
         .orderBy("sku")
         .collect()
     )
     counts["items"] = len(norms)
     counts["cells"] = int(sum(r["cells"] for r in norms))
-    probs, gamma, p = _probabilities(spark, norms, params.threshold)
+    max_entry = max((float(r["max_value"]) for r in norms), default=1.0)
+    probs, gamma, p = _probabilities(spark, norms, params.threshold, max_entry)
     t1 = time.perf_counter()
 
     # 5. DIMSUM sample: keep iff uniform(seed, crc32(user), crc32(sku)) < p; scale by 1/q.

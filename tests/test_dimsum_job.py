@@ -126,7 +126,7 @@ def test_exact_equals_local_engine(exact_run, exported_shop):
 
 def test_sampled_equals_local_engine_same_sample(sampled_run, exact_run, exported_shop):
     m, _ = exact_cosine(exported_shop.events)
-    p, _ = dimsum.probabilities_and_scales(column_norms(m.matrix), 0.2)
+    p, _ = dimsum.probabilities_and_scales(column_norms(m.matrix), 0.2, None, m.matrix.data.max())
     assert (p < 1).sum() > 50  # sampling really happens
     counts = sampled_run["counts"]
     assert counts["emitted_pairs"] < exact_run["counts"]["emitted_pairs"]
@@ -175,7 +175,7 @@ def test_sampled_estimates_above_threshold_are_accurate(spark, exported_shop):
     )
     assert run["params"]["weights"] == UNIT_WEIGHTS and run["params"]["seed"] == 3
     m, cos = exact_cosine(exported_shop.events, ActionWeights(**UNIT_WEIGHTS))
-    p, _ = dimsum.probabilities_and_scales(column_norms(m.matrix), 0.2)
+    p, _ = dimsum.probabilities_and_scales(column_norms(m.matrix), 0.2, None, m.matrix.data.max())
     per_user = np.diff(m.matrix.indptr)
     assert (p < 1).sum() >= 3
     assert run["counts"]["emitted_pairs"] < (per_user * (per_user - 1) // 2).sum()

@@ -99,7 +99,7 @@ def test_sample_is_the_shared_keep_rule(shop):
     keep = dimsum.keep_mask(5, uk[coo.row], ik[coo.col], p[coo.col])
     kept = sp.csr_matrix((np.ones(keep.sum()), (coo.row[keep], coo.col[keep])), m.matrix.shape)
     assert (kept != pattern).nnz == 0
-    _, q = dimsum.probabilities_and_scales(column_norms(m.matrix), 0.2)
+    _, q = dimsum.probabilities_and_scales(column_norms(m.matrix), 0.2, None, m.matrix.data.max())
     want = (m.matrix.multiply(kept) @ sp.diags(1 / q)).toarray()
     np.testing.assert_allclose(scaled.toarray(), want, rtol=1e-15)
 
@@ -120,7 +120,7 @@ def test_sampled_estimates_are_unbiased(shop):
     """Over 40 seeds the mean unclipped estimate of the sampled pairs' total is exact
     (within 5%: the estimator is heavy-tailed, so the sample mean runs a little low)."""
     m, uk, ik = shop
-    p, _ = dimsum.probabilities_and_scales(column_norms(m.matrix), 0.2)
+    p, _ = dimsum.probabilities_and_scales(column_norms(m.matrix), 0.2, None, m.matrix.data.max())
     cos = exact_cosine(m.matrix)
     sampled = np.triu(np.outer(p, p) < 1, 1)
     totals = []
@@ -142,7 +142,7 @@ def test_estimates_above_threshold_are_accurate(shop_events, seed):
         shop_events["user_id"], shop_events["sku"], shop_events["action"], UNIT_WEIGHTS
     )
     uk, ik = dimsum.string_keys(m.user_ids), dimsum.string_keys(m.skus)
-    p, _ = dimsum.probabilities_and_scales(column_norms(m.matrix), 0.2)
+    p, _ = dimsum.probabilities_and_scales(column_norms(m.matrix), 0.2, None, m.matrix.data.max())
     topk = cosine_topk(m.matrix, 0.2, seed, ALL, uk, ik)
     exact = cosine_topk(m.matrix, 0.0, seed, ALL, uk, ik)
     cos = exact_cosine(m.matrix)

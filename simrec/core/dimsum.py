@@ -4,6 +4,8 @@ The rule is Spark MLlib's ``RowMatrix.columnSimilarities(threshold)``:
 
 * ``gamma = 10 ln(n) / threshold`` (``n`` = number of item columns); ``threshold = 0``
   means ``gamma = inf``: nothing is sampled and the result is exact cosine.
+* entries are first scaled into [0, 1] (divided by the largest entry; cosine is
+  unchanged), as DIMSUM's analysis assumes.
 * column ``j`` with norm ``c_j`` is kept in a row with probability
   ``p_j = min(1, sqrt(gamma) / c_j)`` and its value is scaled by
   ``1 / q_j`` with ``q_j = min(sqrt(gamma), c_j)``.
@@ -41,18 +43,29 @@ def gamma(threshold: float, n_items: int) -> float:
 
 
 def probabilities_and_scales(
-    col_norms: np.ndarray, threshold: float, n_items: int | None = None
+    col_norms: np.ndarray,
+    threshold: float,
+    n_items: int | None = None,
+    max_entry: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Keep probability ``p_j`` and divisor ``q_j`` for each column norm ``c_j``.
 
+    DIMSUM's error bound holds for entries in [0, 1]; our cells are summed action
+    weights (often 10-100). The matrix is therefore scaled by ``1 / max_entry`` first,
+    which leaves cosine unchanged and amounts to using ``max_entry * sqrt(gamma)`` in
+    place of ``sqrt(gamma)``. Without it, heavy weights would shrink every ``p_j`` and
+    the estimates would lose their guarantee.
+
     Columns with norm 0 are treated as norm 1 (as MLlib does): they have no entries.
     """
+    if not max_entry > 0:
+        raise ValueError(f"max_entry must be > 0, got {max_entry}")
     norms = np.asarray(col_norms, dtype=np.float64)
     norms = np.where(norms > 0, norms, 1.0)
     g = gamma(threshold, len(norms) if n_items is None else n_items)
     if math.isinf(g):
         return np.ones_like(norms), norms.copy()
-    sg = math.sqrt(g)
+    sg = math.sqrt(g) * max_entry
     return np.minimum(1.0, sg / norms), np.minimum(sg, norms)
 
 

@@ -72,7 +72,8 @@ def sample(
     if len(user_keys) != n_users or len(item_keys) != n_items:
         raise ValueError("user_keys / item_keys must match the matrix shape")
     g = dimsum.gamma(threshold, n_items)
-    p, q = dimsum.probabilities_and_scales(column_norms(m), threshold, n_items)
+    max_entry = float(m.data.max()) if m.nnz else 1.0
+    p, q = dimsum.probabilities_and_scales(column_norms(m), threshold, n_items, max_entry)
     rows = np.repeat(np.arange(n_users), np.diff(m.indptr))
     cols = m.indices
     keep = dimsum.keep_mask(seed, np.asarray(user_keys)[rows], np.asarray(item_keys)[cols], p[cols])
