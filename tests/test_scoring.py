@@ -207,3 +207,98 @@ def test_top_similar_and_popularity_fallback() -> None:
     assert order.tolist() == [1, 3, 0, 4]  # ties by index, zero popularity left out
     assert most_popular(order, popularity, 2) == [(1, 5.0), (3, 5.0)]
     assert most_popular(order, popularity, 10, exclude={3, 0}) == [(1, 5.0), (4, 1.0)]
+
+
+# --- Scorer: catalog masks, because, and the twin ---------------------------------------
+def test_scorer_twins_agree_with_masks_and_contributions() -> None:
+    rng = random.Random(11)
+    checked = 0
+    for _ in range(200):
+        n_items = rng.randint(1, 60)
+        snap = make_snapshot(rng, n_items, max_k=rng.choice([0, 4, 15]))
+        kernel = scoring.make_scorer(snap.indptr, snap.indices, snap.scores, backend="kernel")
+        twin = scoring.make_scorer(snap.indptr, snap.indices, snap.scores, backend="python")
+        for _ in range(3):
+            query = random_query(rng, n_items)
+            allowed = None
+            if rng.random() < 0.6:
+                allowed = np.array([rng.random() < 0.6 for _ in range(n_items)], dtype=np.uint8)
+            excluded = np.array(
+                [rng.randrange(n_items) for _ in range(rng.randint(0, 4))], dtype=np.int32
+            )
+            n = rng.choice([1, 3, 10, n_items])
+            got = kernel.score(query.items, query.weights, n, excluded, allowed)
+            assert got == twin.score(query.items, query.weights, n, excluded, allowed)
+            if allowed is not None:
+                assert all(allowed[j] for j, _ in got)
+            assert not set(excluded.tolist()) & {j for j, _ in got}
+            results = [j for j, _ in got]
+            k = rng.choice([1, 2, 3, 5])
+            terms = kernel.contributions(query.items, query.weights, results, k)
+            assert terms == twin.contributions(query.items, query.weights, results, k)
+            for (j, total), row in zip(got, terms, strict=True):
+                # The terms are the real w*sim products, largest first, and all of them
+                # together (k large enough) sum to the score.
+                assert len(row) <= k and [c for _, c in row] == sorted(
+                    (c for _, c in row), reverse=True
+                )
+                full = kernel.contributions(query.items, query.weights, [j], len(query) + 1)[0]
+                assert sum(c for _, c in full) == pytest.approx(total, rel=1e-12)
+                checked += 1
+    assert checked > 200
+
+
+def test_because_shares_hand_computed() -> None:
+    snap = ModelSnapshot(
+        skus=["a", "b", "c", "d"],
+        indptr=np.array([0, 2, 4, 5, 5]),
+        indices=np.array([1, 2, 0, 2, 2]),
+        scores=np.array([0.75, 0.5, 0.75, 0.25, 0.5]),
+        users=np.ones(5),
+        popularity=np.ones(4),
+    )
+    scorer = scoring.make_scorer(snap.indptr, snap.indices, snap.scores)
+    query = Query.from_pairs([(0, 1.0), (1, 2.0)])
+    scored = scorer.score(query.items, query.weights, 10, query.items)
+    # c (2) = a 1*0.5 + b 2*0.25 = 1.0; d has no in-edges.
+    assert scored == [(2, 1.0)]
+    assert scoring.because(scorer, query, scored) == [[(0, 0.5), (1, 0.5)]]  # tie: a first
+    assert scoring.because(scorer, query, scored, k=1) == [[(0, 0.5)]]
+
+
+def test_scorer_rejects_bad_input() -> None:
+    snap = make_snapshot(random.Random(2), 6, max_k=3)
+    for backend in ("kernel", "python"):
+        scorer = scoring.make_scorer(snap.indptr, snap.indices, snap.scores, backend=backend)
+        items, weights = np.array([1], dtype=np.int32), np.array([1.0])
+        with pytest.raises(ValueError, match="allowed"):
+            scorer.score(items, weights, 3, None, np.ones(5, dtype=np.uint8))
+        with pytest.raises(ValueError, match="same length"):
+            scorer.score(items, np.array([1.0, 2.0]), 3)
+        with pytest.raises(ValueError, match="distinct"):
+            scorer.contributions(items, weights, [2, 2], 3)
+        with pytest.raises(ValueError, match="out of range"):
+            scoring.make_scorer(np.array([0, 1]), np.array([9]), np.array([0.5]), n_cols=3,
+                                backend=backend)
+    with pytest.raises(TypeError, match="int32"):
+        scoring.make_scorer(snap.indptr, snap.indices, snap.scores).score(
+            np.array([1], dtype=np.int64), np.array([1.0]), 3
+        )
+
+
+def test_rectangular_scorer_scores_like_the_full_one() -> None:
+    """The Datastore backend's per-request matrix (rows = query items) gives the same."""
+    rng = random.Random(4)
+    snap = make_snapshot(rng, 50, max_k=12)
+    full = scoring.make_scorer(snap.indptr, snap.indices, snap.scores)
+    for _ in range(50):
+        query = random_query(rng, 50)
+        rows = [snap.neighbours(i) for i in query.items.tolist()]
+        indptr = np.concatenate([[0], np.cumsum([len(r[0]) for r in rows])]).astype(np.int64)
+        indices = np.concatenate([r[0] for r in rows] + [np.zeros(0, np.int32)])
+        sims = np.concatenate([r[1] for r in rows] + [np.zeros(0, np.float32)])
+        mini = scoring.make_scorer(indptr, indices, sims, n_cols=50)
+        local = np.arange(len(query), dtype=np.int32)
+        assert mini.score(local, query.weights, 10, query.items) == full.score(
+            query.items, query.weights, 10, query.items
+        )

@@ -28,10 +28,8 @@ from simrec.similarity_output import (
     read_neighbors,
     run_local_similarity,
 )
-from tests.plugins.data import export_events
+from tests.plugins.data import BINARY_WEIGHTS, export_events
 
-#: Weights scaled into [0, 1]: the range DIMSUM's analysis assumes (see test below).
-UNIT_WEIGHTS = ActionWeights(browsed=0.25, basket=0.5, purchase=1.0)
 ALL = 10**6  # top_k large enough to keep every pair
 
 
@@ -51,6 +49,14 @@ def dense(topk: TopK, field: str = "scores") -> np.ndarray:
 @pytest.fixture(scope="module")
 def shop(shop_events):
     m = build_matrix(shop_events["user_id"], shop_events["sku"], shop_events["action"])
+    return m, dimsum.string_keys(m.user_ids), dimsum.string_keys(m.skus)
+
+
+@pytest.fixture(scope="module")
+def dense_shop(dense_shop_events):
+    """Where sampling really happens at test size (see tests/plugins/data.py)."""
+    ev = dense_shop_events
+    m = build_matrix(ev["user_id"], ev["sku"], ev["action"], BINARY_WEIGHTS)
     return m, dimsum.string_keys(m.user_ids), dimsum.string_keys(m.skus)
 
 
@@ -91,8 +97,8 @@ def test_blocks_do_not_change_the_result(shop):
     assert (one.pairs, one.emitted_pairs) == (many.pairs, many.emitted_pairs)
 
 
-def test_sample_is_the_shared_keep_rule(shop):
-    m, uk, ik = shop
+def test_sample_is_the_shared_keep_rule(dense_shop):
+    m, uk, ik = dense_shop
     scaled, pattern, p, g = sample(m.matrix, 0.2, 5, uk, ik)
     assert (p < 1).sum() > 10 and g == dimsum.gamma(0.2, m.matrix.shape[1])
     coo = m.matrix.tocoo()
@@ -104,8 +110,8 @@ def test_sample_is_the_shared_keep_rule(shop):
     np.testing.assert_allclose(scaled.toarray(), want, rtol=1e-15)
 
 
-def test_sampling_is_deterministic_and_seeded(shop):
-    m, uk, ik = shop
+def test_sampling_is_deterministic_and_seeded(dense_shop):
+    m, uk, ik = dense_shop
     a = cosine_topk(m.matrix, 0.2, 42, 20, uk, ik)
     b = cosine_topk(m.matrix, 0.2, 42, 20, uk, ik)
     c = cosine_topk(m.matrix, 0.2, 43, 20, uk, ik)
@@ -113,13 +119,13 @@ def test_sampling_is_deterministic_and_seeded(shop):
     for f in ("indptr", "neighbors", "scores", "users"):
         np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
     assert not np.array_equal(a.scores, c.scores)
-    assert a.emitted_pairs < exact.emitted_pairs and a.pairs < exact.pairs
+    assert a.emitted_pairs < exact.emitted_pairs and a.pairs <= exact.pairs
 
 
-def test_sampled_estimates_are_unbiased(shop):
+def test_sampled_estimates_are_unbiased(dense_shop):
     """Over 40 seeds the mean unclipped estimate of the sampled pairs' total is exact
     (within 5%: the estimator is heavy-tailed, so the sample mean runs a little low)."""
-    m, uk, ik = shop
+    m, uk, ik = dense_shop
     p, _ = dimsum.probabilities_and_scales(column_norms(m.matrix), 0.2, None, m.matrix.data.max())
     cos = exact_cosine(m.matrix)
     sampled = np.triu(np.outer(p, p) < 1, 1)
@@ -132,24 +138,18 @@ def test_sampled_estimates_are_unbiased(shop):
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_estimates_above_threshold_are_accurate(shop_events, seed):
-    """>= 80% of pairs with exact cosine >= threshold are estimated within 20%.
-
-    With weights in [0, 1] (DIMSUM's assumption) and threshold 0.2, sampling happens
-    (p < 1 for some columns, fewer emitted pairs) and the criterion holds with margin.
-    """
-    m = build_matrix(
-        shop_events["user_id"], shop_events["sku"], shop_events["action"], UNIT_WEIGHTS
-    )
-    uk, ik = dimsum.string_keys(m.user_ids), dimsum.string_keys(m.skus)
+def test_estimates_above_threshold_are_accurate(dense_shop, seed):
+    """>= 80% of pairs with exact cosine >= threshold are estimated within 20%, on data
+    where sampling really happens (p < 1 for many columns, fewer emitted pairs)."""
+    m, uk, ik = dense_shop
     p, _ = dimsum.probabilities_and_scales(column_norms(m.matrix), 0.2, None, m.matrix.data.max())
     topk = cosine_topk(m.matrix, 0.2, seed, ALL, uk, ik)
     exact = cosine_topk(m.matrix, 0.0, seed, ALL, uk, ik)
     cos = exact_cosine(m.matrix)
     above = np.triu(cos >= 0.2)
     rel = np.abs(dense(topk)[above] - cos[above]) / cos[above]
-    assert (p < 1).sum() >= 3 and topk.emitted_pairs < exact.emitted_pairs
-    assert above.sum() > 500
+    assert (p < 1).sum() >= 10 and topk.emitted_pairs < exact.emitted_pairs
+    assert above.sum() > 100
     assert (rel <= 0.2).mean() >= 0.8
 
 

@@ -106,7 +106,12 @@ def make_scorer(
         return PythonScorer(indptr, indices, scores, cols)
     if _kernel is None:
         raise RuntimeError("scoring kernel not built: run `python setup.py build_ext --inplace`")
-    return _kernel.Scorer(indptr, indices, scores, cols)
+    return _kernel.Scorer(
+        np.ascontiguousarray(indptr, dtype=np.int64),
+        np.ascontiguousarray(indices, dtype=np.int32),
+        np.ascontiguousarray(scores, dtype=np.float32),
+        cols,
+    )
 
 
 def score(

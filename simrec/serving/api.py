@@ -136,13 +136,17 @@ _holders: dict[tuple[str, str, float], ModelHolder] = {}
 _holders_lock = threading.Lock()
 
 
-def get_holder(models_root: str, tenant: str, refresh_seconds: float) -> ModelHolder:
+def get_holder(
+    models_root: str, tenant: str, refresh_seconds: float, background: bool = False
+) -> ModelHolder:
     """The process-wide holder of a tenant's model (created on first use, then shared)."""
     key = (models_root, tenant, float(refresh_seconds))
     with _holders_lock:
         holder = _holders.get(key)
         if holder is None:
-            holder = _holders[key] = ModelHolder(models_root, tenant, refresh_seconds)
+            holder = _holders[key] = ModelHolder(
+                models_root, tenant, refresh_seconds, background=background
+            )
         return holder
 
 
@@ -265,6 +269,8 @@ class ServingApp:
     """The endpoints over the tenants' models; see the module docstring.
 
     Also a WSGI callable: ``gunicorn`` (``simrec serve``) runs an instance directly.
+    ``background_load``: new model versions load in a background thread (see
+    ``ModelHolder``); for long-running servers, not for the Cloud Function.
     """
 
     def __init__(
@@ -273,6 +279,7 @@ class ServingApp:
         holder: ModelHolder | None = None,
         *,
         datastore: DatastoreNeighbours | None = None,
+        background_load: bool = False,
     ) -> None:
         s = self.settings = settings or Settings()
         # Plain attributes: nothing on the request path touches pydantic.
@@ -281,6 +288,7 @@ class ServingApp:
         self.max_skus = s.max_skus_per_request
         self.models_root = s.models_root
         self.refresh_seconds = s.model_refresh_seconds
+        self.background_load = background_load
         weights = s.weights
         self.weights = {action: weights.of(action) for _, action in SKU_LISTS}
         extra = {t.strip() for t in s.serving_tenants.split(",") if t.strip()}
@@ -322,7 +330,9 @@ class ServingApp:
                 if holder is None:
                     if len(self._holders) >= MAX_OPEN_TENANTS + 1:
                         raise BadRequest("tenant", "too many tenants open", 404)
-                    holder = get_holder(self.models_root, tenant, self.refresh_seconds)
+                    holder = get_holder(
+                        self.models_root, tenant, self.refresh_seconds, self.background_load
+                    )
                     self._holders[tenant] = holder
         return holder
 

@@ -8,6 +8,11 @@ reference. Other requests meanwhile keep serving the current model (they never w
 reload, and never see a half-loaded model). A failed read or load is logged and the old
 model stays. ``refresh_seconds == 0`` means never re-check once a model is loaded.
 
+With ``background=True`` (``simrec serve``: a long-running server with free CPU) the
+request that finds the check due starts a loader thread instead and goes on with the
+current model, so no request waits for a load; the Cloud Function keeps the synchronous
+load, as a function instance's CPU is throttled outside requests.
+
 Before the first model exists, requests wait for the one loading thread (so a cold start
 under load does not answer 503 to everyone) and LATEST is re-read at most every
 ``MISSING_RETRY_SECONDS``.
@@ -88,6 +93,7 @@ class ModelHolder:
         refresh_seconds: float,
         *,
         clock: Callable[[], float] = time.monotonic,
+        background: bool = False,
     ) -> None:
         if refresh_seconds < 0:
             raise ValueError("refresh_seconds must be >= 0")
@@ -98,6 +104,8 @@ class ModelHolder:
         self._model: LoadedModel | None = None
         self._next_check = -math.inf
         self._lock = threading.Lock()
+        self.background = background
+        self._loader: threading.Thread | None = None
 
     @property
     def current(self) -> LoadedModel | None:
@@ -113,11 +121,33 @@ class ModelHolder:
             return self._model
         try:
             if self.clock() >= self._next_check:
-                self._check()
-                self._next_check = self.clock() + self._interval()
+                if self.background and self._model is not None:
+                    self._next_check = self.clock() + self._interval()
+                    self._start_loader()
+                else:
+                    self._check()
+                    self._next_check = self.clock() + self._interval()
         finally:
             self._lock.release()
         return self._model
+
+    def _start_loader(self) -> None:
+        if self._loader is not None and self._loader.is_alive():
+            return
+        self._loader = threading.Thread(
+            target=self._load_in_background, name=f"model-loader-{self.tenant}", daemon=True
+        )
+        self._loader.start()
+
+    def _load_in_background(self) -> None:
+        with self._lock:
+            self._check()
+
+    def wait_for_loader(self, timeout: float | None = None) -> None:
+        """Wait until a background load (if any) has finished (tests, shutdown)."""
+        loader = self._loader
+        if loader is not None:
+            loader.join(timeout)
 
     def refresh(self) -> bool:
         """Check LATEST now; True when a new version was swapped in."""

@@ -50,7 +50,7 @@ def serve(
                 self.cfg.set("accesslog", "-")
 
         def load(self) -> Callable[..., Iterable[bytes]]:
-            service = ServingApp(settings)
+            service = ServingApp(settings, background_load=True)
             service.holder.get()  # load the model before the first request
             return wsgi_app(service)
 

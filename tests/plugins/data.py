@@ -20,6 +20,7 @@ import pytest
 
 from simrec import storage
 from simrec.core import layout
+from simrec.core.actions import ActionWeights
 from simrec.core.events import REJECT_REASONS
 from simrec.core.runs import RunParams
 from simrec.generate import generate_events
@@ -27,6 +28,12 @@ from simrec.generate import generate_events
 SHOP_RUN_DATE = dt.date(2024, 3, 1)
 SHOP_EVENTS = 30_000
 SHOP_SEED = 11
+
+#: Every cell 1 (one event per user and sku): DIMSUM's analysis assumes entries in [0, 1]
+#: and a column is sampled once its scaled norm exceeds sqrt(gamma), i.e. once it has more
+#: than gamma = 10 ln(n) / threshold users at value 1. The dense shop reaches that at test
+#: size: few items, many users.
+BINARY_WEIGHTS = ActionWeights(browsed=1.0, basket=1.0, purchase=1.0)
 
 
 @dataclass(frozen=True)
@@ -100,3 +107,23 @@ def shop_events() -> pd.DataFrame:
 def exported_shop(tmp_path_factory: pytest.TempPathFactory, shop_events) -> ExportedShop:
     params = RunParams(tenant="default", date=SHOP_RUN_DATE, window_days=30)
     return export_events(tmp_path_factory.mktemp("shop"), shop_events, params)
+
+
+@pytest.fixture(scope="session")
+def dense_shop_events() -> pd.DataFrame:
+    """60 items, 3,000 users, one event per (user, sku): the regime where DIMSUM samples."""
+    events = generate_events(
+        40_000, n_users=3_000, n_items=60, days=30,
+        end_date=SHOP_RUN_DATE - dt.timedelta(days=1), seed=13,
+    )
+    return events.drop_duplicates(["user_id", "sku"]).reset_index(drop=True)
+
+
+@pytest.fixture(scope="session")
+def exported_dense_shop(
+    tmp_path_factory: pytest.TempPathFactory, dense_shop_events
+) -> ExportedShop:
+    params = RunParams(
+        tenant="default", date=SHOP_RUN_DATE, window_days=30, weights=BINARY_WEIGHTS
+    )
+    return export_events(tmp_path_factory.mktemp("dense-shop"), dense_shop_events, params)
