@@ -91,8 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         newest_event_date(events, settings.events_schema), dt.datetime.now(dt.UTC).date()
     )
     params = prepare(settings, date)
-    with open(workdir.log, "a") as log_stream:
-        logs.configure(log_stream)
+    with logs.redirected(str(workdir.log)):
         summary = run_pipeline(settings, params, console=console, force=args.force)
     workdir.summary.write_text(json.dumps(summary, indent=2, sort_keys=True))
     if args.json:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TextIO
 
 import structlog
 
@@ -40,6 +43,17 @@ def configure(stream=None) -> None:
         cache_logger_on_first_use=False,
     )
     _configured = True
+
+
+@contextmanager
+def redirected(path: str) -> Iterator[TextIO]:
+    """Send the JSON lines to a file (appending) for the duration, then back to stderr."""
+    with open(path, "a") as stream:
+        configure(stream)
+        try:
+            yield stream
+        finally:
+            configure(sys.stderr)
 
 
 def get_logger(**fields) -> structlog.typing.FilteringBoundLogger:

@@ -112,8 +112,7 @@ def run_demo(root: Path, n_events: int, serve_forever: str = "auto") -> int:
     workdir.log.parent.mkdir(parents=True, exist_ok=True)
     from simrec import logs
 
-    with open(workdir.log, "a") as log_stream:
-        logs.configure(log_stream)
+    with logs.redirected(str(workdir.log)):
         summary = run_pipeline(settings, params, console=console)
     workdir.summary.write_text(json.dumps(summary, indent=2, sort_keys=True))
 
