@@ -14,6 +14,10 @@ Usage (the local Dataflow launcher runs exactly this as a subprocess)::
 
     python beam/load_pipeline.py --similarities URI --models_root URI [--tenant T]
         [--model_version V] [--datastore_project P] [--datastore_namespace NS]
+        [--catalog URI]
+
+``--catalog``: an item catalog Parquet file (sku, category, in_stock, attributes),
+validated before the pipeline starts and published as the snapshot's ``catalog.parquet``.
 
 On success it prints one JSON line (version, model folder, counts) to stdout; on bad
 input it prints ``load_pipeline: error: ...`` to stderr and exits with status 2.
@@ -37,7 +41,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from simrec import storage
 from simrec.core import layout, model_builder
-from simrec.core.snapshot import ModelSnapshot
+from simrec.core.snapshot import ModelSnapshot, catalog_table
 
 # The FnApiRunner runs batch pipelines in-process, offline (no Prism download) and
 # faster than the BundleBasedDirectRunner here; it is the default without --runner.
@@ -175,12 +179,27 @@ class WriteNeighborsToDatastore(beam.PTransform):
 
 
 # --- serving model --------------------------------------------------------------------
+def read_catalog(uri: str) -> Any:
+    """The catalog Parquet file at ``uri`` as a checked pyarrow Table."""
+    import pyarrow.parquet as pq
+
+    fs, path = storage.filesystem(uri)
+    with fs.open(path, "rb") as f:
+        return catalog_table(pq.read_table(f))
+
+
 def _build_model(
-    rows: list[dict[str, Any]], items: list[dict[str, Any]], metadata: dict[str, Any]
+    rows: list[dict[str, Any]],
+    items: list[dict[str, Any]],
+    metadata: dict[str, Any],
+    catalog_uri: str | None = None,
 ) -> ModelSnapshot:
     if not rows:
         raise ValueError(f"no neighbour rows in {metadata.get('source')}: nothing to load")
-    return model_builder.build_snapshot(rows, items, metadata)
+    snapshot = model_builder.build_snapshot(rows, items, metadata)
+    if catalog_uri:
+        snapshot.catalog = read_catalog(catalog_uri)
+    return snapshot
 
 
 class BuildServingModel(beam.PTransform):
@@ -190,18 +209,19 @@ class BuildServingModel(beam.PTransform):
     a global combine is the one place that sees every row.
     """
 
-    def __init__(self, metadata: Mapping[str, Any]) -> None:
+    def __init__(self, metadata: Mapping[str, Any], catalog_uri: str | None = None) -> None:
         super().__init__()
         if not metadata.get("version"):
             raise LoadError("model metadata needs a version")
         self._metadata = dict(metadata)
+        self._catalog = catalog_uri
 
     def expand(self, inputs: tuple[beam.PCollection, beam.PCollection]) -> beam.PCollection:
         neighbors, items = inputs
         rows = neighbors | "GatherNeighbours" >> beam.combiners.ToList()
         stats = items | "GatherItems" >> beam.combiners.ToList()
         return rows | "Build" >> beam.Map(
-            _build_model, beam.pvalue.AsSingleton(stats), self._metadata
+            _build_model, beam.pvalue.AsSingleton(stats), self._metadata, self._catalog
         )
 
 
@@ -273,6 +293,9 @@ class LoadOptions(PipelineOptions):
         parser.add_argument("--datastore_project", help="also upsert ItemNeighbors entities")
         parser.add_argument("--datastore_namespace", help="Datastore namespace (default: none)")
         parser.add_argument(
+            "--catalog", help="item catalog Parquet file published with the model (optional)"
+        )
+        parser.add_argument(
             "--datastore_rampup",
             choices=("auto", "on", "off"),
             default="auto",
@@ -293,9 +316,12 @@ class LoadPlan:
     datastore_project: str | None = None
     datastore_namespace: str | None = None
     throttle_rampup: bool | None = None
+    catalog: str | None = None
 
     def metadata(self) -> dict[str, Any]:
+        extra = {"catalog": self.catalog} if self.catalog else {}
         return {
+            **extra,
             "version": self.version,
             "tenant": self.tenant,
             "run_id": self.manifest["run_id"],
@@ -374,6 +400,13 @@ def plan_load(options: PipelineOptions) -> LoadPlan:
     if _parquet_rows(layout.join(similarities, "items")) is None:
         raise LoadError(f"no items/*.parquet under {similarities}")
     rampup = {"auto": None, "on": True, "off": False}[opts.datastore_rampup]
+    if opts.catalog:
+        try:
+            read_catalog(opts.catalog)
+        except FileNotFoundError:
+            raise LoadError(f"no catalog file at {opts.catalog}") from None
+        except Exception as exc:  # not Parquet, missing columns, duplicate skus, ...
+            raise LoadError(f"bad catalog {opts.catalog}: {exc}") from None
     return LoadPlan(
         similarities=similarities,
         models_root=opts.models_root.rstrip("/"),
@@ -384,6 +417,7 @@ def plan_load(options: PipelineOptions) -> LoadPlan:
         datastore_project=opts.datastore_project or None,
         datastore_namespace=opts.datastore_namespace or None,
         throttle_rampup=rampup,
+        catalog=opts.catalog or None,
     )
 
 
@@ -401,7 +435,9 @@ def build_pipeline(p: beam.Pipeline, options: PipelineOptions) -> BuiltPipeline:
             updated_at=plan.created_at,
             throttle_rampup=plan.throttle_rampup,
         )
-    model = (neighbors, items) | "BuildServingModel" >> BuildServingModel(plan.metadata())
+    model = (neighbors, items) | "BuildServingModel" >> BuildServingModel(
+        plan.metadata(), plan.catalog
+    )
     published = model | "PublishServingModel" >> PublishServingModel(
         plan.models_root, plan.tenant, after=[written] if written is not None else []
     )

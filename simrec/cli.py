@@ -86,6 +86,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         top_k=args.top_k,
         seed=args.seed,
         engine=args.engine,
+        catalog_uri=str(Path(args.catalog).resolve()) if args.catalog else None,
     )
     date = args.date or default_run_date(
         newest_event_date(events, settings.events_schema), dt.datetime.now(dt.UTC).date()
@@ -148,7 +149,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from simrec.serving.server import serve
 
     settings = local_settings(Workdir(Path(args.workdir).resolve()), tenant=args.tenant)
-    serve(settings, host=args.host, port=args.port, workers=args.workers, threads=args.threads)
+    serve(settings, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
+          access_log=args.access_log)
     return 0
 
 
@@ -186,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=["spark", "local"], help="similarity engine")
     p.add_argument("--schema", choices=["plain", "ga4"], default="plain")
     p.add_argument("--tenant")
+    p.add_argument(
+        "--catalog", help="item catalog Parquet (sku, category, in_stock, ...) for the model"
+    )
     p.add_argument("--force", action="store_true", help="recompute a run that exists")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_run)
@@ -214,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--workers", type=_positive_int, default=1)
     p.add_argument("--threads", type=_positive_int, default=8)
+    p.add_argument("--access-log", action="store_true", help="log every request to stdout")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("demo", help="generate a shop, run the pipeline, serve and query")
@@ -226,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep serving after the demo queries (auto: when run in a terminal)",
     )
     p.set_defaults(func=cmd_demo)
+
+    from simrec.evaluation.commands import add_parsers as add_evaluation_parsers
+
+    add_evaluation_parsers(sub)  # evaluate, tune
     return parser
 
 

@@ -59,6 +59,23 @@ class Settings(BaseSettings):
     min_items_per_user: int = Field(
         2, ge=1, description="Users with fewer distinct items are left out."
     )
+    half_life_days: float = Field(
+        0.0, ge=0, le=3650, description="Time decay: an event's weight halves every this "
+        "many days before the run; 0 = off."
+    )
+    # Defaults chosen by offline evaluation (docs/evaluation.md): down-weighting and
+    # shrinkage beat plain cosine on both shared datasets; time decay did not (off).
+    user_weighting: Literal["none", "log", "power"] = Field(
+        "power", description="Down-weight very active users: row scaled by 1/log2(1+n) "
+        "('log') or n**-user_alpha ('power'), n = the user's items; 'none' = off."
+    )
+    user_alpha: float = Field(
+        0.7, ge=0, le=2, description="Exponent of user_weighting='power'."
+    )
+    shrinkage: float = Field(
+        20.0, ge=0, description="Similarity shrinkage sim*n/(n+shrinkage), n = users behind "
+        "the pair; 0 = off."
+    )
     engine: Literal["spark", "local"] = Field(
         "spark", description="Similarity engine: the Spark job or the single-machine one."
     )

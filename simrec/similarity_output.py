@@ -138,11 +138,13 @@ def neighbor_pairs(neighbors: pa.Table) -> pd.DataFrame:
     )
 
 
-def read_export_events(export_manifest: dict[str, Any]) -> pa.Table:
-    """The valid events (user_id, sku, action) of the day partitions an export lists."""
-    columns = ["user_id", "sku", "action"]
+def read_export_events(export_manifest: dict[str, Any], with_ts: bool = False) -> pa.Table:
+    """The valid events (user_id, sku, action[, ts]) of the day partitions an export lists."""
+    columns = ["user_id", "sku", "action"] + (["ts"] if with_ts else [])
     tables = [_read_parquet_dir(day["uri"], columns) for day in export_manifest.get("days", [])]
-    schema = pa.schema([(c, pa.string()) for c in columns])
+    schema = pa.schema(
+        [(c, pa.timestamp("us", tz="UTC") if c == "ts" else pa.string()) for c in columns]
+    )
     if not tables:
         return schema.empty_table()
     return pa.concat_tables([t.cast(schema) for t in tables])
@@ -152,8 +154,12 @@ def read_export_events(export_manifest: dict[str, Any]) -> pa.Table:
 def local_similarity(
     events: pa.Table | pd.DataFrame, params: RunParams
 ) -> tuple[UserItemMatrix, TopK]:
-    """Matrix rule + cosine top-K in memory for events ``user_id, sku, action``."""
+    """Matrix rule + cosine top-K in memory for events ``user_id, sku, action[, ts]``
+    (``ts``, UTC, only for time decay)."""
     df = events.to_pandas() if isinstance(events, pa.Table) else events
+    days = None
+    if params.half_life_days > 0:
+        days = pd.to_datetime(df["ts"], utc=True).dt.tz_localize(None).to_numpy("datetime64[D]")
     m = build_matrix(
         df["user_id"],
         df["sku"],
@@ -161,6 +167,11 @@ def local_similarity(
         params.weights,
         params.min_items_per_user,
         params.max_items_per_user,
+        days=days,
+        reference_day=params.end_date,
+        half_life_days=params.half_life_days,
+        user_weighting=params.user_weighting,
+        user_alpha=params.user_alpha,
     )
     topk = cosine_topk(
         m.matrix,
@@ -169,6 +180,7 @@ def local_similarity(
         params.top_k,
         dimsum.string_keys(m.user_ids),
         dimsum.string_keys(m.skus),
+        shrinkage=params.shrinkage,
     )
     return m, topk
 
@@ -182,7 +194,7 @@ def run_local_similarity(
     if export_manifest.get("stage") != "export":
         raise ValueError(f"{export_manifest_uri} is not an export manifest")
     params = params or resolve_params(export_manifest["params"])
-    events = read_export_events(export_manifest)
+    events = read_export_events(export_manifest, with_ts=params.half_life_days > 0)
     t1 = time.perf_counter()
     m, topk = local_similarity(events, params)
     neighbors = neighbors_table(m.skus, topk)

@@ -4,15 +4,18 @@ Runs unchanged on ``local[*]`` and on Dataproc (shipped with the simrec package 
 
     python spark/dimsum_job.py --export-manifest URI --output URI [--threshold T]
         [--top-k K] [--seed S] [--weights JSON] [--max-items-per-user N]
-        [--min-items-per-user N] [--master M]
+        [--min-items-per-user N] [--half-life-days H] [--user-weighting none|log|power]
+        [--user-alpha A] [--shrinkage L] [--master M]
 
 Parameters given on the command line override the export manifest's ``params``. The job
 reads the export manifest and writes its own through Hadoop's FileSystem (py4j), so
 local paths and ``gs://`` work alike with no extra Python package. The matrix rule and
 the sampling rule come from ``simrec.core``; the single-machine engine
 (``simrec.core.similarity``) draws the same sample and is the oracle in the tests.
-Pair sums are exact fixed-point sums, so reruns are bit-identical whatever the
-partitioning. Output: ``<output>/neighbors``, ``<output>/items``, then
+The hot path is vectorised: each task turns groups of whole user rows into partial pair
+sums with sparse products (Arrow batches, NumPy/scipy), and one shuffle by item feeds the
+top-K selection. Pair sums are exact fixed-point sums, so reruns are bit-identical
+whatever the partitioning. Output: ``<output>/neighbors``, ``<output>/items``, then
 ``<output>/_MANIFEST.json`` (a stale one is deleted first).
 """
 
@@ -26,17 +29,27 @@ import time
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from simrec.core import dimsum, layout
+from simrec.core import dimsum, layout, quality, similarity
 from simrec.core.actions import ACTIONS
 from simrec.core.runs import RunParams
-from simrec.core.similarity import SCORE_DECIMALS, resolve_params, similarity_manifest
+from simrec.core.similarity import resolve_params, similarity_manifest
 
 LOCAL_SHUFFLE_PARTITIONS = 8
+#: Cells per user-partition (at least one partition per core): large, so each task
+#: combines many users' pairs before the shuffle.
+CELLS_PER_TASK = 2_000_000
+#: Rows a task turns into pair sums at once (whole users / whole items): bounds memory.
+CELLS_PER_CHUNK = 2_000_000
+PAIRS_PER_CHUNK = 4_000_000
+PARTIAL_SCHEMA = "a int, b int, fixed long, n long"
+NEIGHBORS_DDL = (
+    "sku string, neighbors array<struct<sku: string, score: double, users: double>>, "
+    "n_pairs long, n_emitted long"
+)
 EVENT_SCHEMA = T.StructType(
     [T.StructField(c, T.StringType()) for c in ("user_id", "sku", "action")]
 )
@@ -85,11 +98,41 @@ def _write_text(spark: SparkSession, uri: str, text: str) -> None:
         raise OSError(f"could not move {tmp} to {uri}")
 
 
-def _read_events(spark: SparkSession, export_manifest: dict) -> DataFrame:
+def _read_events(spark: SparkSession, export_manifest: dict, with_ts: bool = False) -> DataFrame:
     uris = [day["uri"] for day in export_manifest.get("days", [])]
+    columns = ["user_id", "sku", "action"] + (["ts"] if with_ts else [])
     if not uris:
-        return spark.createDataFrame([], EVENT_SCHEMA)
-    return spark.read.parquet(*uris).select("user_id", "sku", "action")
+        schema = T.StructType(
+            [*EVENT_SCHEMA.fields] + ([T.StructField("ts", T.TimestampType())] if with_ts else [])
+        )
+        return spark.createDataFrame([], schema)
+    return spark.read.parquet(*uris).select(*columns)
+
+
+# --- quality features (simrec.core.quality): tables computed by the core, joined -------
+def _lookup(spark: SparkSession, key: str, name: str, table: np.ndarray) -> DataFrame:
+    """A small (key int, name double) DataFrame of a core-computed table, for a broadcast
+    join: the very floats the local engine uses, not a Spark re-computation of them."""
+    schema = T.StructType(
+        [T.StructField(key, T.IntegerType(), False), T.StructField(name, T.DoubleType())]
+    )
+    return F.broadcast(spark.createDataFrame(list(enumerate(table.tolist())), schema))
+
+
+def _decayed_weight(spark: SparkSession, events: DataFrame, params: RunParams) -> DataFrame:
+    """``w`` -> ``floor(w * decay(age) * 2^FIXED_BITS)`` (long), age = whole days from the
+    event's UTC day to the window's last day. An event outside the window finds no decay:
+    its ``w`` is null and the job fails on it like on an unknown action."""
+    table = quality.decay_table(params.window_days, params.half_life_days)
+    age = F.datediff(F.lit(params.end_date.isoformat()).cast("date"), F.to_date("ts"))
+    return (
+        events.withColumn("age", age)
+        .join(_lookup(spark, "age", "decay", table), "age", "left")
+        .withColumn(
+            "w",
+            F.floor(F.col("w") * F.col("decay") * F.lit(float(2**quality.FIXED_BITS))),
+        )
+    )
 
 
 # --- the steps -----------------------------------------------------------------------
@@ -104,23 +147,121 @@ def _weight(params: RunParams) -> Any:
     return expr
 
 
-def _keep_udf(seed: int) -> Any:
-    from pyspark.sql.functions import pandas_udf
-
-    @pandas_udf(T.BooleanType())
-    def keep(user_key: pd.Series, item_key: pd.Series, p: pd.Series) -> pd.Series:
-        draw = dimsum.uniform(seed, user_key.to_numpy(), item_key.to_numpy())
-        return pd.Series(draw < p.to_numpy())
-
-    return keep
-
-
 def _crc32(column: str) -> Any:
     return F.crc32(F.col(column).cast("binary"))
 
 
-def _clip(column: Any) -> Any:
-    return F.least(F.greatest(column, F.lit(0.0)), F.lit(1.0))
+def _key_chunks(batches: Any, key: str, max_rows: int) -> Any:
+    """Arrow batches sorted by ``key`` -> tables of whole ``key`` groups, each about
+    ``max_rows`` rows (more when one group is larger): bounded memory per task."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    pending: list[Any] = []
+    rows = 0
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        pending.append(batch)
+        rows += batch.num_rows
+        if rows < max_rows:
+            continue
+        table = pa.Table.from_batches(pending).combine_chunks()
+        column = table.column(key)
+        tail = int(pc.sum(pc.equal(column, column[table.num_rows - 1])).as_py())
+        cut = table.num_rows - tail
+        if cut == 0:
+            continue  # one group so far: keep reading
+        yield table.slice(0, cut)
+        pending = table.slice(cut).to_batches()
+        rows = tail
+    if pending:
+        yield pa.Table.from_batches(pending).combine_chunks()
+
+
+def _partial_pairs_fn(arrays: Any, seed: int, sampled: bool, n_items: int, scale: float) -> Any:
+    """``mapInArrow`` step: sorted (user_id, ukey, idx, value) -> partial pair sums."""
+
+    def partial_pairs(batches: Any) -> Any:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from simrec.core import dimsum as dims
+        from simrec.core import similarity as sim
+
+        p, q, item_keys = (arrays.value[k] for k in ("p", "q", "item_keys"))
+        for table in _key_chunks(batches, "user_id", CELLS_PER_CHUNK):
+            n = table.num_rows
+            users = table.column("user_id")
+            new_user = np.ones(n, dtype=bool)
+            if n > 1:
+                new_user[1:] = pc.not_equal(users.slice(1), users.slice(0, n - 1)).to_numpy(
+                    zero_copy_only=False
+                )
+            row = np.cumsum(new_user) - 1
+            idx = table.column("idx").to_numpy().astype(np.int64)
+            value = table.column("value").to_numpy()
+            if sampled:
+                ukey = table.column("ukey").to_numpy().astype(np.uint64)
+                keep = dims.keep_mask(seed, ukey, item_keys[idx], p[idx])
+                row, idx, value = row[keep], idx[keep], value[keep]
+            n_rows = int(new_user.sum())
+            indptr = np.zeros(n_rows + 1, dtype=np.int64)
+            np.cumsum(np.bincount(row, minlength=n_rows), out=indptr[1:])
+            a, b, fixed, count = sim.partial_pair_sums(
+                indptr, idx.astype(np.int32), value / q[idx], n_items, scale
+            )
+            yield pa.RecordBatch.from_arrays(
+                [pa.array(a), pa.array(b), pa.array(fixed), pa.array(count)],
+                names=["a", "b", "fixed", "n"],
+            )
+
+    return partial_pairs
+
+
+def _topk_fn(arrays: Any, scale: float, top_k: int, shrinkage: float) -> Any:
+    """``mapInArrow`` step: partial sums sorted by (a, b) -> one neighbours row per item,
+    plus its share of the pair counts (for the manifest)."""
+
+    def topk(batches: Any) -> Any:
+        import pyarrow as pa
+
+        from simrec.core import similarity as sim
+
+        p, skus = arrays.value["p"], arrays.value["skus"]
+        for table in _key_chunks(batches, "a", PAIRS_PER_CHUNK):
+            a, b, score, users, pairs, emitted = sim.topk_from_pair_sums(
+                table.column("a").to_numpy(),
+                table.column("b").to_numpy(),
+                table.column("fixed").to_numpy(),
+                table.column("n").to_numpy(),
+                p,
+                scale,
+                top_k,
+                shrinkage,
+            )
+            if len(a) == 0:
+                continue
+            first = np.flatnonzero(np.r_[True, a[1:] != a[:-1]])
+            offsets = np.r_[first, len(a)].astype(np.int32)
+            structs = pa.StructArray.from_arrays(
+                [pa.array(skus[b], pa.string()), pa.array(score), pa.array(users)],
+                names=["sku", "score", "users"],
+            )
+            n_pairs = np.zeros(len(first), dtype=np.int64)
+            n_emitted = np.zeros(len(first), dtype=np.int64)
+            n_pairs[0], n_emitted[0] = pairs, emitted
+            yield pa.RecordBatch.from_arrays(
+                [
+                    pa.array(skus[a[first]], pa.string()),
+                    pa.ListArray.from_arrays(pa.array(offsets), structs),
+                    pa.array(n_pairs),
+                    pa.array(n_emitted),
+                ],
+                names=["sku", "neighbors", "n_pairs", "n_emitted"],
+            )
+
+    return topk
 
 
 def fixed_point_bits(max_sq_norm: float) -> int:
@@ -137,24 +278,6 @@ def fixed_point_bits(max_sq_norm: float) -> int:
     return int(min(1000, 60 - math.ceil(math.log2(max_sq_norm))))
 
 
-def _probabilities(
-    spark: SparkSession, norms: list[Any], threshold: float, max_entry: float
-) -> tuple[DataFrame, float, np.ndarray]:
-    """Small (sku, p, q) DataFrame from the collected column norms, for a broadcast join."""
-    skus = [r["sku"] for r in norms]
-    c = np.array([r["norm"] for r in norms], dtype=np.float64)
-    p, q = dimsum.probabilities_and_scales(c, threshold, len(skus), max_entry)
-    schema = T.StructType(
-        [
-            T.StructField("sku", T.StringType(), False),
-            T.StructField("p", T.DoubleType()),
-            T.StructField("q", T.DoubleType()),
-        ]
-    )
-    rows = list(zip(skus, p.tolist(), q.tolist(), strict=True))
-    return spark.createDataFrame(rows, schema), dimsum.gamma(threshold, len(skus)), p
-
-
 def run(
     spark: SparkSession,
     export_manifest_uri: str,
@@ -163,6 +286,10 @@ def run(
 ) -> dict[str, Any]:
     """Compute and write one run's similarities; returns the manifest (written last)."""
     t0 = time.perf_counter()
+    if __name__ != "__main__":  # imported (tests): workers cannot import this file
+        from pyspark import cloudpickle
+
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     if (
         spark.sparkContext.master.startswith("local")
@@ -180,10 +307,15 @@ def run(
     cached: list[DataFrame] = []
 
     # 1. value per (user, sku); every event is counted, invalid ones are an error.
-    events = _read_events(spark, export_manifest).withColumn("w", _weight(params))
+    decayed = params.half_life_days > 0
+    events = _read_events(spark, export_manifest, decayed).withColumn("w", _weight(params))
+    value = F.sum("w")
+    if decayed:  # fixed-point sums: exact, whatever the order (quality.to_fixed)
+        events = _decayed_weight(spark, events, params)
+        value = value.cast("double") * F.lit(1.0 / float(2**quality.FIXED_BITS))
     bad = F.col("w").isNull() | F.col("user_id").isNull() | F.col("sku").isNull()
     cells = events.groupBy("user_id", "sku").agg(
-        F.sum("w").alias("value"),
+        value.alias("value"),
         F.count(F.lit(1)).alias("n_events"),
         F.sum(F.when(bad, 1).otherwise(0)).alias("bad"),
     )
@@ -217,18 +349,23 @@ def run(
             f"{stats['bad']} exported events have no user_id, no sku or an action other "
             f"than {', '.join(ACTIONS)}: the export must reject them"
         )
-    matrix = (
-        ranked.where(
-            (F.col("value") > 0)
-            & (F.col("n_items") >= params.min_items_per_user)
-            & (F.col("rank") <= params.max_items_per_user)
-        )
-        .select("user_id", "sku", "value")
-        .persist()
+    matrix = ranked.where(
+        (F.col("value") > 0)
+        & (F.col("n_items") >= params.min_items_per_user)
+        & (F.col("rank") <= params.max_items_per_user)
     )
+    if params.user_weighting != "none":  # row scale f(n), n = the user's cells after the cap
+        table = quality.user_factor_table(
+            params.max_items_per_user, params.user_weighting, params.user_alpha
+        )
+        matrix = matrix.withColumn(
+            "n", F.least(F.col("n_items"), F.lit(params.max_items_per_user)).cast("int")
+        ).join(_lookup(spark, "n", "f", table), "n")
+        matrix = matrix.withColumn("value", F.col("value") * F.col("f"))
+    matrix = matrix.select("user_id", "sku", "value").persist()
     cached.append(matrix)
 
-    # 4. column norms to the driver, p and q back as a broadcast table.
+    # 4. column norms to the driver; p and q from them (simrec.core.dimsum).
     norms = (
         matrix.groupBy("sku")
         .agg(
@@ -242,82 +379,56 @@ def run(
     counts["items"] = len(norms)
     counts["cells"] = int(sum(r["cells"] for r in norms))
     max_entry = max((float(r["max_value"]) for r in norms), default=1.0)
-    probs, gamma, p = _probabilities(spark, norms, params.threshold, max_entry)
+    skus = [r["sku"] for r in norms]
+    c = np.array([float(r["norm"]) for r in norms], dtype=np.float64)
+    p, q = dimsum.probabilities_and_scales(c, params.threshold, len(skus), max_entry)
+    gamma = dimsum.gamma(params.threshold, len(skus))
     t1 = time.perf_counter()
 
-    # 5. DIMSUM sample: keep iff uniform(seed, crc32(user), crc32(sku)) < p; scale by 1/q.
-    entries = matrix.join(F.broadcast(probs), "sku")
-    if np.any(p < 1.0):
-        keep = _keep_udf(params.seed)
-        entries = entries.withColumn(
-            "keep", keep(_crc32("user_id"), _crc32("sku"), F.col("p"))
-        ).where(F.col("keep"))
-    kept = entries.select("user_id", "sku", (F.col("value") / F.col("q")).alias("s"), "p").persist()
-    cached.append(kept)
-    max_sq_norm = (
-        kept.groupBy("sku")
-        .agg(F.sum(F.col("s") * F.col("s")).alias("n2"))
-        .agg(F.max("n2"))
-        .first()[0]
+    # 5-6. Items become indices (sku order); p, q and the CRC-32 item keys travel as one
+    # compact broadcast of NumPy arrays. Users are hashed to a few large partitions and
+    # sorted, and each task turns groups of whole user rows into partial pair sums with
+    # sparse products (simrec.core.similarity.partial_pair_sums): no per-row Python, a
+    # heavy user (at most max_items_per_user cells) is one more CSR row, and pairs are
+    # combined within the task before the single shuffle. Sums are fixed-point integers,
+    # so totals are exact whatever the grouping: reruns are bit-identical.
+    scale = similarity.fixed_point_scale(c, q)
+    arrays = spark.sparkContext.broadcast(
+        {"p": p, "q": q, "item_keys": dimsum.string_keys(skus), "skus": np.array(skus, object)}
     )
-    scale = float(2.0 ** fixed_point_bits(max_sq_norm or 0.0))
-    left = kept.select(
-        "user_id", F.col("sku").alias("sku_i"), F.col("s").alias("s_i"), F.col("p").alias("p_i")
+    index = spark.createDataFrame(
+        list(zip(skus, range(len(skus)), strict=True)),
+        T.StructType(
+            [T.StructField("sku", T.StringType(), False), T.StructField("idx", T.IntegerType())]
+        ),
     )
-    right = kept.select(
-        "user_id", F.col("sku").alias("sku_j"), F.col("s").alias("s_j"), F.col("p").alias("p_j")
+    sampled = bool(np.any(p < 1.0))
+    user_parts = max(
+        spark.sparkContext.defaultParallelism, math.ceil(counts["cells"] / CELLS_PER_TASK)
     )
-    fixed = F.round(F.col("s_i") * F.col("s_j") * F.lit(scale)).cast("long")
-    pairs = (
-        left.join(right, "user_id")
-        .where(F.col("sku_i") < F.col("sku_j"))
-        .groupBy("sku_i", "sku_j")
-        .agg(
-            F.sum(fixed).alias("fixed"),
-            F.count(F.lit(1)).alias("emitted"),
-            F.max("p_i").alias("p_i"),
-            F.max("p_j").alias("p_j"),
+    partial = (
+        matrix.join(F.broadcast(index), "sku")
+        .select("user_id", _crc32("user_id").alias("ukey"), "idx", "value")
+        .repartition(user_parts, "user_id")
+        .sortWithinPartitions("user_id", "idx")
+        .mapInArrow(
+            _partial_pairs_fn(arrays, params.seed, sampled, len(skus), scale), PARTIAL_SCHEMA
         )
-        .select(
-            "sku_i",
-            "sku_j",
-            "emitted",
-            F.round(_clip(F.col("fixed").cast("double") / F.lit(scale)), SCORE_DECIMALS).alias(
-                "score"
-            ),
-            (F.col("emitted") / (F.col("p_i") * F.col("p_j"))).alias("users"),
-        )
+    )
+    pair_parts = int(spark.conf.get("spark.sql.shuffle.partitions"))
+    ranked_pairs = (
+        partial.repartition(pair_parts, "a")
+        .sortWithinPartitions("a", "b")
+        .mapInArrow(_topk_fn(arrays, scale, params.top_k, params.shrinkage), NEIGHBORS_DDL)
         .persist()
     )
-    cached.append(pairs)
-    pair_stats = pairs.agg(
-        F.count(F.lit(1)).alias("pairs"), F.sum("emitted").alias("emitted_pairs")
+    cached.append(ranked_pairs)
+    pair_stats = ranked_pairs.agg(
+        F.sum("n_pairs").alias("pairs"), F.sum("n_emitted").alias("emitted_pairs")
     ).first()
     counts["pairs"] = int(pair_stats["pairs"] or 0)
     counts["emitted_pairs"] = int(pair_stats["emitted_pairs"] or 0)
-
-    # 6. both directions, top-K per item by score desc, neighbour sku asc.
-    both = pairs.select(
-        F.col("sku_i").alias("sku"), F.col("sku_j").alias("nbr"), "score", "users"
-    ).unionByName(
-        pairs.select(F.col("sku_j").alias("sku"), F.col("sku_i").alias("nbr"), "score", "users")
-    )
-    by_score = Window.partitionBy("sku").orderBy(F.desc("score"), F.asc("nbr"))
-    neighbors = (
-        both.withColumn("rank", F.row_number().over(by_score))
-        .where(F.col("rank") <= params.top_k)
-        .groupBy("sku")
-        .agg(F.sort_array(F.collect_list(F.struct("rank", "nbr", "score", "users"))).alias("l"))
-        .select(
-            "sku",
-            F.transform(
-                "l",
-                lambda x: F.struct(
-                    x["nbr"].alias("sku"), x["score"].alias("score"), x["users"].alias("users")
-                ),
-            ).alias("neighbors"),
-        )
-    )
+    neighbors = ranked_pairs.select("sku", "neighbors")
     items = ranked.groupBy("sku").agg(
         F.count(F.lit(1)).alias("users"), F.sum("value").alias("weight")
     )
@@ -360,12 +471,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weights", type=json.loads, help='e.g. {"purchase": 6}')
     parser.add_argument("--max-items-per-user", type=int)
     parser.add_argument("--min-items-per-user", type=int)
+    parser.add_argument("--half-life-days", type=float, help="time decay, 0 = off")
+    parser.add_argument("--user-weighting", choices=list(quality.USER_WEIGHTINGS))
+    parser.add_argument("--user-alpha", type=float, help="exponent of user_weighting=power")
+    parser.add_argument("--shrinkage", type=float, help="similarity shrinkage, 0 = off")
     parser.add_argument("--master", help="Spark master for local runs (e.g. local[*])")
     return parser.parse_args(argv)
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    keys = ("threshold", "top_k", "seed", "weights", "max_items_per_user", "min_items_per_user")
+    keys = (
+        "threshold",
+        "top_k",
+        "seed",
+        "weights",
+        "max_items_per_user",
+        "min_items_per_user",
+        "half_life_days",
+        "user_weighting",
+        "user_alpha",
+        "shrinkage",
+    )
     return {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
 
 

@@ -59,6 +59,10 @@ locals {
     SIMREC_SEED                    = tostring(var.seed)
     SIMREC_MAX_ITEMS_PER_USER      = tostring(var.max_items_per_user)
     SIMREC_MIN_ITEMS_PER_USER      = tostring(var.min_items_per_user)
+    SIMREC_HALF_LIFE_DAYS          = tostring(var.half_life_days)
+    SIMREC_USER_WEIGHTING          = var.user_weighting
+    SIMREC_USER_ALPHA              = tostring(var.user_alpha)
+    SIMREC_SHRINKAGE               = tostring(var.shrinkage)
     SIMREC_ENGINE                  = "spark"
     SIMREC_GCP_PROJECT             = var.project_id
     SIMREC_GCP_REGION              = var.region

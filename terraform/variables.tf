@@ -301,6 +301,50 @@ variable "min_items_per_user" {
   }
 }
 
+variable "half_life_days" {
+  description = "Time decay: an event's weight halves every this many days before the run; 0 = off."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.half_life_days >= 0 && var.half_life_days <= 3650
+    error_message = "half_life_days must be between 0 (off) and 3650."
+  }
+}
+
+variable "user_weighting" {
+  description = "Down-weight very active users: 'power' (n**-user_alpha), 'log' (1/log2(1+n)) or 'none'."
+  type        = string
+  default     = "power"
+
+  validation {
+    condition     = contains(["none", "log", "power"], var.user_weighting)
+    error_message = "user_weighting must be none, log or power."
+  }
+}
+
+variable "user_alpha" {
+  description = "Exponent of user_weighting = power."
+  type        = number
+  default     = 0.7
+
+  validation {
+    condition     = var.user_alpha >= 0 && var.user_alpha <= 2
+    error_message = "user_alpha must be between 0 and 2."
+  }
+}
+
+variable "shrinkage" {
+  description = "Similarity shrinkage sim*n/(n+shrinkage), n = users behind the pair; 0 = off."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.shrinkage >= 0
+    error_message = "shrinkage must be >= 0."
+  }
+}
+
 # --- nightly schedule --------------------------------------------------------------------------
 
 variable "schedule" {

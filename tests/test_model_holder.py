@@ -206,3 +206,55 @@ def test_requests_keep_the_old_model_while_one_thread_loads(
 def test_bad_refresh_is_rejected(root: str) -> None:
     with pytest.raises(ValueError, match="refresh_seconds"):
         ModelHolder(root, TENANT, refresh_seconds=-1)
+
+
+def test_background_load_never_blocks_a_request(
+    root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``simrec serve``'s holders: the request finding a new version does not wait for it."""
+    clock = FakeClock()
+    storage.write_snapshot(root, TENANT, snapshot("v1"))
+    holder = ModelHolder(root, TENANT, refresh_seconds=10, clock=clock, background=True)
+    first = holder.get()  # the first model still loads synchronously
+    assert first is not None and first.version == "v1"
+    storage.write_snapshot(root, TENANT, snapshot("v2"))
+
+    release = threading.Event()
+    read = storage.read_snapshot
+
+    def slow_read(*args):
+        assert release.wait(30)
+        return read(*args)
+
+    monkeypatch.setattr(model_holder.storage, "read_snapshot", slow_read)
+    clock.now += 10
+    assert holder.get() is first  # returns at once: the load runs in a thread
+    assert holder.get() is first
+    release.set()
+    holder.wait_for_loader(30)
+    assert holder.get().version == "v2"
+
+
+def test_loaded_model_precomputes_catalog_lookups(root: str) -> None:
+    snap = snapshot("v1")
+    snap = ModelSnapshot(
+        **{**snap.__dict__, "catalog": {
+            "sku": ["c", "a", "zz"],
+            "category": ["k2", "k1", "k1"],
+            "in_stock": [True, False, True],
+            "colour": ["red", "blue", "green"],
+        }}
+    )
+    storage.write_snapshot(root, TENANT, snap)
+    model = ModelHolder(root, TENANT, refresh_seconds=0).get()
+    catalog = model.catalog
+    assert catalog is not None
+    assert catalog.in_stock.tolist() == [0, 0, 1]  # b is not listed: not in stock
+    assert catalog.category == ["k1", None, "k2"]
+    assert catalog.attributes == [{"colour": "blue"}, None, {"colour": "red"}]
+    assert catalog.popular_by_category == {"k1": [0], "k2": [2]}  # zz is not in the model
+    assert catalog.mask("k2", False).tolist() == [0, 0, 1]
+    assert catalog.mask(None, True).tolist() == [0, 0, 1]
+    assert catalog.mask(None, False) is None
+    assert catalog.mask("unknown", False).tolist() == [0, 0, 0]
+    assert model.scorer.score(np.array([0], np.int32), np.array([1.0]), 5) == [(1, 0.75), (2, 0.25)]

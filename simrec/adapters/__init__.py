@@ -33,5 +33,10 @@ def build_adapters(settings: Settings) -> Adapters:
     return Adapters(
         warehouse=DuckDBWarehouse(),
         spark=LocalSparkLauncher(settings.spark_master, settings.engine, log_dir),
-        beam=LocalBeamLauncher(settings.datastore_project, settings.datastore_namespace, log_dir),
+        beam=LocalBeamLauncher(
+            settings.datastore_project,
+            settings.datastore_namespace,
+            log_dir,
+            catalog=settings.catalog_uri,
+        ),
     )

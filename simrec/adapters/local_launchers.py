@@ -61,7 +61,7 @@ class LocalSparkLauncher:
         if storage.exists(manifest):
             return LaunchResult(request_id, "exists", {"manifest": manifest})
         if self.engine == "local":
-            from simrec.core.similarity import run_local_similarity
+            from simrec.similarity_output import run_local_similarity
 
             started = time.perf_counter()
             run_local_similarity(export_manifest_uri, output_uri, params)
@@ -84,9 +84,10 @@ class LocalBeamLauncher:
     """Runs the Beam load pipeline on Beam's local runner, as a separate process."""
 
     def __init__(self, datastore_project: str = "", datastore_namespace: str = "",
-                 log_dir: str = "") -> None:
+                 log_dir: str = "", catalog: str = "") -> None:
         self.datastore_project = datastore_project
         self.datastore_namespace = datastore_namespace
+        self.catalog = catalog  # item catalog published with each model (optional)
         self.log_dir = Path(log_dir or ".")
 
     def launch(
@@ -116,6 +117,8 @@ class LocalBeamLauncher:
             "--tenant", tenant,
             "--model_version", model_version,
         ]
+        if self.catalog:
+            cmd += ["--catalog", self.catalog]
         if self.datastore_project:
             cmd += ["--datastore_project", self.datastore_project]
             if self.datastore_namespace:

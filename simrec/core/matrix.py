@@ -10,6 +10,11 @@ events -> weighted user x item CSR matrix:
 4. columns are the items left; rows the users kept. Both vocabularies are sorted, so
    column order is sku order (the tie-break order of every later step).
 
+Optional quality features (``simrec.core.quality``): with ``half_life_days`` each event's
+weight is multiplied by its time decay before step 1 (so the cap of step 3 ranks decayed
+values); with ``user_weighting`` each kept row is scaled by ``f(n)`` after step 3, ``n``
+= the row's cells.
+
 The Spark job implements the same rule with DataFrame expressions; the two are tested
 against each other.
 """
@@ -22,6 +27,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from simrec.core import quality
 from simrec.core.actions import ACTIONS, ActionWeights
 
 
@@ -63,8 +69,18 @@ def build_matrix(
     weights: ActionWeights | None = None,
     min_items_per_user: int = 2,
     max_items_per_user: int = 500,
+    *,
+    days: object = None,
+    reference_day: object = None,
+    half_life_days: float = 0.0,
+    user_weighting: str = "none",
+    user_alpha: float = 0.5,
 ) -> UserItemMatrix:
-    """Apply the matrix rule to parallel arrays of events (one entry per event)."""
+    """Apply the matrix rule to parallel arrays of events (one entry per event).
+
+    Time decay needs ``days`` (each event's UTC day, ``datetime64[D]``-like) and
+    ``reference_day`` (the window's last day: age 0).
+    """
     weights = weights or ActionWeights()
     if min_items_per_user < 1:
         raise ValueError(f"min_items_per_user must be >= 1, got {min_items_per_user}")
@@ -73,7 +89,15 @@ def build_matrix(
             f"max_items_per_user ({max_items_per_user}) must be >= min_items_per_user "
             f"({min_items_per_user})"
         )
+    quality.validate(half_life_days, user_weighting, user_alpha)
     w = action_weights(actions, weights)
+    if half_life_days > 0:
+        if days is None or reference_day is None:
+            raise ValueError("time decay needs each event's day and the reference day")
+        ages = quality.age_days(np.asarray(days, dtype="datetime64[D]"), reference_day)
+        if len(ages) != len(w):
+            raise ValueError("days must have one entry per event")
+        w = quality.to_fixed(w * quality.decay(ages, half_life_days))  # summed exactly
     u, user_vocab = _codes(user_ids, "user_id")
     s, sku_vocab = _codes(skus, "sku")
     if not (len(w) == len(u) == len(s)):
@@ -83,6 +107,10 @@ def build_matrix(
     # 1. Sum per (user, sku); the structure (explicit zeros included) is "has events".
     cells = sp.coo_matrix((w, (u, s)), shape=(len(user_vocab), len(sku_vocab))).tocsr()
     cells.sum_duplicates()
+    if half_life_days > 0:
+        cells = sp.csr_matrix(
+            (quality.from_fixed(cells.data), cells.indices, cells.indptr), shape=cells.shape
+        )
     item_users = np.bincount(cells.indices, minlength=len(sku_vocab)).astype(np.int64)
     item_weight = np.bincount(cells.indices, weights=cells.data, minlength=len(sku_vocab))
     cells.eliminate_zeros()
@@ -113,6 +141,11 @@ def build_matrix(
         dtype=np.float64,
     )
     matrix.sum_duplicates()
+    if user_weighting != "none":
+        # Through the table Spark looks factors up in, so both engines agree to the bit.
+        n = np.diff(matrix.indptr)
+        table = quality.user_factor_table(max_items_per_user, user_weighting, user_alpha)
+        matrix.data *= np.repeat(table[n], n)
     counts = {
         "events": int(n_events),
         "users": int(len(user_vocab)),

@@ -7,6 +7,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
+from simrec.core import quality
 from simrec.core.actions import ActionWeights
 
 
@@ -23,6 +24,11 @@ class RunParams:
     max_items_per_user: int = 500
     min_items_per_user: int = 2
     weights: ActionWeights = field(default_factory=ActionWeights)
+    # Quality features (simrec.core.quality); the defaults switch them off.
+    half_life_days: float = 0.0
+    user_weighting: str = "none"
+    user_alpha: float = 0.5
+    shrinkage: float = 0.0
 
     @property
     def start_date(self) -> dt.date:
@@ -51,7 +57,13 @@ class RunParams:
 
     @property
     def params_hash(self) -> str:
-        payload = {k: v for k, v in self.to_json().items() if k not in ("tenant", "date")}
+        # Quality features that are off are left out: such runs keep the ids they had
+        # before the features existed.
+        payload = {
+            k: v
+            for k, v in self.to_json().items()
+            if k not in ("tenant", "date") and not (k in quality.OFF and v == quality.OFF[k])
+        }
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:8]
 

@@ -2,20 +2,24 @@
 
 It draws exactly the sample the Spark job draws (``dimsum.keep_mask`` on the same CRC-32
 keys), so it is both the embedded default engine and the oracle the Spark job is tested
-against. Memory stays bounded: item-item products are computed one block of items at a
-time and only each block's top-K survives.
+against. Two kernels give identical output: the compiled one (``simrec.core._cosine``:
+one pass per item over its users' rows, top-K selected in place, items spread over
+threads) and the NumPy/scipy reference (item-item products one block of items at a time,
+only each block's top-K kept). Either way memory stays bounded by the matrix plus K
+neighbours per item.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
-from simrec.core import dimsum
+from simrec.core import dimsum, quality
 from simrec.core.actions import ActionWeights
 from simrec.core.runs import RunParams
 
@@ -65,21 +69,43 @@ def sample(
     item_keys: np.ndarray,
 ) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray, float]:
     """The DIMSUM sample: scaled kept entries ``a/q``, their 0/1 pattern, ``p``, gamma."""
+    m = _canonical(matrix, user_keys, item_keys)
+    scaled, p, g = _scaled_sample(m, threshold, seed, user_keys, item_keys)
+    pattern = sp.csr_matrix(
+        (np.ones(scaled.nnz), scaled.indices.copy(), scaled.indptr.copy()), shape=m.shape
+    )
+    return scaled, pattern, p, g
+
+
+def _canonical(matrix: sp.spmatrix, user_keys: np.ndarray, item_keys: np.ndarray) -> sp.csr_matrix:
     m = sp.csr_matrix(matrix, dtype=np.float64)
     m.sum_duplicates()
     m.eliminate_zeros()
-    n_users, n_items = m.shape
-    if len(user_keys) != n_users or len(item_keys) != n_items:
+    if len(user_keys) != m.shape[0] or len(item_keys) != m.shape[1]:
         raise ValueError("user_keys / item_keys must match the matrix shape")
+    return m
+
+
+def _scaled_sample(
+    m: sp.csr_matrix, threshold: float, seed: int, user_keys: np.ndarray, item_keys: np.ndarray
+) -> tuple[sp.csr_matrix, np.ndarray, float]:
+    """Kept entries ``a/q`` of a canonical CSR matrix (still canonical: entries are only
+    filtered, so no re-sort), with ``p`` and gamma."""
+    n_users, n_items = m.shape
     g = dimsum.gamma(threshold, n_items)
     max_entry = float(m.data.max()) if m.nnz else 1.0
     p, q = dimsum.probabilities_and_scales(column_norms(m), threshold, n_items, max_entry)
-    rows = np.repeat(np.arange(n_users), np.diff(m.indptr))
     cols = m.indices
+    if np.all(p >= 1.0):  # nothing sampled (exact, or every column below sqrt(gamma))
+        scaled = sp.csr_matrix((m.data / q[cols], cols.copy(), m.indptr.copy()), shape=m.shape)
+        return scaled, p, g
+    per_user = np.diff(m.indptr)
+    rows = np.repeat(np.arange(n_users), per_user)
     keep = dimsum.keep_mask(seed, np.asarray(user_keys)[rows], np.asarray(item_keys)[cols], p[cols])
-    scaled = sp.csr_matrix((m.data[keep] / q[cols[keep]], (rows[keep], cols[keep])), shape=m.shape)
-    pattern = sp.csr_matrix((np.ones(int(keep.sum())), (rows[keep], cols[keep])), shape=m.shape)
-    return scaled, pattern, p, g
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows[keep], minlength=n_users), out=indptr[1:])
+    scaled = sp.csr_matrix((m.data[keep] / q[cols[keep]], cols[keep], indptr), shape=m.shape)
+    return scaled, p, g
 
 
 def _block_topk(
@@ -88,6 +114,7 @@ def _block_topk(
     first: int,
     p: np.ndarray,
     top_k: int,
+    shrinkage: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """Rows of one block -> (row, neighbour, score, users) of its top-K, and its pairs i<j."""
     s_block = s_block.tocoo()
@@ -102,8 +129,11 @@ def _block_topk(
     row, col = row[off], col[off]
     est, cnt = s_block.data[off], c_block.data[off]
     pairs = int(np.count_nonzero(row < col))
-    score = np.round(dimsum.clip_similarity(est), SCORE_DECIMALS)
     users = dimsum.estimate_users(cnt, p[row], p[col])
+    # Shrinkage (off at 0) after the estimate, before top-K: simrec.core.quality.shrink.
+    score = np.round(
+        quality.shrink(dimsum.clip_similarity(est), users, shrinkage), SCORE_DECIMALS
+    )
     # Top-K per row: sort by (row, score desc, neighbour asc). A full lexsort rather than
     # argpartition because ties must break by sku, and the block is bounded anyway.
     order = np.lexsort((col, -score, row))
@@ -121,14 +151,30 @@ def cosine_topk(
     user_keys: np.ndarray,
     item_keys: np.ndarray,
     block_cells: int = BLOCK_CELLS,
+    shrinkage: float = 0.0,
+    kernel: str = "auto",
+    n_threads: int | None = None,
 ) -> TopK:
     """Top-K neighbours per column by (sampled) cosine.
 
     ``threshold = 0`` is exact cosine. Otherwise DIMSUM: kept entries scaled by ``1/q``,
     pair estimate = sum of products, users = ``estimate_users(kept co-occurrences)``.
+    ``shrinkage > 0`` ranks by ``quality.shrink(score, users, shrinkage)`` instead.
+
+    ``kernel``: ``"cython"`` (compiled, multi-threaded over items, ``n_threads`` defaulting
+    to the CPUs this process may use), ``"numpy"`` (the scipy reference, in blocks of
+    ``block_cells``) or ``"auto"`` (compiled when built). Both give identical output.
     """
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
+    quality.validate(shrinkage=shrinkage)
+    if kernel not in ("auto", "cython", "numpy"):
+        raise ValueError(f"kernel must be auto, cython or numpy, got {kernel!r}")
+    if kernel == "cython" or (kernel == "auto" and _compiled() is not None):
+        return _cosine_topk_compiled(
+            _canonical(matrix, user_keys, item_keys),
+            threshold, seed, top_k, user_keys, item_keys, shrinkage, n_threads,
+        )
     scaled, pattern, p, g = sample(sp.csr_matrix(matrix), threshold, seed, user_keys, item_keys)
     n_items = scaled.shape[1]
     kept_per_user = np.diff(pattern.indptr).astype(np.int64)
@@ -143,7 +189,7 @@ def cosine_topk(
         last = min(n_items, first + block)
         s_block = scaled_t[first:last] @ scaled
         c_block = pattern_t[first:last] @ pattern
-        *arrays, n_pairs = _block_topk(s_block, c_block, first, p, top_k)
+        *arrays, n_pairs = _block_topk(s_block, c_block, first, p, top_k, shrinkage)
         parts.append(tuple(arrays))
         pairs += n_pairs
     if parts:
@@ -164,10 +210,159 @@ def cosine_topk(
     )
 
 
+def _compiled():  # noqa: ANN202 - the extension module, or None when not built
+    try:
+        from simrec.core import _cosine
+    except ImportError:  # pragma: no cover - source checkout without build_ext
+        return None
+    return _cosine
+
+
+def _cosine_topk_compiled(
+    m: sp.csr_matrix,
+    threshold: float,
+    seed: int,
+    top_k: int,
+    user_keys: np.ndarray,
+    item_keys: np.ndarray,
+    shrinkage: float,
+    n_threads: int | None,
+) -> TopK:
+    """:func:`cosine_topk` through ``simrec.core._cosine`` (same sample, same output)."""
+    cosine = _compiled()
+    if cosine is None:
+        raise RuntimeError("simrec.core._cosine is not built: python setup.py build_ext")
+    scaled, p, g = _scaled_sample(m, threshold, seed, user_keys, item_keys)
+    n_users, n_items = scaled.shape
+    kept_per_user = np.diff(scaled.indptr).astype(np.int64)
+    emitted = int((kept_per_user * (kept_per_user - 1) // 2).sum())
+    k = max(1, min(top_k, n_items - 1))
+    csc = scaled.tocsc()  # items x users, users ascending in each item
+    count = np.zeros(n_items, dtype=np.int64)
+    nbr = np.empty(n_items * k, dtype=np.int32)
+    score = np.empty(n_items * k, dtype=np.float64)
+    users = np.empty(n_items * k, dtype=np.float64)
+    pairs = np.zeros(n_items, dtype=np.int64)
+    if n_threads is None:
+        n_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    cosine.topk_kernel(
+        csc.indptr.astype(np.int64),
+        csc.indices.astype(np.int32, copy=False),
+        np.ascontiguousarray(csc.data, dtype=np.float64),
+        scaled.indptr.astype(np.int64),
+        scaled.indices.astype(np.int32, copy=False),
+        np.ascontiguousarray(scaled.data, dtype=np.float64),
+        np.ascontiguousarray(p, dtype=np.float64),
+        k,
+        float(shrinkage),
+        int(n_threads),
+        count, nbr, score, users, pairs,
+    )
+    indptr = np.zeros(n_items + 1, dtype=np.int64)
+    np.cumsum(count, out=indptr[1:])
+    filled = (np.arange(k)[None, :] < count[:, None]).ravel()
+    return TopK(
+        indptr=indptr,
+        neighbors=nbr[filled].astype(np.int64),
+        scores=score[filled],
+        users=users[filled],
+        emitted_pairs=emitted,
+        pairs=int(pairs.sum()),
+        gamma=g,
+    )
+
+
+# --- the Spark job's vectorised steps (pure NumPy/scipy: no row-at-a-time Python) -----
+def fixed_point_scale(col_norms: np.ndarray, q: np.ndarray) -> float:
+    """``2**bits`` for exact, order-independent pair sums in int64.
+
+    A pair's sum of kept scaled products is at most ``max_j sum_u (a_uj / q_j)^2 <=
+    max_j (c_j / q_j)^2`` (Cauchy-Schwarz; every entry kept), known before sampling, so
+    ``bits = 60 - ceil(log2(bound))`` keeps every sum below 2**61.
+    """
+    c = np.asarray(col_norms, dtype=np.float64)
+    if len(c) == 0 or not np.any(c > 0):
+        return 1.0
+    bound = float(np.max((c / np.asarray(q, dtype=np.float64)) ** 2))
+    return float(2.0 ** int(min(1000, 60 - math.ceil(math.log2(bound)))))
+
+
+def partial_pair_sums(
+    indptr: np.ndarray, items: np.ndarray, values: np.ndarray, n_items: int, scale: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A group of whole user rows (CSR: kept scaled entries, items ascending in each row)
+    -> every ordered pair ``a != b`` co-occurring in it, with ``rint(sum * scale)`` (int64)
+    and the number of co-occurrences. Summed over groups these integer sums are exact in
+    any order, so the result does not depend on how users were grouped or shuffled."""
+    n_rows = len(indptr) - 1
+    x = sp.csr_matrix((values, items, indptr), shape=(n_rows, n_items))
+    ones = sp.csr_matrix((np.ones(len(values)), items, indptr), shape=(n_rows, n_items))
+    g = (x.T.tocsr() @ x).tocoo()
+    c = (ones.T.tocsr() @ ones).tocoo()
+    if not (np.array_equal(g.row, c.row) and np.array_equal(g.col, c.col)):
+        raise AssertionError("sum and count products have different patterns")
+    off = g.row != g.col
+    return (
+        g.row[off].astype(np.int32),
+        g.col[off].astype(np.int32),
+        np.rint(g.data[off] * scale).astype(np.int64),
+        c.data[off].astype(np.int64),
+    )
+
+
+def topk_from_pair_sums(
+    a: np.ndarray,
+    b: np.ndarray,
+    fixed: np.ndarray,
+    count: np.ndarray,
+    p: np.ndarray,
+    scale: float,
+    top_k: int,
+    shrinkage: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """Partial sums sorted by ``(a, b)`` (a pair may repeat: one row per group), holding
+    every pair of the items ``a`` they cover -> their top-K rows ``(a, b, score, users)``
+    in rank order, and the pairs ``a < b`` and their co-occurrences (emitted pairs).
+    Same score, users, rounding and tie-break as :func:`cosine_topk`."""
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    if len(a) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0), np.zeros(0), 0, 0
+    new = np.empty(len(a), dtype=bool)
+    new[0] = True
+    np.not_equal(a[1:], a[:-1], out=new[1:])
+    new[1:] |= b[1:] != b[:-1]
+    starts = np.flatnonzero(new)
+    fixed = np.add.reduceat(np.asarray(fixed, dtype=np.int64), starts)
+    count = np.add.reduceat(np.asarray(count, dtype=np.int64), starts)
+    a, b = a[starts], b[starts]
+    upper = a < b
+    users = dimsum.estimate_users(count, p[a], p[b])
+    est = fixed.astype(np.float64) / scale
+    score = np.round(quality.shrink(dimsum.clip_similarity(est), users, shrinkage), SCORE_DECIMALS)
+    order = np.lexsort((b, -score, a))
+    a, b, score, users = a[order], b[order], score[order], users[order]
+    rank = np.arange(len(a)) - np.searchsorted(a, a, side="left")
+    top = rank < top_k
+    return a[top], b[top], score[top], users[top], int(upper.sum()), int(count[upper].sum())
+
+
 # --- shared by both engines: parameters and the output manifest ----------------------
 #: Parameters a similarity run may override on the command line (others come from the
 #: export manifest).
-OVERRIDABLE = ("threshold", "top_k", "seed", "weights", "max_items_per_user", "min_items_per_user")
+OVERRIDABLE = (
+    "threshold",
+    "top_k",
+    "seed",
+    "weights",
+    "max_items_per_user",
+    "min_items_per_user",
+    "half_life_days",
+    "user_weighting",
+    "user_alpha",
+    "shrinkage",
+)
 
 
 def resolve_params(manifest_params: dict, overrides: dict | None = None) -> RunParams:
@@ -190,6 +385,9 @@ def resolve_params(manifest_params: dict, overrides: dict | None = None) -> RunP
         raise ValueError(f"top_k must be >= 1, got {params.top_k}")
     if params.min_items_per_user < 1 or params.max_items_per_user < params.min_items_per_user:
         raise ValueError("need 1 <= min_items_per_user <= max_items_per_user")
+    quality.validate(
+        params.half_life_days, params.user_weighting, params.user_alpha, params.shrinkage
+    )
     return params
 
 

@@ -348,9 +348,9 @@ class ServingApp:
     def _model(self, params: Params) -> tuple[str, LoadedModel]:
         raw = single(params, "tenant")
         tenant = self.tenant if raw is None else raw.strip()
-        if tenant != self.tenant and tenant not in self.tenants:
-            if not (self.any_tenant and _TENANT.fullmatch(tenant)):
-                raise BadRequest("tenant", f"unknown tenant {tenant[:64]!r}", 404)
+        known = tenant == self.tenant or tenant in self.tenants
+        if not known and not (self.any_tenant and _TENANT.fullmatch(tenant)):
+            raise BadRequest("tenant", f"unknown tenant {tenant[:64]!r}", 404)
         model = self._holder(tenant).get()
         if model is None:
             raise Unavailable(f"no model loaded yet for tenant {tenant!r}")

@@ -54,11 +54,12 @@ class DatastoreNeighbours:
         client_factory: Callable[[str | None], Any],
         cache_items: int = 50_000,
         cache_seconds: float = 300.0,
+        timer: Callable[[], float] | None = None,
     ) -> None:
         self._factory = client_factory
         self._clients: dict[str | None, Any] = {}
         self._cache: TTLCache | None = (
-            TTLCache(maxsize=cache_items, ttl=cache_seconds)
+            TTLCache(maxsize=cache_items, ttl=cache_seconds, **({"timer": timer} if timer else {}))
             if cache_items > 0 and cache_seconds > 0
             else None
         )
@@ -106,7 +107,8 @@ class DatastoreNeighbours:
         try:
             entities = client.get_multi([client.key(ENTITY_KIND, sku) for sku in skus])
         except Exception as exc:  # network, auth, quota: the request gets a 503
-            raise DatastoreUnavailable(f"reading {ENTITY_KIND} from Datastore failed: {exc}") from exc
+            message = f"reading {ENTITY_KIND} from Datastore failed: {exc}"
+            raise DatastoreUnavailable(message) from exc
         finally:
             self.round_trips += 1
         index = model.sku_index

@@ -42,6 +42,11 @@ from google.longrunning import operations_pb2
 
 from tests.plugins.emulators import EmulatorSpec, GcloudEmulator, free_port
 
+# gcsfs >= 2026 probes each bucket's storage layout over gRPC with TLS ("zonal/HNS"
+# support); against a plaintext emulator that retries for minutes. Must be set before
+# gcsfs is imported (fsspec imports it on the first gs:// URI).
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+
 PROJECT = "simrec-test"
 REGION = "europe-west1"
 BUCKET = "simrec-data"

@@ -223,7 +223,8 @@ class BigQueryWarehouse:
             jid = job_id(params, attempt)
             try:
                 return self.client.query(
-                    script, job_config=config, job_id=jid, location=self.location
+                    script, job_config=config, job_id=jid, location=self.location,
+                    job_retry=None,  # a failed job id cannot be reused: see start_or_find
                 )
             except Conflict:
                 job = self.client.get_job(jid, location=self.location)

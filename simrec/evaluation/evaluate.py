@@ -1,0 +1,487 @@
+"""The offline evaluation protocol: one temporal split, every model scored the same way.
+
+Protocol (docs/evaluation.md):
+
+1. **Split** (:mod:`simrec.evaluation.split`): train on the ``window_days`` days before
+   ``split_date``, hold out ``[split_date, end_date]``.
+2. **Model**: the matrix rule (``simrec.core.matrix.build_matrix``) and the single-machine
+   engine (``simrec.core.similarity.cosine_topk``) on the training events, exactly as a
+   nightly run on ``split_date`` would (time decay's age 0 is the day before the split),
+   put into a ``ModelSnapshot`` whose vocabulary is every training item.
+3. **Query** of a held-out user, as a shop page would send it: the user's last
+   ``query_items`` distinct training-period items (most recent day first, ties by sku),
+   each weighted like serving weights an item listed under each action the user took on
+   it: the sum of the weights of its distinct actions (browsed + purchase = 0.5 + 6).
+4. **Recommendations**: the serving kernel (``simrec.core.scoring``), top ``k``, with the
+   user's whole training-period history excluded; when the kernel finds nothing, the
+   most popular training items (serving's fallback without categories).
+5. **Relevant items**: what the user interacted with in the held-out period and had not in
+   the training period (re-interactions cannot be recommended: they are excluded).
+6. **Users evaluated**: held-out users with a training-period history and at least one
+   relevant item; ``max_users`` draws a seeded sample of them (reported).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from simrec.config import Settings
+from simrec.core import dimsum, quality, scoring
+from simrec.core.actions import ActionWeights
+from simrec.core.matrix import action_weights, build_matrix
+from simrec.core.similarity import cosine_topk
+from simrec.core.snapshot import ModelSnapshot
+from simrec.evaluation import metrics
+from simrec.evaluation.split import Split
+
+DEFAULT_THRESHOLDS = (0.0, 0.05, 0.1, 0.2, 0.5)
+DEFAULT_QUERY_ITEMS = 20
+#: Action weightings compared in every run (besides the configured one).
+WEIGHTINGS: dict[str, ActionWeights] = {
+    "binary (1/1/1)": ActionWeights(1.0, 1.0, 1.0),
+    "original (0.5/2/6)": ActionWeights(0.5, 2.0, 6.0),
+    "purchase-heavy (0.1/1/10)": ActionWeights(0.1, 1.0, 10.0),
+    "purchase only (0/0/1)": ActionWeights(0.0, 0.0, 1.0),
+}
+SCORE_BINS = 20
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that decides a model (RunParams minus tenant, date and window)."""
+
+    weights: ActionWeights = field(default_factory=ActionWeights)
+    threshold: float = 0.1
+    top_k: int = 100
+    seed: int = 42
+    max_items_per_user: int = 500
+    min_items_per_user: int = 2
+    half_life_days: float = 0.0
+    user_weighting: str = "none"
+    user_alpha: float = 0.5
+    shrinkage: float = 0.0
+
+    def __post_init__(self) -> None:
+        quality.validate(self.half_life_days, self.user_weighting, self.user_alpha, self.shrinkage)
+        dimsum.gamma(self.threshold, 2)  # validates the threshold
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ModelConfig:
+        return cls(
+            weights=settings.weights,
+            threshold=settings.threshold,
+            top_k=settings.top_k,
+            seed=settings.seed,
+            max_items_per_user=settings.max_items_per_user,
+            min_items_per_user=settings.min_items_per_user,
+            half_life_days=settings.half_life_days,
+            user_weighting=settings.user_weighting,
+            user_alpha=settings.user_alpha,
+            shrinkage=settings.shrinkage,
+        )
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        return dataclasses.replace(self, **changes)
+
+    def plain(self) -> ModelConfig:
+        """Exact cosine without the quality features (same weights and user limits)."""
+        return self.replace(threshold=0.0, **quality.OFF)
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["weights"] = self.weights.as_dict()
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ModelConfig:
+        data = dict(data)
+        data["weights"] = ActionWeights.from_dict(data.get("weights", {}))
+        return cls(**data)
+
+
+@dataclass
+class FittedModel:
+    snapshot: ModelSnapshot
+    emitted_pairs: int
+    pairs: int
+    gamma: float
+    fit_s: float
+    counts: dict[str, int]
+
+
+def fit(train: pd.DataFrame, config: ModelConfig, reference_day: dt.date) -> FittedModel:
+    """The nightly run on the training events -> a serving snapshot over every item."""
+    t0 = time.perf_counter()
+    m = build_matrix(
+        train["user_id"],
+        train["sku"],
+        train["action"],
+        config.weights,
+        config.min_items_per_user,
+        config.max_items_per_user,
+        days=train["day"].to_numpy() if config.half_life_days > 0 else None,
+        reference_day=reference_day,
+        half_life_days=config.half_life_days,
+        user_weighting=config.user_weighting,
+        user_alpha=config.user_alpha,
+    )
+    topk = cosine_topk(
+        m.matrix,
+        config.threshold,
+        config.seed,
+        config.top_k,
+        dimsum.string_keys(m.user_ids),
+        dimsum.string_keys(m.skus),
+        shrinkage=config.shrinkage,
+    )
+    vocab = m.item_skus
+    col = np.searchsorted(vocab, m.skus)  # matrix column -> vocabulary index
+    per_row = np.zeros(len(vocab), dtype=np.int64)
+    per_row[col] = np.diff(topk.indptr)
+    indptr = np.zeros(len(vocab) + 1, dtype=np.int64)
+    np.cumsum(per_row, out=indptr[1:])
+    snapshot = ModelSnapshot(
+        skus=[str(s) for s in vocab],
+        indptr=indptr,
+        indices=col[topk.neighbors],
+        scores=topk.scores,
+        users=topk.users,
+        popularity=m.item_users.astype(np.float64),
+        metadata={"config": config.to_json()},
+    )
+    return FittedModel(
+        snapshot=snapshot,
+        emitted_pairs=topk.emitted_pairs,
+        pairs=topk.pairs,
+        gamma=topk.gamma,
+        fit_s=time.perf_counter() - t0,
+        counts=m.counts,
+    )
+
+
+@dataclass
+class Queries:
+    """Per evaluated user: query items/weights (vocabulary indices) and excluded items."""
+
+    users: np.ndarray  # str
+    items: list[np.ndarray]  # int32 per user
+    item_actions: list[np.ndarray]  # int8 bit set per query item: 1 browsed, 2 basket, 4 purchase
+    excluded: list[np.ndarray]  # int32 per user: the whole training-period history
+
+    def weights(self, w: ActionWeights) -> list[np.ndarray]:
+        """Query weights under the action weights ``w`` (sum over each item's actions)."""
+        table = np.array(
+            [
+                sum(v for bit, v in zip((1, 2, 4), (w.browsed, w.basket, w.purchase), strict=True)
+                    if mask & bit)
+                for mask in range(8)
+            ],
+            dtype=np.float64,
+        )
+        return [table[a] for a in self.item_actions]
+
+
+_ACTION_BIT = {"browsed": 1, "basket": 2, "purchase": 4}
+
+
+def _split_by_user(codes: np.ndarray, values: np.ndarray, n_users: int) -> list[np.ndarray]:
+    """``values`` (sorted by ``codes``) cut into one array per user code 0..n-1."""
+    bounds = np.searchsorted(codes, np.arange(n_users + 1))
+    return [values[bounds[i] : bounds[i + 1]] for i in range(n_users)]
+
+
+def build_protocol(
+    split: Split,
+    vocab: np.ndarray,
+    query_items: int = DEFAULT_QUERY_ITEMS,
+    max_users: int | None = None,
+    seed: int = 0,
+) -> tuple[Queries, pd.DataFrame, dict[str, Any]]:
+    """Queries and relevant items of the evaluated users (steps 3, 5, 6 of the protocol)."""
+    if query_items < 1:
+        raise ValueError(f"query_items must be >= 1, got {query_items}")
+    train, test = split.train, split.test
+    history = train[["user_id", "sku"]].drop_duplicates()
+    held = test[["user_id", "sku"]].drop_duplicates()
+    new = held.merge(history, on=["user_id", "sku"], how="left", indicator=True)
+    relevant = new.loc[new["_merge"] == "left_only", ["user_id", "sku"]]
+    known = set(history["user_id"].unique())
+    held_users = held["user_id"].unique()
+    eligible = np.sort(relevant["user_id"].unique())
+    eligible = eligible[pd.Index(eligible).isin(list(known))] if len(eligible) else eligible
+    info = {
+        "held_out_users": int(len(held_users)),
+        "cold_users": int(sum(1 for u in held_users if u not in known)),
+        "users_only_repeats": int(
+            len(set(held_users) & known) - len(eligible)
+        ),
+        "eligible_users": int(len(eligible)),
+        "query_items": int(query_items),
+        "max_users": max_users,
+        "sample_seed": seed,
+    }
+    if len(eligible) == 0:
+        raise ValueError("no held-out user has both a training history and a new item")
+    if max_users is not None and len(eligible) > max_users:
+        rng = np.random.default_rng(seed)
+        eligible = np.sort(rng.choice(eligible, size=max_users, replace=False))
+    info["users_evaluated"] = int(len(eligible))
+    info["sampled"] = bool(info["users_evaluated"] < info["eligible_users"])
+    relevant = relevant.loc[relevant["user_id"].isin(eligible)].reset_index(drop=True)
+
+    h = train.loc[train["user_id"].isin(eligible), ["user_id", "sku", "action", "day"]]
+    h = h.assign(bit=h["action"].map(_ACTION_BIT).astype(np.int8))
+    # Distinct actions' bits summed = their bit set; the item's most recent day.
+    bits = h.drop_duplicates(["user_id", "sku", "action"]).groupby(["user_id", "sku"])["bit"]
+    last = h.groupby(["user_id", "sku"])["day"].max()
+    per_item = pd.DataFrame({"bits": bits.sum(), "last": last}).reset_index()
+    user_code = pd.Index(eligible).get_indexer(per_item["user_id"])
+    item_code = pd.Index(vocab).get_indexer(per_item["sku"])
+    if (item_code < 0).any():
+        raise AssertionError("a training item is missing from the model vocabulary")
+    per_item = per_item.assign(u=user_code, i=item_code)
+    # Whole history (excluded), sorted by user.
+    by_user = per_item.sort_values(["u", "i"], kind="stable")
+    excluded = _split_by_user(
+        by_user["u"].to_numpy(), by_user["i"].to_numpy().astype(np.int32), len(eligible)
+    )
+    # Query: the last query_items items, most recent first, ties by sku (= index).
+    recent = per_item.sort_values(["u", "last", "i"], ascending=[True, False, True])
+    rank = recent.groupby("u", sort=False).cumcount().to_numpy()
+    recent = recent.loc[rank < query_items]
+    codes = recent["u"].to_numpy()
+    items = _split_by_user(codes, recent["i"].to_numpy().astype(np.int32), len(eligible))
+    bits = _split_by_user(codes, recent["bits"].to_numpy().astype(np.int8), len(eligible))
+    return Queries(eligible, items, bits, excluded), relevant, info
+
+
+def recommend(
+    fitted: FittedModel, queries: Queries, weights: ActionWeights, k: int
+) -> tuple[pd.DataFrame, int]:
+    """Top-k per user with the serving kernel; popular items when it finds nothing.
+
+    Returns ``(user_id, sku, rank, score)`` rows and the number of fallback users.
+    """
+    snap = fitted.snapshot
+    scorer = scoring.make_scorer(snap.indptr, snap.indices, snap.scores)
+    order = scoring.popularity_order(snap.popularity)
+    users: list[np.ndarray] = []
+    items: list[np.ndarray] = []
+    scores: list[np.ndarray] = []
+    fallback = 0
+    for u, (q, w, x) in enumerate(
+        zip(queries.items, queries.weights(weights), queries.excluded, strict=True)
+    ):
+        result = scorer.score(q, w, k, x, None) if len(q) and w.any() else []
+        if not result:
+            fallback += 1
+            top = order[: k + len(x)]
+            top = top[~np.isin(top, x)][:k]
+            result = list(zip(top.tolist(), snap.popularity[top].tolist(), strict=True))
+        if result:
+            j, s = zip(*result, strict=True)
+            users.append(np.full(len(j), u, dtype=np.int64))
+            items.append(np.asarray(j, dtype=np.int64))
+            scores.append(np.asarray(s, dtype=np.float64))
+    return _frame(queries, snap, users, items, scores), fallback
+
+
+def recommend_popular(fitted: FittedModel, queries: Queries, k: int) -> pd.DataFrame:
+    """The popularity baseline: the k most popular training items the user has not had."""
+    snap = fitted.snapshot
+    order = scoring.popularity_order(snap.popularity)
+    users, items, scores = [], [], []
+    for u, x in enumerate(queries.excluded):
+        top = order[: k + len(x)]
+        top = top[~np.isin(top, x)][:k]
+        users.append(np.full(len(top), u, dtype=np.int64))
+        items.append(top.astype(np.int64))
+        scores.append(snap.popularity[top])
+    return _frame(queries, snap, users, items, scores)
+
+
+def _frame(queries, snap, users, items, scores) -> pd.DataFrame:
+    if not users:
+        return pd.DataFrame({"user_id": [], "sku": [], "rank": [], "score": []})
+    u = np.concatenate(users)
+    i = np.concatenate(items)
+    start = np.searchsorted(u, u, side="left")
+    skus = np.asarray(snap.skus, dtype=object)
+    return pd.DataFrame(
+        {
+            "user_id": queries.users[u],
+            "sku": skus[i],
+            "rank": np.arange(len(u)) - start + 1,
+            "score": np.concatenate(scores),
+        }
+    )
+
+
+class Evaluator:
+    """One split, one set of users and queries; models are fitted once per config."""
+
+    def __init__(
+        self,
+        split: Split,
+        k: int = 10,
+        query_items: int = DEFAULT_QUERY_ITEMS,
+        max_users: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        self.split = split
+        self.k = k
+        vocab = np.sort(split.train["sku"].unique().astype(object))
+        self.queries, self.relevant, self.info = build_protocol(
+            split, vocab, query_items, max_users, seed
+        )
+        train = split.train
+        # Catalog and popularity of the metrics: items and share of users of training.
+        self.catalog = vocab
+        pop = train[["user_id", "sku"]].drop_duplicates().groupby("sku").size()
+        self.popularity = pop / train["user_id"].nunique()
+        self._fitted: dict[ModelConfig, FittedModel] = {}
+
+    def fitted(self, config: ModelConfig) -> FittedModel:
+        if config not in self._fitted:
+            self._fitted[config] = fit(self.split.train, config, self.split.reference_day)
+        return self._fitted[config]
+
+    def score(self, recs: pd.DataFrame) -> dict[str, float]:
+        return metrics.all_metrics(self.relevant, recs, self.catalog, self.popularity, self.k)
+
+    def evaluate(self, config: ModelConfig) -> dict[str, Any]:
+        fitted = self.fitted(config)
+        t0 = time.perf_counter()
+        recs, fallback = recommend(fitted, self.queries, config.weights, self.k)
+        return {
+            "config": config.to_json(),
+            "metrics": self.score(recs),
+            "emitted_pairs": fitted.emitted_pairs,
+            "pairs": fitted.pairs,
+            "gamma": None if math.isinf(fitted.gamma) else fitted.gamma,
+            "fit_s": round(fitted.fit_s, 3),
+            "recommend_s": round(time.perf_counter() - t0, 3),
+            "fallback_users": fallback,
+        }
+
+    def evaluate_popularity(self, config: ModelConfig) -> dict[str, Any]:
+        recs = recommend_popular(self.fitted(config.plain()), self.queries, self.k)
+        return {"config": None, "metrics": self.score(recs)}
+
+
+def _histogram(scores: np.ndarray) -> list[int]:
+    counts, _ = np.histogram(scores, bins=SCORE_BINS, range=(0.0, 1.0))
+    return counts.astype(int).tolist()
+
+
+def run_evaluation(
+    split: Split,
+    config: ModelConfig,
+    *,
+    k: int = 10,
+    thresholds: Iterable[float] = DEFAULT_THRESHOLDS,
+    query_items: int = DEFAULT_QUERY_ITEMS,
+    max_users: int | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Every comparison of the issue on one split; the JSON of ``evaluation.json``."""
+    say = progress or (lambda _msg: None)
+    t0 = time.perf_counter()
+    ev = Evaluator(split, k, query_items, max_users, seed)
+    say(f"{ev.info['users_evaluated']:,} users evaluated")
+    models: dict[str, dict[str, Any]] = {}
+    say("popularity baseline")
+    models["popularity"] = {"kind": "baseline", **ev.evaluate_popularity(config)}
+    say("exact cosine")
+    models["cosine"] = {"kind": "plain cosine", **ev.evaluate(config.plain())}
+    say("configured model")
+    models["configured"] = {"kind": "configured", **ev.evaluate(config)}
+
+    sweep = []
+    for t in sorted({float(t) for t in thresholds}):
+        say(f"DIMSUM threshold {t:g}")
+        r = ev.evaluate(config.replace(threshold=t))
+        sweep.append({"threshold": t, **r})
+        models[f"dimsum t={t:g}"] = {"kind": "threshold sweep", **r}
+
+    weightings = [{"name": "configured", "weights": config.weights.as_dict(),
+                   **ev.evaluate(config)}]
+    for name, w in WEIGHTINGS.items():
+        say(f"weighting {name}")
+        r = ev.evaluate(config.replace(weights=w))
+        weightings.append({"name": name, "weights": w.as_dict(), **r})
+
+    features = []
+    plain = config.plain()
+    on = {
+        "time decay": {"half_life_days": config.half_life_days or 30.0},
+        "user weighting": {
+            "user_weighting": config.user_weighting if config.user_weighting != "none" else "log",
+            "user_alpha": config.user_alpha,
+        },
+        "shrinkage": {"shrinkage": config.shrinkage or 10.0},
+    }
+    for name, changes in on.items():
+        say(f"feature {name}")
+        off = {key: quality.OFF[key] for key in changes}
+        features.append({"feature": name, "variant": "cosine + feature",
+                         **ev.evaluate(plain.replace(**changes))})
+        features.append({"feature": name, "variant": "configured - feature",
+                         **ev.evaluate(config.replace(**off))})
+
+    distribution = {
+        "bins": np.linspace(0.0, 1.0, SCORE_BINS + 1).round(4).tolist(),
+        "cosine": _histogram(ev.fitted(config.plain()).snapshot.scores),
+        "configured": _histogram(ev.fitted(config).snapshot.scores),
+    }
+    return {
+        "k": k,
+        "split": split.describe(),
+        "protocol": ev.info,
+        "config": config.to_json(),
+        "models": models,
+        "thresholds": sweep,
+        "weightings": weightings,
+        "features": features,
+        "score_distribution": distribution,
+        "timings": {"total_s": round(time.perf_counter() - t0, 2)},
+    }
+
+
+def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per model (name, metrics, emitted pairs): the printed and HTML table."""
+    rows = []
+    for name, model in result["models"].items():
+        pairs = model.get("emitted_pairs")
+        rows.append({"model": name, **model["metrics"], "emitted_pairs": pairs})
+    return rows
+
+
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "Evaluator",
+    "FittedModel",
+    "ModelConfig",
+    "Queries",
+    "action_weights",
+    "build_protocol",
+    "fit",
+    "recommend",
+    "recommend_popular",
+    "run_evaluation",
+    "summary_rows",
+]

@@ -1,0 +1,284 @@
+"""The three pipeline functions over real wires.
+
+- export: the Pub/Sub emulator's push subscription POSTs into the function running in
+  its own functions-framework process (embedded backend); and, in functions-framework's
+  WSGI app, the gcp backend against the recording BigQuery fake + the GCS emulator.
+- cluster / dataflow_launch: the GCS emulator's object resource is the CloudEvent data;
+  the gcp backend's real GAPIC clients reach the loopback gRPC stub.
+Every delivery happens twice: one job, one manifest, one launch.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import io
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cloudevents.conversion import to_structured
+from cloudevents.http import CloudEvent
+from functions_framework import create_app
+
+from simrec import logs, storage
+from simrec.core import layout
+from simrec.core.runs import RunParams
+from simrec.stages.cloudevents import STORAGE_FINALIZED, make_pubsub_event
+from simrec.stages.load import job_name
+from tests.plugins.gcp_wire import BUCKET, PROJECT, REGION, FunctionServer, refresh_gcsfs
+
+REPO = Path(__file__).resolve().parents[1]
+RUN_DATE = dt.date(2024, 3, 1)
+PARAMS = RunParams(tenant="default", date=RUN_DATE, window_days=3)
+TABLE = f"{PROJECT}.shop.events"
+
+
+@pytest.fixture
+def decision_log() -> Iterator[io.StringIO]:
+    """The JSON lines the in-process handlers log."""
+    buffer = io.StringIO()
+    logs.configure(stream=buffer)
+    yield buffer
+    logs.configure(stream=sys.stderr)
+
+
+def decisions(buffer: io.StringIO) -> list[dict]:
+    lines = [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
+    return [line for line in lines if "action" in line]
+
+
+def _function(name: str, target: str | None = None):
+    app = create_app(
+        target=target or name, source=str(REPO / "functions" / name / "main.py"),
+        signature_type="cloudevent",
+    )  # fmt: skip
+    return app.test_client()
+
+
+def _post(client, event: CloudEvent):
+    headers, body = to_structured(event)
+    return client.post("/", headers=headers, data=body)
+
+
+def _storage_event(gcs, name: str, content: bytes) -> CloudEvent:
+    """Upload through google-cloud-storage; the emulator's object resource is the data."""
+    blob = gcs.client().bucket(BUCKET).blob(name)
+    blob.upload_from_string(content)
+    blob.reload()
+    resource = dict(blob._properties)
+    return CloudEvent(
+        {"type": STORAGE_FINALIZED, "source": f"//storage.googleapis.com/projects/_/buckets/"
+         f"{BUCKET}", "subject": f"objects/{name}", "id": str(resource["generation"])},
+        resource,
+    )  # fmt: skip
+
+
+# --- export: Pub/Sub emulator push -> functions-framework process -----------------------
+def _events_csv(path: Path) -> Path:
+    rows = ["user_id,sku,action,ts"]
+    for day in PARAMS.days():
+        for user in ("u1", "u2", "u3"):
+            for sku in ("a", "b"):
+                rows.append(f"{user},{sku},browsed,{day.isoformat()}T10:00:00Z")
+    rows.append(",a,browsed,2024-02-28T10:00:00Z")  # missing_user_id
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.mark.emulator
+def test_pubsub_push_delivers_the_nightly_message_to_the_export_function(
+    pubsub_emulator, tmp_path, monkeypatch
+) -> None:
+    from google.cloud import pubsub_v1
+
+    data = tmp_path / "data"
+    env = {
+        **os.environ,
+        "SIMREC_BACKEND": "local",
+        "SIMREC_DATA_URI": str(data),
+        "SIMREC_EVENTS_SOURCE": str(_events_csv(tmp_path / "events.csv")),
+        "SIMREC_WINDOW_DAYS": "3",
+    }
+    server = FunctionServer("export", REPO / "functions/export/main.py", env, tmp_path).start()
+    try:
+        monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_emulator.host)
+        publisher = pubsub_v1.PublisherClient()
+        subscriber = pubsub_v1.SubscriberClient()
+        topic = publisher.topic_path(PROJECT, f"nightly-{tmp_path.name}")
+        publisher.create_topic(name=topic)
+        subscriber.create_subscription(
+            name=subscriber.subscription_path(PROJECT, f"export-push-{tmp_path.name}"),
+            topic=topic,
+            push_config={"push_endpoint": server.url},
+            ack_deadline_seconds=60,
+        )
+        message = json.dumps({"date": RUN_DATE.isoformat()}).encode()
+
+        publisher.publish(topic, message).result(timeout=30)
+        [first] = server.wait_for_decisions(1)
+        manifest = layout.export_manifest(str(data), "default", PARAMS.run_id)
+        assert first["action"] == "exported" and first["run_id"] == PARAMS.run_id
+        assert first["severity"] == "INFO" and first["stage"] == "export"
+        assert first["ids"]["manifest"] == manifest
+        written = storage.read_json(manifest)
+        assert written["counts"]["rows_valid"] == 18 and written["counts"]["rows_rejected"] == 1
+
+        publisher.publish(topic, message).result(timeout=30)  # the same message again
+        second = server.wait_for_decisions(2)[1]
+        assert second["action"] == "skipped" and second["run_id"] == PARAMS.run_id
+        runs = list((data / "exports" / "default" / "runs").iterdir())
+        assert [r.name for r in runs] == [PARAMS.run_id]
+        assert storage.read_json(manifest) == written  # untouched
+    finally:
+        server.stop()
+
+
+# --- export on the gcp backend: BigQuery fake + GCS emulator ----------------------------
+@pytest.fixture
+def gcp_env(monkeypatch, gcs, grpc_stub, fake_bigquery):
+    env = {
+        "SIMREC_BACKEND": "gcp",
+        "SIMREC_GCP_PROJECT": PROJECT,
+        "SIMREC_GCP_REGION": REGION,
+        "SIMREC_DATA_URI": f"gs://{BUCKET}",
+        "SIMREC_EVENTS_SOURCE": TABLE,
+        "SIMREC_WINDOW_DAYS": "3",
+        "SIMREC_BIGQUERY_ENDPOINT": fake_bigquery.url,
+        "SIMREC_DATAPROC_ENDPOINT": grpc_stub.endpoint,
+        "SIMREC_DATAFLOW_ENDPOINT": grpc_stub.endpoint,
+        "SIMREC_FLEX_TEMPLATE_URI": "gs://simrec-staging/flex/load.json",
+        "SIMREC_STAGING_URI": "gs://simrec-staging",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    fake_bigquery.tables[TABLE] = ["user_id", "sku", "action", "ts"]
+    fake_bigquery.counts = [(PARAMS.days()[0].isoformat(), None, 4), (None, "empty_sku", 1)]
+    return env
+
+
+def _nightly() -> CloudEvent:
+    return make_pubsub_event(PROJECT, "nightly", {"date": RUN_DATE.isoformat()})
+
+
+def _export_manifest_exists() -> bool:
+    refresh_gcsfs()
+    return storage.exists(layout.export_manifest(f"gs://{BUCKET}", "default", PARAMS.run_id))
+
+
+def test_export_function_on_bigquery_runs_one_job_for_two_deliveries(
+    gcp_env, fake_bigquery, decision_log
+) -> None:
+    client = _function("export")
+    assert _post(client, _nightly()).status_code == 200
+    assert _post(client, _nightly()).status_code == 200
+
+    first, second = decisions(decision_log)
+    assert first["action"] == "exported" and first["ids"]["rows_valid"] == 4
+    assert second["action"] == "skipped" and second["reason"] == "export manifest exists"
+    assert len(fake_bigquery.inserts) == 1 and len(fake_bigquery.jobs) == 1
+    body = fake_bigquery.inserts[0]
+    assert body["jobReference"]["jobId"] == f"simrec-export-{PARAMS.key}"
+    params = {p["name"]: p for p in body["configuration"]["query"]["queryParameters"]}
+    assert params["start_date"]["parameterType"]["type"] == "DATE"
+    assert params["start_date"]["parameterValue"]["value"] == PARAMS.start_date.isoformat()
+    assert _export_manifest_exists()
+
+
+def test_export_function_failure_leaves_no_manifest_and_redelivery_reruns(
+    gcp_env, fake_bigquery, decision_log
+) -> None:
+    client = _function("export")
+    fake_bigquery.outcome = "failed"
+    assert _post(client, _nightly()).status_code == 500  # Pub/Sub retries the delivery
+    assert not _export_manifest_exists()
+
+    fake_bigquery.outcome = "done"
+    assert _post(client, _nightly()).status_code == 200
+    failed, exported = decisions(decision_log)
+    assert failed["action"] == "failed" and failed["severity"] == "ERROR"
+    assert "simulated failure" in failed["reason"]
+    assert exported["action"] == "exported" and exported["run_id"] == PARAMS.run_id
+    assert _export_manifest_exists()
+    assert list(fake_bigquery.jobs) == [
+        f"simrec-export-{PARAMS.key}", f"simrec-export-{PARAMS.key}-retry1"
+    ]
+
+
+# --- cluster: GCS object event -> Dataproc workflow over gRPC ----------------------------
+def _export_manifest_event(gcs) -> CloudEvent:
+    name = f"exports/default/runs/{PARAMS.run_id}/_MANIFEST.json"
+    body = {"stage": "export", "run_id": PARAMS.run_id, "tenant": "default",
+            "params": PARAMS.to_json()}  # fmt: skip
+    return _storage_event(gcs, name, json.dumps(body).encode())
+
+
+def test_cluster_function_starts_one_workflow_for_a_redelivered_manifest(
+    gcp_env, gcs, grpc_stub, decision_log
+) -> None:
+    client = _function("cluster")
+    part = _storage_event(gcs, "exports/default/dt=2024-02-27/part-0.parquet", b"PAR1")
+    assert _post(client, part).status_code == 200
+    event = _export_manifest_event(gcs)
+    assert _post(client, event).status_code == 200
+    assert _post(client, event).status_code == 200
+
+    ignored, first, second = decisions(decision_log)
+    assert ignored["action"] == "ignored"
+    assert first["action"] == second["action"] == "launched"
+    assert first["ids"]["request_id"] == second["ids"]["request_id"]
+    requests = grpc_stub.instantiate_requests
+    assert len(requests) == 2 and grpc_stub.workflows_started == 1
+    assert grpc_stub.duplicates == [requests[0].request_id]
+    assert requests[0].name == (
+        f"projects/{PROJECT}/regions/{REGION}/workflowTemplates/simrec-dimsum"
+    )
+    assert dict(requests[0].parameters) == {
+        "EXPORT_MANIFEST": f"gs://{BUCKET}/exports/default/runs/{PARAMS.run_id}/_MANIFEST.json",
+        "OUTPUT": f"gs://{BUCKET}/similarities/default/{PARAMS.run_id}",
+    }
+
+
+# --- dataflow_launch: GCS object event -> Flex Template over gRPC -----------------------
+def test_dataflow_launch_function_launches_one_job_and_skips_published_versions(
+    gcp_env, gcs, grpc_stub, decision_log
+) -> None:
+    from google.cloud import dataflow_v1beta3
+
+    client = _function("dataflow_launch")
+    name = f"similarities/default/{PARAMS.run_id}/_MANIFEST.json"
+    body = {"stage": "similarities", "run_id": PARAMS.run_id, "tenant": "default",
+            "params": PARAMS.to_json()}  # fmt: skip
+    event = _storage_event(gcs, name, json.dumps(body).encode())
+    assert _post(client, event).status_code == 200
+    assert _post(client, event).status_code == 200  # while the job runs
+
+    grpc_stub.finish_jobs(dataflow_v1beta3.JobState.JOB_STATE_DONE)
+    metadata = f"models/default/{PARAMS.run_id}/metadata.json"
+    gcs.client().bucket(BUCKET).blob(metadata).upload_from_string(b"{}")
+    refresh_gcsfs()
+    assert _post(client, event).status_code == 200  # after the model is published
+
+    launched, running, published = decisions(decision_log)
+    assert launched["action"] == "launched" and launched["ids"]["job_name"] == job_name(PARAMS)
+    assert running["action"] == published["action"] == "skipped"
+    assert len(grpc_stub.launch_requests) == 1 and grpc_stub.flex_jobs_started == 1
+    param = grpc_stub.launch_requests[0].launch_parameter
+    assert param.job_name == job_name(PARAMS)
+    assert param.container_spec_gcs_path == "gs://simrec-staging/flex/load.json"
+    assert dict(param.parameters) == {
+        "similarities": f"gs://{BUCKET}/similarities/default/{PARAMS.run_id}",
+        "models_root": f"gs://{BUCKET}",
+        "tenant": "default",
+        "model_version": PARAMS.run_id,
+    }
+
+
+def test_pubsub_event_payload_roundtrip() -> None:
+    """The event the in-process tests deliver carries the payload as Pub/Sub does."""
+    event = _nightly()
+    payload = json.loads(base64.b64decode(event.data["message"]["data"]))
+    assert payload == {"date": RUN_DATE.isoformat()}
