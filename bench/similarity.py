@@ -57,6 +57,7 @@ END = dt.date(2024, 3, 31)
 RUN_DATE = END + dt.timedelta(days=1)
 SPARK_CONF = {
     "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
     "spark.driver.host": "127.0.0.1",
     "spark.driver.bindAddress": "127.0.0.1",
     "spark.driver.memory": "6g",
@@ -213,6 +214,13 @@ def _spark(conf_extra: dict[str, str] | None = None) -> Any:
     return spark
 
 
+def _own_hwm_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def _java_hwm_mb() -> float | None:
     """Peak RSS of this process's java child (the Spark JVM: driver + local executor)."""
     me = str(os.getpid())
@@ -245,7 +253,8 @@ def worker_spark(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     jvm = _java_hwm_mb()
     spark.stop()
-    _save_pairs(folder, args.label, neighbor_pairs(read_neighbors(manifest["outputs"]["neighbors"])))
+    pairs = neighbor_pairs(read_neighbors(manifest["outputs"]["neighbors"]))
+    _save_pairs(folder, args.label, pairs)
     return {"seconds": seconds, "phases": manifest["timings"], "jvm_peak_mb": jvm,
             "emitted_pairs": manifest["counts"]["emitted_pairs"],
             "pairs": manifest["counts"]["pairs"]}
@@ -346,7 +355,9 @@ def run_worker(name: str, label: str, folder: Path, args: argparse.Namespace,
         result["error"] = f"exit {proc.returncode}"
         return result
     result.update(json.loads(stdout.strip().splitlines()[-1]))
-    result["peak_mb"] = usage.ru_maxrss / 1024
+    # VmHWM read by the worker itself: ru_maxrss would carry this (large) parent's RSS
+    # over fork + exec.
+    result["ru_maxrss_mb"] = usage.ru_maxrss / 1024
     print(f"  {label:<22} t={threshold:<4} {result['seconds']:8.2f}s  "
           f"peak {result['peak_mb']:7.0f} MB"
           + (f"  jvm {result['jvm_peak_mb']:.0f} MB" if result.get("jvm_peak_mb") else ""),
@@ -479,7 +490,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kernel", default="cython", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(WORKERS[args.worker](Path(args.folder), args)))
+        result = WORKERS[args.worker](Path(args.folder), args)
+        result["peak_mb"] = _own_hwm_mb()
+        print(json.dumps(result))
         return 0
     sizes = ["S"] if args.quick else [s.strip() for s in args.sizes.split(",") if s.strip()]
     results = []

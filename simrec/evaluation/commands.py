@@ -78,10 +78,11 @@ def _prepare(args: argparse.Namespace, console: Console) -> tuple[Any, Any, Any,
 def _metrics_table(title: str, rows: dict[str, dict[str, float]], k: int, extra=None) -> Table:
     from simrec.evaluation.report import METRIC_COLUMNS
 
-    table = Table(title=title)
-    table.add_column("model")
+    table = Table(title=f"{title} (metrics @{k})")
+    table.add_column("model", no_wrap=True)
+    short = {"hit_rate": "hit", "precision": "prec", "coverage": "cov", "mean_popularity": "pop"}
     for c in METRIC_COLUMNS:
-        table.add_column(f"{c}@{k}", justify="right")
+        table.add_column(short.get(c, c), justify="right")
     if extra:
         table.add_column(extra[0], justify="right")
     for name, m in rows.items():

@@ -28,8 +28,8 @@ TABLES = {
     "table-config": "Configured model",
 }
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf")
-W, H = 640, 320
-ML, MR, MT, MB = 64, 160, 28, 48  # margins: left, right (legend), top, bottom
+W, H = 720, 320
+ML, MR, MT, MB = 64, 190, 28, 48  # margins: left, right (legend), top, bottom
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
@@ -40,7 +40,7 @@ th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}
 th:first-child,td:first-child{text-align:left}th{background:#f4f4f4}
 tr.best td{font-weight:bold}figure{margin:1rem 0}figcaption{font-size:.85rem;color:#555}
 svg{background:#fff;border:1px solid #eee}svg text{font-size:11px;fill:#333}
-.note{color:#555;font-size:.9rem}
+.note{color:#555;font-size:.9rem}.scroll{overflow-x:auto}
 """
 
 
@@ -221,7 +221,7 @@ def bar_chart(
             )
         body.append(
             f'<text x="{ML + (g + 0.5) * slot:.1f}" y="{H - MB + 14}" text-anchor="middle" '
-            f'font-size="10">{_esc(label[:28])}</text>'
+            f'font-size="10">{_esc(label.split(" (")[0][:22])}</text>'
         )
     body += _legend(list(series))
     return _svg(title, body)
