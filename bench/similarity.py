@@ -157,7 +157,7 @@ def scipy_exact_topk(m: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray, 
 def worker_scipy(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     m, _, _ = load_matrix(folder)
     seconds, out = best_of(lambda: scipy_exact_topk(m, args.top_k), args.repeat)
-    save_topk(folder / "out-scipy.npz", *out)
+    save_topk(folder / f"out-{args.label}.npz", *out)
     return {"seconds": seconds, "pairs_out": int(len(out[1]))}
 
 
@@ -177,7 +177,7 @@ def worker_implicit(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     order = np.lexsort((sim.indices, -sim.data, row))
     indptr = np.zeros(sim.shape[0] + 1, dtype=np.int64)
     np.cumsum(np.bincount(row, minlength=sim.shape[0]), out=indptr[1:])
-    save_topk(folder / "out-implicit.npz", indptr, sim.indices[order], sim.data[order])
+    save_topk(folder / f"out-{args.label}.npz", indptr, sim.indices[order], sim.data[order])
     return {"seconds": seconds, "pairs_out": int(sim.nnz)}
 
 

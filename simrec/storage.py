@@ -26,7 +26,15 @@ from simrec.core.snapshot import (
 
 
 def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    fs, path = fsspec.core.url_to_fs(uri)
+    """The filesystem and path of ``uri``.
+
+    Listing caches are off for remote stores: a warm Cloud Function instance must see a
+    manifest another process wrote a second ago, never a cached listing.
+    """
+    options = {} if "://" not in uri or uri.startswith("file://") else {
+        "use_listings_cache": False
+    }
+    fs, path = fsspec.core.url_to_fs(uri, **options)
     return fs, path
 
 

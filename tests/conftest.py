@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 
 # Keep tool state out of the user's home and make every run start clean.
 _STATE = tempfile.mkdtemp(prefix="simrec-test-state-")
 os.environ.setdefault("CLOUDSDK_CONFIG", os.path.join(_STATE, "gcloud"))
 os.environ.setdefault("HOME_BEAM", os.path.join(_STATE, "beam"))
-os.environ.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON", "python"))
+os.environ["PYSPARK_PYTHON"] = os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
 for _var in ("SIMREC_BACKEND", "SIMREC_DATA_URI", "SIMREC_MODELS_URI", "SIMREC_TENANT"):
     os.environ.pop(_var, None)
 

@@ -40,10 +40,8 @@ def _run(cmd: list[str], log_path: Path, job_id: str, env: dict[str, str]) -> fl
 
 
 def _job_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("PYSPARK_PYTHON", sys.executable)
-    env.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    return env
+    """The job's Python workers must be this interpreter: it has simrec and pyarrow."""
+    return {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
 
 
 class LocalSparkLauncher:

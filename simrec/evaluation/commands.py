@@ -18,6 +18,11 @@ from rich.table import Table
 from simrec.config import Settings
 
 
+def _out() -> Console:
+    """stdout, at least 120 columns wide so the metric tables fit when piped."""
+    return Console(width=max(120, Console().width))
+
+
 def _date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
@@ -118,7 +123,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     (out / "evaluation.json").write_text(json.dumps(result, indent=2, sort_keys=True))
     (out / "report.html").write_text(render(result), encoding="utf-8")
     models = result["models"]
-    Console().print(
+    _out().print(
         _metrics_table(
             f"{result['protocol']['users_evaluated']:,} users, held out from "
             f"{result['split']['split_date']}",
@@ -127,7 +132,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             ("emitted pairs", {name: m.get("emitted_pairs") for name, m in models.items()}),
         )
     )
-    Console().print(f"wrote {out / 'evaluation.json'} and {out / 'report.html'}")
+    _out().print(f"wrote {out / 'evaluation.json'} and {out / 'report.html'}")
     return 0
 
 
@@ -163,8 +168,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     for key, value in {**{f"weight_{a}": v for a, v in best["weights"].items()},
                        **{k: v for k, v in best.items() if k != "weights"}}.items():
         table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
-    Console().print(table)
-    Console().print(_metrics_table("held-out (test split) metrics", result["held_out"], args.k))
+    _out().print(table)
+    _out().print(_metrics_table("held-out (test split) metrics", result["held_out"], args.k))
     return 0
 
 

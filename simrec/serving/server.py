@@ -46,6 +46,8 @@ def serve(
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("keepalive", 30)
             self.cfg.set("backlog", 512)
+            self.cfg.set("loglevel", "warning")  # start/stop chatter off; errors stay
+            self.cfg.set("control_socket_disable", True)  # no ~/.gunicorn socket
             if access_log:
                 self.cfg.set("accesslog", "-")
 
