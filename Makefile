@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml setup.py constraints.txt $(shell find simrec -name '*.p
 	@command -v java >/dev/null || { echo "simrec needs Java 17 for Spark (apt-get install openjdk-17-jre-headless)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt setuptools wheel cython numpy
-	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt --no-build-isolation -e ".[test]"
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt --no-build-isolation -e ".[test,build,bench]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -54,4 +54,8 @@ def run_params(payload: dict[str, Any], settings: Settings, today: dt.date) -> R
         max_items_per_user=settings.max_items_per_user,
         min_items_per_user=settings.min_items_per_user,
         weights=settings.weights,
+        half_life_days=settings.half_life_days,
+        user_weighting=settings.user_weighting,
+        user_alpha=settings.user_alpha,
+        shrinkage=settings.shrinkage,
     )
