@@ -25,15 +25,17 @@ from cloudevents.http import CloudEvent
 from functions_framework import create_app
 
 from simrec import logs, storage
+from simrec.config import Settings
 from simrec.core import layout
-from simrec.core.runs import RunParams
 from simrec.stages.cloudevents import STORAGE_FINALIZED, make_pubsub_event
 from simrec.stages.load import job_name
+from simrec.stages.requests import run_params
 from tests.plugins.gcp_wire import BUCKET, PROJECT, REGION, FunctionServer, refresh_gcsfs
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_DATE = dt.date(2024, 3, 1)
-PARAMS = RunParams(tenant="default", date=RUN_DATE, window_days=3)
+#: The run the functions derive from the nightly message and the deployment's settings.
+PARAMS = run_params({"date": RUN_DATE.isoformat()}, Settings(window_days=3), RUN_DATE)
 TABLE = f"{PROJECT}.shop.events"
 
 
