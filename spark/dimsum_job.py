@@ -36,7 +36,7 @@ from pyspark.sql import types as T
 from simrec.core import dimsum, layout, quality, similarity
 from simrec.core.actions import ACTIONS
 from simrec.core.runs import RunParams
-from simrec.core.similarity import resolve_params, similarity_manifest
+from simrec.core.similarity import OVERRIDABLE, resolve_params, similarity_manifest
 
 LOCAL_SHUFFLE_PARTITIONS = 8
 #: Cells per user-partition (at least one partition per core): large, so each task
@@ -480,19 +480,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    keys = (
-        "threshold",
-        "top_k",
-        "seed",
-        "weights",
-        "max_items_per_user",
-        "min_items_per_user",
-        "half_life_days",
-        "user_weighting",
-        "user_alpha",
-        "shrinkage",
-    )
-    return {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    return {k: getattr(args, k) for k in OVERRIDABLE if getattr(args, k) is not None}
 
 
 def main(argv: list[str] | None = None) -> int:
