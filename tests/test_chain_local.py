@@ -75,6 +75,9 @@ def test_summary_counts_every_row_once(shop, local_run):
     assert summary["date"] == RUN_DATE.isoformat()  # the day after the newest event
     assert summary["users"] > 0 and summary["items"] > 0 and summary["pairs"] > 0
     assert set(summary["stage_timings_s"]) >= {"export", "cluster", "dataflow_launch"}
+    assert [(d["function"], d["action"]) for d in summary["decisions"]] == [
+        ("export", "exported"), ("cluster", "succeeded"), ("dataflow_launch", "succeeded"),
+    ]
 
 
 def test_rejects_are_kept_with_their_reason(local_run):

@@ -7,7 +7,7 @@ from simrec.adapters.launch_ports import SparkLauncher
 from simrec.config import Settings
 from simrec.core import layout
 from simrec.core.runs import RunParams
-from simrec.stages.decisions import Decision
+from simrec.stages.decisions import LAUNCH_ACTIONS, Decision
 
 STAGE = "cluster"
 
@@ -36,7 +36,7 @@ def on_object_finalized(
     )
     return Decision(
         STAGE,
-        "skipped" if result.state == "exists" else "launched",
+        LAUNCH_ACTIONS[result.state],
         reason="similarities already exist" if result.state == "exists" else "",
         run_id=run_id,
         tenant=tenant,

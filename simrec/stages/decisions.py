@@ -28,6 +28,11 @@ class Decision:
         return self
 
 
+#: What a launch's outcome means for the handler's decision: a cloud launch returns once
+#: the job is started; a local one once it has run to the end.
+LAUNCH_ACTIONS = {"exists": "skipped", "started": "launched", "succeeded": "succeeded"}
+
+
 def guarded(stage: str, work: Callable[[], Decision]) -> Decision:
     """Run a handler's work; log exactly one line for its outcome.
 
