@@ -260,11 +260,3 @@ def test_neighbor_pairs_long_form():
         ["A", "C", 1],
         ["B", "A", 0],
     ]
-
-
-def test_core_entry_point_delegates(exported_shop):
-    from simrec.core import similarity
-
-    out = exported_shop.similarities_uri("local-core-entry")
-    manifest = similarity.run_local_similarity(exported_shop.manifest_uri, out)
-    assert manifest["engine"] == "local" and read_manifest(out) == manifest

@@ -430,17 +430,3 @@ def similarity_manifest(
         "timings": {k: round(float(v), 3) for k, v in timings.items()},
         "created_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-
-
-def run_local_similarity(
-    export_manifest_uri: str, output_uri: str, params: RunParams | None = None
-) -> dict:
-    """The similarity stage on one machine (reads the export, writes output + manifest).
-
-    Implemented in :mod:`simrec.similarity_output`, because reading and writing objects
-    (pyarrow, fsspec/gcsfs) is not the core's business; imported lazily so importing the
-    core stays I/O-free. Prefer ``simrec.similarity_output.run_local_similarity``.
-    """
-    from simrec.similarity_output import run_local_similarity as run
-
-    return run(export_manifest_uri, output_uri, params)
