@@ -111,6 +111,9 @@ def run_pipeline(
             NIGHTLY_TOPIC, {"tenant": params.tenant, "date": params.date.isoformat()}
         )
         timings["total"] = round(time.perf_counter() - started, 3)
+        for name, task in tasks.items():
+            if name not in timings:  # never triggered: its input did not change
+                progress.update(task, completed=1, status="not triggered")
     failed = [d for d in deliveries.acted() if getattr(d.result, "action", "") == "failed"]
     if failed:
         reasons = "; ".join(f"{d.function}: {d.result.reason}" for d in failed)
