@@ -23,10 +23,10 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from simrec import storage
-from simrec.core import dimsum, layout
-from simrec.core.matrix import UserItemMatrix, build_matrix
+from simrec.core import layout
+from simrec.core.matrix import UserItemMatrix
 from simrec.core.runs import RunParams
-from simrec.core.similarity import TopK, cosine_topk, resolve_params, similarity_manifest
+from simrec.core.similarity import TopK, fit_similarities, resolve_params, similarity_manifest
 
 NEIGHBOR_TYPE = pa.struct([("sku", pa.string()), ("score", pa.float64()), ("users", pa.float64())])
 NEIGHBORS_SCHEMA = pa.schema([("sku", pa.string()), ("neighbors", pa.list_(NEIGHBOR_TYPE))])
@@ -160,29 +160,9 @@ def local_similarity(
     days = None
     if params.half_life_days > 0:
         days = pd.to_datetime(df["ts"], utc=True).dt.tz_localize(None).to_numpy("datetime64[D]")
-    m = build_matrix(
-        df["user_id"],
-        df["sku"],
-        df["action"],
-        params.weights,
-        params.min_items_per_user,
-        params.max_items_per_user,
-        days=days,
-        reference_day=params.end_date,
-        half_life_days=params.half_life_days,
-        user_weighting=params.user_weighting,
-        user_alpha=params.user_alpha,
+    return fit_similarities(
+        df["user_id"], df["sku"], df["action"], params, days=days, reference_day=params.end_date
     )
-    topk = cosine_topk(
-        m.matrix,
-        params.threshold,
-        params.seed,
-        params.top_k,
-        dimsum.string_keys(m.user_ids),
-        dimsum.string_keys(m.skus),
-        shrinkage=params.shrinkage,
-    )
-    return m, topk
 
 
 def run_local_similarity(

@@ -15,12 +15,14 @@ import datetime as dt
 import math
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from simrec.core import dimsum, quality
 from simrec.core.actions import ActionWeights
+from simrec.core.matrix import UserItemMatrix, build_matrix
 from simrec.core.runs import RunParams
 
 #: Upper bound on the item-item cells one block may produce (sets the block size).
@@ -430,3 +432,44 @@ def similarity_manifest(
         "timings": {k: round(float(v), 3) for k, v in timings.items()},
         "created_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+
+
+def fit_similarities(
+    user_ids: object,
+    skus: object,
+    actions: object,
+    params: RunParams | Any,
+    *,
+    days: object = None,
+    reference_day: object = None,
+) -> tuple[UserItemMatrix, TopK]:
+    """Matrix rule, then cosine top-K, both from one set of run parameters.
+
+    ``params`` is a :class:`RunParams` or anything with the same model fields (the
+    evaluation's configurations). ``days``/``reference_day`` are only read when time decay
+    is on.
+    """
+    decay = params.half_life_days > 0
+    m = build_matrix(
+        user_ids,
+        skus,
+        actions,
+        params.weights,
+        params.min_items_per_user,
+        params.max_items_per_user,
+        days=days if decay else None,
+        reference_day=reference_day,
+        half_life_days=params.half_life_days,
+        user_weighting=params.user_weighting,
+        user_alpha=params.user_alpha,
+    )
+    topk = cosine_topk(
+        m.matrix,
+        params.threshold,
+        params.seed,
+        params.top_k,
+        dimsum.string_keys(m.user_ids),
+        dimsum.string_keys(m.skus),
+        shrinkage=params.shrinkage,
+    )
+    return m, topk

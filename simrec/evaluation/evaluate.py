@@ -37,8 +37,8 @@ import pandas as pd
 from simrec.config import Settings
 from simrec.core import dimsum, quality, scoring
 from simrec.core.actions import ActionWeights
-from simrec.core.matrix import action_weights, build_matrix
-from simrec.core.similarity import cosine_topk
+from simrec.core.matrix import action_weights
+from simrec.core.similarity import fit_similarities
 from simrec.core.snapshot import ModelSnapshot
 from simrec.evaluation import metrics
 from simrec.evaluation.split import Split
@@ -123,27 +123,13 @@ class FittedModel:
 def fit(train: pd.DataFrame, config: ModelConfig, reference_day: dt.date) -> FittedModel:
     """The nightly run on the training events -> a serving snapshot over every item."""
     t0 = time.perf_counter()
-    m = build_matrix(
+    m, topk = fit_similarities(
         train["user_id"],
         train["sku"],
         train["action"],
-        config.weights,
-        config.min_items_per_user,
-        config.max_items_per_user,
+        config,
         days=train["day"].to_numpy() if config.half_life_days > 0 else None,
         reference_day=reference_day,
-        half_life_days=config.half_life_days,
-        user_weighting=config.user_weighting,
-        user_alpha=config.user_alpha,
-    )
-    topk = cosine_topk(
-        m.matrix,
-        config.threshold,
-        config.seed,
-        config.top_k,
-        dimsum.string_keys(m.user_ids),
-        dimsum.string_keys(m.skus),
-        shrinkage=config.shrinkage,
     )
     vocab = m.item_skus
     col = np.searchsorted(vocab, m.skus)  # matrix column -> vocabulary index
