@@ -464,18 +464,11 @@ class ServingApp:
         allowed = self._filters(params, model)
         excluded = self._excluded(params, model)
 
-        index, weights = model.sku_index, self.weights
-        summed: dict[int, float] = {}
-        for sku, action in pairs:
-            i = index.get(sku)
-            if i is not None:
-                summed[i] = summed.get(i, 0.0) + weights[action]
-        items = list(summed)
+        items, w = self._query(model, pairs)
         if exclude_seen:
             excluded += items
         scored: list[tuple[int, float]] = []
         if items:
-            w = np.fromiter(summed.values(), dtype=np.float64, count=len(items))
             scorer, rows = self._scorer(tenant, model, items)
             x = np.array(excluded, dtype=np.int32) if excluded else _EMPTY_I32
             scored = scorer.score(rows, w, n, x, allowed)
@@ -577,21 +570,31 @@ class ServingApp:
             return {"status": "unavailable", "error": str(exc)}, 503
         return {"status": "ok", "model_version": model.version, "items": model.n_items}, 200
 
-    def _make_recommendation(self, params: Params) -> Response:
-        """The original service's endpoint: input items kept, no fallback, ``result``."""
-        n = parse_n(params, self.max_n)
-        pairs = parse_sku_lists(params, self.max_skus)
-        tenant, model = self._model(params)
+    def _query(
+        self, model: LoadedModel, pairs: list[tuple[str, str]]
+    ) -> tuple[list[int], np.ndarray]:
+        """Known input skus -> (item indices in first-appearance order, summed weights).
+
+        An item given under several actions gets the sum of their weights (as
+        ``simrec.core.scoring.Query.from_pairs``; built inline here, on the hot path).
+        """
         index, weights = model.sku_index, self.weights
         summed: dict[int, float] = {}
         for sku, action in pairs:
             i = index.get(sku)
             if i is not None:
                 summed[i] = summed.get(i, 0.0) + weights[action]
-        if not summed:
-            return {"result": []}, 200
         items = list(summed)
-        w = np.fromiter(summed.values(), dtype=np.float64, count=len(items))
+        return items, np.fromiter(summed.values(), dtype=np.float64, count=len(items))
+
+    def _make_recommendation(self, params: Params) -> Response:
+        """The original service's endpoint: input items kept, no fallback, ``result``."""
+        n = parse_n(params, self.max_n)
+        pairs = parse_sku_lists(params, self.max_skus)
+        tenant, model = self._model(params)
+        items, w = self._query(model, pairs)
+        if not items:
+            return {"result": []}, 200
         scorer, rows = self._scorer(tenant, model, items)
         skus = model.snapshot.skus
         scored = scorer.score(rows, w, n)
