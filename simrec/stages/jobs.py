@@ -105,6 +105,7 @@ def running_records(settings: Settings, stage: str) -> list[JobRecord]:
     if not storage.exists(root):
         return []
     fs, path = storage.filesystem(root)
+    fs.invalidate_cache(path)  # a warm instance must see records written since its last tick
     found = []
     for file in sorted(fs.glob(layout.join(path, "*.json"))):
         with fs.open(file, "rb") as f:
