@@ -387,7 +387,8 @@ def test_flex_job_error_is_the_jobs_error_messages(grpc_stub, tmp_path) -> None:
         dataflow_v1beta3.JobMessage(message_text="Autoscaling: raised workers to 2",
                                     message_importance=importance.JOB_MESSAGE_BASIC),
         dataflow_v1beta3.JobMessage(message_text="Workflow failed. Causes: load_pipeline: "
-                                    "error: no manifest", message_importance=importance.JOB_MESSAGE_ERROR),
+                                    "error: no manifest",
+                                    message_importance=importance.JOB_MESSAGE_ERROR),
     ]  # fmt: skip
     error = launcher.job_error(job_id, result.job_id)
     assert error == "Workflow failed. Causes: load_pipeline: error: no manifest"

@@ -32,7 +32,8 @@ RUN = {"similarities_uri": "gs://d/similarities/t/r", "models_root": "gs://m",
 #: A value for every setting a job option comes from (none is the default).
 EVERY_SETTING = {
     "datastore_project": "ds-project", "datastore_namespace": "shop-ns",
-    "catalog_uri": "gs://d/catalog.parquet", "dataflow_service_account": "l@p.iam.gserviceaccount.com",
+    "catalog_uri": "gs://d/catalog.parquet",
+    "dataflow_service_account": "l@p.iam.gserviceaccount.com",
     "dataflow_max_workers": 9, "dataflow_machine_type": "e2-standard-8",
     "dataflow_network": "vpc", "dataflow_subnetwork": "regions/europe-west1/subnetworks/s",
     "staging_uri": "gs://staging", "spark_master": "local[2]",

@@ -86,7 +86,7 @@ def load_job_options(
         from_settings["datastore_namespace"] = ""
     staging = settings.staging_uri.rstrip("/")
     environment: dict[str, Any] = {
-        field_name: getattr(settings, name) for field_name, name in LOAD_ENVIRONMENT_SETTINGS.items()
+        env_field: getattr(settings, name) for env_field, name in LOAD_ENVIRONMENT_SETTINGS.items()
     }
     environment |= {
         "temp_location": f"{staging}/tmp" if staging else "",

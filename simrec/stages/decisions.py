@@ -8,7 +8,6 @@ from typing import Any, Literal
 
 from simrec.logs import get_logger
 
-
 #: ``alert`` of the decision that gives a run up after its job's last attempt failed; the
 #: log-based alert of terraform/modules/monitoring/job_alerts.tf matches this value.
 JOB_GAVE_UP_ALERT = "simrec-job-gave-up"

@@ -4,8 +4,9 @@
   ``InstantiateWorkflowTemplate`` (deduplicated by ``request_id`` as Dataproc does) and the
   workflow operation's ``GetOperation`` (``done``/``error`` + ``WorkflowMetadata``), and
   Dataflow's ``LaunchFlexTemplate`` + ``ListJobs`` (a second active job of one name is
-  ``ALREADY_EXISTS``, as on Dataflow) + ``ListJobMessages``. It records every request proto; the real GAPIC
-  clients talk to it through ``...GrpcTransport(channel=grpc.insecure_channel(addr))``.
+  ``ALREADY_EXISTS``, as on Dataflow) + ``ListJobMessages``. It records every request
+  proto; the real GAPIC clients talk to it through
+  ``...GrpcTransport(channel=grpc.insecure_channel(addr))``.
 - :class:`FakeBigQueryEndpoint`: a loopback HTTP endpoint that records the
   ``jobs.insert`` requests of the real ``google-cloud-bigquery`` client and answers with
   the request *shape* only (job states, the counts rows it is told to return). It runs no
@@ -178,8 +179,9 @@ class GrpcStub:
     def list_job_messages(self, request, context) -> dataflow_v1beta3.ListJobMessagesResponse:
         with self._lock:
             self.list_messages_requests.append(request)
+            least = _rank(request.minimum_importance)
             messages = [m for m in self.job_messages.get(request.job_id, [])
-                        if _rank(m.message_importance) >= _rank(request.minimum_importance)]  # fmt: skip
+                        if _rank(m.message_importance) >= least]  # fmt: skip
         return dataflow_v1beta3.ListJobMessagesResponse(job_messages=messages)
 
     def job(self, name: str) -> dataflow_v1beta3.Job:
