@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from simrec.cli import local_settings
 from simrec.core import layout
 from simrec.generate import generate_events
 from simrec.local.dispatcher import (
+    FUNCTIONS,
     JOB_WATCH_TOPIC,
     NIGHTLY_TOPIC,
     LocalCloud,
@@ -130,3 +132,76 @@ def test_a_failing_similarity_job_is_seen_by_the_watch(tmp_path, events_csv,
     assert all(d["ids"]["error"] for d in failed)
     assert not storage.exists(layout.similarities_manifest(settings.data_uri, "default",
                                                            params.run_id))  # fmt: skip
+
+
+# --- the deployment: triggers and the alert follow the code's constants ----------------------
+def _filter_matches(filter_text: str, line: dict, resource_type: str) -> bool:
+    """Evaluate a filter of ``path="value"`` lines (an implicit AND), as Cloud Logging
+    would on the entry Cloud Run makes of a JSON line (its keys under jsonPayload)."""
+    entry = {"resource": {"type": resource_type}, "jsonPayload": line}
+    for clause in filter_text.strip().splitlines():
+        path, value = re.fullmatch(r'\s*([\w.]+)="([^"]*)"\s*', clause).groups()
+        node: object = entry
+        for key in path.split("."):
+            node = node.get(key) if isinstance(node, dict) else None
+        if node != value:
+            return False
+    return True
+
+
+def test_the_alert_fires_on_the_gave_up_line_only(tmp_path, events_csv, decision_lines) -> None:
+    from tests.test_terraform import module, resolve
+
+    monitoring = module("modules/monitoring")
+    heredoc = monitoring.locals["job_gave_up_filter"]
+    text = resolve(monitoring.rel, heredoc.removeprefix("<<-EOT").removesuffix("EOT"))
+    assert monitoring.locals["job_gave_up_alert"] == JOB_GAVE_UP_ALERT
+    policy = monitoring.resource("google_monitoring_alert_policy", "job_gave_up")
+    [condition] = policy["conditions"]
+    assert condition["condition_matched_log"][0]["filter"] == "${local.job_gave_up_filter}"
+    assert "simrec cloud rerun" in policy["documentation"][0]["content"]
+
+    workdir = Workdir(tmp_path / "w")
+    _chain(workdir, events_csv, catalog_uri=str(tmp_path / "missing.parquet"))
+    lines = decision_lines()
+    matched = [d for d in lines if _filter_matches(text, d, "cloud_run_revision")]
+    assert len(matched) == 1 and matched[0]["ids"]["attempt"] == 2
+    assert any(d.get("action") == "failed" and d not in matched for d in lines)  # the retry
+
+
+def test_job_events_triggers_deliver_the_events_the_handler_reads() -> None:
+    from tests.test_terraform import module, resolve
+
+    fns = module("modules/functions")
+    fn = fns.resource("google_cloudfunctions2_function", "job_events")
+    assert fn["build_config"][0]["entry_point"] == FUNCTIONS["job_events"] == "job_events"
+    assert fn["service_config"][0]["service_account_email"] == "${var.service_accounts.job_events}"
+    service = "${google_cloudfunctions2_function.job_events.service_config[0].service}"
+    status = fns.resource("google_eventarc_trigger", "dataflow_status")
+    watch = fns.resource("google_eventarc_trigger", "job_watch")
+    for trigger, event_type in ((status, DATAFLOW_STATUS_CHANGED), (watch, PUBSUB_PUBLISHED)):
+        [criteria] = trigger["matching_criteria"]
+        assert (criteria["attribute"], resolve(fns.rel, criteria["value"])) == ("type", event_type)
+        assert trigger["destination"][0]["cloud_run_service"][0]["service"] == service
+        assert trigger["service_account"] == "${var.service_accounts.trigger}"
+        assert trigger["event_data_content_type"] == "application/json"
+    topic = "${google_pubsub_topic.job_watch.id}"
+    assert watch["transport"][0]["pubsub"][0]["topic"] == topic
+    scheduler = fns.resource("google_cloud_scheduler_job", "job_watch")
+    assert scheduler["pubsub_target"][0]["topic_name"] == topic
+    invoker = fns.resource("google_cloud_run_v2_service_iam_member", "job_events_invoker")
+    assert (invoker["name"], invoker["role"]) == (service, "roles/run.invoker")
+    assert invoker["member"] == "serviceAccount:${var.service_accounts.trigger}"
+
+
+def test_a_redelivered_launch_never_reopens_a_handled_job(tmp_path) -> None:
+    from simrec.adapters.launch_ports import LaunchResult
+    from simrec.config import Settings
+
+    settings = Settings(data_uri=str(tmp_path))
+    result = LaunchResult("simrec-dimsum-x", "started", {"operation": "ops/1"})
+    record = jobs.record_launch(settings, "cluster", "b", "n", "t", "r", 0, result)
+    jobs.save(settings, jobs.JobRecord(**{**record.__dict__, "state": jobs.FAILED}))
+    again = jobs.record_launch(settings, "cluster", "b", "n", "t", "r", 0, result)
+    assert again.state == jobs.FAILED == jobs.read_record(settings, "simrec-dimsum-x").state
+    assert jobs.running_records(settings, "cluster") == []

@@ -82,7 +82,12 @@ def record_launch(
     settings: Settings, stage: str, bucket: str, name: str, tenant: str, run_id: str,
     attempt: int, result: LaunchResult,
 ) -> JobRecord:  # fmt: skip
-    """Record a job a stage launched (a redelivered launch rewrites the same record)."""
+    """Record a job a stage launched. A redelivered launch finds the record and keeps it:
+    a job's end, once handled, is never reopened (and launchers only ever create records,
+    which ``roles/storage.objectCreator`` allows)."""
+    existing = read_record(settings, result.job_id)
+    if existing is not None:
+        return existing
     record = JobRecord(
         job_id=result.job_id, stage=stage, bucket=bucket, name=name, tenant=tenant,
         run_id=run_id, attempt=attempt, operation=str(result.details.get("operation", "")),
