@@ -205,3 +205,30 @@ def test_a_redelivered_launch_never_reopens_a_handled_job(tmp_path) -> None:
     again = jobs.record_launch(settings, "cluster", "b", "n", "t", "r", 0, result)
     assert again.state == jobs.FAILED == jobs.read_record(settings, "simrec-dimsum-x").state
     assert jobs.running_records(settings, "cluster") == []
+
+
+def test_job_events_archive_is_built_pinned_and_imports_on_its_own(tmp_path) -> None:
+    import importlib.util
+    import subprocess
+    import zipfile
+
+    repo = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("simrec_build_tool", repo / "tools/build.py")
+    build_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_tool)
+    archives = {p.stem: p for p in build_tool.build_functions(tmp_path / "build")}
+    with zipfile.ZipFile(archives["job_events"]) as archive:
+        assert archive.read("main.py") == (repo / "functions/job_events/main.py").read_bytes()
+        requirements = archive.read("requirements.txt").decode()
+        archive.extractall(tmp_path / "fn")
+    pins = dict(line.split("==", 1) for line in requirements.splitlines()
+                if line and not line.startswith("#"))  # fmt: skip
+    lines = (repo / "constraints.txt").read_text().splitlines()
+    constraints = dict(line.strip().split("==", 1) for line in lines if "==" in line)
+    assert {k: constraints[k] for k in pins} == pins
+    assert {"google-cloud-dataproc", "google-cloud-dataflow-client", "gcsfs"} <= set(pins)
+    code = ("import sys; sys.path.insert(0, '.'); import main, simrec.adapters.gcp; "
+            "assert callable(main.job_events)")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path / "fn",
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
