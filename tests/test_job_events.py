@@ -232,3 +232,40 @@ def test_job_events_archive_is_built_pinned_and_imports_on_its_own(tmp_path) -> 
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path / "fn",
                           capture_output=True, text=True, check=False)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("state", "labels", "recorded", "expected"),
+    [
+        ("JOB_STATE_CANCELLED", {"simrec-stage": "load"}, True, "failed"),
+        ("JOB_STATE_RUNNING", {"simrec-stage": "load"}, True, "ignored"),
+        ("JOB_STATE_DONE", {"simrec-stage": "load"}, True, "ignored"),
+        ("JOB_STATE_FAILED", {}, False, "ignored"),  # somebody else's job
+        ("JOB_STATE_FAILED", {"simrec-stage": "load"}, False, "retried delivery"),
+    ],
+)
+def test_dataflow_states(tmp_path, state, labels, recorded, expected) -> None:
+    from simrec.adapters import build_adapters
+    from simrec.adapters.launch_ports import LaunchResult
+    from simrec.config import Settings
+    from simrec.stages.cloudevents import make_dataflow_event
+
+    settings = Settings(data_uri=str(tmp_path), job_max_attempts=1)
+    name = "simrec-load-default-2024-04-01-4f678113"
+    if recorded:
+        jobs.record_launch(settings, "dataflow_launch", str(tmp_path), "m.json", "default",
+                           "2024-04-01-4f678113", 0, LaunchResult(name, "started"))  # fmt: skip
+    event = make_dataflow_event("p", "europe-west1", {"id": "2024-1", "name": name,
+                                                      "currentState": state, "labels": labels})
+    adapters = build_adapters(settings)
+    if expected == "retried delivery":
+        with pytest.raises(jobs.RecordMissing):
+            jobs.on_event(event, settings, adapters)
+        return
+    decision = jobs.on_event(event, settings, adapters)
+    assert decision.action == expected
+    if expected == "failed":  # one attempt allowed: given up at once
+        assert decision.alert == JOB_GAVE_UP_ALERT and decision.ids["job_state"] == state
+        assert jobs.read_record(settings, name).state == jobs.FAILED
+    elif recorded and state == "JOB_STATE_DONE":
+        assert jobs.read_record(settings, name).state == jobs.SUCCEEDED
