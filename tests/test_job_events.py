@@ -84,7 +84,7 @@ def test_a_failing_load_is_retried_then_alerted(tmp_path, events_csv, decision_l
     for line in failed:
         assert "no-such-catalog.parquet" in line["ids"]["error"]
         assert line["ids"]["job_state"] == "JOB_STATE_FAILED"
-    assert "simrec cloud rerun" in last["reason"]
+    assert f"simrec cloud rerun --date {RUN_DATE} --tenant default" in last["reason"]
     # No model was published; both attempts are recorded as failed.
     assert storage.latest_version(settings.models_root, "default") is None
     for name in names:
@@ -199,10 +199,11 @@ def test_a_redelivered_launch_never_reopens_a_handled_job(tmp_path) -> None:
     from simrec.config import Settings
 
     settings = Settings(data_uri=str(tmp_path))
+    params = prepare(settings, RUN_DATE)
     result = LaunchResult("simrec-dimsum-x", "started", {"operation": "ops/1"})
-    record = jobs.record_launch(settings, "cluster", "b", "n", "t", "r", 0, result)
+    record = jobs.record_launch(settings, "cluster", "b", "n", params, 0, result)
     jobs.save(settings, jobs.JobRecord(**{**record.__dict__, "state": jobs.FAILED}))
-    again = jobs.record_launch(settings, "cluster", "b", "n", "t", "r", 0, result)
+    again = jobs.record_launch(settings, "cluster", "b", "n", params, 0, result)
     assert again.state == jobs.FAILED == jobs.read_record(settings, "simrec-dimsum-x").state
     assert jobs.running_records(settings, "cluster") == []
 
@@ -251,10 +252,11 @@ def test_dataflow_states(tmp_path, state, labels, recorded, expected) -> None:
     from simrec.stages.cloudevents import make_dataflow_event
 
     settings = Settings(data_uri=str(tmp_path), job_max_attempts=1)
-    name = "simrec-load-default-2024-04-01-4f678113"
+    params = prepare(settings, RUN_DATE)
+    name = load.job_name(params)
     if recorded:
-        jobs.record_launch(settings, "dataflow_launch", str(tmp_path), "m.json", "default",
-                           "2024-04-01-4f678113", 0, LaunchResult(name, "started"))  # fmt: skip
+        jobs.record_launch(settings, "dataflow_launch", str(tmp_path), "m.json", params, 0,
+                           LaunchResult(name, "started"))  # fmt: skip
     event = make_dataflow_event("p", "europe-west1", {"id": "2024-1", "name": name,
                                                       "currentState": state, "labels": labels})
     adapters = build_adapters(settings)
@@ -269,3 +271,20 @@ def test_dataflow_states(tmp_path, state, labels, recorded, expected) -> None:
         assert jobs.read_record(settings, name).state == jobs.FAILED
     elif recorded and state == "JOB_STATE_DONE":
         assert jobs.read_record(settings, name).state == jobs.SUCCEEDED
+
+
+def test_a_retry_that_cannot_launch_leaves_the_job_to_the_next_delivery(tmp_path) -> None:
+    from simrec.adapters import build_adapters
+    from simrec.adapters.launch_ports import JobOutcome, LaunchResult
+    from simrec.config import Settings
+
+    settings = Settings(data_uri=str(tmp_path), job_max_attempts=2)
+    params = prepare(settings, RUN_DATE)
+    manifest = f"exports/default/runs/{params.run_id}/_MANIFEST.json"  # never written
+    record = jobs.record_launch(settings, "cluster", str(tmp_path), manifest, params, 0,
+                                LaunchResult(cluster.request_id(params), "started"))  # fmt: skip
+    with pytest.raises(FileNotFoundError):
+        jobs.on_job_ended(record, JobOutcome("failed", "job dimsum FAILED", "boom"), settings,
+                          build_adapters(settings))  # fmt: skip
+    assert jobs.read_record(settings, record.job_id).state == jobs.RUNNING
+    assert jobs.running_records(settings, "cluster") == [record]

@@ -41,7 +41,7 @@ def on_object_finalized(
         request_id=request_id(params, attempt),
     )
     if result.state != "exists":
-        jobs.record_launch(settings, STAGE, bucket, name, tenant, run_id, attempt, result)
+        jobs.record_launch(settings, STAGE, bucket, name, params, attempt, result)
     return Decision(
         STAGE,
         LAUNCH_ACTIONS[result.state],

@@ -36,6 +36,7 @@ from simrec import storage
 from simrec.adapters.launch_ports import JobOutcome, LaunchResult
 from simrec.config import Settings
 from simrec.core import layout
+from simrec.core.runs import RunParams
 from simrec.stages.cloudevents import (
     DATAFLOW_STATUS_CHANGED,
     PUBSUB_PUBLISHED,
@@ -68,6 +69,7 @@ class JobRecord:
     name: str
     tenant: str
     run_id: str
+    date: str  # the run date (what `simrec cloud rerun --date` takes)
     attempt: int  # 0 = first
     operation: str = ""  # Dataproc: the workflow's operation name
     state: str = RUNNING
@@ -79,8 +81,8 @@ class JobRecord:
 
 
 def record_launch(
-    settings: Settings, stage: str, bucket: str, name: str, tenant: str, run_id: str,
-    attempt: int, result: LaunchResult,
+    settings: Settings, stage: str, bucket: str, name: str, params: RunParams, attempt: int,
+    result: LaunchResult,
 ) -> JobRecord:  # fmt: skip
     """Record a job a stage launched. A redelivered launch finds the record and keeps it:
     a job's end, once handled, is never reopened (and launchers only ever create records,
@@ -89,8 +91,9 @@ def record_launch(
     if existing is not None:
         return existing
     record = JobRecord(
-        job_id=result.job_id, stage=stage, bucket=bucket, name=name, tenant=tenant,
-        run_id=run_id, attempt=attempt, operation=str(result.details.get("operation", "")),
+        job_id=result.job_id, stage=stage, bucket=bucket, name=name, tenant=params.tenant,
+        run_id=params.run_id, date=params.date.isoformat(), attempt=attempt,
+        operation=str(result.details.get("operation", "")),
     )  # fmt: skip
     save(settings, record)
     return record
@@ -150,7 +153,6 @@ def on_job_ended(
     if outcome.state == "succeeded":
         save(settings, replace(record, state=SUCCEEDED))
         return None
-    save(settings, replace(record, state=FAILED, error=outcome.error))
     number, limit = record.attempt + 1, settings.job_max_attempts
     ids: dict[str, Any] = {
         "job_id": record.job_id, "stage": record.stage, "job_state": outcome.detail,
@@ -158,14 +160,18 @@ def on_job_ended(
     }  # fmt: skip
     what = f"{record.stage} job {record.job_id} ended: {outcome.detail}: {outcome.error}"
     if number < limit:
+        # Retry first: should the relaunch fail, the record still says RUNNING and the
+        # redelivered event (or the next tick) tries again, under the same attempt key.
         retry = _retry(record, settings, adapters)
+        save(settings, replace(record, state=FAILED, error=outcome.error))
         ids["retry_job_id"] = retry.ids.get("request_id") or retry.ids.get("job_name", "")
         return Decision(STAGE, "failed", reason=f"{what}; retrying (attempt {number + 1} of "
                         f"{limit})", ids=ids, **where)  # fmt: skip
+    save(settings, replace(record, state=FAILED, error=outcome.error))
     return Decision(
         STAGE, "failed", alert=JOB_GAVE_UP_ALERT, ids=ids, **where,
         reason=f"{what}; gave up after {limit} attempt(s): fix the cause, then rerun the "
-        f"night with `simrec cloud rerun --date <run date> --tenant {record.tenant}`",
+        f"night with `simrec cloud rerun --date {record.date} --tenant {record.tenant}`",
     )  # fmt: skip
 
 

@@ -50,7 +50,7 @@ def on_object_finalized(
         job_name=job_name(params, attempt),
     )
     if result.state != "exists":
-        jobs.record_launch(settings, STAGE, bucket, name, tenant, run_id, attempt, result)
+        jobs.record_launch(settings, STAGE, bucket, name, params, attempt, result)
     return Decision(
         STAGE,
         LAUNCH_ACTIONS[result.state],
