@@ -408,3 +408,17 @@ def test_flex_launch_passes_network_and_catalog_when_set(grpc_stub, tmp_path) ->
     env = param.environment
     assert (env.network, env.subnetwork) == ("simrec-vpc", subnet)
     assert (env.max_workers, env.machine_type) == (7, "e2-standard-4")
+
+
+def test_dataflow_job_names_of_attempts_differ_even_for_long_tenants() -> None:
+    from simrec.core.runs import attempt_key
+
+    long = RunParams(tenant="a-very-long-shop-name-" * 3, date=dt.date(2024, 3, 1))
+    for params in (PARAMS, long):
+        names = [load.job_name(params, attempt) for attempt in range(3)]
+        assert len(set(names)) == 3
+        for name in names:
+            assert re.fullmatch(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", name), name
+    assert load.job_name(PARAMS, 1) == f"simrec-load-{attempt_key(PARAMS.key, 1)}"
+    assert attempt_key(PARAMS.key, 0) == PARAMS.key
+    assert job_id(PARAMS, 2) == f"simrec-export-{PARAMS.key}-retry2"  # BigQuery: same rule
