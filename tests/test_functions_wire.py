@@ -387,3 +387,29 @@ def test_job_events_function_polls_dataproc_workflows_on_the_watch_tick(
         dataproc_request_id(cluster.request_id(PARAMS, 0)), retry_id
     ]
     assert failed["ids"]["retry_job_id"] == retry_id
+
+
+def test_a_redelivered_manifest_after_a_failed_load_starts_no_second_job(
+    gcp_env, gcs, grpc_stub, decision_log, monkeypatch
+) -> None:
+    from google.cloud import dataflow_v1beta3
+
+    monkeypatch.setenv("SIMREC_JOB_MAX_ATTEMPTS", "1")
+    launch, events = _function("dataflow_launch"), _function("job_events")
+    name = f"similarities/default/{PARAMS.run_id}/_MANIFEST.json"
+    body = {"stage": "similarities", "run_id": PARAMS.run_id, "tenant": "default",
+            "params": PARAMS.to_json()}  # fmt: skip
+    manifest_event = _storage_event(gcs, name, json.dumps(body).encode())
+    assert _post(launch, manifest_event).status_code == 200
+    grpc_stub.finish_jobs(dataflow_v1beta3.JobState.JOB_STATE_FAILED)
+    refresh_gcsfs()
+    assert _post(events, _status_event(grpc_stub.job(job_name(PARAMS)))).status_code == 200
+    refresh_gcsfs()
+    assert _post(launch, manifest_event).status_code == 200  # Eventarc delivers it again
+
+    lines = decisions(decision_log)
+    assert [(d["stage"], d["action"]) for d in lines] == [
+        ("dataflow_launch", "launched"), ("job_events", "failed"), ("dataflow_launch", "skipped"),
+    ]
+    assert lines[1]["alert"] == JOB_GAVE_UP_ALERT
+    assert grpc_stub.flex_jobs_started == 1

@@ -42,12 +42,21 @@ def on_object_finalized(
     manifest_uri = storage.object_uri(bucket, name)
     manifest = storage.read_json(manifest_uri)
     params = RunParams.from_json(manifest["params"])
+    name_of_job = job_name(params, attempt)
+    ended = jobs.read_record(settings, name_of_job)
+    if ended is not None and ended.state != jobs.RUNNING:
+        # A redelivered manifest event after this attempt ended: job_events owns the run
+        # now (it retried as the next attempt, or gave up); Dataflow would start a job.
+        return Decision(
+            STAGE, "skipped", reason=f"job {name_of_job} already ended ({ended.state})",
+            run_id=run_id, tenant=tenant, ids={"job_name": name_of_job},
+        )  # fmt: skip
     result = launcher.launch(
         similarities_uri=manifest_uri.rsplit("/", 1)[0],
         models_root=settings.models_root,
         tenant=tenant,
         model_version=run_id,
-        job_name=job_name(params, attempt),
+        job_name=name_of_job,
     )
     if result.state != "exists":
         jobs.record_launch(settings, STAGE, bucket, name, params, attempt, result)
