@@ -7,13 +7,15 @@ reaches this handler:
 - **Dataflow**: Eventarc's direct event ``google.cloud.dataflow.job.v1beta3.statusChanged``
   (the Job resource, ``currentState`` ``JOB_STATE_*``); the error text comes from the
   job's messages (the event carries none).
-- **Dataproc**: Dataproc emits no Eventarc direct event (google-cloudevents has none for
-  it), and its audit logs record API calls, not a workflow's end. A workflow's outcome is
-  its ``InstantiateWorkflowTemplate`` operation: ``done``, ``error`` and the
-  ``WorkflowMetadata`` (create-cluster error, each job node's state). So a Cloud Scheduler
-  tick on a Pub/Sub topic makes this handler poll the operation of every workflow still
-  recorded as running; that also sees a workflow that failed before its job ran
-  (cluster creation: quota, image, network), which no job metric or job event shows.
+- **Dataproc**: Dataproc emits no Eventarc direct event (google-cloudevents defines none
+  for it). A Cloud Audit Logs trigger would need Dataproc to log the *end* of the
+  ``InstantiateWorkflowTemplate`` operation, which we could not confirm in its
+  documentation. The operation itself is documented and typed in google-cloud-dataproc:
+  ``done``, ``error`` and the ``WorkflowMetadata`` (create-cluster error, each job node's
+  state). So a Cloud Scheduler tick on a Pub/Sub topic makes this handler poll the
+  operation of every workflow still recorded as running; that also sees a workflow that
+  failed before its job ran (cluster creation: quota, image, network), which no job
+  metric or job event shows.
 
 A job that ends FAILED or CANCELLED (or a workflow that did not complete its job) is one
 logged ``failed`` decision with the run id and the job's error. While attempts are left

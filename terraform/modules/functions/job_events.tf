@@ -2,9 +2,9 @@
 # a retry with the next attempt's job ids, and after the last attempt the alert line.
 #   Dataflow: Eventarc's direct event google.cloud.dataflow.job.v1beta3.statusChanged (the
 #             Job resource; Dataflow events are regional, so the trigger is in var.region).
-#   Dataproc: Dataproc has no Eventarc direct event and its audit logs record API calls, not
-#             a workflow's end; a Cloud Scheduler tick on the job-watch topic makes the
-#             function poll the workflow operation of every run still recorded as running.
+#   Dataproc: Dataproc has no Eventarc direct event; a Cloud Scheduler tick on the job-watch
+#             topic makes the function poll the workflow operation (done, error,
+#             WorkflowMetadata) of every run still recorded as running.
 # The function's identity (service_accounts.job_events) is made by the iam module.
 
 variable "job_watch_schedule" {
