@@ -5,8 +5,9 @@
   WSGI app, the gcp backend against the recording BigQuery fake + the GCS emulator.
 - cluster / dataflow_launch: the GCS emulator's object resource is the CloudEvent data;
   the gcp backend's real GAPIC clients reach the loopback gRPC stub.
-- job_events: Dataflow's statusChanged event (the client's Job type as its payload) and
-  the job-watch Pub/Sub tick; failed jobs are retried through the stub, then alerted.
+- job_events: Dataflow's statusChanged event (the client's Job type as its payload), the
+  Dataproc workflow operation's audit entries and the job-watch Pub/Sub tick; failed jobs
+  are retried through the stub, then alerted.
 Every delivery happens twice: one job, one manifest, one launch.
 """
 
@@ -30,6 +31,7 @@ from simrec import logs, storage
 from simrec.config import Settings
 from simrec.core import layout
 from simrec.stages.cloudevents import (
+    AUDIT_LOG_WRITTEN,
     DATAFLOW_DATA_SCHEMA,
     DATAFLOW_STATUS_CHANGED,
     STORAGE_FINALIZED,
@@ -413,3 +415,55 @@ def test_a_redelivered_manifest_after_a_failed_load_starts_no_second_job(
     ]
     assert lines[1]["alert"] == JOB_GAVE_UP_ALERT
     assert grpc_stub.flex_jobs_started == 1
+
+
+def _audit_event(operation: str, *, last: bool) -> CloudEvent:
+    """A Cloud Audit Logs event of the workflow's InstantiateWorkflowTemplate operation, as
+    Eventarc delivers it: ``data`` is a LogEntryData (google-cloudevents
+    proto/google/events/cloud/audit/v1/data.proto) in proto3 JSON."""
+    from simrec.stages.jobs import DATAPROC_SERVICE, INSTANTIATE_METHOD
+
+    template = f"projects/{PROJECT}/regions/{REGION}/workflowTemplates/simrec-dimsum"
+    return CloudEvent(
+        {"type": AUDIT_LOG_WRITTEN, "id": f"{operation}-{last}",
+         "source": f"//cloudaudit.googleapis.com/projects/{PROJECT}/logs/activity",
+         "subject": f"{DATAPROC_SERVICE}/{template}", "serviceName": DATAPROC_SERVICE,
+         "methodName": INSTANTIATE_METHOD, "resourceName": template},
+        {"logName": f"projects/{PROJECT}/logs/cloudaudit.googleapis.com%2Factivity",
+         "protoPayload": {"serviceName": DATAPROC_SERVICE, "methodName": INSTANTIATE_METHOD,
+                          "resourceName": template, "status": {}},
+         "operation": {"id": operation, "producer": DATAPROC_SERVICE, "first": not last,
+                       "last": last},
+         "resource": {"type": "audited_resource",
+                      "labels": {"project_id": PROJECT, "service": DATAPROC_SERVICE}},
+         "severity": "NOTICE", "insertId": "x1"},
+    )  # fmt: skip
+
+
+def test_job_events_function_polls_at_once_on_the_workflows_last_audit_entry(
+    gcp_env, gcs, grpc_stub, decision_log, monkeypatch
+) -> None:
+    from google.cloud import dataproc_v1
+
+    monkeypatch.setenv("SIMREC_JOB_MAX_ATTEMPTS", "1")
+    launch, events = _function("cluster"), _function("job_events")
+    assert _post(launch, _export_manifest_event(gcs)).status_code == 200
+    [operation] = grpc_stub.operations.values()
+    refresh_gcsfs()
+    assert _post(events, _audit_event(operation, last=False)).status_code == 200
+    assert grpc_stub.get_operation_requests == []  # the start entry polls nothing
+    failed = "Job failed with message [Py4JJavaError: ...]"
+    grpc_stub.finish_workflow(operation, dataproc_v1.WorkflowMetadata(
+        graph=dataproc_v1.WorkflowGraph(nodes=[dataproc_v1.WorkflowNode(
+            step_id="dimsum", job_id="dimsum-x1", error=failed,
+            state=dataproc_v1.WorkflowNode.NodeState.FAILED)]),
+    ), error="Workflow failed")  # fmt: skip
+    assert _post(events, _audit_event(operation, last=True)).status_code == 200
+
+    lines = decisions(decision_log)
+    assert [(d["stage"], d["action"]) for d in lines] == [
+        ("cluster", "launched"), ("job_events", "ignored"), ("job_events", "failed"),
+    ]
+    assert lines[-1]["ids"]["job_state"] == "job dimsum FAILED"
+    assert failed in lines[-1]["ids"]["error"] and lines[-1]["alert"] == JOB_GAVE_UP_ALERT
+    assert grpc_stub.get_operation_requests == [operation]

@@ -28,7 +28,12 @@ from simrec.local.dispatcher import (
 )
 from simrec.local.runner import Workdir, prepare
 from simrec.stages import cluster, jobs, load
-from simrec.stages.cloudevents import DATAFLOW_STATUS_CHANGED, PUBSUB_PUBLISHED, topic_of
+from simrec.stages.cloudevents import (
+    AUDIT_LOG_WRITTEN,
+    DATAFLOW_STATUS_CHANGED,
+    PUBSUB_PUBLISHED,
+    topic_of,
+)
 from simrec.stages.decisions import JOB_GAVE_UP_ALERT
 
 END = dt.date(2024, 3, 31)
@@ -185,6 +190,11 @@ def test_job_events_triggers_deliver_the_events_the_handler_reads() -> None:
         assert trigger["destination"][0]["cloud_run_service"][0]["service"] == service
         assert trigger["service_account"] == "${var.service_accounts.trigger}"
         assert trigger["event_data_content_type"] == "application/json"
+    audit = fns.resource("google_eventarc_trigger", "dataproc_audit")
+    criteria = {c["attribute"]: resolve(fns.rel, c["value"]) for c in audit["matching_criteria"]}
+    assert criteria == {"type": AUDIT_LOG_WRITTEN, "serviceName": jobs.DATAPROC_SERVICE,
+                        "methodName": jobs.INSTANTIATE_METHOD}  # fmt: skip
+    assert audit["destination"][0]["cloud_run_service"][0]["service"] == service
     topic = "${google_pubsub_topic.job_watch.id}"
     assert watch["transport"][0]["pubsub"][0]["topic"] == topic
     scheduler = fns.resource("google_cloud_scheduler_job", "job_watch")

@@ -5,7 +5,10 @@ base64-encoded inside ``data.message``), Cloud Storage ``object.v1.finalized`` (
 object resource as ``data``) and Dataflow's direct event ``job.v1beta3.statusChanged``
 (``data`` is a ``JobEventData``: the Job resource in proto3 JSON under ``payload``; the
 job name is also the ``job`` extension attribute and ``subject`` is ``jobs/<name>``, see
-google-cloudevents proto/google/events/cloud/dataflow/v1beta3/{events,data}.proto).
+google-cloudevents proto/google/events/cloud/dataflow/v1beta3/{events,data}.proto), and
+Cloud Audit Logs ``audit.log.v1.written`` (``data`` is a ``LogEntryData``: the entry with
+``protoPayload`` (serviceName, methodName, status) and ``operation`` (id, first, last),
+proto/google/events/cloud/audit/v1/data.proto).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from cloudevents.http import CloudEvent
 PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
 DATAFLOW_STATUS_CHANGED = "google.cloud.dataflow.job.v1beta3.statusChanged"
+AUDIT_LOG_WRITTEN = "google.cloud.audit.log.v1.written"
 DATAFLOW_DATA_SCHEMA = (
     "https://googleapis.github.io/google-cloudevents/proto/google/events/cloud/dataflow/"
     "v1beta3/data.proto#JobEventData"
@@ -70,6 +74,16 @@ def dataflow_job(event: CloudEvent) -> dict[str, Any]:
     if not isinstance(job, dict) or not job.get("name") or not job.get("currentState"):
         raise BadEvent("Dataflow event without payload.name and payload.currentState")
     return job
+
+
+def audit_entry(event: CloudEvent) -> dict[str, Any]:
+    """The log entry (``protoPayload``, ``operation``...) an audit-log event carries."""
+    data = event.data or {}
+    if isinstance(data, (bytes, str)):
+        data = json.loads(data)
+    if not isinstance(data, dict) or not isinstance(data.get("protoPayload"), dict):
+        raise BadEvent("audit log event without protoPayload")
+    return data
 
 
 def topic_of(event: CloudEvent) -> str:

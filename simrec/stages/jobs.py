@@ -8,14 +8,15 @@ reaches this handler:
   (the Job resource, ``currentState`` ``JOB_STATE_*``); the error text comes from the
   job's messages (the event carries none).
 - **Dataproc**: Dataproc emits no Eventarc direct event (google-cloudevents defines none
-  for it). A Cloud Audit Logs trigger would need Dataproc to log the *end* of the
-  ``InstantiateWorkflowTemplate`` operation, which we could not confirm in its
-  documentation. The operation itself is documented and typed in google-cloud-dataproc:
-  ``done``, ``error`` and the ``WorkflowMetadata`` (create-cluster error, each job node's
-  state). So a Cloud Scheduler tick on a Pub/Sub topic makes this handler poll the
-  operation of every workflow still recorded as running; that also sees a workflow that
-  failed before its job ran (cluster creation: quota, image, network), which no job
-  metric or job event shows.
+  for it). Its outcome is the ``InstantiateWorkflowTemplate`` operation, which "completes
+  when the entire workflow is finished" with ``WorkflowMetadata`` (create-cluster error,
+  each job node's state and error) and ``error``: so this handler polls the operation of
+  every workflow still recorded as running. That also sees a workflow that failed before
+  its job ran (cluster creation: quota, image, network), which no job metric shows. Two
+  things make it poll: the Admin Activity audit log entry Dataproc writes when that
+  long-running operation ends (an Eventarc Cloud Audit Logs trigger, ``operation.last``),
+  at once; and a Cloud Scheduler tick on a Pub/Sub topic, because Dataproc's audit page
+  says LRO methods *usually* log their end: the tick bounds the delay when one is missing.
 
 A job that ends FAILED or CANCELLED (or a workflow that did not complete its job) is one
 logged ``failed`` decision with the run id and the job's error. While attempts are left
@@ -40,9 +41,11 @@ from simrec.config import Settings
 from simrec.core import layout
 from simrec.core.runs import RunParams
 from simrec.stages.cloudevents import (
+    AUDIT_LOG_WRITTEN,
     DATAFLOW_STATUS_CHANGED,
     PUBSUB_PUBLISHED,
     BadEvent,
+    audit_entry,
     dataflow_job,
 )
 from simrec.stages.decisions import JOB_GAVE_UP_ALERT, Decision
@@ -55,6 +58,9 @@ DATAFLOW_FAILED = frozenset({"JOB_STATE_FAILED", "JOB_STATE_CANCELLED"})
 #: Label every load job carries (simrec.adapters.job_options.LOAD_LABELS): a job with it
 #: but without a record is ours, recorded a moment later: retry the delivery.
 OWN_JOB_LABEL = ("simrec-stage", "load")
+#: The audited method whose operation is a workflow run (Dataproc audit logging: an LRO).
+DATAPROC_SERVICE = "dataproc.googleapis.com"
+INSTANTIATE_METHOD = "google.cloud.dataproc.v1.WorkflowTemplateService.InstantiateWorkflowTemplate"
 
 
 class RecordMissing(RuntimeError):
@@ -214,10 +220,25 @@ def on_watch_tick(settings: Settings, adapters: Any) -> Decision:
     return Decision(STAGE, "ignored", reason=f"{len(records)} workflow(s) watched, none failed")
 
 
+def on_audit_event(event: CloudEvent, settings: Settings, adapters: Any) -> Decision:
+    """A workflow operation's last audit entry: poll the running workflows now."""
+    entry = audit_entry(event)
+    payload, operation = entry["protoPayload"], entry.get("operation") or {}
+    method = payload.get("methodName", "")
+    if payload.get("serviceName") != DATAPROC_SERVICE or method != INSTANTIATE_METHOD:
+        return Decision(STAGE, "ignored", reason=f"not a workflow run: {method}")
+    if not operation.get("last"):
+        return Decision(STAGE, "ignored", reason=f"workflow {operation.get('id', '')} started")
+    return on_watch_tick(settings, adapters)
+
+
 def on_event(event: CloudEvent, settings: Settings, adapters: Any) -> Decision:
-    """The function's one entry: a Dataflow status event, or a job-watch tick (Pub/Sub)."""
+    """The function's one entry: a Dataflow status event, a Dataproc workflow operation's
+    audit entry, or a job-watch tick (Pub/Sub)."""
     if event["type"] == DATAFLOW_STATUS_CHANGED:
         return on_dataflow_event(event, settings, adapters)
+    if event["type"] == AUDIT_LOG_WRITTEN:
+        return on_audit_event(event, settings, adapters)
     if event["type"] == PUBSUB_PUBLISHED:
         return on_watch_tick(settings, adapters)
     raise BadEvent(f"job_events does not handle {event['type']}")

@@ -2,9 +2,12 @@
 # a retry with the next attempt's job ids, and after the last attempt the alert line.
 #   Dataflow: Eventarc's direct event google.cloud.dataflow.job.v1beta3.statusChanged (the
 #             Job resource; Dataflow events are regional, so the trigger is in var.region).
-#   Dataproc: Dataproc has no Eventarc direct event; a Cloud Scheduler tick on the job-watch
-#             topic makes the function poll the workflow operation (done, error,
-#             WorkflowMetadata) of every run still recorded as running.
+#   Dataproc: no Eventarc direct event exists; the function polls the workflow operation
+#             (done, error, WorkflowMetadata) of every run still recorded as running when
+#             Dataproc's Admin Activity audit log records the end of that operation
+#             (InstantiateWorkflowTemplate is a long-running method), and on a Cloud
+#             Scheduler tick on the job-watch topic, which bounds the delay should an end
+#             entry be missing (LRO methods "usually" log their end).
 # The function's identity (service_accounts.job_events) is made by the iam module.
 
 variable "job_watch_schedule" {
@@ -17,6 +20,8 @@ locals {
   job_events_name         = "${var.name_prefix}-job-events"
   job_events_source       = "${var.artifacts_dir}/functions/job_events.zip"
   dataflow_status_changed = "google.cloud.dataflow.job.v1beta3.statusChanged"
+  audit_log_written       = "google.cloud.audit.log.v1.written"
+  instantiate_method      = "google.cloud.dataproc.v1.WorkflowTemplateService.InstantiateWorkflowTemplate"
 }
 
 resource "google_storage_bucket_object" "job_events_source" {
@@ -77,6 +82,36 @@ resource "google_eventarc_trigger" "dataflow_status" {
   matching_criteria {
     attribute = "type"
     value     = local.dataflow_status_changed
+  }
+  event_data_content_type = "application/json"
+
+  destination {
+    cloud_run_service {
+      service = google_cloudfunctions2_function.job_events.service_config[0].service
+      region  = var.region
+    }
+  }
+}
+
+# Dataproc workflow runs: the Admin Activity audit entries of InstantiateWorkflowTemplate
+# (always written); the function acts on the operation's last one.
+resource "google_eventarc_trigger" "dataproc_audit" {
+  project         = var.project_id
+  location        = var.region
+  name            = "${local.job_events_name}-dataproc"
+  service_account = var.service_accounts.trigger
+
+  matching_criteria {
+    attribute = "type"
+    value     = local.audit_log_written
+  }
+  matching_criteria {
+    attribute = "serviceName"
+    value     = "dataproc.googleapis.com"
+  }
+  matching_criteria {
+    attribute = "methodName"
+    value     = local.instantiate_method
   }
   event_data_content_type = "application/json"
 
@@ -152,6 +187,7 @@ resource "google_cloud_run_v2_service_iam_member" "job_events_invoker" {
 resource "terraform_data" "job_events_dead_letter" {
   for_each = {
     dataflow_status = google_eventarc_trigger.dataflow_status.id
+    dataproc_audit  = google_eventarc_trigger.dataproc_audit.id
     job_watch       = google_eventarc_trigger.job_watch.id
   }
 
