@@ -298,3 +298,20 @@ def test_a_retry_that_cannot_launch_leaves_the_job_to_the_next_delivery(tmp_path
                           build_adapters(settings))  # fmt: skip
     assert jobs.read_record(settings, record.job_id).state == jobs.RUNNING
     assert jobs.running_records(settings, "cluster") == [record]
+
+
+def test_a_successful_run_reports_each_jobs_end_and_decides_nothing(
+    tmp_path, events_csv, decision_lines
+) -> None:
+    workdir = Workdir(tmp_path / "w")
+    settings, params, cloud, deliveries, delivered = _chain(workdir, events_csv)
+    status = [ev for fn, ev in delivered if fn == "job_events"
+              and ev["type"] == DATAFLOW_STATUS_CHANGED]  # fmt: skip
+    assert [ev.data["payload"]["currentState"] for ev in status] == ["JOB_STATE_DONE"]
+    assert jobs.read_record(settings, load.job_name(params)).state == jobs.SUCCEEDED
+    assert jobs.read_record(settings, cluster.request_id(params)).state == jobs.SUCCEEDED
+    assert not [d for d in decision_lines() if d.get("action") == "failed"]
+    assert [(d.function, d.result.action) for d in deliveries.acted()] == [
+        ("export", "exported"), ("cluster", "succeeded"), ("dataflow_launch", "succeeded"),
+    ]
+    assert storage.latest_version(settings.models_root, "default") == params.run_id
