@@ -107,6 +107,14 @@ class Settings(BaseSettings):
     dataflow_machine_type: str = Field(
         "n1-standard-2", description="Machine type of the load job's workers."
     )
+    dataflow_network: str = Field("", description="VPC network of the load job's workers.")
+    dataflow_subnetwork: str = Field(
+        "", description="Subnetwork of the load job's workers (regions/R/subnetworks/S or URL)."
+    )
+    job_max_attempts: int = Field(
+        3, ge=1, le=10, description="Attempts of a Dataproc/Dataflow job that ends failed or "
+        "cancelled (the first included) before the run is given up and alerted."
+    )
     bigquery_endpoint: str = Field(
         "", description="BigQuery API endpoint; empty means Google's. An http:// URL is a "
         "local emulator or test endpoint, used without credentials."

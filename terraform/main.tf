@@ -87,6 +87,10 @@ locals {
     # environment of the Dataflow job, which bounds its cost.
     SIMREC_DATAFLOW_MAX_WORKERS  = tostring(var.dataflow_max_workers)
     SIMREC_DATAFLOW_MACHINE_TYPE = var.dataflow_machine_type
+    SIMREC_DATAFLOW_NETWORK      = var.dataflow_network
+    SIMREC_DATAFLOW_SUBNETWORK   = var.dataflow_subnetwork
+    # Attempts of a failed Dataproc/Dataflow job before job_events alerts (issue 11).
+    SIMREC_JOB_MAX_ATTEMPTS = tostring(var.job_max_attempts)
   }
 }
 

@@ -9,6 +9,7 @@ similarities/<tenant>/<run_id>/items/*.parquet    sku, users, weight (popularity
 similarities/<tenant>/<run_id>/_MANIFEST.json     written last
 models/<tenant>/<version>/...                     immutable serving snapshot
 models/<tenant>/LATEST                            names a complete version; swapped last
+jobs/<job id>.json                                a launched job's record (simrec.stages.jobs)
 ```
 """
 
@@ -63,6 +64,14 @@ def model_version(root: str, tenant: str, version: str) -> str:
 
 def latest_pointer(root: str, tenant: str) -> str:
     return join(models(root, tenant), LATEST_NAME)
+
+
+def job_record(root: str, job_id: str) -> str:
+    return join(root, "jobs", f"{job_id}.json")
+
+
+def job_records(root: str) -> str:
+    return join(root, "jobs")
 
 
 def classify_object(name: str) -> tuple[str, str, str] | None:

@@ -11,6 +11,16 @@ from simrec.core import quality
 from simrec.core.params import ModelParams
 
 
+def attempt_key(run_key: str, attempt: int) -> str:
+    """Idempotency key of a run's ``attempt`` (0 = the first): the run key itself, then
+    ``<run key>-retry<n>``. Every job id of a run (BigQuery export, Dataproc request,
+    Dataflow job name) derives from this, so a retry never collides with a failed attempt
+    and a redelivery of the same attempt finds its job."""
+    if attempt < 0:
+        raise ValueError(f"attempt must be >= 0, got {attempt}")
+    return run_key if attempt == 0 else f"{run_key}-retry{attempt}"
+
+
 @dataclass(frozen=True)
 class RunParams:
     """Everything that decides a run's output. Same params -> same ``run_id``.

@@ -54,8 +54,10 @@ def _relevant(function: str, event: CloudEvent) -> bool:
     """Whether a delivery is the one that makes ``function`` act (for the display)."""
     if function == "export":
         return True
+    wanted = {"cluster": "export", "dataflow_launch": "similarities"}.get(function)
+    if wanted is None:  # job_events: not a stage of the display
+        return False
     kind = layout.classify_object(str(event.get("subject", "")).removeprefix("objects/"))
-    wanted = {"cluster": "export", "dataflow_launch": "similarities"}[function]
     return kind is not None and kind[0] == wanted
 
 
@@ -100,7 +102,7 @@ def run_pipeline(
 
         def on_done(delivery: Delivery) -> None:
             action = getattr(delivery.result, "action", "")
-            if action and action != "ignored":
+            if action and action != "ignored" and delivery.function in tasks:
                 timings[delivery.function] = round(delivery.seconds, 3)
                 progress.update(tasks[delivery.function], completed=1, status=action)
 

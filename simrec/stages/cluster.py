@@ -6,15 +6,21 @@ from simrec import storage
 from simrec.adapters.launch_ports import SparkLauncher
 from simrec.config import Settings
 from simrec.core import layout
-from simrec.core.runs import RunParams
+from simrec.core.runs import RunParams, attempt_key
+from simrec.stages import jobs
 from simrec.stages.decisions import LAUNCH_ACTIONS, Decision
 
 STAGE = "cluster"
 
 
+def request_id(params: RunParams, attempt: int = 0) -> str:
+    return f"simrec-dimsum-{attempt_key(params.key, attempt)}"
+
+
 def on_object_finalized(
-    bucket: str, name: str, settings: Settings, launcher: SparkLauncher
+    bucket: str, name: str, settings: Settings, launcher: SparkLauncher, attempt: int = 0
 ) -> Decision:
+    """``attempt``: 0 for the manifest's event; the job_events handler's retries count up."""
     kind = layout.classify_object(name)
     if kind is None or kind[0] != "export":
         return Decision(STAGE, "ignored", reason=f"not an export manifest: {name}")
@@ -32,8 +38,10 @@ def on_object_finalized(
         export_manifest_uri=manifest_uri,
         output_uri=output,
         params=params,
-        request_id=f"simrec-dimsum-{params.key}",
+        request_id=request_id(params, attempt),
     )
+    if result.state != "exists":
+        jobs.record_launch(settings, STAGE, bucket, name, params, attempt, result)
     return Decision(
         STAGE,
         LAUNCH_ACTIONS[result.state],

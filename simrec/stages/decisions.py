@@ -8,6 +8,10 @@ from typing import Any, Literal
 
 from simrec.logs import get_logger
 
+#: ``alert`` of the decision that gives a run up after its job's last attempt failed; the
+#: log-based alert of terraform/modules/monitoring/job_alerts.tf matches this value.
+JOB_GAVE_UP_ALERT = "simrec-job-gave-up"
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -17,6 +21,7 @@ class Decision:
     run_id: str = ""
     tenant: str = ""
     ids: dict[str, Any] = field(default_factory=dict)
+    alert: str = ""  # set on a line that must page someone (see JOB_GAVE_UP_ALERT)
 
     def log(self) -> Decision:
         fields = {k: v for k, v in asdict(self).items() if v not in ("", {}, None)}
