@@ -215,7 +215,7 @@ def test_background_load_never_blocks_a_request(
     clock = FakeClock()
     storage.write_snapshot(root, TENANT, snapshot("v1"))
     holder = ModelHolder(root, TENANT, refresh_seconds=10, clock=clock, background=True)
-    first = holder.get()  # the first model still loads synchronously
+    first = holder.start()  # at server start, before the first request
     assert first is not None and first.version == "v1"
     storage.write_snapshot(root, TENANT, snapshot("v2"))
 

@@ -323,13 +323,11 @@ def test_serving_app_takes_plain_dicts(models_root: str, clock) -> None:
 
 
 def test_local_server_wsgi_app_answers_like_the_function(models_root: str, clock) -> None:
-    """`simrec serve` wraps the same ServingApp in a plain WSGI app (run by gunicorn)."""
+    """`simrec serve --server gthread` runs the same ServingApp as a plain WSGI app."""
     from werkzeug.test import Client
 
-    from simrec.serving.server import wsgi_app
-
     storage.write_snapshot(models_root, TENANT, model("v1"))
-    local = Client(wsgi_app(ServingApp(Settings())))
+    local = Client(ServingApp(Settings()))
     function = create_app(target="recommend", source=SOURCE).test_client()
     for url in ("/recommendations?browsed=a&purchased=b", "/similar?sku=zz", "/healthz", "/x"):
         mine, theirs = local.get(url), function.get(url)

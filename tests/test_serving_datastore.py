@@ -15,6 +15,7 @@ from google.cloud import datastore
 from simrec import storage
 from simrec.config import Settings
 from simrec.core import model_builder
+from simrec.core.tenancy import datastore_namespace
 from simrec.serving import api
 from simrec.serving.api import ServingApp
 from simrec.serving.datastore_backend import DatastoreNeighbours, default_client_factory
@@ -77,7 +78,7 @@ def setup(datastore_host: str, tmp_path: Path):
     root = str(tmp_path / "models")
     rows, snapshot = build(random.Random(5), 60, "v1")
     storage.write_snapshot(root, TENANT, snapshot)
-    put_rows(rows, None, "v1")
+    put_rows(rows, datastore_namespace("", TENANT), "v1")
     settings = Settings(models_uri=root, tenant=TENANT, model_refresh_seconds=0,
                         datastore_project=PROJECT)
     yield root, settings, snapshot
@@ -152,7 +153,7 @@ def test_tenant_namespace_and_outage(setup, tmp_path: Path) -> None:
     root, settings, _ = setup
     rows, snap2 = build(random.Random(6), 30, "t2")
     storage.write_snapshot(root, "shop2", snap2)
-    put_rows(rows, "shop2", "t2")
+    put_rows(rows, datastore_namespace("", "shop2"), "t2")
     ds_settings = settings.model_copy(
         update={"serving_backend": "datastore", "serving_tenants": "shop2"}
     )

@@ -13,7 +13,7 @@ from simrec import storage
 from simrec.config import Settings
 from simrec.core.snapshot import CATALOG_NAME, ModelSnapshot
 from simrec.serving import api
-from simrec.serving.api import MAX_QUERY_BYTES, MAX_SKU_LENGTH, RECOMMEND_PARAMS, ServingApp
+from simrec.serving.api import MAX_SKU_LENGTH, RECOMMEND_PARAMS, ServingApp, max_query_bytes
 
 TENANT = "shop"
 #   a -> b 0.75, c 0.375        popularity: a 10, b 8, c 9, d 3, e 12, f 0
@@ -188,9 +188,14 @@ def test_datastore_namespace_per_tenant(root: str) -> None:
     def app(ns: str) -> ServingApp:
         return ServingApp(Settings(models_uri=root, tenant=TENANT, datastore_namespace=ns))
 
-    assert app("").namespace(TENANT) is None and app("").namespace("shop2") == "shop2"
-    assert app("prod").namespace(TENANT) == "prod" and app("prod").namespace("b") == "b"
+    # One rule (simrec.core.tenancy.datastore_namespace), the one the Beam load writes by.
+    assert app("").namespace(TENANT) == TENANT and app("").namespace("shop2") == "shop2"
     assert app("rec-{tenant}").namespace("shop2") == "rec-shop2"
+    assert app("prod").namespace(TENANT) == "prod"  # a fixed one: single-tenant only
+    with pytest.raises(ValueError, match="one namespace for every tenant"):
+        ServingApp(Settings(models_uri=root, tenant=TENANT, datastore_namespace="prod",
+                            serving_tenants="b", serving_backend="datastore",
+                            datastore_project="p"))
 
 
 @pytest.mark.parametrize(
@@ -203,7 +208,7 @@ def test_datastore_namespace_per_tenant(root: str) -> None:
         ("/recommendations", "tenant=a&tenant=b", "tenant"),
         ("/similar", "sku=" + "x" * (MAX_SKU_LENGTH + 1), "sku"),
         ("/similar", "sku=a&exclude=" + "y" * (MAX_SKU_LENGTH + 1), "exclude"),
-        ("/recommendations", "browsed=" + "a," * (MAX_QUERY_BYTES // 2), "query"),
+        ("/recommendations", "browsed=" + "a," * (max_query_bytes(200) // 2), "query"),
         ("/healthz", "x=1", "x"),
     ],
 )
