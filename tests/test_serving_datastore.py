@@ -181,3 +181,42 @@ def test_tenant_namespace_and_outage(setup, tmp_path: Path) -> None:
 def test_datastore_backend_needs_a_project(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="DATASTORE_PROJECT"):
         ServingApp(Settings(models_uri=str(tmp_path), serving_backend="datastore"))
+
+
+def test_two_tenants_loaded_by_beam_are_served_separately(
+    datastore_host: str, tmp_path: Path
+) -> None:
+    """End to end: the Beam load writes two tenants (same skus, other lists) with the
+    default namespace setting; serving reads each tenant's own lists by the same rule."""
+    from tests.test_datastore_load import _entities
+    from tests.test_load_pipeline import random_neighbors, write_similarities
+
+    api.clear_holders()
+    bucket, models = tmp_path / "bucket", str(tmp_path / "bucket")
+    lists = {}
+    for tenant, seed in (("shopA", 11), ("shopB", 12)):
+        neighbors, items = random_neighbors(seed=seed, n_items=40)
+        uri = write_similarities(bucket, neighbors, items, tenant=tenant)
+        load_pipeline.run(["--similarities", uri, "--models_root", models,
+                           "--datastore_project", PROJECT])  # fmt: skip
+        lists[tenant] = neighbors
+    for tenant in lists:  # each tenant's entities in its own namespace, none elsewhere
+        assert sorted(_entities(datastore_namespace("", tenant))) == sorted(lists[tenant])
+    assert _entities(None) == {}
+
+    settings = Settings(models_uri=models, tenant="shopA", serving_tenants="shopB",
+                        model_refresh_seconds=0, datastore_project=PROJECT)  # fmt: skip
+    remote = ServingApp(settings.model_copy(update={"serving_backend": "datastore"}))
+    memory = ServingApp(settings)
+    shared = sorted(set(lists["shopA"]) & set(lists["shopB"]))
+    differ = 0
+    for sku in shared:
+        answers = {}
+        for tenant in lists:
+            query = {"sku": sku, "n": "10", "tenant": tenant}
+            body, status = remote.similar(query)
+            assert status == 200 and (body, status) == memory.similar(query)
+            assert [it["sku"] for it in body["items"]] == [n for n, _, _ in lists[tenant][sku]]
+            answers[tenant] = body["items"]
+        differ += answers["shopA"] != answers["shopB"]
+    assert shared and differ > len(shared) // 2  # the tenants really have other lists
