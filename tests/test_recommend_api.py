@@ -335,3 +335,43 @@ def test_local_server_wsgi_app_answers_like_the_function(models_root: str, clock
         assert mine.mimetype == "application/json" and mine.get_json() == theirs.get_json()
     response = local.delete("/healthz")
     assert response.status_code == 405 and response.headers["Allow"] == "GET, HEAD"
+
+
+def test_asgi_app_answers_like_the_wsgi_app(models_root: str, clock) -> None:
+    """The production server's ASGI adapter sends exactly the WSGI app's status, headers
+    and body (HEAD, 405 with Allow, 404, errors included)."""
+    import asyncio
+
+    from werkzeug.test import Client
+
+    from simrec.serving.server import AsgiApp
+
+    storage.write_snapshot(models_root, TENANT, model("v1"))
+    service = ServingApp(Settings())
+    wsgi, asgi = Client(service), AsgiApp(service)
+
+    def call(method: str, url: str) -> tuple[int, dict[str, str], bytes]:
+        path, _, query = url.partition("?")
+        scope = {"type": "http", "method": method, "path": path,
+                 "query_string": query.encode("latin-1")}  # fmt: skip
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        asyncio.run(asgi(scope, receive, send))
+        start, body = sent
+        assert start["type"] == "http.response.start" and body["type"] == "http.response.body"
+        return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, body["body"]
+
+    urls = ["/recommendations?browsed=a&purchased=b", "/similar?sku=zz", "/healthz", "/x",
+            "/recommendations?n=0", "/make_recommendation?browsed=a&n=2"]  # fmt: skip
+    for method, url in [("GET", u) for u in urls] + [("HEAD", "/healthz"), ("POST", "/healthz")]:
+        status, headers, body = call(method, url)
+        expected = wsgi.open(url, method=method)
+        assert status == expected.status_code and body == expected.data, url
+        assert headers == {k.lower(): v for k, v in expected.headers.items()
+                           if k.lower() in ("content-type", "content-length", "allow")}

@@ -184,6 +184,63 @@ def test_tenants_select_their_model(root: str) -> None:
     assert status == 503
 
 
+def test_any_tenant_made_up_names_are_404_and_use_up_nothing(
+    root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """serving_tenants='*': a made-up tenant is a 404 (not a 503), allocates no holder,
+    and however many there are, a real tenant is still served."""
+    storage.write_snapshot(root, "shop2", model("s2-v1", tenant="shop2", catalog=None))
+    app = ServingApp(Settings(models_uri=root, tenant=TENANT, model_refresh_seconds=0,
+                              serving_tenants="*"))  # fmt: skip
+    client = Client(app)
+    for k in range(api.MAX_OPEN_TENANTS * 2):
+        body, status = get(client, "/recommendations", browsed="a", tenant=f"made-up-{k}")
+        assert status == 404 and body["field"] == "tenant", body
+        assert get(client, "/healthz", tenant=f"made-up-{k}")[1] == 404
+    assert len(app._other_holders) == 0 and set(app._holders) <= {TENANT}
+    body, status = get(client, "/recommendations", browsed="a", tenant="shop2")
+    assert status == 200 and body["model_version"] == "s2-v1"
+    assert get(client, "/healthz")[0]["model_version"] == "v1"  # the default tenant
+
+
+def test_any_tenant_holders_are_a_bounded_lru(root: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(api, "MAX_OPEN_TENANTS", 2)
+    shops = [f"shop{k}" for k in range(4)]
+    for shop in shops:
+        storage.write_snapshot(root, shop, model(f"{shop}-v1", tenant=shop, catalog=None))
+    app = ServingApp(Settings(models_uri=root, tenant=TENANT, model_refresh_seconds=0,
+                              serving_tenants="*"))  # fmt: skip
+    client = Client(app)
+    for shop in [*shops, *shops]:  # more tenants than holders: each still answers
+        body, status = get(client, "/healthz", tenant=shop)
+        assert status == 200 and body["model_version"] == f"{shop}-v1"
+        assert len(app._other_holders) <= 2
+    get(client, "/healthz", tenant="shop2")  # used last: kept, shop3 dropped next
+    get(client, "/healthz", tenant="shop0")
+    assert list(app._other_holders) == ["shop2", "shop0"]
+
+
+@pytest.mark.parametrize(
+    "tenant", ["..", ".", "../default", "a/b", "_x", "__ns__", "a" * 64, "sh op", "%2e%2e", ""]
+)
+def test_bad_tenant_names_never_reach_storage(
+    root: str, monkeypatch: pytest.MonkeyPatch, tenant: str
+) -> None:
+    touched: list[str] = []
+    monkeypatch.setattr(api.storage, "exists", lambda uri: touched.append(uri) or True)
+    client = make_client(root, serving_tenants="*")
+    body, status = get(client, "/healthz", tenant=tenant)
+    assert status == 404 and body["field"] == "tenant" and touched == []
+    with pytest.raises(ValueError, match="invalid tenant name"):
+        ServingApp(Settings(models_uri=root, tenant=TENANT, serving_tenants=tenant or "."))
+
+
+def test_a_configured_tenant_without_a_model_is_503(root: str) -> None:
+    """A listed tenant whose model is not loaded (yet): 503, unlike an unknown one."""
+    body, status = get(make_client(root, serving_tenants="shop9"), "/healthz", tenant="shop9")
+    assert status == 503 and body["status"] == "unavailable"
+
+
 def test_datastore_namespace_per_tenant(root: str) -> None:
     def app(ns: str) -> ServingApp:
         return ServingApp(Settings(models_uri=root, tenant=TENANT, datastore_namespace=ns))

@@ -236,16 +236,19 @@ def serve(
     threads: int = 8,
     *,
     server: str = PRODUCTION_SERVER,
+    header_timeout: float = HEADER_TIMEOUT_SECONDS,
     access_log: bool = False,
 ) -> None:
     """Run gunicorn in the foreground until interrupted.
 
-    ``threads`` applies to ``gthread`` only. ``access_log`` writes one line per request
-    to stdout (off by default: at thousands of requests a second it costs more than the
-    request itself).
+    ``threads`` applies to ``gthread`` only, ``header_timeout`` to ``uvicorn`` only.
+    ``access_log`` writes one line per request to stdout (off by default: at thousands of
+    requests a second it costs more than the request itself).
     """
     from gunicorn.app.base import BaseApplication
 
+    global HEADER_TIMEOUT_SECONDS
+    HEADER_TIMEOUT_SECONDS = header_timeout  # the forked workers inherit it
     options = gunicorn_options(settings, host, port, workers, threads, server, access_log)
 
     class _Gunicorn(BaseApplication):
