@@ -334,3 +334,23 @@ def test_load_pipeline_publishes_a_catalog(tmp_path: Path) -> None:
     for path, message in ((bad, "lacks column"), (tmp_path / "none.parquet", "no catalog")):
         with pytest.raises(load_pipeline.LoadError, match=message):
             load_pipeline.run([*argv[:4], "--catalog", str(path)])
+
+
+def test_cloud_run_startup_probe_asks_healthz() -> None:
+    """The startup probe is an HTTP GET of the app's /healthz (200 only once a model is
+    loaded; tested above and in test_serve_http.py) on the container's port."""
+    tf = pytest.importorskip("tests.test_terraform")
+    service = tf.module("modules/serving").resource("google_cloud_run_v2_service", "recommend")
+    container = tf.block(tf.block(service, "template"), "containers")
+    probe = tf.block(container, "startup_probe")
+    assert "tcp_socket" not in probe
+    http_get = tf.block(probe, "http_get")
+    assert http_get["path"] == "/healthz" and "/healthz" in api.ENDPOINTS
+    assert http_get["port"] == tf.block(container, "ports")["container_port"]
+    assert probe["timeout_seconds"] <= probe["period_seconds"]  # Cloud Run's rule
+    assert probe["period_seconds"] * probe["failure_threshold"] <= 240  # Cloud Run maximum
+
+
+def test_routes_are_the_documented_endpoints() -> None:
+    app = ServingApp(Settings(models_uri="unused", tenant=TENANT))
+    assert tuple(app.routes) == api.ENDPOINTS

@@ -146,8 +146,8 @@ class Unavailable(Exception):
     """No model yet, or the Datastore read failed: answered 503 ``{"error"}``."""
 
 
-# --- model holders, one per (models root, tenant, refresh) ------------------------------
-_holders: dict[tuple[str, str, float], ModelHolder] = {}
+# --- model holders, one per (models root, tenant, refresh, background) ------------------------------
+_holders: dict[tuple[str, str, float, bool], ModelHolder] = {}
 _holders_lock = threading.Lock()
 
 
@@ -155,7 +155,7 @@ def get_holder(
     models_root: str, tenant: str, refresh_seconds: float, background: bool = False
 ) -> ModelHolder:
     """The process-wide holder of a tenant's model (created on first use, then shared)."""
-    key = (models_root, tenant, float(refresh_seconds))
+    key = (models_root, tenant, float(refresh_seconds), background)
     with _holders_lock:
         holder = _holders.get(key)
         if holder is None:
@@ -359,11 +359,11 @@ class ServingApp:
         """The default tenant's model holder."""
         return self._holder(self.tenant)
 
-    def start(self) -> None:
-        """Load the configured tenants' models now (a server calls this at start) and
-        start their refresh; the default tenant's synchronously, the others aside."""
+    def start(self, wait: bool = True) -> None:
+        """Load the configured tenants' models (a server calls this at start): the
+        default tenant's before returning when ``wait``, all others in loader threads."""
         for tenant in sorted(self.tenants, key=lambda t: t != self.tenant):
-            self._holder(tenant).start(wait=tenant == self.tenant)
+            self._holder(tenant).start(wait=wait and tenant == self.tenant)
 
     def _holder(self, tenant: str) -> ModelHolder:
         holder = self._holders.get(tenant)
