@@ -146,7 +146,7 @@ class Unavailable(Exception):
     """No model yet, or the Datastore read failed: answered 503 ``{"error"}``."""
 
 
-# --- model holders, one per (models root, tenant, refresh, background) ------------------------------
+# --- model holders, one per (models root, tenant, refresh, background) ---------------
 _holders: dict[tuple[str, str, float, bool], ModelHolder] = {}
 _holders_lock = threading.Lock()
 
