@@ -2,7 +2,8 @@
 
 The same ``ServingApp`` the Cloud Function handler uses, so ``simrec serve`` answers
 exactly what the deployed service answers. Each gunicorn worker process builds its own
-app (and model holders) after the fork and loads the model before it takes a request.
+app (and model holders) after the fork and starts loading the model in the background at
+once; until it is loaded ``/healthz`` (and every endpoint) answers 503.
 
 Two worker models (``SERVERS``), measured side by side by ``bench/http_load.py``:
 
@@ -258,7 +259,10 @@ def serve(
 
         def load(self) -> Callable[..., Iterable[bytes]] | AsgiApp:
             service = ServingApp(settings, background_load=True)
-            service.start()  # the default tenant's model, before the first request
+            # Load in the background from now on: the worker heartbeats meanwhile (a
+            # large model may take longer than gunicorn's worker timeout) and answers
+            # 503 until the model is loaded, which the readiness probe waits for.
+            service.start(wait=False)
             return service if server == "gthread" else AsgiApp(service)
 
     _Gunicorn().run()
