@@ -42,6 +42,7 @@ PRODUCTION_SERVER = "uvicorn"
 SERVERS = ("uvicorn", "gthread")
 HEADER_TIMEOUT_SECONDS = 10.0  # a request's line and headers must arrive within this
 KEEPALIVE_SECONDS = 30  # an idle kept-alive connection is closed after this
+LINGER_SECONDS = 2.0  # after an error answer, input is read and dropped this long
 HEADER_FIELDS_BYTES = 16_384  # room for the request's header fields besides its line
 
 
@@ -110,12 +111,15 @@ def _h11_protocol() -> type:
         over-long or malformed request with a JSON 414 / 400 instead of plain text."""
 
         header_timer: asyncio.TimerHandle | None = None
+        discarding = False  # an error was answered: drop whatever the client still sends
 
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
             super().connection_made(transport)
             self._arm_header_timer()
 
         def data_received(self, data: bytes) -> None:
+            if self.discarding:
+                return
             super().data_received(data)
             if self.transport.is_closing():
                 self._cancel_header_timer()
@@ -137,7 +141,8 @@ def _h11_protocol() -> type:
 
         def _header_timeout(self) -> None:
             self.header_timer = None
-            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            idle = self.conn.their_state is h11.IDLE
+            if idle and not self.discarding and not self.transport.is_closing():
                 message = f"request headers not complete within {HEADER_TIMEOUT_SECONDS:g} s"
                 self._send_error(408, "Request Timeout", message)
 
@@ -156,22 +161,30 @@ def _h11_protocol() -> type:
                 self._send_error(400, "Bad Request", "malformed HTTP request")
 
         def _send_error(self, status: int, reason: str, message: str) -> None:
+            """Answer and close without losing the answer: a client still sending would
+            get a TCP reset (and drop our response unread) if we closed with its bytes
+            unread, so shut down our side, discard what still arrives, close later."""
             body = error_body(status, message)
             headers = [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
             ]
+            conn = h11.Connection(h11.SERVER)  # a fresh state: the old one has failed
+            conn.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            conn.next_event()
+            out = conn.send(h11.Response(status_code=status, headers=headers,
+                                         reason=reason.encode()))  # fmt: skip
+            out += conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
+            self.discarding = True
+            self._cancel_header_timer()
+            self.transport.write(out)
             try:
-                conn = h11.Connection(h11.SERVER)  # a fresh state: the old one has failed
-                conn.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-                conn.next_event()
-                out = conn.send(h11.Response(status_code=status, headers=headers,
-                                             reason=reason.encode()))  # fmt: skip
-                out += conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
-                self.transport.write(out)
-            finally:
+                self.transport.write_eof()
+            except (NotImplementedError, RuntimeError, OSError):
                 self.transport.close()
+                return
+            self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
     return HeaderTimeoutH11Protocol
 
