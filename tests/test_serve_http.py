@@ -298,6 +298,25 @@ def test_every_documented_limit_is_reachable_and_json(server) -> None:
     assert head.startswith(b"HTTP/1.1 414") and b"application/json" in head.lower(), raw[:300]
     assert json.loads(payload)["field"] == "request" and str(limit) in json.loads(payload)["error"]
 
+    # Header fields past the limit: 431, JSON; a malformed request line: 400, JSON.
+    for request, status in [
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * (2 * limit) + b"\r\n\r\n",
+         b"431"),
+        (b"NOT A REQUEST\r\n\r\n", b"400"),
+    ]:  # fmt: skip
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        for k in range(0, len(request), 4096):
+            if select.select([sock], [], [], 0)[0]:
+                break
+            sock.sendall(request[k : k + 4096])
+        raw = b""
+        while chunk := sock.recv(4096):
+            raw += chunk
+        sock.close()
+        head, _, payload = raw.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 " + status), raw[:200]
+        assert b"application/json" in head.lower() and json.loads(payload)["field"] == "request"
+
 
 def test_healthz_is_503_until_the_model_is_loaded_in_the_background(tmp_path: Path) -> None:
     workdir = tmp_path / "work"

@@ -108,7 +108,8 @@ def _h11_protocol() -> type:
     class HeaderTimeoutH11Protocol(H11Protocol):
         """Closes a connection whose request line and headers are not complete within
         ``HEADER_TIMEOUT_SECONDS`` of its first byte (with a JSON 408), and answers an
-        over-long or malformed request with a JSON 414 / 400 instead of plain text."""
+        over-long request line with a JSON 414, over-long header fields with a JSON 431
+        and a malformed request with a JSON 400, instead of plain text."""
 
         header_timer: asyncio.TimerHandle | None = None
         discarding = False  # an error was answered: drop whatever the client still sends
@@ -151,14 +152,19 @@ def _h11_protocol() -> type:
             super().connection_lost(exc)
 
         def send_400_response(self, msg: str) -> None:
-            pending = len(self.conn.trailing_data[0])
+            pending = self.conn.trailing_data[0]
             limit = self.config.h11_max_incomplete_event_size
-            if limit is not None and pending > limit:
+            if limit is None or len(pending) <= limit:
+                self._send_error(400, "Bad Request", "malformed HTTP request")
+            elif b"\r\n" in pending:  # the line is complete: the header fields are too long
+                self._send_error(
+                    431, "Request Header Fields Too Large",
+                    f"request line and headers longer than {limit} bytes",
+                )  # fmt: skip
+            else:
                 self._send_error(
                     414, "URI Too Long", f"request line and headers longer than {limit} bytes"
                 )
-            else:
-                self._send_error(400, "Bad Request", "malformed HTTP request")
 
         def _send_error(self, status: int, reason: str, message: str) -> None:
             """Answer and close without losing the answer: a client still sending would
