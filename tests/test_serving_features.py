@@ -3,6 +3,7 @@ filters, the category-first fallback, tenants, limits and the OpenAPI document."
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -227,12 +228,43 @@ def test_bad_tenant_names_never_reach_storage(
     root: str, monkeypatch: pytest.MonkeyPatch, tenant: str
 ) -> None:
     touched: list[str] = []
-    monkeypatch.setattr(api.storage, "exists", lambda uri: touched.append(uri) or True)
-    client = make_client(root, serving_tenants="*")
-    body, status = get(client, "/healthz", tenant=tenant)
-    assert status == 404 and body["field"] == "tenant" and touched == []
+    real = storage.filesystem
+    monkeypatch.setattr(api.storage, "filesystem", lambda uri: touched.append(uri) or real(uri))
+    app = ServingApp(Settings(models_uri=root, tenant=TENANT, model_refresh_seconds=0,
+                              serving_tenants="*"))  # fmt: skip
+    body, status = get(Client(app), "/healthz", tenant=tenant)
+    assert status == 404 and body["field"] == "tenant"
+    assert touched == [] and not app._other_holders  # no listing, no holder
     with pytest.raises(ValueError, match="invalid tenant name"):
         ServingApp(Settings(models_uri=root, tenant=TENANT, serving_tenants=tenant or "."))
+
+
+def test_any_tenant_requests_never_wait_on_storage_in_a_server(
+    root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a server (background loads) the tenants are listed at start and re-listed by a
+    thread; a request only looks the name up, and a new tenant's model loads aside."""
+    storage.write_snapshot(root, "shop2", model("s2-v1", tenant="shop2", catalog=None))
+    app = ServingApp(Settings(models_uri=root, tenant=TENANT, model_refresh_seconds=60,
+                              serving_tenants="*"), background_load=True)  # fmt: skip
+    app.start()
+    on_request_path: list[str] = []
+    real = storage.filesystem
+
+    def recorded(uri: str):
+        if threading.current_thread() is threading.main_thread():
+            on_request_path.append(uri)
+        return real(uri)
+
+    monkeypatch.setattr(api.storage, "filesystem", recorded)
+    client = Client(app)
+    for k in range(20):
+        assert get(client, "/healthz", tenant=f"made-up-{k}")[1] == 404
+    body, status = get(client, "/healthz", tenant="shop2")  # allocated now, loading aside
+    assert status in (200, 503)
+    app._other_holders["shop2"].wait_for_loader(30)
+    assert get(client, "/healthz", tenant="shop2")[0]["model_version"] == "s2-v1"
+    assert on_request_path == [] and list(app._other_holders) == ["shop2"]
 
 
 def test_a_configured_tenant_without_a_model_is_503(root: str) -> None:

@@ -39,8 +39,11 @@ Parameter rules (a violation -> 400 ``{"error", "field"}``):
   ``yes/no``), case-insensitive.
 * ``category`` / ``in_stock_only`` need a model with an item catalog (else 400).
 * ``tenant``: a shop the deployment serves (``tenant`` plus ``serving_tenants``; with
-  ``*`` any validly named tenant that has a ``models/<tenant>/LATEST``); another name ->
-  404 ``{"error", "field": "tenant"}``, and nothing is kept for it.
+  ``*`` any validly named tenant (``simrec.core.tenancy``) that had a
+  ``models/<tenant>/LATEST`` at the last listing, made at start and every
+  ``model_refresh_seconds``); another name -> 404 ``{"error", "field": "tenant"}``, and
+  nothing is kept for it. Of the unlisted tenants at most ``MAX_OPEN_TENANTS`` models are
+  kept (least recently used dropped first; a dropped one answers 503 while it reloads).
 * Unknown parameter names are rejected on the new endpoints (a typo such as
   ``purchase=`` would otherwise silently give fallback results); ``/make_recommendation``
   ignores them, as the original service did.
@@ -66,8 +69,10 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -325,6 +330,11 @@ class ServingApp:
         self._holders: dict[str, ModelHolder] = {s.tenant: holder} if holder else {}
         self._other_holders: OrderedDict[str, ModelHolder] = OrderedDict()
         self._holders_lock = threading.Lock()
+        # With '*': the tenants that have a LATEST, listed at start and re-listed in the
+        # background every refresh interval, so no request waits on storage for them.
+        self._listed: frozenset[str] | None = None
+        self._listed_next = 0.0
+        self._lister: threading.Thread | None = None
         self.backend = s.serving_backend
         self.datastore = datastore
         if self.backend == "datastore" and datastore is None:
@@ -361,9 +371,15 @@ class ServingApp:
 
     def start(self, wait: bool = True) -> None:
         """Load the configured tenants' models (a server calls this at start): the
-        default tenant's before returning when ``wait``, all others in loader threads."""
+        default tenant's before returning when ``wait``, all others in loader threads;
+        with ``serving_tenants='*'`` list the tenants that have a model, too."""
         for tenant in sorted(self.tenants, key=lambda t: t != self.tenant):
             self._holder(tenant).start(wait=wait and tenant == self.tenant)
+        if self.any_tenant:
+            if wait:
+                self._list_tenants()
+            else:
+                self._start_lister()
 
     def _holder(self, tenant: str) -> ModelHolder:
         holder = self._holders.get(tenant)
@@ -386,7 +402,7 @@ class ServingApp:
             if holder is not None:
                 self._other_holders.move_to_end(tenant)
                 return holder
-        if not storage.exists(layout.latest_pointer(self.models_root, tenant)):
+        if not self._has_model(tenant):
             return None
         with self._holders_lock:
             holder = self._other_holders.get(tenant)
@@ -400,6 +416,44 @@ class ServingApp:
                     evicted, _ = self._other_holders.popitem(last=False)
                     log.info("dropped the idle model holder of tenant %r", evicted)
             return holder
+
+    def _has_model(self, tenant: str) -> bool:
+        """Whether ``tenant`` had a LATEST at the last listing (see ``__init__``)."""
+        listed = self._listed
+        if listed is None and not self.background_load:
+            self._list_tenants()  # the one-shot CLI: list now
+            listed = self._listed
+        elif time.monotonic() >= self._listed_next:
+            self._start_lister()
+        if listed is None:
+            raise Unavailable("the list of tenants is not loaded yet; retry")
+        return tenant in listed
+
+    def _start_lister(self) -> None:
+        with self._holders_lock:
+            if self._lister is not None and self._lister.is_alive():
+                return
+            self._listed_next = time.monotonic() + self._list_interval()
+            self._lister = threading.Thread(
+                target=self._list_tenants, name="tenant-lister", daemon=True
+            )
+            self._lister.start()
+
+    def _list_interval(self) -> float:
+        return self.refresh_seconds if self.refresh_seconds > 0 else math.inf
+
+    def _list_tenants(self) -> None:
+        """One listing of ``models/*/LATEST`` (a prefix listing on GCS)."""
+        models = layout.join(self.models_root, "models")
+        try:
+            fs, path = storage.filesystem(models)
+            found = fs.glob(layout.join(path, "*", layout.LATEST_NAME))
+        except Exception:
+            log.exception("listing the tenants under %s failed", models)
+            return
+        names = {f.rstrip("/").split("/")[-2] for f in found}
+        self._listed = frozenset(n for n in names if is_tenant_name(n))
+        self._listed_next = time.monotonic() + self._list_interval()
 
     def namespace(self, tenant: str) -> str:
         """Datastore namespace of a tenant (``simrec.core.tenancy.datastore_namespace``)."""
