@@ -5,7 +5,9 @@ exactly what the deployed service answers. Each gunicorn worker process builds i
 app (and model holders) after the fork and starts loading the model in the background at
 once; until it is loaded ``/healthz`` (and every endpoint) answers 503.
 
-Two worker models (``SERVERS``), measured side by side by ``bench/http_load.py``:
+Two worker models (``SERVERS``), measured side by side by ``bench/http_load.py`` (one run,
+1 worker, 16 connections: uvicorn 1.9x gthread's mixed-request throughput, 1.3x on a
+trivial endpoint) and chosen on that and on what follows:
 
 * ``uvicorn`` (the default, ``PRODUCTION_SERVER``): one asyncio event loop per worker
   (uvicorn's h11 protocol through ``uvicorn-worker``), ``AsgiApp`` calling the WSGI-free
@@ -19,9 +21,12 @@ Two worker models (``SERVERS``), measured side by side by ``bench/http_load.py``
   block N threads for good (gunicorn has no header timeout).
 
 Every limit the API documents must be reachable over HTTP: the server accepts request
-lines and headers up to ``max_request_line(max_skus)``, derived from the same constants
-the API validates with, and answers a longer request (or a malformed one) with a JSON
-error too (414 / 400), never an HTML page.
+lines up to ``max_request_line(max_skus)``, derived from the same constants the API
+validates with (plus ``HEADER_FIELDS_BYTES`` of header fields), and answers a longer
+request line, longer headers or a malformed request with a JSON error too (414, 431,
+400), never an HTML page. (``gthread`` is given no line limit instead, since gunicorn
+caps any other value at 8,190 bytes.) On Cloud Run ``WORKERS`` sets the worker count
+(one per vCPU).
 """
 
 from __future__ import annotations
