@@ -309,3 +309,24 @@ def test_non_finite_scores_are_rejected_at_load(root: str, caplog) -> None:
     with caplog.at_level(logging.ERROR, logger=model_holder.__name__):
         assert holder.get() is None
     assert "non-finite similarity scores" in caplog.text
+
+
+def test_one_loader_thread_per_holder_woken_by_requests(root: str) -> None:
+    """A due refresh costs the request an event set: the same loader thread runs every
+    check, and ``close`` (a dropped holder) ends it."""
+    clock = FakeClock()
+    storage.write_snapshot(root, TENANT, snapshot("v1"))
+    holder = ModelHolder(root, TENANT, refresh_seconds=10, clock=clock, background=True)
+    holder.start(wait=False)
+    holder.wait_for_loader(30)
+    loader = holder._loader
+    assert holder.get().version == "v1" and loader is not None and loader.is_alive()
+    for version in ("v2", "v3"):
+        storage.write_snapshot(root, TENANT, snapshot(version))
+        clock.now += 10
+        assert holder.get().version != version  # answered by the current model at once
+        holder.wait_for_loader(30)
+        assert holder.get().version == version and holder._loader is loader
+    holder.close()
+    loader.join(30)
+    assert not loader.is_alive() and holder.get().version == "v3"

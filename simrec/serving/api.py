@@ -413,7 +413,8 @@ class ServingApp:
                 )  # fmt: skip
                 self._other_holders[tenant] = holder
                 while len(self._other_holders) > MAX_OPEN_TENANTS:
-                    evicted, _ = self._other_holders.popitem(last=False)
+                    evicted, dropped = self._other_holders.popitem(last=False)
+                    dropped.close()
                     log.info("dropped the idle model holder of tenant %r", evicted)
             return holder
 

@@ -146,6 +146,10 @@ class ModelHolder:
         self._lock = threading.Lock()
         self.background = background
         self._loader: threading.Thread | None = None
+        self._wake = threading.Event()  # a check is due: the loader thread runs it
+        self._done = threading.Event()  # no check is pending or running
+        self._done.set()
+        self._closed = False
         self._failed: tuple[str, float] | None = None  # (version, when) of a failed load
 
     @property
@@ -188,23 +192,37 @@ class ModelHolder:
         return self._model
 
     def _start_loader(self) -> None:
-        if self._loader is not None and self._loader.is_alive():
-            return
-        self._loader = threading.Thread(
-            target=self._load_in_background, name=f"model-loader-{self.tenant}", daemon=True
-        )
-        self._loader.start()
+        """Wake the loader thread (started once): an event set, all a request pays."""
+        self._done.clear()
+        self._wake.set()
+        loader = self._loader
+        if loader is None or not loader.is_alive():
+            self._loader = threading.Thread(
+                target=self._loader_loop, name=f"model-loader-{self.tenant}", daemon=True
+            )
+            self._loader.start()
 
-    def _load_in_background(self) -> None:
-        with self._lock:
-            self._check()
-            self._next_check = self.clock() + self._interval()
+    def _loader_loop(self) -> None:
+        while True:
+            self._wake.wait()
+            if self._closed:
+                self._done.set()
+                return
+            self._wake.clear()
+            with self._lock:
+                self._check()
+                self._next_check = self.clock() + self._interval()
+            if not self._wake.is_set():
+                self._done.set()
+
+    def close(self) -> None:
+        """Stop the loader thread (a holder that is dropped); the model stays usable."""
+        self._closed = True
+        self._wake.set()
 
     def wait_for_loader(self, timeout: float | None = None) -> None:
-        """Wait until a background load (if any) has finished (tests, shutdown)."""
-        loader = self._loader
-        if loader is not None:
-            loader.join(timeout)
+        """Wait until the background loads asked for so far have finished (tests)."""
+        self._done.wait(timeout)
 
     def refresh(self) -> bool:
         """Check LATEST now; True when a new version was swapped in."""
