@@ -225,12 +225,14 @@ def _still_open_and_silent(sock: socket.socket) -> bool:
 def test_half_open_connections_never_block_another_client(tmp_path: Path) -> None:
     """16 half-open connections (twice gthread's default 8 threads, which they used to
     block for good) on a 1-worker server: another client is answered while they are all
-    still open; after the header timeout each gets a JSON 408 and is closed."""
+    still open; after the header timeout each gets a JSON 408 and is closed (one that
+    never sent a byte is just closed)."""
     workdir = tmp_path / "work"
     storage.write_snapshot(str(workdir / "bucket"), TENANT, random_model("slow-v1", 1))
     serve = Serve(tmp_path, workdir, "--workers", "1", "--header-timeout", "5")
     try:
         slow = [_half_open(serve.port) for _ in range(16)]
+        silent = socket.create_connection(("127.0.0.1", serve.port), timeout=30)
         status, kind, body = serve.get("/healthz")  # the 17th client
         assert status == 200 and json.loads(body)["model_version"] == "slow-v1"
         status, _, body = serve.get("/recommendations?browsed=p001,p002,p003&n=3")
@@ -244,6 +246,8 @@ def test_half_open_connections_never_block_another_client(tmp_path: Path) -> Non
             assert head.startswith(b"HTTP/1.1 408") and b"application/json" in head.lower()
             assert json.loads(payload)["field"] == "request"
             sock.close()
+        assert silent.recv(100) == b""  # never sent a byte: closed without an answer
+        silent.close()
     finally:
         serve.stop()
 

@@ -112,7 +112,8 @@ def _h11_protocol() -> type:
 
     class HeaderTimeoutH11Protocol(H11Protocol):
         """Closes a connection whose request line and headers are not complete within
-        ``HEADER_TIMEOUT_SECONDS`` of its first byte (with a JSON 408), and answers an
+        ``HEADER_TIMEOUT_SECONDS`` (with a JSON 408 if part of a request came; silently
+        if the connection never sent a byte), and answers an
         over-long request line with a JSON 414, over-long header fields with a JSON 431
         and a malformed request with a JSON 400, instead of plain text."""
 
@@ -148,9 +149,15 @@ def _h11_protocol() -> type:
         def _header_timeout(self) -> None:
             self.header_timer = None
             idle = self.conn.their_state is h11.IDLE
-            if idle and not self.discarding and not self.transport.is_closing():
-                message = f"request headers not complete within {HEADER_TIMEOUT_SECONDS:g} s"
-                self._send_error(408, "Request Timeout", message)
+            if not idle or self.discarding or self.transport.is_closing():
+                return
+            if not self.conn.trailing_data[0]:
+                # Nothing sent at all: close as an idle kept-alive connection is closed
+                # (an unasked-for 408 could be taken by a proxy as its next answer).
+                self.transport.close()
+                return
+            message = f"request headers not complete within {HEADER_TIMEOUT_SECONDS:g} s"
+            self._send_error(408, "Request Timeout", message)
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._cancel_header_timer()
