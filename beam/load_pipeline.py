@@ -40,7 +40,7 @@ from apache_beam.io.gcp.datastore.v1new.types import Entity, Key
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from simrec import storage
-from simrec.core import layout, model_builder
+from simrec.core import layout, model_builder, tenancy
 from simrec.core.snapshot import ModelSnapshot, catalog_table
 
 # The FnApiRunner runs batch pipelines in-process, offline (no Prism download) and
@@ -291,7 +291,11 @@ class LoadOptions(PipelineOptions):
         parser.add_argument("--tenant", help="tenant (default: the manifest's)")
         parser.add_argument("--model_version", help="default: the manifest's run_id")
         parser.add_argument("--datastore_project", help="also upsert ItemNeighbors entities")
-        parser.add_argument("--datastore_namespace", help="Datastore namespace (default: none)")
+        parser.add_argument(
+            "--datastore_namespace",
+            help="Datastore namespace; '{tenant}' is replaced by the tenant; default: the "
+            "tenant's name (simrec.core.tenancy.datastore_namespace)",
+        )
         parser.add_argument(
             "--catalog", help="item catalog Parquet file published with the model (optional)"
         )
@@ -407,6 +411,12 @@ def plan_load(options: PipelineOptions) -> LoadPlan:
             raise LoadError(f"no catalog file at {opts.catalog}") from None
         except Exception as exc:  # not Parquet, missing columns, duplicate skus, ...
             raise LoadError(f"bad catalog {opts.catalog}: {exc}") from None
+    namespace = None
+    if opts.datastore_project:  # the one rule serving reads the lists by
+        try:
+            namespace = tenancy.datastore_namespace(opts.datastore_namespace, tenant)
+        except ValueError as exc:
+            raise LoadError(str(exc)) from None
     return LoadPlan(
         similarities=similarities,
         models_root=opts.models_root.rstrip("/"),
@@ -415,7 +425,7 @@ def plan_load(options: PipelineOptions) -> LoadPlan:
         created_at=_parse_time(manifest["created_at"], manifest_uri),
         manifest=manifest,
         datastore_project=opts.datastore_project or None,
-        datastore_namespace=opts.datastore_namespace or None,
+        datastore_namespace=namespace,
         throttle_rampup=rampup,
         catalog=opts.catalog or None,
     )

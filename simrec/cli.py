@@ -21,6 +21,7 @@ from simrec.local.runner import (
     print_summary,
     run_pipeline,
 )
+from simrec.serving.server import HEADER_TIMEOUT_SECONDS, PRODUCTION_SERVER, SERVERS
 
 
 def _positive_int(text: str) -> int:
@@ -150,7 +151,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = local_settings(Workdir(Path(args.workdir).resolve()), tenant=args.tenant)
     serve(settings, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
-          access_log=args.access_log)
+          server=args.server, header_timeout=args.header_timeout, access_log=args.access_log)
     return 0
 
 
@@ -218,7 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--workers", type=_positive_int, default=1)
-    p.add_argument("--threads", type=_positive_int, default=8)
+    p.add_argument("--threads", type=_positive_int, default=8, help="gthread only")
+    p.add_argument("--server", choices=SERVERS, default=PRODUCTION_SERVER,
+                   help="worker model (see simrec/serving/server.py)")
+    p.add_argument("--header-timeout", type=float, default=HEADER_TIMEOUT_SECONDS,
+                   help="seconds a request's line and headers may take (uvicorn)")
     p.add_argument("--access-log", action="store_true", help="log every request to stdout")
     p.set_defaults(func=cmd_serve)
 

@@ -86,7 +86,11 @@ class Settings(BaseSettings):
     datastore_project: str = Field(
         "", description="Project of Cloud Datastore; empty skips the Datastore write."
     )
-    datastore_namespace: str = Field("", description="Datastore namespace ('' = default).")
+    datastore_namespace: str = Field(
+        "",
+        description="Datastore namespace of a tenant's neighbour lists: '' = one named after "
+        "the tenant, '{tenant}' is replaced by it (simrec.core.tenancy.datastore_namespace).",
+    )
     bigquery_location: str = Field("EU", description="Location of the BigQuery export job.")
     export_timeout_seconds: float = Field(
         480.0, gt=0, description="How long the export function waits for its BigQuery job."

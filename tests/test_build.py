@@ -163,7 +163,8 @@ def test_recommend_image_ships_the_prebuilt_kernel(built) -> None:
     assert any(re.fullmatch(r"simrec/core/_scoring\.cpython-311-x86_64-linux-gnu\.so", n)
                for n in names)  # fmt: skip
     dockerfile = (folder / "Dockerfile").read_text()
-    assert "--no-deps /tmp/wheels/*.whl" in dockerfile and "--target=recommend" in dockerfile
+    assert "--no-deps /tmp/wheels/*.whl" in dockerfile
+    assert "python -m simrec.serving.server" in dockerfile  # the production server
     assert (folder / "main.py").read_bytes() == (REPO / "functions/recommend/main.py").read_bytes()
 
 

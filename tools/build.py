@@ -254,7 +254,9 @@ RUN pip install --no-cache-dir -r requirements.txt \\
     && rm -rf /tmp/wheels
 
 ENV PORT=8080
-CMD exec functions-framework --target=recommend --host=0.0.0.0 --port=$PORT
+# The production server of simrec/serving/server.py (uvicorn event loop; chosen by
+# bench/http_load.py), the same one `simrec serve` runs. WORKERS: one per vCPU.
+CMD exec python -m simrec.serving.server --host=0.0.0.0 --port=$PORT
 """
 
 
