@@ -86,24 +86,25 @@ def remove(uri: str, recursive: bool = False) -> None:
 
 # --- serving model ---------------------------------------------------------------
 def write_snapshot(models_root: str, tenant: str, snapshot: ModelSnapshot) -> str:
-    """Write a complete version (metadata last), then point LATEST at it."""
-    version = snapshot.version
-    if not version:
-        raise ValueError("snapshot metadata has no version")
-    folder = layout.model_version(models_root, tenant, version)
-    for name, content in snapshot.to_files().items():
-        write_bytes(layout.join(folder, name), content)
-    write_bytes(layout.latest_pointer(models_root, tenant), version.encode())
-    return folder
+    """Write a complete version and publish it explicitly (tests and tools): the policy
+    lives in :mod:`simrec.publishing`; pipelines call it directly."""
+    from simrec import publishing
+
+    return publishing.publish_version(models_root, tenant, snapshot, publish=True).folder
 
 
 def latest_version(models_root: str, tenant: str) -> str | None:
-    """The version LATEST names, or None before the first model."""
+    """The version LATEST names, or None before the first model.
+
+    Its content is a path segment: anything but a valid name (``..``, a slash) raises
+    ``layout.BadName`` instead of being followed.
+    """
     uri = layout.latest_pointer(models_root, tenant)
     try:
-        return read_bytes(uri).decode().strip() or None
+        text = read_bytes(uri).decode(errors="replace").strip()
     except FileNotFoundError:
         return None
+    return layout.check_name(text, f"LATEST of tenant {tenant!r}") if text else None
 
 
 def read_snapshot(models_root: str, tenant: str, version: str) -> ModelSnapshot:

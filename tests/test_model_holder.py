@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import types
 from pathlib import Path
 
 import numpy as np
@@ -57,8 +58,12 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
         counts["load"] += 1
         return read(*args)
 
-    monkeypatch.setattr(model_holder.storage, "latest_version", counted_latest)
-    monkeypatch.setattr(model_holder.storage, "read_snapshot", counted_read)
+    # Only the holder's view of storage is counted: publishing reads LATEST too.
+    proxy = types.SimpleNamespace(
+        **{k: getattr(storage, k) for k in dir(storage) if not k.startswith("__")}
+    )
+    proxy.latest_version, proxy.read_snapshot = counted_latest, counted_read
+    monkeypatch.setattr(model_holder, "storage", proxy)
     return counts
 
 
