@@ -91,7 +91,8 @@ class RunParams:
         payload = {
             k: v
             for k, v in self.to_json().items()
-            if k not in ("tenant", "date", *RUN_CONTROL) and not (k in quality.OFF and v == quality.OFF[k])
+            if k not in ("tenant", "date", *RUN_CONTROL)
+            and not (k in quality.OFF and v == quality.OFF[k])
         }
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:8]
