@@ -93,7 +93,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     params = prepare(settings, date)
     with logs.redirected(str(workdir.log)):
-        summary = run_pipeline(settings, params, console=console, force=args.force)
+        summary = run_pipeline(
+            settings, params, console=console, force=args.force, publish=args.publish
+        )
     workdir.summary.write_text(json.dumps(summary, indent=2, sort_keys=True))
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
@@ -191,7 +193,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--catalog", help="item catalog Parquet (sku, category, in_stock, ...) for the model"
     )
-    p.add_argument("--force", action="store_true", help="recompute a run that exists")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="recompute a run that exists, as a new attempt (the served model stays until "
+        "the new one is complete)",
+    )
+    p.add_argument(
+        "--publish",
+        action="store_true",
+        help="serve this run even if it is an older night than the served model",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_run)
 

@@ -150,9 +150,9 @@ class Settings(BaseSettings):
     @field_validator("tenant")
     @classmethod
     def _tenant_is_a_path_segment(cls, value: str) -> str:
-        if not value or "/" in value or value.startswith("."):
-            raise ValueError("tenant must be a non-empty name without '/'")
-        return value
+        from simrec.core.layout import check_name
+
+        return check_name(value, "tenant")
 
     @cached_property
     def weights(self) -> ActionWeights:

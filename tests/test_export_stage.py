@@ -541,8 +541,11 @@ def test_on_message_exports_once_per_run(tmp_path: Path) -> None:
     )  # the deployment's quality settings are part of the run
     assert (first.action, first.run_id) == ("exported", expected.run_id)
     assert first.ids["rows_valid"] == 3 and first.ids["rows_rejected"] == 9
+    # A redelivery does not export again, but resumes the chain where it stopped (no
+    # similarities yet): the export manifest is re-emitted for the cluster stage.
     again = on_message(payload, settings, DuckDBWarehouse(), dt.date(2024, 3, 9))
-    assert again.action == "skipped"
+    assert (again.action, again.run_id) == ("resumed", first.run_id)
+    assert "re-emitted the export manifest" in again.reason
     with pytest.raises(BadEvent):
         on_message({"date": "March"}, settings, DuckDBWarehouse(), dt.date(2024, 3, 9))
 

@@ -18,7 +18,6 @@ from simrec import paths, storage
 from simrec.adapters.launch_ports import LaunchResult
 from simrec.core import layout
 from simrec.core.runs import RunParams
-from simrec.core.snapshot import METADATA_NAME
 
 
 class JobFailed(RuntimeError):
@@ -97,16 +96,8 @@ class LocalBeamLauncher:
         model_version: str,
         job_name: str,
     ) -> LaunchResult:
-        complete = layout.join(
-            layout.model_version(models_root, tenant, model_version), METADATA_NAME
-        )
-        if storage.exists(complete):
-            # A redelivery: the version is already published. Never move LATEST back to
-            # an older version; only repair a LATEST that was never written.
-            if storage.latest_version(models_root, tenant) is None:
-                storage.write_bytes(layout.latest_pointer(models_root, tenant),
-                                    model_version.encode())
-            return LaunchResult(job_name, "exists", {"model_version": model_version})
+        # A complete version is never launched again: the load stage decides that (and
+        # settles LATEST) through simrec.publishing before calling any launcher.
         cmd = [
             sys.executable,
             str(paths.beam_pipeline()),

@@ -8,11 +8,13 @@ from typing import Any, Literal
 
 from simrec.logs import get_logger
 
+Action = Literal["ignored", "skipped", "launched", "exported", "succeeded", "resumed", "failed"]
+
 
 @dataclass(frozen=True)
 class Decision:
     stage: str
-    action: Literal["ignored", "skipped", "launched", "exported", "succeeded", "failed"]
+    action: Action
     reason: str = ""
     run_id: str = ""
     tenant: str = ""

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from simrec import storage
+from simrec import publishing, storage
 from simrec.adapters.launch_ports import BeamLauncher
 from simrec.config import Settings
 from simrec.core import layout
 from simrec.core.runs import RunParams
-from simrec.stages.decisions import LAUNCH_ACTIONS, Decision
+from simrec.stages.decisions import LAUNCH_ACTIONS, Action, Decision
 
 STAGE = "dataflow_launch"
 
@@ -20,6 +20,13 @@ def job_name(params: RunParams) -> str:
 def on_object_finalized(
     bucket: str, name: str, settings: Settings, launcher: BeamLauncher
 ) -> Decision:
+    """Launch the load of a similarity run, unless its model version is complete.
+
+    Both outcomes are decided from the published state, through the one publishing
+    policy: a complete version is not loaded again (LATEST is settled, e.g. after a crash
+    between metadata and LATEST), and a launch that fails after the version became
+    complete (a load process killed after publishing) is a success.
+    """
     kind = layout.classify_object(name)
     if kind is None or kind[0] != "similarities":
         return Decision(STAGE, "ignored", reason=f"not a similarity manifest: {name}")
@@ -27,13 +34,29 @@ def on_object_finalized(
     manifest_uri = storage.object_uri(bucket, name)
     manifest = storage.read_json(manifest_uri)
     params = RunParams.from_json(manifest["params"])
-    result = launcher.launch(
-        similarities_uri=manifest_uri.rsplit("/", 1)[0],
-        models_root=settings.models_root,
-        tenant=tenant,
-        model_version=run_id,
-        job_name=job_name(params),
-    )
+    models_root = settings.models_root
+
+    def published(action: Action, reason: str) -> Decision:
+        settled = publishing.settle_latest(models_root, tenant, run_id, publish=params.publish)
+        return Decision(
+            STAGE, action, reason=f"{reason}; {settled.reason}", run_id=run_id, tenant=tenant,
+            ids={"model_version": run_id, "latest": settled.latest},
+        )
+
+    if publishing.is_complete(models_root, tenant, run_id):
+        return published("skipped", "model version already published")
+    try:
+        result = launcher.launch(
+            similarities_uri=manifest_uri.rsplit("/", 1)[0],
+            models_root=models_root,
+            tenant=tenant,
+            model_version=run_id,
+            job_name=job_name(params),
+        )
+    except Exception as exc:
+        if not publishing.is_complete(models_root, tenant, run_id):
+            raise
+        return published("succeeded", f"the load ended with an error after publishing: {exc}")
     return Decision(
         STAGE,
         LAUNCH_ACTIONS[result.state],

@@ -6,10 +6,13 @@ import datetime as dt
 from typing import Any
 
 from simrec.config import Settings
+from simrec.core import layout
 from simrec.core.runs import RunParams
 from simrec.stages.cloudevents import BadEvent
 
-_ALLOWED = {"tenant", "date", "window_days", "threshold", "top_k", "seed"}
+_ALLOWED = {"tenant", "date", "window_days", "threshold", "top_k", "seed", "force", "publish"}
+#: How a request asks to carry the run out (read by the export stage, not run_params).
+CONTROL_FIELDS = ("force", "publish")
 
 
 def run_params(payload: dict[str, Any], settings: Settings, today: dt.date) -> RunParams:
@@ -33,8 +36,10 @@ def run_params(payload: dict[str, Any], settings: Settings, today: dt.date) -> R
     except ValueError:
         raise BadEvent(f"field 'date' must be YYYY-MM-DD, got {payload['date']!r}") from None
     tenant = get("tenant", str, settings.tenant)
-    if not tenant or "/" in tenant:
-        raise BadEvent(f"field 'tenant' must be a name without '/', got {tenant!r}")
+    try:
+        layout.check_name(tenant, "field 'tenant'")
+    except layout.BadName as exc:
+        raise BadEvent(str(exc)) from None
     window_days = get("window_days", int, settings.window_days)
     threshold = get("threshold", float, settings.threshold)
     top_k = get("top_k", int, settings.top_k)
@@ -44,7 +49,11 @@ def run_params(payload: dict[str, Any], settings: Settings, today: dt.date) -> R
         raise BadEvent("field 'threshold' must be between 0 and 1")
     if not 1 <= top_k <= 1000:
         raise BadEvent("field 'top_k' must be between 1 and 1000")
+    for name in CONTROL_FIELDS:
+        if not isinstance(payload.get(name, False), bool):
+            raise BadEvent(f"field {name!r} must be true or false, got {payload[name]!r}")
     return RunParams(
+        publish=bool(payload.get("publish", False)),
         tenant=tenant,
         date=date,
         window_days=window_days,
