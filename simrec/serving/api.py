@@ -71,6 +71,7 @@ import numpy as np
 import orjson
 
 from simrec.config import Settings
+from simrec.core import events
 from simrec.core.actions import Action
 from simrec.serving.datastore_backend import (
     DatastoreNeighbours,
@@ -86,7 +87,7 @@ Params = dict[str, list[str]]
 
 DEFAULT_N = 10
 MAX_QUERY_BYTES = 16_384
-MAX_SKU_LENGTH = 256
+MAX_SKU_LENGTH = events.MAX_SKU_LENGTH  # one limit: export rejects longer skus
 MAX_OPEN_TENANTS = 64  # with serving_tenants='*': holders kept at most
 BECAUSE_K = 3
 SKU_LISTS: tuple[tuple[str, str], ...] = (
