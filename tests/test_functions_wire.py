@@ -11,6 +11,7 @@ Every delivery happens twice: one job, one manifest, one launch.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -195,6 +196,26 @@ def test_export_function_on_bigquery_runs_one_job_for_two_deliveries(
     assert params["start_date"]["parameterType"]["type"] == "DATE"
     assert params["start_date"]["parameterValue"]["value"] == PARAMS.start_date.isoformat()
     assert _export_manifest_exists()
+
+
+def test_forced_rerun_is_a_new_attempt_with_its_own_bigquery_job(
+    gcp_env, fake_bigquery, decision_log
+) -> None:
+    client = _function("export")
+    forced = make_pubsub_event(PROJECT, "nightly", {"date": RUN_DATE.isoformat(), "force": True})
+    assert _post(client, _nightly()).status_code == 200
+    assert _post(client, forced).status_code == 200
+
+    first, second = decisions(decision_log)
+    attempt = dataclasses.replace(PARAMS, attempt=1)
+    assert (first["action"], first["run_id"]) == ("exported", PARAMS.run_id)
+    assert (second["action"], second["run_id"]) == ("exported", attempt.run_id)
+    assert [b["jobReference"]["jobId"] for b in fake_bigquery.inserts] == [
+        f"simrec-export-{PARAMS.key}", f"simrec-export-{PARAMS.key}-a1"
+    ]
+    refresh_gcsfs()
+    for params in (PARAMS, attempt):  # the first attempt's manifest is kept
+        assert storage.exists(layout.export_manifest(f"gs://{BUCKET}", "default", params.run_id))
 
 
 def test_export_function_failure_leaves_no_manifest_and_redelivery_reruns(
