@@ -295,6 +295,8 @@ def test_dataflow_launch_function_launches_one_job_and_skips_published_versions(
     launched, running, published = decisions(decision_log)
     assert launched["action"] == "launched" and launched["ids"]["job_name"] == job_name(PARAMS)
     assert running["action"] == published["action"] == "skipped"
+    # the complete version was never pointed at (the stub job wrote no LATEST): repaired
+    assert storage.latest_version(f"gs://{BUCKET}", "default") == PARAMS.run_id
     assert len(grpc_stub.launch_requests) == 1 and grpc_stub.flex_jobs_started == 1
     param = grpc_stub.launch_requests[0].launch_parameter
     assert param.job_name == job_name(PARAMS)
@@ -305,6 +307,30 @@ def test_dataflow_launch_function_launches_one_job_and_skips_published_versions(
         "tenant": "default",
         "model_version": PARAMS.run_id,
     }
+
+
+def test_dataflow_launch_redelivery_of_an_older_night_never_moves_latest_back(
+    gcp_env, gcs, grpc_stub, decision_log
+) -> None:
+    bucket = gcs.client().bucket(BUCKET)
+    newer = dataclasses.replace(PARAMS, date=RUN_DATE + dt.timedelta(days=1))
+    for params in (PARAMS, newer):
+        meta = {"version": params.run_id, "params": params.to_json(),
+                "created_at": f"{params.date}T02:00:00Z"}  # fmt: skip
+        bucket.blob(f"models/default/{params.run_id}/metadata.json").upload_from_string(
+            json.dumps(meta).encode()
+        )
+    bucket.blob("models/default/LATEST").upload_from_string(newer.run_id.encode())
+    refresh_gcsfs()
+    name = f"similarities/default/{PARAMS.run_id}/_MANIFEST.json"
+    body = {"stage": "similarities", "run_id": PARAMS.run_id, "tenant": "default",
+            "params": PARAMS.to_json()}  # fmt: skip
+    assert _post(_function("dataflow_launch"), _storage_event(gcs, name, json.dumps(body).encode())
+                 ).status_code == 200
+    [skipped] = decisions(decision_log)
+    assert skipped["action"] == "skipped" and "kept aside" in skipped["reason"]
+    assert bucket.blob("models/default/LATEST").download_as_bytes() == newer.run_id.encode()
+    assert grpc_stub.launch_requests == []
 
 
 def test_pubsub_event_payload_roundtrip() -> None:
