@@ -222,3 +222,27 @@ def test_no_export_manifest_describes_a_missing_day(events, tmp_path):
     assert not storage.exists(layout.export_manifest(root, TENANT, params.run_id))
     manifest = run_export(params, DuckDBWarehouse(), str(events), "plain", root)
     assert manifest["days"] and storage.exists(layout.export_manifest(root, TENANT, params.run_id))
+
+
+@pytest.mark.parametrize("tenant", ["default", "t" * 100])
+def test_every_idempotency_key_derives_from_run_id_and_attempt(tenant):
+    import dataclasses
+
+    from simrec.adapters.gcp.bigquery import job_id
+    from simrec.adapters.gcp.dataproc import dataproc_request_id
+    from simrec.core.runs import RunParams, attempt_id, parse_attempt
+    from simrec.stages.load import job_name
+
+    first = RunParams(tenant, NIGHT)
+    attempts = [dataclasses.replace(first, attempt=n) for n in range(3)]
+    assert [p.run_id for p in attempts] == [attempt_id(first.night_id, n) for n in range(3)]
+    assert [parse_attempt(p.run_id, first.night_id) for p in attempts] == [0, 1, 2]
+    assert len({p.params_hash for p in attempts}) == 1  # the same computation
+    for ids in (
+        [job_id(p) for p in attempts],
+        [job_name(p) for p in attempts],
+        [dataproc_request_id(f"simrec-dimsum-{p.key}") for p in attempts],
+    ):
+        assert len(set(ids)) == 3, ids
+    assert all(len(job_name(p)) <= 63 for p in attempts)
+    assert job_id(first) == f"simrec-export-{first.key}"  # first attempts keep their ids

@@ -128,8 +128,10 @@ def killed(stage: str | None, scratch: Path):
 
 
 def run(events: Path, workdir: Path, *extra: str) -> int:
-    return main(["run", "--events", str(events), "--workdir", str(workdir), "--engine", "local",
-                 "--date", NIGHT.isoformat(), "--window-days", str(WINDOW_DAYS), *extra])  # fmt: skip
+    return main([
+        "run", "--events", str(events), "--workdir", str(workdir), "--engine", "local",
+        "--date", NIGHT.isoformat(), "--window-days", str(WINDOW_DAYS), *extra,
+    ])  # fmt: skip
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from simrec import publishing, storage
 from simrec.adapters.launch_ports import BeamLauncher
 from simrec.config import Settings
@@ -13,8 +15,15 @@ STAGE = "dataflow_launch"
 
 
 def job_name(params: RunParams) -> str:
-    """Dataflow job names: [a-z]([-a-z0-9]*[a-z0-9])?, at most 63 characters here."""
-    return f"simrec-load-{params.key}"[:63].rstrip("-")
+    """Dataflow job names: [a-z]([-a-z0-9]*[a-z0-9])?, at most 63 characters here.
+
+    A longer name keeps a hash of the whole key, so attempts never share a job name.
+    """
+    name = f"simrec-load-{params.key}"
+    if len(name) <= 63:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    return f"{name[:52].rstrip('-')}-{digest}"
 
 
 def on_object_finalized(
