@@ -31,9 +31,14 @@ class BadName(ValueError):
     """A tenant, run id or version that is not a safe path segment."""
 
 
+def is_name(value: object) -> bool:
+    """Whether ``value`` is a safe path segment (see ``NAME_PATTERN``)."""
+    return isinstance(value, str) and bool(NAME_PATTERN.match(value)) and ".." not in value
+
+
 def check_name(value: str, what: str = "name") -> str:
     """``value`` if it is a safe path segment (see ``NAME_PATTERN``), else ``BadName``."""
-    if not isinstance(value, str) or not NAME_PATTERN.match(value) or ".." in value:
+    if not is_name(value):
         raise BadName(
             f"{what} {value!r} is not a valid name: use letters, digits, '.', '_' and '-' "
             "(starting with a letter or digit, no '..', at most 128 characters)"
@@ -102,6 +107,6 @@ def classify_object(name: str) -> tuple[str, str, str] | None:
         found = "export", parts[-4], parts[-2]
     elif parts[-4] == "similarities":
         found = "similarities", parts[-3], parts[-2]
-    if found is None or not all(NAME_PATTERN.match(p) and ".." not in p for p in found[1:]):
+    if found is None or not all(is_name(p) for p in found[1:]):
         return None
     return found

@@ -71,7 +71,7 @@ import numpy as np
 import orjson
 
 from simrec.config import Settings
-from simrec.core import events
+from simrec.core import events, layout
 from simrec.core.actions import Action
 from simrec.serving.datastore_backend import (
     DatastoreNeighbours,
@@ -103,7 +103,6 @@ SIMILAR_PARAMS = ("sku", "n", "exclude", "in_stock_only", "category", "tenant")
 HEALTH_PARAMS = ("tenant",)
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 _DIGITS = re.compile(r"[0-9]+")
-_TENANT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}")
 _EMPTY_I32 = np.zeros(0, dtype=np.int32)
 _STATUS = {
     200: "200 OK",
@@ -350,7 +349,7 @@ class ServingApp:
         raw = single(params, "tenant")
         tenant = self.tenant if raw is None else raw.strip()
         known = tenant == self.tenant or tenant in self.tenants
-        if not known and not (self.any_tenant and _TENANT.fullmatch(tenant)):
+        if not known and not (self.any_tenant and layout.is_name(tenant)):
             raise BadRequest("tenant", f"unknown tenant {tenant[:64]!r}", 404)
         model = self._holder(tenant).get()
         if model is None:
