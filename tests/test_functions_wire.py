@@ -205,11 +205,13 @@ def test_forced_rerun_is_a_new_attempt_with_its_own_bigquery_job(
     forced = make_pubsub_event(PROJECT, "nightly", {"date": RUN_DATE.isoformat(), "force": True})
     assert _post(client, _nightly()).status_code == 200
     assert _post(client, forced).status_code == 200
+    assert _post(client, forced).status_code == 200  # redelivered: same event id
 
-    first, second = decisions(decision_log)
+    first, second, redelivered = decisions(decision_log)
     attempt = dataclasses.replace(PARAMS, attempt=1)
     assert (first["action"], first["run_id"]) == ("exported", PARAMS.run_id)
     assert (second["action"], second["run_id"]) == ("exported", attempt.run_id)
+    assert (redelivered["action"], redelivered["run_id"]) == ("resumed", attempt.run_id)
     assert [b["jobReference"]["jobId"] for b in fake_bigquery.inserts] == [
         f"simrec-export-{PARAMS.key}", f"simrec-export-{PARAMS.key}-a1"
     ]

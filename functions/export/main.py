@@ -23,6 +23,9 @@ def export(cloud_event: CloudEvent) -> Decision:
         settings = Settings()
         payload = pubsub_payload(cloud_event)
         today = dt.datetime.now(dt.UTC).date()
-        return stage.on_message(payload, settings, build_adapters(settings).warehouse, today)
+        return stage.on_message(
+            payload, settings, build_adapters(settings).warehouse, today,
+            message_id=str(cloud_event["id"]),  # the Pub/Sub message id: same on redelivery
+        )  # fmt: skip
 
     return guarded(stage.STAGE, work)

@@ -110,6 +110,7 @@ def on_message(
     settings: Settings,
     warehouse: Warehouse,
     today: dt.date,
+    message_id: str = "",
 ) -> Decision:
     """The nightly message -> the first stage of the run that is not complete.
 
@@ -117,13 +118,16 @@ def on_message(
     manifest of the last complete stage (rewriting it: a new generation, hence a new
     storage event) so the next stage runs, or settle LATEST; a complete run is skipped.
     ``"force": true`` starts a new attempt from the export, beside the earlier ones
-    (nothing served is removed). A redelivered message while a stage runs re-emits an
-    event whose job ids (derived from run id + attempt) find the running job.
+    (nothing served is removed); its redelivery (same ``message_id``) resumes that
+    attempt. A redelivered message while a stage runs re-emits an event whose job ids
+    (derived from run id + attempt) find the running job.
     """
     params = run_params(payload, settings, today)
+    stage: progress.Stage | None = "export"
     if payload.get("force"):
-        params = progress.start_forced(settings, params)
-        stage: progress.Stage | None = "export"
+        params, new = progress.start_forced(settings, params, message_id)
+        if not new:
+            stage = progress.first_incomplete(settings, params)
     else:
         params = progress.current(settings, params)
         stage = progress.first_incomplete(settings, params)

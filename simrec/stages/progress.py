@@ -46,22 +46,38 @@ def current(settings: Settings, params: RunParams) -> RunParams:
     return dataclasses.replace(params, attempt=started[-1] if started else 0)
 
 
-def start_forced(settings: Settings, params: RunParams) -> RunParams:
-    """A new attempt after every existing one; its marker is written at once."""
+def start_forced(
+    settings: Settings, params: RunParams, request_id: str = ""
+) -> tuple[RunParams, bool]:
+    """``(params at a new attempt, True)``, its marker written at once; or, when the latest
+    attempt was started by this same request (a redelivered message: same
+    ``request_id``), ``(params at that attempt, False)``, so a redelivery starts nothing new."""
     started = attempts(settings, params)
+    if started and request_id:
+        last = dataclasses.replace(params, attempt=started[-1])
+        try:
+            marker = storage.read_json(_marker(settings, last))
+        except (FileNotFoundError, ValueError):
+            marker = {}
+        if marker.get("request_id") == request_id:
+            return last, False
     forced = dataclasses.replace(params, attempt=(started[-1] + 1) if started else 1)
-    marker = layout.join(
-        layout.export_run(settings.data_uri, forced.tenant, forced.run_id), ATTEMPT_NAME
-    )
     storage.write_json(
-        marker,
+        _marker(settings, forced),
         {
             "run_id": forced.run_id,
             "attempt": forced.attempt,
+            "request_id": request_id,
             "requested_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         },
     )
-    return forced
+    return forced, True
+
+
+def _marker(settings: Settings, params: RunParams) -> str:
+    return layout.join(
+        layout.export_run(settings.data_uri, params.tenant, params.run_id), ATTEMPT_NAME
+    )
 
 
 def missing_days(manifest: dict) -> list[str]:
