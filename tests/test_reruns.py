@@ -164,6 +164,24 @@ def test_crashed_similarity_stage_then_the_identical_command_resumes_it(events, 
     assert served(workdir) == summary(workdir)["model_version"]
 
 
+@pytest.mark.spark
+def test_killed_spark_job_then_the_identical_command_resumes_it(events, tmp_path, monkeypatch):
+    workdir = tmp_path / "w"
+    script = tmp_path / "killed_spark.py"
+    script.write_text("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    real = paths.spark_job()
+    monkeypatch.setattr(paths, "spark_job", lambda: script)
+    argv = ["--engine", "spark"]
+    assert run(events, workdir, *argv) == 1
+    assert served(workdir) is None
+    monkeypatch.setattr(paths, "spark_job", lambda: real)
+    assert run(events, workdir, *argv) == 0
+    assert decisions(workdir) == [
+        ("export", "resumed"), ("cluster", "succeeded"), ("dataflow_launch", "succeeded")
+    ]
+    assert served(workdir) == summary(workdir)["model_version"]
+
+
 def test_a_complete_run_rerun_is_skipped(events, tmp_path):
     workdir = tmp_path / "w"
     assert run(events, workdir) == 0
