@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from simrec.core import quality
-from simrec.core.actions import ActionWeights
+from simrec.core.params import ModelParams
 
 #: RunParams fields that control how a run is carried out and never change its run id hash.
 RUN_CONTROL: tuple[str, ...] = ("attempt", "publish")
@@ -32,22 +32,16 @@ def parse_attempt(run_id: str, night_id: str) -> int | None:
 
 @dataclass(frozen=True)
 class RunParams:
-    """Everything that decides a run's output. Same params -> same ``run_id``."""
+    """Everything that decides a run's output. Same params -> same ``run_id``.
+
+    A run is a tenant's window of days (``window_days`` before ``date``) and the model's
+    parameters (:class:`~simrec.core.params.ModelParams`, declared once there).
+    """
 
     tenant: str
     date: dt.date
     window_days: int = 30
-    threshold: float = 0.1
-    top_k: int = 100
-    seed: int = 42
-    max_items_per_user: int = 500
-    min_items_per_user: int = 2
-    weights: ActionWeights = field(default_factory=ActionWeights)
-    # Quality features (simrec.core.quality); the defaults switch them off.
-    half_life_days: float = 0.0
-    user_weighting: str = "none"
-    user_alpha: float = 0.5
-    shrinkage: float = 0.0
+    model: ModelParams = field(default_factory=ModelParams)
     # How the run is carried out, not what it computes (left out of the params hash):
     # ``attempt`` > 0 is a forced recomputation of the night, written beside the earlier
     # attempts (see attempt_id); ``publish`` asks to move LATEST to it even when it is
@@ -72,17 +66,27 @@ class RunParams:
         return [self.start_date + dt.timedelta(days=i) for i in range(self.window_days)]
 
     def to_json(self) -> dict:
-        data = asdict(self)
-        data["date"] = self.date.isoformat()
-        data["weights"] = self.weights.as_dict()
-        return data
+        """Flat: tenant, date, window_days, attempt, publish and the model's fields (the
+        manifests' shape)."""
+        return {
+            "tenant": self.tenant,
+            "date": self.date.isoformat(),
+            "window_days": self.window_days,
+            "attempt": self.attempt,
+            "publish": self.publish,
+            **self.model.to_json(),
+        }
 
     @classmethod
     def from_json(cls, data: dict) -> RunParams:
         data = dict(data)
-        data["date"] = dt.date.fromisoformat(data["date"])
-        data["weights"] = ActionWeights.from_dict(data.get("weights", {}))
-        return cls(**data)
+        run = {
+            k: data.pop(k)
+            for k in ("tenant", "date", "window_days", *RUN_CONTROL)
+            if k in data
+        }
+        run["date"] = dt.date.fromisoformat(run["date"])
+        return cls(**run, model=ModelParams.from_json(data))
 
     @property
     def params_hash(self) -> str:
