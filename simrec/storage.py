@@ -7,6 +7,7 @@ signal that everything it describes is complete.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -66,21 +67,24 @@ def write_bytes(uri: str, data: bytes) -> None:
 Token = Any
 
 
+@functools.lru_cache(maxsize=4)
+def _gcs_client(emulator: str, project: str) -> Any:
+    from google.cloud import storage as gcs
+
+    if emulator:  # the client reads STORAGE_EMULATOR_HOST itself; no credentials there
+        from google.auth.credentials import AnonymousCredentials
+
+        return gcs.Client(project=project or "local", credentials=AnonymousCredentials())
+    return gcs.Client()
+
+
 def _gcs_blob(uri: str) -> Any:
     """The google-cloud-storage blob of a ``gs://`` URI (gcsfs has no generation
     preconditions). Honours ``STORAGE_EMULATOR_HOST`` without credentials."""
-    from google.cloud import storage as gcs
-
     bucket, _, name = uri[len("gs://"):].partition("/")
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
-        from google.auth.credentials import AnonymousCredentials
-
-        client = gcs.Client(
-            project=os.environ.get("GOOGLE_CLOUD_PROJECT", "local"),
-            credentials=AnonymousCredentials(),
-        )
-    else:
-        client = gcs.Client()
+    client = _gcs_client(
+        os.environ.get("STORAGE_EMULATOR_HOST", ""), os.environ.get("GOOGLE_CLOUD_PROJECT", "")
+    )
     return client.bucket(bucket).blob(name)
 
 
