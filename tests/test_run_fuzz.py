@@ -22,7 +22,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from simrec import paths, publishing, similarity_output, storage
@@ -35,7 +35,8 @@ pytestmark = pytest.mark.slow
 NIGHT = dt.date(2024, 3, 21)
 WINDOW_DAYS = 10
 TENANT = "default"
-KILLS = (None, "similarity", "load", "load_after_publishing")
+KILLS = (None, "export", "similarity", "load", "load_after_publishing")
+FAILING = ("export", "similarity", "load")  # kills the command reports as a failure
 
 #: Always present: six shoppers who each viewed five items, so every run has a model.
 BASE = [(f"u{u}", f"s{s}", "browsed", f"{NIGHT - dt.timedelta(days=1 + s)}T10:00:00Z")
@@ -101,10 +102,23 @@ def check_served(workdir: Path, before: str | None = None) -> str | None:
 
 @contextlib.contextmanager
 def killed(stage: str | None, scratch: Path):
-    """Make one stage die: the in-process similarity raises; the Beam load is a process
-    that SIGKILLs itself, before or after running the real load."""
+    """Make one stage die: the export after writing its day folders (before its manifest)
+    and the in-process similarity raise; the Beam load is a process that SIGKILLs itself,
+    before or after running the real load."""
     if stage is None:
         yield
+        return
+    if stage == "export":
+        from simrec.adapters.warehouse_local import DuckDBWarehouse
+
+        real_export = DuckDBWarehouse.export
+
+        def export_then_die(self, *args, **kwargs):
+            real_export(self, *args, **kwargs)
+            raise RuntimeError("export function killed before its manifest")
+
+        with mock.patch.object(DuckDBWarehouse, "export", export_then_die):
+            yield
         return
     if stage == "similarity":
         def die(*args, **kwargs):
@@ -134,7 +148,15 @@ def run(events: Path, workdir: Path, *extra: str) -> int:
     ])  # fmt: skip
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def _with_every_kill(test):
+    """Every kill, first and on the forced rerun, at least once besides the random draws."""
+    for first, forced in zip(KILLS, KILLS[1:] + KILLS[:1], strict=True):
+        test = example(extra=[], first_kill=first, force_kill=forced)(test)
+    return test
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@_with_every_kill
 @given(
     extra=st.lists(_rows, max_size=40),
     first_kill=st.sampled_from(KILLS),
@@ -154,7 +176,7 @@ def test_counts_add_up_and_the_served_model_is_always_complete(extra, first_kill
 
         with killed(first_kill, scratch):
             code = run(events, workdir)
-        assert code == (1 if first_kill in ("similarity", "load") else 0)
+        assert code == (1 if first_kill in FAILING else 0)
         check_served(workdir)
 
         assert run(events, workdir) == 0  # the identical command finishes the run
@@ -165,7 +187,7 @@ def test_counts_add_up_and_the_served_model_is_always_complete(extra, first_kill
 
         with killed(force_kill, scratch):
             code = run(events, workdir, "--force")
-        assert code == (1 if force_kill in ("similarity", "load") else 0)
+        assert code == (1 if force_kill in FAILING else 0)
         after = check_served(workdir, before=served)
         if code == 0:
             forced = json.loads((workdir / "summary.json").read_text())
