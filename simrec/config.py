@@ -161,9 +161,9 @@ class Settings(BaseSettings):
     @field_validator("tenant")
     @classmethod
     def _tenant_is_a_path_segment(cls, value: str) -> str:
-        if not value or "/" in value or value.startswith("."):
-            raise ValueError("tenant must be a non-empty name without '/'")
-        return value
+        from simrec.core.tenancy import check_tenant
+
+        return check_tenant(value)
 
     @model_validator(mode="after")
     def _model_is_valid(self) -> Settings:

@@ -1,33 +1,34 @@
 """The rules that turn a tenant (shop) name into storage names, in one place.
 
 * ``check_tenant``: a tenant name is used as a path segment (``models/<tenant>/``) and as a
-  Datastore namespace, so it must be safe as both: 1-63 characters of ``A-Z a-z 0-9 _ . -``,
-  starting with a letter or digit (so never ``.``/``..``, never a ``__reserved__``
-  Datastore namespace, never a separator).
+  Datastore namespace, so it must be safe as both: a name by the one rule for path
+  segments (``layout.check_name``: never ``..``, never a separator, never a leading ``_``,
+  so never a ``__reserved__`` namespace) of at most 63 characters.
 * ``datastore_namespace``: the namespace a tenant's neighbour lists live in, used by the
   Beam load when it writes them and by serving when it reads them.
 """
 
 from __future__ import annotations
 
-import re
+from simrec.core import layout
 
-TENANT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+#: A tenant is a name (``layout.NAME_PATTERN``: a safe path segment) of at most this many
+#: characters, so ``{tenant}`` namespace templates and job names derived from it fit.
+MAX_TENANT_LENGTH = 63
 TENANT_PLACEHOLDER = "{tenant}"
 
 
-def is_tenant_name(name: str) -> bool:
-    return TENANT_PATTERN.fullmatch(name) is not None
+def is_tenant_name(name: object) -> bool:
+    return layout.is_name(name) and len(name) <= MAX_TENANT_LENGTH  # type: ignore[arg-type]
 
 
 def check_tenant(name: str) -> str:
-    """``name`` if it is a valid tenant name, else ValueError (one line, names the rule)."""
-    if not is_tenant_name(name):
-        raise ValueError(
-            f"invalid tenant name {name[:64]!r}: 1-63 characters of letters, digits, '_', "
-            "'.', '-', starting with a letter or digit"
+    """``name`` if it is a valid tenant name, else ``layout.BadName`` (one line)."""
+    if isinstance(name, str) and len(name) > MAX_TENANT_LENGTH:
+        raise layout.BadName(
+            f"tenant {name[:64]!r}... is longer than {MAX_TENANT_LENGTH} characters"
         )
-    return name
+    return layout.check_name(name, "tenant")
 
 
 def datastore_namespace(configured: str | None, tenant: str) -> str:

@@ -83,7 +83,7 @@ import orjson
 
 from simrec import storage
 from simrec.config import Settings
-from simrec.core import layout
+from simrec.core import events, layout
 from simrec.core.actions import Action
 from simrec.core.tenancy import (
     TENANT_PLACEHOLDER,
@@ -104,7 +104,7 @@ Response = tuple[dict[str, Any], int]
 Params = dict[str, list[str]]
 
 DEFAULT_N = 10
-MAX_SKU_LENGTH = 256
+MAX_SKU_LENGTH = events.MAX_SKU_LENGTH  # one limit: export rejects longer skus
 QUERY_OVERHEAD_BYTES = 4_096  # parameter names, n, flags, category, tenant, exclude
 MAX_OPEN_TENANTS = 64  # with serving_tenants='*': holders of other tenants kept (LRU)
 ENDPOINTS = ("/recommendations", "/similar", "/healthz", "/make_recommendation",

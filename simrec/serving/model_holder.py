@@ -26,7 +26,6 @@ import contextlib
 import gc
 import logging
 import math
-import re
 import sys
 import threading
 import time
@@ -36,7 +35,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from simrec import storage
-from simrec.core.layout import LATEST_NAME
 from simrec.core.scoring import Scorer, make_scorer, popularity_order
 from simrec.core.snapshot import ModelSnapshot
 from simrec.serving.catalog import ServingCatalog
@@ -46,9 +44,6 @@ log = logging.getLogger(__name__)
 MISSING_RETRY_SECONDS = 1.0
 LOAD_SWITCH_INTERVAL = 0.0002  # seconds; see _short_gil_slices
 FAILED_RETRY_SECONDS = 30.0  # before a first model: how often a failed version is retried
-# A model version name (LATEST's content, used as a path segment): no separators, no
-# leading dot, so it can never leave models/<tenant>/.
-VERSION_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -71,8 +66,6 @@ class LoadedModel:
 
     @classmethod
     def from_snapshot(cls, version: str, snapshot: ModelSnapshot) -> LoadedModel:
-        if not np.isfinite(snapshot.scores).all():
-            raise ValueError(f"model {version!r} has non-finite similarity scores")
         if snapshot.version and snapshot.version != version:
             log.warning("LATEST names %r but its metadata says %r", version, snapshot.version)
         sku_index = {sku: i for i, sku in enumerate(snapshot.skus)}
@@ -249,12 +242,6 @@ class ModelHolder:
             return
         current = self._model
         if version is None or (current is not None and current.version == version):
-            return
-        if not VERSION_PATTERN.fullmatch(version):  # LATEST's content becomes a path
-            log.error(
-                "%s of tenant %r names %r, not a version name; still serving %r",
-                LATEST_NAME, self.tenant, version[:80], current.version if current else None,
-            )
             return
         failed = self._failed
         # Without a model LATEST is checked every second: not a reload each time.

@@ -12,11 +12,13 @@ from simrec.logs import get_logger
 #: log-based alert of terraform/modules/monitoring/job_alerts.tf matches this value.
 JOB_GAVE_UP_ALERT = "simrec-job-gave-up"
 
+Action = Literal["ignored", "skipped", "launched", "exported", "succeeded", "resumed", "failed"]
+
 
 @dataclass(frozen=True)
 class Decision:
     stage: str
-    action: Literal["ignored", "skipped", "launched", "exported", "succeeded", "failed"]
+    action: Action
     reason: str = ""
     run_id: str = ""
     tenant: str = ""
