@@ -7,14 +7,16 @@ from simrec.adapters.launch_ports import BeamLauncher
 from simrec.config import Settings
 from simrec.core import layout
 from simrec.core.runs import RunParams
+from simrec.deploy_contract import DATAFLOW_JOB_PREFIX
 from simrec.stages.decisions import LAUNCH_ACTIONS, Decision
 
 STAGE = "dataflow_launch"
 
 
 def job_name(params: RunParams) -> str:
-    """Dataflow job names: [a-z]([-a-z0-9]*[a-z0-9])?, at most 63 characters here."""
-    return f"simrec-load-{params.key}"[:63].rstrip("-")
+    """Dataflow job names: [a-z]([-a-z0-9]*[a-z0-9])?, at most 63 characters here; the
+    prefix is the one the failure alert matches (terraform/contract.json)."""
+    return f"{DATAFLOW_JOB_PREFIX}{params.key}"[:63].rstrip("-")
 
 
 def on_object_finalized(

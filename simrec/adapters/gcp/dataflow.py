@@ -21,6 +21,7 @@ from simrec.adapters.launch_ports import LaunchResult
 from simrec.config import Settings
 from simrec.core import layout
 from simrec.core.snapshot import METADATA_NAME
+from simrec.deploy_contract import DATAFLOW_STAGING_DIR, DATAFLOW_TEMP_DIR
 
 _JOB_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,62}[a-z0-9])?$")
 
@@ -173,8 +174,10 @@ class FlexTemplateLauncher:
 
         environment = dataflow_v1beta3.FlexTemplateRuntimeEnvironment(
             service_account_email=self.service_account,
-            temp_location=f"{self.staging_uri}/tmp" if self.staging_uri else "",
-            staging_location=f"{self.staging_uri}/staging" if self.staging_uri else "",
+            temp_location=f"{self.staging_uri}/{DATAFLOW_TEMP_DIR}" if self.staging_uri else "",
+            staging_location=(
+                f"{self.staging_uri}/{DATAFLOW_STAGING_DIR}" if self.staging_uri else ""
+            ),
             additional_user_labels={"simrec-stage": "load"},
         )
         request = dataflow_v1beta3.LaunchFlexTemplateRequest(
