@@ -956,7 +956,7 @@ def test_terraform_fmt_is_clean() -> None:
 
 
 # --- make deploy / destroy ----------------------------------------------------------------------
-def _make_dry_run(*args: str) -> list[str]:  # noqa: D103
+def _make_dry_run(*args: str) -> list[str]:
     if not shutil.which("make"):
         pytest.skip("make is not installed")
     done = subprocess.run(
@@ -1037,7 +1037,7 @@ def test_images_are_built_from_the_contexts_make_build_writes(tmp_path: Path) ->
     assert [c for c, _ in builds] == ["build/recommend", "build/flex"]
     for context, dockerfile in builds:
         folder = tmp_path / context.removeprefix("build/")
-        assert (folder / dockerfile).is_file(), f"{context}/{dockerfile} is not written by make build"
+        assert (folder / dockerfile).is_file(), f"make build writes no {context}/{dockerfile}"
 
 
 def test_make_destroy_destroys_with_the_same_variables() -> None:
