@@ -1,28 +1,10 @@
 # Alerts: one policy for a pipeline function that failed on an event, one for a failed job or
-# a dead-lettered event, one for the endpoint being down.
-#   - a function logged a "failed" decision (simrec.stages.decisions logs one JSON line per
-#     event; the field names and values come from terraform/contract.json, generated from
-#     simrec.deploy_contract, and tests/test_alert_filters.py runs this filter on real lines)
-#   - the Dataproc similarity job failed
-#   - the Dataflow load failed (job names start with the launcher's prefix, same contract)
-#   - an event was dead-lettered after every retry
+# a dead-lettered event, one for the endpoint being down. Their filters are in filters.tf.
 
 locals {
-  channels = [for c in google_monitoring_notification_channel.email : c.id]
-  # Cloud Run labels log entries with the SHORT service name (resource.labels.service_name).
-  service_filter = join(" OR ", [for s in values(var.function_services) : "\"${s}\""])
-  endpoint_host  = trimprefix(var.endpoint_url, "https://")
-  uptime_agent   = "serviceAccount:${var.monitoring_agent}"
-  c              = var.log_contract
-
-  # A log-match condition reads the log entries themselves: unlike a condition on a
-  # log-based metric, it needs no metric that becomes queryable only minutes after creation.
-  failed_decision_filter = join("\n", [
-    "resource.type=\"cloud_run_revision\"",
-    "resource.labels.service_name=(${local.service_filter})",
-    "severity=${local.c.failed_severity}",
-    "jsonPayload.${local.c.action_field}=\"${local.c.failed_action}\"",
-  ])
+  channels      = [for c in google_monitoring_notification_channel.email : c.id]
+  endpoint_host = trimprefix(var.endpoint_url, "https://")
+  uptime_agent  = "serviceAccount:${var.monitoring_agent}"
 }
 
 resource "google_monitoring_notification_channel" "email" {
@@ -56,7 +38,7 @@ resource "google_monitoring_alert_policy" "function_failed" {
   conditions {
     display_name = "A pipeline function logged a failed decision"
     condition_matched_log {
-      filter = local.failed_decision_filter
+      filter = local.filters.failed_decision
       label_extractors = {
         stage  = "EXTRACT(jsonPayload.${local.c.stage_field})"
         run_id = "EXTRACT(jsonPayload.${local.c.run_id_field})"
@@ -93,7 +75,7 @@ resource "google_monitoring_alert_policy" "run_failed" {
   conditions {
     display_name = "The Dataproc similarity job failed"
     condition_threshold {
-      filter          = "metric.type=\"dataproc.googleapis.com/cluster/job/failed_count\" AND resource.type=\"cloud_dataproc_cluster\" AND resource.label.cluster_name=starts_with(\"${var.dataproc_cluster_prefix}\")"
+      filter          = local.filters.dataproc_job_failed
       comparison      = "COMPARISON_GT"
       threshold_value = 0
       duration        = "0s"
@@ -107,7 +89,7 @@ resource "google_monitoring_alert_policy" "run_failed" {
   conditions {
     display_name = "The Dataflow load failed"
     condition_threshold {
-      filter          = "metric.type=\"dataflow.googleapis.com/job/is_failed\" AND resource.type=\"dataflow_job\" AND resource.label.job_name=starts_with(\"${local.c.dataflow_job_prefix}\")"
+      filter          = local.filters.dataflow_job_failed
       comparison      = "COMPARISON_GT"
       threshold_value = 0
       duration        = "0s"
@@ -121,7 +103,7 @@ resource "google_monitoring_alert_policy" "run_failed" {
   conditions {
     display_name = "An event was dead-lettered"
     condition_threshold {
-      filter          = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=\"${var.dead_letter_subscription}\""
+      filter          = local.filters.dead_lettered
       comparison      = "COMPARISON_GT"
       threshold_value = 0
       duration        = "0s"
