@@ -11,6 +11,7 @@ provider's Cloud Functions examples wait after granting the build account).
 
 from __future__ import annotations
 
+import json
 import re
 from functools import cache
 from typing import Any
@@ -205,3 +206,34 @@ def test_the_failed_function_alert_needs_no_fresh_log_metric() -> None:
 def block_of(body: dict, name: str) -> dict:
     (value,) = body[name]
     return value
+
+
+#: Resources that name an identity but use no grant when they are created (checked on use).
+NO_GRANT_AT_CREATION = {
+    # The template only names the Dataproc identity; the workflow that runs as it starts
+    # at night, long after the grants (module.dataproc depends on module.iam anyway).
+    "modules/dataproc:google_dataproc_workflow_template.dimsum":
+        "names the VM identity; used when a workflow is instantiated",
+    # Grants themselves (they are what the users wait for).
+    "modules/functions:google_cloud_run_v2_service_iam_member.trigger_invoker":
+        "a grant to the trigger identity, used by deliveries",
+}
+
+
+def test_every_resource_that_names_an_identity_is_listed() -> None:
+    """A new resource that names a service account or an agent is either in USERS (and so
+    checked to wait for its grants) or listed above with the reason it needs none."""
+    pattern = re.compile(r"var\.(service_accounts?|pubsub_agent|monitoring_agent)\b|"
+                         r"local\.uptime_agent|service_agent_authentication")  # fmt: skip
+    for rel in _rels():
+        if rel == IAM:
+            continue
+        for (kind, name), body in module(rel).resources.items():
+            address = f"{rel}:{kind}.{name}"
+            if pattern.search(" ".join(_strings(body))) or (
+                "service_agent_authentication" in json.dumps(body)
+            ):
+                assert address in USERS or address in NO_GRANT_AT_CREATION, (
+                    f"{address} names an identity: add it to USERS (with its grants and "
+                    "waits) or to NO_GRANT_AT_CREATION with the reason"
+                )
