@@ -237,3 +237,10 @@ def test_every_resource_that_names_an_identity_is_listed() -> None:
                     f"{address} names an identity: add it to USERS (with its grants and "
                     "waits) or to NO_GRANT_AT_CREATION with the reason"
                 )
+
+
+def test_the_graph_has_no_cycle() -> None:
+    """What terraform plan would refuse ("Cycle: ..."): no resource waits for itself."""
+    for rel in _rels():
+        for address in sorted(_all_resources(rel)):
+            assert address not in reachable(address), f"{address} depends on itself"
