@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from simrec.deploy_contract import FAILED_ACTION
 from simrec.logs import get_logger
 
 #: ``alert`` of the decision that gives a run up after its job's last attempt failed; the
@@ -28,7 +29,7 @@ class Decision:
     def log(self) -> Decision:
         fields = {k: v for k, v in asdict(self).items() if v not in ("", {}, None)}
         logger = get_logger()
-        if self.action == "failed":
+        if self.action == FAILED_ACTION:  # severity ERROR: FAILED_SEVERITY
             logger.error(f"{self.stage}: {self.action}", **fields)
         else:
             logger.info(f"{self.stage}: {self.action}", **fields)

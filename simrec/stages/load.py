@@ -9,6 +9,7 @@ from simrec.adapters.launch_ports import BeamLauncher
 from simrec.config import Settings
 from simrec.core import layout
 from simrec.core.runs import RunParams, attempt_key
+from simrec.deploy_contract import DATAFLOW_JOB_PREFIX
 from simrec.stages import jobs
 from simrec.stages.decisions import LAUNCH_ACTIONS, Action, Decision
 
@@ -22,9 +23,10 @@ def job_name(params: RunParams, attempt: int = 0) -> str:
     """Dataflow job names: [a-z]([-a-z0-9]*[a-z0-9])?, at most 63 characters here.
 
     A longer name keeps a readable prefix plus a hash of the whole name, so attempts
-    and runs never share a name (plain truncation would cut the ``-retry<n>`` suffix).
+    and runs never share a name (plain truncation would cut the ``-retry<n>`` suffix). The
+    prefix is the one the failure alert matches (terraform/contract.json).
     """
-    full = f"simrec-load-{attempt_key(params.key, attempt)}"
+    full = f"{DATAFLOW_JOB_PREFIX}{attempt_key(params.key, attempt)}"
     if len(full) <= JOB_NAME_MAX:
         return full
     digest = hashlib.sha256(full.encode()).hexdigest()[:12]
