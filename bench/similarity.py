@@ -465,7 +465,7 @@ def ratios(runs: list[dict[str, Any]]) -> dict[str, float]:
              ("spark-ours-exact", "mllib-exact")]
     out = {f"{a}/{b}": by[a] / by[b] for a, b in pairs if by.get(a) and by.get(b)}
     # The Spark job's similarity phase against the kernel on the same cores and sample.
-    phase = {r["contender"]: r["phases"]["similarity_s"] for r in runs if "phases" in r}
+    phase = {r["contender"]: r["phases"].get("similarity_s") for r in runs if "phases" in r}
     for name in ("spark-broadcast", "spark-shuffle"):
         if phase.get(name) and by.get("local"):
             out[f"{name} similarity phase/local"] = phase[name] / by["local"]
