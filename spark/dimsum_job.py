@@ -26,6 +26,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,14 @@ CELLS_PER_TASK = 2_000_000
 #: Rows a task turns into pair sums at once (whole users / whole items): bounds memory.
 CELLS_PER_CHUNK = 2_000_000
 PAIRS_PER_CHUNK = 4_000_000
+#: The similarity plans: ``broadcast`` (the compiled kernel over a broadcast matrix, in
+#: item-range tasks), ``shuffle`` (DIMSUM's pair shuffle) or ``auto`` (broadcast when the
+#: matrix has at most ``BROADCAST_MAX_CELLS`` cells).
+PLANS = ("auto", "broadcast", "shuffle")
+#: About 24 bytes a cell (CSR + CSC of the sampled matrix) in every executor: 0.5 GB.
+BROADCAST_MAX_CELLS = 20_000_000
+#: Item ranges per core in the broadcast plan (a few, so a slow range does not hold all).
+TASKS_PER_CORE = 4
 PARTIAL_SCHEMA = "a int, b int, fixed long, n long"
 NEIGHBORS_DDL = (
     "sku string, neighbors array<struct<sku: string, score: double, users: double>>, "
@@ -265,50 +274,33 @@ def _topk_fn(arrays: Any, scale: float, top_k: int, shrinkage: float) -> Any:
     return topk
 
 
-def fixed_point_bits(max_sq_norm: float) -> int:
-    """Bits of the fixed-point scale for exact, order-independent pair sums.
+# --- the run, step by step ----------------------------------------------------------
+@dataclass
+class Matrix:
+    """The matrix rule's result on Spark: kept cells, every cell (for item stats), counts."""
 
-    Every product ``s_i s_j`` is rounded to a multiple of ``2**-bits`` and summed as a
-    long: integer addition is associative, so a pair's sum (hence its rank) is the same
-    whatever the partitioning or shuffle order. By Cauchy-Schwarz a pair's sum is at most
-    ``max_sq_norm`` (the largest column norm of the kept, scaled entries), which keeps
-    the long below 2**61.
-    """
-    if not max_sq_norm > 0:
-        return 0
-    return int(min(1000, 60 - math.ceil(math.log2(max_sq_norm))))
+    cells: DataFrame  # user_id, sku, value: the matrix (after cap and user weighting)
+    ranked: DataFrame  # every (user, sku) of the window with its value
+    counts: dict[str, int]
 
 
-def run(
-    spark: SparkSession,
-    export_manifest_uri: str,
-    output_uri: str,
-    overrides: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Compute and write one run's similarities; returns the manifest (written last)."""
-    t0 = time.perf_counter()
-    if __name__ != "__main__":  # imported (tests): workers cannot import this file
-        from pyspark import cloudpickle
+@dataclass
+class Columns:
+    """Per item (sku order): its norm, and the DIMSUM keep probability and divisor."""
 
-        cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    spark.conf.set("spark.sql.session.timeZone", "UTC")
-    if (
-        spark.sparkContext.master.startswith("local")
-        and spark.conf.get("spark.sql.shuffle.partitions") == "200"
-    ):
-        spark.conf.set("spark.sql.shuffle.partitions", str(LOCAL_SHUFFLE_PARTITIONS))
-    export_manifest = json.loads(_read_text(spark, export_manifest_uri))
-    if export_manifest.get("stage") != "export":
-        raise ValueError(f"{export_manifest_uri} is not an export manifest")
-    params = resolve_params(export_manifest["params"], overrides)
-    neighbors_uri = layout.join(output_uri, "neighbors")
-    items_uri = layout.join(output_uri, "items")
-    manifest_uri = layout.join(output_uri, layout.MANIFEST_NAME)
-    _delete(spark, manifest_uri)  # a stale manifest must never describe new partial output
-    cached: list[DataFrame] = []
+    skus: list[str]
+    norms: np.ndarray
+    p: np.ndarray
+    q: np.ndarray
+    gamma: float
 
-    # 1. value per (user, sku); every event is counted, invalid ones are an error.
-    decayed = params.model.half_life_days > 0
+
+def build_matrix(spark: SparkSession, export_manifest: dict, params: RunParams) -> Matrix:
+    """The matrix rule (``simrec.core.matrix``) with DataFrame expressions: one window,
+    one shuffle. Every event is counted; invalid ones are an error."""
+    model = params.model
+    # 1. value per (user, sku)
+    decayed = model.half_life_days > 0
     events = _read_events(spark, export_manifest, decayed).withColumn("w", _weight(params))
     value = F.sum("w")
     if decayed:  # fixed-point sums: exact, whatever the order (quality.to_fixed)
@@ -320,7 +312,7 @@ def run(
         F.count(F.lit(1)).alias("n_events"),
         F.sum(F.when(bad, 1).otherwise(0)).alias("bad"),
     )
-    # 2-3. distinct items per user and rank by value desc, sku asc: one window, one shuffle.
+    # 2-3. distinct items per user and rank by value desc, sku asc.
     by_value = Window.partitionBy("user_id").orderBy(F.desc("value"), F.asc("sku"))
     whole = by_value.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
     ranked = cells.select(
@@ -332,16 +324,15 @@ def run(
         F.sum(F.when(F.col("value") > 0, 1).otherwise(0)).over(whole).alias("n_items"),
         F.row_number().over(by_value).alias("rank"),
     ).persist()
-    cached.append(ranked)
     first = F.col("rank") == 1
-    kept_user = first & (F.col("n_items") >= params.model.min_items_per_user)
+    kept_user = first & (F.col("n_items") >= model.min_items_per_user)
     stats = ranked.agg(
         F.sum("n_events").alias("events"),
         F.sum("bad").alias("bad"),
         F.sum(F.when(first, 1).otherwise(0)).alias("users"),
         F.sum(F.when(kept_user, 1).otherwise(0)).alias("users_kept"),
         F.sum(
-            F.when(kept_user & (F.col("n_items") > params.model.max_items_per_user), 1).otherwise(0)
+            F.when(kept_user & (F.col("n_items") > model.max_items_per_user), 1).otherwise(0)
         ).alias("capped_users"),
     ).first()
     counts = {k: int(stats[k] or 0) for k in ("events", "users", "users_kept", "capped_users")}
@@ -352,23 +343,25 @@ def run(
         )
     matrix = ranked.where(
         (F.col("value") > 0)
-        & (F.col("n_items") >= params.model.min_items_per_user)
-        & (F.col("rank") <= params.model.max_items_per_user)
+        & (F.col("n_items") >= model.min_items_per_user)
+        & (F.col("rank") <= model.max_items_per_user)
     )
-    if params.model.user_weighting != "none":  # row scale f(n), n = the user's cells after the cap
+    if model.user_weighting != "none":  # row scale f(n), n = the user's cells after the cap
         table = quality.user_factor_table(
-            params.model.max_items_per_user, params.model.user_weighting, params.model.user_alpha
+            model.max_items_per_user, model.user_weighting, model.user_alpha
         )
         matrix = matrix.withColumn(
-            "n", F.least(F.col("n_items"), F.lit(params.model.max_items_per_user)).cast("int")
+            "n", F.least(F.col("n_items"), F.lit(model.max_items_per_user)).cast("int")
         ).join(_lookup(spark, "n", "f", table), "n")
         matrix = matrix.withColumn("value", F.col("value") * F.col("f"))
     matrix = matrix.select("user_id", "sku", "value").persist()
-    cached.append(matrix)
+    return Matrix(matrix, ranked, counts)
 
-    # 4. column norms to the driver; p and q from them (simrec.core.dimsum).
+
+def column_stats(matrix: Matrix, params: RunParams) -> Columns:
+    """4. Column norms to the driver; ``p`` and ``q`` from them (``simrec.core.dimsum``)."""
     norms = (
-        matrix.groupBy("sku")
+        matrix.cells.groupBy("sku")
         .agg(
             F.sqrt(F.sum(F.col("value") * F.col("value"))).alias("norm"),
             F.count(F.lit(1)).alias("cells"),
@@ -377,71 +370,237 @@ def run(
         .orderBy("sku")
         .collect()
     )
-    counts["items"] = len(norms)
-    counts["cells"] = int(sum(r["cells"] for r in norms))
+    matrix.counts["items"] = len(norms)
+    matrix.counts["cells"] = int(sum(r["cells"] for r in norms))
     max_entry = max((float(r["max_value"]) for r in norms), default=1.0)
     skus = [r["sku"] for r in norms]
     c = np.array([float(r["norm"]) for r in norms], dtype=np.float64)
-    p, q = dimsum.probabilities_and_scales(c, params.model.threshold, len(skus), max_entry)
-    gamma = dimsum.gamma(params.model.threshold, len(skus))
-    t1 = time.perf_counter()
+    threshold = params.model.threshold
+    p, q = dimsum.probabilities_and_scales(c, threshold, len(skus), max_entry)
+    return Columns(skus, c, p, q, dimsum.gamma(threshold, len(skus)))
 
-    # 5-6. Items become indices (sku order); p, q and the CRC-32 item keys travel as one
-    # compact broadcast of NumPy arrays. Users are hashed to a few large partitions and
-    # sorted, and each task turns groups of whole user rows into partial pair sums with
-    # sparse products (simrec.core.similarity.partial_pair_sums): no per-row Python, a
-    # heavy user (at most max_items_per_user cells) is one more CSR row, and pairs are
-    # combined within the task before the single shuffle. Sums are fixed-point integers,
-    # so totals are exact whatever the grouping: reruns are bit-identical.
-    scale = similarity.fixed_point_scale(c, q)
-    arrays = spark.sparkContext.broadcast(
-        {"p": p, "q": q, "item_keys": dimsum.string_keys(skus), "skus": np.array(skus, object)}
-    )
-    index = spark.createDataFrame(
+
+def choose_plan(plan: str, cells: int, broadcast_max_cells: int) -> str:
+    """``broadcast`` when the matrix fits the limit (``auto``), else the DIMSUM shuffle."""
+    if plan not in PLANS:
+        raise ValueError(f"plan must be one of {', '.join(PLANS)}, got {plan!r}")
+    if plan != "auto":
+        return plan
+    return "broadcast" if cells <= broadcast_max_cells else "shuffle"
+
+
+def _item_index(spark: SparkSession, skus: list[str]) -> DataFrame:
+    return spark.createDataFrame(
         list(zip(skus, range(len(skus)), strict=True)),
         T.StructType(
             [T.StructField("sku", T.StringType(), False), T.StructField("idx", T.IntegerType())]
         ),
     )
-    sampled = bool(np.any(p < 1.0))
+
+
+def shuffle_topk(
+    spark: SparkSession, matrix: Matrix, cols: Columns, params: RunParams
+) -> DataFrame:
+    """5-6, DIMSUM's shuffle plan, for matrices larger than an executor's memory.
+
+    Items become indices (sku order); ``p``, ``q`` and the CRC-32 item keys travel as one
+    compact broadcast of NumPy arrays. Users are hashed to a few large partitions and
+    sorted, and each task turns groups of whole user rows into partial pair sums with
+    sparse products (simrec.core.similarity.partial_pair_sums): no per-row Python, a
+    heavy user (at most max_items_per_user cells) is one more CSR row, and pairs are
+    combined within the task before the single shuffle. Sums are fixed-point integers,
+    so totals are exact whatever the grouping: reruns are bit-identical.
+    """
+    model = params.model
+    skus = cols.skus
+    scale = similarity.fixed_point_scale(cols.norms, cols.q)
+    arrays = spark.sparkContext.broadcast(
+        {
+            "p": cols.p,
+            "q": cols.q,
+            "item_keys": dimsum.string_keys(skus),
+            "skus": np.array(skus, object),
+        }
+    )
+    sampled = bool(np.any(cols.p < 1.0))
     user_parts = max(
-        spark.sparkContext.defaultParallelism, math.ceil(counts["cells"] / CELLS_PER_TASK)
+        spark.sparkContext.defaultParallelism, math.ceil(matrix.counts["cells"] / CELLS_PER_TASK)
     )
     partial = (
-        matrix.join(F.broadcast(index), "sku")
+        matrix.cells.join(F.broadcast(_item_index(spark, skus)), "sku")
         .select("user_id", _crc32("user_id").alias("ukey"), "idx", "value")
         .repartition(user_parts, "user_id")
         .sortWithinPartitions("user_id", "idx")
         .mapInArrow(
-            _partial_pairs_fn(arrays, params.model.seed, sampled, len(skus), scale), PARTIAL_SCHEMA
+            _partial_pairs_fn(arrays, model.seed, sampled, len(skus), scale), PARTIAL_SCHEMA
         )
     )
     pair_parts = int(spark.conf.get("spark.sql.shuffle.partitions"))
-    ranked_pairs = (
+    return (
         partial.repartition(pair_parts, "a")
         .sortWithinPartitions("a", "b")
-        .mapInArrow(
-            _topk_fn(arrays, scale, params.model.top_k, params.model.shrinkage), NEIGHBORS_DDL
-        )
-        .persist()
+        .mapInArrow(_topk_fn(arrays, scale, model.top_k, model.shrinkage), NEIGHBORS_DDL)
     )
-    cached.append(ranked_pairs)
+
+
+def broadcast_topk(
+    spark: SparkSession, matrix: Matrix, cols: Columns, params: RunParams
+) -> DataFrame:
+    """5-6, the broadcast plan, when the matrix fits in an executor's memory.
+
+    The matrix (built with DataFrames) comes to the driver as Arrow, is sampled there by
+    the single-machine engine's own rule (``similarity.kernel_operands``: the same keep
+    decisions, scaling and user order), and is broadcast once; each task runs the
+    compiled kernel over one range of items. No pair ever crosses the network, and the
+    output is the single-machine engine's, bit for bit.
+    """
+    import pandas as pd
+    import scipy.sparse as sp
+
+    model = params.model
+    skus = cols.skus
+    table = (
+        matrix.cells.join(F.broadcast(_item_index(spark, skus)), "sku")
+        .select("user_id", "idx", "value")
+        .toArrow()
+    )
+    codes, users = pd.factorize(
+        table.column("user_id").to_numpy(zero_copy_only=False), sort=True
+    )
+    m = sp.csr_matrix(
+        (
+            table.column("value").to_numpy(),
+            (codes, table.column("idx").to_numpy().astype(np.int64)),
+        ),
+        shape=(len(users), len(skus)),
+    )
+    operands, emitted, _ = similarity.kernel_operands(
+        m, model.threshold, model.seed, dimsum.string_keys(users), dimsum.string_keys(skus)
+    )
+    ranges = item_ranges(operands, max(1, spark.sparkContext.defaultParallelism * TASKS_PER_CORE))
+    shared = spark.sparkContext.broadcast(
+        {"operands": operands, "skus": np.array(skus, object), "emitted": emitted}
+    )
+    schema = T.StructType(
+        [T.StructField("first", T.IntegerType()), T.StructField("last", T.IntegerType())]
+    )
+    return (
+        spark.createDataFrame(ranges, schema)
+        .repartition(len(ranges))
+        .mapInArrow(_range_topk_fn(shared, model.top_k, model.shrinkage), NEIGHBORS_DDL)
+    )
+
+
+def item_ranges(operands: similarity.KernelOperands, n_ranges: int) -> list[tuple[int, int]]:
+    """Contiguous item ranges of about equal work (item ``i`` costs the summed row
+    lengths of its users: the products the kernel accumulates for it)."""
+    row_len = np.diff(operands.indptr)
+    summed = np.r_[0, np.cumsum(row_len[operands.t_indices])]
+    per_item = summed[operands.t_indptr[1:]] - summed[operands.t_indptr[:-1]]
+    cost = np.cumsum(per_item.astype(np.float64) + 1.0)
+    cuts = np.searchsorted(cost, cost[-1] * np.arange(1, n_ranges) / n_ranges) if len(cost) else []
+    bounds = sorted({0, *map(int, cuts), operands.n_items})
+    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+
+
+def _range_topk_fn(shared: Any, top_k: int, shrinkage: float) -> Any:
+    """``mapInArrow`` step: item ranges -> one neighbours row per item of each range."""
+
+    def topk(batches: Any) -> Any:
+        import pyarrow as pa
+
+        value = shared.value
+        operands, skus = value["operands"], value["skus"]
+        for batch in batches:
+            for first, last in zip(
+                batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True
+            ):
+                count, nbr, score, users, pairs = operands.topk(
+                    first, last, top_k, shrinkage, n_threads=1
+                )
+                rows = np.flatnonzero(count)
+                offsets = np.r_[0, np.cumsum(count[rows])].astype(np.int32)
+                structs = pa.StructArray.from_arrays(
+                    [pa.array(skus[nbr], pa.string()), pa.array(score), pa.array(users)],
+                    names=["sku", "score", "users"],
+                )
+                n_pairs = np.zeros(len(rows), dtype=np.int64)
+                n_emitted = np.zeros(len(rows), dtype=np.int64)
+                if len(rows):
+                    n_pairs[0] = int(pairs.sum())
+                    n_emitted[0] = value["emitted"] if first == 0 else 0
+                yield pa.RecordBatch.from_arrays(
+                    [
+                        pa.array(skus[first + rows], pa.string()),
+                        pa.ListArray.from_arrays(pa.array(offsets), structs),
+                        pa.array(n_pairs),
+                        pa.array(n_emitted),
+                    ],
+                    names=["sku", "neighbors", "n_pairs", "n_emitted"],
+                )
+
+    return topk
+
+
+def item_stats(matrix: Matrix) -> DataFrame:
+    """Per sku of the window (before the user filters): distinct users, summed weight."""
+    return matrix.ranked.groupBy("sku").agg(
+        F.count(F.lit(1)).alias("users"), F.sum("value").alias("weight")
+    )
+
+
+def _configure(spark: SparkSession) -> None:
+    if __name__ != "__main__":  # imported (tests): workers cannot import this file
+        from pyspark import cloudpickle
+
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    if (
+        spark.sparkContext.master.startswith("local")
+        and spark.conf.get("spark.sql.shuffle.partitions") == "200"
+    ):
+        spark.conf.set("spark.sql.shuffle.partitions", str(LOCAL_SHUFFLE_PARTITIONS))
+
+
+def run(
+    spark: SparkSession,
+    export_manifest_uri: str,
+    output_uri: str,
+    overrides: dict[str, Any] | None = None,
+    plan: str = "auto",
+    broadcast_max_cells: int = BROADCAST_MAX_CELLS,
+) -> dict[str, Any]:
+    """Compute and write one run's similarities; returns the manifest (written last)."""
+    t0 = time.perf_counter()
+    _configure(spark)
+    export_manifest = json.loads(_read_text(spark, export_manifest_uri))
+    if export_manifest.get("stage") != "export":
+        raise ValueError(f"{export_manifest_uri} is not an export manifest")
+    params = resolve_params(export_manifest["params"], overrides)
+    neighbors_uri = layout.join(output_uri, "neighbors")
+    items_uri = layout.join(output_uri, "items")
+    manifest_uri = layout.join(output_uri, layout.MANIFEST_NAME)
+    _delete(spark, manifest_uri)  # a stale manifest must never describe new partial output
+
+    matrix = build_matrix(spark, export_manifest, params)
+    cols = column_stats(matrix, params)
+    counts = matrix.counts
+    chosen = choose_plan(plan, counts["cells"], broadcast_max_cells)
+    t1 = time.perf_counter()
+    topk = broadcast_topk if chosen == "broadcast" else shuffle_topk
+    ranked_pairs = topk(spark, matrix, cols, params).persist()
     pair_stats = ranked_pairs.agg(
         F.sum("n_pairs").alias("pairs"), F.sum("n_emitted").alias("emitted_pairs")
     ).first()
     counts["pairs"] = int(pair_stats["pairs"] or 0)
     counts["emitted_pairs"] = int(pair_stats["emitted_pairs"] or 0)
-    neighbors = ranked_pairs.select("sku", "neighbors")
-    items = ranked.groupBy("sku").agg(
-        F.count(F.lit(1)).alias("users"), F.sum("value").alias("weight")
-    )
     t2 = time.perf_counter()
 
     # 7. outputs (overwrite), then the manifest last.
-    neighbors.write.mode("overwrite").parquet(neighbors_uri)
-    items.write.mode("overwrite").parquet(items_uri)
+    ranked_pairs.select("sku", "neighbors").write.mode("overwrite").parquet(neighbors_uri)
+    item_stats(matrix).write.mode("overwrite").parquet(items_uri)
     counts["neighbor_rows"] = spark.read.parquet(neighbors_uri).count()
-    for df in cached:
+    for df in (ranked_pairs, matrix.cells, matrix.ranked):
         df.unpersist()
     t3 = time.perf_counter()
     manifest = similarity_manifest(
@@ -451,13 +610,14 @@ def run(
         engine="spark",
         outputs={"neighbors": neighbors_uri, "items": items_uri},
         counts=counts,
-        gamma=gamma,
+        gamma=cols.gamma,
         timings={
             "read_s": t1 - t0,
             "similarity_s": t2 - t1,
             "write_s": t3 - t2,
             "total_s": t3 - t0,
         },
+        plan=chosen,
     )
     _write_text(spark, manifest_uri, json.dumps(manifest, indent=2, sort_keys=True))
     return manifest
@@ -470,6 +630,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", required=True, help="similarities/<tenant>/<run_id> URI")
     model_params.add_arguments(parser)
     parser.add_argument("--master", help="Spark master for local runs (e.g. local[*])")
+    parser.add_argument(
+        "--plan", choices=PLANS, default="auto", help="similarity plan (same output)"
+    )
+    parser.add_argument(
+        "--broadcast-max-cells", type=int, default=BROADCAST_MAX_CELLS,
+        help="largest matrix the auto plan broadcasts",
+    )
     return parser.parse_args(argv)
 
 
@@ -488,7 +655,10 @@ def main(argv: list[str] | None = None) -> int:
     spark = builder.getOrCreate()
     try:
         overrides = model_params.overrides_from_args(args)
-        manifest = run(spark, args.export_manifest, args.output, overrides)
+        manifest = run(
+            spark, args.export_manifest, args.output, overrides,
+            plan=args.plan, broadcast_max_cells=args.broadcast_max_cells,
+        )
     finally:
         if existing is None:
             spark.stop()

@@ -19,7 +19,7 @@ from simrec.core import dimsum, params
 from simrec.core.actions import ActionWeights
 from simrec.core.matrix import build_matrix
 from simrec.core.runs import RunParams
-from simrec.core.similarity import column_norms, resolve_params
+from simrec.core.similarity import column_norms, kernel_operands, resolve_params
 from simrec.similarity_output import (
     neighbor_pairs,
     read_items,
@@ -58,20 +58,30 @@ def assert_same_output(a: dict, b: dict, tol: float = 1e-9) -> None:
     np.testing.assert_allclose(merged["score_x"], merged["score_y"], atol=tol, rtol=0)
     np.testing.assert_allclose(merged["users_x"], merged["users_y"], atol=tol, rtol=1e-12)
     assert a["counts"] == b["counts"]
+    if {a["plan"], b["plan"]} <= {"broadcast", None}:
+        # The broadcast plan runs the single-machine kernel on the same sample: bit for bit.
+        np.testing.assert_array_equal(merged["score_x"], merged["score_y"])
+        np.testing.assert_array_equal(merged["users_x"], merged["users_y"])
 
 
-@pytest.fixture(scope="module")
-def exact_run(spark, exported_shop):
-    out = exported_shop.similarities_uri("spark-exact")
-    return dimsum_job.run(spark, exported_shop.manifest_uri, out, {"threshold": 0.0, "top_k": ALL})
+#: Every test of a run's output runs once per plan: both must give the same output.
+PLANS = [p for p in dimsum_job.PLANS if p != "auto"]
 
 
-@pytest.fixture(scope="module")
-def sampled_run(spark, exported_dense_shop):
+@pytest.fixture(scope="module", params=PLANS)
+def exact_run(spark, exported_shop, request):
+    out = exported_shop.similarities_uri(f"spark-exact-{request.param}")
+    overrides = {"threshold": 0.0, "top_k": ALL}
+    return dimsum_job.run(spark, exported_shop.manifest_uri, out, overrides, plan=request.param)
+
+
+@pytest.fixture(scope="module", params=PLANS)
+def sampled_run(spark, exported_dense_shop, request):
     """Sampled at threshold 0.2 on the shop where sampling happens at test size."""
     shop = exported_dense_shop
-    out = shop.similarities_uri("spark-sampled")
-    return dimsum_job.run(spark, shop.manifest_uri, out, {"threshold": 0.2, "top_k": ALL})
+    out = shop.similarities_uri(f"spark-sampled-{request.param}")
+    overrides = {"threshold": 0.2, "top_k": ALL}
+    return dimsum_job.run(spark, shop.manifest_uri, out, overrides, plan=request.param)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +108,8 @@ def test_threshold_zero_equals_scipy_cosine(exact_run, exported_shop):
 
 
 def test_manifest_and_layout(exact_run, exported_shop):
-    out = exported_shop.similarities_uri("spark-exact")
+    out = exported_shop.similarities_uri(f"spark-exact-{exact_run['plan']}")
+    assert exact_run["plan"] in PLANS
     assert read_manifest(out) == exact_run
     assert exact_run["stage"] == "similarities"
     assert exact_run["run_id"] == exported_shop.params.run_id
@@ -152,7 +163,7 @@ def test_sampled_equals_local_engine_same_sample(
 
 def test_cli_rerun_is_identical_and_overwrites(sampled_run, exported_dense_shop):
     exported_shop = exported_dense_shop
-    out = exported_shop.similarities_uri("spark-sampled")
+    out = exported_shop.similarities_uri(f"spark-sampled-{sampled_run['plan']}")
     before = read_neighbors(sampled_run["outputs"]["neighbors"])
     stale = os.path.join(sampled_run["outputs"]["neighbors"], "part-99999-stale.parquet")
     with open(stale, "wb") as f:
@@ -167,6 +178,8 @@ def test_cli_rerun_is_identical_and_overwrites(sampled_run, exported_dense_shop)
             "0.2",
             "--top-k",
             str(ALL),
+            "--plan",
+            sampled_run["plan"],
         ]
     )
     assert code == 0
@@ -301,8 +314,37 @@ def test_parse_args_precedence():
     assert args.master == "local[2]"
 
 
-def test_fixed_point_bits():
-    assert dimsum_job.fixed_point_bits(0.0) == 0
-    assert dimsum_job.fixed_point_bits(1.0) == 60
-    assert dimsum_job.fixed_point_bits(1000.0) == 50
-    assert (2.0 ** dimsum_job.fixed_point_bits(3.7e5)) * 3.7e5 < 2.0**61
+def test_auto_plan_broadcasts_what_fits():
+    assert dimsum_job.choose_plan("auto", 10, 10) == "broadcast"
+    assert dimsum_job.choose_plan("auto", 11, 10) == "shuffle"
+    assert dimsum_job.choose_plan("shuffle", 1, 10) == "shuffle"
+    assert dimsum_job.choose_plan("broadcast", 11, 10) == "broadcast"
+    with pytest.raises(ValueError, match="plan"):
+        dimsum_job.choose_plan("gpu", 1, 10)
+
+
+def test_item_ranges_cover_every_item_once_with_balanced_work(shop_events):
+    m = build_matrix(shop_events["user_id"], shop_events["sku"], shop_events["action"], PLAIN)
+    operands, _, _ = kernel_operands(
+        m.matrix, 0.0, 1, dimsum.string_keys(m.user_ids), dimsum.string_keys(m.skus)
+    )
+    ranges = dimsum_job.item_ranges(operands, 8)
+    assert ranges[0][0] == 0 and ranges[-1][1] == operands.n_items
+    assert all(a < b for a, b in ranges)
+    assert all(prev[1] == nxt[0] for prev, nxt in zip(ranges, ranges[1:], strict=False))
+    assert len(ranges) >= 6
+    # The work (products accumulated) of each range is within 2x of the mean.
+    row_len = np.diff(operands.indptr)
+    cost = [
+        int(row_len[operands.t_indices[operands.t_indptr[a] : operands.t_indptr[b]]].sum())
+        for a, b in ranges
+    ]
+    assert max(cost) <= 2 * np.mean(cost)
+    # A range's top-K is the matching slice of the whole.
+    whole = operands.topk(0, operands.n_items, 5, 0.0)
+    a, b = ranges[2]
+    part = operands.topk(a, b, 5, 0.0)
+    np.testing.assert_array_equal(part[0], whole[0][a:b])
+    first = int(whole[0][:a].sum())
+    np.testing.assert_array_equal(part[1], whole[1][first : first + int(part[0].sum())])
+    np.testing.assert_array_equal(part[4], whole[4][a:b])

@@ -198,11 +198,13 @@ def _assert_same(a: dict, b: dict) -> None:
         ),
     ],
 )
-def test_spark_equals_local_with_features_on(spark, request, shop_name, overrides):
+@pytest.mark.parametrize("plan", ["broadcast", "shuffle"])
+def test_spark_equals_local_with_features_on(spark, request, shop_name, overrides, plan):
     shop = request.getfixturevalue(shop_name)
     params = resolve_params(shop.manifest["params"], overrides)
     spark_run = dimsum_job.run(
-        spark, shop.manifest_uri, shop.similarities_uri("spark-quality"), overrides
+        spark, shop.manifest_uri, shop.similarities_uri(f"spark-quality-{plan}"), overrides,
+        plan=plan,
     )
     local_run = run_local_similarity(
         shop.manifest_uri, shop.similarities_uri("local-quality"), params

@@ -64,8 +64,9 @@ cdef int64_t _item(
     const double* p, int64_t k, double shrinkage,
     double* acc, int32_t* cnt, int32_t* touched, Cand* cands,
     int64_t* out_count, int32_t* out_nbr, double* out_score, double* out_users,
+    int64_t slot,
 ) noexcept nogil:
-    """One item's row of A^T A, its top-``k`` written to slot ``i``; returns pairs j > i."""
+    """One item's row of A^T A, its top-``k`` written to ``slot``; returns pairs j > i."""
     cdef int64_t pu, pj, n_touched = 0, n = 0, t, pairs = 0, m, base
     cdef int32_t u, j
     cdef double v, users = 0.0
@@ -94,13 +95,13 @@ cdef int64_t _item(
         if n > k:
             nth_element(cands, cands + (m - 1), cands + n, _before)
         sort(cands, cands + m, _before)
-    base = <int64_t>i * k
+    base = slot * k
     for t in range(m):
         j = cands[t].j
         out_nbr[base + t] = j
         out_score[base + t] = cands[t].score / 1e12
         out_users[base + t] = (<double>cnt[j]) / (p[i] * p[j])
-    out_count[i] = m
+    out_count[slot] = m
     for t in range(n_touched):
         j = touched[t]
         acc[j] = 0.0
@@ -124,22 +125,31 @@ def topk_kernel(
     double[::1] out_score,
     double[::1] out_users,
     int64_t[::1] out_pairs,
+    int32_t first=0,
+    int32_t last=-1,
 ):
     """Top-``k`` per item of A^T A for A (users x items) given as CSR and as CSC
-    (``t_*``: items x users). Outputs: ``out_count[i]`` neighbours of item ``i`` in slots
-    ``[i*k, i*k + out_count[i])`` of ``out_nbr/out_score/out_users``; ``out_pairs[i]``:
+    (``t_*``: items x users), for the items ``first <= i < last`` (``last = -1``: every
+    item to the end; the Spark job gives each task one range). Outputs, with
+    ``s = i - first``: ``out_count[s]`` neighbours of item ``i`` in slots
+    ``[s*k, s*k + out_count[s])`` of ``out_nbr/out_score/out_users``; ``out_pairs[s]``:
     items ``j > i`` co-occurring with ``i``."""
     cdef int32_t n_items = <int32_t>(t_indptr.shape[0] - 1)
-    cdef int32_t i
+    cdef int32_t i, n_out
     cdef double* acc
     cdef int32_t* cnt
     cdef int32_t* touched
     cdef Cand* cands
-    if n_items <= 0 or k <= 0:
+    if last < 0:
+        last = n_items
+    if not 0 <= first <= last <= n_items:
+        raise ValueError(f"item range [{first}, {last}) outside [0, {n_items}]")
+    n_out = last - first
+    if n_out <= 0 or k <= 0:
         return
-    if out_nbr.shape[0] < <int64_t>n_items * k or out_count.shape[0] < n_items:
+    if out_nbr.shape[0] < <int64_t>n_out * k or out_count.shape[0] < n_out:
         raise ValueError("output buffers too small")
-    if p.shape[0] < n_items or out_pairs.shape[0] < n_items:
+    if p.shape[0] < n_items or out_pairs.shape[0] < n_out:
         raise ValueError("p / out_pairs too small")
     with nogil, parallel(num_threads=max(1, n_threads)):
         acc = <double*>calloc(n_items, sizeof(double))
@@ -148,14 +158,15 @@ def topk_kernel(
         cands = <Cand*>malloc(n_items * sizeof(Cand))
         if acc == NULL or cnt == NULL or touched == NULL or cands == NULL:
             abort()
-        for i in prange(n_items, schedule="dynamic", chunksize=8):
-            out_pairs[i] = _item(
+        for i in prange(first, last, schedule="dynamic", chunksize=8):
+            out_pairs[i - first] = _item(
                 i,
                 &t_indptr[0], &t_indices[0], &t_data[0],
                 &indptr[0], &indices[0], &data[0],
                 &p[0], k, shrinkage,
                 acc, cnt, touched, cands,
                 &out_count[0], &out_nbr[0], &out_score[0], &out_users[0],
+                i - first,
             )
         free(acc)
         free(cnt)

@@ -174,8 +174,7 @@ def cosine_topk(
         raise ValueError(f"kernel must be auto, cython or numpy, got {kernel!r}")
     if kernel == "cython" or (kernel == "auto" and _compiled() is not None):
         return _cosine_topk_compiled(
-            _canonical(matrix, user_keys, item_keys),
-            threshold, seed, top_k, user_keys, item_keys, shrinkage, n_threads,
+            matrix, threshold, seed, top_k, user_keys, item_keys, shrinkage, n_threads
         )
     scaled, pattern, p, g = sample(sp.csr_matrix(matrix), threshold, seed, user_keys, item_keys)
     n_items = scaled.shape[1]
@@ -231,47 +230,94 @@ def _cosine_topk_compiled(
     n_threads: int | None,
 ) -> TopK:
     """:func:`cosine_topk` through ``simrec.core._cosine`` (same sample, same output)."""
-    cosine = _compiled()
-    if cosine is None:
-        raise RuntimeError("simrec.core._cosine is not built: python setup.py build_ext")
-    scaled, p, g = _scaled_sample(m, threshold, seed, user_keys, item_keys)
-    n_users, n_items = scaled.shape
-    kept_per_user = np.diff(scaled.indptr).astype(np.int64)
-    emitted = int((kept_per_user * (kept_per_user - 1) // 2).sum())
-    k = max(1, min(top_k, n_items - 1))
-    csc = scaled.tocsc()  # items x users, users ascending in each item
-    count = np.zeros(n_items, dtype=np.int64)
-    nbr = np.empty(n_items * k, dtype=np.int32)
-    score = np.empty(n_items * k, dtype=np.float64)
-    users = np.empty(n_items * k, dtype=np.float64)
-    pairs = np.zeros(n_items, dtype=np.int64)
-    if n_threads is None:
-        n_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    cosine.topk_kernel(
-        csc.indptr.astype(np.int64),
-        csc.indices.astype(np.int32, copy=False),
-        np.ascontiguousarray(csc.data, dtype=np.float64),
-        scaled.indptr.astype(np.int64),
-        scaled.indices.astype(np.int32, copy=False),
-        np.ascontiguousarray(scaled.data, dtype=np.float64),
-        np.ascontiguousarray(p, dtype=np.float64),
-        k,
-        float(shrinkage),
-        int(n_threads),
-        count, nbr, score, users, pairs,
-    )
+    operands, emitted, g = kernel_operands(m, threshold, seed, user_keys, item_keys)
+    n_items = operands.n_items
+    count, nbr, score, users, pairs = operands.topk(0, n_items, top_k, shrinkage, n_threads)
     indptr = np.zeros(n_items + 1, dtype=np.int64)
     np.cumsum(count, out=indptr[1:])
-    filled = (np.arange(k)[None, :] < count[:, None]).ravel()
     return TopK(
         indptr=indptr,
-        neighbors=nbr[filled].astype(np.int64),
-        scores=score[filled],
-        users=users[filled],
+        neighbors=nbr.astype(np.int64),
+        scores=score,
+        users=users,
         emitted_pairs=emitted,
         pairs=int(pairs.sum()),
         gamma=g,
     )
+
+
+def kernel_operands(
+    matrix: sp.spmatrix,
+    threshold: float,
+    seed: int,
+    user_keys: np.ndarray,
+    item_keys: np.ndarray,
+) -> tuple[KernelOperands, int, float]:
+    """The DIMSUM sample of ``matrix`` (rows = users in user id order, columns = items in
+    sku order) as the compiled kernel's operands, with the emitted pairs and gamma."""
+    scaled, p, g = _scaled_sample(
+        _canonical(matrix, user_keys, item_keys), threshold, seed, user_keys, item_keys
+    )
+    kept_per_user = np.diff(scaled.indptr).astype(np.int64)
+    emitted = int((kept_per_user * (kept_per_user - 1) // 2).sum())
+    return KernelOperands.of(scaled, p), emitted, g
+
+
+@dataclass
+class KernelOperands:
+    """The compiled kernel's inputs: the sampled, scaled matrix as CSR and as CSC, and
+    ``p``. Plain NumPy arrays, so the Spark job broadcasts them to item-range tasks."""
+
+    t_indptr: np.ndarray  # int64: CSC (items x users)
+    t_indices: np.ndarray  # int32
+    t_data: np.ndarray  # float64
+    indptr: np.ndarray  # int64: CSR (users x items)
+    indices: np.ndarray  # int32
+    data: np.ndarray  # float64
+    p: np.ndarray  # float64
+
+    @classmethod
+    def of(cls, scaled: sp.csr_matrix, p: np.ndarray) -> KernelOperands:
+        csc = scaled.tocsc()  # items x users, users ascending in each item
+        return cls(
+            csc.indptr.astype(np.int64),
+            csc.indices.astype(np.int32, copy=False),
+            np.ascontiguousarray(csc.data, dtype=np.float64),
+            scaled.indptr.astype(np.int64),
+            scaled.indices.astype(np.int32, copy=False),
+            np.ascontiguousarray(scaled.data, dtype=np.float64),
+            np.ascontiguousarray(p, dtype=np.float64),
+        )
+
+    @property
+    def n_items(self) -> int:
+        return len(self.t_indptr) - 1
+
+    def topk(
+        self, first: int, last: int, top_k: int, shrinkage: float, n_threads: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Top-K of the items ``first <= i < last``: per item its neighbour count and pairs
+        ``j > i``, and the neighbours, scores and users of every item, concatenated."""
+        cosine = _compiled()
+        if cosine is None:
+            raise RuntimeError("simrec.core._cosine is not built: python setup.py build_ext")
+        n_out = last - first
+        k = max(1, min(top_k, self.n_items - 1))
+        count = np.zeros(n_out, dtype=np.int64)
+        nbr = np.empty(n_out * k, dtype=np.int32)
+        score = np.empty(n_out * k, dtype=np.float64)
+        users = np.empty(n_out * k, dtype=np.float64)
+        pairs = np.zeros(n_out, dtype=np.int64)
+        if n_threads is None:
+            n_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        cosine.topk_kernel(
+            self.t_indptr, self.t_indices, self.t_data,
+            self.indptr, self.indices, self.data,
+            self.p, k, float(shrinkage), int(n_threads),
+            count, nbr, score, users, pairs, first, last,
+        )  # fmt: skip
+        filled = (np.arange(k)[None, :] < count[:, None]).ravel()
+        return count, nbr[filled], score[filled], users[filled], pairs
 
 
 # --- the Spark job's vectorised steps (pure NumPy/scipy: no row-at-a-time Python) -----
@@ -380,8 +426,10 @@ def similarity_manifest(
     counts: dict[str, int],
     gamma: float,
     timings: dict[str, float],
+    plan: str | None = None,
 ) -> dict:
-    """The similarity manifest of docs/architecture.md (``gamma`` null when exact)."""
+    """The similarity manifest of docs/architecture.md (``gamma`` null when exact;
+    ``plan``: how the Spark job computed the pairs, null for the single-machine engine)."""
     keys = (
         "events",
         "users",
@@ -406,6 +454,7 @@ def similarity_manifest(
         "outputs": dict(outputs),
         "counts": {k: int(counts[k]) for k in keys},
         "gamma": None if math.isinf(gamma) else float(gamma),
+        "plan": plan,
         "timings": {k: round(float(v), 3) for k, v in timings.items()},
         "created_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
