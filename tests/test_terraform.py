@@ -666,6 +666,8 @@ def test_conditional_grants_cover_only_their_prefixes() -> None:
     models = "modules/storage:google_storage_bucket.models.name"
     worker = _condition("dataproc_worker")
     assert f'!resource.name.startsWith("{objects}/{models}/")' in worker
+    # Only storage requests are narrowed: the role's other services do not supply names.
+    assert worker.startswith('resource.service != "storage.googleapis.com" || (')
     assert f'!resource.name.startsWith("{objects}/{staging}/objects/artifacts/")' in worker
     dataproc = _condition("dataproc_staging_writer", "google_storage_bucket_iam_member")
     assert dataproc == (

@@ -183,7 +183,11 @@ resource "google_project_iam_member" "dataproc_worker" {
   condition {
     title       = "not models, not artifacts"
     description = "No object access in the models bucket or under artifacts/ of the staging bucket."
-    expression  = "!resource.name.startsWith(\"${local.objects}/${var.models_bucket}/\") && !resource.name.startsWith(\"${local.objects}/${var.staging_bucket}/objects/artifacts/\")"
+    # Scoped to Cloud Storage: the role's other permissions (Dataproc agent, Logging,
+    # Monitoring) are for services that may not supply resource.name, so the condition must
+    # not depend on it for them (IAM docs: other services do not recognize resource
+    # attributes).
+    expression = "resource.service != \"storage.googleapis.com\" || (!resource.name.startsWith(\"${local.objects}/${var.models_bucket}/\") && !resource.name.startsWith(\"${local.objects}/${var.staging_bucket}/objects/artifacts/\"))"
   }
 }
 
