@@ -75,7 +75,7 @@ def api_schema(tmp_path: Path):
     api.clear_holders()
 
 
-PATHS = ["/recommendations", "/similar", "/make_recommendation", "/healthz", "/openapi.json"]
+PATHS = list(api.ENDPOINTS)  # the app's routes: the document must list each
 
 
 # schemathesis' own pytest plugin (``from_fixture``) does not run on pytest 9, so each
@@ -85,7 +85,7 @@ PATHS = ["/recommendations", "/similar", "/make_recommendation", "/healthz", "/o
 def test_api_conforms_to_its_openapi_document(api_schema, path: str, mode: str) -> None:
     """Valid parameters (positive) and invalid ones (negative: wrong types, out of range,
     missing required): never a 5xx, always the documented status and body."""
-    if mode == "negative" and path == "/openapi.json":
+    if mode == "negative" and path in ("/openapi.json", "/startupz"):
         pytest.skip("no parameters to get wrong")
     operation = api_schema[path]["GET"]
     calls = []

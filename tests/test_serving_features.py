@@ -3,6 +3,7 @@ filters, the category-first fallback, tenants, limits and the OpenAPI document."
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -368,19 +369,47 @@ def test_load_pipeline_publishes_a_catalog(tmp_path: Path) -> None:
             load_pipeline.run([*argv[:4], "--catalog", str(path)])
 
 
-def test_cloud_run_startup_probe_asks_healthz() -> None:
-    """The startup probe is an HTTP GET of the app's /healthz (200 only once a model is
-    loaded; tested above and in test_serve_http.py) on the container's port."""
+def test_cloud_run_startup_probe_asks_startupz() -> None:
+    """The startup probe is an HTTP GET of the app's /startupz (tested below) on the
+    container's port."""
     tf = pytest.importorskip("tests.test_terraform")
     service = tf.module("modules/serving").resource("google_cloud_run_v2_service", "recommend")
     container = tf.block(tf.block(service, "template"), "containers")
     probe = tf.block(container, "startup_probe")
     assert "tcp_socket" not in probe
     http_get = tf.block(probe, "http_get")
-    assert http_get["path"] == "/healthz" and "/healthz" in api.ENDPOINTS
+    assert http_get["path"] == "/startupz" and "/startupz" in api.ENDPOINTS
     assert http_get["port"] == tf.block(container, "ports")["container_port"]
     assert probe["timeout_seconds"] <= probe["period_seconds"]  # Cloud Run's rule
     assert probe["period_seconds"] * probe["failure_threshold"] <= 240  # Cloud Run maximum
+
+
+def test_startupz_waits_for_a_published_model_but_not_for_none(tmp_path) -> None:
+    """Before the first nightly run (no LATEST) the probe passes, so the first deploy starts;
+    once LATEST names a model, a new instance is not ready until that model is loaded."""
+    api.clear_holders()
+    root = str(tmp_path / "models")
+    settings = Settings(models_uri=root, tenant=TENANT, model_refresh_seconds=0)
+
+    def get(app: ServingApp, path: str) -> tuple[int, dict]:
+        status, _, data = app.respond("GET", path, "")
+        return status, json.loads(data)
+
+    app = ServingApp(settings)
+    assert get(app, "/startupz")[0] == 503  # LATEST not read yet
+    app.holder.refresh()
+    status, body = get(app, "/startupz")
+    assert status == 200 and body["model_version"] is None
+    assert get(app, "/healthz")[0] == 503  # healthz still says: no model
+    api.clear_holders()
+    storage.write_snapshot(root, TENANT, model("v1"))
+    fresh = ServingApp(settings)
+    fresh.holder.published = True  # LATEST seen by a load still running
+    assert get(fresh, "/startupz")[0] == 503
+    fresh.holder.refresh()
+    status, body = get(fresh, "/startupz")
+    assert status == 200 and body["model_version"] == "v1"
+    api.clear_holders()
 
 
 def test_routes_are_the_documented_endpoints() -> None:

@@ -16,7 +16,10 @@ OpenAPI 3 description at ``/openapi.json`` is the reference):
   "model_version", "fallback"}``.
 * ``/similar?sku=X&n=10[&exclude=..][&in_stock_only=..][&category=..][&tenant=..]`` ->
   ``{"sku", "items": [{"sku", "score", ...}], "model_version"}``.
-* ``/healthz[?tenant=T]`` -> ``{"status": "ok", "model_version", "items"}``.
+* ``/healthz[?tenant=T]`` -> ``{"status": "ok", "model_version", "items"}``; 503 until a
+  model is loaded.
+* ``/startupz`` -> the Cloud Run startup probe: 200 once the default tenant's model is
+  loaded, or once LATEST names none (before the first nightly run); 503 while loading.
 * ``/make_recommendation?browsed=..&basket=..&purchased=..&n=..`` -> ``{"result":
   [{"item", "score"}]}``: the original service's contract, so its clients switch unchanged.
 * ``/openapi.json``: the OpenAPI document.
@@ -107,8 +110,8 @@ DEFAULT_N = 10
 MAX_SKU_LENGTH = events.MAX_SKU_LENGTH  # one limit: export rejects longer skus
 QUERY_OVERHEAD_BYTES = 4_096  # parameter names, n, flags, category, tenant, exclude
 MAX_OPEN_TENANTS = 64  # with serving_tenants='*': holders of other tenants kept (LRU)
-ENDPOINTS = ("/recommendations", "/similar", "/healthz", "/make_recommendation",
-             "/openapi.json")  # fmt: skip
+ENDPOINTS = ("/recommendations", "/similar", "/healthz", "/startupz",
+             "/make_recommendation", "/openapi.json")  # fmt: skip
 BECAUSE_K = 3
 SKU_LISTS: tuple[tuple[str, str], ...] = (
     ("browsed", Action.BROWSED.value),
@@ -358,6 +361,7 @@ class ServingApp:
             "/recommendations": self._recommendations,
             "/similar": self._similar,
             "/healthz": self._healthz,
+            "/startupz": self._startupz,
             "/make_recommendation": self._make_recommendation,
             "/openapi.json": self._openapi,
         }
@@ -695,6 +699,21 @@ class ServingApp:
         except Unavailable as exc:
             return {"status": "unavailable", "error": str(exc)}, 503
         return {"status": "ok", "model_version": model.version, "items": model.n_items}, 200
+
+    def _startupz(self, params: Params) -> Response:
+        """The Cloud Run startup probe: ready once the default tenant's model is loaded,
+        or once LATEST was read and names no model (a deployment before its first nightly
+        run: nothing to wait for, and every endpoint answers 503 until one is published).
+        While a published model is still loading, 503, so no instance takes traffic
+        before its model is in memory."""
+        check_names(params, ())
+        holder = self.holder
+        model = holder.current
+        if model is not None:
+            return {"status": "ok", "model_version": model.version}, 200
+        if holder.published is False:
+            return {"status": "no model published yet", "model_version": None}, 200
+        return {"status": "loading", "error": "the model is not loaded yet"}, 503
 
     def _query(
         self, model: LoadedModel, pairs: list[tuple[str, str]]

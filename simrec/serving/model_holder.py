@@ -135,6 +135,9 @@ class ModelHolder:
         self.refresh_seconds = float(refresh_seconds)
         self.clock = clock
         self._model: LoadedModel | None = None
+        #: What the last read of LATEST found: None before the first read (or after a failed
+        #: one), False when the tenant has no published model, True when it has one.
+        self.published: bool | None = None
         self._next_check = -math.inf
         self._lock = threading.Lock()
         self.background = background
@@ -239,7 +242,9 @@ class ModelHolder:
             log.exception(
                 "reading LATEST of tenant %r under %s failed", self.tenant, self.models_root
             )
+            self.published = None if self._model is None else True
             return
+        self.published = version is not None or self._model is not None
         current = self._model
         if version is None or (current is not None and current.version == version):
             return

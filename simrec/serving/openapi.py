@@ -218,6 +218,26 @@ def openapi_document(max_n: int, max_skus: int, tenants: Iterable[str]) -> dict[
                     },
                 }
             },
+            "/startupz": {
+                "get": {
+                    "operationId": "startupz",
+                    "summary": "The startup probe: the model is loaded, or none is published.",
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["status", "model_version"],
+                                "properties": {
+                                    "status": {"type": "string"},
+                                    "model_version": {"type": ["string", "null"]},
+                                },
+                            },
+                            "Ready to take traffic.",
+                        ),
+                        **errors,
+                    },
+                }
+            },
             "/openapi.json": {
                 "get": {
                     "operationId": "openapi",

@@ -44,18 +44,18 @@ resource "google_cloud_run_v2_service" "recommend" {
         }
       }
 
-      # Ready once a model is loaded: /healthz answers 200 then and 503 (JSON) before, so
-      # no request reaches an instance still loading (the load runs in the background,
-      # never on the request path; HTTP probes count 200-399 as success). Up to
-      # 2 s x 60 = 120 s to load. A revision started before any model was published fails
-      # this probe: publish the first model before deploying the service.
+      # Ready once the published model is loaded: /startupz answers 503 (JSON) while it
+      # loads, so no request reaches an instance still loading (the load runs in the
+      # background, never on the request path; HTTP probes count 200-399 as success), and
+      # 200 when LATEST names no model yet, so the first deploy, before the first nightly
+      # run, starts (every endpoint then answers 503). Up to 2 s x 60 = 120 s to load.
       startup_probe {
         initial_delay_seconds = 0
         period_seconds        = 2
         timeout_seconds       = 2
         failure_threshold     = 60
         http_get {
-          path = "/healthz"
+          path = "/startupz" # 503 while a published model loads; 200 before the first one
           port = 8080
         }
       }
