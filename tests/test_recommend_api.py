@@ -393,3 +393,20 @@ def test_asgi_app_answers_like_the_wsgi_app(models_root: str, clock) -> None:
         assert status == expected.status_code and body == expected.data, url
         assert headers == {k.lower(): v for k, v in expected.headers.items()
                            if k.lower() in ("content-type", "content-length", "allow")}
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["browsed=a,b&n=10", "a=&b=1&&c", "browsed=a&browsed=b&n=3&", "x==y&=z", "n=1&n=2",
+     "browsed=a%2Cb&n=1", "sku=a+b", "sku=caf%C3%A9"],
+)
+def test_query_string_fast_path_equals_parse_qsl(query: str) -> None:
+    """The plain-ASCII fast path gives exactly parse_qsl's pairs (the slow path's)."""
+    from urllib.parse import parse_qsl
+
+    from simrec.serving.api import parse_query_string
+
+    expected: dict[str, list[str]] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True, errors="replace"):
+        expected.setdefault(name, []).append(value)
+    assert parse_query_string(query, 10_000) == expected

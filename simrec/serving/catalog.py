@@ -61,8 +61,21 @@ class ServingCatalog:
                 self.popular_by_category[c].append(i)
         self._codes = codes
         self._nothing = np.zeros(n, dtype=np.uint8)  # an unknown category matches nothing
+        self._fields: dict[int, dict[str, Any]] = {}
         self._masks: dict[tuple[str | None, bool], np.ndarray | None] = {}
         self._lock = threading.Lock()
+
+    def fields(self, i: int) -> dict[str, Any]:
+        """Item ``i``'s catalog fields of an answer (``category``, ``in_stock`` and, when
+        the catalog has more columns, ``attributes``), built once per item and shared:
+        callers copy them into their item, never change them."""
+        cached = self._fields.get(i)
+        if cached is None:
+            cached = {"category": self.category[i], "in_stock": bool(self.in_stock[i])}
+            if self.attributes[i] is not None:
+                cached["attributes"] = self.attributes[i]
+            cached = self._fields.setdefault(i, cached)
+        return cached
 
     def mask(self, category: str | None, in_stock_only: bool) -> np.ndarray | None:
         """uint8 per item: 1 when it passes the filters (None: no filter)."""
