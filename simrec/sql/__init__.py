@@ -1,23 +1,24 @@
 """The export query: one BigQuery-dialect SQL text, run as is on BigQuery and on DuckDB
 through sqlglot, so both backends select and validate events identically.
 
-Only identifiers (table, column names) and constants of the core (actions, GA4 event
-names) are rendered into the text; dates are always query parameters (``@start_date``,
-``@end_date``), never formatted into the SQL.
+Only identifiers (table, column names) and checked names (actions, GA4 event names) are
+rendered into the text; dates, the time zone, placeholders and the duplicate tolerance
+are always query parameters (:func:`query_parameters`), never formatted into the SQL.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import re
+import zoneinfo
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from string import Template
 from typing import Literal, get_args
 
 from simrec.core.actions import ACTIONS, GA4_EVENT_ACTIONS
-from simrec.core.events import EVENT_COLUMNS
+from simrec.core.events import EVENT_COLUMNS, SKIP_REASONS, SourceError
 from simrec.core.runs import RunParams
 
 Schema = Literal["plain", "ga4"]
@@ -26,16 +27,56 @@ SCHEMAS: tuple[str, ...] = get_args(Schema)
 #: Columns of the export query's result, in order (see export_events.sql).
 OUTPUT_COLUMNS: tuple[str, ...] = (
     "user_id", "sku", "action", "ts", "dt", "reason",
-    "raw_user_id", "raw_sku", "raw_action", "raw_ts",
+    "raw_user_id", "raw_sku", "raw_action", "raw_ts", "row_count",
 )  # fmt: skip
+#: Columns of the counts query (:func:`render_counts_sql`), the manifest's input.
+COUNTS_COLUMNS: tuple[str, ...] = ("dt", "reason", "event_name", "row_count")
 
 #: Plain-table column names by event field; ``ts`` falls back to ``date`` when absent.
 DEFAULT_COLUMNS: dict[str, str] = {c: c for c in EVENT_COLUMNS}
 TS_FALLBACKS: tuple[str, ...] = ("ts", "date")
-#: GA4 field used as the shopper id. ``user_pseudo_id`` is always set and stable per
-#: device; GA4's ``user_id`` exists only after a login, so mixing the two would split one
-#: shopper's history in two. Override with ``columns={"user_id": "user_id"}``.
-GA4_DEFAULT_USER_FIELD = "user_pseudo_id"
+#: GA4 shopper key: ``user_pseudo_id`` (always set, one per device and browser) or
+#: ``user_id`` (the shop's login id when the shopper signed in, else user_pseudo_id: one
+#: person across devices, but a shopper's visits before the login stay a second user).
+GA4UserKey = Literal["user_pseudo_id", "user_id"]
+GA4_USER_KEYS: dict[str, str] = {
+    "user_pseudo_id": "e.user_pseudo_id",
+    "user_id": "COALESCE(NULLIF(TRIM(e.user_id), ''), e.user_pseudo_id)",
+}
+#: Ids that stand for "unknown" (GA4 writes ``(not set)``), compared case-insensitively.
+PLACEHOLDER_IDS: tuple[str, ...] = ("(not set)",)
+#: GA4 resends: the same user, event name and item within this many seconds count once.
+DUPLICATE_TOLERANCE_S = 1.0
+
+
+@dataclass(frozen=True)
+class ExportRules:
+    """The export's configurable rules (from :class:`simrec.config.Settings`), the same
+    for BigQuery and DuckDB. ``time_zone`` is the GA4 property's: the run's days follow
+    it for GA4 sources; plain sources use UTC days."""
+
+    event_actions: Mapping[str, str] = field(default_factory=lambda: dict(GA4_EVENT_ACTIONS))
+    placeholders: tuple[str, ...] = PLACEHOLDER_IDS
+    duplicate_tolerance_s: float = DUPLICATE_TOLERANCE_S
+    user_key: GA4UserKey = "user_pseudo_id"
+    time_zone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        if self.user_key not in GA4_USER_KEYS:
+            raise ValueError(f"unknown GA4 user key {self.user_key!r}: {list(GA4_USER_KEYS)}")
+        check_time_zone(self.time_zone)
+        if not self.duplicate_tolerance_s >= 0:
+            raise ValueError("the duplicate tolerance must be >= 0 seconds")
+
+
+def check_time_zone(name: str) -> str:
+    """``name`` if it is an IANA time zone (as both BigQuery and DuckDB know them)."""
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}: expected an IANA name such as "
+                         "'UTC' or 'America/Los_Angeles'") from None  # fmt: skip
+    return name
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TABLE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*\*?$")
@@ -100,16 +141,49 @@ def resolve_columns(
     return {field: by_lower[name.lower()] for field, name in wanted.items()}
 
 
+#: Column kinds a plain source's fields may have: an integer id reads as its digits, a
+#: text, DATE or TIMESTAMP ts parses; a float id ("1.0"), a list or a struct would be
+#: mangled silently, and an integer ts has no unit, so those are refused by name.
+FIELD_KINDS: dict[str, tuple[str, ...]] = {
+    "user_id": ("text", "integer", "null"),
+    "sku": ("text", "integer", "null"),
+    "action": ("text", "null"),
+    "ts": ("text", "timestamp", "date", "null"),
+}
+
+
+def check_column_kinds(
+    columns: Mapping[str, str], kinds: Mapping[str, tuple[str, str]], where: str
+) -> None:
+    """Raise :class:`SourceError` naming the first mapped column of a refused kind.
+
+    ``kinds``: column -> (kind, the engine's type name), kinds as in :data:`FIELD_KINDS`.
+    """
+    for field_name, column in columns.items():
+        kind, type_name = kinds[column]
+        if kind not in FIELD_KINDS[field_name]:
+            hint = " (epoch numbers have no unit: write ISO 8601 text)" if (
+                field_name == "ts" and kind in ("integer", "number")) else ""  # fmt: skip
+            raise SourceError(
+                f"{where}: column {column!r} ({field_name}) is {type_name}; expected "
+                f"{' or '.join(k for k in FIELD_KINDS[field_name] if k != 'null')}{hint}"
+            )
+
+
 def render_export_sql(
-    schema: str, table: str, columns: Mapping[str, str] | None = None
+    schema: str,
+    table: str,
+    columns: Mapping[str, str] | None = None,
+    rules: ExportRules | None = None,
 ) -> str:
     """The export query in BigQuery dialect for one source.
 
     ``table``: the exact table to read (plain: ``project.dataset.events``; GA4: the
     wildcard, see :func:`ga4_table`; locally a DuckDB view name). ``columns``: for plain,
-    the resolved mapping (:func:`resolve_columns`; defaults if omitted); for GA4 only
-    ``user_id`` may be given (the GA4 field holding the shopper id).
+    the resolved mapping (:func:`resolve_columns`; defaults if omitted). ``rules``: the
+    GA4 event mapping and user key (the other rules are query parameters).
     """
+    rules = rules or ExportRules()
     if schema == "plain":
         cols = dict(DEFAULT_COLUMNS)
         cols.update(columns or {})
@@ -117,25 +191,30 @@ def render_export_sql(
             table=_table(table), **{k: _ident(cols[k]) for k in EVENT_COLUMNS}
         )
     elif schema == "ga4":
-        extra = set(columns or {}) - {"user_id"}
-        if extra:
-            raise ValueError(f"GA4 sources only accept a 'user_id' column override, got {extra}")
-        user_field = (columns or {}).get("user_id", GA4_DEFAULT_USER_FIELD)
+        if columns:
+            raise ValueError("GA4 sources take no column mapping (see SIMREC_GA4_USER_KEY)")
         cases = "\n".join(
             f"      WHEN {_literals([name])} THEN {_literals([str(action)])}"
-            for name, action in GA4_EVENT_ACTIONS.items()
+            for name, action in rules.event_actions.items()
         )
         source = Template(_load("source_ga4.sql")).substitute(
             table=_table(table),
-            user_field=_ident(user_field),
+            user_key=GA4_USER_KEYS[rules.user_key],
             event_cases=cases,
-            event_names=_literals(GA4_EVENT_ACTIONS),
+            event_names=_literals(rules.event_actions),
         )
     else:
         raise ValueError(f"unknown events schema {schema!r}; expected one of {SCHEMAS}")
     return Template(_load("export_events.sql")).substitute(
-        source_rows=source.rstrip("\n"), actions=_literals(ACTIONS)
+        source_rows=source.rstrip("\n"),
+        actions=_literals(ACTIONS),
+        skip_reasons=_literals(SKIP_REASONS),
     )
+
+
+def render_counts_sql(result_table: str) -> str:
+    """The counts of the export query's result table (BigQuery dialect)."""
+    return Template(_load("export_counts.sql")).substitute(result=_table(result_table))
 
 
 def to_duckdb(sql: str) -> str:
@@ -154,6 +233,16 @@ def to_duckdb(sql: str) -> str:
     return statements[0]
 
 
-def query_parameters(params: RunParams) -> dict[str, dt.date]:
-    """The export query's parameters: the inclusive window ``[start_date, end_date]``."""
-    return {"start_date": params.start_date, "end_date": params.end_date}
+def query_parameters(
+    params: RunParams, rules: ExportRules | None = None, schema: str = "plain"
+) -> dict[str, object]:
+    """The export query's parameters: the inclusive window ``[start_date, end_date]`` in
+    ``time_zone`` (GA4: the property's zone; plain: UTC), placeholders, tolerance."""
+    rules = rules or ExportRules()
+    return {
+        "start_date": params.start_date,
+        "end_date": params.end_date,
+        "time_zone": rules.time_zone if schema == "ga4" else "UTC",
+        "placeholders": sorted({p.strip().lower() for p in rules.placeholders if p.strip()}),
+        "duplicate_tolerance_us": round(rules.duplicate_tolerance_s * 1_000_000),
+    }
