@@ -24,11 +24,11 @@ ${event_cases}
       AS not_chosen,
     EXISTS (
       SELECT 1
-      FROM UNNEST(e.items) AS prior WITH OFFSET AS prior_index
-      WHERE prior_index < item_index
-        AND TRIM(prior.item_id) = TRIM(item.item_id)
+      FROM UNNEST(e.items) AS earlier WITH OFFSET AS earlier_index
+      WHERE earlier_index < item_index
+        AND TRIM(earlier.item_id) = TRIM(item.item_id)
         AND (
-          prior.quantity > 0
+          earlier.quantity > 0
           OR NOT EXISTS (SELECT 1 FROM UNNEST(e.items) AS other WHERE other.quantity > 0)
         )
     ) AS duplicate_in_event,
