@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 
 import duckdb
 import pytest
@@ -52,7 +53,9 @@ def con():
 
 
 # --- the SQL text -------------------------------------------------------------------
-PARAMETERS = {"start_date", "end_date", "time_zone", "placeholders", "duplicate_tolerance_us"}
+PARAMETERS = {"start_date", "end_date"}
+SCHEMA_PARAMETERS = {"plain": PARAMETERS,
+                     "ga4": PARAMETERS | {"time_zone", "duplicate_tolerance_us"}}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -70,8 +73,8 @@ def test_sql_is_one_bigquery_statement_with_parameters(schema: str, table: str) 
         )
     assert tree.named_selects == list(export_sql.OUTPUT_COLUMNS)
     # Every rule value from the settings is a parameter, and the adapters pass exactly these.
-    assert {p.name for p in tree.find_all(exp.Parameter)} == PARAMETERS
-    assert set(export_sql.query_parameters(PARAMS)) == PARAMETERS
+    assert {p.name for p in tree.find_all(exp.Parameter)} == SCHEMA_PARAMETERS[schema]
+    assert set(export_sql.query_parameters(PARAMS, schema=schema)) == SCHEMA_PARAMETERS[schema]
     # Dates are parameters, never text in the query.
     assert not any(
         str(lit.this)[:2] in ("19", "20") for lit in tree.find_all(exp.Literal) if lit.is_string
@@ -80,7 +83,7 @@ def test_sql_is_one_bigquery_statement_with_parameters(schema: str, table: str) 
     tables = {".".join(p for p in (t.catalog, t.db, t.name) if p) for t in tree.find_all(exp.Table)}
     assert tables - ctes == {table}
     duck = export_sql.to_duckdb(text)
-    assert all(f"${p}" in duck for p in PARAMETERS) and "@" not in duck
+    assert all(f"${p}" in duck for p in SCHEMA_PARAMETERS[schema]) and "@" not in duck
 
 
 def _cte(tree: exp.Expression, name: str) -> exp.Select:
@@ -90,6 +93,8 @@ def _cte(tree: exp.Expression, name: str) -> exp.Select:
 def test_reasons_in_sql_follow_core_order() -> None:
     """Outside the window first, then ignored events, then the rejects in core order;
     a repeat is only looked for among rows that pass every other check."""
+    plain = sqlglot.parse_one(export_sql.render_export_sql("plain", "t"), read="bigquery")
+    assert not list(plain.find_all(exp.Window))  # no repeat rule for plain sources
     tree = sqlglot.parse_one(export_sql.render_export_sql("ga4", "t"), read="bigquery")
     case = next(s for s in _cte(tree, "checked").selects if s.alias == "first_reason").this
     assert isinstance(case, exp.Case)
@@ -104,9 +109,14 @@ def test_reasons_in_sql_follow_core_order() -> None:
     assert repeat.find(exp.LTE).expression.name == "duplicate_tolerance_us"
 
 
+def _expanded(tree: exp.Expression) -> exp.Select:
+    """The GA4 source's inner select: one row per (event, item), read from the wildcard."""
+    return next(q.this for q in tree.find_all(exp.Subquery) if q.alias == "expanded")
+
+
 def _event_cases(text: str) -> dict[str, str]:
     tree = sqlglot.parse_one(text, read="bigquery")
-    case = next(s for s in _cte(tree, "source_rows").selects if s.alias == "action_name").this
+    case = next(s for s in _expanded(tree).selects if s.alias == "action_name").this
     assert case.this.sql("bigquery") == "e.event_name"
     return {w.this.name: w.args["true"].name for w in case.args["ifs"]}
 
@@ -118,7 +128,7 @@ def test_ga4_event_mapping_comes_from_the_rules() -> None:
     assert _event_cases(text) == {"view_item": "browsed", "refund": "basket"}
     # Events of other names are not filtered out but marked ignored (counted per name).
     tree = sqlglot.parse_one(text, read="bigquery")
-    ignored = next(s for s in _cte(tree, "source_rows").selects if s.alias == "ignored").this
+    ignored = next(s for s in _expanded(tree).selects if s.alias == "ignored").this
     names = {lit.name for lit in ignored.find(exp.In).expressions}
     assert names == {"view_item", "refund"}
 
@@ -127,7 +137,7 @@ def test_ga4_user_key_and_scanned_tables() -> None:
     def raw_user(rules):
         tree = sqlglot.parse_one(export_sql.render_export_sql("ga4", "p.d.events_*", rules=rules),
                                  read="bigquery")  # fmt: skip
-        select = _cte(tree, "source_rows")
+        select = _expanded(tree)
         return select, next(s for s in select.selects if s.alias == "raw_user_id").this.this
 
     select, pseudo = raw_user(None)
@@ -145,6 +155,47 @@ def test_ga4_user_key_and_scanned_tables() -> None:
     assert low.find(exp.DateSub).this.name == "start_date"
     assert high.find(exp.DateAdd).expression.name == "3"
     assert high.find(exp.DateAdd).this.name == "end_date"
+
+
+def test_ga4_multi_item_rule_is_per_event() -> None:
+    """An event is its (user, name, timestamp): the multi-item rule and the item listed
+    twice are window functions over those rows, not a lookup per item."""
+    tree = sqlglot.parse_one(export_sql.render_export_sql("ga4", "p.d.events_*"), read="bigquery")
+    selects = {s.alias: s.this for s in _cte(tree, "source_rows").selects}
+    event = ["raw_user_id", "raw_action", "raw_ts"]
+    chosen = selects["not_chosen"].find(exp.Window)
+    assert [c.name for c in chosen.args["partition_by"]] == event
+    assert chosen.this.find(exp.Column).name == "quantity"
+    twice = selects["duplicate_in_event"].find(exp.Window)
+    assert [c.sql("bigquery") for c in twice.args["partition_by"]][:4] == [
+        *event, "TRIM(raw_sku)"
+    ]  # fmt: skip
+    assert twice.args["order"].expressions[0].this.name == "item_index"
+    unnest = _expanded(tree).find(exp.Unnest)
+    assert unnest.expressions[0].sql("bigquery") == "e.items"
+    assert unnest.args["offset"].name == "item_index"
+
+
+def test_placeholders_are_escaped_literals(con) -> None:
+    """Configured values, however quoted, stay string literals (and compare trimmed,
+    case-insensitively); no placeholders at all is valid SQL too."""
+    rules = export_sql.ExportRules(placeholders=(" N/A ", "it's", "a\\b'); DROP TABLE x; --", ""))
+    assert export_sql.placeholder_values(rules) == ["a\\b'); drop table x; --", "it's", "n/a"]
+    tree = sqlglot.parse_one(export_sql.render_export_sql("plain", "t", rules=rules),
+                             read="bigquery")  # fmt: skip
+    case = next(s for s in _cte(tree, "checked").selects if s.alias == "first_reason").this
+    test = next(w.this for w in case.args["ifs"] if w.args["true"].name == "placeholder_id")
+    for side in (test.this, test.expression):
+        assert sorted(lit.name for lit in side.expressions) == export_sql.placeholder_values(rules)
+    con.execute("CREATE TABLE t (user_id VARCHAR, sku VARCHAR, action VARCHAR, ts VARCHAR)")
+    con.executemany("INSERT INTO t VALUES (?, ?, 'browsed', '2024-02-03')",
+                    [("u1", "IT'S"), ("N/A", "s"), ("u2", "s2")])  # fmt: skip
+    rows = _run(con, export_sql.render_export_sql("plain", "t", rules=rules), rules)
+    assert sorted((r[0], r[5]) for r in rows) == [
+        ("N/A", "placeholder_id"), ("u1", "placeholder_id"), ("u2", None)
+    ]  # fmt: skip
+    none = export_sql.ExportRules(placeholders=())
+    assert len(_run(con, export_sql.render_export_sql("plain", "t", rules=none), none)) == 3
 
 
 def test_to_duckdb_raises_on_unsupported_construct() -> None:
@@ -190,14 +241,15 @@ def test_ga4_table_and_parameters() -> None:
     assert export_sql.ga4_table("p.analytics_1.events_*") == "p.analytics_1.events_*"
     assert export_sql.query_parameters(PARAMS) == {
         "start_date": dt.date(2024, 2, 1), "end_date": dt.date(2024, 2, 29),
-        "time_zone": "UTC", "placeholders": ["(not set)"], "duplicate_tolerance_us": 1_000_000,
     }  # fmt: skip
-    rules = export_sql.ExportRules(placeholders=(" N/A ", "(NOT SET)", ""), time_zone="Asia/Tokyo",
-                                   duplicate_tolerance_s=0.25)  # fmt: skip
+    assert export_sql.query_parameters(PARAMS, schema="ga4") == {
+        "start_date": dt.date(2024, 2, 1), "end_date": dt.date(2024, 2, 29),
+        "time_zone": "UTC", "duplicate_tolerance_us": 1_000_000,
+    }  # fmt: skip
+    rules = export_sql.ExportRules(time_zone="Asia/Tokyo", duplicate_tolerance_s=0.25)
     ga4 = export_sql.query_parameters(PARAMS, rules, "ga4")
-    assert ga4["placeholders"] == ["(not set)", "n/a"] and ga4["duplicate_tolerance_us"] == 250_000
-    assert ga4["time_zone"] == "Asia/Tokyo"
-    assert export_sql.query_parameters(PARAMS, rules, "plain")["time_zone"] == "UTC"
+    assert ga4["duplicate_tolerance_us"] == 250_000 and ga4["time_zone"] == "Asia/Tokyo"
+    assert "time_zone" not in export_sql.query_parameters(PARAMS, rules, "plain")
     with pytest.raises(ValueError, match="unknown time zone"):
         export_sql.ExportRules(time_zone="Mars/Olympus")
 
@@ -232,10 +284,6 @@ def _raw(row):
     return tuple(row)
 
 
-def _skipped(day: dt.date, reason: str, rows: int = 1, name: str | None = None) -> tuple:
-    return (None, None, None, None, day, reason, None, None, name, None, rows)
-
-
 D05 = dt.date(2024, 2, 5)
 PLAIN_EXPECTED = sorted(
     [
@@ -262,10 +310,15 @@ PLAIN_EXPECTED = sorted(
     key=repr,
 )  # fmt: skip
 PLAIN_EXPECTED = sorted(
-    [(*r, 1) for r in PLAIN_EXPECTED]
-    + [_skipped(dt.date(2024, 3, 1), "after_window"), _skipped(dt.date(2024, 3, 5), "after_window"),
-       _skipped(dt.date(2024, 1, 31), "before_window"),
-       _skipped(dt.date(2023, 6, 1), "before_window")],
+    PLAIN_EXPECTED
+    + [("u3", "s3", "basket", _ts(2024, 3, 1), dt.date(2024, 3, 1), "after_window",
+        *_raw(PLAIN_ROWS[2])),
+       ("u4", "s4", "basket", _ts(2024, 1, 31, 23, 59, 59), dt.date(2024, 1, 31),
+        "before_window", *_raw(PLAIN_ROWS[3])),
+       (None, "s16", "browsed", _ts(2023, 6, 1), dt.date(2023, 6, 1), "before_window",
+        *_raw(PLAIN_ROWS[15])),
+       ("u17", "s17", "clicked", _ts(2024, 3, 5), dt.date(2024, 3, 5), "after_window",
+        *_raw(PLAIN_ROWS[16]))],
     key=repr,
 )  # fmt: skip
 
@@ -296,7 +349,7 @@ def test_plain_typed_ts_column(con, ts_type: str) -> None:
     assert [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows] == sorted([
         ("a", "x", "browsed", _ts(2024, 2, 3), dt.date(2024, 2, 3), None),
         ("c", "z", "basket", None, None, "bad_timestamp"),
-        (None, None, None, None, dt.date(2024, 3, 1), "after_window"),
+        ("b", "y", "purchase", _ts(2024, 3, 1), dt.date(2024, 3, 1), "after_window"),
     ], key=repr)  # fmt: skip
 
 
@@ -363,8 +416,9 @@ def _ga4(con, rules=None) -> tuple[list[tuple], dict[tuple, int]]:
     rows = _run(con, export_sql.render_export_sql("ga4", "ga4", rules=rules), rules, "ga4")
     kept = sorted(((r[0], r[1], r[2], r[4], r[5]) for r in rows if r[5] not in SKIP_REASONS),
                   key=repr)  # fmt: skip
-    skipped = {(r[4], r[5], r[8]): r[10] for r in rows if r[5] in SKIP_REASONS}
-    return kept, skipped
+    skipped = Counter((r[4], r[5], r[8] if r[5] == "ignored_event" else None)
+                      for r in rows if r[5] in SKIP_REASONS)  # fmt: skip
+    return kept, dict(skipped)
 
 
 D01, D10, D11, D29 = (dt.date(2024, 2, d) for d in (1, 10, 11, 29))

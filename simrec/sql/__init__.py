@@ -2,8 +2,9 @@
 through sqlglot, so both backends select and validate events identically.
 
 Only identifiers (table, column names) and checked names (actions, GA4 event names) are
-rendered into the text; dates, the time zone, placeholders and the duplicate tolerance
-are always query parameters (:func:`query_parameters`), never formatted into the SQL.
+rendered into the text, and the placeholder ids as string literals escaped by sqlglot;
+dates, the time zone and the duplicate tolerance are always query parameters
+(:func:`query_parameters`), never formatted into the SQL.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from string import Template
 from typing import Literal, get_args
 
 from simrec.core.actions import ACTIONS, GA4_EVENT_ACTIONS
-from simrec.core.events import EVENT_COLUMNS, SKIP_REASONS, SourceError
+from simrec.core.events import EVENT_COLUMNS, SourceError
 from simrec.core.runs import RunParams
 
 Schema = Literal["plain", "ga4"]
@@ -27,7 +28,7 @@ SCHEMAS: tuple[str, ...] = get_args(Schema)
 #: Columns of the export query's result, in order (see export_events.sql).
 OUTPUT_COLUMNS: tuple[str, ...] = (
     "user_id", "sku", "action", "ts", "dt", "reason",
-    "raw_user_id", "raw_sku", "raw_action", "raw_ts", "row_count",
+    "raw_user_id", "raw_sku", "raw_action", "raw_ts",
 )  # fmt: skip
 #: Columns of the counts query (:func:`render_counts_sql`), the manifest's input.
 COUNTS_COLUMNS: tuple[str, ...] = ("dt", "reason", "event_name", "row_count")
@@ -108,6 +109,19 @@ def _literals(values: Iterable[str]) -> str:
             raise ValueError(f"unexpected literal {v!r}")
         out.append(f"'{v}'")
     return ", ".join(out)
+
+
+def _strings(values: Iterable[str]) -> str:
+    """SQL string literals of configured values, escaped by sqlglot's BigQuery writer."""
+    from sqlglot import exp
+
+    return ", ".join(exp.Literal.string(v).sql(dialect="bigquery") for v in values)
+
+
+def placeholder_values(rules: ExportRules) -> list[str]:
+    """The placeholders as compared: trimmed, lower-case, without blanks (those are
+    already missing ids)."""
+    return sorted({p.strip().lower() for p in rules.placeholders if p.strip()})
 
 
 def ga4_table(dataset: str) -> str:
@@ -194,7 +208,7 @@ def render_export_sql(
         if columns:
             raise ValueError("GA4 sources take no column mapping (see SIMREC_GA4_USER_KEY)")
         cases = "\n".join(
-            f"      WHEN {_literals([name])} THEN {_literals([str(action)])}"
+            f"        WHEN {_literals([name])} THEN {_literals([str(action)])}"
             for name, action in rules.event_actions.items()
         )
         source = Template(_load("source_ga4.sql")).substitute(
@@ -205,10 +219,18 @@ def render_export_sql(
         )
     else:
         raise ValueError(f"unknown events schema {schema!r}; expected one of {SCHEMAS}")
+    placeholders = placeholder_values(rules)
+    is_placeholder = (
+        f"LOWER(user_id) IN ({_strings(placeholders)}) OR LOWER(sku) IN ({_strings(placeholders)})"
+        if placeholders else "FALSE"
+    )
+    repeat_rule = _load("export_repeats.sql").strip() if schema == "ga4" else "first_reason"
     return Template(_load("export_events.sql")).substitute(
         source_rows=source.rstrip("\n"),
+        repeat_rule=repeat_rule,
+        is_placeholder=is_placeholder,
+        day_of_ts="DATE(ts, @time_zone)" if schema == "ga4" else "DATE(ts)",
         actions=_literals(ACTIONS),
-        skip_reasons=_literals(SKIP_REASONS),
     )
 
 
@@ -236,13 +258,15 @@ def to_duckdb(sql: str) -> str:
 def query_parameters(
     params: RunParams, rules: ExportRules | None = None, schema: str = "plain"
 ) -> dict[str, object]:
-    """The export query's parameters: the inclusive window ``[start_date, end_date]`` in
-    ``time_zone`` (GA4: the property's zone; plain: UTC), placeholders, tolerance."""
+    """The parameters of the export query of ``schema``: the inclusive window
+    ``[start_date, end_date]`` (plain: UTC days; GA4: days in ``time_zone``, the
+    property's) and (GA4) the repeat tolerance."""
     rules = rules or ExportRules()
-    return {
+    values: dict[str, object] = {
         "start_date": params.start_date,
         "end_date": params.end_date,
-        "time_zone": rules.time_zone if schema == "ga4" else "UTC",
-        "placeholders": sorted({p.strip().lower() for p in rules.placeholders if p.strip()}),
-        "duplicate_tolerance_us": round(rules.duplicate_tolerance_s * 1_000_000),
     }
+    if schema == "ga4":
+        values["time_zone"] = rules.time_zone
+        values["duplicate_tolerance_us"] = round(rules.duplicate_tolerance_s * 1_000_000)
+    return values

@@ -4,7 +4,7 @@ SELECT
   dt,
   reason,
   IF(reason = 'ignored_event', raw_action, NULL) AS event_name,
-  SUM(row_count) AS row_count
+  COUNT(*) AS row_count
 FROM ${result}
 GROUP BY dt, reason, event_name
 ORDER BY dt, reason, event_name

@@ -7,34 +7,43 @@
   -- counted as such); a row without event_timestamp is placed by its table's day.
   -- Multi-item rule: when any item of an event has a quantity, only the items with one
   -- count (a view_item listing related items names the viewed one by its quantity);
-  -- otherwise every item counts. An item listed again in one event counts once.
+  -- otherwise every item counts. An item listed again in one event counts once. The
+  -- export has no event id: an event is its (user, name, timestamp), so copies sent with
+  -- the very same microsecond count as one event.
   SELECT
-    CAST(${user_key} AS STRING) AS raw_user_id,
-    CAST(item.item_id AS STRING) AS raw_sku,
-    e.event_name AS raw_action,
-    CAST(e.event_timestamp AS STRING) AS raw_ts,
-    CASE e.event_name
+    raw_user_id,
+    raw_sku,
+    raw_action,
+    raw_ts,
+    action_name,
+    ts,
+    table_day,
+    ignored,
+    COALESCE(quantity, 0) <= 0
+      AND LOGICAL_OR(COALESCE(quantity, 0) > 0) OVER (
+        PARTITION BY raw_user_id, raw_action, raw_ts
+      ) AS not_chosen,
+    ROW_NUMBER() OVER (
+      PARTITION BY raw_user_id, raw_action, raw_ts, TRIM(raw_sku), COALESCE(quantity, 0) > 0
+      ORDER BY item_index
+    ) > 1 AS duplicate_in_event
+  FROM (
+    SELECT
+      CAST(${user_key} AS STRING) AS raw_user_id,
+      CAST(item.item_id AS STRING) AS raw_sku,
+      e.event_name AS raw_action,
+      CAST(e.event_timestamp AS STRING) AS raw_ts,
+      CASE e.event_name
 ${event_cases}
-    END AS action_name,
-    TIMESTAMP_MICROS(e.event_timestamp) AS ts,
-    PARSE_DATE('%Y%m%d', _TABLE_SUFFIX) AS table_day,
-    e.event_name IS NULL OR e.event_name NOT IN (${event_names}) AS ignored,
-    COALESCE(item.quantity, 0) <= 0
-      AND EXISTS (SELECT 1 FROM UNNEST(e.items) AS other WHERE other.quantity > 0)
-      AS not_chosen,
-    EXISTS (
-      SELECT 1
-      FROM UNNEST(e.items) AS earlier WITH OFFSET AS earlier_index
-      WHERE earlier_index < item_index
-        AND TRIM(earlier.item_id) = TRIM(item.item_id)
-        AND (
-          earlier.quantity > 0
-          OR NOT EXISTS (SELECT 1 FROM UNNEST(e.items) AS other WHERE other.quantity > 0)
-        )
-    ) AS duplicate_in_event,
-    TRUE AS dedupe
-  FROM ${table} AS e
-  LEFT JOIN UNNEST(e.items) AS item WITH OFFSET AS item_index
-  WHERE
-    _TABLE_SUFFIX BETWEEN FORMAT_DATE('%Y%m%d', DATE_SUB(@start_date, INTERVAL 1 DAY))
-      AND FORMAT_DATE('%Y%m%d', DATE_ADD(@end_date, INTERVAL 3 DAY))
+      END AS action_name,
+      TIMESTAMP_MICROS(e.event_timestamp) AS ts,
+      PARSE_DATE('%Y%m%d', _TABLE_SUFFIX) AS table_day,
+      e.event_name IS NULL OR e.event_name NOT IN (${event_names}) AS ignored,
+      item.quantity AS quantity,
+      item_index
+    FROM ${table} AS e
+    LEFT JOIN UNNEST(e.items) AS item WITH OFFSET AS item_index
+    WHERE
+      _TABLE_SUFFIX BETWEEN FORMAT_DATE('%Y%m%d', DATE_SUB(@start_date, INTERVAL 1 DAY))
+        AND FORMAT_DATE('%Y%m%d', DATE_ADD(@end_date, INTERVAL 3 DAY))
+  ) AS expanded

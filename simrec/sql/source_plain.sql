@@ -12,6 +12,5 @@
     CAST(NULL AS DATE) AS table_day,
     FALSE AS ignored,
     FALSE AS not_chosen,
-    FALSE AS duplicate_in_event,
-    FALSE AS dedupe
+    FALSE AS duplicate_in_event
   FROM ${table}

@@ -112,13 +112,10 @@ def query_parameters(
     """The export query's parameters (:func:`simrec.sql.query_parameters`), typed."""
     from google.cloud import bigquery
 
-    out: list[Any] = []
-    for name, value in export_sql.query_parameters(params, rules, schema).items():
-        if isinstance(value, list):
-            out.append(bigquery.ArrayQueryParameter(name, "STRING", value))
-        else:
-            out.append(bigquery.ScalarQueryParameter(name, _PARAM_TYPES[type(value)], value))
-    return out
+    return [
+        bigquery.ScalarQueryParameter(name, _PARAM_TYPES[type(value)], value)
+        for name, value in export_sql.query_parameters(params, rules, schema).items()
+    ]
 
 
 def bigquery_kind(field: Any) -> str:
