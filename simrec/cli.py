@@ -217,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the nightly pipeline on this machine")
     p.add_argument("--events", required=True, help="events file or folder (CSV or Parquet)")
     p.add_argument("--workdir", required=True, help="folder for the bucket, logs, summary")
-    p.add_argument("--date", type=_date, help="run date (default: day after newest event)")
+    p.add_argument("--date", type=_date, help="run date; the window is the --window-days days "
+                   "before it (default: the day after the newest event not in the future)")
     p.add_argument("--window-days", type=_positive_int)
     p.add_argument("--threshold", type=float, help="DIMSUM threshold, 0 = exact cosine")
     p.add_argument("--top-k", type=_positive_int, help="neighbours kept per item")

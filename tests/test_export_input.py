@@ -78,6 +78,7 @@ BAD_FILES = {
                      r"plain.csv.gz: not a gzip file"),
     "broken.parquet": (lambda p: p.write_bytes(b"PAR1" + b"x" * 64),
                        r"broken.parquet: .*Parquet"),
+    "empty.csv": (lambda p: p.write_bytes(b""), r"empty.csv: empty file"),
 }  # fmt: skip
 
 

@@ -132,6 +132,9 @@ def plain_source(source: str, parallel: bool = True) -> LocalSource:
     kinds = {"parquet" if f.lower().endswith(".parquet") else "csv" for f in files}
     if len(kinds) > 1:
         raise ValueError(f"events source {source} mixes CSV and Parquet files")
+    empty = [f for f in files if os.path.getsize(f) == 0]
+    if empty:
+        raise SourceError(f"{empty[0]}: empty file (expected a header line and events)")
     if kinds == {"parquet"}:
         return LocalSource("parquet", tuple(files),
                            f"read_parquet({_list(files)}, union_by_name=true)")  # fmt: skip
