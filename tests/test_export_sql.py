@@ -90,6 +90,12 @@ def _cte(tree: exp.Expression, name: str) -> exp.Select:
     return next(c.this for c in tree.find_all(exp.CTE) if c.alias == name)
 
 
+def test_counts_query_columns() -> None:
+    tree = sqlglot.parse_one(export_sql.render_counts_sql("simrec_export"), read="bigquery")
+    assert tree.named_selects == list(export_sql.COUNTS_COLUMNS)
+    assert {t.name for t in tree.find_all(exp.Table)} == {"simrec_export"}
+
+
 def test_reasons_in_sql_follow_core_order() -> None:
     """Outside the window first, then ignored events, then the rejects in core order;
     a repeat is only looked for among rows that pass every other check."""

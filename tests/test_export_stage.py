@@ -631,3 +631,28 @@ def test_newest_event_date(tmp_path: Path) -> None:
         ("page_view", dt.datetime(2024, 2, 11, 0, 30, tzinfo=UTC), "p", None),
     ])  # fmt: skip
     assert newest_event_date(str(folder), "ga4") == dt.date(2024, 2, 11)
+
+
+def test_settings_rules_reach_both_warehouses() -> None:
+    """One definition: the rules the settings declare are the ones both engines run."""
+    from simrec.adapters import build_adapters
+    from simrec.config import Settings
+
+    settings = Settings(
+        ga4_event_actions="view_item=browsed,refund=basket", ga4_user_key="user_id",
+        ga4_time_zone="Europe/Berlin", placeholder_ids="(not set),unknown",
+        duplicate_tolerance_seconds=2.5, gcp_project="p",
+    )  # fmt: skip
+    rules = settings.export_rules
+    assert dict(rules.event_actions) == {"view_item": "browsed", "refund": "basket"}
+    assert rules.placeholders == ("(not set)", "unknown")
+    assert (rules.user_key, rules.time_zone, rules.duplicate_tolerance_s) == (
+        "user_id", "Europe/Berlin", 2.5
+    )  # fmt: skip
+    assert build_adapters(settings).warehouse.rules == rules
+    gcp = Settings(**{**settings.model_dump(), "backend": "gcp"})
+    assert build_adapters(gcp).warehouse.rules == rules
+    with pytest.raises(ValueError, match="bad event mapping"):
+        Settings(ga4_event_actions="view_item=clicked")
+    with pytest.raises(ValueError, match="unknown time zone"):
+        Settings(ga4_time_zone="Nowhere/City")

@@ -144,11 +144,6 @@ def plain_source(source: str, parallel: bool = True) -> LocalSource:
     ))  # fmt: skip
 
 
-def plain_source_sql(source: str) -> str:
-    """DuckDB relation over a plain events source (see :func:`plain_source`)."""
-    return plain_source(source).relation
-
-
 def ga4_files(source: str) -> tuple[str, list[str]]:
     """(format, files) of a local GA4 export: every layout ``bq extract`` writes for
     Parquet or NDJSON (optionally gzip). ``events_intraday_*`` files are left out, as
@@ -194,11 +189,6 @@ def ga4_source(source: str) -> LocalSource:
                 f"columns={columns})")  # fmt: skip
     suffix = "regexp_extract(filename, '.*events_([0-9]{8})', 1)"
     return LocalSource(fmt, tuple(files), f"(SELECT *, {suffix} AS _TABLE_SUFFIX FROM {read})")
-
-
-def ga4_source_sql(source: str) -> str:
-    """DuckDB relation over a local GA4 export (see :func:`ga4_source`)."""
-    return ga4_source(source).relation
 
 
 def _check_ga4_columns(types: Mapping[str, str], rules: ExportRules, where: str) -> None:

@@ -222,7 +222,7 @@ class BigQueryWarehouse:
                 f"BigQuery job {job.job_id} still running after {self.timeout_s:.0f}s; "
                 "a redelivered message will wait for it again"
             ) from exc
-        counts = [(row["dt"], row["reason"], row["event_name"], row["row_count"]) for row in rows]
+        counts = [tuple(row[c] for c in export_sql.COUNTS_COLUMNS) for row in rows]
         rejects_uri = layout.join(
             layout.export_run(data_root, params.tenant, params.run_id), "rejects"
         )
