@@ -302,3 +302,13 @@ def test_future_rows_warn_and_do_not_choose_the_window(tmp_path: Path, capsys) -
     assert warning.startswith("4 rows are dated after today (up to 2099-01-04)")
     assert "warning: 4 rows are dated after today" in capsys.readouterr().err
     assert summary["items"] >= 30
+
+
+def test_a_bad_file_in_a_folder_is_named(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.csv").write_text(HEADER + "u1,s1,browsed,2024-02-01\n")
+    BAD_FILES["quotes.csv"][0](src / "b.csv")
+    (src / "c.csv").write_text(HEADER + "u3,s3,browsed,2024-02-03\n")
+    with pytest.raises(SourceError, match=r"b\.csv: line 3: .*unbalanced quote"):
+        _export(src, tmp_path / "data")

@@ -249,8 +249,7 @@ def _first_line(exc: BaseException) -> str:
 def source_error(exc: duckdb.Error, src: LocalSource) -> SourceError:
     """One line for a DuckDB failure while reading ``src``: the file and what is wrong."""
     text = str(exc)
-    named = re.search(r'file = (\S+)|file "([^"]+)"|: (/\S+)$', text.splitlines()[0] + "\n"
-                      + "\n".join(text.splitlines()[1:]), re.M)  # fmt: skip
+    named = re.search(r"""file = (\S+)|[Ff]ile ["']([^"']+)["']|: (/\S+)$""", text, re.M)
     culprit = next((g for g in named.groups() if g), None) if named else None
     files = [f for f in src.files if culprit and f.endswith(culprit)] or list(src.files)
     if src.fmt == "csv":
