@@ -76,6 +76,7 @@ def prepare(size: str, threshold: float, top_k: int) -> Path:
     from simrec import storage
     from simrec.core import dimsum
     from simrec.core.matrix import build_matrix
+    from simrec.core.params import ModelParams
     from simrec.core.runs import RunParams
     from simrec.generate import generate_events
 
@@ -91,9 +92,9 @@ def prepare(size: str, threshold: float, top_k: int) -> Path:
     day.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(ev[["user_id", "sku", "action", "ts"]], preserve_index=False)
     pq.write_table(table, day / "part-0.parquet", row_group_size=1_000_000)
-    params = RunParams(
-        tenant="bench", date=RUN_DATE, window_days=30, threshold=threshold, top_k=top_k
-    )
+    # Plain cosine (no quality features): the engines are timed on the bare algorithm.
+    model = ModelParams().plain().replace(threshold=threshold, top_k=top_k)
+    params = RunParams(tenant="bench", date=RUN_DATE, window_days=30, model=model)
     manifest = {
         "stage": "export",
         "run_id": params.run_id,
@@ -103,7 +104,7 @@ def prepare(size: str, threshold: float, top_k: int) -> Path:
         "counts": {"rows_read": len(ev), "rows_valid": len(ev), "rows_rejected": 0},
     }
     storage.write_json(str(folder / "export" / "_MANIFEST.json"), manifest)
-    m = build_matrix(ev["user_id"], ev["sku"], ev["action"])
+    m = build_matrix(ev["user_id"], ev["sku"], ev["action"], model)
     sp.save_npz(folder / "matrix.npz", m.matrix)
     np.save(folder / "user_keys.npy", dimsum.string_keys(m.user_ids))
     np.save(folder / "item_keys.npy", dimsum.string_keys(m.skus))

@@ -8,9 +8,9 @@ definition of every knob and its default.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from simrec import sql as export_sql
@@ -20,6 +20,15 @@ from simrec.core.actions import (
     format_event_actions,
     parse_event_actions,
 )
+from simrec.core.params import BOUNDS, DEFAULTS, NAMES, USER_WEIGHTING_DESCRIPTION, ModelParams
+
+
+def _model_field(name: str) -> Any:
+    """A settings field for a model parameter: its default and bounds from ModelParams."""
+    bounds = BOUNDS[name]
+    return Field(
+        getattr(DEFAULTS, name), ge=bounds.ge, le=bounds.le, description=bounds.description
+    )
 
 
 class Settings(BaseSettings):
@@ -72,37 +81,27 @@ class Settings(BaseSettings):
 
     # --- training parameters ------------------------------------------------------
     window_days: int = Field(30, ge=1, le=3650, description="Days of events per run.")
-    weight_browsed: float = Field(0.5, ge=0, description="Weight of a browsed event.")
-    weight_basket: float = Field(2.0, ge=0, description="Weight of a basket event.")
-    weight_purchase: float = Field(6.0, ge=0, description="Weight of a purchase event.")
-    threshold: float = Field(
-        0.1, ge=0, le=1, description="DIMSUM similarity threshold; 0 computes exact cosine."
+    # Defaults, bounds and meaning of the model's parameters live in simrec.core.params.
+    weight_browsed: float = Field(
+        DEFAULTS.weights.browsed, ge=0, description="Weight of a browsed event."
     )
-    top_k: int = Field(100, ge=1, le=1000, description="Neighbours kept per item.")
-    seed: int = Field(42, ge=0, description="Seed of DIMSUM sampling.")
-    max_items_per_user: int = Field(
-        500, ge=2, description="Heavy users keep only their highest-scored items."
+    weight_basket: float = Field(
+        DEFAULTS.weights.basket, ge=0, description="Weight of a basket event."
     )
-    min_items_per_user: int = Field(
-        2, ge=1, description="Users with fewer distinct items are left out."
+    weight_purchase: float = Field(
+        DEFAULTS.weights.purchase, ge=0, description="Weight of a purchase event."
     )
-    half_life_days: float = Field(
-        0.0, ge=0, le=3650, description="Time decay: an event's weight halves every this "
-        "many days before the run; 0 = off."
-    )
-    # Defaults chosen by offline evaluation (docs/evaluation.md): down-weighting and
-    # shrinkage beat plain cosine on both shared datasets; time decay did not (off).
+    threshold: float = _model_field("threshold")
+    top_k: int = _model_field("top_k")
+    seed: int = _model_field("seed")
+    max_items_per_user: int = _model_field("max_items_per_user")
+    min_items_per_user: int = _model_field("min_items_per_user")
+    half_life_days: float = _model_field("half_life_days")
     user_weighting: Literal["none", "log", "power"] = Field(
-        "power", description="Down-weight very active users: row scaled by 1/log2(1+n) "
-        "('log') or n**-user_alpha ('power'), n = the user's items; 'none' = off."
+        DEFAULTS.user_weighting, description=USER_WEIGHTING_DESCRIPTION
     )
-    user_alpha: float = Field(
-        0.7, ge=0, le=2, description="Exponent of user_weighting='power'."
-    )
-    shrinkage: float = Field(
-        20.0, ge=0, description="Similarity shrinkage sim*n/(n+shrinkage), n = users behind "
-        "the pair; 0 = off."
-    )
+    user_alpha: float = _model_field("user_alpha")
+    shrinkage: float = _model_field("shrinkage")
     engine: Literal["spark", "local"] = Field(
         "spark", description="Similarity engine: the Spark job or the single-machine one."
     )
@@ -114,7 +113,11 @@ class Settings(BaseSettings):
     datastore_project: str = Field(
         "", description="Project of Cloud Datastore; empty skips the Datastore write."
     )
-    datastore_namespace: str = Field("", description="Datastore namespace ('' = default).")
+    datastore_namespace: str = Field(
+        "",
+        description="Datastore namespace of a tenant's neighbour lists: '' = one named after "
+        "the tenant, '{tenant}' is replaced by it (simrec.core.tenancy.datastore_namespace).",
+    )
     bigquery_location: str = Field("EU", description="Location of the BigQuery export job.")
     export_timeout_seconds: float = Field(
         480.0, gt=0, description="How long the export function waits for its BigQuery job."
@@ -134,6 +137,14 @@ class Settings(BaseSettings):
     dataflow_max_workers: int = Field(2, ge=1, description="Most workers of the load job.")
     dataflow_machine_type: str = Field(
         "n1-standard-2", description="Machine type of the load job's workers."
+    )
+    dataflow_network: str = Field("", description="VPC network of the load job's workers.")
+    dataflow_subnetwork: str = Field(
+        "", description="Subnetwork of the load job's workers (regions/R/subnetworks/S or URL)."
+    )
+    job_max_attempts: int = Field(
+        3, ge=1, le=10, description="Attempts of a Dataproc/Dataflow job that ends failed or "
+        "cancelled (the first included) before the run is given up and alerted."
     )
     bigquery_endpoint: str = Field(
         "", description="BigQuery API endpoint; empty means Google's. An http:// URL is a "
@@ -177,9 +188,17 @@ class Settings(BaseSettings):
     @field_validator("tenant")
     @classmethod
     def _tenant_is_a_path_segment(cls, value: str) -> str:
-        if not value or "/" in value or value.startswith("."):
-            raise ValueError("tenant must be a non-empty name without '/'")
-        return value
+        from simrec.core.tenancy import check_tenant
+
+        return check_tenant(value)
+
+    @model_validator(mode="after")
+    def _model_is_valid(self) -> Settings:
+        try:
+            self.model  # noqa: B018 - builds and validates ModelParams once
+        except ValueError as exc:
+            raise ValueError(f"model parameters: {exc}") from None
+        return self
 
     @field_validator("ga4_event_actions")
     @classmethod
@@ -207,6 +226,12 @@ class Settings(BaseSettings):
         return ActionWeights(
             browsed=self.weight_browsed, basket=self.weight_basket, purchase=self.weight_purchase
         )
+
+    @cached_property
+    def model(self) -> ModelParams:
+        """The model's parameters as this deployment sets them."""
+        fields = {name: getattr(self, name) for name in NAMES if name != "weights"}
+        return ModelParams(weights=self.weights, **fields)
 
     @property
     def models_root(self) -> str:

@@ -158,10 +158,11 @@ def local_similarity(
     (``ts``, UTC, only for time decay)."""
     df = events.to_pandas() if isinstance(events, pa.Table) else events
     days = None
-    if params.half_life_days > 0:
+    if params.model.half_life_days > 0:
         days = pd.to_datetime(df["ts"], utc=True).dt.tz_localize(None).to_numpy("datetime64[D]")
     return fit_similarities(
-        df["user_id"], df["sku"], df["action"], params, days=days, reference_day=params.end_date
+        df["user_id"], df["sku"], df["action"], params.model, days=days,
+        reference_day=params.end_date,
     )
 
 
@@ -174,7 +175,7 @@ def run_local_similarity(
     if export_manifest.get("stage") != "export":
         raise ValueError(f"{export_manifest_uri} is not an export manifest")
     params = params or resolve_params(export_manifest["params"])
-    events = read_export_events(export_manifest, with_ts=params.half_life_days > 0)
+    events = read_export_events(export_manifest, with_ts=params.model.half_life_days > 0)
     t1 = time.perf_counter()
     m, topk = local_similarity(events, params)
     neighbors = neighbors_table(m.skus, topk)

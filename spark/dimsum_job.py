@@ -34,9 +34,10 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from simrec.core import dimsum, layout, quality, similarity
+from simrec.core import params as model_params
 from simrec.core.actions import ACTIONS
 from simrec.core.runs import RunParams
-from simrec.core.similarity import OVERRIDABLE, resolve_params, similarity_manifest
+from simrec.core.similarity import resolve_params, similarity_manifest
 
 LOCAL_SHUFFLE_PARTITIONS = 8
 #: Cells per user-partition (at least one partition per core): large, so each task
@@ -123,7 +124,7 @@ def _decayed_weight(spark: SparkSession, events: DataFrame, params: RunParams) -
     """``w`` -> ``floor(w * decay(age) * 2^FIXED_BITS)`` (long), age = whole days from the
     event's UTC day to the window's last day. An event outside the window finds no decay:
     its ``w`` is null and the job fails on it like on an unknown action."""
-    table = quality.decay_table(params.window_days, params.half_life_days)
+    table = quality.decay_table(params.window_days, params.model.half_life_days)
     age = F.datediff(F.lit(params.end_date.isoformat()).cast("date"), F.to_date("ts"))
     return (
         events.withColumn("age", age)
@@ -138,7 +139,7 @@ def _decayed_weight(spark: SparkSession, events: DataFrame, params: RunParams) -
 # --- the steps -----------------------------------------------------------------------
 def _weight(params: RunParams) -> Any:
     """CASE over the actions: the weights are literals, unknown actions give null."""
-    weights = params.weights.as_dict()
+    weights = params.model.weights.as_dict()
     expr = None
     for action in ACTIONS:
         cond = F.col("action") == F.lit(action)
@@ -307,7 +308,7 @@ def run(
     cached: list[DataFrame] = []
 
     # 1. value per (user, sku); every event is counted, invalid ones are an error.
-    decayed = params.half_life_days > 0
+    decayed = params.model.half_life_days > 0
     events = _read_events(spark, export_manifest, decayed).withColumn("w", _weight(params))
     value = F.sum("w")
     if decayed:  # fixed-point sums: exact, whatever the order (quality.to_fixed)
@@ -333,14 +334,14 @@ def run(
     ).persist()
     cached.append(ranked)
     first = F.col("rank") == 1
-    kept_user = first & (F.col("n_items") >= params.min_items_per_user)
+    kept_user = first & (F.col("n_items") >= params.model.min_items_per_user)
     stats = ranked.agg(
         F.sum("n_events").alias("events"),
         F.sum("bad").alias("bad"),
         F.sum(F.when(first, 1).otherwise(0)).alias("users"),
         F.sum(F.when(kept_user, 1).otherwise(0)).alias("users_kept"),
         F.sum(
-            F.when(kept_user & (F.col("n_items") > params.max_items_per_user), 1).otherwise(0)
+            F.when(kept_user & (F.col("n_items") > params.model.max_items_per_user), 1).otherwise(0)
         ).alias("capped_users"),
     ).first()
     counts = {k: int(stats[k] or 0) for k in ("events", "users", "users_kept", "capped_users")}
@@ -351,15 +352,15 @@ def run(
         )
     matrix = ranked.where(
         (F.col("value") > 0)
-        & (F.col("n_items") >= params.min_items_per_user)
-        & (F.col("rank") <= params.max_items_per_user)
+        & (F.col("n_items") >= params.model.min_items_per_user)
+        & (F.col("rank") <= params.model.max_items_per_user)
     )
-    if params.user_weighting != "none":  # row scale f(n), n = the user's cells after the cap
+    if params.model.user_weighting != "none":  # row scale f(n), n = the user's cells after the cap
         table = quality.user_factor_table(
-            params.max_items_per_user, params.user_weighting, params.user_alpha
+            params.model.max_items_per_user, params.model.user_weighting, params.model.user_alpha
         )
         matrix = matrix.withColumn(
-            "n", F.least(F.col("n_items"), F.lit(params.max_items_per_user)).cast("int")
+            "n", F.least(F.col("n_items"), F.lit(params.model.max_items_per_user)).cast("int")
         ).join(_lookup(spark, "n", "f", table), "n")
         matrix = matrix.withColumn("value", F.col("value") * F.col("f"))
     matrix = matrix.select("user_id", "sku", "value").persist()
@@ -381,8 +382,8 @@ def run(
     max_entry = max((float(r["max_value"]) for r in norms), default=1.0)
     skus = [r["sku"] for r in norms]
     c = np.array([float(r["norm"]) for r in norms], dtype=np.float64)
-    p, q = dimsum.probabilities_and_scales(c, params.threshold, len(skus), max_entry)
-    gamma = dimsum.gamma(params.threshold, len(skus))
+    p, q = dimsum.probabilities_and_scales(c, params.model.threshold, len(skus), max_entry)
+    gamma = dimsum.gamma(params.model.threshold, len(skus))
     t1 = time.perf_counter()
 
     # 5-6. Items become indices (sku order); p, q and the CRC-32 item keys travel as one
@@ -412,14 +413,16 @@ def run(
         .repartition(user_parts, "user_id")
         .sortWithinPartitions("user_id", "idx")
         .mapInArrow(
-            _partial_pairs_fn(arrays, params.seed, sampled, len(skus), scale), PARTIAL_SCHEMA
+            _partial_pairs_fn(arrays, params.model.seed, sampled, len(skus), scale), PARTIAL_SCHEMA
         )
     )
     pair_parts = int(spark.conf.get("spark.sql.shuffle.partitions"))
     ranked_pairs = (
         partial.repartition(pair_parts, "a")
         .sortWithinPartitions("a", "b")
-        .mapInArrow(_topk_fn(arrays, scale, params.top_k, params.shrinkage), NEIGHBORS_DDL)
+        .mapInArrow(
+            _topk_fn(arrays, scale, params.model.top_k, params.model.shrinkage), NEIGHBORS_DDL
+        )
         .persist()
     )
     cached.append(ranked_pairs)
@@ -465,22 +468,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--export-manifest", required=True, help="export _MANIFEST.json URI")
     parser.add_argument("--output", required=True, help="similarities/<tenant>/<run_id> URI")
-    parser.add_argument("--threshold", type=float)
-    parser.add_argument("--top-k", type=int)
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--weights", type=json.loads, help='e.g. {"purchase": 6}')
-    parser.add_argument("--max-items-per-user", type=int)
-    parser.add_argument("--min-items-per-user", type=int)
-    parser.add_argument("--half-life-days", type=float, help="time decay, 0 = off")
-    parser.add_argument("--user-weighting", choices=list(quality.USER_WEIGHTINGS))
-    parser.add_argument("--user-alpha", type=float, help="exponent of user_weighting=power")
-    parser.add_argument("--shrinkage", type=float, help="similarity shrinkage, 0 = off")
+    model_params.add_arguments(parser)
     parser.add_argument("--master", help="Spark master for local runs (e.g. local[*])")
     return parser.parse_args(argv)
-
-
-def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: getattr(args, k) for k in OVERRIDABLE if getattr(args, k) is not None}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -497,7 +487,8 @@ def main(argv: list[str] | None = None) -> int:
             ).config("spark.ui.enabled", "false")
     spark = builder.getOrCreate()
     try:
-        manifest = run(spark, args.export_manifest, args.output, overrides_from_args(args))
+        overrides = model_params.overrides_from_args(args)
+        manifest = run(spark, args.export_manifest, args.output, overrides)
     finally:
         if existing is None:
             spark.stop()

@@ -598,6 +598,39 @@ variable "dataflow_machine_type" {
   default     = "n1-standard-2"
 }
 
+variable "dataflow_network" {
+  description = "VPC network of the Dataflow workers; empty = the project's default network."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.dataflow_network == "" || can(regex("^([a-z]([-a-z0-9]*[a-z0-9])?|.*projects/[^/]+/global/networks/[a-z]([-a-z0-9]*[a-z0-9])?)$", var.dataflow_network))
+    error_message = "dataflow_network must be empty, a network name or a networks/ URL."
+  }
+}
+
+variable "dataflow_subnetwork" {
+  description = "Subnetwork of the Dataflow workers (regions/REGION/subnetworks/NAME or its URL); empty = none."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.dataflow_subnetwork == "" || can(regex("(^|/)regions/[a-z0-9-]+/subnetworks/[a-z]([-a-z0-9]*[a-z0-9])?$", var.dataflow_subnetwork))
+    error_message = "dataflow_subnetwork must be empty or regions/REGION/subnetworks/NAME (or its URL)."
+  }
+}
+
+variable "job_max_attempts" {
+  description = "Attempts of a Dataproc/Dataflow job that ends failed or cancelled (the first included) before the run is given up and alerted."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.job_max_attempts >= 1 && var.job_max_attempts <= 10
+    error_message = "job_max_attempts must be between 1 and 10."
+  }
+}
+
 # --- Datastore -----------------------------------------------------------------------------------------
 
 variable "enable_datastore" {

@@ -14,6 +14,7 @@ import pytest
 from simrec.config import Settings, settings_env_names, settings_to_env
 from simrec.core import layout
 from simrec.core.actions import ActionWeights
+from simrec.core.params import BOUNDS, NAMES, ModelParams
 from simrec.core.runs import RunParams
 from simrec.stages.cloudevents import (
     BadEvent,
@@ -57,18 +58,44 @@ def test_run_id_is_stable_and_changes_with_every_parameter():
     base = RunParams("default", TODAY)
     assert base.run_id == RunParams("default", TODAY).run_id
     assert base.run_id.startswith("2024-04-01-")
-    variants = [
-        RunParams("default", TODAY, window_days=7),
-        RunParams("default", TODAY, threshold=0.2),
-        RunParams("default", TODAY, top_k=10),
-        RunParams("default", TODAY, seed=1),
-        RunParams("default", TODAY, max_items_per_user=100),
-        RunParams("default", TODAY, weights=ActionWeights(purchase=5.0)),
+    changes: list[dict] = [
+        {name: _other_value(name, getattr(base.model, name))} for name in NAMES
+    ]
+    variants = [RunParams("default", TODAY, window_days=7)] + [
+        RunParams("default", TODAY, model=base.model.replace(**c)) for c in changes
     ]
     assert len({v.run_id for v in variants} | {base.run_id}) == len(variants) + 1
     assert RunParams.from_json(json.loads(json.dumps(base.to_json()))) == base
     assert (base.start_date, base.end_date) == (dt.date(2024, 3, 2), dt.date(2024, 3, 31))
     assert len(base.days()) == 30 and base.days()[-1] == base.end_date
+
+
+def _other_value(name: str, value: object) -> object:
+    """A valid value different from ``value`` for the parameter ``name``."""
+    if name == "weights":
+        return ActionWeights(purchase=5.0)
+    if name == "user_weighting":
+        return "log" if value != "log" else "power"
+    if name == "min_items_per_user":
+        return value + 1
+    return value / 2 if isinstance(value, float) and value else (value or 1) + 1
+
+
+def test_every_setting_of_the_model_comes_from_model_params():
+    """Settings derive each model parameter's default and bounds from ModelParams."""
+    assert Settings().model == ModelParams()
+    for name, bounds in BOUNDS.items():
+        field = Settings.model_fields[name]
+        assert field.default == getattr(ModelParams(), name)
+        assert field.description == bounds.description
+        if bounds.le is not None:
+            with pytest.raises(ValueError, match=name):
+                Settings(**{name: bounds.le + 1})
+        if bounds.ge is not None:
+            with pytest.raises(ValueError, match=name):
+                Settings(**{name: bounds.ge - 1})
+    with pytest.raises(ValueError, match="max_items_per_user"):
+        Settings(min_items_per_user=10, max_items_per_user=5)
 
 
 def test_layout_classifies_only_manifests():

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from simrec.core import dimsum
+from simrec.core import dimsum, params
 from simrec.core.actions import ActionWeights
 from simrec.core.matrix import build_matrix
 from simrec.core.runs import RunParams
@@ -27,7 +27,7 @@ from simrec.similarity_output import (
     read_neighbors,
     run_local_similarity,
 )
-from tests.plugins.data import BINARY_WEIGHTS, export_events
+from tests.plugins.data import BINARY_WEIGHTS, PLAIN, export_events
 
 pytestmark = pytest.mark.spark
 
@@ -36,7 +36,8 @@ ALL = 1000  # >= number of items: every pair is listed
 
 def exact_cosine(events: pd.DataFrame, weights: ActionWeights | None = None):
     """The oracle: matrix rule, then scipy (normalised columns, A^T A)."""
-    m = build_matrix(events["user_id"], events["sku"], events["action"], weights)
+    model = PLAIN.replace(weights=weights or ActionWeights())
+    m = build_matrix(events["user_id"], events["sku"], events["action"], model)
     unit = m.matrix @ sp.diags(1.0 / column_norms(m.matrix))
     cos = (unit.T @ unit).toarray()
     np.fill_diagonal(cos, 0.0)
@@ -104,7 +105,7 @@ def test_manifest_and_layout(exact_run, exported_shop):
     assert exact_run["tenant"] == exported_shop.tenant
     assert exact_run["export_manifest"] == exported_shop.manifest_uri
     assert exact_run["params"]["threshold"] == 0.0 and exact_run["params"]["top_k"] == ALL
-    assert exact_run["params"]["seed"] == exported_shop.params.seed  # from the manifest
+    assert exact_run["params"]["seed"] == exported_shop.params.model.seed  # from the manifest
     assert set(exact_run["timings"]) == {"read_s", "similarity_s", "write_s", "total_s"}
     assert sorted(os.listdir(out)) == ["_MANIFEST.json", "items", "neighbors"]
     neighbors = read_neighbors(exact_run["outputs"]["neighbors"])
@@ -228,10 +229,7 @@ def test_cap_and_min_items_on_a_hand_made_shop(spark, tmp_path):
         tenant="hand",
         date=pd.Timestamp("2024-03-01").date(),
         window_days=2,
-        threshold=0.0,
-        top_k=1,
-        min_items_per_user=2,
-        max_items_per_user=3,
+        model=PLAIN.replace(threshold=0.0, top_k=1, min_items_per_user=2, max_items_per_user=3),
     )
     events = pd.DataFrame(HAND_MADE, columns=["user_id", "sku", "action"]).assign(
         ts=pd.Timestamp("2024-02-29T12:00:00Z")
@@ -272,7 +270,9 @@ def test_cap_and_min_items_on_a_hand_made_shop(spark, tmp_path):
 
 
 def test_bad_rows_are_a_clear_error(spark, tmp_path):
-    params = RunParams(tenant="bad", date=pd.Timestamp("2024-03-01").date(), window_days=2)
+    params = RunParams(
+        tenant="bad", date=pd.Timestamp("2024-03-01").date(), window_days=2, model=PLAIN
+    )
     events = pd.DataFrame(
         [("U1", "A", "browsed"), ("U1", "B", "bought")], columns=["user_id", "sku", "action"]
     ).assign(ts=pd.Timestamp("2024-02-29T12:00:00Z"))
@@ -297,7 +297,7 @@ def test_parse_args_precedence():
             "local[2]",
         ]
     )
-    assert dimsum_job.overrides_from_args(args) == {"top_k": 5, "weights": {"purchase": 4}}
+    assert params.overrides_from_args(args) == {"top_k": 5, "weights": {"purchase": 4}}
     assert args.master == "local[2]"
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from simrec.config import Settings
-from simrec.evaluation.evaluate import ModelConfig, run_evaluation
+from simrec.evaluation.evaluate import run_evaluation
 from simrec.evaluation.report import PLOTS, TABLES, render
 from simrec.evaluation.split import temporal_split
 from simrec.generate import generate_events
@@ -39,7 +39,7 @@ def result() -> dict:
                              end_date=dt.date(2024, 3, 31), seed=9)
     events = events.assign(day=events["ts"].dt.tz_localize(None).astype("datetime64[s]"))
     split = temporal_split(events, holdout_days=5)
-    return run_evaluation(split, ModelConfig.from_settings(Settings()), k=10,
+    return run_evaluation(split, Settings().model, k=10,
                           thresholds=(0.0, 0.1, 0.3), max_users=300)
 
 

@@ -14,8 +14,9 @@ import pytest
 from simrec.cli import main
 from simrec.config import Settings
 from simrec.core.actions import ActionWeights
+from simrec.core.params import ModelParams
 from simrec.evaluation import evaluate as ev_mod
-from simrec.evaluation.evaluate import Evaluator, ModelConfig, fit, run_evaluation
+from simrec.evaluation.evaluate import Evaluator, fit, run_evaluation
 from simrec.evaluation.split import load_events, temporal_split, validation_split
 from simrec.generate import generate_events, write_events
 
@@ -117,7 +118,7 @@ def test_queries_exclusions_and_relevant_items():
 # --- models and recommendations ---------------------------------------------------------------
 def test_fit_is_a_serving_snapshot_over_every_training_item(shop):
     split = temporal_split(shop, holdout_days=7, window_days=30)
-    fitted = fit(split.train, ModelConfig(threshold=0.0), split.reference_day)
+    fitted = fit(split.train, ModelParams().plain(), split.reference_day)
     snap = fitted.snapshot
     assert snap.skus == sorted(split.train["sku"].unique())
     assert snap.indptr[-1] == len(snap.indices) > 0
@@ -130,7 +131,7 @@ def test_recommendations_are_the_serving_kernels(shop):
 
     split = temporal_split(shop, holdout_days=7, window_days=30)
     ev = Evaluator(split, k=5, max_users=50, seed=1)
-    config = ModelConfig(threshold=0.0)
+    config = ModelParams().plain()
     fitted = ev.fitted(config)
     recs, _ = ev_mod.recommend(fitted, ev.queries, config.weights, 5)
     first = ev.queries.users[0]
@@ -148,7 +149,7 @@ def test_recommendations_are_the_serving_kernels(shop):
 
 def test_whole_run_on_a_generated_shop(shop):
     split = temporal_split(shop, holdout_days=7, window_days=30)
-    config = ModelConfig.from_settings(Settings())
+    config = Settings().model
     result = run_evaluation(split, config, k=10, thresholds=(0.0, 0.1, 0.5), max_users=400)
     models = result["models"]
     assert {"popularity", "cosine", "configured", "dimsum t=0", "dimsum t=0.5"} <= set(models)
@@ -194,7 +195,7 @@ def test_defaults_beat_popularity_and_cosine(shared_data, name):
         pytest.skip(f"{path} is absent")
     events, _ = load_events(str(path))
     ev = Evaluator(temporal_split(events, **DATASETS[name]), k=10)
-    config = ModelConfig.from_settings(Settings())
+    config = Settings().model
     ndcg = ev.evaluate(config)["metrics"]["ndcg"]
     assert ndcg > ev.evaluate(config.plain())["metrics"]["ndcg"]
     assert ndcg > ev.evaluate_popularity(config)["metrics"]["ndcg"]

@@ -20,7 +20,7 @@ from simrec import storage
 from simrec.adapters.ports import ExportResult, Warehouse
 from simrec.adapters.warehouse_local import DuckDBWarehouse
 from simrec.core import layout
-from simrec.core.events import REJECT_REASONS, SourceError
+from simrec.core.events import MAX_SKU_LENGTH, REJECT_REASONS, SourceError
 from simrec.core.runs import RunParams
 from simrec.stages.export import run_export
 
@@ -114,6 +114,8 @@ def _oracle(rows, params=PARAMS, outside=None):
             reason = "empty_sku"
         elif "(not set)" in (user_n.lower(), sku_n.lower()):
             reason = "placeholder_id"
+        elif len(sku_n) > MAX_SKU_LENGTH:
+            reason = "sku_too_long"
         elif action_n not in ("browsed", "basket", "purchase"):
             reason = "unknown_action"
         elif ts is None:
@@ -230,6 +232,7 @@ def _random_rows(n: int, seed: int) -> list[tuple]:
     rng = random.Random(seed)
     users = [f"u{i}" for i in range(40)] + [" u1 ", "", "  ", None, "(not set)"]
     skus = [f"s{i}" for i in range(60)] + ["s1 ", "", " ", None, " (Not Set) "]
+    skus += ["x" * MAX_SKU_LENGTH, "y" * (MAX_SKU_LENGTH + 1)]  # the API's limit, and over
     actions = ["browsed", "basket", "purchase", "BASKET", " Purchase ", "clicked", "", None]
     stamps = (
         [f"2024-02-{d:02d}" for d in range(1, 30)]
@@ -601,17 +604,14 @@ def test_on_message_exports_once_per_run(tmp_path: Path) -> None:
     )  # fmt: skip
     payload = {"date": "2024-03-01"}
     first = on_message(payload, settings, DuckDBWarehouse(), dt.date(2024, 3, 9))
-    expected = dataclasses.replace(
-        PARAMS,
-        half_life_days=settings.half_life_days,
-        user_weighting=settings.user_weighting,
-        user_alpha=settings.user_alpha,
-        shrinkage=settings.shrinkage,
-    )  # the deployment's quality settings are part of the run
+    expected = dataclasses.replace(PARAMS, model=settings.model)  # the deployment's model
     assert (first.action, first.run_id) == ("exported", expected.run_id)
     assert first.ids["rows_valid"] == 3 and first.ids["rows_rejected"] == 11
+    # A redelivery does not export again, but resumes the chain where it stopped (no
+    # similarities yet): the export manifest is re-emitted for the cluster stage.
     again = on_message(payload, settings, DuckDBWarehouse(), dt.date(2024, 3, 9))
-    assert again.action == "skipped"
+    assert (again.action, again.run_id) == ("resumed", first.run_id)
+    assert "re-emitted the export manifest" in again.reason
     with pytest.raises(BadEvent):
         on_message({"date": "March"}, settings, DuckDBWarehouse(), dt.date(2024, 3, 9))
 

@@ -27,6 +27,7 @@ from tests.plugins.gcp_wire import (
     PROJECT,
     REGION,
     dataflow_clients,
+    dataflow_messages_client,
     dataproc_client,
 )
 
@@ -34,6 +35,16 @@ PARAMS = RunParams(tenant="shop-1", date=dt.date(2024, 3, 1), window_days=3)
 TABLE = f"{PROJECT}.shop.events"
 ROOT = f"gs://{BUCKET}"
 TEMPLATE = "gs://simrec-staging/flex/load.json"
+
+
+def _gcp_settings(**overrides) -> Settings:
+    values = {
+        "backend": "gcp", "gcp_project": PROJECT, "gcp_region": REGION,
+        "dataproc_workflow_template": "simrec-dimsum", "flex_template_uri": TEMPLATE,
+        "dataflow_service_account": "loader@simrec-test.iam.gserviceaccount.com",
+        "staging_uri": "gs://simrec-staging", "datastore_project": "ds-project",
+    }  # fmt: skip
+    return Settings(**{**values, **overrides})
 
 
 # --- Dataproc ---------------------------------------------------------------------------
@@ -56,9 +67,7 @@ def test_dataproc_request_ids_of_different_runs_differ() -> None:
 
 
 def test_dataproc_instantiate_request_and_redelivery(grpc_stub, tmp_path) -> None:
-    launcher = DataprocWorkflowLauncher(
-        PROJECT, REGION, "simrec-dimsum", client=dataproc_client(grpc_stub)
-    )
+    launcher = DataprocWorkflowLauncher(_gcp_settings(), client=dataproc_client(grpc_stub))
     output = str(tmp_path / "similarities" / PARAMS.run_id)
     manifest = f"{ROOT}/exports/shop-1/runs/{PARAMS.run_id}/_MANIFEST.json"
     first = launcher.submit(
@@ -87,9 +96,7 @@ def test_dataproc_instantiate_request_and_redelivery(grpc_stub, tmp_path) -> Non
 
 
 def test_dataproc_skips_a_run_whose_similarities_exist(grpc_stub, tmp_path) -> None:
-    launcher = DataprocWorkflowLauncher(
-        PROJECT, REGION, "simrec-dimsum", client=dataproc_client(grpc_stub)
-    )
+    launcher = DataprocWorkflowLauncher(_gcp_settings(), client=dataproc_client(grpc_stub))
     output = str(tmp_path / "sims")
     storage.write_json(layout.join(output, layout.MANIFEST_NAME), {"stage": "similarities"})
     result = launcher.submit(
@@ -108,13 +115,11 @@ def test_gcp_backend_builds_lazy_adapters_without_credentials() -> None:
 
 
 # --- Dataflow ---------------------------------------------------------------------------
-def _flex_launcher(stub) -> FlexTemplateLauncher:
+def _flex_launcher(stub, **overrides) -> FlexTemplateLauncher:
     flex, jobs = dataflow_clients(stub)
     return FlexTemplateLauncher(
-        PROJECT, REGION, TEMPLATE,
-        service_account="loader@simrec-test.iam.gserviceaccount.com",
-        staging_uri="gs://simrec-staging", datastore_project="ds-project",
-        flex_client=flex, jobs_client=jobs,
+        _gcp_settings(**overrides), flex_client=flex, jobs_client=jobs,
+        messages_client=dataflow_messages_client(stub),
     )  # fmt: skip
 
 
@@ -149,6 +154,10 @@ def test_flex_template_launch_request(grpc_stub, tmp_path) -> None:
     assert env.service_account_email == "loader@simrec-test.iam.gserviceaccount.com"
     assert env.temp_location == "gs://simrec-staging/tmp"
     assert env.staging_location == "gs://simrec-staging/staging"
+    # Cost limits from the settings (defaults here); no network unless one is set.
+    assert (env.max_workers, env.machine_type) == (2, "n1-standard-2")
+    assert (env.network, env.subnetwork) == ("", "")
+    assert dict(env.additional_user_labels) == {"simrec-stage": "load"}
     # The active-job check ran first, by name.
     listed = grpc_stub.list_requests[0]
     assert listed.filter == dataflow_v1beta3.ListJobsRequest.Filter.ACTIVE
@@ -222,6 +231,14 @@ def _counts(params: RunParams) -> list[tuple[str | None, str | None, int]]:
             (second, "unknown_action", 1)]  # fmt: skip
 
 
+def _write_days(gcs, params: RunParams) -> None:
+    """The fake executes nothing: stand in for the EXPORT DATA of the days with rows."""
+    bucket = gcs.client().bucket(BUCKET)
+    for day in {d for d, reason, _ in _counts(params) if d and reason is None}:
+        bucket.blob(f"exports/{params.tenant}/dt={day}/part-000000000000.parquet"
+                    ).upload_from_string(b"PAR1")
+
+
 def _manifest_uri(params: RunParams = PARAMS) -> str:
     return layout.export_manifest(ROOT, params.tenant, params.run_id)
 
@@ -233,6 +250,7 @@ def test_bigquery_export_job_request_and_manifest(fake_bigquery, gcs) -> None:
     stale_day = PARAMS.days()[2].isoformat()  # no rows in this run: must disappear
     bucket.blob(f"exports/shop-1/dt={stale_day}/part-000.parquet").upload_from_string(b"old")
     bucket.blob("exports/shop-1/dt=2020-01-01/part-000.parquet").upload_from_string(b"keep")
+    _write_days(gcs, PARAMS)
 
     manifest = run_export(PARAMS, _warehouse(fake_bigquery), TABLE, "plain", ROOT)
 
@@ -288,6 +306,7 @@ def test_bigquery_failed_job_leaves_no_manifest_and_rerun_succeeds(fake_bigquery
     assert not storage.exists(_manifest_uri())
 
     fake_bigquery.outcome = "done"
+    _write_days(gcs, PARAMS)
     manifest = run_export(PARAMS, _warehouse(fake_bigquery), TABLE, "plain", ROOT)
     assert storage.exists(_manifest_uri())
     assert manifest["counts"]["rows_valid"] == 8
@@ -348,3 +367,104 @@ def test_bigquery_refuses_a_column_of_the_wrong_type_by_name(fake_bigquery, gcs)
 def test_bigquery_export_refuses_a_local_data_root(fake_bigquery) -> None:
     with pytest.raises(ValueError, match="gs://"):
         _warehouse(fake_bigquery).export(PARAMS, TABLE, "plain", "/tmp/data")
+
+
+# --- how a job ended ---------------------------------------------------------------------
+def _workflow(stub, tmp_path) -> tuple[DataprocWorkflowLauncher, str]:
+    launcher = DataprocWorkflowLauncher(_gcp_settings(), client=dataproc_client(stub))
+    result = launcher.submit(
+        export_manifest_uri=f"{ROOT}/exports/shop-1/runs/{PARAMS.run_id}/_MANIFEST.json",
+        output_uri=str(tmp_path / "sims"), params=PARAMS, request_id="simrec-dimsum-x",
+    )  # fmt: skip
+    return launcher, result.details["operation"]
+
+
+def _node(state: str, job_id: str = "", error: str = "") -> dict:
+    from google.cloud import dataproc_v1
+
+    return dataproc_v1.WorkflowNode(
+        step_id="dimsum", job_id=job_id, error=error,
+        state=dataproc_v1.WorkflowNode.NodeState[state],
+    )  # fmt: skip
+
+
+def test_dataproc_outcome_of_a_workflow_that_never_started_its_job(grpc_stub, tmp_path) -> None:
+    from google.cloud import dataproc_v1
+
+    launcher, operation = _workflow(grpc_stub, tmp_path)
+    assert launcher.workflow_outcome("simrec-dimsum-x", operation).state == "running"
+    quota = "Insufficient 'CPUS' quota. Requested 12.0, available 8.0."
+    grpc_stub.finish_workflow(operation, dataproc_v1.WorkflowMetadata(
+        state=dataproc_v1.WorkflowMetadata.State.DONE,
+        create_cluster=dataproc_v1.ClusterOperation(done=True, error=quota),
+        graph=dataproc_v1.WorkflowGraph(nodes=[_node("BLOCKED")]),
+    ), error=quota)  # fmt: skip
+    outcome = launcher.workflow_outcome("simrec-dimsum-x", operation)
+    assert outcome.state == "failed"
+    assert outcome.detail == "the workflow never started its job"
+    assert quota in outcome.error
+    assert grpc_stub.get_operation_requests == [operation, operation]
+
+
+def test_dataproc_outcome_of_a_failed_and_of_a_completed_job(grpc_stub, tmp_path) -> None:
+    from google.cloud import dataproc_v1
+
+    launcher, operation = _workflow(grpc_stub, tmp_path)
+    failed = "Job failed with message [ValueError: no rows]"
+    grpc_stub.finish_workflow(operation, dataproc_v1.WorkflowMetadata(
+        graph=dataproc_v1.WorkflowGraph(nodes=[_node("FAILED", "dimsum-abc", failed)]),
+    ), error="Workflow failed")  # fmt: skip
+    outcome = launcher.workflow_outcome("simrec-dimsum-x", operation)
+    assert (outcome.state, outcome.detail) == ("failed", "job dimsum FAILED")
+    assert failed in outcome.error and "Workflow failed" in outcome.error
+
+    grpc_stub.finish_workflow(operation, dataproc_v1.WorkflowMetadata(
+        graph=dataproc_v1.WorkflowGraph(nodes=[_node("COMPLETED", "dimsum-abc")]),
+    ))  # fmt: skip
+    assert launcher.workflow_outcome("simrec-dimsum-x", operation).state == "succeeded"
+
+
+def test_flex_job_error_is_the_jobs_error_messages(grpc_stub, tmp_path) -> None:
+    launcher = _flex_launcher(grpc_stub)
+    result = _launch(launcher, str(tmp_path))
+    job_id = result.details["job_id"]
+    importance = dataflow_v1beta3.JobMessageImportance
+    grpc_stub.job_messages[job_id] = [
+        dataflow_v1beta3.JobMessage(message_text="Autoscaling: raised workers to 2",
+                                    message_importance=importance.JOB_MESSAGE_BASIC),
+        dataflow_v1beta3.JobMessage(message_text="Workflow failed. Causes: load_pipeline: "
+                                    "error: no manifest",
+                                    message_importance=importance.JOB_MESSAGE_ERROR),
+    ]  # fmt: skip
+    error = launcher.job_error(job_id, result.job_id)
+    assert error == "Workflow failed. Causes: load_pipeline: error: no manifest"
+    [request] = grpc_stub.list_messages_requests
+    assert (request.project_id, request.location, request.job_id) == (PROJECT, REGION, job_id)
+    assert request.minimum_importance == importance.JOB_MESSAGE_ERROR
+
+
+def test_flex_launch_passes_network_and_catalog_when_set(grpc_stub, tmp_path) -> None:
+    subnet = f"regions/{REGION}/subnetworks/simrec"
+    launcher = _flex_launcher(grpc_stub, dataflow_network="simrec-vpc", dataflow_subnetwork=subnet,
+                              catalog_uri=f"{ROOT}/catalog.parquet", dataflow_max_workers=7,
+                              dataflow_machine_type="e2-standard-4")  # fmt: skip
+    _launch(launcher, str(tmp_path))
+    param = grpc_stub.launch_requests[0].launch_parameter
+    assert param.parameters["catalog"] == f"{ROOT}/catalog.parquet"
+    env = param.environment
+    assert (env.network, env.subnetwork) == ("simrec-vpc", subnet)
+    assert (env.max_workers, env.machine_type) == (7, "e2-standard-4")
+
+
+def test_dataflow_job_names_of_attempts_differ_even_for_long_tenants() -> None:
+    from simrec.core.runs import attempt_key
+
+    long = RunParams(tenant="a-very-long-shop-name-" * 3, date=dt.date(2024, 3, 1))
+    for params in (PARAMS, long):
+        names = [load.job_name(params, attempt) for attempt in range(3)]
+        assert len(set(names)) == 3
+        for name in names:
+            assert re.fullmatch(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", name), name
+    assert load.job_name(PARAMS, 1) == f"simrec-load-{attempt_key(PARAMS.key, 1)}"
+    assert attempt_key(PARAMS.key, 0) == PARAMS.key
+    assert job_id(PARAMS, 2) == f"simrec-export-{PARAMS.key}-retry2"  # BigQuery: same rule

@@ -12,6 +12,7 @@ import scipy.sparse as sp
 
 from simrec.core.matrix import build_matrix
 from simrec.generate import default_sizes, generate_catalog, generate_events, write_events
+from tests.plugins.data import PLAIN
 
 END = dt.date(2024, 2, 29)
 
@@ -92,7 +93,7 @@ def test_popularity_is_skewed(events):
 def test_items_of_a_category_are_neighbours(events):
     n_users, n_items, n_cats = default_sizes(len(events))
     catalog = generate_catalog(n_items, n_cats, seed=3).set_index("sku")
-    m = build_matrix(events["user_id"], events["sku"], events["action"])
+    m = build_matrix(events["user_id"], events["sku"], events["action"], PLAIN)
     norms = np.sqrt(np.asarray(m.matrix.multiply(m.matrix).sum(axis=0))).ravel()
     unit = m.matrix @ sp.diags(1.0 / norms)
     cos = (unit.T @ unit).toarray()

@@ -8,6 +8,7 @@ import pytest
 
 from simrec.core.actions import ActionWeights
 from simrec.core.matrix import build_matrix
+from tests.plugins.data import PLAIN
 
 EVENTS = [
     # U1: 5 items, capped to its top 3 (A=6, then B and C tied at 2 with sku order)
@@ -33,7 +34,10 @@ EVENTS = [
 
 def _build(events=EVENTS, weights=None, lo=2, hi=3):
     users, skus, actions = zip(*events, strict=True)
-    return build_matrix(list(users), list(skus), list(actions), weights, lo, hi)
+    model = PLAIN.replace(
+        weights=weights or ActionWeights(), min_items_per_user=lo, max_items_per_user=hi
+    )
+    return build_matrix(list(users), list(skus), list(actions), model)
 
 
 def test_values_filters_and_cap():
@@ -90,7 +94,7 @@ def test_bad_input_is_a_clear_error(events, lo, hi, match):
 
 
 def test_empty_events():
-    m = build_matrix([], [], [])
+    m = build_matrix([], [], [], PLAIN)
     assert m.matrix.shape == (0, 0)
     assert m.counts == dict.fromkeys(
         ("events", "users", "users_kept", "capped_users", "items", "cells"), 0
@@ -110,9 +114,8 @@ def _pandas_rule(df: pd.DataFrame, weights: ActionWeights, lo: int, hi: int) -> 
 
 def test_matches_a_plain_pandas_rendering(shop_events):
     weights = ActionWeights()
-    m = build_matrix(
-        shop_events["user_id"], shop_events["sku"], shop_events["action"], weights, 3, 12
-    )
+    model = PLAIN.replace(weights=weights, min_items_per_user=3, max_items_per_user=12)
+    m = build_matrix(shop_events["user_id"], shop_events["sku"], shop_events["action"], model)
     coo = m.matrix.tocoo()
     got = pd.Series(
         coo.data,

@@ -14,11 +14,11 @@ import scipy.sparse as sp
 
 from simrec.config import Settings
 from simrec.core import dimsum, quality
-from simrec.core.actions import ActionWeights
 from simrec.core.matrix import build_matrix
-from simrec.core.runs import RunParams
+from simrec.core.runs import RUN_CONTROL, RunParams
 from simrec.core.similarity import column_norms, cosine_topk, resolve_params
 from simrec.similarity_output import neighbor_pairs, read_neighbors, run_local_similarity
+from tests.plugins.data import PLAIN
 
 DAY = dt.date(2024, 3, 10)
 
@@ -81,16 +81,16 @@ def test_matrix_with_decay_and_user_weighting_by_hand():
             ),
         }
     )
+    model = PLAIN.replace(half_life_days=7.0, user_weighting="log")
     m = build_matrix(
-        events["user_id"], events["sku"], events["action"], ActionWeights(),
-        days=events["day"], reference_day=DAY, half_life_days=7.0,
-        user_weighting="log",
+        events["user_id"], events["sku"], events["action"], model,
+        days=events["day"], reference_day=DAY,
     )
     expected = np.array([[6 + 0.5 * 0.5, 2 * 0.5, 0.0], [0.5, 0.0, 0.5 * 0.25]])
     expected = expected / math.log2(3)  # both users have 2 items: f = 1 / log2(3)
     np.testing.assert_allclose(m.matrix.toarray(), expected, rtol=1e-12, atol=0)
     with pytest.raises(ValueError, match="day"):
-        build_matrix(events["user_id"], events["sku"], events["action"], half_life_days=7.0)
+        build_matrix(events["user_id"], events["sku"], events["action"], model)
 
 
 def test_cap_ranks_decayed_values():
@@ -104,11 +104,11 @@ def test_cap_ranks_decayed_values():
                             dtype="datetime64[D]"),
         }
     )
-    plain = build_matrix(events["user_id"], events["sku"], events["action"],
-                         max_items_per_user=2)
+    model = PLAIN.replace(max_items_per_user=2)
+    plain = build_matrix(events["user_id"], events["sku"], events["action"], model)
     decayed = build_matrix(events["user_id"], events["sku"], events["action"],
-                           max_items_per_user=2, days=events["day"], reference_day=DAY,
-                           half_life_days=3.0)
+                           model.replace(half_life_days=3.0), days=events["day"],
+                           reference_day=DAY)
     row = dict(zip(plain.skus, plain.matrix[0].toarray().ravel(), strict=True))
     assert row == {"new": 0.5, "old": 6.0}  # x dropped by the cap (tie with new: sku order)
     row = dict(zip(decayed.skus, decayed.matrix[0].toarray().ravel(), strict=True))
@@ -117,7 +117,7 @@ def test_cap_ranks_decayed_values():
 
 def test_shrinkage_equals_the_oracle(shop_events):
     ev = shop_events
-    m = build_matrix(ev["user_id"], ev["sku"], ev["action"])
+    m = build_matrix(ev["user_id"], ev["sku"], ev["action"], PLAIN)
     unit = m.matrix @ sp.diags(1.0 / column_norms(m.matrix))
     cos = (unit.T @ unit).toarray()
     binary = (m.matrix > 0).astype(np.float64)
@@ -137,11 +137,14 @@ def test_shrinkage_equals_the_oracle(shop_events):
 
 # --- parameters ---------------------------------------------------------------------------
 def test_run_params_round_trip_and_stable_ids():
-    base = RunParams("shop", DAY)
-    on = RunParams("shop", DAY, half_life_days=14.0, user_weighting="power", user_alpha=0.3,
-                   shrinkage=20.0)
+    base = RunParams("shop", DAY, model=PLAIN)
+    on = RunParams("shop", DAY, model=PLAIN.replace(
+        half_life_days=14.0, user_weighting="power", user_alpha=0.3, shrinkage=20.0
+    ))
     assert RunParams.from_json(on.to_json()) == on
-    legacy = {k: v for k, v in base.to_json().items() if k not in quality.OFF}
+    legacy = {  # manifests written before the quality features and before attempts
+        k: v for k, v in base.to_json().items() if k not in quality.OFF and k not in RUN_CONTROL
+    }
     assert RunParams.from_json(legacy) == base  # manifests written before the features
     # With the features off the id is the one of a run made before they existed.
     assert base.run_id == "2024-03-10-" + _legacy_hash(legacy)
@@ -161,7 +164,7 @@ def test_settings_and_overrides_validate(exported_shop):
     s = Settings(half_life_days=7, user_weighting="log", shrinkage=5)
     assert (s.half_life_days, s.user_weighting, s.shrinkage) == (7, "log", 5)
     params = resolve_params(exported_shop.manifest["params"], {"shrinkage": 3.0})
-    assert params.shrinkage == 3.0
+    assert params.model.shrinkage == 3.0
     with pytest.raises(ValueError, match="user_weighting"):
         resolve_params(exported_shop.manifest["params"], {"user_weighting": "cube"})
 

@@ -28,7 +28,7 @@ from simrec.similarity_output import (
     read_neighbors,
     run_local_similarity,
 )
-from tests.plugins.data import BINARY_WEIGHTS, export_events
+from tests.plugins.data import BINARY_WEIGHTS, PLAIN, export_events
 
 ALL = 10**6  # top_k large enough to keep every pair
 
@@ -48,7 +48,7 @@ def dense(topk: TopK, field: str = "scores") -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def shop(shop_events):
-    m = build_matrix(shop_events["user_id"], shop_events["sku"], shop_events["action"])
+    m = build_matrix(shop_events["user_id"], shop_events["sku"], shop_events["action"], PLAIN)
     return m, dimsum.string_keys(m.user_ids), dimsum.string_keys(m.skus)
 
 
@@ -56,7 +56,7 @@ def shop(shop_events):
 def dense_shop(dense_shop_events):
     """Where sampling really happens at test size (see tests/plugins/data.py)."""
     ev = dense_shop_events
-    m = build_matrix(ev["user_id"], ev["sku"], ev["action"], BINARY_WEIGHTS)
+    m = build_matrix(ev["user_id"], ev["sku"], ev["action"], PLAIN.replace(weights=BINARY_WEIGHTS))
     return m, dimsum.string_keys(m.user_ids), dimsum.string_keys(m.skus)
 
 
@@ -156,10 +156,10 @@ def test_estimates_above_threshold_are_accurate(dense_shop, seed):
 def test_resolve_params_overrides_and_validates(exported_shop):
     base = exported_shop.manifest["params"]
     params = resolve_params(base, {"threshold": 0.0, "top_k": 7, "weights": {"purchase": 1}})
-    assert params.threshold == 0.0 and params.top_k == 7
-    assert params.weights == ActionWeights(purchase=1.0)
-    assert params.seed == base["seed"]
-    assert resolve_params(base, {"threshold": None}).threshold == base["threshold"]
+    assert params.model.threshold == 0.0 and params.model.top_k == 7
+    assert params.model.weights == ActionWeights(purchase=1.0)
+    assert params.model.seed == base["seed"]
+    assert resolve_params(base, {"threshold": None}).model.threshold == base["threshold"]
     with pytest.raises(ValueError, match="unknown parameter"):
         resolve_params(base, {"tenant": "x"})
     with pytest.raises(ValueError, match="threshold"):
@@ -179,7 +179,7 @@ def test_run_local_similarity_writes_the_layout(exported_shop, shop_events):
     assert manifest["export_manifest"] == exported_shop.manifest_uri
     assert manifest["params"]["threshold"] == 0.0 and manifest["gamma"] is None
     assert set(manifest["timings"]) == {"read_s", "similarity_s", "write_s", "total_s"}
-    m = build_matrix(shop_events["user_id"], shop_events["sku"], shop_events["action"])
+    m = build_matrix(shop_events["user_id"], shop_events["sku"], shop_events["action"], PLAIN)
     counts = manifest["counts"]
     assert {k: counts[k] for k in m.counts} == m.counts
 

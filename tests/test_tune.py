@@ -9,7 +9,7 @@ import pytest
 
 from simrec.cli import main
 from simrec.config import Settings
-from simrec.evaluation.evaluate import ModelConfig
+from simrec.core.params import ModelParams
 from simrec.evaluation.split import temporal_split
 from simrec.evaluation.tune import _params_of, tune
 from simrec.generate import generate_events, write_events
@@ -26,7 +26,7 @@ def events():
 
 def test_tune_is_seeded_and_never_worse_than_the_configured_model_on_validation(events):
     split = temporal_split(events, holdout_days=7)
-    base = ModelConfig.from_settings(Settings())
+    base = Settings().model
     first = tune(events, split, base, trials=4, seed=3, max_users=300)
     again = tune(events, split, base, trials=4, seed=3, max_users=300)
     assert first["best_config"] == again["best_config"]
@@ -35,11 +35,11 @@ def test_tune_is_seeded_and_never_worse_than_the_configured_model_on_validation(
     assert first["best_validation_ndcg"] >= first["configured_validation_ndcg"]
     assert first["validation"]["end_date"] < first["test"]["split_date"]  # no peeking
     assert set(first["held_out"]) == {"best", "configured", "cosine", "popularity"}
-    assert ModelConfig.from_json(first["best_config"])  # a valid configuration
+    assert ModelParams.from_json(first["best_config"])  # a valid configuration
 
 
 def test_configured_model_is_reproducible_as_trial_zero():
-    base = ModelConfig.from_settings(Settings())
+    base = Settings().model
     params = _params_of(base)
     assert params["user_weighting"] == base.user_weighting
     assert params["shrinkage"] == base.shrinkage

@@ -1,8 +1,9 @@
 """export: the nightly Pub/Sub message (from Cloud Scheduler) -> the run's export.
 
 Runs the export SQL (BigQuery; locally DuckDB) for the run's window, writes the day
-partitions, then the manifest that starts the next stage. A redelivered message finds
-the run's manifest (or, on BigQuery, its job) and starts nothing new.
+partitions, then the manifest that starts the next stage. A run whose export is complete
+resumes at its first incomplete stage instead (``simrec cloud rerun``); ``"force": true``
+starts a new attempt. A redelivered message (same event id) starts nothing new.
 """
 
 import datetime as dt
@@ -23,6 +24,9 @@ def export(cloud_event: CloudEvent) -> Decision:
         settings = Settings()
         payload = pubsub_payload(cloud_event)
         today = dt.datetime.now(dt.UTC).date()
-        return stage.on_message(payload, settings, build_adapters(settings).warehouse, today)
+        return stage.on_message(
+            payload, settings, build_adapters(settings).warehouse, today,
+            message_id=str(cloud_event["id"]),  # the Pub/Sub message id: same on redelivery
+        )  # fmt: skip
 
     return guarded(stage.STAGE, work)

@@ -32,11 +32,6 @@ def build_adapters(settings: Settings) -> Adapters:
     log_dir = os.path.join(settings.data_uri, "_logs")
     return Adapters(
         warehouse=DuckDBWarehouse(rules=settings.export_rules),
-        spark=LocalSparkLauncher(settings.spark_master, settings.engine, log_dir),
-        beam=LocalBeamLauncher(
-            settings.datastore_project,
-            settings.datastore_namespace,
-            log_dir,
-            catalog=settings.catalog_uri,
-        ),
+        spark=LocalSparkLauncher(settings, log_dir),
+        beam=LocalBeamLauncher(settings, log_dir),
     )

@@ -22,10 +22,22 @@ class LaunchResult:
     details: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class JobOutcome:
+    """How a launched job ended (or that it has not yet): ``detail`` says how (the job
+    state, or that a workflow never started its job), ``error`` the job's own error."""
+
+    state: Literal["running", "succeeded", "failed"]
+    detail: str = ""
+    error: str = ""
+
+
 class SparkLauncher(Protocol):
     def submit(
         self, *, export_manifest_uri: str, output_uri: str, params: RunParams, request_id: str
     ) -> LaunchResult: ...
+
+    def workflow_outcome(self, job_id: str, operation: str) -> JobOutcome: ...
 
 
 class BeamLauncher(Protocol):
@@ -38,3 +50,5 @@ class BeamLauncher(Protocol):
         model_version: str,
         job_name: str,
     ) -> LaunchResult: ...
+
+    def job_error(self, job_id: str, job_name: str) -> str: ...

@@ -3,11 +3,20 @@
 The Spark job runs as ``python spark/dimsum_job.py`` on Spark ``local[*]``; the Beam
 load as ``python beam/load_pipeline.py`` on Beam's local runner. Both are separate
 processes, as on Dataproc and Dataflow, and block until the job ends (the local
-dispatcher then delivers the objects they wrote as storage events).
+dispatcher then delivers the objects they wrote as storage events). Their options come
+from :mod:`simrec.adapters.job_options`, as the cloud launchers' do.
+
+A job that fails does not raise: as on Google Cloud, the launch succeeded and the job's
+end is an event. The Beam launcher emits the Dataflow ``statusChanged`` event, the Spark
+launcher the job-watch tick that makes the ``job_events`` function poll the workflow
+(:mod:`simrec.stages.jobs`); the outcome and its error are kept in
+``<log_dir>/<job id>.outcome.json`` for that handler to read, as Dataflow keeps job
+messages and Dataproc the workflow operation.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,10 +24,14 @@ import time
 from pathlib import Path
 
 from simrec import paths, storage
-from simrec.adapters.launch_ports import LaunchResult
+from simrec.adapters.job_options import LOAD_LABELS, load_job_options, spark_job_options
+from simrec.adapters.launch_ports import JobOutcome, LaunchResult
+from simrec.config import Settings
 from simrec.core import layout
 from simrec.core.runs import RunParams
-from simrec.core.snapshot import METADATA_NAME
+
+#: What the local launchers report for a job: Dataflow's terminal job states.
+DONE, FAILED = "JOB_STATE_DONE", "JOB_STATE_FAILED"
 
 
 class JobFailed(RuntimeError):
@@ -44,13 +57,55 @@ def _job_env() -> dict[str, str]:
     return {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
 
 
+def _job_env() -> dict[str, str]:
+    """The job's Python workers must be this interpreter: it has simrec and pyarrow."""
+    return {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+
+
+def _emit(event) -> None:
+    from simrec.local.dispatcher import emit
+
+    emit(event)
+
+
+class _Outcomes:
+    """``<log_dir>/<job id>.outcome.json``: how each local job ended, and its error."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+
+    def path(self, job_id: str) -> Path:
+        return self.log_dir / f"{job_id}.outcome.json"
+
+    def write(self, job_id: str, state: str, error: str) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.path(job_id).write_text(json.dumps({"state": state, "error": error}))
+
+    def read(self, job_id: str) -> dict[str, str]:
+        try:
+            return json.loads(self.path(job_id).read_text())
+        except FileNotFoundError:
+            return {}
+
+
+def _run_job(work, job_id: str) -> tuple[str, str, float]:
+    """``(state, error, seconds)`` of running ``work``: any failure is the job's."""
+    started = time.perf_counter()
+    try:
+        work()
+    except Exception as exc:  # the job failed: reported as its end state, not raised
+        return FAILED, f"{type(exc).__name__}: {exc}", time.perf_counter() - started
+    return DONE, "", time.perf_counter() - started
+
+
 class LocalSparkLauncher:
     """Runs the similarity job locally: the PySpark job, or the single-machine engine."""
 
-    def __init__(self, master: str = "local[*]", engine: str = "spark", log_dir: str = "") -> None:
-        self.master = master
-        self.engine = engine
+    def __init__(self, settings: Settings, log_dir: str = "") -> None:
+        self.settings = settings
+        self.engine = settings.engine
         self.log_dir = Path(log_dir or ".")
+        self.outcomes = _Outcomes(self.log_dir)
 
     def submit(
         self, *, export_manifest_uri: str, output_uri: str, params: RunParams, request_id: str
@@ -58,35 +113,47 @@ class LocalSparkLauncher:
         manifest = layout.join(output_uri, layout.MANIFEST_NAME)
         if storage.exists(manifest):
             return LaunchResult(request_id, "exists", {"manifest": manifest})
+        options = spark_job_options(
+            self.settings, export_manifest_uri=export_manifest_uri, output_uri=output_uri
+        )
         if self.engine == "local":
             from simrec.similarity_output import run_local_similarity
 
-            started = time.perf_counter()
-            run_local_similarity(export_manifest_uri, output_uri, params)
-            elapsed = time.perf_counter() - started
+            def work() -> None:
+                run_local_similarity(export_manifest_uri, output_uri, params)
         else:
-            cmd = [
-                sys.executable,
-                str(paths.spark_job()),
-                "--export-manifest", export_manifest_uri,
-                "--output", output_uri,
-                "--master", self.master,
-            ]
-            elapsed = _run(cmd, self.log_dir / f"{request_id}-spark.log", request_id, _job_env())
-        return LaunchResult(
-            request_id, "succeeded", {"engine": self.engine, "seconds": round(elapsed, 3)}
-        )
+            cmd = [sys.executable, str(paths.spark_job()), *options.argv(),
+                   "--master", options.local_master]  # fmt: skip
+
+            def work() -> None:
+                _run(cmd, self.log_dir / f"{request_id}-spark.log", request_id, _job_env())
+
+        state, error, elapsed = _run_job(work, request_id)
+        self.outcomes.write(request_id, state, error)
+        from simrec.local.dispatcher import JOB_WATCH_TOPIC
+        from simrec.stages.cloudevents import make_pubsub_event
+
+        _emit(make_pubsub_event("local", JOB_WATCH_TOPIC, {}))  # as Cloud Scheduler's tick
+        details = {"engine": self.engine, "seconds": round(elapsed, 3),
+                   "operation": f"local/{request_id}", "job_state": state}  # fmt: skip
+        return LaunchResult(request_id, "succeeded" if state == DONE else "started", details)
+
+    def workflow_outcome(self, job_id: str, operation: str) -> JobOutcome:
+        found = self.outcomes.read(job_id)
+        if not found:
+            return JobOutcome("running")
+        if found["state"] == DONE:
+            return JobOutcome("succeeded", DONE)
+        return JobOutcome("failed", found["state"], found.get("error", ""))
 
 
 class LocalBeamLauncher:
     """Runs the Beam load pipeline on Beam's local runner, as a separate process."""
 
-    def __init__(self, datastore_project: str = "", datastore_namespace: str = "",
-                 log_dir: str = "", catalog: str = "") -> None:
-        self.datastore_project = datastore_project
-        self.datastore_namespace = datastore_namespace
-        self.catalog = catalog  # item catalog published with each model (optional)
+    def __init__(self, settings: Settings, log_dir: str = "") -> None:
+        self.settings = settings
         self.log_dir = Path(log_dir or ".")
+        self.outcomes = _Outcomes(self.log_dir)
 
     def launch(
         self,
@@ -97,31 +164,27 @@ class LocalBeamLauncher:
         model_version: str,
         job_name: str,
     ) -> LaunchResult:
-        complete = layout.join(
-            layout.model_version(models_root, tenant, model_version), METADATA_NAME
-        )
-        if storage.exists(complete):
-            # A redelivery: the version is already published. Never move LATEST back to
-            # an older version; only repair a LATEST that was never written.
-            if storage.latest_version(models_root, tenant) is None:
-                storage.write_bytes(layout.latest_pointer(models_root, tenant),
-                                    model_version.encode())
-            return LaunchResult(job_name, "exists", {"model_version": model_version})
-        cmd = [
-            sys.executable,
-            str(paths.beam_pipeline()),
-            "--similarities", similarities_uri,
-            "--models_root", models_root,
-            "--tenant", tenant,
-            "--model_version", model_version,
-        ]
-        if self.catalog:
-            cmd += ["--catalog", self.catalog]
-        if self.datastore_project:
-            cmd += ["--datastore_project", self.datastore_project]
-            if self.datastore_namespace:
-                cmd += ["--datastore_namespace", self.datastore_namespace]
-        elapsed = _run(cmd, self.log_dir / f"{job_name}-beam.log", job_name, _job_env())
-        return LaunchResult(
-            job_name, "succeeded", {"model_version": model_version, "seconds": round(elapsed, 3)}
-        )
+        # A complete version is never launched again: the load stage decides that (and
+        # settles LATEST) through simrec.publishing before calling any launcher.
+        options = load_job_options(
+            self.settings, similarities_uri=similarities_uri, models_root=models_root,
+            tenant=tenant, model_version=model_version,
+        )  # fmt: skip
+        cmd = [sys.executable, str(paths.beam_pipeline()), *options.argv()]
+        log = self.log_dir / f"{job_name}-beam.log"
+        state, error, elapsed = _run_job(lambda: _run(cmd, log, job_name, _job_env()), job_name)
+        self.outcomes.write(job_name, state, error)
+        job_id = f"local-{job_name}"
+        from simrec.stages.cloudevents import make_dataflow_event
+
+        _emit(make_dataflow_event(
+            "local", self.settings.gcp_region,
+            {"id": job_id, "name": job_name, "type": "JOB_TYPE_BATCH",
+             "currentState": state, "labels": dict(LOAD_LABELS)},
+        ))  # fmt: skip
+        details = {"model_version": model_version, "seconds": round(elapsed, 3),
+                   "job_id": job_id, "job_state": state}  # fmt: skip
+        return LaunchResult(job_name, "succeeded" if state == DONE else "started", details)
+
+    def job_error(self, job_id: str, job_name: str) -> str:
+        return self.outcomes.read(job_name).get("error", "")

@@ -29,6 +29,7 @@ import scipy.sparse as sp
 
 from simrec.core import quality
 from simrec.core.actions import ACTIONS, ActionWeights
+from simrec.core.params import ModelParams
 
 
 @dataclass
@@ -66,30 +67,23 @@ def build_matrix(
     user_ids: object,
     skus: object,
     actions: object,
-    weights: ActionWeights | None = None,
-    min_items_per_user: int = 2,
-    max_items_per_user: int = 500,
+    params: ModelParams,
     *,
     days: object = None,
     reference_day: object = None,
-    half_life_days: float = 0.0,
-    user_weighting: str = "none",
-    user_alpha: float = 0.5,
 ) -> UserItemMatrix:
     """Apply the matrix rule to parallel arrays of events (one entry per event).
 
-    Time decay needs ``days`` (each event's UTC day, ``datetime64[D]``-like) and
-    ``reference_day`` (the window's last day: age 0).
+    Reads the matrix rule's parameters from ``params`` (weights, user limits, time decay,
+    user weighting). Time decay needs ``days`` (each event's UTC day,
+    ``datetime64[D]``-like) and ``reference_day`` (the window's last day: age 0).
     """
-    weights = weights or ActionWeights()
-    if min_items_per_user < 1:
-        raise ValueError(f"min_items_per_user must be >= 1, got {min_items_per_user}")
-    if max_items_per_user < max(1, min_items_per_user):
-        raise ValueError(
-            f"max_items_per_user ({max_items_per_user}) must be >= min_items_per_user "
-            f"({min_items_per_user})"
-        )
-    quality.validate(half_life_days, user_weighting, user_alpha)
+    min_items_per_user = params.min_items_per_user
+    max_items_per_user = params.max_items_per_user
+    half_life_days = params.half_life_days
+    user_weighting = params.user_weighting
+    user_alpha = params.user_alpha
+    weights = params.weights
     w = action_weights(actions, weights)
     if half_life_days > 0:
         if days is None or reference_day is None:

@@ -15,7 +15,6 @@ import datetime as dt
 import math
 import os
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -23,6 +22,7 @@ import scipy.sparse as sp
 from simrec.core import dimsum, quality
 from simrec.core.actions import ActionWeights
 from simrec.core.matrix import UserItemMatrix, build_matrix
+from simrec.core.params import NAMES, ModelParams
 from simrec.core.runs import RunParams
 
 #: Upper bound on the item-item cells one block may produce (sets the block size).
@@ -351,46 +351,23 @@ def topk_from_pair_sums(
 
 
 # --- shared by both engines: parameters and the output manifest ----------------------
-#: Parameters a similarity run may override on the command line (others come from the
-#: export manifest).
-OVERRIDABLE = (
-    "threshold",
-    "top_k",
-    "seed",
-    "weights",
-    "max_items_per_user",
-    "min_items_per_user",
-    "half_life_days",
-    "user_weighting",
-    "user_alpha",
-    "shrinkage",
-)
-
-
 def resolve_params(manifest_params: dict, overrides: dict | None = None) -> RunParams:
-    """The export manifest's ``params`` with the given (non-None) overrides applied."""
+    """The export manifest's ``params`` with the given (non-None) overrides applied.
+
+    Validation is :class:`ModelParams`'s: a bad value fails with its one message.
+    """
     data = dict(manifest_params)
     for key, value in (overrides or {}).items():
         if value is None:
             continue
-        if key not in OVERRIDABLE:
-            raise ValueError(f"unknown parameter {key!r}; overridable: {', '.join(OVERRIDABLE)}")
+        if key not in NAMES:  # the model's; window and tenant are the export's
+            raise ValueError(f"unknown parameter {key!r}; overridable: {', '.join(NAMES)}")
         if key == "weights" and isinstance(value, ActionWeights):
             value = value.as_dict()
         if key == "weights":
             value = {**data.get("weights", {}), **value}
         data[key] = value
-    params = RunParams.from_json(data)
-    if not 0 <= params.threshold <= 1:
-        raise ValueError(f"threshold must be in [0, 1], got {params.threshold}")
-    if params.top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {params.top_k}")
-    if params.min_items_per_user < 1 or params.max_items_per_user < params.min_items_per_user:
-        raise ValueError("need 1 <= min_items_per_user <= max_items_per_user")
-    quality.validate(
-        params.half_life_days, params.user_weighting, params.user_alpha, params.shrinkage
-    )
-    return params
+    return RunParams.from_json(data)
 
 
 def similarity_manifest(
@@ -438,30 +415,23 @@ def fit_similarities(
     user_ids: object,
     skus: object,
     actions: object,
-    params: RunParams | Any,
+    params: ModelParams,
     *,
     days: object = None,
     reference_day: object = None,
 ) -> tuple[UserItemMatrix, TopK]:
-    """Matrix rule, then cosine top-K, both from one set of run parameters.
+    """Matrix rule, then cosine top-K, both from one set of model parameters.
 
-    ``params`` is a :class:`RunParams` or anything with the same model fields (the
-    evaluation's configurations). ``days``/``reference_day`` are only read when time decay
-    is on.
+    ``days``/``reference_day`` are only read when time decay is on.
     """
     decay = params.half_life_days > 0
     m = build_matrix(
         user_ids,
         skus,
         actions,
-        params.weights,
-        params.min_items_per_user,
-        params.max_items_per_user,
+        params,
         days=days if decay else None,
         reference_day=reference_day,
-        half_life_days=params.half_life_days,
-        user_weighting=params.user_weighting,
-        user_alpha=params.user_alpha,
     )
     topk = cosine_topk(
         m.matrix,

@@ -64,7 +64,6 @@ def _split_args(p: argparse.ArgumentParser) -> None:
 
 
 def _prepare(args: argparse.Namespace, console: Console) -> tuple[Any, Any, Any, Settings]:
-    from simrec.evaluation.evaluate import ModelConfig
     from simrec.evaluation.split import load_events, temporal_split
 
     settings = Settings()
@@ -77,7 +76,7 @@ def _prepare(args: argparse.Namespace, console: Console) -> tuple[Any, Any, Any,
     split = temporal_split(
         events, holdout_days=holdout, split_date=args.split_date, window_days=window
     )
-    return events, split, ModelConfig.from_settings(settings), settings
+    return events, split, settings.model, settings
 
 
 def _metrics_table(title: str, rows: dict[str, dict[str, float]], k: int, extra=None) -> Table:

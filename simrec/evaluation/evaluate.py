@@ -23,21 +23,20 @@ Protocol (docs/evaluation.md):
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from simrec.config import Settings
-from simrec.core import dimsum, quality, scoring
+from simrec.core import quality, scoring
 from simrec.core.actions import ActionWeights
 from simrec.core.matrix import action_weights
+from simrec.core.params import ModelParams
 from simrec.core.similarity import fit_similarities
 from simrec.core.snapshot import ModelSnapshot
 from simrec.evaluation import metrics
@@ -57,59 +56,6 @@ SCORE_BINS = 20
 Progress = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """Everything that decides a model (RunParams minus tenant, date and window)."""
-
-    weights: ActionWeights = field(default_factory=ActionWeights)
-    threshold: float = 0.1
-    top_k: int = 100
-    seed: int = 42
-    max_items_per_user: int = 500
-    min_items_per_user: int = 2
-    half_life_days: float = 0.0
-    user_weighting: str = "none"
-    user_alpha: float = 0.5
-    shrinkage: float = 0.0
-
-    def __post_init__(self) -> None:
-        quality.validate(self.half_life_days, self.user_weighting, self.user_alpha, self.shrinkage)
-        dimsum.gamma(self.threshold, 2)  # validates the threshold
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ModelConfig:
-        return cls(
-            weights=settings.weights,
-            threshold=settings.threshold,
-            top_k=settings.top_k,
-            seed=settings.seed,
-            max_items_per_user=settings.max_items_per_user,
-            min_items_per_user=settings.min_items_per_user,
-            half_life_days=settings.half_life_days,
-            user_weighting=settings.user_weighting,
-            user_alpha=settings.user_alpha,
-            shrinkage=settings.shrinkage,
-        )
-
-    def replace(self, **changes: Any) -> ModelConfig:
-        return dataclasses.replace(self, **changes)
-
-    def plain(self) -> ModelConfig:
-        """Exact cosine without the quality features (same weights and user limits)."""
-        return self.replace(threshold=0.0, **quality.OFF)
-
-    def to_json(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["weights"] = self.weights.as_dict()
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ModelConfig:
-        data = dict(data)
-        data["weights"] = ActionWeights.from_dict(data.get("weights", {}))
-        return cls(**data)
-
-
 @dataclass
 class FittedModel:
     snapshot: ModelSnapshot
@@ -120,7 +66,7 @@ class FittedModel:
     counts: dict[str, int]
 
 
-def fit(train: pd.DataFrame, config: ModelConfig, reference_day: dt.date) -> FittedModel:
+def fit(train: pd.DataFrame, config: ModelParams, reference_day: dt.date) -> FittedModel:
     """The nightly run on the training events -> a serving snapshot over every item."""
     t0 = time.perf_counter()
     m, topk = fit_similarities(
@@ -338,9 +284,9 @@ class Evaluator:
         self.catalog = vocab
         pop = train[["user_id", "sku"]].drop_duplicates().groupby("sku").size()
         self.popularity = pop / train["user_id"].nunique()
-        self._fitted: dict[ModelConfig, FittedModel] = {}
+        self._fitted: dict[ModelParams, FittedModel] = {}
 
-    def fitted(self, config: ModelConfig) -> FittedModel:
+    def fitted(self, config: ModelParams) -> FittedModel:
         if config not in self._fitted:
             self._fitted[config] = fit(self.split.train, config, self.split.reference_day)
         return self._fitted[config]
@@ -348,7 +294,7 @@ class Evaluator:
     def score(self, recs: pd.DataFrame) -> dict[str, float]:
         return metrics.all_metrics(self.relevant, recs, self.catalog, self.popularity, self.k)
 
-    def evaluate(self, config: ModelConfig) -> dict[str, Any]:
+    def evaluate(self, config: ModelParams) -> dict[str, Any]:
         fitted = self.fitted(config)
         t0 = time.perf_counter()
         recs, fallback = recommend(fitted, self.queries, config.weights, self.k)
@@ -363,7 +309,7 @@ class Evaluator:
             "fallback_users": fallback,
         }
 
-    def evaluate_popularity(self, config: ModelConfig) -> dict[str, Any]:
+    def evaluate_popularity(self, config: ModelParams) -> dict[str, Any]:
         recs = recommend_popular(self.fitted(config.plain()), self.queries, self.k)
         return {"config": None, "metrics": self.score(recs)}
 
@@ -375,7 +321,7 @@ def _histogram(scores: np.ndarray) -> list[int]:
 
 def run_evaluation(
     split: Split,
-    config: ModelConfig,
+    config: ModelParams,
     *,
     k: int = 10,
     thresholds: Iterable[float] = DEFAULT_THRESHOLDS,
@@ -461,7 +407,6 @@ __all__ = [
     "DEFAULT_THRESHOLDS",
     "Evaluator",
     "FittedModel",
-    "ModelConfig",
     "Queries",
     "action_weights",
     "build_protocol",

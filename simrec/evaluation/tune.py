@@ -17,11 +17,12 @@ from typing import Any
 import pandas as pd
 
 from simrec.core.actions import ActionWeights
-from simrec.evaluation.evaluate import DEFAULT_QUERY_ITEMS, Evaluator, ModelConfig
+from simrec.core.params import ModelParams
+from simrec.evaluation.evaluate import DEFAULT_QUERY_ITEMS, Evaluator
 from simrec.evaluation.split import Split, validation_split
 
 
-def suggest(trial: Any, base: ModelConfig) -> ModelConfig:
+def suggest(trial: Any, base: ModelParams) -> ModelParams:
     """One point of the search space (``trial``: an ``optuna.Trial``)."""
     purchase = base.weights.purchase or 1.0
     decay = trial.suggest_categorical("time_decay", [False, True])
@@ -46,7 +47,7 @@ def suggest(trial: Any, base: ModelConfig) -> ModelConfig:
 def tune(
     events: pd.DataFrame,
     test: Split,
-    base: ModelConfig,
+    base: ModelParams,
     *,
     window_days: int | None = None,
     trials: int = 30,
@@ -80,7 +81,7 @@ def tune(
     )
     study.enqueue_trial(_params_of(base))  # the configured model is always trial 0
     study.optimize(objective, n_trials=trials, timeout=timeout_s)
-    best = ModelConfig.from_json(study.best_trial.user_attrs["config"])
+    best = ModelParams.from_json(study.best_trial.user_attrs["config"])
 
     test_ev = Evaluator(test, k, query_items, max_users, seed)
     held_out = {
@@ -108,7 +109,7 @@ def tune(
     }
 
 
-def _params_of(config: ModelConfig) -> dict[str, Any]:
+def _params_of(config: ModelParams) -> dict[str, Any]:
     """The trial parameters that reproduce ``config`` (so it is evaluated as trial 0)."""
     params: dict[str, Any] = {
         "time_decay": config.half_life_days > 0,

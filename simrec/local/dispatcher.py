@@ -5,6 +5,8 @@ the topic (export). After every delivery the bucket folder is scanned, and every
 rewritten object is delivered as a ``storage.object.v1.finalized`` event to the
 functions triggered by the bucket (cluster, dataflow_launch), exactly like Cloud Storage
 notifications through Eventarc; the handlers ignore what is not their manifest.
+Events the local job launchers ``emit`` (Dataflow's job ``statusChanged``, the job-watch
+tick) are delivered to their subscribers (job_events) the same way, after the bucket.
 Delivery is synchronous and in order, so ``publish`` returns when the chain is done.
 """
 
@@ -24,14 +26,37 @@ from cloudevents.http import CloudEvent
 
 from simrec import paths
 from simrec.config import Settings, settings_to_env
-from simrec.stages.cloudevents import make_pubsub_event, make_storage_event
+from simrec.stages.cloudevents import (
+    DATAFLOW_STATUS_CHANGED,
+    PUBSUB_PUBLISHED,
+    make_pubsub_event,
+    make_storage_event,
+    topic_of,
+)
 
 NIGHTLY_TOPIC = "simrec-nightly"
+JOB_WATCH_TOPIC = "simrec-job-watch"
 
 #: function name -> its entry point (same names as the Cloud Functions).
-FUNCTIONS = {"export": "export", "cluster": "cluster", "dataflow_launch": "dataflow_launch"}
-TOPIC_SUBSCRIBERS = {NIGHTLY_TOPIC: ["export"]}
+FUNCTIONS = {"export": "export", "cluster": "cluster", "dataflow_launch": "dataflow_launch",
+             "job_events": "job_events"}  # fmt: skip
+TOPIC_SUBSCRIBERS = {NIGHTLY_TOPIC: ["export"], JOB_WATCH_TOPIC: ["job_events"]}
 BUCKET_SUBSCRIBERS = ["cluster", "dataflow_launch"]
+EVENT_SUBSCRIBERS = {DATAFLOW_STATUS_CHANGED: ["job_events"]}
+
+#: Events emitted by local jobs, delivered by the next ``drain``.
+_OUTBOX: list[CloudEvent] = []
+
+
+def emit(event: CloudEvent) -> None:
+    """Queue an event a local job emits (as Dataflow or Cloud Scheduler would send it)."""
+    _OUTBOX.append(event)
+
+
+def subscribers(event: CloudEvent) -> list[str]:
+    if event["type"] == PUBSUB_PUBLISHED:
+        return TOPIC_SUBSCRIBERS.get(topic_of(event), [])
+    return EVENT_SUBSCRIBERS.get(event["type"], [])
 
 
 @dataclass
@@ -103,6 +128,7 @@ class LocalCloud:
         self.deliveries = Deliveries()
         self._seen = dict(self._objects())
         self._generation = time.time_ns() // 1000
+        _OUTBOX.clear()
 
     # --- the bucket ----------------------------------------------------------------
     def _objects(self) -> Iterator[tuple[str, tuple[int, int]]]:
@@ -152,13 +178,18 @@ class LocalCloud:
         return self.deliveries
 
     def drain(self) -> None:
-        """Deliver finalize events for new objects until the bucket is quiet."""
+        """Deliver finalize events for new objects, and the events local jobs emitted,
+        until the bucket is quiet and nothing is queued."""
         while True:
             new = self._new_objects()
-            if not new:
+            if not new and not _OUTBOX:
                 return
             for name, size in new:
                 self._generation += 1
                 event = make_storage_event(str(self.bucket_root), name, size, self._generation)
                 for function in BUCKET_SUBSCRIBERS:
+                    self._deliver(function, event)
+            if not new:
+                event = _OUTBOX.pop(0)
+                for function in subscribers(event):
                     self._deliver(function, event)

@@ -19,7 +19,7 @@ from string import Template
 from typing import Literal, get_args
 
 from simrec.core.actions import ACTIONS, GA4_EVENT_ACTIONS
-from simrec.core.events import EVENT_COLUMNS, SourceError
+from simrec.core.events import EVENT_COLUMNS, MAX_SKU_LENGTH, SourceError
 from simrec.core.runs import RunParams
 
 Schema = Literal["plain", "ga4"]
@@ -231,6 +231,7 @@ def render_export_sql(
         is_placeholder=is_placeholder,
         day_of_ts="DATE(ts, @time_zone)" if schema == "ga4" else "DATE(ts)",
         actions=_literals(ACTIONS),
+        max_sku_length=str(int(MAX_SKU_LENGTH)),
     )
 
 

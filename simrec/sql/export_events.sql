@@ -46,6 +46,7 @@ checked AS (
       WHEN user_id IS NULL THEN 'missing_user_id'
       WHEN sku IS NULL THEN 'empty_sku'
       WHEN ${is_placeholder} THEN 'placeholder_id'
+      WHEN LENGTH(sku) > ${max_sku_length} THEN 'sku_too_long'
       WHEN action IS NULL OR action NOT IN (${actions}) THEN 'unknown_action'
       WHEN ts IS NULL THEN 'bad_timestamp'
       WHEN not_chosen THEN 'item_without_quantity'

@@ -6,10 +6,16 @@ import datetime as dt
 from typing import Any
 
 from simrec.config import Settings
+from simrec.core import layout, tenancy
 from simrec.core.runs import RunParams
 from simrec.stages.cloudevents import BadEvent
 
-_ALLOWED = {"tenant", "date", "window_days", "threshold", "top_k", "seed"}
+#: Model parameters a request may set, with their types (the rest are the deployment's).
+MODEL_FIELDS: dict[str, type] = {"threshold": float, "top_k": int, "seed": int}
+#: How a request asks to carry the run out: ``publish`` reaches RunParams, ``force`` is
+#: read by the export stage.
+CONTROL_FIELDS = ("force", "publish")
+_ALLOWED = {"tenant", "date", "window_days", *MODEL_FIELDS, *CONTROL_FIELDS}
 
 
 def run_params(payload: dict[str, Any], settings: Settings, today: dt.date) -> RunParams:
@@ -33,29 +39,26 @@ def run_params(payload: dict[str, Any], settings: Settings, today: dt.date) -> R
     except ValueError:
         raise BadEvent(f"field 'date' must be YYYY-MM-DD, got {payload['date']!r}") from None
     tenant = get("tenant", str, settings.tenant)
-    if not tenant or "/" in tenant:
-        raise BadEvent(f"field 'tenant' must be a name without '/', got {tenant!r}")
+    try:
+        tenancy.check_tenant(tenant)
+    except layout.BadName as exc:
+        raise BadEvent(str(exc)) from None
     window_days = get("window_days", int, settings.window_days)
-    threshold = get("threshold", float, settings.threshold)
-    top_k = get("top_k", int, settings.top_k)
     if not 1 <= window_days <= 3650:
         raise BadEvent("field 'window_days' must be between 1 and 3650")
-    if not 0 <= threshold <= 1:
-        raise BadEvent("field 'threshold' must be between 0 and 1")
-    if not 1 <= top_k <= 1000:
-        raise BadEvent("field 'top_k' must be between 1 and 1000")
+    overrides = {
+        name: get(name, kind, getattr(settings.model, name))
+        for name, kind in MODEL_FIELDS.items()
+        if name in payload
+    }
+    try:
+        model = settings.model.replace(**overrides)
+    except ValueError as exc:  # ModelParams's own message names the field
+        raise BadEvent(f"field {str(exc).split()[0]!r}: {exc}") from None
+    for name in CONTROL_FIELDS:
+        if not isinstance(payload.get(name, False), bool):
+            raise BadEvent(f"field {name!r} must be true or false, got {payload[name]!r}")
     return RunParams(
-        tenant=tenant,
-        date=date,
-        window_days=window_days,
-        threshold=threshold,
-        top_k=top_k,
-        seed=get("seed", int, settings.seed),
-        max_items_per_user=settings.max_items_per_user,
-        min_items_per_user=settings.min_items_per_user,
-        weights=settings.weights,
-        half_life_days=settings.half_life_days,
-        user_weighting=settings.user_weighting,
-        user_alpha=settings.user_alpha,
-        shrinkage=settings.shrinkage,
+        tenant=tenant, date=date, window_days=window_days, model=model,
+        publish=bool(payload.get("publish", False)),
     )

@@ -19,9 +19,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from simrec import storage
-from simrec.core import layout
+from simrec.core import layout, quality
 from simrec.core.actions import ActionWeights
 from simrec.core.events import REJECT_REASONS
+from simrec.core.params import ModelParams
 from simrec.core.runs import RunParams
 from simrec.generate import generate_events
 
@@ -34,6 +35,8 @@ SHOP_SEED = 11
 #: than gamma = 10 ln(n) / threshold users at value 1. The dense shop reaches that at test
 #: size: few items, many users.
 BINARY_WEIGHTS = ActionWeights(browsed=1.0, basket=1.0, purchase=1.0)
+#: Plain cosine at the default threshold (quality features off): what the oracles compute.
+PLAIN = ModelParams(**quality.OFF)
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ def shop_events() -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def exported_shop(tmp_path_factory: pytest.TempPathFactory, shop_events) -> ExportedShop:
-    params = RunParams(tenant="default", date=SHOP_RUN_DATE, window_days=30)
+    params = RunParams(tenant="default", date=SHOP_RUN_DATE, window_days=30, model=PLAIN)
     return export_events(tmp_path_factory.mktemp("shop"), shop_events, params)
 
 
@@ -124,6 +127,7 @@ def exported_dense_shop(
     tmp_path_factory: pytest.TempPathFactory, dense_shop_events
 ) -> ExportedShop:
     params = RunParams(
-        tenant="default", date=SHOP_RUN_DATE, window_days=30, weights=BINARY_WEIGHTS
+        tenant="default", date=SHOP_RUN_DATE, window_days=30,
+        model=PLAIN.replace(weights=BINARY_WEIGHTS),
     )
     return export_events(tmp_path_factory.mktemp("dense-shop"), dense_shop_events, params)

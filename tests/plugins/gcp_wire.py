@@ -1,10 +1,12 @@
 """Google Cloud over a real wire, on loopback: stubs, a fake, emulators, function servers.
 
 - :class:`GrpcStub`: a ``grpc.server`` implementing Dataproc's
-  ``InstantiateWorkflowTemplate`` (deduplicated by ``request_id`` as Dataproc does) and
+  ``InstantiateWorkflowTemplate`` (deduplicated by ``request_id`` as Dataproc does) and the
+  workflow operation's ``GetOperation`` (``done``/``error`` + ``WorkflowMetadata``), and
   Dataflow's ``LaunchFlexTemplate`` + ``ListJobs`` (a second active job of one name is
-  ``ALREADY_EXISTS``, as on Dataflow). It records every request proto; the real GAPIC
-  clients talk to it through ``...GrpcTransport(channel=grpc.insecure_channel(addr))``.
+  ``ALREADY_EXISTS``, as on Dataflow) + ``ListJobMessages``. It records every request
+  proto; the real GAPIC clients talk to it through
+  ``...GrpcTransport(channel=grpc.insecure_channel(addr))``.
 - :class:`FakeBigQueryEndpoint`: a loopback HTTP endpoint that records the
   ``jobs.insert`` requests of the real ``google-cloud-bigquery`` client and answers with
   the request *shape* only (job states, the counts rows it is told to return). It runs no
@@ -85,7 +87,15 @@ class GrpcStub:
     )
     list_requests: list[dataflow_v1beta3.ListJobsRequest] = field(default_factory=list)
     jobs: list[StubJob] = field(default_factory=list)
+    launch_labels: dict[str, dict[str, str]] = field(default_factory=dict)
     hide_jobs_from_list: bool = False  # simulate a launch racing past the ListJobs check
+    # operation name -> the Operation GetOperation answers (running until finished)
+    finished_operations: dict[str, operations_pb2.Operation] = field(default_factory=dict)
+    get_operation_requests: list[str] = field(default_factory=list)
+    job_messages: dict[str, list[dataflow_v1beta3.JobMessage]] = field(default_factory=dict)
+    list_messages_requests: list[dataflow_v1beta3.ListJobMessagesRequest] = field(
+        default_factory=list
+    )
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -106,6 +116,32 @@ class GrpcStub:
                     self.operations[request.request_id] = name
         return operations_pb2.Operation(name=name, done=False)
 
+    def get_operation(self, request, context) -> operations_pb2.Operation:
+        with self._lock:
+            self.get_operation_requests.append(request.name)
+            if request.name in self.finished_operations:
+                return self.finished_operations[request.name]
+        return operations_pb2.Operation(name=request.name, done=False)
+
+    def finish_workflow(
+        self, operation: str, metadata: dataproc_v1.WorkflowMetadata, error: str = ""
+    ) -> None:
+        """The operation is done, with Dataproc's metadata (and error, if given)."""
+        from google.protobuf import any_pb2
+        from google.rpc import status_pb2
+
+        packed = any_pb2.Any(
+            type_url="type.googleapis.com/google.cloud.dataproc.v1.WorkflowMetadata",
+            value=dataproc_v1.WorkflowMetadata.serialize(metadata),
+        )
+        op = operations_pb2.Operation(name=operation, done=True, metadata=packed)
+        if error:
+            op.error.CopyFrom(status_pb2.Status(code=9, message=error))  # FAILED_PRECONDITION
+        else:
+            op.response.CopyFrom(any_pb2.Any(type_url="type.googleapis.com/google.protobuf.Empty"))
+        with self._lock:
+            self.finished_operations[operation] = op
+
     @property
     def workflows_started(self) -> int:
         return len({self.operations.get(r.request_id, r) for r in self.instantiate_requests})
@@ -121,6 +157,9 @@ class GrpcStub:
                 )
             job = StubJob(id=f"2024-job-{len(self.jobs)}", name=name)
             self.jobs.append(job)
+            self.launch_labels[job.id] = dict(
+                request.launch_parameter.environment.additional_user_labels
+            )
         return dataflow_v1beta3.LaunchFlexTemplateResponse(
             job=dataflow_v1beta3.Job(id=job.id, name=job.name, current_state=job.state)
         )
@@ -137,6 +176,23 @@ class GrpcStub:
             jobs=[dataflow_v1beta3.Job(id=j.id, name=j.name, current_state=j.state) for j in jobs]
         )
 
+    def list_job_messages(self, request, context) -> dataflow_v1beta3.ListJobMessagesResponse:
+        with self._lock:
+            self.list_messages_requests.append(request)
+            least = _rank(request.minimum_importance)
+            messages = [m for m in self.job_messages.get(request.job_id, [])
+                        if _rank(m.message_importance) >= least]  # fmt: skip
+        return dataflow_v1beta3.ListJobMessagesResponse(job_messages=messages)
+
+    def job(self, name: str) -> dataflow_v1beta3.Job:
+        """The Job resource of the last job named ``name``, as Dataflow describes it."""
+        [job] = [j for j in self.jobs if j.name == name][-1:]
+        return dataflow_v1beta3.Job(
+            id=job.id, project_id=PROJECT, name=job.name, location=REGION,
+            type_=dataflow_v1beta3.JobType.JOB_TYPE_BATCH, current_state=job.state,
+            labels=dict(self.launch_labels.get(job.id, {})),
+        )  # fmt: skip
+
     def finish_jobs(self, state: dataflow_v1beta3.JobState) -> None:
         with self._lock:
             for job in self.jobs:
@@ -145,6 +201,23 @@ class GrpcStub:
     @property
     def flex_jobs_started(self) -> int:
         return len(self.jobs)
+
+
+_IMPORTANCE = dataflow_v1beta3.JobMessageImportance
+#: Importance from least to most (the enum's numbers are not in this order: BASIC is 5).
+_IMPORTANCE_ORDER = [_IMPORTANCE.JOB_MESSAGE_IMPORTANCE_UNKNOWN, _IMPORTANCE.JOB_MESSAGE_DEBUG,
+                     _IMPORTANCE.JOB_MESSAGE_DETAILED, _IMPORTANCE.JOB_MESSAGE_BASIC,
+                     _IMPORTANCE.JOB_MESSAGE_WARNING, _IMPORTANCE.JOB_MESSAGE_ERROR]  # fmt: skip
+
+
+def _rank(importance: dataflow_v1beta3.JobMessageImportance) -> int:
+    return _IMPORTANCE_ORDER.index(importance)
+
+
+class _GetOperationRequest:
+    """``operations_pb2.GetOperationRequest`` with the ``deserialize`` _unary expects."""
+
+    deserialize = staticmethod(operations_pb2.GetOperationRequest.FromString)
 
 
 def _unary(fn, request_cls, response_cls) -> grpc.RpcMethodHandler:
@@ -168,6 +241,19 @@ def grpc_stub_server() -> Iterator[GrpcStub]:
                 "google.cloud.dataproc.v1.WorkflowTemplateService",
                 {"InstantiateWorkflowTemplate": _unary(
                     stub.instantiate, dataproc_v1.InstantiateWorkflowTemplateRequest, None
+                )},
+            ),
+            grpc.method_handlers_generic_handler(
+                "google.longrunning.Operations",
+                {"GetOperation": _unary(
+                    stub.get_operation, _GetOperationRequest, None
+                )},
+            ),
+            grpc.method_handlers_generic_handler(
+                "google.dataflow.v1beta3.MessagesV1Beta3",
+                {"ListJobMessages": _unary(
+                    stub.list_job_messages, dataflow_v1beta3.ListJobMessagesRequest,
+                    dataflow_v1beta3.ListJobMessagesResponse,
                 )},
             ),
             grpc.method_handlers_generic_handler(
@@ -211,6 +297,17 @@ def dataproc_client(stub: GrpcStub) -> dataproc_v1.WorkflowTemplateServiceClient
     channel = grpc.insecure_channel(stub.address)
     return dataproc_v1.WorkflowTemplateServiceClient(
         transport=WorkflowTemplateServiceGrpcTransport(channel=channel)
+    )
+
+
+def dataflow_messages_client(stub: GrpcStub) -> dataflow_v1beta3.MessagesV1Beta3Client:
+    from google.cloud.dataflow_v1beta3.services.messages_v1_beta3.transports import (
+        MessagesV1Beta3GrpcTransport,
+    )
+
+    channel = grpc.insecure_channel(stub.address)
+    return dataflow_v1beta3.MessagesV1Beta3Client(
+        transport=MessagesV1Beta3GrpcTransport(channel=channel)
     )
 
 

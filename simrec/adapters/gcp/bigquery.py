@@ -30,7 +30,7 @@ from simrec.adapters.ports import ExportResult
 from simrec.config import Settings
 from simrec.core import layout
 from simrec.core.events import REJECT_REASONS
-from simrec.core.runs import RunParams
+from simrec.core.runs import RunParams, attempt_key
 from simrec.sql import ExportRules
 
 TEMP_TABLE = "simrec_export"
@@ -45,8 +45,7 @@ class ExportTimeout(TimeoutError):
 
 def job_id(params: RunParams, attempt: int = 0) -> str:
     """BigQuery job id of a run's export (``[A-Za-z0-9_-]``, at most 1024 characters)."""
-    base = f"simrec-export-{params.key}"
-    return base if attempt == 0 else f"{base}-retry{attempt}"
+    return f"simrec-export-{attempt_key(params.key, attempt)}"
 
 
 def _uri_literal(uri: str) -> str:

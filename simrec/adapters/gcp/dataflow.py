@@ -17,59 +17,46 @@ from typing import Any
 
 from simrec import storage
 from simrec.adapters.gcp import _endpoints
+from simrec.adapters.job_options import LoadJobOptions, load_job_options
 from simrec.adapters.launch_ports import LaunchResult
 from simrec.config import Settings
 from simrec.core import layout
 from simrec.core.snapshot import METADATA_NAME
 
+MAX_ERROR_MESSAGES = 3
 _JOB_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,62}[a-z0-9])?$")
 
 
 class FlexTemplateLauncher:
     """Beam port on Dataflow Flex Templates (see the module docstring).
 
-    ``flex_client`` / ``jobs_client``: injected ``FlexTemplatesServiceClient`` and
-    ``JobsV1Beta3Client``; by default created on first use (``endpoint`` as in
-    :mod:`simrec.adapters.gcp._endpoints`).
+    The job's parameters and launch environment come from
+    :func:`simrec.adapters.job_options.load_job_options`, as the local launcher's do.
+    ``flex_client`` / ``jobs_client`` / ``messages_client``: injected
+    ``FlexTemplatesServiceClient``, ``JobsV1Beta3Client`` and ``MessagesV1Beta3Client``;
+    by default created on first use (endpoint as in :mod:`simrec.adapters.gcp._endpoints`).
     """
 
     def __init__(
         self,
-        project: str,
-        region: str,
-        template_uri: str,
+        settings: Settings,
         *,
-        service_account: str = "",
-        staging_uri: str = "",
-        datastore_project: str = "",
-        datastore_namespace: str = "",
-        endpoint: str = "",
         flex_client: Any = None,
         jobs_client: Any = None,
+        messages_client: Any = None,
     ) -> None:
-        self.project = project
-        self.region = region
-        self.template_uri = template_uri
-        self.service_account = service_account
-        self.staging_uri = staging_uri.rstrip("/")
-        self.datastore_project = datastore_project
-        self.datastore_namespace = datastore_namespace
-        self.endpoint = endpoint
+        self.settings = settings
+        self.project = settings.gcp_project
+        self.region = settings.gcp_region
+        self.template_uri = settings.flex_template_uri
+        self.endpoint = settings.dataflow_endpoint
         self._flex = flex_client
         self._jobs = jobs_client
+        self._messages = messages_client
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FlexTemplateLauncher:
-        return cls(
-            settings.gcp_project,
-            settings.gcp_region,
-            settings.flex_template_uri,
-            service_account=settings.dataflow_service_account,
-            staging_uri=settings.staging_uri,
-            datastore_project=settings.datastore_project,
-            datastore_namespace=settings.datastore_namespace,
-            endpoint=settings.dataflow_endpoint,
-        )
+        return cls(settings)
 
     @property
     def flex_client(self) -> Any:
@@ -85,6 +72,19 @@ class FlexTemplateLauncher:
         return self._flex
 
     @property
+    def messages_client(self) -> Any:
+        if self._messages is None:
+            from google.cloud import dataflow_v1beta3
+            from google.cloud.dataflow_v1beta3.services.messages_v1_beta3.transports import (
+                MessagesV1Beta3GrpcTransport,
+            )
+
+            self._messages = dataflow_v1beta3.MessagesV1Beta3Client(
+                **_endpoints.gapic_kwargs(self.endpoint, MessagesV1Beta3GrpcTransport)
+            )
+        return self._messages
+
+    @property
     def jobs_client(self) -> Any:
         if self._jobs is None:
             from google.cloud import dataflow_v1beta3
@@ -96,21 +96,6 @@ class FlexTemplateLauncher:
                 **_endpoints.gapic_kwargs(self.endpoint, JobsV1Beta3GrpcTransport)
             )
         return self._jobs
-
-    def parameters(
-        self, similarities_uri: str, models_root: str, tenant: str, model_version: str
-    ) -> dict[str, str]:
-        """The pipeline options of ``beam/load_pipeline.py`` for this run (no empty ones:
-        Dataflow passes every given parameter as a flag)."""
-        params = {
-            "similarities": similarities_uri,
-            "models_root": models_root,
-            "tenant": tenant,
-            "model_version": model_version,
-            "datastore_project": self.datastore_project,
-            "datastore_namespace": self.datastore_namespace,
-        }
-        return {k: v for k, v in params.items() if v}
 
     def active_job(self, job_name: str) -> Any | None:
         """The active job named ``job_name``, if any."""
@@ -160,31 +145,26 @@ class FlexTemplateLauncher:
                 {"model_version": model_version, "job_id": active.id,
                  "job_state": active.current_state.name},
             )  # fmt: skip
-        return self._launch(
-            job_name, self.parameters(similarities_uri, models_root, tenant, model_version),
-            model_version,
+        options = load_job_options(
+            self.settings, similarities_uri=similarities_uri, models_root=models_root,
+            tenant=tenant, model_version=model_version,
         )  # fmt: skip
+        return self._launch(job_name, options, model_version)
 
-    def _launch(
-        self, job_name: str, parameters: dict[str, str], model_version: str
-    ) -> LaunchResult:
+    def _launch(self, job_name: str, options: LoadJobOptions, model_version: str) -> LaunchResult:
         from google.api_core.exceptions import AlreadyExists
         from google.cloud import dataflow_v1beta3
 
-        environment = dataflow_v1beta3.FlexTemplateRuntimeEnvironment(
-            service_account_email=self.service_account,
-            temp_location=f"{self.staging_uri}/tmp" if self.staging_uri else "",
-            staging_location=f"{self.staging_uri}/staging" if self.staging_uri else "",
-            additional_user_labels={"simrec-stage": "load"},
-        )
         request = dataflow_v1beta3.LaunchFlexTemplateRequest(
             project_id=self.project,
             location=self.region,
             launch_parameter=dataflow_v1beta3.LaunchFlexTemplateParameter(
                 job_name=job_name,
                 container_spec_gcs_path=self.template_uri,
-                parameters=parameters,
-                environment=environment,
+                parameters=options.parameters,
+                environment=dataflow_v1beta3.FlexTemplateRuntimeEnvironment(
+                    **options.environment
+                ),
             ),
         )
         try:
@@ -194,3 +174,21 @@ class FlexTemplateLauncher:
         return LaunchResult(
             job_name, "started", {"model_version": model_version, "job_id": response.job.id}
         )
+
+    def job_error(self, job_id: str, job_name: str) -> str:
+        """The job's error messages (``ListJobMessages``, importance ERROR and above), the
+        first few joined: the Job resource of the status event carries no error text."""
+        from google.cloud import dataflow_v1beta3
+
+        request = dataflow_v1beta3.ListJobMessagesRequest(
+            project_id=self.project,
+            job_id=job_id,
+            location=self.region,
+            minimum_importance=dataflow_v1beta3.JobMessageImportance.JOB_MESSAGE_ERROR,
+        )
+        texts = []
+        for message in self.messages_client.list_job_messages(request=request):
+            texts.append(message.message_text)
+            if len(texts) == MAX_ERROR_MESSAGES:
+                break
+        return " | ".join(texts) or f"no error message for Dataflow job {job_name} ({job_id})"

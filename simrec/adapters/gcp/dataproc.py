@@ -1,9 +1,14 @@
 """Spark launcher on Dataproc: instantiate the workflow template (a managed ephemeral
 cluster running ``spark/dimsum_job.py``) for one run, without waiting for it.
 
-The template (Terraform) declares two parameters, which this launcher fills:
+The template (Terraform) declares two parameters, which this launcher fills from
+:func:`simrec.adapters.job_options.spark_job_options` (as the local launcher its flags):
 ``EXPORT_MANIFEST`` (gs:// URI of the run's export manifest) and ``OUTPUT`` (the run's
 similarities folder); the job reads every run parameter from the manifest.
+
+How a workflow ended is read from its operation (``GetOperation``): ``done``, ``error``
+and the ``WorkflowMetadata`` (the create-cluster operation's error, each job node's
+state and error), so a workflow whose cluster was never created is a failure too.
 
 Idempotency: Dataproc ignores a second ``InstantiateWorkflowTemplate`` with the same
 ``request_id`` and returns the first operation, so the request id is derived from the
@@ -18,15 +23,14 @@ from typing import Any
 
 from simrec import storage
 from simrec.adapters.gcp import _endpoints
-from simrec.adapters.launch_ports import LaunchResult
+from simrec.adapters.job_options import spark_job_options
+from simrec.adapters.launch_ports import JobOutcome, LaunchResult
 from simrec.config import Settings
 from simrec.core import layout
 from simrec.core.runs import RunParams
 
 REQUEST_ID_MAX = 40
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
-PARAM_EXPORT_MANIFEST = "EXPORT_MANIFEST"
-PARAM_OUTPUT = "OUTPUT"
 
 
 def dataproc_request_id(request_id: str) -> str:
@@ -50,29 +54,17 @@ class DataprocWorkflowLauncher:
     is created on first use for the region's endpoint (or ``endpoint``).
     """
 
-    def __init__(
-        self,
-        project: str,
-        region: str,
-        template: str,
-        *,
-        endpoint: str = "",
-        client: Any = None,
-    ) -> None:
-        self.project = project
-        self.region = region
-        self.template = template
-        self.endpoint = endpoint
+    def __init__(self, settings: Settings, *, client: Any = None) -> None:
+        self.settings = settings
+        self.project = settings.gcp_project
+        self.region = settings.gcp_region
+        self.template = settings.dataproc_workflow_template
+        self.endpoint = settings.dataproc_endpoint
         self._client = client
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DataprocWorkflowLauncher:
-        return cls(
-            settings.gcp_project,
-            settings.gcp_region,
-            settings.dataproc_workflow_template,
-            endpoint=settings.dataproc_endpoint,
-        )
+        return cls(settings)
 
     @property
     def client(self) -> Any:
@@ -111,10 +103,11 @@ class DataprocWorkflowLauncher:
             return LaunchResult(rid, "exists", {"manifest": manifest})
         from google.cloud import dataproc_v1
 
+        options = spark_job_options(
+            self.settings, export_manifest_uri=export_manifest_uri, output_uri=output_uri
+        )
         request = dataproc_v1.InstantiateWorkflowTemplateRequest(
-            name=self.template_name,
-            request_id=rid,
-            parameters={PARAM_EXPORT_MANIFEST: export_manifest_uri, PARAM_OUTPUT: output_uri},
+            name=self.template_name, request_id=rid, parameters=options.template_parameters()
         )
         operation = self.client.instantiate_workflow_template(request=request)
         return LaunchResult(
@@ -122,3 +115,24 @@ class DataprocWorkflowLauncher:
             "started",
             {"template": request.name, "operation": operation.operation.name},
         )
+
+    def workflow_outcome(self, job_id: str, operation: str) -> JobOutcome:
+        """How the workflow of ``operation`` ended, from the operation and its metadata."""
+        from google.cloud import dataproc_v1
+        from google.longrunning import operations_pb2
+
+        op = self.client.get_operation(request=operations_pb2.GetOperationRequest(name=operation))
+        if not op.done:
+            return JobOutcome("running")
+        meta = dataproc_v1.WorkflowMetadata.deserialize(op.metadata.value)
+        completed = dataproc_v1.WorkflowNode.NodeState.COMPLETED
+        nodes = list(meta.graph.nodes)
+        errors = [op.error.message] if op.error.code else []
+        errors += [e for e in (meta.create_cluster.error, *(n.error for n in nodes)) if e]
+        if not errors and nodes and all(n.state == completed for n in nodes):
+            return JobOutcome("succeeded", "DONE")
+        if not any(n.job_id for n in nodes):
+            detail = "the workflow never started its job"
+        else:
+            detail = "job " + ", ".join(f"{n.step_id} {n.state.name}" for n in nodes)
+        return JobOutcome("failed", detail, " | ".join(errors) or "no error reported")

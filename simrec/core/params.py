@@ -1,0 +1,147 @@
+"""The model's parameters: every one declared once, with its product default and bounds.
+
+``ModelParams`` is what decides a model from a window of events (the matrix rule, the
+sampling and the quality features). Settings (``SIMREC_*``), the nightly request, the CLI
+flags, the run id hash, the Spark job and the evaluation all derive from it, so a default
+or a bound changes here and nowhere else (as SAR declares every parameter once).
+
+Defaults are the product's, chosen by offline evaluation (docs/evaluation.md):
+down-weighting of very active users and shrinkage beat plain cosine on both shared
+datasets; time decay did not (off). :meth:`ModelParams.plain` is exact cosine without
+the quality features, the baseline every evaluation compares against.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from simrec.core import quality
+from simrec.core.actions import ActionWeights
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """A numeric parameter's documented range (``None``: unbounded on that side)."""
+
+    ge: float | None = None
+    le: float | None = None
+    description: str = ""
+
+
+#: Range and meaning of each numeric parameter; Settings builds its fields from these.
+BOUNDS: dict[str, Bounds] = {
+    "threshold": Bounds(0, 1, "DIMSUM similarity threshold; 0 computes exact cosine."),
+    "top_k": Bounds(1, 1000, "Neighbours kept per item."),
+    "seed": Bounds(0, None, "Seed of DIMSUM sampling."),
+    "max_items_per_user": Bounds(1, None, "Heavy users keep only their highest-valued items."),
+    "min_items_per_user": Bounds(1, None, "Users with fewer distinct items are left out."),
+    "half_life_days": Bounds(
+        0, 3650, "Time decay: an event's weight halves every this many days before the run; "
+        "0 = off."
+    ),
+    "user_alpha": Bounds(0, 2, "Exponent of user_weighting='power'."),
+    "shrinkage": Bounds(
+        0, None, "Similarity shrinkage sim*n/(n+shrinkage), n = users behind the pair; 0 = off."
+    ),
+}
+USER_WEIGHTING_DESCRIPTION = (
+    "Down-weight very active users: row scaled by 1/log2(1+n) ('log') or n**-user_alpha "
+    "('power'), n = the user's items; 'none' = off."
+)
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """Everything that decides a model from a window of events. Validated on creation."""
+
+    weights: ActionWeights = field(default_factory=ActionWeights)
+    threshold: float = 0.1
+    top_k: int = 100
+    seed: int = 42
+    max_items_per_user: int = 500
+    min_items_per_user: int = 2
+    half_life_days: float = 0.0
+    user_weighting: str = "power"
+    user_alpha: float = 0.7
+    shrinkage: float = 20.0
+
+    def __post_init__(self) -> None:
+        for name, bounds in BOUNDS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            if not math.isfinite(value) or (
+                (bounds.ge is not None and value < bounds.ge)
+                or (bounds.le is not None and value > bounds.le)
+            ):
+                raise ValueError(f"{name} must be in {_range(bounds)}, got {value!r}")
+        if self.max_items_per_user < self.min_items_per_user:
+            raise ValueError(
+                f"max_items_per_user ({self.max_items_per_user}) must be >= "
+                f"min_items_per_user ({self.min_items_per_user})"
+            )
+        quality.validate(self.half_life_days, self.user_weighting, self.user_alpha, self.shrinkage)
+
+    def replace(self, **changes: Any) -> ModelParams:
+        return dataclasses.replace(self, **changes)
+
+    def plain(self) -> ModelParams:
+        """Exact cosine without the quality features (same weights and user limits)."""
+        return self.replace(threshold=0.0, **quality.OFF)
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["weights"] = self.weights.as_dict()
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ModelParams:
+        """From :meth:`to_json`'s shape; unknown keys fail.
+
+        A missing quality feature is off (manifests written before it existed; the run id
+        hash leaves out features that are off, see RunParams), any other missing key takes
+        its default.
+        """
+        data = {**quality.OFF, **data}
+        unknown = set(data) - set(NAMES)
+        if unknown:
+            raise ValueError(f"unknown model parameter(s): {', '.join(sorted(unknown))}")
+        if "weights" in data:
+            data["weights"] = ActionWeights.from_dict(data["weights"])
+        return cls(**data)
+
+
+#: Every parameter's name, in declaration order.
+NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ModelParams))
+#: The product defaults.
+DEFAULTS = ModelParams()
+
+
+def _range(bounds: Bounds) -> str:
+    lo = "-inf" if bounds.ge is None else f"{bounds.ge:g}"
+    hi = "inf" if bounds.le is None else f"{bounds.le:g}"
+    return f"[{lo}, {hi}]"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One optional ``--<name>`` flag per parameter (unset flags leave the value as is)."""
+    for f in dataclasses.fields(ModelParams):
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "weights":
+            parser.add_argument(flag, type=json.loads, help='action weights, e.g. {"purchase": 6}')
+        elif f.name == "user_weighting":
+            parser.add_argument(flag, choices=list(quality.USER_WEIGHTINGS),
+                                help=USER_WEIGHTING_DESCRIPTION)
+        else:
+            kind = type(getattr(DEFAULTS, f.name))
+            parser.add_argument(flag, type=kind, help=BOUNDS[f.name].description)
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The parameters :func:`add_arguments`'s flags set."""
+    return {n: getattr(args, n) for n in NAMES if getattr(args, n, None) is not None}

@@ -1,0 +1,279 @@
+"""job_events: a launched job ended -> one decision, a retry, and after the last attempt an alert.
+
+The launching stages (cluster, dataflow_launch) return as soon as their job is started,
+and record it under ``jobs/<job id>.json`` (:func:`record_launch`). How a job ends then
+reaches this handler:
+
+- **Dataflow**: Eventarc's direct event ``google.cloud.dataflow.job.v1beta3.statusChanged``
+  (the Job resource, ``currentState`` ``JOB_STATE_*``); the error text comes from the
+  job's messages (the event carries none).
+- **Dataproc**: Dataproc emits no Eventarc direct event (google-cloudevents defines none
+  for it). Its outcome is the ``InstantiateWorkflowTemplate`` operation, which "completes
+  when the entire workflow is finished" with ``WorkflowMetadata`` (create-cluster error,
+  each job node's state and error) and ``error``: so this handler polls the operation of
+  every workflow still recorded as running. That also sees a workflow that failed before
+  its job ran (cluster creation: quota, image, network), which no job metric shows. Two
+  things make it poll: the Admin Activity audit log entry Dataproc writes when that
+  long-running operation ends (an Eventarc Cloud Audit Logs trigger, ``operation.last``),
+  at once; and a Cloud Scheduler tick on a Pub/Sub topic, because Dataproc's audit page
+  says LRO methods *usually* log their end: the tick bounds the delay when one is missing.
+
+A job that ends FAILED or CANCELLED (or a workflow that did not complete its job) is one
+logged ``failed`` decision with the run id and the job's error. While attempts are left
+(``job_max_attempts``) the stage is run again for the same manifest with the next
+attempt, whose job ids derive from :func:`simrec.core.runs.attempt_key`; after the last
+one the decision carries ``alert`` (:data:`~simrec.stages.decisions.JOB_GAVE_UP_ALERT`),
+which the log-based alert matches. A job's record is marked when its end is handled, so
+a redelivered event or a second tick decides nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from cloudevents.http import CloudEvent
+
+from simrec import storage
+from simrec.adapters.launch_ports import JobOutcome, LaunchResult
+from simrec.config import Settings
+from simrec.core import layout
+from simrec.core.runs import RunParams
+from simrec.stages.cloudevents import (
+    AUDIT_LOG_WRITTEN,
+    DATAFLOW_STATUS_CHANGED,
+    PUBSUB_PUBLISHED,
+    BadEvent,
+    audit_entry,
+    dataflow_job,
+)
+from simrec.stages.decisions import JOB_GAVE_UP_ALERT, Decision
+
+STAGE = "job_events"
+RUNNING, SUCCEEDED, FAILED = "RUNNING", "SUCCEEDED", "FAILED"
+#: Dataflow terminal states (google.dataflow.v1beta3.JobState) and what they mean here.
+DATAFLOW_SUCCEEDED = frozenset({"JOB_STATE_DONE"})
+DATAFLOW_FAILED = frozenset({"JOB_STATE_FAILED", "JOB_STATE_CANCELLED"})
+#: Label every load job carries (simrec.adapters.job_options.LOAD_LABELS): a job with it
+#: but without a record is ours, recorded a moment later: retry the delivery.
+OWN_JOB_LABEL = ("simrec-stage", "load")
+#: The audited method whose operation is a workflow run (Dataproc audit logging: an LRO).
+DATAPROC_SERVICE = "dataproc.googleapis.com"
+INSTANTIATE_METHOD = "google.cloud.dataproc.v1.WorkflowTemplateService.InstantiateWorkflowTemplate"
+
+
+class RecordMissing(RuntimeError):
+    """A simrec job's event arrived before its launch record: the delivery is retried."""
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One launched job: enough to find the run and to run its stage again."""
+
+    job_id: str  # Dataproc request id / Dataflow job name
+    stage: str  # the stage that launched it: cluster or dataflow_launch
+    bucket: str  # the manifest whose event launched it
+    name: str
+    tenant: str
+    run_id: str
+    date: str  # the run date (what `simrec cloud rerun --date` takes)
+    attempt: int  # 0 = first
+    operation: str = ""  # Dataproc: the workflow's operation name
+    state: str = RUNNING
+    error: str = ""
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobRecord:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+def record_launch(
+    settings: Settings, stage: str, bucket: str, name: str, params: RunParams, attempt: int,
+    result: LaunchResult,
+) -> JobRecord:  # fmt: skip
+    """Record a job a stage launched. A redelivered launch finds the record and keeps it:
+    a job's end, once handled, is never reopened (and launchers only ever create records,
+    which ``roles/storage.objectCreator`` allows)."""
+    existing = read_record(settings, result.job_id)
+    if existing is not None:
+        return existing
+    record = JobRecord(
+        job_id=result.job_id, stage=stage, bucket=bucket, name=name, tenant=params.tenant,
+        run_id=params.run_id, date=params.date.isoformat(), attempt=attempt,
+        operation=str(result.details.get("operation", "")),
+    )  # fmt: skip
+    save(settings, record)
+    return record
+
+
+def save(settings: Settings, record: JobRecord) -> None:
+    storage.write_json(layout.job_record(settings.data_uri, record.job_id), asdict(record))
+
+
+def read_record(settings: Settings, job_id: str) -> JobRecord | None:
+    uri = layout.job_record(settings.data_uri, job_id)
+    return JobRecord.from_json(storage.read_json(uri)) if storage.exists(uri) else None
+
+
+def attempt_for_event(settings: Settings, job_id: Callable[[int], str]) -> int | None:
+    """The attempt a manifest's event starts, from the run's job records (``job_id(n)``:
+    the job id of attempt ``n``): 0 for a new run; None while an attempt runs or after one
+    succeeded (a redelivery: the job-completion handler owns the run); after the last
+    attempt failed (the run gave up), the next one, so the documented recovery
+    (``simrec cloud rerun``, which re-emits the manifest) starts a fresh job."""
+    attempt, last = 0, None
+    while (record := read_record(settings, job_id(attempt))) is not None:
+        last, attempt = record, attempt + 1
+    if last is None:
+        return 0
+    return None if last.state in (RUNNING, SUCCEEDED) else attempt
+
+
+def running_records(settings: Settings, stage: str) -> list[JobRecord]:
+    root = layout.job_records(settings.data_uri)
+    if not storage.exists(root):
+        return []
+    fs, path = storage.filesystem(root)
+    fs.invalidate_cache(path)  # a warm instance must see records written since its last tick
+    found = []
+    for file in sorted(fs.glob(layout.join(path, "*.json"))):
+        with fs.open(file, "rb") as f:
+            record = JobRecord.from_json(json.load(f))
+        if record.stage == stage and record.state == RUNNING:
+            found.append(record)
+    return found
+
+
+# --- deciding -----------------------------------------------------------------------------
+def _retry(record: JobRecord, settings: Settings, adapters: Any) -> Decision:
+    """Run the record's stage again for its manifest, as the next attempt."""
+    from simrec.stages import cluster, load
+
+    attempt = record.attempt + 1
+    if record.stage == cluster.STAGE:
+        return cluster.on_object_finalized(
+            record.bucket, record.name, settings, adapters.spark, attempt=attempt
+        ).log()
+    if record.stage == load.STAGE:
+        return load.on_object_finalized(
+            record.bucket, record.name, settings, adapters.beam, attempt=attempt
+        ).log()
+    raise ValueError(f"job record {record.job_id} names an unknown stage {record.stage!r}")
+
+
+def _output_complete(record: JobRecord, settings: Settings) -> bool:
+    """Whether the record's stage already wrote its complete output (its last object)."""
+    from simrec import publishing
+    from simrec.stages import cluster, load
+
+    if record.stage == cluster.STAGE:
+        return storage.exists(
+            layout.similarities_manifest(settings.data_uri, record.tenant, record.run_id)
+        )
+    if record.stage == load.STAGE:
+        return publishing.is_complete(settings.models_root, record.tenant, record.run_id)
+    return False
+
+
+def on_job_ended(
+    record: JobRecord, outcome: JobOutcome, settings: Settings, adapters: Any
+) -> Decision | None:
+    """The decision for a job that ended; None while it runs or when it succeeded."""
+    where = {"run_id": record.run_id, "tenant": record.tenant}
+    if record.state != RUNNING:
+        return Decision(STAGE, "skipped", reason=f"job {record.job_id} already handled "
+                        f"({record.state})", **where)  # fmt: skip
+    if outcome.state == "running":
+        return None
+    if outcome.state == "succeeded":
+        save(settings, replace(record, state=SUCCEEDED))
+        return None
+    if _output_complete(record, settings):
+        # The job wrote its complete output, then failed (killed while exiting, say): the
+        # output is what counts, so this is a success and nothing is retried.
+        save(settings, replace(record, state=SUCCEEDED))
+        return Decision(STAGE, "succeeded", reason=f"{record.stage} job {record.job_id} "
+                        f"ended {outcome.detail} after its output was complete", **where)
+    number, limit = record.attempt + 1, settings.job_max_attempts
+    ids: dict[str, Any] = {
+        "job_id": record.job_id, "stage": record.stage, "job_state": outcome.detail,
+        "error": outcome.error, "attempt": number, "max_attempts": limit,
+    }  # fmt: skip
+    what = f"{record.stage} job {record.job_id} ended: {outcome.detail}: {outcome.error}"
+    if number < limit:
+        # Retry first: should the relaunch fail, the record still says RUNNING and the
+        # redelivered event (or the next tick) tries again, under the same attempt key.
+        retry = _retry(record, settings, adapters)
+        save(settings, replace(record, state=FAILED, error=outcome.error))
+        ids["retry_job_id"] = retry.ids.get("request_id") or retry.ids.get("job_name", "")
+        return Decision(STAGE, "failed", reason=f"{what}; retrying (attempt {number + 1} of "
+                        f"{limit})", ids=ids, **where)  # fmt: skip
+    save(settings, replace(record, state=FAILED, error=outcome.error))
+    return Decision(
+        STAGE, "failed", alert=JOB_GAVE_UP_ALERT, ids=ids, **where,
+        reason=f"{what}; gave up after {limit} attempt(s): fix the cause, then rerun the "
+        f"night with `simrec cloud rerun --date {record.date} --tenant {record.tenant}`",
+    )  # fmt: skip
+
+
+def on_dataflow_event(event: CloudEvent, settings: Settings, adapters: Any) -> Decision:
+    job = dataflow_job(event)
+    name, state = str(job["name"]), str(job["currentState"])
+    if state not in DATAFLOW_SUCCEEDED | DATAFLOW_FAILED:
+        return Decision(STAGE, "ignored", reason=f"Dataflow job {name} is {state}")
+    record = read_record(settings, name)
+    if record is None:
+        if (job.get("labels") or {}).get(OWN_JOB_LABEL[0]) == OWN_JOB_LABEL[1]:
+            raise RecordMissing(f"no launch record for simrec job {name} yet")
+        return Decision(STAGE, "ignored", reason=f"not a simrec job: {name}")
+    if state in DATAFLOW_SUCCEEDED:
+        outcome = JobOutcome("succeeded", state)
+    else:
+        outcome = JobOutcome("failed", state, adapters.beam.job_error(str(job.get("id", "")), name))
+    decision = on_job_ended(record, outcome, settings, adapters)
+    return decision or Decision(STAGE, "ignored", reason=f"Dataflow job {name} is {state}",
+                                run_id=record.run_id, tenant=record.tenant)  # fmt: skip
+
+
+def on_watch_tick(settings: Settings, adapters: Any) -> Decision:
+    """Poll every workflow still recorded as running; one decision per one that failed."""
+    from simrec.stages import cluster
+
+    records = running_records(settings, cluster.STAGE)
+    decisions = []
+    for record in records:
+        outcome = adapters.spark.workflow_outcome(record.job_id, record.operation)
+        decision = on_job_ended(record, outcome, settings, adapters)
+        if decision is not None:
+            decisions.append(decision)
+    for decision in decisions[:-1]:  # the handler logs the one it returns
+        decision.log()
+    if decisions:
+        return decisions[-1]
+    return Decision(STAGE, "ignored", reason=f"{len(records)} workflow(s) watched, none failed")
+
+
+def on_audit_event(event: CloudEvent, settings: Settings, adapters: Any) -> Decision:
+    """A workflow operation's last audit entry: poll the running workflows now."""
+    entry = audit_entry(event)
+    payload, operation = entry["protoPayload"], entry.get("operation") or {}
+    method = payload.get("methodName", "")
+    if payload.get("serviceName") != DATAPROC_SERVICE or method != INSTANTIATE_METHOD:
+        return Decision(STAGE, "ignored", reason=f"not a workflow run: {method}")
+    if not operation.get("last"):
+        return Decision(STAGE, "ignored", reason=f"workflow {operation.get('id', '')} started")
+    return on_watch_tick(settings, adapters)
+
+
+def on_event(event: CloudEvent, settings: Settings, adapters: Any) -> Decision:
+    """The function's one entry: a Dataflow status event, a Dataproc workflow operation's
+    audit entry, or a job-watch tick (Pub/Sub)."""
+    if event["type"] == DATAFLOW_STATUS_CHANGED:
+        return on_dataflow_event(event, settings, adapters)
+    if event["type"] == AUDIT_LOG_WRITTEN:
+        return on_audit_event(event, settings, adapters)
+    if event["type"] == PUBSUB_PUBLISHED:
+        return on_watch_tick(settings, adapters)
+    raise BadEvent(f"job_events does not handle {event['type']}")

@@ -1,0 +1,317 @@
+"""Job completion is an event, on the local chain: a job made to fail becomes one failed
+decision per attempt, a retry with the next attempt's job id, and after the last attempt
+the alert line; the events are the ones Google Cloud sends (Dataflow statusChanged, the
+job-watch Pub/Sub tick)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from simrec import logs, storage
+from simrec.cli import local_settings
+from simrec.core import layout
+from simrec.generate import generate_events
+from simrec.local.dispatcher import (
+    FUNCTIONS,
+    JOB_WATCH_TOPIC,
+    NIGHTLY_TOPIC,
+    LocalCloud,
+    load_function,
+    settings_environment,
+)
+from simrec.local.runner import Workdir, prepare
+from simrec.stages import cluster, jobs, load
+from simrec.stages.cloudevents import (
+    AUDIT_LOG_WRITTEN,
+    DATAFLOW_STATUS_CHANGED,
+    PUBSUB_PUBLISHED,
+    topic_of,
+)
+from simrec.stages.decisions import JOB_GAVE_UP_ALERT
+
+END = dt.date(2024, 3, 31)
+RUN_DATE = END + dt.timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def events_csv(tmp_path_factory) -> Path:
+    events = generate_events(n_events=3_000, days=10, end_date=END, seed=3)
+    path = tmp_path_factory.mktemp("events") / "events.csv"
+    events.assign(ts=events["ts"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def decision_lines():
+    buffer = io.StringIO()
+    logs.configure(stream=buffer)
+    yield lambda: [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
+    logs.configure(stream=sys.stderr)
+
+
+def _chain(workdir: Workdir, events_csv: Path, **overrides):
+    settings = local_settings(workdir, events_source=str(events_csv), engine="local",
+                              job_max_attempts=2, **overrides)  # fmt: skip
+    delivered: list[tuple[str, object]] = []
+    cloud = LocalCloud(settings, on_deliver=lambda fn, ev: delivered.append((fn, ev)))
+    deliveries = cloud.publish(NIGHTLY_TOPIC, {"tenant": "default", "date": str(RUN_DATE)})
+    return settings, prepare(settings, RUN_DATE), cloud, deliveries, delivered
+
+
+def test_a_failing_load_is_retried_then_alerted(tmp_path, events_csv, decision_lines) -> None:
+    workdir = Workdir(tmp_path / "w")
+    missing = str(tmp_path / "no-such-catalog.parquet")  # the load refuses it: job FAILED
+    settings, params, cloud, deliveries, delivered = _chain(workdir, events_csv,
+                                                            catalog_uri=missing)  # fmt: skip
+
+    # The local load emitted Dataflow's event, in its documented shape, per attempt.
+    status = [ev for fn, ev in delivered if fn == "job_events"
+              and ev["type"] == DATAFLOW_STATUS_CHANGED]  # fmt: skip
+    names = [load.job_name(params, 0), load.job_name(params, 1)]
+    assert [ev.data["payload"]["name"] for ev in status] == names
+    assert {ev.data["payload"]["currentState"] for ev in status} == {"JOB_STATE_FAILED"}
+    assert [ev["subject"] for ev in status] == [f"jobs/{n}" for n in names]
+
+    failed = [d for d in decision_lines() if d.get("action") == "failed"]
+    assert [d["stage"] for d in failed] == ["job_events", "job_events"]  # one per attempt
+    first, last = failed
+    assert first["run_id"] == last["run_id"] == params.run_id
+    assert first["ids"]["attempt"] == 1 and first["ids"]["retry_job_id"] == names[1]
+    assert "alert" not in first and "retrying (attempt 2 of 2)" in first["reason"]
+    assert last["alert"] == JOB_GAVE_UP_ALERT and last["ids"]["attempt"] == 2
+    for line in failed:
+        assert "no-such-catalog.parquet" in line["ids"]["error"]
+        assert line["ids"]["job_state"] == "JOB_STATE_FAILED"
+    assert f"simrec cloud rerun --date {RUN_DATE} --tenant default" in last["reason"]
+    # No model was published; both attempts are recorded as failed.
+    assert storage.latest_version(settings.models_root, "default") is None
+    for name in names:
+        assert jobs.read_record(settings, name).state == jobs.FAILED
+    acted = [(d.function, d.result.action) for d in deliveries.acted()]
+    assert acted[:3] == [("export", "exported"), ("cluster", "succeeded"),
+                         ("dataflow_launch", "launched")]  # fmt: skip
+
+    # A redelivered event decides nothing twice.
+    with settings_environment(settings):  # handlers read Settings() from the environment
+        again = load_function("job_events").job_events(status[-1])
+    assert again.action == "skipped"
+    assert len([d for d in decision_lines() if d.get("action") == "failed"]) == 2
+
+
+def test_a_failing_similarity_job_is_seen_by_the_watch(tmp_path, events_csv,
+                                                       decision_lines) -> None:  # fmt: skip
+    """The Spark job fails (its input partitions are corrupted before it runs): the
+    job-watch tick finds the workflow failed, retries it once, then alerts."""
+    workdir = Workdir(tmp_path / "w")
+
+    def corrupt(function: str, event) -> None:
+        subject = str(event.get("subject", ""))
+        if function == "cluster" and subject.endswith(f"runs/{params.run_id}/_MANIFEST.json"):
+            for part in Path(workdir.bucket, "exports", "default").glob("dt=*/*.parquet"):
+                part.write_bytes(b"not parquet")
+
+    settings = local_settings(workdir, events_source=str(events_csv), engine="local",
+                              job_max_attempts=2)  # fmt: skip
+    params = prepare(settings, RUN_DATE)
+    delivered: list = []
+    cloud = LocalCloud(settings, on_deliver=lambda fn, ev: (delivered.append((fn, ev)),
+                                                            corrupt(fn, ev)))  # fmt: skip
+    cloud.publish(NIGHTLY_TOPIC, {"tenant": "default", "date": str(RUN_DATE)})
+
+    ticks = [ev for fn, ev in delivered if fn == "job_events"]
+    assert ticks and all(ev["type"] == PUBSUB_PUBLISHED for ev in ticks)
+    assert {topic_of(ev) for ev in ticks} == {JOB_WATCH_TOPIC}
+    failed = [d for d in decision_lines() if d.get("action") == "failed"]
+    assert [d["ids"]["job_id"] for d in failed] == [
+        cluster.request_id(params, 0), cluster.request_id(params, 1)
+    ]
+    assert failed[0]["ids"]["retry_job_id"] == cluster.request_id(params, 1)
+    assert failed[-1]["alert"] == JOB_GAVE_UP_ALERT
+    assert all(d["ids"]["error"] for d in failed)
+    assert not storage.exists(layout.similarities_manifest(settings.data_uri, "default",
+                                                           params.run_id))  # fmt: skip
+
+
+# --- the deployment: triggers and the alert follow the code's constants ----------------------
+def _filter_matches(filter_text: str, line: dict, resource_type: str) -> bool:
+    """Evaluate a filter of ``path="value"`` lines (an implicit AND), as Cloud Logging
+    would on the entry Cloud Run makes of a JSON line (its keys under jsonPayload)."""
+    entry = {"resource": {"type": resource_type}, "jsonPayload": line}
+    for clause in filter_text.strip().splitlines():
+        path, value = re.fullmatch(r'\s*([\w.]+)="([^"]*)"\s*', clause).groups()
+        node: object = entry
+        for key in path.split("."):
+            node = node.get(key) if isinstance(node, dict) else None
+        if node != value:
+            return False
+    return True
+
+
+def test_the_alert_fires_on_the_gave_up_line_only(tmp_path, events_csv, decision_lines) -> None:
+    from tests.test_terraform import module, resolve
+
+    monitoring = module("modules/monitoring")
+    heredoc = monitoring.locals["job_gave_up_filter"]
+    text = resolve(monitoring.rel, heredoc.removeprefix("<<-EOT").removesuffix("EOT"))
+    assert monitoring.locals["job_gave_up_alert"] == JOB_GAVE_UP_ALERT
+    policy = monitoring.resource("google_monitoring_alert_policy", "job_gave_up")
+    [condition] = policy["conditions"]
+    assert condition["condition_matched_log"][0]["filter"] == "${local.job_gave_up_filter}"
+    assert "simrec cloud rerun" in policy["documentation"][0]["content"]
+
+    workdir = Workdir(tmp_path / "w")
+    _chain(workdir, events_csv, catalog_uri=str(tmp_path / "missing.parquet"))
+    lines = decision_lines()
+    matched = [d for d in lines if _filter_matches(text, d, "cloud_run_revision")]
+    assert len(matched) == 1 and matched[0]["ids"]["attempt"] == 2
+    assert any(d.get("action") == "failed" and d not in matched for d in lines)  # the retry
+
+
+def test_job_events_triggers_deliver_the_events_the_handler_reads() -> None:
+    from tests.test_terraform import module, resolve
+
+    fns = module("modules/functions")
+    fn = fns.resource("google_cloudfunctions2_function", "job_events")
+    assert fn["build_config"][0]["entry_point"] == FUNCTIONS["job_events"] == "job_events"
+    assert fn["service_config"][0]["service_account_email"] == "${var.service_accounts.job_events}"
+    service = "${google_cloudfunctions2_function.job_events.service_config[0].service}"
+    status = fns.resource("google_eventarc_trigger", "dataflow_status")
+    watch = fns.resource("google_eventarc_trigger", "job_watch")
+    for trigger, event_type in ((status, DATAFLOW_STATUS_CHANGED), (watch, PUBSUB_PUBLISHED)):
+        [criteria] = trigger["matching_criteria"]
+        assert (criteria["attribute"], resolve(fns.rel, criteria["value"])) == ("type", event_type)
+        assert trigger["destination"][0]["cloud_run_service"][0]["service"] == service
+        assert trigger["service_account"] == "${var.service_accounts.trigger}"
+        assert trigger["event_data_content_type"] == "application/json"
+    audit = fns.resource("google_eventarc_trigger", "dataproc_audit")
+    criteria = {c["attribute"]: resolve(fns.rel, c["value"]) for c in audit["matching_criteria"]}
+    assert criteria == {"type": AUDIT_LOG_WRITTEN, "serviceName": jobs.DATAPROC_SERVICE,
+                        "methodName": jobs.INSTANTIATE_METHOD}  # fmt: skip
+    assert audit["destination"][0]["cloud_run_service"][0]["service"] == service
+    topic = "${google_pubsub_topic.job_watch.id}"
+    assert watch["transport"][0]["pubsub"][0]["topic"] == topic
+    scheduler = fns.resource("google_cloud_scheduler_job", "job_watch")
+    assert scheduler["pubsub_target"][0]["topic_name"] == topic
+    invoker = fns.resource("google_cloud_run_v2_service_iam_member", "job_events_invoker")
+    assert (invoker["name"], invoker["role"]) == (service, "roles/run.invoker")
+    assert invoker["member"] == "serviceAccount:${var.service_accounts.trigger}"
+
+
+def test_a_redelivered_launch_never_reopens_a_handled_job(tmp_path) -> None:
+    from simrec.adapters.launch_ports import LaunchResult
+    from simrec.config import Settings
+
+    settings = Settings(data_uri=str(tmp_path))
+    params = prepare(settings, RUN_DATE)
+    result = LaunchResult("simrec-dimsum-x", "started", {"operation": "ops/1"})
+    record = jobs.record_launch(settings, "cluster", "b", "n", params, 0, result)
+    jobs.save(settings, jobs.JobRecord(**{**record.__dict__, "state": jobs.FAILED}))
+    again = jobs.record_launch(settings, "cluster", "b", "n", params, 0, result)
+    assert again.state == jobs.FAILED == jobs.read_record(settings, "simrec-dimsum-x").state
+    assert jobs.running_records(settings, "cluster") == []
+
+
+def test_job_events_archive_is_built_pinned_and_imports_on_its_own(tmp_path) -> None:
+    import importlib.util
+    import subprocess
+    import zipfile
+
+    repo = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("simrec_build_tool", repo / "tools/build.py")
+    build_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_tool)
+    archives = {p.stem: p for p in build_tool.build_functions(tmp_path / "build")}
+    with zipfile.ZipFile(archives["job_events"]) as archive:
+        assert archive.read("main.py") == (repo / "functions/job_events/main.py").read_bytes()
+        requirements = archive.read("requirements.txt").decode()
+        archive.extractall(tmp_path / "fn")
+    pins = dict(line.split("==", 1) for line in requirements.splitlines()
+                if line and not line.startswith("#"))  # fmt: skip
+    lines = (repo / "constraints.txt").read_text().splitlines()
+    constraints = dict(line.strip().split("==", 1) for line in lines if "==" in line)
+    assert {k: constraints[k] for k in pins} == pins
+    assert {"google-cloud-dataproc", "google-cloud-dataflow-client", "gcsfs"} <= set(pins)
+    code = ("import sys; sys.path.insert(0, '.'); import main, simrec.adapters.gcp; "
+            "assert callable(main.job_events)")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path / "fn",
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("state", "labels", "recorded", "expected"),
+    [
+        ("JOB_STATE_CANCELLED", {"simrec-stage": "load"}, True, "failed"),
+        ("JOB_STATE_RUNNING", {"simrec-stage": "load"}, True, "ignored"),
+        ("JOB_STATE_DONE", {"simrec-stage": "load"}, True, "ignored"),
+        ("JOB_STATE_FAILED", {}, False, "ignored"),  # somebody else's job
+        ("JOB_STATE_FAILED", {"simrec-stage": "load"}, False, "retried delivery"),
+    ],
+)
+def test_dataflow_states(tmp_path, state, labels, recorded, expected) -> None:
+    from simrec.adapters import build_adapters
+    from simrec.adapters.launch_ports import LaunchResult
+    from simrec.config import Settings
+    from simrec.stages.cloudevents import make_dataflow_event
+
+    settings = Settings(data_uri=str(tmp_path), job_max_attempts=1)
+    params = prepare(settings, RUN_DATE)
+    name = load.job_name(params)
+    if recorded:
+        jobs.record_launch(settings, "dataflow_launch", str(tmp_path), "m.json", params, 0,
+                           LaunchResult(name, "started"))  # fmt: skip
+    event = make_dataflow_event("p", "europe-west1", {"id": "2024-1", "name": name,
+                                                      "currentState": state, "labels": labels})
+    adapters = build_adapters(settings)
+    if expected == "retried delivery":
+        with pytest.raises(jobs.RecordMissing):
+            jobs.on_event(event, settings, adapters)
+        return
+    decision = jobs.on_event(event, settings, adapters)
+    assert decision.action == expected
+    if expected == "failed":  # one attempt allowed: given up at once
+        assert decision.alert == JOB_GAVE_UP_ALERT and decision.ids["job_state"] == state
+        assert jobs.read_record(settings, name).state == jobs.FAILED
+    elif recorded and state == "JOB_STATE_DONE":
+        assert jobs.read_record(settings, name).state == jobs.SUCCEEDED
+
+
+def test_a_retry_that_cannot_launch_leaves_the_job_to_the_next_delivery(tmp_path) -> None:
+    from simrec.adapters import build_adapters
+    from simrec.adapters.launch_ports import JobOutcome, LaunchResult
+    from simrec.config import Settings
+
+    settings = Settings(data_uri=str(tmp_path), job_max_attempts=2)
+    params = prepare(settings, RUN_DATE)
+    manifest = f"exports/default/runs/{params.run_id}/_MANIFEST.json"  # never written
+    record = jobs.record_launch(settings, "cluster", str(tmp_path), manifest, params, 0,
+                                LaunchResult(cluster.request_id(params), "started"))  # fmt: skip
+    with pytest.raises(FileNotFoundError):
+        jobs.on_job_ended(record, JobOutcome("failed", "job dimsum FAILED", "boom"), settings,
+                          build_adapters(settings))  # fmt: skip
+    assert jobs.read_record(settings, record.job_id).state == jobs.RUNNING
+    assert jobs.running_records(settings, "cluster") == [record]
+
+
+def test_a_successful_run_reports_each_jobs_end_and_decides_nothing(
+    tmp_path, events_csv, decision_lines
+) -> None:
+    workdir = Workdir(tmp_path / "w")
+    settings, params, cloud, deliveries, delivered = _chain(workdir, events_csv)
+    status = [ev for fn, ev in delivered if fn == "job_events"
+              and ev["type"] == DATAFLOW_STATUS_CHANGED]  # fmt: skip
+    assert [ev.data["payload"]["currentState"] for ev in status] == ["JOB_STATE_DONE"]
+    assert jobs.read_record(settings, load.job_name(params)).state == jobs.SUCCEEDED
+    assert jobs.read_record(settings, cluster.request_id(params)).state == jobs.SUCCEEDED
+    assert not [d for d in decision_lines() if d.get("action") == "failed"]
+    assert [(d.function, d.result.action) for d in deliveries.acted()] == [
+        ("export", "exported"), ("cluster", "succeeded"), ("dataflow_launch", "succeeded"),
+    ]
+    assert storage.latest_version(settings.models_root, "default") == params.run_id
