@@ -312,3 +312,49 @@ def test_a_bad_file_in_a_folder_is_named(tmp_path: Path) -> None:
     (src / "c.csv").write_text(HEADER + "u3,s3,browsed,2024-02-03\n")
     with pytest.raises(SourceError, match=r"b\.csv: line 3: .*unbalanced quote"):
         _export(src, tmp_path / "data")
+
+
+def _run_argv(source: Path, workdir: Path, *extra: str) -> list[str]:
+    return ["run", "--events", str(source), "--workdir", str(workdir), "--engine", "local",
+            "--date", "2024-03-01", "--window-days", "29", *extra]  # fmt: skip
+
+
+def test_a_refused_run_leaves_the_summary_of_the_run_holding_the_lock(
+    tmp_path: Path, capsys
+) -> None:
+    """A run refused by the run lock writes no failure summary over the other run's."""
+    from simrec.cli import local_settings
+    from simrec.local.runner import Workdir, run_lock
+
+    source = tmp_path / "e.csv"
+    source.write_text(HEADER + "u1,s1,browsed,2024-02-01\nu1,s2,browsed,2024-02-01\n")
+    workdir = tmp_path / "w"
+    workdir.mkdir()
+    theirs = '{"run_id": "the run holding the lock"}'
+    (workdir / "summary.json").write_text(theirs)
+    with run_lock(local_settings(Workdir(workdir)), "default"):
+        assert main(_run_argv(source, workdir)) == 1
+    [line] = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
+    assert line.startswith("error: another run of tenant 'default'")
+    assert (workdir / "summary.json").read_text() == theirs
+
+
+def test_a_failed_forced_rerun_summarises_its_own_attempt(tmp_path: Path) -> None:
+    """The failure summary of a forced rerun has the new attempt's id and counts, not
+    those of the earlier, complete attempt."""
+    source = tmp_path / "e.csv"
+    good = [f"u{u},s{s},browsed,2024-02-0{1 + s}" for u in range(4) for s in range(3)]
+    source.write_text(HEADER + "\n".join(good) + "\n")
+    workdir = tmp_path / "w"
+    assert main(_run_argv(source, workdir)) == 0
+    first = json.loads((workdir / "summary.json").read_text())
+    assert first["rows"]["rows_valid"] == 12
+    source.write_text(HEADER + "u1,s1,clicked,2024-02-03\nu2,s2,browsed,later\n")
+    assert main(_run_argv(source, workdir, "--force")) == 1
+    failed = json.loads((workdir / "summary.json").read_text())
+    assert failed["status"] == "failed" and failed["run_id"] == f"{first['run_id']}-a1"
+    assert failed["rows"]["rows_read"] == 2 and failed["rows"]["rows_valid"] == 0
+    assert failed["rows"]["rejected_by_reason"]["unknown_action"] == 1
+    assert first["run_id"] in failed["rejects_uri"] and failed["rejects_uri"].endswith(
+        f"{failed['run_id']}/rejects"
+    )
