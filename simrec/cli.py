@@ -10,16 +10,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from simrec import logs
 from simrec.config import Settings
 from simrec.local.runner import (
+    RunLocked,
     Workdir,
     default_run_date,
+    failure_summary,
     prepare,
     print_summary,
     run_pipeline,
+    run_warnings,
 )
 from simrec.serving.server import HEADER_TIMEOUT_SECONDS, PRODUCTION_SERVER, SERVERS
 
@@ -89,21 +93,56 @@ def cmd_run(args: argparse.Namespace) -> int:
         engine=args.engine,
         catalog_uri=str(Path(args.catalog).resolve()) if args.catalog else None,
     )
+    today = dt.datetime.now(dt.UTC).date()
     date = args.date or default_run_date(
-        newest_event_date(events, settings.events_schema), dt.datetime.now(dt.UTC).date()
+        newest_event_date(events, settings.events_schema, not_after=today), today
     )
     params = prepare(settings, date)
-    with logs.redirected(str(workdir.log)):
-        summary = run_pipeline(
-            settings, params, console=console, force=args.force, publish=args.publish
-        )
+    try:
+        with logs.redirected(str(workdir.log)):
+            summary = run_pipeline(
+                settings, params, console=console, force=args.force, publish=args.publish
+            )
+    except RunLocked:
+        raise  # another run owns the work folder and its summary: write nothing
+    except Exception as exc:
+        if getattr(args, "debug", False):
+            raise
+        summary = failure_summary(settings, params, _one_line(exc))
+        if "rows" in summary:
+            summary["warnings"] = run_warnings(summary["rows"], {}, not args.date)
+        _write_summary(workdir, summary, args.json)
+        raise RunFailed(summary["error"]) from exc
+    summary["warnings"] = run_warnings(summary["rows"], summary["future_rows"], not args.date)
+    _write_summary(workdir, summary, args.json)
+    return 0
+
+
+class RunFailed(Exception):
+    """A run failed after its summary was written; the message is the one error line."""
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as one line: our own errors as they are, others with their type."""
+    from simrec.core.events import SourceError
+    from simrec.stages.export import NoValidEvents
+
+    first = (str(exc).strip().splitlines() or [""])[0]
+    if isinstance(exc, (SourceError, NoValidEvents, RunLocked, FileNotFoundError, ValueError)):
+        return first
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _write_summary(workdir: Workdir, summary: dict, as_json: bool) -> None:
     workdir.summary.write_text(json.dumps(summary, indent=2, sort_keys=True))
-    if args.json:
+    if as_json:
         print(json.dumps(summary, indent=2, sort_keys=True))
     else:
         print_summary(summary, Console())
-        Console().print(f"summary: {workdir.summary}   function logs: {workdir.log}")
-    return 0
+        Console().print(f"summary: {workdir.summary}   function logs: {workdir.log}",
+                        markup=False, highlight=False)  # fmt: skip
+    for warning in summary.get("warnings", []):
+        Console(stderr=True, soft_wrap=True).print(f"[bold yellow]warning:[/] {escape(warning)}")
 
 
 def _load_service(workdir: str, tenant: str | None):
@@ -197,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="simrec", description="Item-to-item recommendations from shop events."
     )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of failures")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("generate", help="write a deterministic synthetic shop's events")
@@ -212,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the nightly pipeline on this machine")
     p.add_argument("--events", required=True, help="events file or folder (CSV or Parquet)")
     p.add_argument("--workdir", required=True, help="folder for the bucket, logs, summary")
-    p.add_argument("--date", type=_date, help="run date (default: day after newest event)")
+    p.add_argument("--date", type=_date, help="run date; the window is the --window-days days "
+                   "before it (default: the day after the newest event not in the future)")
     p.add_argument("--window-days", type=_positive_int)
     p.add_argument("--threshold", type=float, help="DIMSUM threshold, 0 = exact cosine")
     p.add_argument("--top-k", type=_positive_int, help="neighbours kept per item")
@@ -235,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve this run even if it is an older night than the served model",
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show the traceback of a failure")  # fmt: skip
     p.set_defaults(func=cmd_run)
 
     for name, func, helptext in (
@@ -309,13 +352,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; any failure ends in one ``error:`` line and exit 1 (``--debug``:
+    the traceback instead)."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except KeyboardInterrupt:
         return 130
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+    except Exception as exc:
+        if args.debug:
+            raise
+        text = str(exc) if isinstance(exc, RunFailed) else _one_line(exc)
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(text)}")
         return 1
 
 

@@ -13,7 +13,13 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from simrec.core.actions import ActionWeights
+from simrec import sql as export_sql
+from simrec.core.actions import (
+    GA4_EVENT_ACTIONS,
+    ActionWeights,
+    format_event_actions,
+    parse_event_actions,
+)
 from simrec.core.params import BOUNDS, DEFAULTS, NAMES, USER_WEIGHTING_DESCRIPTION, ModelParams
 
 
@@ -50,6 +56,27 @@ class Settings(BaseSettings):
     )
     events_schema: Literal["plain", "ga4"] = Field(
         "plain", description="Plain events table or the GA4 BigQuery export schema."
+    )
+    # GA4 rules (README "GA4 exports"); the same for BigQuery and DuckDB (ExportRules).
+    ga4_event_actions: str = Field(
+        format_event_actions(GA4_EVENT_ACTIONS), description="GA4 event_name=action pairs, "
+        "comma-separated; other events are counted per name in the summary, never used."
+    )
+    ga4_user_key: export_sql.GA4UserKey = Field(
+        "user_pseudo_id", description="GA4 shopper key: 'user_pseudo_id' (per device) or "
+        "'user_id' (the login id when set, else user_pseudo_id)."
+    )
+    ga4_time_zone: str = Field(
+        "UTC", description="Time zone of the GA4 property: the run's days follow it (plain "
+        "sources use UTC)."
+    )
+    placeholder_ids: str = Field(
+        ",".join(export_sql.PLACEHOLDER_IDS), description="Comma-separated user/sku values "
+        "meaning 'unknown', rejected as placeholder_id (case-insensitive)."
+    )
+    duplicate_tolerance_seconds: float = Field(
+        export_sql.DUPLICATE_TOLERANCE_S, ge=0, description="GA4: repeats of an event (same "
+        "user, event name and item) within this many seconds count once."
     )
 
     # --- training parameters ------------------------------------------------------
@@ -172,6 +199,27 @@ class Settings(BaseSettings):
         except ValueError as exc:
             raise ValueError(f"model parameters: {exc}") from None
         return self
+
+    @field_validator("ga4_event_actions")
+    @classmethod
+    def _event_actions_parse(cls, value: str) -> str:
+        parse_event_actions(value)
+        return value
+
+    @field_validator("ga4_time_zone")
+    @classmethod
+    def _time_zone_exists(cls, value: str) -> str:
+        return export_sql.check_time_zone(value)
+
+    @cached_property
+    def export_rules(self) -> export_sql.ExportRules:
+        return export_sql.ExportRules(
+            event_actions=parse_event_actions(self.ga4_event_actions),
+            placeholders=tuple(p for p in self.placeholder_ids.split(",") if p.strip()),
+            duplicate_tolerance_s=self.duplicate_tolerance_seconds,
+            user_key=self.ga4_user_key,
+            time_zone=self.ga4_time_zone,
+        )
 
     @cached_property
     def weights(self) -> ActionWeights:

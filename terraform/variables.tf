@@ -189,6 +189,62 @@ variable "events_schema" {
   }
 }
 
+# GA4 export rules (simrec.config.Settings; README "GA4 exports").
+variable "ga4_event_actions" {
+  description = "GA4 event_name=action pairs, comma-separated (actions: browsed, basket, purchase)."
+  type        = string
+  default     = "view_item=browsed,select_item=browsed,add_to_cart=basket,add_to_wishlist=basket,begin_checkout=basket,purchase=purchase"
+
+  validation {
+    condition     = can(regex("^[A-Za-z][A-Za-z0-9_]*=(browsed|basket|purchase)(,[A-Za-z][A-Za-z0-9_]*=(browsed|basket|purchase))*$", var.ga4_event_actions))
+    error_message = "ga4_event_actions must be event_name=action pairs, comma-separated; actions browsed, basket or purchase."
+  }
+}
+
+variable "ga4_user_key" {
+  description = "GA4 shopper key: 'user_pseudo_id', or 'user_id' (the login id when set, else user_pseudo_id)."
+  type        = string
+  default     = "user_pseudo_id"
+
+  validation {
+    condition     = contains(["user_pseudo_id", "user_id"], var.ga4_user_key)
+    error_message = "ga4_user_key must be 'user_pseudo_id' or 'user_id'."
+  }
+}
+
+variable "ga4_time_zone" {
+  description = "Time zone of the GA4 property (IANA name); the run's days follow it."
+  type        = string
+  default     = "UTC"
+
+  validation {
+    condition     = can(regex("^[A-Za-z_]+(/[A-Za-z0-9_+-]+)*$", var.ga4_time_zone))
+    error_message = "ga4_time_zone must be an IANA time zone such as UTC or America/Los_Angeles."
+  }
+}
+
+variable "placeholder_ids" {
+  description = "Comma-separated user/sku values meaning 'unknown', rejected as placeholder_id."
+  type        = string
+  default     = "(not set)"
+
+  validation {
+    condition     = can(regex("^[^\n]*$", var.placeholder_ids))
+    error_message = "placeholder_ids must be one line of comma-separated values."
+  }
+}
+
+variable "duplicate_tolerance_seconds" {
+  description = "GA4: repeats of an event (same user, event name, item) within this many seconds count once."
+  type        = number
+  default     = 1.0
+
+  validation {
+    condition     = var.duplicate_tolerance_seconds >= 0 && var.duplicate_tolerance_seconds <= 3600
+    error_message = "duplicate_tolerance_seconds must be between 0 and 3600."
+  }
+}
+
 variable "catalog_uri" {
   description = "Item catalog (Parquet: sku, category, in_stock, attributes) published with each model; empty = none. Keep it in the data bucket, which the Dataflow identity reads."
   type        = string

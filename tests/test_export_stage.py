@@ -20,7 +20,7 @@ from simrec import storage
 from simrec.adapters.ports import ExportResult, Warehouse
 from simrec.adapters.warehouse_local import DuckDBWarehouse
 from simrec.core import layout
-from simrec.core.events import MAX_SKU_LENGTH, REJECT_REASONS
+from simrec.core.events import MAX_SKU_LENGTH, REJECT_REASONS, SourceError
 from simrec.core.runs import RunParams
 from simrec.stages.export import run_export
 
@@ -91,8 +91,9 @@ def _parse_ts(text: str | None) -> dt.datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _oracle(rows, params=PARAMS):
-    """(valid events, rejects as raw values + reason) of CSV text rows, per the rules."""
+def _oracle(rows, params=PARAMS, outside=None):
+    """(valid events, rejects as raw values + reason) of CSV text rows, per the rules;
+    rows outside the window are counted by side and day into ``outside``."""
     valid, rejects = [], []
     start = dt.datetime.combine(params.start_date, dt.time(), UTC)
     end = dt.datetime.combine(params.end_date + dt.timedelta(days=1), dt.time(), UTC)
@@ -101,6 +102,8 @@ def _oracle(rows, params=PARAMS):
         user, sku, action, ts_text = raw
         ts = _parse_ts(ts_text)
         if ts is not None and not start <= ts < end:
+            if outside is not None:
+                outside["before" if ts < start else "after"][ts.date()] += 1
             continue
         user_n = (user or "").strip() or None
         sku_n = (sku or "").strip() or None
@@ -109,6 +112,8 @@ def _oracle(rows, params=PARAMS):
             reason = "missing_user_id"
         elif sku_n is None:
             reason = "empty_sku"
+        elif "(not set)" in (user_n.lower(), sku_n.lower()):
+            reason = "placeholder_id"
         elif len(sku_n) > MAX_SKU_LENGTH:
             reason = "sku_too_long"
         elif action_n not in ("browsed", "basket", "purchase"):
@@ -123,13 +128,21 @@ def _oracle(rows, params=PARAMS):
 
 
 def _check_against_oracle(manifest, root, rows) -> None:
-    valid, rejects = _oracle(rows)
+    outside: dict[str, Counter] = {"before": Counter(), "after": Counter()}
+    valid, rejects = _oracle(rows, outside=outside)
     assert Counter(_valid_rows(root)) == Counter(valid)
     assert Counter(_rejects(manifest)) == Counter(rejects)
     counts = manifest["counts"]
     assert counts["rows_valid"] == len(valid)
     assert counts["rows_rejected"] == len(rejects)
-    assert counts["rows_read"] == len(valid) + len(rejects)
+    # Every row of the file is accounted for: valid, rejected, or outside the window.
+    assert counts["rows_read"] == len(rows) == len(valid) + len(rejects) + counts["rows_outside"]
+    for side, days in outside.items():
+        assert counts["outside_window"][side] == {
+            "rows": sum(days.values()),
+            "first": min(days).isoformat() if days else None,
+            "last": max(days).isoformat() if days else None,
+        }
     assert counts["rejected_by_reason"] == {
         r: sum(x[-1] == r for x in rejects) for r in REJECT_REASONS
     }
@@ -154,7 +167,9 @@ CRAFTED = (
     "u12,s12,browsed,\n"  # bad_timestamp (missing)
     "u13,s13\n"  # short line: padded -> unknown_action
     ",,,\n"  # all missing -> missing_user_id
-    ",s15,clicked,2023-01-01\n"  # outside the window: neither valid nor rejected
+    ",s15,clicked,2023-01-01\n"  # outside the window: counted as before the window
+    "u16,(not set),browsed,2024-02-07\n"  # placeholder_id
+    "(NOT SET),s17,browsed,2024-02-07\n"  # placeholder_id (case-insensitive)
 )
 
 
@@ -176,14 +191,22 @@ def test_crafted_csv_every_row_accounted_for(tmp_path: Path) -> None:
             for d in ("2024-02-01", "2024-02-10", "2024-02-29")
         ],
         "counts": {
-            "rows_read": 12,
+            "rows_read": 17,
             "rows_valid": 3,
-            "rows_rejected": 9,
-            "rejected_by_reason": {
-                "missing_user_id": 3, "empty_sku": 1, "sku_too_long": 0, "unknown_action": 3,
-                "bad_timestamp": 2,
+            "rows_rejected": 11,
+            "rejected_by_reason": dict.fromkeys(REJECT_REASONS, 0) | {
+                "missing_user_id": 3, "empty_sku": 1, "placeholder_id": 2,
+                "unknown_action": 3, "bad_timestamp": 2,
             },
-        },  # fmt: skip
+            "rows_ignored": 0,
+            "ignored_events": {},
+            "rows_outside": 3,
+            "outside_window": {
+                "before": {"rows": 2, "first": "2023-01-01", "last": "2024-01-31"},
+                "after": {"rows": 1, "first": "2024-03-01", "last": "2024-03-01"},
+            },
+        },
+        "future": {"rows": 0, "last": None},  # fmt: skip
         "rejects_uri": f"{run_dir}/rejects",
         "created_at": "2024-03-01T02:00:00Z",
         "timings": manifest["timings"],
@@ -207,8 +230,8 @@ def test_crafted_csv_every_row_accounted_for(tmp_path: Path) -> None:
 
 def _random_rows(n: int, seed: int) -> list[tuple]:
     rng = random.Random(seed)
-    users = [f"u{i}" for i in range(40)] + [" u1 ", "", "  ", None]
-    skus = [f"s{i}" for i in range(60)] + ["s1 ", "", " ", None]
+    users = [f"u{i}" for i in range(40)] + [" u1 ", "", "  ", None, "(not set)"]
+    skus = [f"s{i}" for i in range(60)] + ["s1 ", "", " ", None, " (Not Set) "]
     skus += ["x" * MAX_SKU_LENGTH, "y" * (MAX_SKU_LENGTH + 1)]  # the API's limit, and over
     actions = ["browsed", "basket", "purchase", "BASKET", " Purchase ", "clicked", "", None]
     stamps = (
@@ -229,7 +252,10 @@ def test_random_rows_match_the_oracle(tmp_path: Path) -> None:
     manifest = _export(source, tmp_path / "data")
     _check_against_oracle(manifest, tmp_path / "data", rows)
     counts = manifest["counts"]
-    assert counts["rows_valid"] > 500 and all(counts["rejected_by_reason"].values())
+    plain_reasons = [r for r in REJECT_REASONS if not REJECT_REASONS[r].startswith("GA4")]
+    assert counts["rows_valid"] > 500
+    assert all(counts["rejected_by_reason"][r] for r in plain_reasons)
+    assert counts["rows_outside"] > 100
 
 
 # --- manifest last, none on failure ------------------------------------------------------
@@ -283,7 +309,7 @@ class _Liar:
 
 class _OutOfWindow:
     def export(self, params, source, schema, data_root) -> ExportResult:
-        return ExportResult.from_counts([(dt.date(2024, 3, 1), None, 2)], rejects_uri="x")
+        return ExportResult.from_counts([(dt.date(2024, 3, 1), None, None, 2)], rejects_uri="x")
 
 
 @pytest.mark.parametrize(
@@ -334,12 +360,45 @@ def test_rerun_overwrites_the_same_days_and_manifest(tmp_path: Path) -> None:
     _check_against_oracle(third, root, kept)
 
 
-def test_no_rows_in_window_gives_empty_rejects_and_no_days(tmp_path: Path) -> None:
-    source = _write_csv(tmp_path / "e.csv", [("u1", "s1", "browsed", "2020-01-01")])
-    manifest = _export(source, tmp_path / "data")
-    assert manifest["days"] == []
-    assert manifest["counts"]["rows_read"] == 0
-    assert _rejects(manifest) == []  # the rejects file exists, with its schema
+def test_no_valid_rows_is_an_error_naming_the_reasons_with_counts_written(
+    tmp_path: Path,
+) -> None:
+    from simrec.stages.export import NoValidEvents, failed_report_uri
+
+    rows = [("u1", "s1", "browsed", "2020-01-01"), ("u2", "s2", "browsed", "1709251200"),
+            ("u3", "s3", "clicked", "2024-02-03")]  # fmt: skip
+    source = _write_csv(tmp_path / "e.csv", rows)
+    root = tmp_path / "data"
+    with pytest.raises(NoValidEvents) as err:
+        _export(source, root)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "no valid events in the window 2024-02-01..2024-02-29" in message
+    assert "1 bad_timestamp" in message and "1 unknown_action" in message
+    assert "1 before the window (2020-01-01..2020-01-01)" in message
+    assert not storage.exists(_manifest_uri(root))
+    report = storage.read_json(failed_report_uri(str(root), PARAMS))
+    assert report["error"] == message
+    assert report["counts"]["rows_read"] == 3 and report["counts"]["rows_outside"] == 1
+    # A rerun that succeeds removes the report.
+    _write_csv(source, [*rows, ("u4", "s4", "browsed", "2024-02-04")])
+    _export(source, root)
+    assert not storage.exists(failed_report_uri(str(root), PARAMS))
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["user_id,sku,action,ts\n",  # header only
+     "user_id,sku,action,ts\nu1,s1,browsed,1706745600\nu2,s2,basket,1706832000\n"],  # epoch
+    ids=["header_only", "integer_epoch"],
+)
+def test_zero_valid_rows_from_header_only_or_epoch_timestamps(tmp_path: Path, content) -> None:
+    from simrec.stages.export import NoValidEvents
+
+    source = tmp_path / "e.csv"
+    source.write_text(content)
+    with pytest.raises(NoValidEvents, match=r"no valid events .*: \d+ rows read"):
+        _export(source, tmp_path / "data")
 
 
 # --- other source forms -----------------------------------------------------------------
@@ -388,7 +447,8 @@ def test_parquet_with_typed_timestamps_and_column_mapping(tmp_path: Path) -> Non
 
 
 # --- GA4 ---------------------------------------------------------------------------------
-ITEM = pa.struct([("item_id", pa.string()), ("item_name", pa.string()), ("price", pa.float64())])
+ITEM = pa.struct([("item_id", pa.string()), ("item_name", pa.string()),
+                  ("quantity", pa.int64()), ("price", pa.float64())])  # fmt: skip
 GA4_SCHEMA = pa.schema(
     [
         ("event_date", pa.string()),
@@ -410,7 +470,8 @@ def _ga4_file(folder: Path, name: str, events: list[tuple]) -> None:
             "user_pseudo_id": user,
             "user_id": None,
             "items": None if items is None
-            else [{"item_id": i, "item_name": f"n{i}", "price": 1.5} for i in items],
+            else [{"item_id": i, "item_name": f"n{i}", "quantity": None, "price": 1.5}
+                  for i in items],
         }
         for event, ts, user, items in events
     ]  # fmt: skip
@@ -444,11 +505,16 @@ def test_ga4_parquet_folder(tmp_path: Path) -> None:
     assert [(d["date"], d["rows"]) for d in manifest["days"]] == [
         ("2024-02-10", 5), ("2024-02-29", 1)
     ]  # fmt: skip
-    assert manifest["counts"]["rows_read"] == 8
-    assert manifest["counts"]["rejected_by_reason"] == {
-        "missing_user_id": 0, "empty_sku": 1, "sku_too_long": 0, "unknown_action": 0,
-        "bad_timestamp": 1,
+    counts = manifest["counts"]
+    assert counts["rows_read"] == 11  # 6 valid + 2 rejected + 1 ignored + 2 outside
+    assert counts["rejected_by_reason"] == dict.fromkeys(REJECT_REASONS, 0) | {
+        "empty_sku": 1, "bad_timestamp": 1
     }  # fmt: skip
+    assert counts["ignored_events"] == {"page_view": 1}
+    assert counts["outside_window"] == {
+        "before": {"rows": 1, "first": "2024-01-31", "last": "2024-01-31"},
+        "after": {"rows": 1, "first": "2024-03-01", "last": "2024-03-01"},
+    }
     assert sorted((u, s, a) for u, s, a, _ in _valid_rows(tmp_path / "data")) == [
         ("p1", "A", "basket"), ("p1", "A", "browsed"), ("p1", "B", "browsed"),
         ("p2", "A", "purchase"), ("p2", "C", "purchase"), ("p4", "E", "purchase"),
@@ -478,7 +544,7 @@ def test_bad_input_fails_clearly_without_manifest(tmp_path: Path) -> None:
     pq.write_table(pa.table({"user_id": ["u"]}), mixed / "b.parquet")
     with pytest.raises(ValueError, match="mixes CSV and Parquet"):
         _export(mixed, root)
-    with pytest.raises(FileNotFoundError, match="events_"):
+    with pytest.raises(SourceError, match="a.csv: not a GA4 export file"):
         _export(mixed, root, schema="ga4")
     with pytest.raises(ValueError, match="local paths only"):  # checked before any IO
         DuckDBWarehouse().export(PARAMS, str(mixed / "a.csv"), "plain", "gs://bucket/data")
@@ -518,7 +584,8 @@ def test_one_million_rows(tmp_path: Path) -> None:
     last = (36 * 86400 - 1) // 3  # last i before 2024-03-01
     in_window = min(last, 999_999) - first + 1
     clicked = sum(1 for i in range(first, min(last, 999_999) + 1) if i % 4 == 3)
-    assert manifest["counts"]["rows_read"] == in_window
+    assert manifest["counts"]["rows_read"] == 1_000_000
+    assert manifest["counts"]["rows_read"] - manifest["counts"]["rows_outside"] == in_window
     assert manifest["counts"]["rejected_by_reason"]["unknown_action"] == clicked
     assert manifest["counts"]["rows_valid"] == in_window - clicked
 
@@ -539,7 +606,7 @@ def test_on_message_exports_once_per_run(tmp_path: Path) -> None:
     first = on_message(payload, settings, DuckDBWarehouse(), dt.date(2024, 3, 9))
     expected = dataclasses.replace(PARAMS, model=settings.model)  # the deployment's model
     assert (first.action, first.run_id) == ("exported", expected.run_id)
-    assert first.ids["rows_valid"] == 3 and first.ids["rows_rejected"] == 9
+    assert first.ids["rows_valid"] == 3 and first.ids["rows_rejected"] == 11
     # A redelivery does not export again, but resumes the chain where it stopped (no
     # similarities yet): the export manifest is re-emitted for the cluster stage.
     again = on_message(payload, settings, DuckDBWarehouse(), dt.date(2024, 3, 9))
@@ -564,3 +631,28 @@ def test_newest_event_date(tmp_path: Path) -> None:
         ("page_view", dt.datetime(2024, 2, 11, 0, 30, tzinfo=UTC), "p", None),
     ])  # fmt: skip
     assert newest_event_date(str(folder), "ga4") == dt.date(2024, 2, 11)
+
+
+def test_settings_rules_reach_both_warehouses() -> None:
+    """One definition: the rules the settings declare are the ones both engines run."""
+    from simrec.adapters import build_adapters
+    from simrec.config import Settings
+
+    settings = Settings(
+        ga4_event_actions="view_item=browsed,refund=basket", ga4_user_key="user_id",
+        ga4_time_zone="Europe/Berlin", placeholder_ids="(not set),unknown",
+        duplicate_tolerance_seconds=2.5, gcp_project="p",
+    )  # fmt: skip
+    rules = settings.export_rules
+    assert dict(rules.event_actions) == {"view_item": "browsed", "refund": "basket"}
+    assert rules.placeholders == ("(not set)", "unknown")
+    assert (rules.user_key, rules.time_zone, rules.duplicate_tolerance_s) == (
+        "user_id", "Europe/Berlin", 2.5
+    )  # fmt: skip
+    assert build_adapters(settings).warehouse.rules == rules
+    gcp = Settings(**{**settings.model_dump(), "backend": "gcp"})
+    assert build_adapters(gcp).warehouse.rules == rules
+    with pytest.raises(ValueError, match="bad event mapping"):
+        Settings(ga4_event_actions="view_item=clicked")
+    with pytest.raises(ValueError, match="unknown time zone"):
+        Settings(ga4_time_zone="Nowhere/City")

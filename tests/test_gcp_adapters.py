@@ -10,6 +10,7 @@ import re
 import pytest
 from google.cloud import dataflow_v1beta3
 
+from simrec import sql as export_sql
 from simrec import storage
 from simrec.adapters import build_adapters
 from simrec.adapters.gcp import BigQueryWarehouse, DataprocWorkflowLauncher, FlexTemplateLauncher
@@ -210,7 +211,9 @@ def test_export_script_uses_parameters_not_dates() -> None:
     assert f"'{ROOT}/exports/shop-1'" in script
     assert f"'{ROOT}/exports/shop-1/runs/{PARAMS.run_id}/rejects/part-*.parquet'" in script
     assert script.count("EXPORT DATA") == 2 and "format = 'PARQUET'" in script
-    assert script.rstrip().endswith("ORDER BY dt, reason;")
+    assert script.rstrip().endswith("ORDER BY dt, reason, event_name;")
+    # The rejects file holds rejects only, not the rows counted outside the window.
+    assert "WHERE reason IN ('missing_user_id'" in script and "IS NOT NULL" not in script
 
 
 def test_export_script_refuses_unsafe_destinations() -> None:
@@ -326,6 +329,39 @@ def test_bigquery_ga4_reads_the_wildcard_table_without_a_schema_lookup(fake_bigq
     assert result.rows_valid == 1 and fake_bigquery.table_gets == []
     text = fake_bigquery.inserts[0]["configuration"]["query"]["query"]
     assert f"`{PROJECT}.analytics_1.events_*`" in text and "_TABLE_SUFFIX" in text
+
+
+def test_bigquery_ga4_counts_ignored_events_and_rows_outside(fake_bigquery, gcs) -> None:
+    first = PARAMS.days()[0].isoformat()
+    before = (PARAMS.start_date - dt.timedelta(days=1)).isoformat()
+    fake_bigquery.counts = [(first, None, None, 4), (first, "ignored_event", "page_view", 7),
+                            (before, "before_window", None, 2),
+                            (first, "duplicate_event", None, 1)]  # fmt: skip
+    result = _warehouse(fake_bigquery).export(PARAMS, f"{PROJECT}.analytics_1", "ga4", ROOT)
+    assert result.ignored_events == {"page_view": 7} and result.rows_outside == 2
+    assert result.rows_read == 14 and result.rejected_by_reason["duplicate_event"] == 1
+    params = fake_bigquery.inserts[0]["configuration"]["query"]["queryParameters"]
+    assert {p["name"] for p in params} == set(export_sql.query_parameters(PARAMS, schema="ga4"))
+    by_name = {p["name"]: p for p in params}
+    assert by_name["duplicate_tolerance_us"]["parameterType"] == {"type": "INT64"}
+    assert by_name["time_zone"] == {"name": "time_zone", "parameterType": {"type": "STRING"},
+                                    "parameterValue": {"value": "UTC"}}  # fmt: skip
+
+
+def test_bigquery_refuses_a_column_of_the_wrong_type_by_name(fake_bigquery, gcs) -> None:
+    from simrec.core.events import SourceError
+
+    fake_bigquery.tables[TABLE] = [
+        "user_id", {"name": "sku", "type": "FLOAT"}, "action", {"name": "ts", "type": "TIMESTAMP"}
+    ]  # fmt: skip
+    with pytest.raises(SourceError, match=r"column 'sku' \(sku\) is FLOAT"):
+        run_export(PARAMS, _warehouse(fake_bigquery), TABLE, "plain", ROOT)
+    fake_bigquery.tables[TABLE] = [
+        "user_id", {"name": "sku", "type": "STRING", "mode": "REPEATED"}, "action", "ts"
+    ]  # fmt: skip
+    with pytest.raises(SourceError, match="column 'sku'"):
+        run_export(PARAMS, _warehouse(fake_bigquery), TABLE, "plain", ROOT)
+    assert fake_bigquery.inserts == []  # refused before any job
 
 
 def test_bigquery_export_refuses_a_local_data_root(fake_bigquery) -> None:

@@ -31,7 +31,7 @@ def build_adapters(settings: Settings) -> Adapters:
 
     log_dir = os.path.join(settings.data_uri, "_logs")
     return Adapters(
-        warehouse=DuckDBWarehouse(),
+        warehouse=DuckDBWarehouse(rules=settings.export_rules),
         spark=LocalSparkLauncher(settings, log_dir),
         beam=LocalBeamLauncher(settings, log_dir),
     )

@@ -191,6 +191,7 @@ def build_summary(
         "window": [params.start_date.isoformat(), params.end_date.isoformat()],
         "params": params.to_json(),
         "rows": export["counts"],
+        "future_rows": export.get("future", {}),
         "days_with_events": len(export.get("days", [])),
         "users": counts.get("users"),
         "users_kept": counts.get("users_kept"),
@@ -219,17 +220,73 @@ def build_summary(
     }
 
 
+def failure_summary(settings: Settings, params: RunParams, error: str) -> dict[str, Any]:
+    """The summary of a failed run: the error, and the export's counts when it got that
+    far (an export without valid events leaves them in its failure report). The counts
+    are those of the night's latest attempt: the one a forced rerun started."""
+    from simrec.stages.export import failed_report_uri
+
+    params = run_progress.current(settings, params)
+    summary: dict[str, Any] = {
+        "run_id": params.run_id, "tenant": params.tenant, "date": params.date.isoformat(),
+        "window": [params.start_date.isoformat(), params.end_date.isoformat()],
+        "params": params.to_json(), "status": "failed", "error": error,
+    }  # fmt: skip
+    report = failed_report_uri(settings.data_uri, params)
+    manifest = layout.export_manifest(settings.data_uri, params.tenant, params.run_id)
+    for uri in (report, manifest):
+        if storage.exists(uri):
+            found = storage.read_json(uri)
+            summary.update(rows=found["counts"], rejects_uri=found.get("rejects_uri"))
+            break
+    return summary
+
+
+def run_warnings(rows: dict[str, Any], future: dict[str, Any], date_from_data: bool) -> list[str]:
+    """What a user should look at although the run went through: a window chosen from
+    the data that leaves out most rows, and rows dated in the future."""
+    warnings = []
+    outside = rows.get("rows_outside", 0)
+    if date_from_data and outside * 2 > rows["rows_read"]:
+        sides = ", ".join(f"{s['rows']:,} {side} ({s['first']}..{s['last']})"
+                          for side, s in rows["outside_window"].items() if s["rows"])  # fmt: skip
+        warnings.append(
+            f"the window chosen from the data leaves out {outside:,} of {rows['rows_read']:,} "
+            f"rows: {sides}; choose the run date with --date YYYY-MM-DD (the window is the "
+            "window_days days before it)"
+        )
+    if future.get("rows"):
+        warnings.append(
+            f"{future['rows']:,} rows are dated after today (up to {future['last']}): check "
+            "the source's clock or timestamp unit; they are left out unless --date covers them"
+        )
+    return warnings
+
+
 def print_summary(summary: dict[str, Any], console: Console) -> None:
-    rows = summary["rows"]
+    rows = summary.get("rows")
     table = Table(title=f"simrec run {summary['run_id']} ({summary['tenant']})", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value", justify="right")
     table.add_row("window", " .. ".join(summary["window"]))
+    if rows is None:
+        console.print(table)
+        return
     table.add_row("rows read", f"{rows['rows_read']:,}")
     table.add_row("rows valid", f"{rows['rows_valid']:,}")
     rejected = ", ".join(f"{k} {v:,}" for k, v in rows["rejected_by_reason"].items() if v)
     detail = f" ({rejected})" if rejected else ""
     table.add_row("rows rejected", f"{rows['rows_rejected']:,}{detail}")
+    if rows.get("rows_ignored"):
+        names = ", ".join(f"{k} {v:,}" for k, v in rows["ignored_events"].items())
+        table.add_row("rows of ignored events", f"{rows['rows_ignored']:,} ({names})")
+    for side, span in rows.get("outside_window", {}).items():
+        if span["rows"]:
+            table.add_row(f"rows {side} the window",
+                          f"{span['rows']:,} ({span['first']} .. {span['last']})")  # fmt: skip
+    if summary.get("status") == "failed":
+        console.print(table)
+        return
     for key in ("users", "users_kept", "items", "cells", "emitted_pairs", "pairs"):
         value = summary.get(key)
         table.add_row(key.replace("_", " "), "-" if value is None else f"{value:,}")

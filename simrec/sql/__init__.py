@@ -1,23 +1,25 @@
 """The export query: one BigQuery-dialect SQL text, run as is on BigQuery and on DuckDB
 through sqlglot, so both backends select and validate events identically.
 
-Only identifiers (table, column names) and constants of the core (actions, GA4 event
-names) are rendered into the text; dates are always query parameters (``@start_date``,
-``@end_date``), never formatted into the SQL.
+Only identifiers (table, column names) and checked names (actions, GA4 event names) are
+rendered into the text, and the placeholder ids as string literals escaped by sqlglot;
+dates, the time zone and the duplicate tolerance are always query parameters
+(:func:`query_parameters`), never formatted into the SQL.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import re
+import zoneinfo
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from string import Template
 from typing import Literal, get_args
 
 from simrec.core.actions import ACTIONS, GA4_EVENT_ACTIONS
-from simrec.core.events import EVENT_COLUMNS, MAX_SKU_LENGTH
+from simrec.core.events import EVENT_COLUMNS, MAX_SKU_LENGTH, SourceError
 from simrec.core.runs import RunParams
 
 Schema = Literal["plain", "ga4"]
@@ -28,14 +30,54 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
     "user_id", "sku", "action", "ts", "dt", "reason",
     "raw_user_id", "raw_sku", "raw_action", "raw_ts",
 )  # fmt: skip
+#: Columns of the counts query (:func:`render_counts_sql`), the manifest's input.
+COUNTS_COLUMNS: tuple[str, ...] = ("dt", "reason", "event_name", "row_count")
 
 #: Plain-table column names by event field; ``ts`` falls back to ``date`` when absent.
 DEFAULT_COLUMNS: dict[str, str] = {c: c for c in EVENT_COLUMNS}
 TS_FALLBACKS: tuple[str, ...] = ("ts", "date")
-#: GA4 field used as the shopper id. ``user_pseudo_id`` is always set and stable per
-#: device; GA4's ``user_id`` exists only after a login, so mixing the two would split one
-#: shopper's history in two. Override with ``columns={"user_id": "user_id"}``.
-GA4_DEFAULT_USER_FIELD = "user_pseudo_id"
+#: GA4 shopper key: ``user_pseudo_id`` (always set, one per device and browser) or
+#: ``user_id`` (the shop's login id when the shopper signed in, else user_pseudo_id: one
+#: person across devices, but a shopper's visits before the login stay a second user).
+GA4UserKey = Literal["user_pseudo_id", "user_id"]
+GA4_USER_KEYS: dict[str, str] = {
+    "user_pseudo_id": "e.user_pseudo_id",
+    "user_id": "COALESCE(NULLIF(TRIM(e.user_id), ''), e.user_pseudo_id)",
+}
+#: Ids that stand for "unknown" (GA4 writes ``(not set)``), compared case-insensitively.
+PLACEHOLDER_IDS: tuple[str, ...] = ("(not set)",)
+#: GA4 resends: the same user, event name and item within this many seconds count once.
+DUPLICATE_TOLERANCE_S = 1.0
+
+
+@dataclass(frozen=True)
+class ExportRules:
+    """The export's configurable rules (from :class:`simrec.config.Settings`), the same
+    for BigQuery and DuckDB. ``time_zone`` is the GA4 property's: the run's days follow
+    it for GA4 sources; plain sources use UTC days."""
+
+    event_actions: Mapping[str, str] = field(default_factory=lambda: dict(GA4_EVENT_ACTIONS))
+    placeholders: tuple[str, ...] = PLACEHOLDER_IDS
+    duplicate_tolerance_s: float = DUPLICATE_TOLERANCE_S
+    user_key: GA4UserKey = "user_pseudo_id"
+    time_zone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        if self.user_key not in GA4_USER_KEYS:
+            raise ValueError(f"unknown GA4 user key {self.user_key!r}: {list(GA4_USER_KEYS)}")
+        check_time_zone(self.time_zone)
+        if not self.duplicate_tolerance_s >= 0:
+            raise ValueError("the duplicate tolerance must be >= 0 seconds")
+
+
+def check_time_zone(name: str) -> str:
+    """``name`` if it is an IANA time zone (as both BigQuery and DuckDB know them)."""
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}: expected an IANA name such as "
+                         "'UTC' or 'America/Los_Angeles'") from None  # fmt: skip
+    return name
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TABLE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*\*?$")
@@ -69,6 +111,19 @@ def _literals(values: Iterable[str]) -> str:
     return ", ".join(out)
 
 
+def _strings(values: Iterable[str]) -> str:
+    """SQL string literals of configured values, escaped by sqlglot's BigQuery writer."""
+    from sqlglot import exp
+
+    return ", ".join(exp.Literal.string(v).sql(dialect="bigquery") for v in values)
+
+
+def placeholder_values(rules: ExportRules) -> list[str]:
+    """The placeholders as compared: trimmed, lower-case, without blanks (those are
+    already missing ids)."""
+    return sorted({p.strip().lower() for p in rules.placeholders if p.strip()})
+
+
 def ga4_table(dataset: str) -> str:
     """The wildcard table of a GA4 export dataset (``project.analytics_123.events_*``)."""
     return dataset if dataset.endswith("*") else f"{dataset.rstrip('.')}.events_*"
@@ -100,16 +155,49 @@ def resolve_columns(
     return {field: by_lower[name.lower()] for field, name in wanted.items()}
 
 
+#: Column kinds a plain source's fields may have: an integer id reads as its digits, a
+#: text, DATE or TIMESTAMP ts parses; a float id ("1.0"), a list or a struct would be
+#: mangled silently, and an integer ts has no unit, so those are refused by name.
+FIELD_KINDS: dict[str, tuple[str, ...]] = {
+    "user_id": ("text", "integer", "null"),
+    "sku": ("text", "integer", "null"),
+    "action": ("text", "null"),
+    "ts": ("text", "timestamp", "date", "null"),
+}
+
+
+def check_column_kinds(
+    columns: Mapping[str, str], kinds: Mapping[str, tuple[str, str]], where: str
+) -> None:
+    """Raise :class:`SourceError` naming the first mapped column of a refused kind.
+
+    ``kinds``: column -> (kind, the engine's type name), kinds as in :data:`FIELD_KINDS`.
+    """
+    for field_name, column in columns.items():
+        kind, type_name = kinds[column]
+        if kind not in FIELD_KINDS[field_name]:
+            hint = " (epoch numbers have no unit: write ISO 8601 text)" if (
+                field_name == "ts" and kind in ("integer", "number")) else ""  # fmt: skip
+            raise SourceError(
+                f"{where}: column {column!r} ({field_name}) is {type_name}; expected "
+                f"{' or '.join(k for k in FIELD_KINDS[field_name] if k != 'null')}{hint}"
+            )
+
+
 def render_export_sql(
-    schema: str, table: str, columns: Mapping[str, str] | None = None
+    schema: str,
+    table: str,
+    columns: Mapping[str, str] | None = None,
+    rules: ExportRules | None = None,
 ) -> str:
     """The export query in BigQuery dialect for one source.
 
     ``table``: the exact table to read (plain: ``project.dataset.events``; GA4: the
     wildcard, see :func:`ga4_table`; locally a DuckDB view name). ``columns``: for plain,
-    the resolved mapping (:func:`resolve_columns`; defaults if omitted); for GA4 only
-    ``user_id`` may be given (the GA4 field holding the shopper id).
+    the resolved mapping (:func:`resolve_columns`; defaults if omitted). ``rules``: the
+    GA4 event mapping and user key (the other rules are query parameters).
     """
+    rules = rules or ExportRules()
     if schema == "plain":
         cols = dict(DEFAULT_COLUMNS)
         cols.update(columns or {})
@@ -117,27 +205,39 @@ def render_export_sql(
             table=_table(table), **{k: _ident(cols[k]) for k in EVENT_COLUMNS}
         )
     elif schema == "ga4":
-        extra = set(columns or {}) - {"user_id"}
-        if extra:
-            raise ValueError(f"GA4 sources only accept a 'user_id' column override, got {extra}")
-        user_field = (columns or {}).get("user_id", GA4_DEFAULT_USER_FIELD)
+        if columns:
+            raise ValueError("GA4 sources take no column mapping (see SIMREC_GA4_USER_KEY)")
         cases = "\n".join(
-            f"      WHEN {_literals([name])} THEN {_literals([str(action)])}"
-            for name, action in GA4_EVENT_ACTIONS.items()
+            f"        WHEN {_literals([name])} THEN {_literals([str(action)])}"
+            for name, action in rules.event_actions.items()
         )
         source = Template(_load("source_ga4.sql")).substitute(
             table=_table(table),
-            user_field=_ident(user_field),
+            user_key=GA4_USER_KEYS[rules.user_key],
             event_cases=cases,
-            event_names=_literals(GA4_EVENT_ACTIONS),
+            event_names=_literals(rules.event_actions),
         )
     else:
         raise ValueError(f"unknown events schema {schema!r}; expected one of {SCHEMAS}")
+    placeholders = placeholder_values(rules)
+    is_placeholder = (
+        f"LOWER(user_id) IN ({_strings(placeholders)}) OR LOWER(sku) IN ({_strings(placeholders)})"
+        if placeholders else "FALSE"
+    )
+    repeat_rule = _load("export_repeats.sql").strip() if schema == "ga4" else "first_reason"
     return Template(_load("export_events.sql")).substitute(
         source_rows=source.rstrip("\n"),
+        repeat_rule=repeat_rule,
+        is_placeholder=is_placeholder,
+        day_of_ts="DATE(ts, @time_zone)" if schema == "ga4" else "DATE(ts)",
         actions=_literals(ACTIONS),
         max_sku_length=str(int(MAX_SKU_LENGTH)),
     )
+
+
+def render_counts_sql(result_table: str) -> str:
+    """The counts of the export query's result table (BigQuery dialect)."""
+    return Template(_load("export_counts.sql")).substitute(result=_table(result_table))
 
 
 def to_duckdb(sql: str) -> str:
@@ -156,6 +256,18 @@ def to_duckdb(sql: str) -> str:
     return statements[0]
 
 
-def query_parameters(params: RunParams) -> dict[str, dt.date]:
-    """The export query's parameters: the inclusive window ``[start_date, end_date]``."""
-    return {"start_date": params.start_date, "end_date": params.end_date}
+def query_parameters(
+    params: RunParams, rules: ExportRules | None = None, schema: str = "plain"
+) -> dict[str, object]:
+    """The parameters of the export query of ``schema``: the inclusive window
+    ``[start_date, end_date]`` (plain: UTC days; GA4: days in ``time_zone``, the
+    property's) and (GA4) the repeat tolerance."""
+    rules = rules or ExportRules()
+    values: dict[str, object] = {
+        "start_date": params.start_date,
+        "end_date": params.end_date,
+    }
+    if schema == "ga4":
+        values["time_zone"] = rules.time_zone
+        values["duplicate_tolerance_us"] = round(rules.duplicate_tolerance_s * 1_000_000)
+    return values

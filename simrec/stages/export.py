@@ -2,8 +2,10 @@
 the manifest. Shared by the cloud function (BigQuery) and the embedded default (DuckDB).
 
 The manifest is the only signal the next stage acts on, so it is written last and only
-after the counts add up; a failed export leaves no manifest (a stale one of the same run
-is removed first). Rerunning the same ``RunParams`` rewrites the same day partitions,
+after the counts add up and there is at least one valid event; a failed export leaves no
+manifest (a stale one of the same run is removed first). An export without valid events
+writes its counts to ``_FAILED.json`` (never a trigger) and raises :class:`NoValidEvents`
+naming the reasons. Rerunning the same ``RunParams`` rewrites the same day partitions,
 rejects and manifest.
 """
 
@@ -17,6 +19,7 @@ from simrec import publishing, storage
 from simrec.adapters.ports import ExportResult, Warehouse
 from simrec.config import Settings
 from simrec.core import layout
+from simrec.core.events import REJECT_REASONS
 from simrec.core.runs import RunParams
 from simrec.sql import SCHEMAS
 from simrec.stages import progress
@@ -24,6 +27,30 @@ from simrec.stages.decisions import Action, Decision
 from simrec.stages.requests import run_params
 
 STAGE = "export"
+FAILED_NAME = "_FAILED.json"
+
+
+class NoValidEvents(ValueError):
+    """The window holds no valid event; the message names why (counts by reason)."""
+
+
+def failed_report_uri(data_root: str, params: RunParams) -> str:
+    """Counts of an export that found no valid event (read by the local run summary)."""
+    return layout.join(layout.export_run(data_root, params.tenant, params.run_id), FAILED_NAME)
+
+
+def describe_counts(counts: dict[str, Any]) -> str:
+    """One line: where the rows read went (for errors and warnings)."""
+    parts = [f"{counts['rows_read']:,} rows read", f"{counts['rows_valid']:,} valid"]
+    parts += [f"{n:,} {reason} ({REJECT_REASONS[reason]})"
+              for reason, n in counts["rejected_by_reason"].items() if n]  # fmt: skip
+    if counts["rows_ignored"]:
+        names = ", ".join(f"{k} {v:,}" for k, v in counts["ignored_events"].items())
+        parts.append(f"{counts['rows_ignored']:,} of ignored events ({names})")
+    for side, span in counts["outside_window"].items():
+        if span["rows"]:
+            parts.append(f"{span['rows']:,} {side} the window ({span['first']}..{span['last']})")
+    return "; ".join(parts)
 
 
 def build_manifest(
@@ -51,16 +78,20 @@ def build_manifest(
             }
             for day, rows in sorted(result.days.items())
         ],
-        "counts": {
-            "rows_read": result.rows_read,
-            "rows_valid": result.rows_valid,
-            "rows_rejected": result.rows_rejected,
-            "rejected_by_reason": dict(result.rejected_by_reason),
-        },
+        "counts": result.counts(),
+        "future": future_rows(result, created_at.astimezone(dt.UTC).date()),
         "rejects_uri": result.rejects_uri,
         "created_at": created_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "timings": {"export_s": round(export_s, 3), **result.timings},
     }
+
+
+def future_rows(result: ExportResult, today: dt.date) -> dict[str, Any]:
+    """Rows dated after ``today`` (a clock or unit error in the data, worth a warning)."""
+    days = {d: n for d, n in result.days.items() if d > today}
+    for side in result.outside.values():
+        days.update({d: days.get(d, 0) + n for d, n in side.items() if d > today})
+    return {"rows": sum(days.values()), "last": max(days).isoformat() if days else None}
 
 
 def run_export(
@@ -74,8 +105,8 @@ def run_export(
 ) -> dict[str, Any]:
     """Export one run's window and write its manifest last; return the manifest.
 
-    Raises (and writes no manifest) when the source is missing or malformed or the
-    warehouse's counts do not add up.
+    Raises (and writes no manifest) when the source is missing or malformed, the
+    warehouse's counts do not add up, or no event is valid (:class:`NoValidEvents`).
     """
     if schema not in SCHEMAS:
         raise ValueError(f"unknown events schema {schema!r}; expected one of {SCHEMAS}")
@@ -83,9 +114,18 @@ def run_export(
         raise ValueError("no events source configured (SIMREC_EVENTS_SOURCE)")
     manifest_uri = layout.export_manifest(data_root, params.tenant, params.run_id)
     storage.remove(manifest_uri)  # a failed rerun must not leave the old "complete" signal
+    storage.remove(failed_report_uri(data_root, params))
     start = time.perf_counter()
     result = warehouse.export(params, source, schema, data_root)
     result.check(params)
+    if result.rows_valid == 0:
+        window = f"{params.start_date}..{params.end_date}"
+        counts = result.counts()
+        message = f"no valid events in the window {window} of {source}: {describe_counts(counts)}"
+        storage.write_json(failed_report_uri(data_root, params),
+                           {"stage": STAGE, "run_id": params.run_id, "error": message,
+                            "counts": counts, "rejects_uri": result.rejects_uri})  # fmt: skip
+        raise NoValidEvents(message)
     manifest = build_manifest(
         params,
         result,

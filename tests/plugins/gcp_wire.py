@@ -338,6 +338,7 @@ _TABLE = re.compile(r"^/bigquery/v2/projects/([^/]+)/datasets/([^/]+)/tables/([^
 COUNTS_SCHEMA = [
     {"name": "dt", "type": "DATE", "mode": "NULLABLE"},
     {"name": "reason", "type": "STRING", "mode": "NULLABLE"},
+    {"name": "event_name", "type": "STRING", "mode": "NULLABLE"},
     {"name": "row_count", "type": "INTEGER", "mode": "NULLABLE"},
 ]
 
@@ -391,7 +392,8 @@ class FakeBigQueryEndpoint:
             return {"kind": "bigquery#getQueryResultsResponse", "jobReference": ref,
                     "jobComplete": False}  # fmt: skip
         rows = [
-            {"f": [{"v": d}, {"v": r}, {"v": str(n)}]} for d, r, n in job["counts"]
+            {"f": [{"v": d}, {"v": r}, {"v": e}, {"v": str(n)}]}
+            for d, r, *e_n in job["counts"] for e, n in [e_n if len(e_n) == 2 else [None, *e_n]]
         ]
         return {
             "kind": "bigquery#getQueryResultsResponse",
@@ -427,7 +429,8 @@ class FakeBigQueryEndpoint:
             name = ".".join(m.groups())
             self.table_gets.append(name)
             if name in self.tables:
-                fields = [{"name": c, "type": "STRING"} for c in self.tables[name]]
+                fields = [c if isinstance(c, dict) else {"name": c, "type": "STRING"}
+                          for c in self.tables[name]]  # fmt: skip
                 return 200, {
                     "kind": "bigquery#table",
                     "tableReference": dict(

@@ -17,6 +17,7 @@ a failed export can be rerun and redeliveries during a rerun still find one job.
 from __future__ import annotations
 
 import concurrent.futures
+import datetime as dt
 import re
 import time
 from collections.abc import Mapping
@@ -28,7 +29,9 @@ from simrec.adapters.gcp import _endpoints
 from simrec.adapters.ports import ExportResult
 from simrec.config import Settings
 from simrec.core import layout
+from simrec.core.events import REJECT_REASONS
 from simrec.core.runs import RunParams, attempt_key
+from simrec.sql import ExportRules
 
 TEMP_TABLE = "simrec_export"
 MAX_ATTEMPTS = 10
@@ -55,10 +58,16 @@ def _uri_literal(uri: str) -> str:
 
 
 def export_script(
-    params: RunParams, schema: str, table: str, columns: Mapping[str, str] | None, data_root: str
+    params: RunParams,
+    schema: str,
+    table: str,
+    columns: Mapping[str, str] | None,
+    data_root: str,
+    rules: ExportRules | None = None,
 ) -> str:
     """The multi-statement query of one run's export (see the module docstring)."""
-    query = export_sql.render_export_sql(schema, table, columns)
+    query = export_sql.render_export_sql(schema, table, columns, rules)
+    rejects_in = ", ".join(f"'{r}'" for r in REJECT_REASONS)
     days_root = _uri_literal(layout.join(data_root, "exports", params.tenant))
     rejects = layout.join(layout.export_run(data_root, params.tenant, params.run_id), "rejects")
     rejects_uri = _uri_literal(rejects)[:-1] + "/part-*.parquet'"
@@ -80,28 +89,42 @@ FOR export_day IN (
   ) USING export_day.dt AS day;
 END FOR;
 
-IF EXISTS (SELECT 1 FROM {TEMP_TABLE} WHERE reason IS NOT NULL) THEN
+IF EXISTS (SELECT 1 FROM {TEMP_TABLE} WHERE reason IN ({rejects_in})) THEN
   EXPORT DATA OPTIONS (uri = {rejects_uri}, format = 'PARQUET', overwrite = true) AS
   SELECT raw_user_id AS user_id, raw_sku AS sku, raw_action AS action, raw_ts AS ts, reason
   FROM {TEMP_TABLE}
-  WHERE reason IS NOT NULL
+  WHERE reason IN ({rejects_in})
   ORDER BY reason, user_id, sku, action, ts;
 END IF;
 
-SELECT dt, reason, COUNT(*) AS row_count
-FROM {TEMP_TABLE}
-GROUP BY dt, reason
-ORDER BY dt, reason;
+{export_sql.render_counts_sql(TEMP_TABLE).rstrip()};
 """
 
 
-def query_parameters(params: RunParams) -> list[Any]:
+#: BigQuery type of each kind of export parameter value.
+_PARAM_TYPES = {dt.date: "DATE", str: "STRING", int: "INT64"}
+
+
+def query_parameters(
+    params: RunParams, rules: ExportRules | None = None, schema: str = "plain"
+) -> list[Any]:
+    """The export query's parameters (:func:`simrec.sql.query_parameters`), typed."""
     from google.cloud import bigquery
 
     return [
-        bigquery.ScalarQueryParameter(name, "DATE", value)
-        for name, value in export_sql.query_parameters(params).items()
+        bigquery.ScalarQueryParameter(name, _PARAM_TYPES[type(value)], value)
+        for name, value in export_sql.query_parameters(params, rules, schema).items()
     ]
+
+
+def bigquery_kind(field: Any) -> str:
+    """The :data:`simrec.sql.FIELD_KINDS` kind of a BigQuery ``SchemaField``."""
+    if field.mode == "REPEATED" or field.field_type in ("RECORD", "STRUCT", "JSON"):
+        return "nested"
+    return {"STRING": "text", "INTEGER": "integer", "INT64": "integer", "DATE": "date",
+            "TIMESTAMP": "timestamp", "DATETIME": "timestamp", "FLOAT": "number",
+            "FLOAT64": "number", "NUMERIC": "number", "BIGNUMERIC": "number",
+            }.get(field.field_type, field.field_type.lower())  # fmt: skip
 
 
 class BigQueryWarehouse:
@@ -122,14 +145,14 @@ class BigQueryWarehouse:
         endpoint: str = "",
         client: Any = None,
         columns: Mapping[str, str] | None = None,
-        ga4_user_field: str = export_sql.GA4_DEFAULT_USER_FIELD,
+        rules: ExportRules | None = None,
     ) -> None:
         self.project = project
         self.location = location
         self.timeout_s = timeout_s
         self.endpoint = endpoint
         self.columns = dict(columns or {})
-        self.ga4_user_field = ga4_user_field
+        self.rules = rules or ExportRules()
         self._client = client
 
     @classmethod
@@ -139,6 +162,7 @@ class BigQueryWarehouse:
             settings.bigquery_location,
             settings.export_timeout_seconds,
             endpoint=settings.bigquery_endpoint,
+            rules=settings.export_rules,
         )
 
     @property
@@ -167,11 +191,15 @@ class BigQueryWarehouse:
         raise ValueError(f"unknown events schema {schema!r}; expected one of {export_sql.SCHEMAS}")
 
     def source_columns(self, table: str, schema: str) -> dict[str, str]:
-        """Plain: map event fields to the table's columns (its schema is read once)."""
+        """Plain: map event fields to the table's columns (its schema is read once) and
+        refuse a column of a kind the query would mangle (a FLOAT sku, a REPEATED one)."""
         if schema == "ga4":
-            return {"user_id": self.ga4_user_field}
-        names = [f.name for f in self.client.get_table(table).schema]
-        return export_sql.resolve_columns(names, self.columns)
+            return {}
+        fields = self.client.get_table(table).schema
+        mapping = export_sql.resolve_columns([f.name for f in fields], self.columns)
+        kinds = {f.name: (bigquery_kind(f), f.field_type) for f in fields}
+        export_sql.check_column_kinds(mapping, kinds, table)
+        return mapping
 
     def export(
         self, params: RunParams, source: str, schema: str, data_root: str
@@ -181,10 +209,10 @@ class BigQueryWarehouse:
         deadline = time.monotonic() + self.timeout_s
         table = self.source_table(source, schema)
         script = export_script(
-            params, schema, table, self.source_columns(table, schema), data_root
+            params, schema, table, self.source_columns(table, schema), data_root, self.rules
         )
         started = time.perf_counter()
-        job = self.start_or_find(params, script)
+        job = self.start_or_find(params, script, schema)
         remaining = max(1.0, deadline - time.monotonic())
         try:
             rows = list(job.result(timeout=remaining))
@@ -193,7 +221,7 @@ class BigQueryWarehouse:
                 f"BigQuery job {job.job_id} still running after {self.timeout_s:.0f}s; "
                 "a redelivered message will wait for it again"
             ) from exc
-        counts = [(row["dt"], row["reason"], row["row_count"]) for row in rows]
+        counts = [tuple(row[c] for c in export_sql.COUNTS_COLUMNS) for row in rows]
         rejects_uri = layout.join(
             layout.export_run(data_root, params.tenant, params.run_id), "rejects"
         )
@@ -205,7 +233,7 @@ class BigQueryWarehouse:
         self.remove_stale(params, data_root, result)
         return result
 
-    def start_or_find(self, params: RunParams, script: str) -> Any:
+    def start_or_find(self, params: RunParams, script: str, schema: str = "plain") -> Any:
         """Start the run's job, or find the one a previous delivery started.
 
         A found job that failed is skipped for the next attempt id; a found job that is
@@ -215,7 +243,7 @@ class BigQueryWarehouse:
         from google.cloud import bigquery
 
         config = bigquery.QueryJobConfig(
-            query_parameters=query_parameters(params),
+            query_parameters=query_parameters(params, self.rules, schema),
             labels={"simrec-stage": "export", "simrec-run": params.run_id.lower()},
         )
         for attempt in range(MAX_ATTEMPTS):
