@@ -5,9 +5,10 @@
   WSGI app, the gcp backend against the recording BigQuery fake + the GCS emulator.
 - cluster / dataflow_launch: the GCS emulator's object resource is the CloudEvent data;
   the gcp backend's real GAPIC clients reach the loopback gRPC stub.
-- job_events: Dataflow's statusChanged event (the client's Job type as its payload), the
-  Dataproc workflow operation's audit entries and the job-watch Pub/Sub tick; failed jobs
-  are retried through the stub, then alerted.
+- how a job ended, to the function that launched it: Dataflow's statusChanged event (the
+  client's Job type as its payload) to dataflow_launch, the Dataproc workflow operation's
+  audit entries and the job-watch Pub/Sub tick to cluster; failed jobs are retried
+  through the stub, then alerted.
 Every delivery happens twice: one job, one manifest, one launch.
 """
 
@@ -38,6 +39,7 @@ from simrec.stages.cloudevents import (
     make_pubsub_event,
 )
 from simrec.stages.decisions import JOB_GAVE_UP_ALERT
+from simrec.stages.jobs import STAGE
 from simrec.stages.load import job_name
 from simrec.stages.requests import run_params
 from tests.plugins.gcp_wire import BUCKET, PROJECT, REGION, FunctionServer, refresh_gcsfs
@@ -296,7 +298,7 @@ def test_pubsub_event_payload_roundtrip() -> None:
     assert payload == {"date": RUN_DATE.isoformat()}
 
 
-# --- job_events: how a launched job ended -------------------------------------------------
+# --- how a launched job ended: to the function that launched it -------------------------------------------------
 def _status_event(job) -> CloudEvent:
     """A Dataflow status event as Eventarc delivers it (attributes and JobEventData as in
     google-cloudevents' dataflow/v1beta3 protos and a captured delivery); the payload is
@@ -315,13 +317,13 @@ def _status_event(job) -> CloudEvent:
     )  # fmt: skip
 
 
-def test_job_events_function_retries_a_failed_dataflow_load_then_alerts(
+def test_dataflow_launch_retries_a_failed_load_on_its_status_event_then_alerts(
     gcp_env, gcs, grpc_stub, decision_log, monkeypatch
 ) -> None:
     from google.cloud import dataflow_v1beta3
 
     monkeypatch.setenv("SIMREC_JOB_MAX_ATTEMPTS", "2")
-    launch, events = _function("dataflow_launch"), _function("job_events")
+    launch = events = _function("dataflow_launch")  # launches, and hears how the job ended
     name = f"similarities/default/{PARAMS.run_id}/_MANIFEST.json"
     body = {"stage": "similarities", "run_id": PARAMS.run_id, "tenant": "default",
             "params": PARAMS.to_json()}  # fmt: skip
@@ -342,7 +344,7 @@ def test_job_events_function_retries_a_failed_dataflow_load_then_alerts(
     lines = decisions(decision_log)
     assert [(d["stage"], d["action"]) for d in lines] == [
         ("dataflow_launch", "launched"), ("dataflow_launch", "launched"),
-        ("job_events", "failed"), ("job_events", "failed"), ("job_events", "skipped"),
+        (STAGE, "failed"), (STAGE, "failed"), (STAGE, "skipped"),
     ]
     first, last = lines[2], lines[3]
     assert first["run_id"] == PARAMS.run_id and first["ids"]["error"] == error
@@ -353,7 +355,7 @@ def test_job_events_function_retries_a_failed_dataflow_load_then_alerts(
     ]
 
 
-def test_job_events_function_polls_dataproc_workflows_on_the_watch_tick(
+def test_cluster_polls_dataproc_workflows_on_the_watch_tick(
     gcp_env, gcs, grpc_stub, decision_log, monkeypatch
 ) -> None:
     from google.cloud import dataproc_v1
@@ -362,7 +364,7 @@ def test_job_events_function_polls_dataproc_workflows_on_the_watch_tick(
     from simrec.stages import cluster
 
     monkeypatch.setenv("SIMREC_JOB_MAX_ATTEMPTS", "2")
-    launch, events = _function("cluster"), _function("job_events")
+    launch = events = _function("cluster")  # launches, and polls on the tick / audit entry
     assert _post(launch, _export_manifest_event(gcs)).status_code == 200
     tick = make_pubsub_event(PROJECT, "simrec-job-watch", {})  # Cloud Scheduler's message
     refresh_gcsfs()
@@ -378,8 +380,8 @@ def test_job_events_function_polls_dataproc_workflows_on_the_watch_tick(
 
     lines = decisions(decision_log)
     assert [(d["stage"], d["action"]) for d in lines] == [
-        ("cluster", "launched"), ("job_events", "ignored"), ("cluster", "launched"),
-        ("job_events", "failed"),
+        ("cluster", "launched"), (STAGE, "ignored"), ("cluster", "launched"),
+        (STAGE, "failed"),
     ]
     failed = lines[-1]
     assert failed["ids"]["job_state"] == "the workflow never started its job"
@@ -397,7 +399,7 @@ def test_a_redelivered_manifest_after_a_failed_load_starts_no_second_job(
     from google.cloud import dataflow_v1beta3
 
     monkeypatch.setenv("SIMREC_JOB_MAX_ATTEMPTS", "1")
-    launch, events = _function("dataflow_launch"), _function("job_events")
+    launch = events = _function("dataflow_launch")  # launches, and hears how the job ended
     name = f"similarities/default/{PARAMS.run_id}/_MANIFEST.json"
     body = {"stage": "similarities", "run_id": PARAMS.run_id, "tenant": "default",
             "params": PARAMS.to_json()}  # fmt: skip
@@ -411,7 +413,7 @@ def test_a_redelivered_manifest_after_a_failed_load_starts_no_second_job(
 
     lines = decisions(decision_log)
     assert [(d["stage"], d["action"]) for d in lines] == [
-        ("dataflow_launch", "launched"), ("job_events", "failed"), ("dataflow_launch", "skipped"),
+        ("dataflow_launch", "launched"), (STAGE, "failed"), ("dataflow_launch", "skipped"),
     ]
     assert lines[1]["alert"] == JOB_GAVE_UP_ALERT
     assert grpc_stub.flex_jobs_started == 1
@@ -440,13 +442,13 @@ def _audit_event(operation: str, *, last: bool) -> CloudEvent:
     )  # fmt: skip
 
 
-def test_job_events_function_polls_at_once_on_the_workflows_last_audit_entry(
+def test_cluster_polls_at_once_on_the_workflows_last_audit_entry(
     gcp_env, gcs, grpc_stub, decision_log, monkeypatch
 ) -> None:
     from google.cloud import dataproc_v1
 
     monkeypatch.setenv("SIMREC_JOB_MAX_ATTEMPTS", "1")
-    launch, events = _function("cluster"), _function("job_events")
+    launch = events = _function("cluster")  # launches, and polls on the tick / audit entry
     assert _post(launch, _export_manifest_event(gcs)).status_code == 200
     [operation] = grpc_stub.operations.values()
     refresh_gcsfs()
@@ -462,7 +464,7 @@ def test_job_events_function_polls_at_once_on_the_workflows_last_audit_entry(
 
     lines = decisions(decision_log)
     assert [(d["stage"], d["action"]) for d in lines] == [
-        ("cluster", "launched"), ("job_events", "ignored"), ("job_events", "failed"),
+        ("cluster", "launched"), (STAGE, "ignored"), (STAGE, "failed"),
     ]
     assert lines[-1]["ids"]["job_state"] == "job dimsum FAILED"
     assert failed in lines[-1]["ids"]["error"] and lines[-1]["alert"] == JOB_GAVE_UP_ALERT

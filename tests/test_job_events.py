@@ -72,15 +72,16 @@ def test_a_failing_load_is_retried_then_alerted(tmp_path, events_csv, decision_l
                                                             catalog_uri=missing)  # fmt: skip
 
     # The local load emitted Dataflow's event, in its documented shape, per attempt.
-    status = [ev for fn, ev in delivered if fn == "job_events"
-              and ev["type"] == DATAFLOW_STATUS_CHANGED]  # fmt: skip
+    status = [ev for fn, ev in delivered if ev["type"] == DATAFLOW_STATUS_CHANGED]
+    assert {fn for fn, ev in delivered if ev["type"] == DATAFLOW_STATUS_CHANGED} == {
+        "dataflow_launch"}  # the function that launched the load relaunches it
     names = [load.job_name(params, 0), load.job_name(params, 1)]
     assert [ev.data["payload"]["name"] for ev in status] == names
     assert {ev.data["payload"]["currentState"] for ev in status} == {"JOB_STATE_FAILED"}
     assert [ev["subject"] for ev in status] == [f"jobs/{n}" for n in names]
 
     failed = [d for d in decision_lines() if d.get("action") == "failed"]
-    assert [d["stage"] for d in failed] == ["job_events", "job_events"]  # one per attempt
+    assert [d["stage"] for d in failed] == [jobs.STAGE, jobs.STAGE]  # one per attempt
     first, last = failed
     assert first["run_id"] == last["run_id"] == params.run_id
     assert first["ids"]["attempt"] == 1 and first["ids"]["retry_job_id"] == names[1]
@@ -100,7 +101,7 @@ def test_a_failing_load_is_retried_then_alerted(tmp_path, events_csv, decision_l
 
     # A redelivered event decides nothing twice.
     with settings_environment(settings):  # handlers read Settings() from the environment
-        again = load_function("job_events").job_events(status[-1])
+        again = load_function("dataflow_launch").dataflow_launch(status[-1])
     assert again.action == "skipped"
     assert len([d for d in decision_lines() if d.get("action") == "failed"]) == 2
 
@@ -125,9 +126,9 @@ def test_a_failing_similarity_job_is_seen_by_the_watch(tmp_path, events_csv,
                                                             corrupt(fn, ev)))  # fmt: skip
     cloud.publish(NIGHTLY_TOPIC, {"tenant": "default", "date": str(RUN_DATE)})
 
-    ticks = [ev for fn, ev in delivered if fn == "job_events"]
-    assert ticks and all(ev["type"] == PUBSUB_PUBLISHED for ev in ticks)
-    assert {topic_of(ev) for ev in ticks} == {JOB_WATCH_TOPIC}
+    ticks = [(fn, ev) for fn, ev in delivered if ev["type"] == PUBSUB_PUBLISHED
+             and topic_of(ev) == JOB_WATCH_TOPIC]  # fmt: skip
+    assert ticks and {fn for fn, _ in ticks} == {"cluster"}  # it launched the workflow
     failed = [d for d in decision_lines() if d.get("action") == "failed"]
     assert [d["ids"]["job_id"] for d in failed] == [
         cluster.request_id(params, 0), cluster.request_id(params, 1)
@@ -218,33 +219,6 @@ def test_a_redelivered_launch_never_reopens_a_handled_job(tmp_path) -> None:
     assert jobs.running_records(settings, "cluster") == []
 
 
-def test_job_events_archive_is_built_pinned_and_imports_on_its_own(tmp_path) -> None:
-    import importlib.util
-    import subprocess
-    import zipfile
-
-    repo = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("simrec_build_tool", repo / "tools/build.py")
-    build_tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build_tool)
-    archives = {p.stem: p for p in build_tool.build_functions(tmp_path / "build")}
-    with zipfile.ZipFile(archives["job_events"]) as archive:
-        assert archive.read("main.py") == (repo / "functions/job_events/main.py").read_bytes()
-        requirements = archive.read("requirements.txt").decode()
-        archive.extractall(tmp_path / "fn")
-    pins = dict(line.split("==", 1) for line in requirements.splitlines()
-                if line and not line.startswith("#"))  # fmt: skip
-    lines = (repo / "constraints.txt").read_text().splitlines()
-    constraints = dict(line.strip().split("==", 1) for line in lines if "==" in line)
-    assert {k: constraints[k] for k in pins} == pins
-    assert {"google-cloud-dataproc", "google-cloud-dataflow-client", "gcsfs"} <= set(pins)
-    code = ("import sys; sys.path.insert(0, '.'); import main, simrec.adapters.gcp; "
-            "assert callable(main.job_events)")  # fmt: skip
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path / "fn",
-                          capture_output=True, text=True, check=False)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-
-
 @pytest.mark.parametrize(
     ("state", "labels", "recorded", "expected"),
     [
@@ -272,9 +246,9 @@ def test_dataflow_states(tmp_path, state, labels, recorded, expected) -> None:
     adapters = build_adapters(settings)
     if expected == "retried delivery":
         with pytest.raises(jobs.RecordMissing):
-            jobs.on_event(event, settings, adapters)
+            jobs.on_dataflow_event(event, settings, adapters)
         return
-    decision = jobs.on_event(event, settings, adapters)
+    decision = jobs.on_dataflow_event(event, settings, adapters)
     assert decision.action == expected
     if expected == "failed":  # one attempt allowed: given up at once
         assert decision.alert == JOB_GAVE_UP_ALERT and decision.ids["job_state"] == state
@@ -305,8 +279,7 @@ def test_a_successful_run_reports_each_jobs_end_and_decides_nothing(
 ) -> None:
     workdir = Workdir(tmp_path / "w")
     settings, params, cloud, deliveries, delivered = _chain(workdir, events_csv)
-    status = [ev for fn, ev in delivered if fn == "job_events"
-              and ev["type"] == DATAFLOW_STATUS_CHANGED]  # fmt: skip
+    status = [ev for fn, ev in delivered if ev["type"] == DATAFLOW_STATUS_CHANGED]
     assert [ev.data["payload"]["currentState"] for ev in status] == ["JOB_STATE_DONE"]
     assert jobs.read_record(settings, load.job_name(params)).state == jobs.SUCCEEDED
     assert jobs.read_record(settings, cluster.request_id(params)).state == jobs.SUCCEEDED
@@ -315,3 +288,28 @@ def test_a_successful_run_reports_each_jobs_end_and_decides_nothing(
         ("export", "exported"), ("cluster", "succeeded"), ("dataflow_launch", "succeeded"),
     ]
     assert storage.latest_version(settings.models_root, "default") == params.run_id
+
+
+def test_each_event_reaches_the_function_that_launched_its_job(tmp_path) -> None:
+    """One table (simrec.stages.routes) routes for the handlers and the local dispatcher."""
+    from simrec.local import dispatcher
+    from simrec.stages import routes
+    from simrec.stages.cloudevents import make_dataflow_event, make_pubsub_event, make_storage_event
+
+    assert dispatcher.subscribers is routes.subscribers
+    assert tuple(FUNCTIONS) == routes.FUNCTIONS == ("export", "cluster", "dataflow_launch")
+    job = {"id": "1", "name": "simrec-load-x", "currentState": "JOB_STATE_FAILED"}
+    cases = {
+        "dataflow": (make_dataflow_event("p", "europe-west1", job), ["dataflow_launch"]),
+        "nightly": (make_pubsub_event("p", "acme-nightly", {}), ["export"]),
+        "tick": (make_pubsub_event("p", "acme-job-watch", {}), ["cluster"]),
+        "storage": (make_storage_event("b", "x.json", 1, 1), ["cluster", "dataflow_launch"]),
+    }
+    for what, (event, expected) in cases.items():
+        assert routes.subscribers(event) == expected, what
+    # A job-watch tick that reaches export (a wrong trigger) exports nothing: one bad-event line.
+    settings = local_settings(Workdir(tmp_path / "w"), events_source=str(tmp_path / "none.csv"))
+    with settings_environment(settings):
+        decision = load_function("export").export(cases["tick"][0])
+    assert decision.action == "failed" and decision.reason.startswith("bad event: export does")
+    assert not (tmp_path / "w" / "bucket" / "exports").exists()

@@ -55,7 +55,7 @@ def _relevant(function: str, event: CloudEvent) -> bool:
     if function == "export":
         return True
     wanted = {"cluster": "export", "dataflow_launch": "similarities"}.get(function)
-    if wanted is None:  # job_events: not a stage of the display
+    if wanted is None:
         return False
     kind = layout.classify_object(str(event.get("subject", "")).removeprefix("objects/"))
     return kind is not None and kind[0] == wanted

@@ -20,7 +20,7 @@ def request_id(params: RunParams, attempt: int = 0) -> str:
 def on_object_finalized(
     bucket: str, name: str, settings: Settings, launcher: SparkLauncher, attempt: int = 0
 ) -> Decision:
-    """``attempt``: 0 for the manifest's event; the job_events handler's retries count up."""
+    """``attempt``: 0 for the manifest's event; the retries of simrec.stages.jobs count up."""
     kind = layout.classify_object(name)
     if kind is None or kind[0] != "export":
         return Decision(STAGE, "ignored", reason=f"not an export manifest: {name}")

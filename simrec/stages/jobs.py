@@ -1,18 +1,20 @@
-"""job_events: a launched job ended -> one decision, a retry, and after the last attempt an alert.
+"""A launched job ended -> one decision, a retry, and after the last attempt an alert.
 
 The launching stages (cluster, dataflow_launch) return as soon as their job is started,
 and record it under ``jobs/<job id>.json`` (:func:`record_launch`). How a job ends then
-reaches this handler:
+reaches the function that launched it (routing: :mod:`simrec.stages.routes`), which
+hands it to this module:
 
-- **Dataflow**: Eventarc's direct event ``google.cloud.dataflow.job.v1beta3.statusChanged``
-  (the Job resource, ``currentState`` ``JOB_STATE_*``); the error text comes from the
-  job's messages (the event carries none).
-- **Dataproc**: Dataproc emits no Eventarc direct event (google-cloudevents defines none
-  for it). Its outcome is the ``InstantiateWorkflowTemplate`` operation, which "completes
-  when the entire workflow is finished" with ``WorkflowMetadata`` (create-cluster error,
-  each job node's state and error) and ``error``: so this handler polls the operation of
-  every workflow still recorded as running. That also sees a workflow that failed before
-  its job ran (cluster creation: quota, image, network), which no job metric shows. Two
+- **Dataflow** (to dataflow_launch): Eventarc's direct event
+  ``google.cloud.dataflow.job.v1beta3.statusChanged`` (the Job resource, ``currentState``
+  ``JOB_STATE_*``); the error text comes from the job's messages (the event carries none).
+- **Dataproc** (to cluster): Dataproc emits no Eventarc direct event (google-cloudevents
+  defines none for it). Its outcome is the ``InstantiateWorkflowTemplate`` operation,
+  which "completes when the entire workflow is finished" with ``WorkflowMetadata``
+  (create-cluster error, each job node's state and error) and ``error``: so cluster
+  polls the operation of every workflow still recorded as running. That also sees a
+  workflow that failed before its job ran (cluster creation: quota, image, network),
+  which no job metric shows. Two
   things make it poll: the Admin Activity audit log entry Dataproc writes when that
   long-running operation ends (an Eventarc Cloud Audit Logs trigger, ``operation.last``),
   at once; and a Cloud Scheduler tick on a Pub/Sub topic, because Dataproc's audit page
@@ -40,14 +42,7 @@ from simrec.adapters.launch_ports import JobOutcome, LaunchResult
 from simrec.config import Settings
 from simrec.core import layout
 from simrec.core.runs import RunParams
-from simrec.stages.cloudevents import (
-    AUDIT_LOG_WRITTEN,
-    DATAFLOW_STATUS_CHANGED,
-    PUBSUB_PUBLISHED,
-    BadEvent,
-    audit_entry,
-    dataflow_job,
-)
+from simrec.stages.cloudevents import audit_entry, dataflow_job
 from simrec.stages.decisions import JOB_GAVE_UP_ALERT, Decision
 
 STAGE = "job_events"
@@ -231,14 +226,3 @@ def on_audit_event(event: CloudEvent, settings: Settings, adapters: Any) -> Deci
         return Decision(STAGE, "ignored", reason=f"workflow {operation.get('id', '')} started")
     return on_watch_tick(settings, adapters)
 
-
-def on_event(event: CloudEvent, settings: Settings, adapters: Any) -> Decision:
-    """The function's one entry: a Dataflow status event, a Dataproc workflow operation's
-    audit entry, or a job-watch tick (Pub/Sub)."""
-    if event["type"] == DATAFLOW_STATUS_CHANGED:
-        return on_dataflow_event(event, settings, adapters)
-    if event["type"] == AUDIT_LOG_WRITTEN:
-        return on_audit_event(event, settings, adapters)
-    if event["type"] == PUBSUB_PUBLISHED:
-        return on_watch_tick(settings, adapters)
-    raise BadEvent(f"job_events does not handle {event['type']}")

@@ -34,7 +34,7 @@ def job_name(params: RunParams, attempt: int = 0) -> str:
 def on_object_finalized(
     bucket: str, name: str, settings: Settings, launcher: BeamLauncher, attempt: int = 0
 ) -> Decision:
-    """``attempt``: 0 for the manifest's event; the job_events handler's retries count up."""
+    """``attempt``: 0 for the manifest's event; the retries of simrec.stages.jobs count up."""
     kind = layout.classify_object(name)
     if kind is None or kind[0] != "similarities":
         return Decision(STAGE, "ignored", reason=f"not a similarity manifest: {name}")
@@ -45,8 +45,8 @@ def on_object_finalized(
     name_of_job = job_name(params, attempt)
     ended = jobs.read_record(settings, name_of_job)
     if ended is not None and ended.state != jobs.RUNNING:
-        # A redelivered manifest event after this attempt ended: job_events owns the run
-        # now (it retried as the next attempt, or gave up); Dataflow would start a job.
+        # A redelivered manifest event after this attempt ended: simrec.stages.jobs owns the
+        # run now (it retried as the next attempt, or gave up); Dataflow would start a job.
         return Decision(
             STAGE, "skipped", reason=f"job {name_of_job} already ended ({ended.state})",
             run_id=run_id, tenant=tenant, ids={"job_name": name_of_job},
