@@ -298,7 +298,7 @@ def test_pubsub_event_payload_roundtrip() -> None:
     assert payload == {"date": RUN_DATE.isoformat()}
 
 
-# --- how a launched job ended: to the function that launched it -------------------------------------------------
+# --- how a launched job ended: to the function that launched it ------------------------
 def _status_event(job) -> CloudEvent:
     """A Dataflow status event as Eventarc delivers it (attributes and JobEventData as in
     google-cloudevents' dataflow/v1beta3 protos and a captured delivery); the payload is
