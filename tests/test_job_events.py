@@ -175,34 +175,80 @@ def test_the_alert_fires_on_the_gave_up_line_only(tmp_path, events_csv, decision
     assert any(d.get("action") == "failed" and d not in matched for d in lines)  # the retry
 
 
-def test_job_events_triggers_deliver_the_events_the_handler_reads() -> None:
+def test_job_end_triggers_deliver_to_the_function_that_launched_the_job() -> None:
+    """Each job-end trigger reaches the function ROUTES names for its event, as the trigger
+    identity (which holds run.invoker on exactly the functions' services)."""
+    from simrec.stages import routes
     from tests.test_terraform import module, resolve
 
     fns = module("modules/functions")
-    fn = fns.resource("google_cloudfunctions2_function", "job_events")
-    assert fn["build_config"][0]["entry_point"] == FUNCTIONS["job_events"] == "job_events"
-    assert fn["service_config"][0]["service_account_email"] == "${var.service_accounts.job_events}"
-    service = "${google_cloudfunctions2_function.job_events.service_config[0].service}"
+    service = "${google_cloudfunctions2_function.fn[\"%s\"].service_config[0].service}"
+    assert set(fns.of_kind("google_cloudfunctions2_function")) == {"fn"}  # no fifth function
     status = fns.resource("google_eventarc_trigger", "dataflow_status")
     watch = fns.resource("google_eventarc_trigger", "job_watch")
-    for trigger, event_type in ((status, DATAFLOW_STATUS_CHANGED), (watch, PUBSUB_PUBLISHED)):
-        [criteria] = trigger["matching_criteria"]
-        assert (criteria["attribute"], resolve(fns.rel, criteria["value"])) == ("type", event_type)
-        assert trigger["destination"][0]["cloud_run_service"][0]["service"] == service
-        assert trigger["service_account"] == "${var.service_accounts.trigger}"
-        assert trigger["event_data_content_type"] == "application/json"
     audit = fns.resource("google_eventarc_trigger", "dataproc_audit")
+    topic = fns.resource("google_pubsub_topic", "job_watch")
+    role = resolve(fns.rel, topic["name"]).removeprefix("var.name_prefix-")
+    expected = {
+        "dataflow_status": (status, (DATAFLOW_STATUS_CHANGED, "")),
+        "job_watch": (watch, (PUBSUB_PUBLISHED, role)),
+        "dataproc_audit": (audit, (AUDIT_LOG_WRITTEN, "")),
+    }
+    assert role == routes.JOB_WATCH
+    for name, (trigger, key) in expected.items():
+        [function] = routes.ROUTES[key]
+        target = trigger["destination"][0]["cloud_run_service"][0]["service"]
+        assert resolve(fns.rel, target) == resolve(fns.rel, service % function), name
+        assert trigger["service_account"] == "${var.service_accounts.trigger}", name
+        assert trigger["event_data_content_type"] == "application/json", name
+        criteria = {c["attribute"]: resolve(fns.rel, c["value"])
+                    for c in trigger["matching_criteria"]}  # fmt: skip
+        assert criteria["type"] == key[0], name
     criteria = {c["attribute"]: resolve(fns.rel, c["value"]) for c in audit["matching_criteria"]}
     assert criteria == {"type": AUDIT_LOG_WRITTEN, "serviceName": jobs.DATAPROC_SERVICE,
                         "methodName": jobs.INSTANTIATE_METHOD}  # fmt: skip
-    assert audit["destination"][0]["cloud_run_service"][0]["service"] == service
-    topic = "${google_pubsub_topic.job_watch.id}"
-    assert watch["transport"][0]["pubsub"][0]["topic"] == topic
+    assert watch["transport"][0]["pubsub"][0]["topic"] == "${google_pubsub_topic.job_watch.id}"
     scheduler = fns.resource("google_cloud_scheduler_job", "job_watch")
-    assert scheduler["pubsub_target"][0]["topic_name"] == topic
-    invoker = fns.resource("google_cloud_run_v2_service_iam_member", "job_events_invoker")
-    assert (invoker["name"], invoker["role"]) == (service, "roles/run.invoker")
+    assert scheduler["pubsub_target"][0]["topic_name"] == "${google_pubsub_topic.job_watch.id}"
+    invoker = fns.resource("google_cloud_run_v2_service_iam_member", "trigger_invoker")
+    assert invoker["for_each"] == "${google_cloudfunctions2_function.fn}"
     assert invoker["member"] == "serviceAccount:${var.service_accounts.trigger}"
+    hooks = fns.resource("terraform_data", "job_completion_dead_letter")
+    assert set(hooks["for_each"]) == set(expected)
+
+
+def test_every_identity_terraform_names_is_one_the_iam_module_makes() -> None:
+    """``terraform plan`` fails on a service account key nobody creates (job_events was)."""
+    from tests.test_terraform import MODULES, module
+
+    identities = set(module("modules/iam").locals["identities"])
+    for rel in [f"modules/{m}" for m in MODULES]:
+        used = set(re.findall(r"var\.service_accounts(?:\.|\[\")(\w+)", module(rel).text))
+        assert used <= identities, f"{rel}: {used - identities} are never created"
+
+
+def test_job_records_grants_are_exactly_what_the_retry_and_watch_write() -> None:
+    """cluster and dataflow_launch create, overwrite and expire jobs/<id>.json records: a
+    conditional objectUser on that prefix of the data bucket, and nothing else is added."""
+    from tests.test_terraform import module, resolve
+
+    fns = module("modules/functions")
+    grants = {(k, n): b for (k, n), b in fns.resources.items() if k.endswith("_iam_member")}
+    assert set(grants) == {
+        ("google_cloud_run_v2_service_iam_member", "trigger_invoker"),
+        ("google_storage_bucket_iam_member", "job_records_writer"),
+    }
+    writer = grants[("google_storage_bucket_iam_member", "job_records_writer")]
+    assert set(resolve(fns.rel, writer["for_each"])) == {"cluster", "dataflow_launch"}
+    assert writer["member"] == "serviceAccount:${var.service_accounts[each.key]}"
+    assert (writer["bucket"], writer["role"]) == ("${var.data_bucket}", "roles/storage.objectUser")
+    [condition] = writer["condition"]
+    prefix = layout.job_records("").strip("/") + "/"
+    assert resolve(fns.rel, fns.locals["job_records_prefix"]) == prefix
+    assert condition["expression"] == (
+        'resource.name.startsWith("projects/_/buckets/${var.data_bucket}/objects/'
+        '${local.job_records_prefix}")'
+    )
 
 
 def test_a_redelivered_launch_never_reopens_a_handled_job(tmp_path) -> None:
