@@ -469,3 +469,20 @@ def test_cluster_polls_at_once_on_the_workflows_last_audit_entry(
     assert lines[-1]["ids"]["job_state"] == "job dimsum FAILED"
     assert failed in lines[-1]["ids"]["error"] and lines[-1]["alert"] == JOB_GAVE_UP_ALERT
     assert grpc_stub.get_operation_requests == [operation]
+
+
+def test_the_watch_expires_job_records_by_their_cloud_storage_update_time(
+    gcp_env, gcs, grpc_stub
+) -> None:
+    """gcsfs lists ``mtime`` from the object's ``updated``: records written now are kept,
+    and deleted once RECORD_DAYS have passed."""
+    from simrec.stages import jobs
+
+    assert _post(_function("cluster"), _export_manifest_event(gcs)).status_code == 200
+    refresh_gcsfs()
+    settings = Settings()
+    [record] = jobs.running_records(settings, "cluster")
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=jobs.RECORD_DAYS, hours=1)
+    assert jobs.running_records(settings, "cluster", now=later) == []
+    refresh_gcsfs()
+    assert jobs.read_record(settings, record.job_id) is None

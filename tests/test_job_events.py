@@ -359,3 +359,24 @@ def test_each_event_reaches_the_function_that_launched_its_job(tmp_path) -> None
         decision = load_function("export").export(cases["tick"][0])
     assert decision.action == "failed" and decision.reason.startswith("bad event: export does")
     assert not (tmp_path / "w" / "bucket" / "exports").exists()
+
+
+def test_the_watch_expires_old_job_records_unread(tmp_path) -> None:
+    """jobs/ does not grow forever: a record last written more than RECORD_DAYS ago is
+    deleted by the watch (even a RUNNING one, which no nightly job stays that long)."""
+    import os
+
+    from simrec.adapters.launch_ports import LaunchResult
+    from simrec.config import Settings
+
+    settings = Settings(data_uri=str(tmp_path))
+    params = prepare(settings, RUN_DATE)
+    old, new = (jobs.record_launch(settings, "cluster", "b", "n", params, attempt,
+                                   LaunchResult(cluster.request_id(params, attempt), "started"))
+                for attempt in (0, 1))  # fmt: skip
+    now = dt.datetime.now(dt.UTC)
+    stale = (now - dt.timedelta(days=jobs.RECORD_DAYS, minutes=1)).timestamp()
+    os.utime(layout.job_record(settings.data_uri, old.job_id), (stale, stale))
+    assert jobs.running_records(settings, "cluster", now=now) == [new]
+    assert jobs.read_record(settings, old.job_id) is None
+    assert jobs.read_record(settings, new.job_id) == new

@@ -31,6 +31,7 @@ a redelivered event or a second tick decides nothing twice.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -56,6 +57,8 @@ OWN_JOB_LABEL = ("simrec-stage", "load")
 #: The audited method whose operation is a workflow run (Dataproc audit logging: an LRO).
 DATAPROC_SERVICE = "dataproc.googleapis.com"
 INSTANTIATE_METHOD = "google.cloud.dataproc.v1.WorkflowTemplateService.InstantiateWorkflowTemplate"
+#: Days a job record is kept after its last write; the watch deletes older ones.
+RECORD_DAYS = 30
 
 
 class RecordMissing(RuntimeError):
@@ -111,15 +114,41 @@ def read_record(settings: Settings, job_id: str) -> JobRecord | None:
     return JobRecord.from_json(storage.read_json(uri)) if storage.exists(uri) else None
 
 
-def running_records(settings: Settings, stage: str) -> list[JobRecord]:
+def _updated(info: dict[str, Any]) -> dt.datetime | None:
+    """When an object was last written, from its listing: ``mtime`` (local: POSIX seconds;
+    gcsfs: a datetime parsed from the object's ``updated``)."""
+    mtime = info.get("mtime")
+    if isinstance(mtime, dt.datetime):
+        return mtime if mtime.tzinfo else mtime.replace(tzinfo=dt.UTC)
+    if isinstance(mtime, (int, float)):
+        return dt.datetime.fromtimestamp(mtime, dt.UTC)
+    return None
+
+
+def running_records(
+    settings: Settings, stage: str, now: dt.datetime | None = None
+) -> list[JobRecord]:
+    """The records of ``stage`` still RUNNING. Records last written more than
+    :data:`RECORD_DAYS` ago are deleted unread (no nightly job runs that long, and no event
+    about it is redelivered that late), so a tick reads a bounded number of records however
+    long the deployment lives: the data bucket's lifecycle rules (storage module) do not
+    cover ``jobs/``."""
     root = layout.job_records(settings.data_uri)
     if not storage.exists(root):
         return []
     fs, path = storage.filesystem(root)
     fs.invalidate_cache(path)  # a warm instance must see records written since its last tick
+    cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=RECORD_DAYS)
     found = []
-    for file in sorted(fs.glob(layout.join(path, "*.json"))):
-        with fs.open(file, "rb") as f:
+    for info in sorted(fs.ls(path, detail=True), key=lambda i: i["name"]):
+        name = info["name"]
+        if info.get("type") != "file" or not name.endswith(".json"):
+            continue
+        updated = _updated(info)
+        if updated is not None and updated < cutoff:
+            fs.rm(name)
+            continue
+        with fs.open(name, "rb") as f:
             record = JobRecord.from_json(json.load(f))
         if record.stage == stage and record.state == RUNNING:
             found.append(record)
