@@ -380,3 +380,66 @@ def test_the_watch_expires_old_job_records_unread(tmp_path) -> None:
     assert jobs.running_records(settings, "cluster", now=now) == [new]
     assert jobs.read_record(settings, old.job_id) is None
     assert jobs.read_record(settings, new.job_id) == new
+
+
+def test_a_run_whose_retry_succeeds_is_reported_as_succeeded(tmp_path, events_csv,
+                                                             monkeypatch) -> None:  # fmt: skip
+    """`simrec run` reports the final outcome: the similarity job fails once (its input is
+    corrupted), the watch retries it on repaired input, and the run succeeds; the summary
+    shows the retry."""
+    from rich.console import Console
+
+    from simrec.local import runner
+
+    workdir = Workdir(tmp_path / "w")
+    settings = local_settings(workdir, events_source=str(events_csv), engine="local",
+                              job_max_attempts=2)  # fmt: skip
+    params = prepare(settings, RUN_DATE)
+    saved: dict[Path, bytes] = {}
+
+    class FlakyInput(LocalCloud):
+        """Corrupts the export partitions before the first similarity job, restores them
+        before the watch tick that retries it."""
+
+        def _deliver(self, function: str, event) -> None:
+            subject = str(event.get("subject", ""))
+            if function == "cluster" and subject.endswith(f"runs/{params.run_id}/_MANIFEST.json"):
+                for part in Path(workdir.bucket, "exports", "default").glob("dt=*/*.parquet"):
+                    saved[part] = part.read_bytes()
+                    part.write_bytes(b"not parquet")
+            if function == "cluster" and event["type"] == PUBSUB_PUBLISHED:
+                for part, data in saved.items():
+                    part.write_bytes(data)
+            super()._deliver(function, event)
+
+    monkeypatch.setattr(runner, "LocalCloud", FlakyInput)
+    console = Console(file=io.StringIO(), width=200)
+    summary = runner.run_pipeline(settings, params, console=console)
+
+    assert saved  # the first attempt really ran on corrupted input
+    assert summary["model_version"] == params.run_id
+    assert storage.latest_version(settings.models_root, "default") == params.run_id
+    [retry] = summary["retries"]
+    assert retry["stage"] == "cluster" and retry["attempt"] == 1 and retry["error"]
+    assert (retry["job_id"], retry["retry_job_id"]) == (cluster.request_id(params, 0),
+                                                        cluster.request_id(params, 1))  # fmt: skip
+    assert jobs.read_record(settings, cluster.request_id(params, 1)).state == jobs.SUCCEEDED
+    runner.print_summary(summary, console)
+    assert f"{cluster.request_id(params, 0)} failed -> {cluster.request_id(params, 1)}" in (
+        console.file.getvalue()
+    )
+
+
+def test_a_run_given_up_is_reported_as_failed(tmp_path, events_csv) -> None:
+    from rich.console import Console
+
+    from simrec.local import runner
+
+    workdir = Workdir(tmp_path / "w")
+    settings = local_settings(workdir, events_source=str(events_csv), engine="local",
+                              job_max_attempts=2,
+                              catalog_uri=str(tmp_path / "missing.parquet"))  # fmt: skip
+    with pytest.raises(RuntimeError, match=r"(?s)dataflow_launch: .*gave up after 2 attempt") as err:
+        runner.run_pipeline(settings, prepare(settings, RUN_DATE),
+                            console=Console(file=io.StringIO()))  # fmt: skip
+    assert "retrying" not in str(err.value)  # only the final outcome is the run's

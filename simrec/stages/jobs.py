@@ -156,6 +156,12 @@ def running_records(
 
 
 # --- deciding -----------------------------------------------------------------------------
+def retried(decision: Decision) -> bool:
+    """Whether a decision is a job's failed attempt that was retried: not the run's end
+    (the retry's own outcome follows, as another decision)."""
+    return decision.stage == STAGE and decision.action == "failed" and not decision.alert
+
+
 def _retry(record: JobRecord, settings: Settings, adapters: Any) -> Decision:
     """Run the record's stage again for its manifest, as the next attempt."""
     from simrec.stages import cluster, load
