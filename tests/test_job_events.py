@@ -439,7 +439,8 @@ def test_a_run_given_up_is_reported_as_failed(tmp_path, events_csv) -> None:
     settings = local_settings(workdir, events_source=str(events_csv), engine="local",
                               job_max_attempts=2,
                               catalog_uri=str(tmp_path / "missing.parquet"))  # fmt: skip
-    with pytest.raises(RuntimeError, match=r"(?s)dataflow_launch: .*gave up after 2 attempt") as err:
+    gave_up = r"(?s)dataflow_launch: .*gave up after 2 attempt"
+    with pytest.raises(RuntimeError, match=gave_up) as err:
         runner.run_pipeline(settings, prepare(settings, RUN_DATE),
                             console=Console(file=io.StringIO()))  # fmt: skip
     assert "retrying" not in str(err.value)  # only the final outcome is the run's
