@@ -162,6 +162,7 @@ def test_the_alert_fires_on_the_gave_up_line_only(tmp_path, events_csv, decision
     heredoc = monitoring.locals["job_gave_up_filter"]
     text = resolve(monitoring.rel, heredoc.removeprefix("<<-EOT").removesuffix("EOT"))
     assert monitoring.locals["job_gave_up_alert"] == JOB_GAVE_UP_ALERT
+    assert monitoring.locals["job_end_stage"] == jobs.STAGE
     policy = monitoring.resource("google_monitoring_alert_policy", "job_gave_up")
     [condition] = policy["conditions"]
     assert condition["condition_matched_log"][0]["filter"] == "${local.job_gave_up_filter}"
@@ -173,6 +174,39 @@ def test_the_alert_fires_on_the_gave_up_line_only(tmp_path, events_csv, decision
     matched = [d for d in lines if _filter_matches(text, d, "cloud_run_revision")]
     assert len(matched) == 1 and matched[0]["ids"]["attempt"] == 2
     assert any(d.get("action") == "failed" and d not in matched for d in lines)  # the retry
+
+
+def _metric_filter_matches(filter_text: str, line: dict) -> bool:
+    """The run_failed metric's filter on a line a pipeline function logged: the service
+    clause holds (cluster / dataflow_launch are function services); ``NOT`` negates."""
+    for clause in filter_text.strip().splitlines():
+        clause = clause.strip()
+        if clause.startswith("resource.labels.service_name="):
+            continue
+        negate = clause.startswith("NOT ")
+        if _filter_matches(clause.removeprefix("NOT "), line, "cloud_run_revision") == negate:
+            return False
+    return True
+
+
+@pytest.mark.xfail(strict=True, reason="needs the main.tf edit stated in job_alerts.tf: "
+                   "terraform/modules/monitoring/main.tf is another helper's file")  # fmt: skip
+def test_a_retried_attempt_pages_nobody_and_giving_up_pages_once(tmp_path, events_csv,
+                                                                  decision_lines) -> None:
+    from tests.test_terraform import module, resolve
+
+    monitoring = module("modules/monitoring")
+    metric = monitoring.resource("google_logging_metric", "failed_decisions")
+    metric_filter = resolve(monitoring.rel, metric["filter"].removeprefix("<<-EOT")
+                            .removesuffix("EOT"))  # fmt: skip
+    _chain(Workdir(tmp_path / "w"), events_csv, catalog_uri=str(tmp_path / "missing.parquet"))
+    ends = [d for d in decision_lines() if d.get("stage") == jobs.STAGE]
+    failed = [d.get("alert", "") for d in ends if d["action"] == "failed"]
+    assert failed == ["", JOB_GAVE_UP_ALERT]  # retried, then gave up
+    assert not [d for d in ends if _metric_filter_matches(metric_filter, d)]  # job_gave_up only
+    policy = monitoring.resource("google_monitoring_alert_policy", "run_failed")
+    names = {c["display_name"] for c in policy["conditions"]}
+    assert not names & {"The Dataproc similarity job failed", "The Dataflow load failed"}
 
 
 def test_job_end_triggers_deliver_to_the_function_that_launched_the_job() -> None:
