@@ -156,10 +156,13 @@ def running_records(
 
 
 # --- deciding -----------------------------------------------------------------------------
-def retried(decision: Decision) -> bool:
+def retried(decision: object) -> bool:
     """Whether a decision is a job's failed attempt that was retried: not the run's end
     (the retry's own outcome follows, as another decision)."""
-    return decision.stage == STAGE and decision.action == "failed" and not decision.alert
+    return (
+        isinstance(decision, Decision) and decision.stage == STAGE
+        and decision.action == "failed" and not decision.alert
+    )  # fmt: skip
 
 
 def _retry(record: JobRecord, settings: Settings, adapters: Any) -> Decision:
