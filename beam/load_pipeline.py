@@ -8,7 +8,9 @@ Idempotent by construction: the model version defaults to the manifest's ``run_i
 every timestamp written (``updated_at``, ``created_at``) is the manifest's ``created_at``,
 Datastore writes are upserts keyed by sku, and publishing an already complete version
 with the same content rewrites nothing. So a rerun, or a runner retrying a bundle,
-yields the same entities, the same version and the same LATEST.
+yields the same entities, the same version and the same LATEST. LATEST moves by the one
+policy of :mod:`simrec.publishing` (only forward in run date unless the run's params say
+``publish``), on the local runner and on Dataflow workers alike.
 
 Usage (the local Dataflow launcher runs exactly this as a subprocess)::
 
@@ -39,8 +41,8 @@ from apache_beam.io.gcp.datastore.v1new.datastoreio import WriteToDatastore
 from apache_beam.io.gcp.datastore.v1new.types import Entity, Key
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from simrec import storage
-from simrec.core import layout, model_builder
+from simrec import publishing, storage
+from simrec.core import layout, model_builder, tenancy
 from simrec.core.snapshot import ModelSnapshot, catalog_table
 
 # The FnApiRunner runs batch pipelines in-process, offline (no Prism download) and
@@ -225,29 +227,12 @@ class BuildServingModel(beam.PTransform):
         )
 
 
-def publish_snapshot(models_root: str, tenant: str, snapshot: ModelSnapshot) -> str:
-    """Write the version (metadata last) then LATEST; idempotent.
-
-    A version already complete with the same arrays and vocabulary is not rewritten
-    (only LATEST is re-asserted, in case a previous attempt stopped before it); one with
-    different content is immutable and raises, so a version never changes under a reader.
-    """
-    version = snapshot.version
-    folder = layout.model_version(models_root, tenant, version)
-    try:
-        existing = storage.read_snapshot(models_root, tenant, version)
-    except FileNotFoundError:
-        existing = None
-    if existing is None:
-        return storage.write_snapshot(models_root, tenant, snapshot)
-    if not model_builder.same_content(existing, snapshot):
-        raise ValueError(
-            f"model version {version!r} already exists at {folder} with different content;"
-            " versions are immutable: pass a new --model_version"
-        )
-    if storage.latest_version(models_root, tenant) != version:
-        storage.write_bytes(layout.latest_pointer(models_root, tenant), version.encode())
-    return folder
+def publish_snapshot(
+    models_root: str, tenant: str, snapshot: ModelSnapshot, publish: bool = False
+) -> str:
+    """Write the version and move LATEST by the one policy (:mod:`simrec.publishing`):
+    idempotent, versions immutable, LATEST only forward in run date unless ``publish``."""
+    return publishing.publish_version(models_root, tenant, snapshot, publish=publish).folder
 
 
 class PublishServingModel(beam.PTransform):
@@ -259,27 +244,35 @@ class PublishServingModel(beam.PTransform):
     """
 
     def __init__(
-        self, models_root: str, tenant: str, after: Sequence[beam.PCollection] = ()
+        self,
+        models_root: str,
+        tenant: str,
+        after: Sequence[beam.PCollection] = (),
+        publish: bool = False,
     ) -> None:
         super().__init__()
         self._models_root = models_root
         self._tenant = tenant
         self._after = list(after)
+        self._publish = publish
 
     def expand(self, snapshots: beam.PCollection) -> beam.PCollection:
         barriers = [beam.pvalue.AsList(pc) for pc in self._after]
         return snapshots | "Publish" >> beam.ParDo(
-            _PublishFn(self._models_root, self._tenant), *barriers
+            _PublishFn(self._models_root, self._tenant, self._publish), *barriers
         )
 
 
 class _PublishFn(beam.DoFn):
-    def __init__(self, models_root: str, tenant: str) -> None:
+    """Runs where the runner puts it (on Dataflow: a worker), with the same policy."""
+
+    def __init__(self, models_root: str, tenant: str, publish: bool = False) -> None:
         self._models_root = models_root
         self._tenant = tenant
+        self._publish = publish
 
     def process(self, snapshot, *barriers):  # untyped: Beam reads hints from annotations
-        yield publish_snapshot(self._models_root, self._tenant, snapshot)
+        yield publish_snapshot(self._models_root, self._tenant, snapshot, self._publish)
 
 
 # --- options and wiring ---------------------------------------------------------------
@@ -291,7 +284,11 @@ class LoadOptions(PipelineOptions):
         parser.add_argument("--tenant", help="tenant (default: the manifest's)")
         parser.add_argument("--model_version", help="default: the manifest's run_id")
         parser.add_argument("--datastore_project", help="also upsert ItemNeighbors entities")
-        parser.add_argument("--datastore_namespace", help="Datastore namespace (default: none)")
+        parser.add_argument(
+            "--datastore_namespace",
+            help="Datastore namespace; '{tenant}' is replaced by the tenant; default: the "
+            "tenant's name (simrec.core.tenancy.datastore_namespace)",
+        )
         parser.add_argument(
             "--catalog", help="item catalog Parquet file published with the model (optional)"
         )
@@ -317,6 +314,11 @@ class LoadPlan:
     datastore_namespace: str | None = None
     throttle_rampup: bool | None = None
     catalog: str | None = None
+
+    @property
+    def publish(self) -> bool:
+        """The operator asked to serve this run even if it is older (``--publish``)."""
+        return bool(self.manifest.get("params", {}).get("publish", False))
 
     def metadata(self) -> dict[str, Any]:
         extra = {"catalog": self.catalog} if self.catalog else {}
@@ -399,6 +401,11 @@ def plan_load(options: PipelineOptions) -> LoadPlan:
         raise LoadError(f"the neighbour lists under {similarities} are empty: nothing to load")
     if _parquet_rows(layout.join(similarities, "items")) is None:
         raise LoadError(f"no items/*.parquet under {similarities}")
+    try:
+        tenancy.check_tenant(tenant)
+        layout.check_name(opts.model_version or manifest["run_id"], "model version")
+    except layout.BadName as exc:
+        raise LoadError(str(exc)) from None
     rampup = {"auto": None, "on": True, "off": False}[opts.datastore_rampup]
     if opts.catalog:
         try:
@@ -407,6 +414,12 @@ def plan_load(options: PipelineOptions) -> LoadPlan:
             raise LoadError(f"no catalog file at {opts.catalog}") from None
         except Exception as exc:  # not Parquet, missing columns, duplicate skus, ...
             raise LoadError(f"bad catalog {opts.catalog}: {exc}") from None
+    namespace = None
+    if opts.datastore_project:  # the one rule serving reads the lists by
+        try:
+            namespace = tenancy.datastore_namespace(opts.datastore_namespace, tenant)
+        except ValueError as exc:
+            raise LoadError(str(exc)) from None
     return LoadPlan(
         similarities=similarities,
         models_root=opts.models_root.rstrip("/"),
@@ -415,7 +428,7 @@ def plan_load(options: PipelineOptions) -> LoadPlan:
         created_at=_parse_time(manifest["created_at"], manifest_uri),
         manifest=manifest,
         datastore_project=opts.datastore_project or None,
-        datastore_namespace=opts.datastore_namespace or None,
+        datastore_namespace=namespace,
         throttle_rampup=rampup,
         catalog=opts.catalog or None,
     )
@@ -439,7 +452,10 @@ def build_pipeline(p: beam.Pipeline, options: PipelineOptions) -> BuiltPipeline:
         plan.metadata(), plan.catalog
     )
     published = model | "PublishServingModel" >> PublishServingModel(
-        plan.models_root, plan.tenant, after=[written] if written is not None else []
+        plan.models_root,
+        plan.tenant,
+        after=[written] if written is not None else [],
+        publish=plan.publish,
     )
     return BuiltPipeline(plan, neighbors, items, model, published, written)
 

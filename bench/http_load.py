@@ -1,22 +1,30 @@
-"""HTTP load on loopback: ``simrec serve`` (gunicorn gthread) under wrk, with a model swap.
+"""HTTP load on loopback: each server candidate of ``simrec serve`` under wrk, side by side.
+
+For each worker model in ``--servers`` (default: every one in
+``simrec.serving.server.SERVERS``: uvicorn's event loop and gunicorn gthread), on the same
+workers and the same 127.0.0.1 port settings:
 
 1. Publishes the M-size synthetic model (50k items, top-100 neighbours, with a catalog)
-   as version ``load-v1`` into a work folder and starts ``simrec serve`` on a free
-   127.0.0.1 port (``--workers``/``--threads``; the model is re-checked every second).
-2. Runs ``wrk`` for ``--duration`` seconds at ``--connections`` connections with a Lua
-   script of realistic mixed requests: histories of 1-30 skus drawn from the model's
-   (popular ones more often) across browsed/basket/purchased, some unknown skus, n from
-   5 to 50, some ``exclude_seen=false``, ``exclude=``, ``in_stock_only`` and ``category``
-   filters, and 20 % ``/similar``. Every request is one that must answer 200.
-3. A second run of the same length publishes, at 40 % of it, ``load-v2`` (same lists,
-   other scores): the server swaps models under load.
+   as version ``load-v1`` into a work folder and starts ``simrec serve --server S``
+   (the model is re-checked every second).
+2. ``trivial``: wrk on ``/healthz`` (a tiny JSON body from the same app: the server's own
+   cost per request), then ``mixed``: wrk with a Lua script of realistic requests:
+   histories of 1-30 skus drawn from the model's (popular ones more often) across
+   browsed/basket/purchased, some unknown skus, n from 5 to 50, some
+   ``exclude_seen=false``, ``exclude=``, ``in_stock_only`` and ``category`` filters, and
+   20 % ``/similar``. Every request is one that must answer 200.
+3. For the production server only, ``switch``: the same mixed load while LATEST moves
+   to another complete version (written before the phase) at 40 % of it, so the server
+   loads and swaps the model under load; its p99 is compared with ``mixed`` (the same
+   load without a switch). With ``--switches N`` LATEST moves N times, evenly spread.
 4. The Lua script checks every response: status 200 and exactly one ``model_version``,
-   counted per version. The run passes when there were no errors, no response without
-   exactly one version, only versions that existed, and v2 answered after the swap.
+   counted per version.
 
-Prints throughput and p50/p99, writes ``.bench/http_load.json`` / ``.md``. Needs ``wrk``
-(Debian: ``apt-get install -y wrk``); without it the benchmark is skipped with that hint.
-Only 127.0.0.1 is targeted and the run stops by itself.
+Reported: requests/s and p50/p99 per phase, mixed/trivial throughput per server, each
+server against the production one, and switch p99 against the no-switch p99. Ratios,
+not timed asserts. Writes ``.bench/http_load.json`` / ``.md``. Needs ``wrk`` (Debian:
+``apt-get install -y wrk``); without it the benchmark is skipped with that hint. Only
+127.0.0.1 is targeted and every run stops by itself.
 """
 
 from __future__ import annotations
@@ -41,7 +49,9 @@ import numpy as np  # noqa: E402
 from common import cached_model, write_results  # noqa: E402
 
 from simrec import storage  # noqa: E402
+from simrec.core import layout  # noqa: E402
 from simrec.core.snapshot import ModelSnapshot  # noqa: E402
+from simrec.serving.server import PRODUCTION_SERVER, SERVERS  # noqa: E402
 
 TENANT = "default"
 LUA = r"""
@@ -169,16 +179,43 @@ def run_wrk(wrk: str, args: argparse.Namespace, script: Path, url: str, duration
     return r
 
 
+def start_server(args: argparse.Namespace, workdir: Path, server: str) -> tuple:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "SIMREC_MODEL_REFRESH_SECONDS": "1", "SIMREC_MAX_N": "100"}
+    simrec = str(Path(sys.executable).parent / "simrec")
+    cmd = [simrec, "serve", "--workdir", str(workdir), "--port", str(port),
+           "--workers", str(args.workers), "--threads", str(args.threads), "--server", server]
+    log = open(workdir / f"serve-{server}.log", "wb")  # noqa: SIM115 - closed in stop_server
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
+    return proc, log, url
+
+
+def stop_server(proc: subprocess.Popen, log: object) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+    log.close()  # type: ignore[attr-defined]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--duration", type=int, default=15, help="seconds of load per phase")
+    parser.add_argument("--duration", type=int, default=10, help="seconds of load per phase")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--wrk-threads", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4)
-    parser.add_argument("--quick", action="store_true", help="6-second phases")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="per server (1: as on a 1-vCPU Cloud Run instance)")
+    parser.add_argument("--switches", type=int, default=1, help="model switches in 'switch'")
+    parser.add_argument("--threads", type=int, default=4, help="gthread's threads per worker")
+    parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--quick", action="store_true", help="4-second phases")
     args = parser.parse_args(argv)
-    duration = 6 if args.quick else args.duration
+    duration = 4 if args.quick else args.duration
+    servers = [x for x in args.servers.split(",") if x]
 
     wrk = shutil.which("wrk")
     if wrk is None:
@@ -191,89 +228,114 @@ def main(argv: list[str] | None = None) -> int:
     _, base = cached_model("M")
     workdir = Path(tempfile.mkdtemp(prefix="simrec-http-"))
     bucket = str(workdir / "bucket")
-    v1 = ModelSnapshot(**{**base.__dict__, "metadata": {"version": "load-v1",
-                                                        "tenant": TENANT}})
-    storage.write_snapshot(bucket, TENANT, v1)
-    v2 = ModelSnapshot(**{**base.__dict__, "scores": base.scores * np.float32(0.5),
-                          "metadata": {"version": "load-v2", "tenant": TENANT}})
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "SIMREC_MODEL_REFRESH_SECONDS": "1", "SIMREC_MAX_N": "100"}
-    simrec = str(Path(sys.executable).parent / "simrec")
-    cmd = [simrec, "serve", "--workdir", str(workdir), "--port", str(port),
-           "--workers", str(args.workers), "--threads", str(args.threads)]
-    log_path = workdir / "serve.log"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                  start_new_session=True)
-    swap_at = None
-    try:
-        wait_ready(url)
-        paths = request_paths(base, 4000)
-        script = workdir / "mixed.lua"
-        script.write_text(LUA % {"paths": ",".join(json.dumps(p) for p in paths)})
-        for p in paths[:20]:  # warm every worker and check the mix answers 200
-            with urllib.request.urlopen(url + p, timeout=5) as r:
-                assert r.status == 200, p
-        steady = run_wrk(wrk, args, script, url, duration)
+    meta = {"tenant": TENANT}
+    storage.write_snapshot(bucket, TENANT, ModelSnapshot(
+        **{**base.__dict__, "metadata": {**meta, "version": "load-v1"}}))  # fmt: skip
+    # Other complete versions (other scores) for the switch phase; only LATEST moves then.
+    switch_versions = [f"load-v{k}" for k in range(2, 2 + args.switches)]
+    for k, version in enumerate(switch_versions):
+        snap = ModelSnapshot(**{**base.__dict__, "scores": base.scores * np.float32(0.9 ** (k + 1)),
+                                "metadata": {**meta, "version": version}})  # fmt: skip
+        folder = layout.model_version(bucket, TENANT, version)
+        for name, content in snap.to_files().items():
+            storage.write_bytes(layout.join(folder, name), content)
+    latest = layout.latest_pointer(bucket, TENANT)
+    paths = request_paths(base, 4000)
+    script = workdir / "mixed.lua"
+    script.write_text(LUA % {"paths": ",".join(json.dumps(p) for p in paths)})
+    trivial = workdir / "trivial.lua"
+    trivial.write_text(LUA % {"paths": json.dumps("/healthz")})
 
-        def publish() -> None:
-            nonlocal swap_at
-            time.sleep(duration * 0.4)
-            storage.write_snapshot(bucket, TENANT, v2)
-            swap_at = time.monotonic() - started
-
-        publisher = threading.Thread(target=publish, daemon=True)
-        started = time.monotonic()
-        publisher.start()
-        swap = run_wrk(wrk, args, script, url, duration)
-        publisher.join()
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
+    results: dict[str, dict] = {}
+    switches: list[float] = []
+    for server in servers:
+        storage.write_bytes(latest, b"load-v1")
+        proc, log, url = start_server(args, workdir, server)
         try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(5)
+            wait_ready(url)
+            for p in paths[:20]:  # warm every worker and check the mix answers 200
+                with urllib.request.urlopen(url + p, timeout=5) as r:
+                    assert r.status == 200, p
+            phases = {
+                "trivial": run_wrk(wrk, args, trivial, url, duration),
+                "mixed": run_wrk(wrk, args, script, url, duration),
+            }
+            if server == PRODUCTION_SERVER:
+                stop = threading.Event()
 
+                def flip(stop: threading.Event) -> None:
+                    started = time.monotonic()
+                    gap = duration / (len(switch_versions) + 1)
+                    for k, version in enumerate(switch_versions):
+                        wait = started + (0.4 * duration if k == 0 else gap * (k + 1))
+                        if stop.wait(max(0.0, wait - time.monotonic())):
+                            return
+                        storage.write_bytes(latest, version.encode())
+                        switches.append(round(time.monotonic() - started, 2))
+
+                flipper = threading.Thread(target=flip, args=(stop,), daemon=True)
+                flipper.start()
+                phases["switch"] = run_wrk(wrk, args, script, url, duration)
+                stop.set()
+                flipper.join()
+        finally:
+            stop_server(proc, log)
+        results[server] = phases
+
+    prod = results.get(PRODUCTION_SERVER)
+    ratios: dict[str, float] = {}
+    for server, phases in results.items():
+        ratios[f"{server}: mixed / trivial throughput"] = (
+            phases["mixed"]["requests_per_s"] / phases["trivial"]["requests_per_s"]
+        )
+        if prod and server != PRODUCTION_SERVER:
+            for phase in ("trivial", "mixed"):
+                ratios[f"{server} / {PRODUCTION_SERVER}: {phase} throughput"] = (
+                    phases[phase]["requests_per_s"] / prod[phase]["requests_per_s"]
+                )
+    if prod and "switch" in prod:
+        ratios[f"{PRODUCTION_SERVER}: p99 with model switches / p99 without"] = (
+            prod["switch"]["p99_us"] / prod["mixed"]["p99_us"]
+        )
+    errors = {f"{s}/{ph}": r["errors"] + r["no_version"]
+              for s, phases in results.items() for ph, r in phases.items()}  # fmt: skip
+    served = set().union(*(r["versions"] for ph in results.values() for r in ph.values()))
     checks = {
-        "steady: throughput >= 1000 req/s": steady["requests_per_s"] >= 1000,
-        "steady: p99 < 25 ms": steady["p99_us"] < 25_000,
-        "steady: zero errors": steady["errors"] == 0,
-        "swap: zero errors": swap["errors"] == 0,
-        "swap: every response names exactly one model_version": swap["no_version"] == 0
-        and steady["no_version"] == 0,
-        "swap: only published versions answered": set(swap["versions"])
-        <= {"load-v1", "load-v2"},
-        "swap: the new model answered after the swap": swap["versions"].get("load-v2", 0) > 0,
-    }
+        "zero errors, every response names exactly one model_version": not any(errors.values()),
+        "only published versions answered": served <= {"load-v1", *switch_versions},
+        "switch: new models answered during the switch phase": bool(prod and "switch" in prod
+            and set(prod["switch"]["versions"]) - {"load-v1"}),
+    }  # fmt: skip
     result = {
-        "server": f"simrec serve --workers {args.workers} --threads {args.threads} "
-        "(gunicorn gthread)",
+        "servers": {s: f"simrec serve --server {s} --workers {args.workers}"
+                    + (f" --threads {args.threads}" if s == "gthread" else "") for s in results},
+        "production_server": PRODUCTION_SERVER,
         "load": f"wrk -t{args.wrk_threads} -c{args.connections} -d{duration}s per phase, "
         f"{len(paths)} mixed request paths",
-        "steady": steady,
-        "swap": swap,
-        "swap_at_s": swap_at,
+        "results": results,
+        "ratios": ratios,
+        "switches_at_s": switches,
+        "errors": errors,
         "checks": checks,
     }
 
-    def line(name: str, r: dict) -> str:
-        return (
-            f"- {name}: **{r['requests_per_s']:,.0f} requests/s**; latency p50 "
-            f"{r['p50_us'] / 1000:.2f} ms, p90 {r['p90_us'] / 1000:.2f} ms, p99 "
-            f"**{r['p99_us'] / 1000:.2f} ms**, max {r['max_us'] / 1000:.1f} ms; errors "
-            f"{r['errors']}; responses per model version {r['versions']}"
-        )
+    def row(server: str, phase: str, r: dict) -> str:
+        return (f"| {server} | {phase} | {r['requests_per_s']:,.0f} | {r['p50_us'] / 1000:.2f} "
+                f"| {r['p99_us'] / 1000:.2f} | {r['max_us'] / 1000:.1f} | {r['errors']} |")
 
     md = [
         "### HTTP load (loopback)",
         "",
-        f"- server: {result['server']}; load: {result['load']}; model M (50k items, K=100,"
-        " with a catalog)",
-        line("steady", steady),
-        line("model swap", swap)
-        + ("" if swap_at is None else f" (load-v2 published at {swap_at:.1f}s)"),
+        f"- load: {result['load']}; model M (50k items, K=100, with a catalog); "
+        f"production server: `{PRODUCTION_SERVER}`",
+        *[f"- `{s}`: `{c}`" for s, c in result["servers"].items()],
+        "",
+        "| server | phase | requests/s | p50 ms | p99 ms | max ms | errors |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        *[row(s, ph, r) for s, phases in results.items() for ph, r in phases.items()],
+        "",
+        *[f"- {name}: **{value:.2f}**" for name, value in ratios.items()],
+        f"- switch phase: LATEST moved at {switches} s",
         "",
         *[f"- [{'x' if ok else ' '}] {name}" for name, ok in checks.items()],
         "",

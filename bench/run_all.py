@@ -20,6 +20,7 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS: list[tuple[str, str, list[str]]] = [
     ("serving", "serving.py", []),
     ("http_load", "http_load.py", []),
+    ("model_switch", "model_switch.py", []),
     ("similarity", "similarity.py", []),
 ]
 

@@ -1,5 +1,7 @@
 # Terraform targets, included by the top-level Makefile (`include mk/terraform.mk`).
-#   make deploy      make build, push the images with Cloud Build, terraform apply
+#   make deploy      on a fresh project, in order: (1) enable the APIs, (2) create the
+#                    Google-managed service agents and wait for them, (3) make build, the
+#                    image repository, push both images with Cloud Build, (4) terraform apply
 #   make destroy     terraform destroy (DESTROY_DATA=1 first lets it delete non-empty buckets)
 #   make tf-check    static checks of terraform/: terraform fmt (when installed) and checkov
 # Configuration: terraform/terraform.tfvars (start from terraform/examples/minimal.tfvars).
@@ -21,8 +23,9 @@ IMAGE_TAG ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || date -u +%Y%m%
 TF_VARS_ARGS = -var-file=$(abspath $(TFVARS)) -var=artifacts_dir=$(abspath $(BUILD_DIR)) \
 	-var=image_tag=$(IMAGE_TAG)
 TF_OUT = $(TF) -chdir=$(TF_DIR) output -raw
+TF_TARGETED = $(TF) -chdir=$(TF_DIR) apply -input=false -auto-approve $(TF_VARS_ARGS)
 
-.PHONY: checkov tf-fmt tf-check tf-init images deploy destroy
+.PHONY: checkov tf-fmt tf-check tf-init tf-apis tf-identities images deploy destroy
 
 # checkov has its own venv (its pins conflict with the project's); a file target, so it is
 # built once and again only when this file changes.
@@ -46,20 +49,32 @@ $(TFVARS):
 tf-init: $(TFVARS)
 	$(TF) -chdir=$(TF_DIR) init -input=false
 
+# Each step is a targeted apply of what the next one needs, so a fresh project never meets a
+# resource whose API, service agent or image does not exist yet.
+tf-apis: tf-init
+	@echo "deploy 1/4: enable the APIs (google_project_service.enabled)"
+	$(TF_TARGETED) -target=google_project_service.enabled
+
+# The Eventarc, Pub/Sub and Monitoring agents (google_project_service_identity) and the Cloud
+# Storage agent are created explicitly; the apply ends with the wait for them to propagate.
+tf-identities: tf-apis
+	@echo "deploy 2/4: create the service agents and wait for them (module.iam time_sleep.agents)"
+	$(TF_TARGETED) -target=module.iam.time_sleep.agents
+
 # The repository must exist before images are pushed, and the images before the services
-# that run them: a targeted apply makes the APIs and the repository first.
-images: build tf-init
-	$(TF) -chdir=$(TF_DIR) apply -input=false -auto-approve $(TF_VARS_ARGS) \
-		-target=google_project_service.enabled \
-		-target=module.storage.google_artifact_registry_repository.images
-	gcloud builds submit . --project="$$($(TF_OUT) project_id)" \
+# that run them. Each build context is the folder tools/build.py writes, with its Dockerfile.
+images: build tf-identities
+	@echo "deploy 3/4: the image repository, then Cloud Build pushes the recommend and Flex Template images"
+	$(TF_TARGETED) -target=module.storage.google_artifact_registry_repository.images
+	gcloud builds submit $(BUILD_DIR)/recommend --project="$$($(TF_OUT) project_id)" \
 		--config=$(TF_DIR)/cloudbuild/image.yaml \
-		--substitutions=_IMAGE="$$($(TF_OUT) recommend_image)",_DOCKERFILE=functions/recommend/Dockerfile
+		--substitutions=_IMAGE="$$($(TF_OUT) recommend_image)",_DOCKERFILE=Dockerfile
 	gcloud builds submit $(BUILD_DIR)/flex --project="$$($(TF_OUT) project_id)" \
 		--config=$(TF_DIR)/cloudbuild/image.yaml \
 		--substitutions=_IMAGE="$$($(TF_OUT) flex_image)",_DOCKERFILE=Dockerfile
 
 deploy: images
+	@echo "deploy 4/4: terraform apply (grants, then the documented wait, then the functions, the service and the alerts)"
 	$(TF) -chdir=$(TF_DIR) apply -input=false $(if $(AUTO_APPROVE),-auto-approve) $(TF_VARS_ARGS)
 	@echo "endpoint: $$($(TF_OUT) endpoint_url)"
 

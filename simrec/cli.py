@@ -21,6 +21,7 @@ from simrec.local.runner import (
     print_summary,
     run_pipeline,
 )
+from simrec.serving.server import HEADER_TIMEOUT_SECONDS, PRODUCTION_SERVER, SERVERS
 
 
 def _positive_int(text: str) -> int:
@@ -93,7 +94,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     params = prepare(settings, date)
     with logs.redirected(str(workdir.log)):
-        summary = run_pipeline(settings, params, console=console, force=args.force)
+        summary = run_pipeline(
+            settings, params, console=console, force=args.force, publish=args.publish
+        )
     workdir.summary.write_text(json.dumps(summary, indent=2, sort_keys=True))
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
@@ -150,7 +153,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = local_settings(Workdir(Path(args.workdir).resolve()), tenant=args.tenant)
     serve(settings, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
-          access_log=args.access_log)
+          server=args.server, header_timeout=args.header_timeout, access_log=args.access_log)
+    return 0
+
+
+def publish_nightly(project: str, topic: str, payload: dict, publisher=None) -> str:
+    """Publish a nightly message on Google Cloud (as the Scheduler does); its message id.
+
+    ``topic``: a short name (in ``project``) or ``projects/<p>/topics/<t>``. The client
+    honours ``PUBSUB_EMULATOR_HOST``.
+    """
+    from google.cloud import pubsub_v1
+
+    publisher = publisher or pubsub_v1.PublisherClient()
+    path = topic if topic.startswith("projects/") else publisher.topic_path(project, topic)
+    data = json.dumps(payload, sort_keys=True).encode()
+    return publisher.publish(path, data, source="simrec-cli").result(timeout=60)
+
+
+def cmd_cloud_rerun(args: argparse.Namespace) -> int:
+    from simrec.local.dispatcher import NIGHTLY_TOPIC
+    from simrec.local.runner import nightly_payload
+
+    settings = Settings()
+    project = args.project or settings.gcp_project
+    topic = args.topic or NIGHTLY_TOPIC
+    if not project and not topic.startswith("projects/"):
+        raise ValueError("no project: pass --project or set SIMREC_GCP_PROJECT")
+    payload = nightly_payload(args.tenant or settings.tenant, args.date, args.force, args.publish)
+    message_id = publish_nightly(project, topic, payload)
+    Console(stderr=True).print(f"published message {message_id} to {topic}: {json.dumps(payload)}")
     return 0
 
 
@@ -191,7 +223,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--catalog", help="item catalog Parquet (sku, category, in_stock, ...) for the model"
     )
-    p.add_argument("--force", action="store_true", help="recompute a run that exists")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="recompute a run that exists, as a new attempt (the served model stays until "
+        "the new one is complete)",
+    )
+    p.add_argument(
+        "--publish",
+        action="store_true",
+        help="serve this run even if it is an older night than the served model",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_run)
 
@@ -218,7 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--workers", type=_positive_int, default=1)
-    p.add_argument("--threads", type=_positive_int, default=8)
+    p.add_argument("--threads", type=_positive_int, default=8, help="gthread only")
+    p.add_argument("--server", choices=SERVERS, default=PRODUCTION_SERVER,
+                   help="worker model (see simrec/serving/server.py)")
+    p.add_argument("--header-timeout", type=float, default=HEADER_TIMEOUT_SECONDS,
+                   help="seconds a request's line and headers may take (uvicorn)")
     p.add_argument("--access-log", action="store_true", help="log every request to stdout")
     p.set_defaults(func=cmd_serve)
 
@@ -232,6 +278,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep serving after the demo queries (auto: when run in a terminal)",
     )
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("cloud", help="operate a Google Cloud deployment")
+    cloud = p.add_subparsers(dest="cloud_command", required=True)
+    p = cloud.add_parser(
+        "rerun",
+        help="re-run a night from its first incomplete stage (publishes the nightly message)",
+    )
+    p.add_argument("--date", type=_date, required=True, help="run date of the night")
+    p.add_argument("--tenant", help="default: SIMREC_TENANT")
+    p.add_argument(
+        "--force", action="store_true",
+        help="recompute from the export as a new attempt; the served model stays until the "
+        "new one is complete",
+    )  # fmt: skip
+    p.add_argument(
+        "--publish", action="store_true",
+        help="serve the night's model even if it is older than the served one",
+    )  # fmt: skip
+    p.add_argument("--project", help="default: SIMREC_GCP_PROJECT")
+    p.add_argument(
+        "--topic", help="nightly topic (Terraform output nightly_topic; default simrec-nightly)"
+    )
+    p.set_defaults(func=cmd_cloud_rerun)
 
     from simrec.evaluation.commands import add_parsers as add_evaluation_parsers
 

@@ -86,7 +86,11 @@ class Settings(BaseSettings):
     datastore_project: str = Field(
         "", description="Project of Cloud Datastore; empty skips the Datastore write."
     )
-    datastore_namespace: str = Field("", description="Datastore namespace ('' = default).")
+    datastore_namespace: str = Field(
+        "",
+        description="Datastore namespace of a tenant's neighbour lists: '' = one named after "
+        "the tenant, '{tenant}' is replaced by it (simrec.core.tenancy.datastore_namespace).",
+    )
     bigquery_location: str = Field("EU", description="Location of the BigQuery export job.")
     export_timeout_seconds: float = Field(
         480.0, gt=0, description="How long the export function waits for its BigQuery job."
@@ -157,9 +161,9 @@ class Settings(BaseSettings):
     @field_validator("tenant")
     @classmethod
     def _tenant_is_a_path_segment(cls, value: str) -> str:
-        if not value or "/" in value or value.startswith("."):
-            raise ValueError("tenant must be a non-empty name without '/'")
-        return value
+        from simrec.core.tenancy import check_tenant
+
+        return check_tenant(value)
 
     @model_validator(mode="after")
     def _model_is_valid(self) -> Settings:

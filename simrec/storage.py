@@ -7,6 +7,7 @@ signal that everything it describes is complete.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -60,6 +61,98 @@ def write_bytes(uri: str, data: bytes) -> None:
         fs.pipe_file(path, data)
 
 
+# --- compare-and-swap of one small object (LATEST) --------------------------------
+#: What a conditional write compares: a local file's (inode, mtime, size), a GCS
+#: object's generation (0: absent), or None where the store offers neither.
+Token = Any
+
+
+@functools.lru_cache(maxsize=4)
+def _gcs_client(emulator: str, project: str) -> Any:
+    from google.cloud import storage as gcs
+
+    if emulator:  # the client reads STORAGE_EMULATOR_HOST itself; no credentials there
+        from google.auth.credentials import AnonymousCredentials
+
+        return gcs.Client(project=project or "local", credentials=AnonymousCredentials())
+    return gcs.Client()
+
+
+def _gcs_blob(uri: str) -> Any:
+    """The google-cloud-storage blob of a ``gs://`` URI (gcsfs has no generation
+    preconditions). Honours ``STORAGE_EMULATOR_HOST`` without credentials."""
+    bucket, _, name = uri[len("gs://"):].partition("/")
+    client = _gcs_client(
+        os.environ.get("STORAGE_EMULATOR_HOST", ""), os.environ.get("GOOGLE_CLOUD_PROJECT", "")
+    )
+    return client.bucket(bucket).blob(name)
+
+
+def read_versioned(uri: str) -> tuple[bytes | None, Token]:
+    """An object's content (None when absent) and the token a conditional write of it
+    compares against."""
+    if uri.startswith("gs://"):
+        blob = _gcs_blob(uri)
+        from google.api_core.exceptions import NotFound
+
+        try:
+            data = blob.download_as_bytes()
+        except NotFound:
+            return None, 0
+        return data, blob.generation
+    fs, path = filesystem(uri)
+    if isinstance(fs, LocalFileSystem):
+        try:
+            with open(path, "rb") as f:
+                st = os.fstat(f.fileno())
+                return f.read(), (st.st_ino, st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            return None, None
+    try:
+        return fs.cat_file(path), None
+    except FileNotFoundError:
+        return None, None
+
+
+def write_if_unchanged(uri: str, data: bytes, token: Token) -> bool:
+    """Write ``data`` as one whole object unless it changed since ``read_versioned``
+    returned ``token``; False when another writer got there first.
+
+    GCS: one upload with ``ifGenerationMatch``. Local: under an ``flock`` of its folder,
+    the file is re-checked, then replaced by rename.
+    """
+    if uri.startswith("gs://"):
+        from google.api_core.exceptions import PreconditionFailed
+
+        try:
+            _gcs_blob(uri).upload_from_string(data, if_generation_match=token)
+        except PreconditionFailed:
+            return False
+        return True
+    fs, path = filesystem(uri)
+    if not isinstance(fs, LocalFileSystem):
+        write_bytes(uri, data)
+        return True
+    import fcntl
+
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    fd = os.open(directory, os.O_RDONLY)  # the folder is the lock: no extra file
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            st = os.stat(path)
+            now: Token = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            now = None
+        if now != token:
+            return False
+        write_bytes(uri, data)
+        return True
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def read_bytes(uri: str) -> bytes:
     fs, path = filesystem(uri)
     return fs.cat_file(path)
@@ -86,24 +179,25 @@ def remove(uri: str, recursive: bool = False) -> None:
 
 # --- serving model ---------------------------------------------------------------
 def write_snapshot(models_root: str, tenant: str, snapshot: ModelSnapshot) -> str:
-    """Write a complete version (metadata last), then point LATEST at it."""
-    version = snapshot.version
-    if not version:
-        raise ValueError("snapshot metadata has no version")
-    folder = layout.model_version(models_root, tenant, version)
-    for name, content in snapshot.to_files().items():
-        write_bytes(layout.join(folder, name), content)
-    write_bytes(layout.latest_pointer(models_root, tenant), version.encode())
-    return folder
+    """Write a complete version and publish it explicitly (tests and tools): the policy
+    lives in :mod:`simrec.publishing`; pipelines call it directly."""
+    from simrec import publishing
+
+    return publishing.publish_version(models_root, tenant, snapshot, publish=True).folder
 
 
 def latest_version(models_root: str, tenant: str) -> str | None:
-    """The version LATEST names, or None before the first model."""
+    """The version LATEST names, or None before the first model.
+
+    Its content is a path segment: anything but a valid name (``..``, a slash) raises
+    ``layout.BadName`` instead of being followed.
+    """
     uri = layout.latest_pointer(models_root, tenant)
     try:
-        return read_bytes(uri).decode().strip() or None
+        text = read_bytes(uri).decode(errors="replace").strip()
     except FileNotFoundError:
         return None
+    return layout.check_name(text, f"LATEST of tenant {tenant!r}") if text else None
 
 
 def read_snapshot(models_root: str, tenant: str, version: str) -> ModelSnapshot:

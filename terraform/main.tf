@@ -32,6 +32,11 @@ locals {
 
   artifacts_dir = var.artifacts_dir != "" ? var.artifacts_dir : "${path.root}/../build"
 
+  # Names the code and Terraform share (log fields, the Dataflow job prefix and folders),
+  # generated from simrec/deploy_contract.py: one place decides them.
+  contract      = jsondecode(file("${path.module}/contract.json"))
+  dataflow_dirs = [local.contract.dataflow_temp_dir, local.contract.dataflow_staging_dir]
+
   # events_source is project.dataset[.table]: the export function reads that dataset.
   events_parts   = split(".", var.events_source)
   events_project = local.events_parts[0]
@@ -113,6 +118,7 @@ module "storage" {
   similarities_retention_days = var.similarities_retention_days
   staging_retention_days      = var.staging_retention_days
   model_noncurrent_versions   = var.model_noncurrent_versions
+  dataflow_dirs               = local.dataflow_dirs
 
   depends_on = [google_project_service.enabled]
 }
@@ -133,6 +139,8 @@ module "iam" {
   datastore_write = var.enable_datastore
   datastore_read  = var.serving_backend == "datastore"
 
+  dataflow_writable_dirs = local.dataflow_dirs
+
   depends_on = [google_project_service.enabled]
 }
 
@@ -140,7 +148,7 @@ module "pubsub" {
   source = "./modules/pubsub"
 
   project_id         = var.project_id
-  project_number     = data.google_project.this.number
+  pubsub_agent       = module.iam.agents["pubsub.googleapis.com"]
   region             = var.region
   name_prefix        = var.name_prefix
   tenant             = var.tenant
@@ -193,7 +201,7 @@ module "functions" {
   source = "./modules/functions"
 
   project_id            = var.project_id
-  project_number        = data.google_project.this.number
+  pubsub_agent          = module.iam.agents["pubsub.googleapis.com"]
   region                = var.region
   name_prefix           = var.name_prefix
   artifacts_dir         = local.artifacts_dir
@@ -211,7 +219,9 @@ module "functions" {
   max_delivery_attempts = var.event_max_delivery_attempts
   retry_delay           = var.event_retry_delay
 
-  # Eventarc needs the trigger identity's roles and the storage agent's publisher role first.
+  # Eventarc needs the trigger identity's roles and the storage agent's publisher role first,
+  # Cloud Build the build account's: every resource here waits for module.iam, whose last
+  # step is the propagation wait after the grants (time_sleep.grants).
   depends_on = [module.iam]
 }
 
@@ -241,7 +251,9 @@ module "monitoring" {
   source = "./modules/monitoring"
 
   project_id               = var.project_id
-  project_number           = data.google_project.this.number
+  monitoring_agent         = module.iam.agents["monitoring.googleapis.com"]
+  propagation_wait         = module.iam.propagation_wait
+  log_contract             = local.contract
   region                   = var.region
   name_prefix              = var.name_prefix
   function_services        = module.functions.service_names

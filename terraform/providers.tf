@@ -5,3 +5,10 @@ provider "google" {
   # Every resource carries these labels, so the bill can be split by deployment.
   default_labels = merge({ app = "simrec", tenant = var.tenant }, var.labels)
 }
+
+provider "google-beta" {
+  project = var.project_id
+  region  = var.region
+
+  default_labels = merge({ app = "simrec", tenant = var.tenant }, var.labels)
+}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import io
 import json
 import re
 import subprocess
@@ -157,13 +158,16 @@ def test_flex_template_image_context(built) -> None:
 def test_recommend_image_ships_the_prebuilt_kernel(built) -> None:
     folder = built / "recommend"
     [wheel] = (folder / "wheels").glob("simrec-*.whl")
-    assert re.search(r"-cp311-cp311-(manylinux_\d+_\d+_x86_64|linux_x86_64)\.whl$", wheel.name)
+    assert wheel.name.endswith(f"-cp311-cp311-{build_tool.IMAGE_PLATFORM}.whl"), wheel.name
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
     assert any(re.fullmatch(r"simrec/core/_scoring\.cpython-311-x86_64-linux-gnu\.so", n)
                for n in names)  # fmt: skip
     dockerfile = (folder / "Dockerfile").read_text()
-    assert "--no-deps /tmp/wheels/*.whl" in dockerfile and "--target=recommend" in dockerfile
+    assert "--no-deps /tmp/wheels/*.whl" in dockerfile
+    assert "python -m simrec.serving.server" in dockerfile  # the production server
+    assert "--target=recommend" in dockerfile
+    assert f"FROM {build_tool.RUN_BASE_IMAGE}\n" in dockerfile
     assert (folder / "main.py").read_bytes() == (REPO / "functions/recommend/main.py").read_bytes()
 
 
@@ -171,3 +175,74 @@ def test_build_reports_a_missing_source(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(build_tool, "REPO", tmp_path)
     with pytest.raises(build_tool.BuildError, match="spark/dimsum_job.py is missing"):
         build_tool.build_spark(tmp_path / "out")
+
+
+# --- the wheel against the image's interpreter ------------------------------------------------
+def _image_tags() -> set[str]:
+    """Every tag the image's pip accepts: packaging's order for CPython 3.11 with the
+    platforms packaging derives from a glibc (manylinux_<major>_<minor> from the running
+    glibc down, the legacy manylinux aliases, then linux_<arch>), for the IMAGE's glibc."""
+    from packaging import tags
+
+    major, minor = build_tool.IMAGE_GLIBC
+    arch = build_tool.IMAGE_ARCH
+    legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+    platforms = []
+    for glibc_minor in range(minor, 4, -1):
+        platforms.append(f"manylinux_{major}_{glibc_minor}_{arch}")
+        if glibc_minor in legacy:
+            platforms.append(f"{legacy[glibc_minor]}_{arch}")
+    platforms.append(f"linux_{arch}")
+    version = build_tool.IMAGE_PYTHON
+    abi = f"cp{version[0]}{version[1]}"
+    found = [*tags.cpython_tags(version, [abi], platforms),
+             *tags.compatible_tags(version, abi, platforms)]  # fmt: skip
+    return {str(t) for t in found}
+
+
+def _glibc_needed(data: bytes) -> tuple[int, int]:
+    """The newest GLIBC_x.y symbol version a shared object requires."""
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.gnuversions import GNUVerNeedSection
+
+    newest = (0, 0)
+    elf = ELFFile(io.BytesIO(data))
+    for section in elf.iter_sections():
+        if isinstance(section, GNUVerNeedSection):
+            for _, auxiliaries in section.iter_versions():
+                for aux in auxiliaries:
+                    match = re.fullmatch(r"GLIBC_(\d+)\.(\d+)(?:\.\d+)?", aux.name)
+                    if match:
+                        newest = max(newest, (int(match.group(1)), int(match.group(2))))
+    return newest
+
+
+def test_recommend_wheel_is_accepted_by_the_image_interpreter(built) -> None:
+    """The wheel's tags are among those CPython 3.11 on the image's glibc accepts, and its
+    kernel needs no symbol of a newer glibc (a linux_x86_64 tag alone would promise nothing)."""
+    from packaging.utils import parse_wheel_filename
+
+    [wheel] = (built / "recommend" / "wheels").glob("simrec-*.whl")
+    _, _, _, wheel_tags = parse_wheel_filename(wheel.name)
+    assert {str(t) for t in wheel_tags} <= _image_tags(), wheel.name
+    assert build_tool.IMAGE_GLIBC == build_tool.DEBIAN_GLIBC["bookworm"] == (2, 36)
+    with zipfile.ZipFile(wheel) as archive:
+        objects = [n for n in archive.namelist() if n.endswith(".so")]
+        assert objects
+        for name in objects:
+            assert name.endswith(".cpython-311-x86_64-linux-gnu.so"), name
+            assert _glibc_needed(archive.read(name)) <= build_tool.IMAGE_GLIBC, name
+
+
+def test_the_image_base_is_pinned_to_a_debian_release() -> None:
+    """A floating tag (python:3.11-slim) moves to the next Debian release and its glibc."""
+    release = build_tool.RUN_BASE_IMAGE.rsplit("-", 1)[1]
+    assert f"python:3.11-slim-{release}" == build_tool.RUN_BASE_IMAGE
+    assert build_tool.DEBIAN_GLIBC[release] == build_tool.IMAGE_GLIBC
+    assert build_tool.IMAGE_PLATFORM == "manylinux_2_36_x86_64"
+
+
+def test_the_wheel_is_refused_from_another_interpreter(monkeypatch) -> None:
+    monkeypatch.setattr(build_tool, "IMAGE_PYTHON", (3, 12))
+    with pytest.raises(build_tool.BuildError, match=r"CPython 3\.12 on x86_64"):
+        build_tool.build_wheel(Path("/nonexistent"))

@@ -13,6 +13,7 @@ import pytest
 from simrec import storage
 from simrec.cli import local_settings, main
 from simrec.core import layout
+from simrec.core.events import MAX_SKU_LENGTH
 from simrec.core.snapshot import METADATA_NAME
 from simrec.generate import generate_events
 from simrec.local.dispatcher import NIGHTLY_TOPIC, LocalCloud, load_function
@@ -26,6 +27,8 @@ RUN_DATE = END + dt.timedelta(days=1)
 MALFORMED = [
     {"user_id": "", "sku": "SKU-000001", "action": "browsed", "ts": "2024-03-10T10:00:00Z"},
     {"user_id": "U-x1", "sku": " ", "action": "basket", "ts": "2024-03-10T10:00:00Z"},
+    {"user_id": "U-x5", "sku": "S" * (MAX_SKU_LENGTH + 1), "action": "basket",
+     "ts": "2024-03-10T10:00:00Z"},  # could never be queried
     {"user_id": "U-x2", "sku": "SKU-000001", "action": "wishlist", "ts": "2024-03-10T10:00:00Z"},
     {"user_id": "U-x3", "sku": "SKU-000001", "action": "purchase", "ts": "yesterday"},
     {"user_id": "U-x4", "sku": "SKU-000001", "action": "purchase", "ts": "2024-03-11"},
@@ -69,7 +72,8 @@ def test_summary_counts_every_row_once(shop, local_run):
     assert rows["rows_read"] == generated + len(MALFORMED)
     assert rows["rows_valid"] == generated + 1  # the date-only row is valid
     assert rows["rejected_by_reason"] == {
-        "missing_user_id": 1, "empty_sku": 1, "unknown_action": 1, "bad_timestamp": 1,
+        "missing_user_id": 1, "empty_sku": 1, "sku_too_long": 1, "unknown_action": 1,
+        "bad_timestamp": 1,
     }
     assert rows["rows_read"] == rows["rows_valid"] + rows["rows_rejected"]
     assert summary["date"] == RUN_DATE.isoformat()  # the day after the newest event
@@ -84,7 +88,7 @@ def test_rejects_are_kept_with_their_reason(local_run):
     _, summary = local_run
     rejects = pd.read_parquet(storage.filesystem(summary["rejects_uri"])[1])
     assert sorted(rejects["reason"]) == sorted(
-        ["missing_user_id", "empty_sku", "unknown_action", "bad_timestamp"]
+        ["missing_user_id", "empty_sku", "sku_too_long", "unknown_action", "bad_timestamp"]
     )
 
 

@@ -20,7 +20,7 @@ from simrec import storage
 from simrec.adapters.ports import ExportResult, Warehouse
 from simrec.adapters.warehouse_local import DuckDBWarehouse
 from simrec.core import layout
-from simrec.core.events import REJECT_REASONS
+from simrec.core.events import MAX_SKU_LENGTH, REJECT_REASONS
 from simrec.core.runs import RunParams
 from simrec.stages.export import run_export
 
@@ -109,6 +109,8 @@ def _oracle(rows, params=PARAMS):
             reason = "missing_user_id"
         elif sku_n is None:
             reason = "empty_sku"
+        elif len(sku_n) > MAX_SKU_LENGTH:
+            reason = "sku_too_long"
         elif action_n not in ("browsed", "basket", "purchase"):
             reason = "unknown_action"
         elif ts is None:
@@ -178,7 +180,8 @@ def test_crafted_csv_every_row_accounted_for(tmp_path: Path) -> None:
             "rows_valid": 3,
             "rows_rejected": 9,
             "rejected_by_reason": {
-                "missing_user_id": 3, "empty_sku": 1, "unknown_action": 3, "bad_timestamp": 2
+                "missing_user_id": 3, "empty_sku": 1, "sku_too_long": 0, "unknown_action": 3,
+                "bad_timestamp": 2,
             },
         },  # fmt: skip
         "rejects_uri": f"{run_dir}/rejects",
@@ -206,6 +209,7 @@ def _random_rows(n: int, seed: int) -> list[tuple]:
     rng = random.Random(seed)
     users = [f"u{i}" for i in range(40)] + [" u1 ", "", "  ", None]
     skus = [f"s{i}" for i in range(60)] + ["s1 ", "", " ", None]
+    skus += ["x" * MAX_SKU_LENGTH, "y" * (MAX_SKU_LENGTH + 1)]  # the API's limit, and over
     actions = ["browsed", "basket", "purchase", "BASKET", " Purchase ", "clicked", "", None]
     stamps = (
         [f"2024-02-{d:02d}" for d in range(1, 30)]
@@ -442,7 +446,8 @@ def test_ga4_parquet_folder(tmp_path: Path) -> None:
     ]  # fmt: skip
     assert manifest["counts"]["rows_read"] == 8
     assert manifest["counts"]["rejected_by_reason"] == {
-        "missing_user_id": 0, "empty_sku": 1, "unknown_action": 0, "bad_timestamp": 1
+        "missing_user_id": 0, "empty_sku": 1, "sku_too_long": 0, "unknown_action": 0,
+        "bad_timestamp": 1,
     }  # fmt: skip
     assert sorted((u, s, a) for u, s, a, _ in _valid_rows(tmp_path / "data")) == [
         ("p1", "A", "basket"), ("p1", "A", "browsed"), ("p1", "B", "browsed"),
@@ -535,8 +540,11 @@ def test_on_message_exports_once_per_run(tmp_path: Path) -> None:
     expected = dataclasses.replace(PARAMS, model=settings.model)  # the deployment's model
     assert (first.action, first.run_id) == ("exported", expected.run_id)
     assert first.ids["rows_valid"] == 3 and first.ids["rows_rejected"] == 9
+    # A redelivery does not export again, but resumes the chain where it stopped (no
+    # similarities yet): the export manifest is re-emitted for the cluster stage.
     again = on_message(payload, settings, DuckDBWarehouse(), dt.date(2024, 3, 9))
-    assert again.action == "skipped"
+    assert (again.action, again.run_id) == ("resumed", first.run_id)
+    assert "re-emitted the export manifest" in again.reason
     with pytest.raises(BadEvent):
         on_message({"date": "March"}, settings, DuckDBWarehouse(), dt.date(2024, 3, 9))
 

@@ -15,6 +15,7 @@ Every delivery happens twice: one job, one manifest, one launch.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -141,12 +142,14 @@ def test_pubsub_push_delivers_the_nightly_message_to_the_export_function(
         written = storage.read_json(manifest)
         assert written["counts"]["rows_valid"] == 18 and written["counts"]["rows_rejected"] == 1
 
-        publisher.publish(topic, message).result(timeout=30)  # the same message again
+        # The same message again: no second export; no similarities exist yet, so the
+        # manifest is re-emitted (same content, a new object write) for the cluster stage.
+        publisher.publish(topic, message).result(timeout=30)
         second = server.wait_for_decisions(2)[1]
-        assert second["action"] == "skipped" and second["run_id"] == PARAMS.run_id
+        assert second["action"] == "resumed" and second["run_id"] == PARAMS.run_id
         runs = list((data / "exports" / "default" / "runs").iterdir())
         assert [r.name for r in runs] == [PARAMS.run_id]
-        assert storage.read_json(manifest) == written  # untouched
+        assert storage.read_json(manifest) == written
     finally:
         server.stop()
 
@@ -171,6 +174,11 @@ def gcp_env(monkeypatch, gcs, grpc_stub, fake_bigquery):
         monkeypatch.setenv(key, value)
     fake_bigquery.tables[TABLE] = ["user_id", "sku", "action", "ts"]
     fake_bigquery.counts = [(PARAMS.days()[0].isoformat(), None, 4), (None, "empty_sku", 1)]
+    # The fake executes nothing: stand in for its EXPORT DATA of the one day with rows
+    # (the export stage checks every day its manifest lists exists before writing it).
+    day = layout.export_day(f"gs://{BUCKET}", "default", PARAMS.days()[0])
+    name = layout.join(day, "part-000000000000.parquet").removeprefix(f"gs://{BUCKET}/")
+    gcs.client().bucket(BUCKET).blob(name).upload_from_string(b"PAR1")
     return env
 
 
@@ -192,7 +200,7 @@ def test_export_function_on_bigquery_runs_one_job_for_two_deliveries(
 
     first, second = decisions(decision_log)
     assert first["action"] == "exported" and first["ids"]["rows_valid"] == 4
-    assert second["action"] == "skipped" and second["reason"] == "export manifest exists"
+    assert second["action"] == "resumed" and "re-emitted the export manifest" in second["reason"]
     assert len(fake_bigquery.inserts) == 1 and len(fake_bigquery.jobs) == 1
     body = fake_bigquery.inserts[0]
     assert body["jobReference"]["jobId"] == f"simrec-export-{PARAMS.key}"
@@ -200,6 +208,28 @@ def test_export_function_on_bigquery_runs_one_job_for_two_deliveries(
     assert params["start_date"]["parameterType"]["type"] == "DATE"
     assert params["start_date"]["parameterValue"]["value"] == PARAMS.start_date.isoformat()
     assert _export_manifest_exists()
+
+
+def test_forced_rerun_is_a_new_attempt_with_its_own_bigquery_job(
+    gcp_env, fake_bigquery, decision_log
+) -> None:
+    client = _function("export")
+    forced = make_pubsub_event(PROJECT, "nightly", {"date": RUN_DATE.isoformat(), "force": True})
+    assert _post(client, _nightly()).status_code == 200
+    assert _post(client, forced).status_code == 200
+    assert _post(client, forced).status_code == 200  # redelivered: same event id
+
+    first, second, redelivered = decisions(decision_log)
+    attempt = dataclasses.replace(PARAMS, attempt=1)
+    assert (first["action"], first["run_id"]) == ("exported", PARAMS.run_id)
+    assert (second["action"], second["run_id"]) == ("exported", attempt.run_id)
+    assert (redelivered["action"], redelivered["run_id"]) == ("resumed", attempt.run_id)
+    assert [b["jobReference"]["jobId"] for b in fake_bigquery.inserts] == [
+        f"simrec-export-{PARAMS.key}", f"simrec-export-{PARAMS.key}-a1"
+    ]
+    refresh_gcsfs()
+    for params in (PARAMS, attempt):  # the first attempt's manifest is kept
+        assert storage.exists(layout.export_manifest(f"gs://{BUCKET}", "default", params.run_id))
 
 
 def test_export_function_failure_leaves_no_manifest_and_redelivery_reruns(
@@ -279,6 +309,8 @@ def test_dataflow_launch_function_launches_one_job_and_skips_published_versions(
     launched, running, published = decisions(decision_log)
     assert launched["action"] == "launched" and launched["ids"]["job_name"] == job_name(PARAMS)
     assert running["action"] == published["action"] == "skipped"
+    # the complete version was never pointed at (the stub job wrote no LATEST): repaired
+    assert storage.latest_version(f"gs://{BUCKET}", "default") == PARAMS.run_id
     assert len(grpc_stub.launch_requests) == 1 and grpc_stub.flex_jobs_started == 1
     param = grpc_stub.launch_requests[0].launch_parameter
     assert param.job_name == job_name(PARAMS)
@@ -289,6 +321,30 @@ def test_dataflow_launch_function_launches_one_job_and_skips_published_versions(
         "tenant": "default",
         "model_version": PARAMS.run_id,
     }
+
+
+def test_dataflow_launch_redelivery_of_an_older_night_never_moves_latest_back(
+    gcp_env, gcs, grpc_stub, decision_log
+) -> None:
+    bucket = gcs.client().bucket(BUCKET)
+    newer = dataclasses.replace(PARAMS, date=RUN_DATE + dt.timedelta(days=1))
+    for params in (PARAMS, newer):
+        meta = {"version": params.run_id, "params": params.to_json(),
+                "created_at": f"{params.date}T02:00:00Z"}  # fmt: skip
+        bucket.blob(f"models/default/{params.run_id}/metadata.json").upload_from_string(
+            json.dumps(meta).encode()
+        )
+    bucket.blob("models/default/LATEST").upload_from_string(newer.run_id.encode())
+    refresh_gcsfs()
+    name = f"similarities/default/{PARAMS.run_id}/_MANIFEST.json"
+    body = {"stage": "similarities", "run_id": PARAMS.run_id, "tenant": "default",
+            "params": PARAMS.to_json()}  # fmt: skip
+    assert _post(_function("dataflow_launch"), _storage_event(gcs, name, json.dumps(body).encode())
+                 ).status_code == 200
+    [skipped] = decisions(decision_log)
+    assert skipped["action"] == "skipped" and "kept aside" in skipped["reason"]
+    assert bucket.blob("models/default/LATEST").download_as_bytes() == newer.run_id.encode()
+    assert grpc_stub.launch_requests == []
 
 
 def test_pubsub_event_payload_roundtrip() -> None:
@@ -393,9 +449,12 @@ def test_cluster_polls_dataproc_workflows_on_the_watch_tick(
     assert failed["ids"]["retry_job_id"] == retry_id
 
 
-def test_a_redelivered_manifest_after_a_failed_load_starts_no_second_job(
+def test_a_redelivered_manifest_starts_no_second_job_but_a_rerun_after_giving_up_does(
     gcp_env, gcs, grpc_stub, decision_log, monkeypatch
 ) -> None:
+    """While a load runs, a redelivered manifest event starts nothing; once the run gave up,
+    the manifest event of the documented recovery (`simrec cloud rerun` re-emits it)
+    starts the next attempt under its own job name (jobs.attempt_for_event)."""
     from google.cloud import dataflow_v1beta3
 
     monkeypatch.setenv("SIMREC_JOB_MAX_ATTEMPTS", "1")
@@ -405,18 +464,23 @@ def test_a_redelivered_manifest_after_a_failed_load_starts_no_second_job(
             "params": PARAMS.to_json()}  # fmt: skip
     manifest_event = _storage_event(gcs, name, json.dumps(body).encode())
     assert _post(launch, manifest_event).status_code == 200
+    refresh_gcsfs()
+    assert _post(launch, manifest_event).status_code == 200  # Eventarc delivers it again
+    assert grpc_stub.flex_jobs_started == 1
     grpc_stub.finish_jobs(dataflow_v1beta3.JobState.JOB_STATE_FAILED)
     refresh_gcsfs()
     assert _post(events, _status_event(grpc_stub.job(job_name(PARAMS)))).status_code == 200
     refresh_gcsfs()
-    assert _post(launch, manifest_event).status_code == 200  # Eventarc delivers it again
+    assert _post(launch, manifest_event).status_code == 200  # the rerun's re-emitted manifest
 
     lines = decisions(decision_log)
     assert [(d["stage"], d["action"]) for d in lines] == [
-        ("dataflow_launch", "launched"), (STAGE, "failed"), ("dataflow_launch", "skipped"),
+        ("dataflow_launch", "launched"), ("dataflow_launch", "skipped"),
+        (STAGE, "failed"), ("dataflow_launch", "launched"),
     ]
-    assert lines[1]["alert"] == JOB_GAVE_UP_ALERT
-    assert grpc_stub.flex_jobs_started == 1
+    assert lines[2]["alert"] == JOB_GAVE_UP_ALERT
+    assert grpc_stub.flex_jobs_started == 2
+    assert lines[3]["ids"]["job_name"] == job_name(PARAMS, 1)
 
 
 def _audit_event(operation: str, *, last: bool) -> CloudEvent:

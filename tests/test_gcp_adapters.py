@@ -228,6 +228,14 @@ def _counts(params: RunParams) -> list[tuple[str | None, str | None, int]]:
             (second, "unknown_action", 1)]  # fmt: skip
 
 
+def _write_days(gcs, params: RunParams) -> None:
+    """The fake executes nothing: stand in for the EXPORT DATA of the days with rows."""
+    bucket = gcs.client().bucket(BUCKET)
+    for day in {d for d, reason, _ in _counts(params) if d and reason is None}:
+        bucket.blob(f"exports/{params.tenant}/dt={day}/part-000000000000.parquet"
+                    ).upload_from_string(b"PAR1")
+
+
 def _manifest_uri(params: RunParams = PARAMS) -> str:
     return layout.export_manifest(ROOT, params.tenant, params.run_id)
 
@@ -239,6 +247,7 @@ def test_bigquery_export_job_request_and_manifest(fake_bigquery, gcs) -> None:
     stale_day = PARAMS.days()[2].isoformat()  # no rows in this run: must disappear
     bucket.blob(f"exports/shop-1/dt={stale_day}/part-000.parquet").upload_from_string(b"old")
     bucket.blob("exports/shop-1/dt=2020-01-01/part-000.parquet").upload_from_string(b"keep")
+    _write_days(gcs, PARAMS)
 
     manifest = run_export(PARAMS, _warehouse(fake_bigquery), TABLE, "plain", ROOT)
 
@@ -294,6 +303,7 @@ def test_bigquery_failed_job_leaves_no_manifest_and_rerun_succeeds(fake_bigquery
     assert not storage.exists(_manifest_uri())
 
     fake_bigquery.outcome = "done"
+    _write_days(gcs, PARAMS)
     manifest = run_export(PARAMS, _warehouse(fake_bigquery), TABLE, "plain", ROOT)
     assert storage.exists(_manifest_uri())
     assert manifest["counts"]["rows_valid"] == 8

@@ -299,7 +299,8 @@ def test_publish_serving_model(tmp_path: Path) -> None:
 
 def test_publish_is_idempotent_and_versions_are_immutable(tmp_path: Path) -> None:
     root = str(tmp_path / "bucket")
-    folder = load_pipeline.publish_snapshot(root, "default", _sample_snapshot("v1"))
+    night = {"params": {"date": "2024-04-01"}, "created_at": "2024-04-01T02:00:00Z"}
+    folder = load_pipeline.publish_snapshot(root, "default", _sample_snapshot("v1", **night))
     before = file_state(folder)
     latest = layout.latest_pointer(root, "default")
     latest_mtime = os.stat(latest).st_mtime_ns
@@ -309,11 +310,16 @@ def test_publish_is_idempotent_and_versions_are_immutable(tmp_path: Path) -> Non
     assert file_state(folder) == before
     assert os.stat(latest).st_mtime_ns == latest_mtime
 
-    # a newer version moves LATEST; republishing v1 then re-asserts it (a previous attempt
-    # may have stopped between metadata and LATEST)
-    load_pipeline.publish_snapshot(root, "default", _sample_snapshot("v2"))
+    # a later night moves LATEST; republishing the older v1 never moves it back, unless
+    # the operator asks to publish it
+    later = {"params": {"date": "2024-04-02"}, "created_at": "2024-04-02T02:00:00Z"}
+    load_pipeline.publish_snapshot(root, "default", _sample_snapshot("v2", **later))
     assert storage.latest_version(root, "default") == "v2"
-    load_pipeline.publish_snapshot(root, "default", _sample_snapshot("v1"))
+    load_pipeline.publish_snapshot(root, "default", _sample_snapshot("v1", **night))
+    assert storage.latest_version(root, "default") == "v2"
+    load_pipeline.publish_snapshot(
+        root, "default", _sample_snapshot("v1", **night), publish=True
+    )
     assert storage.latest_version(root, "default") == "v1"
 
     changed = _sample_snapshot("v1")

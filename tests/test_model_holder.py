@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import types
 from pathlib import Path
 
 import numpy as np
@@ -57,8 +58,12 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
         counts["load"] += 1
         return read(*args)
 
-    monkeypatch.setattr(model_holder.storage, "latest_version", counted_latest)
-    monkeypatch.setattr(model_holder.storage, "read_snapshot", counted_read)
+    # Only the holder's view of storage is counted: publishing reads LATEST too.
+    proxy = types.SimpleNamespace(
+        **{k: getattr(storage, k) for k in dir(storage) if not k.startswith("__")}
+    )
+    proxy.latest_version, proxy.read_snapshot = counted_latest, counted_read
+    monkeypatch.setattr(model_holder, "storage", proxy)
     return counts
 
 
@@ -215,7 +220,7 @@ def test_background_load_never_blocks_a_request(
     clock = FakeClock()
     storage.write_snapshot(root, TENANT, snapshot("v1"))
     holder = ModelHolder(root, TENANT, refresh_seconds=10, clock=clock, background=True)
-    first = holder.get()  # the first model still loads synchronously
+    first = holder.start()  # at server start, before the first request
     assert first is not None and first.version == "v1"
     storage.write_snapshot(root, TENANT, snapshot("v2"))
 
@@ -258,3 +263,76 @@ def test_loaded_model_precomputes_catalog_lookups(root: str) -> None:
     assert catalog.mask(None, False) is None
     assert catalog.mask("unknown", False).tolist() == [0, 0, 0]
     assert model.scorer.score(np.array([0], np.int32), np.array([1.0]), 5) == [(1, 0.75), (2, 0.25)]
+
+
+def test_background_holder_never_loads_on_the_request_path(
+    root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before the first model too: get() answers None at once (the endpoint: 503) while
+    the loader thread loads; the request that finds the model loaded gets it."""
+    clock = FakeClock()
+    storage.write_snapshot(root, TENANT, snapshot("v1"))
+    holder = ModelHolder(root, TENANT, refresh_seconds=10, clock=clock, background=True)
+    release = threading.Event()
+    read = storage.read_snapshot
+    loading_threads: list[str] = []
+
+    def slow_read(*args):
+        loading_threads.append(threading.current_thread().name)
+        assert release.wait(30)
+        return read(*args)
+
+    monkeypatch.setattr(model_holder.storage, "read_snapshot", slow_read)
+    assert holder.get() is None  # returns although the load has not finished
+    assert holder.get() is None
+    release.set()
+    holder.wait_for_loader(30)
+    assert holder.get().version == "v1"
+    assert loading_threads and all(n.startswith("model-loader-") for n in loading_threads)
+
+
+@pytest.mark.parametrize("pointer", ["../../etc", "../other/v1", "/abs", ".hidden", "a/b"])
+def test_latest_naming_a_path_is_never_read(
+    root: str, calls: dict, caplog: pytest.LogCaptureFixture, pointer: str
+) -> None:
+    clock = FakeClock()
+    storage.write_snapshot(root, TENANT, snapshot("v1"))
+    holder = ModelHolder(root, TENANT, refresh_seconds=10, clock=clock)
+    first = holder.get()
+    storage.write_bytes(layout.latest_pointer(root, TENANT), pointer.encode())
+    clock.now += 10
+    with caplog.at_level(logging.ERROR, logger=model_holder.__name__):
+        assert holder.get() is first
+    # storage.latest_version checks LATEST's content by the one name rule (layout).
+    assert calls["load"] == 1 and "is not a valid name" in caplog.text
+
+
+def test_non_finite_scores_are_rejected_at_load(root: str, caplog) -> None:
+    bad = snapshot("v1")
+    bad.scores[0] = np.nan
+    storage.write_snapshot(root, TENANT, bad)
+    holder = ModelHolder(root, TENANT, refresh_seconds=10, clock=FakeClock())
+    with caplog.at_level(logging.ERROR, logger=model_holder.__name__):
+        assert holder.get() is None
+    assert "non-finite value(s)" in caplog.text  # ModelSnapshot.validate, at load
+
+
+def test_one_loader_thread_per_holder_woken_by_requests(root: str) -> None:
+    """A due refresh costs the request an event set: the same loader thread runs every
+    check, and ``close`` (a dropped holder) ends it."""
+    clock = FakeClock()
+    storage.write_snapshot(root, TENANT, snapshot("v1"))
+    holder = ModelHolder(root, TENANT, refresh_seconds=10, clock=clock, background=True)
+    holder.start(wait=False)
+    holder.wait_for_loader(30)
+    loader = holder._loader
+    assert holder.get().version == "v1" and loader is not None and loader.is_alive()
+    for version in ("v2", "v3"):
+        storage.write_snapshot(root, TENANT, snapshot(version))
+        clock.now += 10
+        assert holder.get().version != version  # answered by the current model at once
+        holder.wait_for_loader(30)
+        assert holder.get().version == version and holder._loader is loader
+    holder.close()
+    loader.join(30)
+    assert not loader.is_alive() and holder.get().version == "v3"

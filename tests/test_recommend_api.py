@@ -74,16 +74,29 @@ def models_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 @pytest.fixture
 def clock(models_root: str) -> FakeClock:
-    """The endpoint's model holder, created ahead with a clock the test moves."""
+    """The function's model holder (background loads), created ahead with a clock the
+    test moves."""
     fake = FakeClock()
-    api.get_holder(models_root, TENANT, 30.0).clock = fake
+    function_holder(models_root).clock = fake
     return fake
+
+
+def function_holder(models_root: str) -> api.ModelHolder:
+    return api.get_holder(models_root, TENANT, 30.0, background=True)
+
+
+def started(client, models_root: str):
+    """The function after its first request (the startup probe's): the model it started
+    loading then is loaded."""
+    client.get("/healthz")
+    function_holder(models_root).wait_for_loader(30)
+    return client
 
 
 @pytest.fixture
 def client(models_root: str, clock: FakeClock):
     storage.write_snapshot(models_root, TENANT, model("v1"))
-    return create_app(target="recommend", source=SOURCE).test_client()
+    return started(create_app(target="recommend", source=SOURCE).test_client(), models_root)
 
 
 def get(client, path: str, **params):
@@ -279,7 +292,9 @@ def test_healthz_and_503_before_the_first_model(models_root: str, clock: FakeClo
     assert get(client, "/recommendations", n="0")[1] == 400
 
     storage.write_snapshot(models_root, TENANT, model("v1"))
-    clock.now += 1  # the holder retries a missing model every second
+    clock.now += 1  # the holder retries a missing model every second, in its loader
+    get(client, "/healthz")
+    function_holder(models_root).wait_for_loader(30)
     assert get(client, "/healthz") == ({"status": "ok", "model_version": "v1", "items": 6}, 200)
 
 
@@ -291,6 +306,9 @@ def test_model_swap_without_restart(client, models_root: str, clock: FakeClock) 
     clock.now += 29
     assert get(client, "/recommendations", browsed="a")[0]["model_version"] == "v1"
     clock.now += 1  # SIMREC_MODEL_REFRESH_SECONDS=30
+    # The request that finds the check due is answered by v1 at once: v2 loads aside.
+    assert get(client, "/recommendations", browsed="a")[0]["model_version"] == "v1"
+    function_holder(models_root).wait_for_loader(30)
     body, _ = get(client, "/recommendations", browsed="a")
     assert body["model_version"] == "v2" and items(body) == [("b", 0.1875), ("c", 0.09375)]
     assert get(client, "/healthz")[0]["model_version"] == "v2"
@@ -302,7 +320,7 @@ def test_settings_drive_the_endpoint(models_root: str, clock, monkeypatch) -> No
     monkeypatch.setenv("SIMREC_MAX_SKUS_PER_REQUEST", "1")
     monkeypatch.setenv("SIMREC_WEIGHT_BROWSED", "4")
     storage.write_snapshot(models_root, TENANT, model("v1"))
-    client = create_app(target="recommend", source=SOURCE).test_client()
+    client = started(create_app(target="recommend", source=SOURCE).test_client(), models_root)
     assert get(client, "/recommendations", browsed="a", n="3")[0]["field"] == "n"
     assert get(client, "/recommendations", browsed="a,b")[0]["field"] == "browsed"
     body, status = get(client, "/recommendations", browsed="a")
@@ -323,17 +341,55 @@ def test_serving_app_takes_plain_dicts(models_root: str, clock) -> None:
 
 
 def test_local_server_wsgi_app_answers_like_the_function(models_root: str, clock) -> None:
-    """`simrec serve` wraps the same ServingApp in a plain WSGI app (run by gunicorn)."""
+    """`simrec serve --server gthread` runs the same ServingApp as a plain WSGI app."""
     from werkzeug.test import Client
 
-    from simrec.serving.server import wsgi_app
-
     storage.write_snapshot(models_root, TENANT, model("v1"))
-    local = Client(wsgi_app(ServingApp(Settings())))
-    function = create_app(target="recommend", source=SOURCE).test_client()
+    local = Client(ServingApp(Settings()))
+    function = started(create_app(target="recommend", source=SOURCE).test_client(), models_root)
     for url in ("/recommendations?browsed=a&purchased=b", "/similar?sku=zz", "/healthz", "/x"):
         mine, theirs = local.get(url), function.get(url)
         assert mine.status_code == theirs.status_code
         assert mine.mimetype == "application/json" and mine.get_json() == theirs.get_json()
     response = local.delete("/healthz")
     assert response.status_code == 405 and response.headers["Allow"] == "GET, HEAD"
+
+
+def test_asgi_app_answers_like_the_wsgi_app(models_root: str, clock) -> None:
+    """The production server's ASGI adapter sends exactly the WSGI app's status, headers
+    and body (HEAD, 405 with Allow, 404, errors included)."""
+    import asyncio
+
+    from werkzeug.test import Client
+
+    from simrec.serving.server import AsgiApp
+
+    storage.write_snapshot(models_root, TENANT, model("v1"))
+    service = ServingApp(Settings())
+    wsgi, asgi = Client(service), AsgiApp(service)
+
+    def call(method: str, url: str) -> tuple[int, dict[str, str], bytes]:
+        path, _, query = url.partition("?")
+        scope = {"type": "http", "method": method, "path": path,
+                 "query_string": query.encode("latin-1")}  # fmt: skip
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        asyncio.run(asgi(scope, receive, send))
+        start, body = sent
+        assert start["type"] == "http.response.start" and body["type"] == "http.response.body"
+        return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, body["body"]
+
+    urls = ["/recommendations?browsed=a&purchased=b", "/similar?sku=zz", "/healthz", "/x",
+            "/recommendations?n=0", "/make_recommendation?browsed=a&n=2"]  # fmt: skip
+    for method, url in [("GET", u) for u in urls] + [("HEAD", "/healthz"), ("POST", "/healthz")]:
+        status, headers, body = call(method, url)
+        expected = wsgi.open(url, method=method)
+        assert status == expected.status_code and body == expected.data, url
+        assert headers == {k.lower(): v for k, v in expected.headers.items()
+                           if k.lower() in ("content-type", "content-length", "allow")}

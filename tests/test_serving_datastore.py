@@ -15,6 +15,7 @@ from google.cloud import datastore
 from simrec import storage
 from simrec.config import Settings
 from simrec.core import model_builder
+from simrec.core.tenancy import datastore_namespace
 from simrec.serving import api
 from simrec.serving.api import ServingApp
 from simrec.serving.datastore_backend import DatastoreNeighbours, default_client_factory
@@ -77,7 +78,7 @@ def setup(datastore_host: str, tmp_path: Path):
     root = str(tmp_path / "models")
     rows, snapshot = build(random.Random(5), 60, "v1")
     storage.write_snapshot(root, TENANT, snapshot)
-    put_rows(rows, None, "v1")
+    put_rows(rows, datastore_namespace("", TENANT), "v1")
     settings = Settings(models_uri=root, tenant=TENANT, model_refresh_seconds=0,
                         datastore_project=PROJECT)
     yield root, settings, snapshot
@@ -152,7 +153,7 @@ def test_tenant_namespace_and_outage(setup, tmp_path: Path) -> None:
     root, settings, _ = setup
     rows, snap2 = build(random.Random(6), 30, "t2")
     storage.write_snapshot(root, "shop2", snap2)
-    put_rows(rows, "shop2", "t2")
+    put_rows(rows, datastore_namespace("", "shop2"), "t2")
     ds_settings = settings.model_copy(
         update={"serving_backend": "datastore", "serving_tenants": "shop2"}
     )
@@ -180,3 +181,42 @@ def test_tenant_namespace_and_outage(setup, tmp_path: Path) -> None:
 def test_datastore_backend_needs_a_project(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="DATASTORE_PROJECT"):
         ServingApp(Settings(models_uri=str(tmp_path), serving_backend="datastore"))
+
+
+def test_two_tenants_loaded_by_beam_are_served_separately(
+    datastore_host: str, tmp_path: Path
+) -> None:
+    """End to end: the Beam load writes two tenants (same skus, other lists) with the
+    default namespace setting; serving reads each tenant's own lists by the same rule."""
+    from tests.test_datastore_load import _entities
+    from tests.test_load_pipeline import random_neighbors, write_similarities
+
+    api.clear_holders()
+    bucket, models = tmp_path / "bucket", str(tmp_path / "bucket")
+    lists = {}
+    for tenant, seed in (("shopA", 11), ("shopB", 12)):
+        neighbors, items = random_neighbors(seed=seed, n_items=40)
+        uri = write_similarities(bucket, neighbors, items, tenant=tenant)
+        load_pipeline.run(["--similarities", uri, "--models_root", models,
+                           "--datastore_project", PROJECT])  # fmt: skip
+        lists[tenant] = neighbors
+    for tenant in lists:  # each tenant's entities in its own namespace, none elsewhere
+        assert sorted(_entities(datastore_namespace("", tenant))) == sorted(lists[tenant])
+    assert _entities(None) == {}
+
+    settings = Settings(models_uri=models, tenant="shopA", serving_tenants="shopB",
+                        model_refresh_seconds=0, datastore_project=PROJECT)  # fmt: skip
+    remote = ServingApp(settings.model_copy(update={"serving_backend": "datastore"}))
+    memory = ServingApp(settings)
+    shared = sorted(set(lists["shopA"]) & set(lists["shopB"]))
+    differ = 0
+    for sku in shared:
+        answers = {}
+        for tenant in lists:
+            query = {"sku": sku, "n": "10", "tenant": tenant}
+            body, status = remote.similar(query)
+            assert status == 200 and (body, status) == memory.similar(query)
+            assert [it["sku"] for it in body["items"]] == [n for n, _, _ in lists[tenant][sku]]
+            answers[tenant] = body["items"]
+        differ += answers["shopA"] != answers["shopB"]
+    assert shared and differ > len(shared) // 2  # the tenants really have other lists

@@ -3,6 +3,7 @@ filters, the category-first fallback, tenants, limits and the OpenAPI document."
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from simrec import storage
 from simrec.config import Settings
 from simrec.core.snapshot import CATALOG_NAME, ModelSnapshot
 from simrec.serving import api
-from simrec.serving.api import MAX_QUERY_BYTES, MAX_SKU_LENGTH, RECOMMEND_PARAMS, ServingApp
+from simrec.serving.api import MAX_SKU_LENGTH, RECOMMEND_PARAMS, ServingApp, max_query_bytes
 
 TENANT = "shop"
 #   a -> b 0.75, c 0.375        popularity: a 10, b 8, c 9, d 3, e 12, f 0
@@ -184,13 +185,106 @@ def test_tenants_select_their_model(root: str) -> None:
     assert status == 503
 
 
+def test_any_tenant_made_up_names_are_404_and_use_up_nothing(
+    root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """serving_tenants='*': a made-up tenant is a 404 (not a 503), allocates no holder,
+    and however many there are, a real tenant is still served."""
+    storage.write_snapshot(root, "shop2", model("s2-v1", tenant="shop2", catalog=None))
+    app = ServingApp(Settings(models_uri=root, tenant=TENANT, model_refresh_seconds=0,
+                              serving_tenants="*"))  # fmt: skip
+    client = Client(app)
+    for k in range(api.MAX_OPEN_TENANTS * 2):
+        body, status = get(client, "/recommendations", browsed="a", tenant=f"made-up-{k}")
+        assert status == 404 and body["field"] == "tenant", body
+        assert get(client, "/healthz", tenant=f"made-up-{k}")[1] == 404
+    assert len(app._other_holders) == 0 and set(app._holders) <= {TENANT}
+    body, status = get(client, "/recommendations", browsed="a", tenant="shop2")
+    assert status == 200 and body["model_version"] == "s2-v1"
+    assert get(client, "/healthz")[0]["model_version"] == "v1"  # the default tenant
+
+
+def test_any_tenant_holders_are_a_bounded_lru(root: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(api, "MAX_OPEN_TENANTS", 2)
+    shops = [f"shop{k}" for k in range(4)]
+    for shop in shops:
+        storage.write_snapshot(root, shop, model(f"{shop}-v1", tenant=shop, catalog=None))
+    app = ServingApp(Settings(models_uri=root, tenant=TENANT, model_refresh_seconds=0,
+                              serving_tenants="*"))  # fmt: skip
+    client = Client(app)
+    for shop in [*shops, *shops]:  # more tenants than holders: each still answers
+        body, status = get(client, "/healthz", tenant=shop)
+        assert status == 200 and body["model_version"] == f"{shop}-v1"
+        assert len(app._other_holders) <= 2
+    get(client, "/healthz", tenant="shop2")  # used last: kept, shop3 dropped next
+    get(client, "/healthz", tenant="shop0")
+    assert list(app._other_holders) == ["shop2", "shop0"]
+
+
+@pytest.mark.parametrize(
+    "tenant", ["..", ".", "../default", "a/b", "_x", "__ns__", "a" * 64, "sh op", "%2e%2e", ""]
+)
+def test_bad_tenant_names_never_reach_storage(
+    root: str, monkeypatch: pytest.MonkeyPatch, tenant: str
+) -> None:
+    touched: list[str] = []
+    real = storage.filesystem
+    monkeypatch.setattr(api.storage, "filesystem", lambda uri: touched.append(uri) or real(uri))
+    app = ServingApp(Settings(models_uri=root, tenant=TENANT, model_refresh_seconds=0,
+                              serving_tenants="*"))  # fmt: skip
+    body, status = get(Client(app), "/healthz", tenant=tenant)
+    assert status == 404 and body["field"] == "tenant"
+    assert touched == [] and not app._other_holders  # no listing, no holder
+    with pytest.raises(ValueError, match=r"tenant .*(not a valid name|longer than)"):
+        ServingApp(Settings(models_uri=root, tenant=TENANT, serving_tenants=tenant or "."))
+
+
+def test_any_tenant_requests_never_wait_on_storage_in_a_server(
+    root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a server (background loads) the tenants are listed at start and re-listed by a
+    thread; a request only looks the name up, and a new tenant's model loads aside."""
+    storage.write_snapshot(root, "shop2", model("s2-v1", tenant="shop2", catalog=None))
+    app = ServingApp(Settings(models_uri=root, tenant=TENANT, model_refresh_seconds=60,
+                              serving_tenants="*"), background_load=True)  # fmt: skip
+    app.start()
+    on_request_path: list[str] = []
+    real = storage.filesystem
+
+    def recorded(uri: str):
+        if threading.current_thread() is threading.main_thread():
+            on_request_path.append(uri)
+        return real(uri)
+
+    monkeypatch.setattr(api.storage, "filesystem", recorded)
+    client = Client(app)
+    for k in range(20):
+        assert get(client, "/healthz", tenant=f"made-up-{k}")[1] == 404
+    body, status = get(client, "/healthz", tenant="shop2")  # allocated now, loading aside
+    assert status in (200, 503)
+    app._other_holders["shop2"].wait_for_loader(30)
+    assert get(client, "/healthz", tenant="shop2")[0]["model_version"] == "s2-v1"
+    assert on_request_path == [] and list(app._other_holders) == ["shop2"]
+
+
+def test_a_configured_tenant_without_a_model_is_503(root: str) -> None:
+    """A listed tenant whose model is not loaded (yet): 503, unlike an unknown one."""
+    body, status = get(make_client(root, serving_tenants="shop9"), "/healthz", tenant="shop9")
+    assert status == 503 and body["status"] == "unavailable"
+
+
 def test_datastore_namespace_per_tenant(root: str) -> None:
     def app(ns: str) -> ServingApp:
         return ServingApp(Settings(models_uri=root, tenant=TENANT, datastore_namespace=ns))
 
-    assert app("").namespace(TENANT) is None and app("").namespace("shop2") == "shop2"
-    assert app("prod").namespace(TENANT) == "prod" and app("prod").namespace("b") == "b"
+    # One rule (simrec.core.tenancy.datastore_namespace), the one the Beam load writes by.
+    assert app("").namespace(TENANT) == TENANT and app("").namespace("shop2") == "shop2"
     assert app("rec-{tenant}").namespace("shop2") == "rec-shop2"
+    assert app("prod").namespace(TENANT) == "prod"  # a fixed one: single-tenant only
+    with pytest.raises(ValueError, match="one namespace for every tenant"):
+        ServingApp(Settings(models_uri=root, tenant=TENANT, datastore_namespace="prod",
+                            serving_tenants="b", serving_backend="datastore",
+                            datastore_project="p"))
 
 
 @pytest.mark.parametrize(
@@ -203,7 +297,7 @@ def test_datastore_namespace_per_tenant(root: str) -> None:
         ("/recommendations", "tenant=a&tenant=b", "tenant"),
         ("/similar", "sku=" + "x" * (MAX_SKU_LENGTH + 1), "sku"),
         ("/similar", "sku=a&exclude=" + "y" * (MAX_SKU_LENGTH + 1), "exclude"),
-        ("/recommendations", "browsed=" + "a," * (MAX_QUERY_BYTES // 2), "query"),
+        ("/recommendations", "browsed=" + "a," * (max_query_bytes(200) // 2), "query"),
         ("/healthz", "x=1", "x"),
     ],
 )
@@ -272,3 +366,23 @@ def test_load_pipeline_publishes_a_catalog(tmp_path: Path) -> None:
     for path, message in ((bad, "lacks column"), (tmp_path / "none.parquet", "no catalog")):
         with pytest.raises(load_pipeline.LoadError, match=message):
             load_pipeline.run([*argv[:4], "--catalog", str(path)])
+
+
+def test_cloud_run_startup_probe_asks_healthz() -> None:
+    """The startup probe is an HTTP GET of the app's /healthz (200 only once a model is
+    loaded; tested above and in test_serve_http.py) on the container's port."""
+    tf = pytest.importorskip("tests.test_terraform")
+    service = tf.module("modules/serving").resource("google_cloud_run_v2_service", "recommend")
+    container = tf.block(tf.block(service, "template"), "containers")
+    probe = tf.block(container, "startup_probe")
+    assert "tcp_socket" not in probe
+    http_get = tf.block(probe, "http_get")
+    assert http_get["path"] == "/healthz" and "/healthz" in api.ENDPOINTS
+    assert http_get["port"] == tf.block(container, "ports")["container_port"]
+    assert probe["timeout_seconds"] <= probe["period_seconds"]  # Cloud Run's rule
+    assert probe["period_seconds"] * probe["failure_threshold"] <= 240  # Cloud Run maximum
+
+
+def test_routes_are_the_documented_endpoints() -> None:
+    app = ServingApp(Settings(models_uri="unused", tenant=TENANT))
+    assert tuple(app.routes) == api.ENDPOINTS

@@ -582,7 +582,6 @@ def test_no_public_binding_unless_the_public_variable_is_set() -> None:
 # decision: update this table and the comment on the binding.
 EXPECTED_GRANTS = {
     ("export", "roles/bigquery.jobUser", "project"),
-    ("export", "roles/bigquery.readSessionUser", "project"),
     ("export", "roles/bigquery.dataViewer", "dataset:events"),
     ("export", "roles/storage.objectUser", "bucket:data"),
     ("cluster", "custom:workflow_runner", "project"),
@@ -593,33 +592,41 @@ EXPECTED_GRANTS = {
     ("dataflow_launch", "roles/storage.objectViewer", "bucket:staging"),
     ("dataflow_launch", "roles/storage.objectViewer", "bucket:data"),
     ("dataflow_launch", "roles/storage.objectViewer", "bucket:models"),
-    ("dataproc", "roles/dataproc.worker", "project"),
+    # dataproc.worker minus the models bucket and artifacts/ (condition checked below).
+    ("dataproc", "roles/dataproc.worker", "project?"),
     ("dataproc", "roles/storage.objectUser", "bucket:data"),
-    ("dataproc", "roles/storage.objectUser", "bucket:staging"),
+    ("dataproc", "roles/storage.objectViewer", "bucket:staging"),
+    ("dataproc", "roles/storage.objectUser", "bucket:staging?"),
     ("dataflow", "roles/dataflow.worker", "project"),
     ("dataflow", "roles/storage.objectViewer", "bucket:data"),
     ("dataflow", "roles/storage.objectUser", "bucket:models"),
-    ("dataflow", "roles/storage.objectUser", "bucket:staging"),
+    ("dataflow", "roles/storage.objectViewer", "bucket:staging"),
+    ("dataflow", "roles/storage.objectUser", "bucket:staging?"),
     ("dataflow", "roles/artifactregistry.reader", "repository"),
     ("dataflow", "roles/datastore.user", "project"),
     ("recommend", "roles/storage.objectViewer", "bucket:models"),
     ("recommend", "roles/datastore.viewer", "project"),
     ("trigger", "roles/eventarc.eventReceiver", "project"),
     ("pubsub-agent", "roles/iam.serviceAccountTokenCreator", "sa:trigger"),
+    ("eventarc-agent", "roles/eventarc.serviceAgent", "project"),
     ("gcs-agent", "roles/pubsub.publisher", "project"),
     ("build", "roles/logging.logWriter", "project"),
     ("build", "roles/artifactregistry.writer", "repository"),
     ("build", "roles/storage.objectViewer", "bucket:staging"),
+    ("build", "roles/storage.objectViewer", "project?"),  # gcf-v2-sources (checked below)
 }
+AGENTS = {"pubsub.googleapis.com": "pubsub-agent", "eventarc.googleapis.com": "eventarc-agent"}
 
 
 def _grant(kind: str, body: dict) -> tuple[str, str, str]:
+    """(identity, role, where); ``where`` ends in ``?`` for a conditional grant."""
     member = body["member"]
     who = re.fullmatch(r"\$\{local\.member\.(\w+)\}", member)
+    agent = re.fullmatch(r'\$\{local\.agent_member\["([\w.]+)"\]\}', member)
     if who:
         identity = who.group(1)
-    elif "gcp-sa-pubsub" in member:
-        identity = "pubsub-agent"
+    elif agent:
+        identity = AGENTS[agent.group(1)]
     elif member == "${local.gcs_agent}":
         identity = "gcs-agent"
     else:
@@ -641,7 +648,58 @@ def _grant(kind: str, body: dict) -> tuple[str, str, str]:
         "google_artifact_registry_repository_iam_member": lambda: "repository",
         "google_bigquery_dataset_iam_member": lambda: "dataset:events",
     }[kind]()
-    return identity, role, where
+    return identity, role, where + ("?" if "condition" in body else "")
+
+
+def _condition(name: str, kind: str = "google_project_iam_member") -> str:
+    iam = module("modules/iam")
+    expression = block(iam.resource(kind, name), "condition")["expression"]
+    return resolve(iam.rel, expression)
+
+
+def test_conditional_grants_cover_only_their_prefixes() -> None:
+    """Runtime accounts read artifacts/ and never write it; Dataproc never touches models/
+    (so it cannot move a LATEST pointer); each write grant is limited to the prefixes its
+    code writes; the build account reads the Cloud Functions source bucket of the region."""
+    objects = "projects/_/buckets"
+    staging = "modules/storage:google_storage_bucket.staging.name"
+    models = "modules/storage:google_storage_bucket.models.name"
+    worker = _condition("dataproc_worker")
+    assert f'!resource.name.startsWith("{objects}/{models}/")' in worker
+    assert f'!resource.name.startsWith("{objects}/{staging}/objects/artifacts/")' in worker
+    dataproc = _condition("dataproc_staging_writer", "google_storage_bucket_iam_member")
+    assert dataproc == (
+        f'resource.name.startsWith("{objects}/{staging}/objects/google-cloud-dataproc-metainfo/")'
+    )
+    dataflow = module("modules/iam").resource(
+        "google_storage_bucket_iam_member", "dataflow_staging_writer"
+    )
+    expression = block(dataflow, "condition")["expression"]
+    assert "for d in var.dataflow_writable_dirs" in expression
+    assert module().calls["iam"]["dataflow_writable_dirs"] == "${local.dataflow_dirs}"
+    assert "artifacts" not in " ".join(_dataflow_dirs())
+    build = _condition("build_gcf_sources_reader")
+    assert build == (
+        f'resource.name.startsWith("{objects}/gcf-v2-sources-'
+        'root:data.google_project.this.number-var.region")'
+    )
+    # No runtime account may write a bucket as a whole where the code only reads it.
+    grants = {
+        _grant(k, b) for (k, _), b in module("modules/iam").resources.items()
+        if k.endswith("_iam_member")
+    }  # fmt: skip
+    for identity in ("dataproc", "dataflow", "cluster", "dataflow_launch", "recommend"):
+        assert (identity, "roles/storage.objectUser", "bucket:staging") not in grants
+    assert not [g for g in grants if g[1] == "roles/bigquery.readSessionUser"]
+
+
+def _dataflow_dirs() -> list[str]:
+    """The staging folders Terraform gives the Dataflow jobs (from terraform/contract.json)."""
+    contract = json.loads((TF / "contract.json").read_text())
+    expr = module().locals["dataflow_dirs"]
+    names = re.findall(r"local\.contract\.(\w+)", " ".join(expr))
+    assert names, expr
+    return [contract[n] for n in names]
 
 
 def test_each_identity_gets_only_the_listed_grants() -> None:
@@ -913,17 +971,73 @@ def _make_dry_run(*args: str) -> list[str]:
     return [line for line in commands if line.startswith(("terraform", "gcloud"))]
 
 
-def test_make_deploy_pushes_the_images_before_the_full_apply() -> None:
-    lines = _make_dry_run("deploy")
+def _make_steps(target: str) -> tuple[list[str], list[str]]:
+    """The terraform/gcloud commands of ``make -n target`` and its ``deploy i/4`` messages."""
+    if not shutil.which("make"):
+        pytest.skip("make is not installed")
+    done = subprocess.run(
+        ["make", "-n", target, "TFVARS=terraform/examples/minimal.tfvars", "IMAGE_TAG=t1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.replace("\\\n", " ").splitlines()
+    said = [line for line in lines if line.startswith('echo "deploy ')]
+    return [line for line in lines if line.startswith(("terraform", "gcloud"))], said
+
+
+def test_make_deploy_runs_apis_identities_images_then_apply_and_says_so() -> None:
+    lines, said = _make_steps("deploy")
     applies = [i for i, line in enumerate(lines) if " apply " in line]
     builds = [i for i, line in enumerate(lines) if line.startswith("gcloud builds submit")]
-    assert len(applies) == 2 and len(builds) == 2, lines
-    # Repository first (targeted apply), then both images, then everything with that tag.
-    assert applies[0] < builds[0] < builds[1] < applies[1]
-    assert "-var=image_tag=t1" in lines[applies[0]] and "-var=image_tag=t1" in lines[applies[1]]
-    assert "-target" not in lines[applies[1]]
-    assert "functions/recommend/Dockerfile" in lines[builds[0]]
-    assert lines[builds[1]].startswith("gcloud builds submit build/flex")
+    assert len(applies) == 4 and len(builds) == 2, lines
+    targets = [re.findall(r"-target=(\S+)", lines[i]) for i in applies]
+    # 1 APIs, 2 service agents (+ their wait), 3 repository, then the images, 4 everything.
+    assert targets[:3] == [
+        ["google_project_service.enabled"],
+        ["module.iam.time_sleep.agents"],
+        ["module.storage.google_artifact_registry_repository.images"],
+    ]
+    assert applies[2] < builds[0] < builds[1] < applies[3] and targets[3] == []
+    assert all("-var=image_tag=t1" in lines[i] for i in applies)
+    # Each step says what it does, in order.
+    assert [re.match(r'echo "deploy (\d)/4', line).group(1) for line in said] == list("1234")
+    # The agents the targeted apply creates are the ones the grants use.
+    iam = module("modules/iam")
+    sleep = iam.resource("time_sleep", "agents")
+    assert "${google_project_service_identity.agent}" in sleep["depends_on"]
+    identity = iam.resource("google_project_service_identity", "agent")
+    assert identity["provider"] in ("google-beta", "${google-beta}")
+    assert set(resolve(iam.rel, "${local.agent_services}")) == {
+        "eventarc.googleapis.com", "pubsub.googleapis.com", "monitoring.googleapis.com"
+    }  # fmt: skip
+
+
+def _image_builds() -> list[tuple[str, str]]:
+    """(context folder, Dockerfile inside it) of each ``gcloud builds submit`` of make deploy."""
+    lines, _ = _make_steps("deploy")
+    out = []
+    for line in lines:
+        if line.startswith("gcloud builds submit"):
+            context = line.split()[3]
+            dockerfile = re.search(r"_DOCKERFILE=(\S+)", line).group(1)
+            out.append((context, dockerfile))
+    return out
+
+
+def test_images_are_built_from_the_contexts_make_build_writes(tmp_path: Path) -> None:
+    """Each image's build context is a folder tools/build.py writes, holding the Dockerfile
+    the build names (the old recommend build pointed at functions/recommend/Dockerfile)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_tool", ROOT / "tools" / "build.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    tool.build(tmp_path, skip_wheel=True)
+    builds = _image_builds()
+    assert [c for c, _ in builds] == ["build/recommend", "build/flex"]
+    for context, dockerfile in builds:
+        folder = tmp_path / context.removeprefix("build/")
+        assert (folder / dockerfile).is_file(), f"make build writes no {context}/{dockerfile}"
 
 
 def test_make_destroy_destroys_with_the_same_variables() -> None:
@@ -931,3 +1045,46 @@ def test_make_destroy_destroys_with_the_same_variables() -> None:
     assert "-var-file=" in destroy and "minimal.tfvars" in destroy
     lines = _make_dry_run("destroy", "DESTROY_DATA=1")
     assert "-var=force_destroy=true" in lines[-2] and " destroy " in lines[-1]
+
+
+# --- what expires in the staging bucket -----------------------------------------------------------
+class _RecordingFlexClient:
+    """Fake of FlexTemplatesServiceClient (no emulator): records the launch request."""
+
+    def __init__(self) -> None:
+        self.requests: list[Any] = []
+
+    def launch_flex_template(self, request: Any) -> Any:
+        from google.cloud import dataflow_v1beta3
+
+        self.requests.append(request)
+        return dataflow_v1beta3.LaunchFlexTemplateResponse(job=dataflow_v1beta3.Job(id="j1"))
+
+
+def test_staging_lifecycle_expires_the_folders_the_dataflow_launch_uses() -> None:
+    """temp_location and staging_location of a real launch request lie under prefixes the
+    staging bucket's lifecycle rule deletes (the old rule missed <staging>/staging)."""
+    from simrec.adapters.gcp.dataflow import FlexTemplateLauncher
+
+    client = _RecordingFlexClient()
+    launcher = FlexTemplateLauncher(
+        "p", "europe-west1", "gs://stage/artifacts/flex/simrec-load.json",
+        staging_uri="gs://stage", flex_client=client,
+    )  # fmt: skip
+    launcher._launch("simrec-load-x", {"similarities": "gs://d/s"}, "v1")
+    (request,) = client.requests
+    env = request.launch_parameter.environment
+    used = [env.temp_location, env.staging_location]
+    storage = module("modules/storage")
+    (rule,) = storage.resource("google_storage_bucket", "staging")["lifecycle_rule"]
+    condition = block(rule, "condition")
+    assert block(rule, "action")["type"] == "Delete"
+    prefixes = [
+        f"{d}/" for d in _dataflow_dirs()
+    ] + [p for p in condition["matches_prefix"] if "${" not in p]  # fmt: skip
+    assert "for d in var.dataflow_dirs" in json.dumps(condition["matches_prefix"])
+    assert module().calls["storage"]["dataflow_dirs"] == "${local.dataflow_dirs}"
+    for uri in used:
+        path = uri.removeprefix("gs://stage/") + "/"
+        assert any(path.startswith(p) for p in prefixes), f"{uri} never expires: {prefixes}"
+        assert not path.startswith("artifacts/")

@@ -23,6 +23,7 @@ import argparse
 import ast
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -37,7 +38,19 @@ EXCLUDED_SUFFIXES = (".so", ".pyd", ".c", ".o", ".pyc", ".pyx", ".html")
 EXCLUDED_DIRS = ("__pycache__",)
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 FLEX_BASE_IMAGE = "gcr.io/dataflow-templates-base/python311-template-launcher-base"
-RUN_BASE_IMAGE = "python:3.11-slim"
+#: The recommend image's base, pinned to a Debian release: the floating ``python:3.11-slim``
+#: follows Debian's stable release, so its glibc would change under a prebuilt wheel.
+RUN_BASE_IMAGE = "python:3.11-slim-bookworm"
+#: glibc of each Debian release (Debian 12 "bookworm" ships glibc 2.36, libc6 2.36-9+deb12u*;
+#: Debian 13 "trixie" 2.41).
+DEBIAN_GLIBC = {"bookworm": (2, 36), "trixie": (2, 41)}
+#: What the image's interpreter accepts: CPython 3.11 on x86_64 with the release's glibc.
+IMAGE_PYTHON = (3, 11)
+IMAGE_ARCH = "x86_64"
+IMAGE_GLIBC = DEBIAN_GLIBC[RUN_BASE_IMAGE.rsplit("-", 1)[1]]
+#: The one platform tag the recommend wheel is repaired to (auditwheel refuses if the
+#: compiled kernel needs symbols of a newer glibc).
+IMAGE_PLATFORM = f"manylinux_{IMAGE_GLIBC[0]}_{IMAGE_GLIBC[1]}_{IMAGE_ARCH}"
 #: Pipeline options of Beam's own that the template does not expose.
 FLEX_REQUIREMENTS = (
     "apache-beam[gcp]", "numpy", "pyarrow", "fsspec", "gcsfs", "pydantic", "pydantic-settings",
@@ -254,13 +267,32 @@ RUN pip install --no-cache-dir -r requirements.txt \\
     && rm -rf /tmp/wheels
 
 ENV PORT=8080
-CMD exec functions-framework --target=recommend --host=0.0.0.0 --port=$PORT
+# The production server of simrec/serving/server.py (uvicorn event loop; chosen by
+# bench/http_load.py), the same one `simrec serve` runs. WORKERS: one per vCPU.
+CMD exec python -m simrec.serving.server --host=0.0.0.0 --port=$PORT
 """
+
+
+def check_wheel_interpreter() -> None:
+    """The wheel is compiled by this interpreter: it must be the image's (CPython 3.11 on
+    x86_64), or the image refuses the wheel (wrong cp tag) or cannot load the kernel."""
+    have = (sys.implementation.name, sys.version_info[:2], platform.machine())
+    want = ("cpython", IMAGE_PYTHON, IMAGE_ARCH)
+    if have != want:
+        raise BuildError(
+            f"the recommend wheel must be compiled by the image's interpreter (CPython "
+            f"{'.'.join(map(str, IMAGE_PYTHON))} on {IMAGE_ARCH}, {RUN_BASE_IMAGE}); this is "
+            f"{have[0]} {'.'.join(map(str, have[1]))} on {have[2]}: run make build from a "
+            f"Python {'.'.join(map(str, IMAGE_PYTHON))} venv (PYTHON=python3.11 make clean build)"
+        )
 
 
 def build_wheel(dest: Path) -> Path:
     """``pip wheel`` of a clean copy of the project (no in-place objects, no shared
-    ``build/`` folder), then ``auditwheel repair`` to a manylinux tag when available."""
+    ``build/`` folder) by the image's Python, then ``auditwheel repair`` to exactly the
+    image's platform tag (``IMAGE_PLATFORM``): a kernel that needs a newer glibc than the
+    image's fails here, not at deploy."""
+    check_wheel_interpreter()
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="simrec-wheel-") as tmp:
         src = Path(tmp) / "src"
@@ -283,20 +315,20 @@ def build_wheel(dest: Path) -> Path:
         [wheel] = raw.glob("simrec-*.whl")
         auditwheel = shutil.which("auditwheel", path=f"{Path(sys.executable).parent}:"
                                   f"{os.environ.get('PATH', '')}")  # fmt: skip
-        if auditwheel:
-            # manylinux tag for the glibc this machine links against (patchelf needed).
-            repaired = Path(tmp) / "repaired"
-            env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-            proc = subprocess.run(
-                [auditwheel, "repair", "--plat", "auto", "-w", str(repaired), str(wheel)],
-                capture_output=True, text=True, env=env, check=False,
-            )  # fmt: skip
-            if proc.returncode != 0:
-                raise BuildError(f"auditwheel repair failed:\n{proc.stderr[-2000:]}")
-            [wheel] = repaired.glob("simrec-*.whl")
-        else:
-            print("build: auditwheel not installed; the wheel keeps its linux_x86_64 tag",
-                  file=sys.stderr)  # fmt: skip
+        if not auditwheel:
+            raise BuildError("auditwheel is not installed (pip install -e '.[build]'): without it "
+                             "the wheel's tag says nothing about the glibc it needs")  # fmt: skip
+        repaired = Path(tmp) / "repaired"
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+        proc = subprocess.run(
+            [auditwheel, "repair", "--plat", IMAGE_PLATFORM, "--only-plat", "-w", str(repaired),
+             str(wheel)],
+            capture_output=True, text=True, env=env, check=False,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise BuildError(f"auditwheel repair to {IMAGE_PLATFORM} ({RUN_BASE_IMAGE}) "
+                             f"failed:\n{proc.stderr[-2000:]}")  # fmt: skip
+        [wheel] = repaired.glob("simrec-*.whl")
         for old in dest.glob("simrec-*.whl"):
             old.unlink()
         return Path(shutil.copy2(wheel, dest / wheel.name))

@@ -1,8 +1,9 @@
 """export: the nightly Pub/Sub message (from Cloud Scheduler) -> the run's export.
 
 Runs the export SQL (BigQuery; locally DuckDB) for the run's window, writes the day
-partitions, then the manifest that starts the next stage. A redelivered message finds
-the run's manifest (or, on BigQuery, its job) and starts nothing new. Routing:
+partitions, then the manifest that starts the next stage. A run whose export is complete
+resumes at its first incomplete stage instead (``simrec cloud rerun``); ``"force": true``
+starts a new attempt. A redelivered message (same event id) starts nothing new. Routing:
 :mod:`simrec.stages.routes`.
 """
 

@@ -3,7 +3,11 @@
 Routes by path to ``simrec.serving.api`` (``/recommendations``, ``/similar``,
 ``/healthz``, ``/make_recommendation``, ``/openapi.json``). The app, and with it the
 model holders, is built on the first request from ``SIMREC_*`` settings, so importing
-this module reads nothing.
+this module reads nothing. Models load in background threads from then on, never on the
+request path: until the first one is loaded every endpoint, ``/healthz`` included,
+answers 503 (the startup probe's first requests start the load and wait for it).
+The Cloud Run image runs ``python -m simrec.serving.server`` (the same app); this handler
+serves functions-framework deployments.
 """
 
 import threading
@@ -23,7 +27,9 @@ def get_app() -> ServingApp:
     if _app is None:
         with _app_lock:
             if _app is None:
-                _app = ServingApp()
+                app = ServingApp(background_load=True)
+                app.start(wait=False)
+                _app = app
     return _app
 
 

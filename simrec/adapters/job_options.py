@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simrec.config import Settings
+from simrec.deploy_contract import DATAFLOW_STAGING_DIR, DATAFLOW_TEMP_DIR
 
 #: Load pipeline options (= Flex Template parameters) that come from the run itself.
 LOAD_RUN_PARAMETERS = ("similarities", "models_root", "tenant", "model_version")
@@ -89,8 +90,9 @@ def load_job_options(
         env_field: getattr(settings, name) for env_field, name in LOAD_ENVIRONMENT_SETTINGS.items()
     }
     environment |= {
-        "temp_location": f"{staging}/tmp" if staging else "",
-        "staging_location": f"{staging}/staging" if staging else "",
+        # The staging bucket's lifecycle rules expire these folders (deploy_contract).
+        "temp_location": f"{staging}/{DATAFLOW_TEMP_DIR}" if staging else "",
+        "staging_location": f"{staging}/{DATAFLOW_STAGING_DIR}" if staging else "",
         "additional_user_labels": dict(LOAD_LABELS),
     }
     return LoadJobOptions(

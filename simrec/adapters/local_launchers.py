@@ -29,7 +29,6 @@ from simrec.adapters.launch_ports import JobOutcome, LaunchResult
 from simrec.config import Settings
 from simrec.core import layout
 from simrec.core.runs import RunParams
-from simrec.core.snapshot import METADATA_NAME
 
 #: What the local launchers report for a job: Dataflow's terminal job states.
 DONE, FAILED = "JOB_STATE_DONE", "JOB_STATE_FAILED"
@@ -165,16 +164,8 @@ class LocalBeamLauncher:
         model_version: str,
         job_name: str,
     ) -> LaunchResult:
-        complete = layout.join(
-            layout.model_version(models_root, tenant, model_version), METADATA_NAME
-        )
-        if storage.exists(complete):
-            # A redelivery: the version is already published. Never move LATEST back to
-            # an older version; only repair a LATEST that was never written.
-            if storage.latest_version(models_root, tenant) is None:
-                storage.write_bytes(layout.latest_pointer(models_root, tenant),
-                                    model_version.encode())
-            return LaunchResult(job_name, "exists", {"model_version": model_version})
+        # A complete version is never launched again: the load stage decides that (and
+        # settles LATEST) through simrec.publishing before calling any launcher.
         options = load_job_options(
             self.settings, similarities_uri=similarities_uri, models_root=models_root,
             tenant=tenant, model_version=model_version,

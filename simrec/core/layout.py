@@ -16,9 +16,35 @@ jobs/<job id>.json                                a launched job's record (simre
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 MANIFEST_NAME = "_MANIFEST.json"
 LATEST_NAME = "LATEST"
+
+#: The one rule for every name used as a path segment (tenant, run id, model version,
+#: LATEST's content): letters, digits, ``.``, ``_``, ``-``; starts with a letter or digit;
+#: no ``..``; at most 128 characters. So no value read from a request, a message, an
+#: object name or LATEST can leave its folder.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+class BadName(ValueError):
+    """A tenant, run id or version that is not a safe path segment."""
+
+
+def is_name(value: object) -> bool:
+    """Whether ``value`` is a safe path segment (see ``NAME_PATTERN``)."""
+    return isinstance(value, str) and bool(NAME_PATTERN.fullmatch(value)) and ".." not in value
+
+
+def check_name(value: str, what: str = "name") -> str:
+    """``value`` if it is a safe path segment (see ``NAME_PATTERN``), else ``BadName``."""
+    if not is_name(value):
+        raise BadName(
+            f"{what} {value!r} is not a valid name: use letters, digits, '.', '_' and '-' "
+            "(starting with a letter or digit, no '..', at most 128 characters)"
+        )
+    return value
 
 
 def join(root: str, *parts: str) -> str:
@@ -27,11 +53,13 @@ def join(root: str, *parts: str) -> str:
 
 
 def export_day(root: str, tenant: str, day: dt.date) -> str:
-    return join(root, "exports", tenant, f"dt={day.isoformat()}")
+    return join(root, "exports", check_name(tenant, "tenant"), f"dt={day.isoformat()}")
 
 
 def export_run(root: str, tenant: str, run_id: str) -> str:
-    return join(root, "exports", tenant, "runs", run_id)
+    return join(
+        root, "exports", check_name(tenant, "tenant"), "runs", check_name(run_id, "run id")
+    )
 
 
 def export_manifest(root: str, tenant: str, run_id: str) -> str:
@@ -39,7 +67,7 @@ def export_manifest(root: str, tenant: str, run_id: str) -> str:
 
 
 def similarities(root: str, tenant: str, run_id: str) -> str:
-    return join(root, "similarities", tenant, run_id)
+    return join(root, "similarities", check_name(tenant, "tenant"), check_name(run_id, "run id"))
 
 
 def similarities_neighbors(root: str, tenant: str, run_id: str) -> str:
@@ -55,11 +83,11 @@ def similarities_manifest(root: str, tenant: str, run_id: str) -> str:
 
 
 def models(root: str, tenant: str) -> str:
-    return join(root, "models", tenant)
+    return join(root, "models", check_name(tenant, "tenant"))
 
 
 def model_version(root: str, tenant: str, version: str) -> str:
-    return join(models(root, tenant), version)
+    return join(models(root, tenant), check_name(version, "model version"))
 
 
 def latest_pointer(root: str, tenant: str) -> str:
@@ -83,8 +111,11 @@ def classify_object(name: str) -> tuple[str, str, str] | None:
     parts = name.strip("/").split("/")
     if len(parts) < 4 or parts[-1] != MANIFEST_NAME:
         return None
+    found = None
     if len(parts) >= 5 and parts[-5] == "exports" and parts[-3] == "runs":
-        return "export", parts[-4], parts[-2]
-    if parts[-4] == "similarities":
-        return "similarities", parts[-3], parts[-2]
-    return None
+        found = "export", parts[-4], parts[-2]
+    elif parts[-4] == "similarities":
+        found = "similarities", parts[-3], parts[-2]
+    if found is None or not all(is_name(p) for p in found[1:]):
+        return None
+    return found

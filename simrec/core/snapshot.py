@@ -119,6 +119,13 @@ class ModelSnapshot:
             raise ValueError("neighbour index out of range")
         if any(a >= b for a, b in zip(self.skus, self.skus[1:], strict=False)):
             raise ValueError("skus must be sorted and unique")
+        # Checked at build and at load alike: JSON has no NaN, so a non-finite score would
+        # be served as null, and it breaks every ranking it enters.
+        for name in ("scores", "users", "popularity"):
+            values = getattr(self, name)
+            if values.size and not np.isfinite(values).all():
+                bad = int(np.count_nonzero(~np.isfinite(values)))
+                raise ValueError(f"{name} has {bad} non-finite value(s) (NaN or inf)")
 
     def neighbours(self, item: int) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = self.indptr[item], self.indptr[item + 1]

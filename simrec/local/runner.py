@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import fcntl
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,13 +18,13 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from simrec import storage
+from simrec import publishing, storage
 from simrec.config import Settings
-from simrec.core import layout
+from simrec.core import layout, tenancy
 from simrec.core.runs import RunParams
-from simrec.core.snapshot import METADATA_NAME
 from simrec.local.dispatcher import NIGHTLY_TOPIC, Delivery, LocalCloud
 from simrec.stages import jobs
+from simrec.stages import progress as run_progress
 from simrec.stages.requests import run_params
 
 SUMMARY_NAME = "summary.json"
@@ -62,14 +66,32 @@ def _relevant(function: str, event: CloudEvent) -> bool:
     return kind is not None and kind[0] == wanted
 
 
-def clear_run(settings: Settings, params: RunParams) -> None:
-    """Remove a run's manifests, similarity output and model version, so the next
-    delivery computes it again (a forced rerun)."""
-    storage.remove(layout.export_manifest(settings.data_uri, params.tenant, params.run_id))
-    storage.remove(layout.similarities(settings.data_uri, params.tenant, params.run_id), True)
-    storage.remove(
-        layout.model_version(settings.models_root, params.tenant, params.run_id), True
-    )
+class RunLocked(RuntimeError):
+    """Another run of the same tenant holds the work folder."""
+
+
+@contextmanager
+def run_lock(settings: Settings, tenant: str) -> Iterator[None]:
+    """Serialise runs per tenant and work folder: a second one is refused at once.
+
+    ``flock`` on ``<bucket>/.locks/<tenant>.lock``: released by the kernel when the
+    holder exits, even killed, so a crash never leaves a stale lock; it is per open
+    file, so it excludes a second run in the same process as well as in another one.
+    """
+    path = Path(settings.data_uri) / ".locks" / f"{tenancy.check_tenant(tenant)}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLocked(
+                f"another run of tenant {tenant!r} is using {settings.data_uri} (lock {path}); "
+                "wait for it to end, then run again"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def run_pipeline(
@@ -77,11 +99,21 @@ def run_pipeline(
     params: RunParams,
     console: Console | None = None,
     force: bool = False,
+    publish: bool = False,
 ) -> dict[str, Any]:
-    """Publish the nightly message and let the local cloud run the chain."""
-    console = console or Console(stderr=True)
-    if force:
-        clear_run(settings, params)
+    """Publish the nightly message and let the local cloud run the chain.
+
+    The chain resumes at the run's first incomplete stage; ``force`` recomputes it as a
+    new attempt beside the served model (never deleting it); ``publish`` serves the run
+    even when it is an older night than the served model.
+    """
+    with run_lock(settings, params.tenant):
+        return _run_chain(settings, params, console or Console(stderr=True), force, publish)
+
+
+def _run_chain(
+    settings: Settings, params: RunParams, console: Console, force: bool, publish: bool
+) -> dict[str, Any]:
     timings: dict[str, float] = {}
     with Progress(
         SpinnerColumn(),
@@ -115,7 +147,7 @@ def run_pipeline(
         started = time.perf_counter()
         # The Scheduler's payload; everything else comes from the deployment's settings.
         deliveries = cloud.publish(
-            NIGHTLY_TOPIC, {"tenant": params.tenant, "date": params.date.isoformat()}
+            NIGHTLY_TOPIC, nightly_payload(params.tenant, params.date, force, publish)
         )
         timings["total"] = round(time.perf_counter() - started, 3)
         for name, task in tasks.items():
@@ -129,7 +161,22 @@ def run_pipeline(
     if failed:
         reasons = "; ".join(f"{d.function}: {d.result.reason}" for d in failed)
         raise RuntimeError(f"the run failed: {reasons}")
+    # The attempt the export stage chose (a forced rerun is a new one).
+    params = run_progress.current(settings, dataclasses.replace(params, publish=publish))
     return build_summary(settings, params, timings, deliveries.acted())
+
+
+def nightly_payload(
+    tenant: str, date: dt.date, force: bool = False, publish: bool = False
+) -> dict[str, Any]:
+    """The nightly message (Scheduler, ``simrec run``, ``simrec cloud rerun``); everything
+    else comes from the deployment's settings."""
+    payload: dict[str, Any] = {"tenant": tenant, "date": date.isoformat()}
+    if force:
+        payload["force"] = True
+    if publish:
+        payload["publish"] = True
+    return payload
 
 
 def build_summary(
@@ -141,14 +188,10 @@ def build_summary(
     )
     sims_uri = layout.similarities_manifest(settings.data_uri, params.tenant, params.run_id)
     sims = storage.read_json(sims_uri) if storage.exists(sims_uri) else {}
-    version = storage.latest_version(settings.models_root, params.tenant)
-    model_meta: dict[str, Any] = {}
-    if version:
-        model_meta = storage.read_json(
-            layout.join(
-                layout.model_version(settings.models_root, params.tenant, version), METADATA_NAME
-            )
-        )
+    latest = storage.latest_version(settings.models_root, params.tenant)
+    model_meta = publishing.version_metadata(settings.models_root, params.tenant, params.run_id)
+    version = params.run_id if model_meta is not None else None
+    model_meta = model_meta or {}
     counts = sims.get("counts", {})
     return {
         "run_id": params.run_id,
@@ -167,6 +210,8 @@ def build_summary(
         "neighbor_rows": counts.get("neighbor_rows"),
         "engine": sims.get("engine"),
         "model_version": version,
+        "attempt": params.attempt,
+        "latest": latest,
         "model_items": model_meta.get("counts", {}).get("items"),
         "rejects_uri": export.get("rejects_uri"),
         "stage_timings_s": timings,
@@ -210,6 +255,8 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
             f"retried {retry['stage']}",
             f"attempt {retry['attempt']} {retry['job_id']} failed -> {retry['retry_job_id']}",
         )
+    if summary.get("latest") != summary.get("model_version"):
+        table.add_row("served (LATEST)", str(summary.get("latest")))
     for stage, seconds in summary["stage_timings_s"].items():
         table.add_row(f"time {stage}", f"{seconds:.1f} s")
     console.print(table)

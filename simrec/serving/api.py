@@ -23,7 +23,10 @@ OpenAPI 3 description at ``/openapi.json`` is the reference):
 
 Parameter rules (a violation -> 400 ``{"error", "field"}``):
 
-* The query string is at most ``MAX_QUERY_BYTES`` long (``field`` = ``query``).
+* The query string is at most ``max_query_bytes(max_skus_per_request)`` long (``field`` =
+  ``query``): room for ``max_skus_per_request`` skus of ``MAX_SKU_LENGTH`` characters;
+  the server accepts request lines that long (``simrec.serving.server``), and answers a
+  longer line with a JSON 414.
 * sku lists are comma-separated; each entry is stripped of surrounding spaces and empty
   entries are ignored (``a,,b`` and a trailing comma are fine); an entry is at most
   ``MAX_SKU_LENGTH`` characters. A list parameter may be repeated
@@ -35,8 +38,12 @@ Parameter rules (a violation -> 400 ``{"error", "field"}``):
 * Booleans (``exclude_seen``, ``in_stock_only``): ``true/false`` (also ``1/0``,
   ``yes/no``), case-insensitive.
 * ``category`` / ``in_stock_only`` need a model with an item catalog (else 400).
-* ``tenant``: a shop the deployment serves (``tenant`` plus ``serving_tenants``); another
-  name -> 404 ``{"error", "field": "tenant"}``.
+* ``tenant``: a shop the deployment serves (``tenant`` plus ``serving_tenants``; with
+  ``*`` any validly named tenant (``simrec.core.tenancy``) that had a
+  ``models/<tenant>/LATEST`` at the last listing, made at start and every
+  ``model_refresh_seconds``); another name -> 404 ``{"error", "field": "tenant"}``, and
+  nothing is kept for it. Of the unlisted tenants at most ``MAX_OPEN_TENANTS`` models are
+  kept (least recently used dropped first; a dropped one answers 503 while it reloads).
 * Unknown parameter names are rejected on the new endpoints (a typo such as
   ``purchase=`` would otherwise silently give fallback results); ``/make_recommendation``
   ignores them, as the original service did.
@@ -50,8 +57,9 @@ score, with their share of it. When nothing scores it answers popular items with
 ``category`` filter), then the most popular overall, filters and exclusions applied,
 popularity as score. ``/make_recommendation`` keeps input items and has no fallback
 (an empty ``result``), like the original service; its error bodies carry ``"result": []``
-too. Before a tenant's first model exists its endpoints answer 503 ``{"error": ...}``;
-so does a request whose Datastore read fails.
+too. Until a configured tenant's first model is loaded (in the background: never on the
+request path) its endpoints, ``/healthz`` included, answer 503 ``{"error": ...}``; so
+does a request whose Datastore read fails.
 
 Each response is computed from one model reference taken at the start of the request,
 so it never mixes two versions, and names that version.
@@ -61,8 +69,11 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import re
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -70,8 +81,16 @@ from urllib.parse import parse_qsl
 import numpy as np
 import orjson
 
+from simrec import storage
 from simrec.config import Settings
+from simrec.core import events, layout
 from simrec.core.actions import Action
+from simrec.core.tenancy import (
+    TENANT_PLACEHOLDER,
+    check_tenant,
+    datastore_namespace,
+    is_tenant_name,
+)
 from simrec.serving.datastore_backend import (
     DatastoreNeighbours,
     DatastoreUnavailable,
@@ -85,9 +104,11 @@ Response = tuple[dict[str, Any], int]
 Params = dict[str, list[str]]
 
 DEFAULT_N = 10
-MAX_QUERY_BYTES = 16_384
-MAX_SKU_LENGTH = 256
-MAX_OPEN_TENANTS = 64  # with serving_tenants='*': holders kept at most
+MAX_SKU_LENGTH = events.MAX_SKU_LENGTH  # one limit: export rejects longer skus
+QUERY_OVERHEAD_BYTES = 4_096  # parameter names, n, flags, category, tenant, exclude
+MAX_OPEN_TENANTS = 64  # with serving_tenants='*': holders of other tenants kept (LRU)
+ENDPOINTS = ("/recommendations", "/similar", "/healthz", "/make_recommendation",
+             "/openapi.json")  # fmt: skip
 BECAUSE_K = 3
 SKU_LISTS: tuple[tuple[str, str], ...] = (
     ("browsed", Action.BROWSED.value),
@@ -102,7 +123,6 @@ SIMILAR_PARAMS = ("sku", "n", "exclude", "in_stock_only", "category", "tenant")
 HEALTH_PARAMS = ("tenant",)
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 _DIGITS = re.compile(r"[0-9]+")
-_TENANT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}")
 _EMPTY_I32 = np.zeros(0, dtype=np.int32)
 _STATUS = {
     200: "200 OK",
@@ -131,8 +151,8 @@ class Unavailable(Exception):
     """No model yet, or the Datastore read failed: answered 503 ``{"error"}``."""
 
 
-# --- model holders, one per (models root, tenant, refresh) ------------------------------
-_holders: dict[tuple[str, str, float], ModelHolder] = {}
+# --- model holders, one per (models root, tenant, refresh, background) ---------------
+_holders: dict[tuple[str, str, float, bool], ModelHolder] = {}
 _holders_lock = threading.Lock()
 
 
@@ -140,7 +160,7 @@ def get_holder(
     models_root: str, tenant: str, refresh_seconds: float, background: bool = False
 ) -> ModelHolder:
     """The process-wide holder of a tenant's model (created on first use, then shared)."""
-    key = (models_root, tenant, float(refresh_seconds))
+    key = (models_root, tenant, float(refresh_seconds), background)
     with _holders_lock:
         holder = _holders.get(key)
         if holder is None:
@@ -157,10 +177,18 @@ def clear_holders() -> None:
 
 
 # --- parameter parsing ------------------------------------------------------------------
-def parse_query_string(query: str) -> Params:
+def max_query_bytes(max_skus: int) -> int:
+    """The longest query string accepted: ``max_skus`` skus of ``MAX_SKU_LENGTH``
+    characters with their commas (unescaped), plus ``QUERY_OVERHEAD_BYTES`` for the
+    other parameters. The server's request-line limit derives from it
+    (``simrec.serving.server.max_request_line``), so this limit is the one that answers."""
+    return max_skus * (MAX_SKU_LENGTH + 1) + QUERY_OVERHEAD_BYTES
+
+
+def parse_query_string(query: str, max_bytes: int) -> Params:
     """A raw (WSGI, latin-1) query string -> name -> list of values, length checked."""
-    if len(query) > MAX_QUERY_BYTES:
-        raise BadRequest("query", f"query string longer than {MAX_QUERY_BYTES} bytes")
+    if len(query) > max_bytes:
+        raise BadRequest("query", f"query string longer than {max_bytes} bytes")
     if not query:
         return {}
     text = query.encode("latin-1", "replace").decode("utf-8", "replace")
@@ -286,6 +314,7 @@ class ServingApp:
         self.tenant = s.tenant
         self.max_n = s.max_n
         self.max_skus = s.max_skus_per_request
+        self.max_query = max_query_bytes(self.max_skus)
         self.models_root = s.models_root
         self.refresh_seconds = s.model_refresh_seconds
         self.background_load = background_load
@@ -294,8 +323,18 @@ class ServingApp:
         extra = {t.strip() for t in s.serving_tenants.split(",") if t.strip()}
         self.any_tenant = "*" in extra
         self.tenants = ({s.tenant} | extra) - {"*"}
+        for name in self.tenants:
+            check_tenant(name)
+        # Holders of the configured tenants stay; with '*' other tenants' holders are
+        # kept in LRU order, at most MAX_OPEN_TENANTS of them.
         self._holders: dict[str, ModelHolder] = {s.tenant: holder} if holder else {}
+        self._other_holders: OrderedDict[str, ModelHolder] = OrderedDict()
         self._holders_lock = threading.Lock()
+        # With '*': the tenants that have a LATEST, listed at start and re-listed in the
+        # background every refresh interval, so no request waits on storage for them.
+        self._listed: frozenset[str] | None = None
+        self._listed_next = 0.0
+        self._lister: threading.Thread | None = None
         self.backend = s.serving_backend
         self.datastore = datastore
         if self.backend == "datastore" and datastore is None:
@@ -304,6 +343,14 @@ class ServingApp:
                 raise ValueError(
                     "SIMREC_SERVING_BACKEND=datastore needs SIMREC_DATASTORE_PROJECT"
                 )
+        if self.backend == "datastore" and (len(self.tenants) > 1 or self.any_tenant):
+            ns = s.datastore_namespace
+            if ns and TENANT_PLACEHOLDER not in ns:
+                raise ValueError(
+                    f"SIMREC_DATASTORE_NAMESPACE={ns!r} is one namespace for every tenant; "
+                    f"with several tenants leave it empty or include {TENANT_PLACEHOLDER}"
+                )
+        if self.backend == "datastore" and datastore is None:
             self.datastore = DatastoreNeighbours(
                 default_client_factory(project), s.datastore_cache_items, s.datastore_cache_seconds
             )
@@ -322,36 +369,109 @@ class ServingApp:
         """The default tenant's model holder."""
         return self._holder(self.tenant)
 
+    def start(self, wait: bool = True) -> None:
+        """Load the configured tenants' models (a server calls this at start): the
+        default tenant's before returning when ``wait``, all others in loader threads;
+        with ``serving_tenants='*'`` list the tenants that have a model, too."""
+        for tenant in sorted(self.tenants, key=lambda t: t != self.tenant):
+            self._holder(tenant).start(wait=wait and tenant == self.tenant)
+        if self.any_tenant:
+            if wait:
+                self._list_tenants()
+            else:
+                self._start_lister()
+
     def _holder(self, tenant: str) -> ModelHolder:
         holder = self._holders.get(tenant)
         if holder is None:
             with self._holders_lock:
                 holder = self._holders.get(tenant)
                 if holder is None:
-                    if len(self._holders) >= MAX_OPEN_TENANTS + 1:
-                        raise BadRequest("tenant", "too many tenants open", 404)
                     holder = get_holder(
                         self.models_root, tenant, self.refresh_seconds, self.background_load
                     )
                     self._holders[tenant] = holder
         return holder
 
-    def namespace(self, tenant: str) -> str | None:
-        """Datastore namespace of a tenant: ``datastore_namespace`` (``{tenant}``
-        substituted) for the default tenant or when it names ``{tenant}``, else the
-        tenant's name."""
-        ns = self.settings.datastore_namespace
-        if "{tenant}" in ns:
-            return ns.replace("{tenant}", tenant)
-        return (ns or None) if tenant == self.tenant else tenant
+    def _other_holder(self, tenant: str) -> ModelHolder | None:
+        """With ``serving_tenants='*'``: the holder of a tenant that is not configured,
+        None when the tenant has no model (nothing is allocated for it). At most
+        ``MAX_OPEN_TENANTS`` are kept; the least recently used is dropped first."""
+        with self._holders_lock:
+            holder = self._other_holders.get(tenant)
+            if holder is not None:
+                self._other_holders.move_to_end(tenant)
+                return holder
+        if not self._has_model(tenant):
+            return None
+        with self._holders_lock:
+            holder = self._other_holders.get(tenant)
+            if holder is None:
+                holder = ModelHolder(
+                    self.models_root, tenant, self.refresh_seconds,
+                    background=self.background_load,
+                )  # fmt: skip
+                self._other_holders[tenant] = holder
+                while len(self._other_holders) > MAX_OPEN_TENANTS:
+                    evicted, dropped = self._other_holders.popitem(last=False)
+                    dropped.close()
+                    log.info("dropped the idle model holder of tenant %r", evicted)
+            return holder
+
+    def _has_model(self, tenant: str) -> bool:
+        """Whether ``tenant`` had a LATEST at the last listing (see ``__init__``)."""
+        listed = self._listed
+        if listed is None and not self.background_load:
+            self._list_tenants()  # the one-shot CLI: list now
+            listed = self._listed
+        elif time.monotonic() >= self._listed_next:
+            self._start_lister()
+        if listed is None:
+            raise Unavailable("the list of tenants is not loaded yet; retry")
+        return tenant in listed
+
+    def _start_lister(self) -> None:
+        with self._holders_lock:
+            if self._lister is not None and self._lister.is_alive():
+                return
+            self._listed_next = time.monotonic() + self._list_interval()
+            self._lister = threading.Thread(
+                target=self._list_tenants, name="tenant-lister", daemon=True
+            )
+            self._lister.start()
+
+    def _list_interval(self) -> float:
+        return self.refresh_seconds if self.refresh_seconds > 0 else math.inf
+
+    def _list_tenants(self) -> None:
+        """One listing of ``models/*/LATEST`` (a prefix listing on GCS)."""
+        models = layout.join(self.models_root, "models")
+        try:
+            fs, path = storage.filesystem(models)
+            found = fs.glob(layout.join(path, "*", layout.LATEST_NAME))
+        except Exception:
+            log.exception("listing the tenants under %s failed", models)
+            return
+        names = {f.rstrip("/").split("/")[-2] for f in found}
+        self._listed = frozenset(n for n in names if is_tenant_name(n))
+        self._listed_next = time.monotonic() + self._list_interval()
+
+    def namespace(self, tenant: str) -> str:
+        """Datastore namespace of a tenant (``simrec.core.tenancy.datastore_namespace``)."""
+        return datastore_namespace(self.settings.datastore_namespace, tenant)
 
     def _model(self, params: Params) -> tuple[str, LoadedModel]:
         raw = single(params, "tenant")
         tenant = self.tenant if raw is None else raw.strip()
-        known = tenant == self.tenant or tenant in self.tenants
-        if not known and not (self.any_tenant and _TENANT.fullmatch(tenant)):
+        if tenant in self.tenants:
+            holder: ModelHolder | None = self._holder(tenant)
+        elif self.any_tenant and is_tenant_name(tenant):
+            holder = self._other_holder(tenant)
+        else:
+            holder = None
+        if holder is None:
             raise BadRequest("tenant", f"unknown tenant {tenant[:64]!r}", 404)
-        model = self._holder(tenant).get()
+        model = holder.get()
         if model is None:
             raise Unavailable(f"no model loaded yet for tenant {tenant!r}")
         return tenant, model
@@ -367,7 +487,7 @@ class ServingApp:
         if method != "GET" and method != "HEAD":
             return ({"error": f"method {method} not allowed on {path}; use GET"}, 405), False
         try:
-            params = parse_query_string(query) if isinstance(query, str) else query
+            params = parse_query_string(query, self.max_query) if isinstance(query, str) else query
             return endpoint(params), True
         except BadRequest as exc:
             body, status = exc.response()
@@ -383,22 +503,28 @@ class ServingApp:
         query = environ.get("QUERY_STRING", "") if environ else normalise_params(request.args)
         return self.dispatch(request.method, request.path, query)[0]
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        """The WSGI app."""
-        method = environ["REQUEST_METHOD"]
+    def respond(
+        self, method: str, path: str, query: str
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """``(status, headers, body)`` of one request: what the WSGI and ASGI apps send."""
         try:
-            (body, status), allowed = self.dispatch(
-                method, environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", "")
-            )
+            (body, status), allowed = self.dispatch(method, path, query)
             data = orjson.dumps(body, default=str)
         except Exception:  # a bug: still a JSON answer, and logged
-            log.exception("request %s %s failed", method, environ.get("PATH_INFO"))
+            log.exception("request %s %s failed", method, path[:200])
             status, allowed, data = 500, True, b'{"error":"internal error"}'
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
         if not allowed:
             headers.append(("Allow", "GET, HEAD"))
+        return status, headers, b"" if method == "HEAD" else data
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        """The WSGI app."""
+        status, headers, data = self.respond(
+            environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", "")
+        )
         start_response(_STATUS.get(status, f"{status} Error"), headers)
-        return [b""] if method == "HEAD" else [data]
+        return [data]
 
     # --- public endpoint methods (mappings of parameters, as the CLI calls them) -------
     def recommendations(self, args: Mapping[str, Any]) -> Response:

@@ -1,30 +1,35 @@
 """The serving model, loaded from ``models/<tenant>/LATEST`` and refreshed without restart.
 
-Refresh is checked lazily on the request path, not by a background thread: Cloud
-Functions throttle the CPU between requests, so a timer thread would fire late or never,
-while a request always runs. At most once every ``refresh_seconds`` one request reads
-LATEST; if it names another version, that request loads it aside and swaps a single
-reference. Other requests meanwhile keep serving the current model (they never wait for a
-reload, and never see a half-loaded model). A failed read or load is logged and the old
-model stays. ``refresh_seconds == 0`` means never re-check once a model is loaded.
+A long-running server (``background=True``: ``simrec serve`` and the Cloud Run function)
+never loads a model on the request path: ``start()`` loads the first one at start (in
+the caller, before the server takes requests, or in a loader thread), and when a request
+finds the refresh check due (at most once every ``refresh_seconds``) it only wakes the
+loader thread and goes on with the current model. The loader reads LATEST and, if it
+names another version, loads that version aside and swaps a single reference: a request
+pays at most that pointer read. Before the first model is loaded ``get()`` answers None
+at once (``/healthz`` is then 503, so Cloud Run's startup probe holds traffic back) and
+the loader re-reads LATEST at most every ``MISSING_RETRY_SECONDS``. A failed read or
+load is logged and the old model stays. ``refresh_seconds == 0`` means never re-check
+once a model is loaded.
 
-With ``background=True`` (``simrec serve``: a long-running server with free CPU) the
-request that finds the check due starts a loader thread instead and goes on with the
-current model, so no request waits for a load; the Cloud Function keeps the synchronous
-load, as a function instance's CPU is throttled outside requests.
+Refresh is triggered by requests rather than a timer: a Cloud Run instance with
+request-based billing has its CPU throttled between requests, so a timer would fire late
+or never while a request always runs, and an idle instance spends nothing on refreshes.
 
-Before the first model exists, requests wait for the one loading thread (so a cold start
-under load does not answer 503 to everyone) and LATEST is re-read at most every
-``MISSING_RETRY_SECONDS``.
+``background=False`` (the one-shot CLI commands and tests) loads synchronously in
+``get()`` instead.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import math
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +42,8 @@ from simrec.serving.catalog import ServingCatalog
 log = logging.getLogger(__name__)
 
 MISSING_RETRY_SECONDS = 1.0
+LOAD_SWITCH_INTERVAL = 0.0002  # seconds; see _short_gil_slices
+FAILED_RETRY_SECONDS = 30.0  # before a first model: how often a failed version is retried
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,32 @@ class LoadedModel:
         return self.snapshot.n_items
 
 
+_slices_lock = threading.Lock()
+_slices_users = 0
+_slices_saved = 0.005
+
+
+@contextlib.contextmanager
+def _short_gil_slices() -> Iterator[None]:
+    """While a model loads in a background thread, hand the GIL over every
+    ``LOAD_SWITCH_INTERVAL`` seconds instead of Python's 5 ms: the load is mostly Python
+    loops that hold the GIL, and each time a request's thread waits for it, it would wait
+    a whole slice (several times per request)."""
+    global _slices_users, _slices_saved
+    with _slices_lock:
+        if _slices_users == 0:
+            _slices_saved = sys.getswitchinterval()
+            sys.setswitchinterval(LOAD_SWITCH_INTERVAL)
+        _slices_users += 1
+    try:
+        yield
+    finally:
+        with _slices_lock:
+            _slices_users -= 1
+            if _slices_users == 0:
+                sys.setswitchinterval(_slices_saved)
+
+
 class ModelHolder:
     """Holds the current ``LoadedModel`` of one tenant; see the module docstring."""
 
@@ -106,6 +139,11 @@ class ModelHolder:
         self._lock = threading.Lock()
         self.background = background
         self._loader: threading.Thread | None = None
+        self._wake = threading.Event()  # a check is due: the loader thread runs it
+        self._done = threading.Event()  # no check is pending or running
+        self._done.set()
+        self._closed = False
+        self._failed: tuple[str, float] | None = None  # (version, when) of a failed load
 
     @property
     def current(self) -> LoadedModel | None:
@@ -113,16 +151,21 @@ class ModelHolder:
         return self._model
 
     def get(self) -> LoadedModel | None:
-        """The current model (None before the first one), refreshing it when due."""
+        """The current model (None before the first one), refreshing it when due.
+
+        In background mode this never waits: a due check only wakes the loader thread.
+        """
         if self.clock() < self._next_check:
             return self._model
-        # Before the first model, wait for the loader; afterwards never block a request.
-        if not self._lock.acquire(blocking=self._model is None):
+        # Synchronous mode waits for a running load before the first model; background
+        # mode never blocks a request.
+        blocking = not self.background and self._model is None
+        if not self._lock.acquire(blocking=blocking):
             return self._model
         try:
             if self.clock() >= self._next_check:
-                if self.background and self._model is not None:
-                    self._next_check = self.clock() + self._interval()
+                self._next_check = self.clock() + self._interval()
+                if self.background:
                     self._start_loader()
                 else:
                     self._check()
@@ -131,23 +174,48 @@ class ModelHolder:
             self._lock.release()
         return self._model
 
-    def _start_loader(self) -> None:
-        if self._loader is not None and self._loader.is_alive():
-            return
-        self._loader = threading.Thread(
-            target=self._load_in_background, name=f"model-loader-{self.tenant}", daemon=True
-        )
-        self._loader.start()
+    def start(self, wait: bool = True) -> LoadedModel | None:
+        """Load the current model now (``wait``) or in the loader thread; at server start."""
+        if not wait:
+            with self._lock:
+                self._next_check = self.clock() + self._interval()
+                self._start_loader()
+            return self._model
+        self.refresh()
+        return self._model
 
-    def _load_in_background(self) -> None:
-        with self._lock:
-            self._check()
+    def _start_loader(self) -> None:
+        """Wake the loader thread (started once): an event set, all a request pays."""
+        self._done.clear()
+        self._wake.set()
+        loader = self._loader
+        if loader is None or not loader.is_alive():
+            self._loader = threading.Thread(
+                target=self._loader_loop, name=f"model-loader-{self.tenant}", daemon=True
+            )
+            self._loader.start()
+
+    def _loader_loop(self) -> None:
+        while True:
+            self._wake.wait()
+            if self._closed:
+                self._done.set()
+                return
+            self._wake.clear()
+            with self._lock:
+                self._check()
+                self._next_check = self.clock() + self._interval()
+            if not self._wake.is_set():
+                self._done.set()
+
+    def close(self) -> None:
+        """Stop the loader thread (a holder that is dropped); the model stays usable."""
+        self._closed = True
+        self._wake.set()
 
     def wait_for_loader(self, timeout: float | None = None) -> None:
-        """Wait until a background load (if any) has finished (tests, shutdown)."""
-        loader = self._loader
-        if loader is not None:
-            loader.join(timeout)
+        """Wait until the background loads asked for so far have finished (tests)."""
+        self._done.wait(timeout)
 
     def refresh(self) -> bool:
         """Check LATEST now; True when a new version was swapped in."""
@@ -175,10 +243,18 @@ class ModelHolder:
         current = self._model
         if version is None or (current is not None and current.version == version):
             return
+        failed = self._failed
+        # Without a model LATEST is checked every second: not a reload each time.
+        if current is None and failed and failed[0] == version and (
+            self.clock() < failed[1] + FAILED_RETRY_SECONDS
+        ):
+            return
         try:
-            snapshot = storage.read_snapshot(self.models_root, self.tenant, version)
-            model = LoadedModel.from_snapshot(version, snapshot)
+            with _short_gil_slices() if self.background else contextlib.nullcontext():
+                snapshot = storage.read_snapshot(self.models_root, self.tenant, version)
+                model = LoadedModel.from_snapshot(version, snapshot)
         except Exception:
+            self._failed = (version, self.clock())
             log.exception(
                 "loading model %r of tenant %r failed; still serving %r",
                 version,
@@ -187,4 +263,9 @@ class ModelHolder:
             )
             return
         self._model = model  # the single reference swap
+        if self.background:
+            # A server: move the model's objects out of the garbage collector's reach, so
+            # no full collection walks its 10^5 containers (~20 ms) in a request's way.
+            # Freed as usual by reference counting once no request holds them.
+            gc.freeze()
         log.info("serving model %r of tenant %r (%d items)", version, self.tenant, model.n_items)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from simrec.serving.api import MAX_QUERY_BYTES, MAX_SKU_LENGTH
+from simrec.serving.api import MAX_SKU_LENGTH, max_query_bytes
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -28,7 +28,8 @@ def _param(name: str, schema: dict[str, Any], description: str, **extra: Any) ->
 
 def openapi_document(max_n: int, max_skus: int, tenants: Iterable[str]) -> dict[str, Any]:
     """The document for an app with these limits."""
-    sku_list = {"type": "string", "maxLength": MAX_QUERY_BYTES}
+    max_query = max_query_bytes(max_skus)
+    sku_list = {"type": "string", "maxLength": max_query}
     text = {"type": "string", "minLength": 1, "maxLength": MAX_SKU_LENGTH}
     boolean = {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"]}
     n = _param(
@@ -105,7 +106,7 @@ def openapi_document(max_n: int, max_skus: int, tenants: Iterable[str]) -> dict[
             "title": "simrec recommend",
             "version": "1",
             "description": "Item-to-item recommendations from the latest model. Every "
-            f"query string is at most {MAX_QUERY_BYTES} bytes; browsed, basket and "
+            f"query string is at most {max_query} bytes; browsed, basket and "
             f"purchased hold at most {max_skus} skus together, each at most "
             f"{MAX_SKU_LENGTH} characters.",
         },

@@ -17,7 +17,7 @@ from string import Template
 from typing import Literal, get_args
 
 from simrec.core.actions import ACTIONS, GA4_EVENT_ACTIONS
-from simrec.core.events import EVENT_COLUMNS
+from simrec.core.events import EVENT_COLUMNS, MAX_SKU_LENGTH
 from simrec.core.runs import RunParams
 
 Schema = Literal["plain", "ga4"]
@@ -134,7 +134,9 @@ def render_export_sql(
     else:
         raise ValueError(f"unknown events schema {schema!r}; expected one of {SCHEMAS}")
     return Template(_load("export_events.sql")).substitute(
-        source_rows=source.rstrip("\n"), actions=_literals(ACTIONS)
+        source_rows=source.rstrip("\n"),
+        actions=_literals(ACTIONS),
+        max_sku_length=str(int(MAX_SKU_LENGTH)),
     )
 
 

@@ -47,6 +47,7 @@ SELECT
   CASE
     WHEN user_id IS NULL THEN 'missing_user_id'
     WHEN sku IS NULL THEN 'empty_sku'
+    WHEN LENGTH(sku) > ${max_sku_length} THEN 'sku_too_long'
     WHEN action IS NULL OR action NOT IN (${actions}) THEN 'unknown_action'
     WHEN ts IS NULL THEN 'bad_timestamp'
   END AS reason,

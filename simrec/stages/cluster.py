@@ -18,9 +18,11 @@ def request_id(params: RunParams, attempt: int = 0) -> str:
 
 
 def on_object_finalized(
-    bucket: str, name: str, settings: Settings, launcher: SparkLauncher, attempt: int = 0
+    bucket: str, name: str, settings: Settings, launcher: SparkLauncher,
+    attempt: int | None = None,
 ) -> Decision:
-    """``attempt``: 0 for the manifest's event; the retries of simrec.stages.jobs count up."""
+    """``attempt``: None for the manifest's event (``jobs.attempt_for_event`` decides); the
+    retries of simrec.stages.jobs count up."""
     kind = layout.classify_object(name)
     if kind is None or kind[0] != "export":
         return Decision(STAGE, "ignored", reason=f"not an export manifest: {name}")
@@ -34,6 +36,13 @@ def on_object_finalized(
             run_id=run_id, tenant=tenant,
         )
     output = layout.similarities(settings.data_uri, tenant, run_id)
+    if attempt is None:
+        attempt = jobs.attempt_for_event(settings, lambda n: request_id(params, n))
+    if attempt is None:
+        return Decision(
+            STAGE, "skipped", reason="a similarity job of this run is running or succeeded",
+            run_id=run_id, tenant=tenant, ids={"output": output},
+        )  # fmt: skip
     result = launcher.submit(
         export_manifest_uri=manifest_uri,
         output_uri=output,

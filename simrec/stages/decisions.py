@@ -6,17 +6,20 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from simrec.deploy_contract import FAILED_ACTION
 from simrec.logs import get_logger
 
 #: ``alert`` of the decision that gives a run up after its job's last attempt failed; the
 #: log-based alert of terraform/modules/monitoring/job_alerts.tf matches this value.
 JOB_GAVE_UP_ALERT = "simrec-job-gave-up"
 
+Action = Literal["ignored", "skipped", "launched", "exported", "succeeded", "resumed", "failed"]
+
 
 @dataclass(frozen=True)
 class Decision:
     stage: str
-    action: Literal["ignored", "skipped", "launched", "exported", "succeeded", "failed"]
+    action: Action
     reason: str = ""
     run_id: str = ""
     tenant: str = ""
@@ -26,7 +29,7 @@ class Decision:
     def log(self) -> Decision:
         fields = {k: v for k, v in asdict(self).items() if v not in ("", {}, None)}
         logger = get_logger()
-        if self.action == "failed":
+        if self.action == FAILED_ACTION:  # severity ERROR: FAILED_SEVERITY
             logger.error(f"{self.stage}: {self.action}", **fields)
         else:
             logger.info(f"{self.stage}: {self.action}", **fields)

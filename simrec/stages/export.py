@@ -13,13 +13,14 @@ import datetime as dt
 import time
 from typing import Any
 
-from simrec import storage
+from simrec import publishing, storage
 from simrec.adapters.ports import ExportResult, Warehouse
 from simrec.config import Settings
 from simrec.core import layout
 from simrec.core.runs import RunParams
 from simrec.sql import SCHEMAS
-from simrec.stages.decisions import Decision
+from simrec.stages import progress
+from simrec.stages.decisions import Action, Decision
 from simrec.stages.requests import run_params
 
 STAGE = "export"
@@ -94,6 +95,12 @@ def run_export(
         export_s=time.perf_counter() - start,
         created_at=now or dt.datetime.now(dt.UTC),
     )
+    missing = progress.missing_days(manifest)
+    if missing:  # e.g. another process replaced the day folders meanwhile
+        raise RuntimeError(
+            f"export of run {params.run_id}: day folder(s) {', '.join(missing)} are missing "
+            "after the export; no manifest written"
+        )
     storage.write_json(manifest_uri, manifest)
     return manifest
 
@@ -103,26 +110,62 @@ def on_message(
     settings: Settings,
     warehouse: Warehouse,
     today: dt.date,
+    message_id: str = "",
 ) -> Decision:
-    """The nightly message -> export, unless this run's export is already complete.
+    """The nightly message -> the first stage of the run that is not complete.
 
-    A redelivered message finds the run's manifest and starts nothing (on BigQuery the
-    job id derived from the run also makes a concurrent duplicate find the same job).
+    Export when this attempt has no (valid) export manifest; otherwise re-emit the
+    manifest of the last complete stage (rewriting it: a new generation, hence a new
+    storage event) so the next stage runs, or settle LATEST; a complete run is skipped.
+    ``"force": true`` starts a new attempt from the export, beside the earlier ones
+    (nothing served is removed); its redelivery (same ``message_id``) resumes that
+    attempt. A redelivered message while a stage runs re-emits an event whose job ids
+    (derived from run id + attempt) find the running job.
     """
     params = run_params(payload, settings, today)
+    stage: progress.Stage | None = "export"
+    if payload.get("force"):
+        params, new = progress.start_forced(settings, params, message_id)
+        if not new:
+            stage = progress.first_incomplete(settings, params)
+    else:
+        params = progress.current(settings, params)
+        stage = progress.first_incomplete(settings, params)
     manifest_uri = layout.export_manifest(settings.data_uri, params.tenant, params.run_id)
-    ids = {"manifest": manifest_uri}
-    if storage.exists(manifest_uri):
-        return Decision(
-            STAGE, "skipped", reason="export manifest exists", run_id=params.run_id,
-            tenant=params.tenant, ids=ids,
+    ids = {"manifest": manifest_uri, "attempt": params.attempt}
+
+    def decision(action: Action, reason: str = "", **extra: Any) -> Decision:
+        return Decision(STAGE, action, reason=reason, run_id=params.run_id,
+                        tenant=params.tenant, ids={**ids, **extra})
+
+    if stage is None:
+        return decision("skipped", "run complete: export manifest, similarities and model exist")
+    if stage == "similarities":
+        _reemit(manifest_uri, params)
+        return decision("resumed", "similarities missing: re-emitted the export manifest")
+    if stage == "model":
+        sims = layout.similarities_manifest(settings.data_uri, params.tenant, params.run_id)
+        _reemit(sims, params)
+        return decision("resumed", "model missing: re-emitted the similarity manifest")
+    if stage == "latest":
+        published = publishing.settle_latest(
+            settings.models_root, params.tenant, params.run_id, publish=params.publish
         )
+        return decision("resumed", published.reason, latest=published.latest)
     manifest = run_export(
         params, warehouse, settings.events_source, settings.events_schema, settings.data_uri
     )
-    return Decision(
-        STAGE, "exported", run_id=params.run_id, tenant=params.tenant,
-        ids={**ids, "rows_valid": manifest["counts"]["rows_valid"],
-             "rows_rejected": manifest["counts"]["rows_rejected"],
-             "days": len(manifest["days"])},
+    return decision(
+        "exported",
+        rows_valid=manifest["counts"]["rows_valid"],
+        rows_rejected=manifest["counts"]["rows_rejected"],
+        days=len(manifest["days"]),
     )
+
+
+def _reemit(uri: str, params: RunParams) -> None:
+    """Rewrite a stage's manifest so its storage event fires again; the request's
+    ``publish`` reaches the later stages through the manifest's params."""
+    manifest = storage.read_json(uri)
+    manifest["params"] = {**manifest.get("params", {}), "publish": params.publish}
+    storage.write_json(uri, manifest)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -114,6 +115,20 @@ def read_record(settings: Settings, job_id: str) -> JobRecord | None:
     return JobRecord.from_json(storage.read_json(uri)) if storage.exists(uri) else None
 
 
+def attempt_for_event(settings: Settings, job_id: Callable[[int], str]) -> int | None:
+    """The attempt a manifest's event starts, from the run's job records (``job_id(n)``:
+    the job id of attempt ``n``): 0 for a new run; None while an attempt runs or after one
+    succeeded (a redelivery: this module owns the run); after the last
+    attempt failed (the run gave up), the next one, so the documented recovery
+    (``simrec cloud rerun``, which re-emits the manifest) starts a fresh job."""
+    attempt, last = 0, None
+    while (record := read_record(settings, job_id(attempt))) is not None:
+        last, attempt = record, attempt + 1
+    if last is None:
+        return 0
+    return None if last.state in (RUNNING, SUCCEEDED) else attempt
+
+
 def _updated(info: dict[str, Any]) -> dt.datetime | None:
     """When an object was last written, from its listing: ``mtime`` (local: POSIX seconds;
     gcsfs: a datetime parsed from the object's ``updated``)."""
@@ -181,6 +196,20 @@ def _retry(record: JobRecord, settings: Settings, adapters: Any) -> Decision:
     raise ValueError(f"job record {record.job_id} names an unknown stage {record.stage!r}")
 
 
+def _output_complete(record: JobRecord, settings: Settings) -> bool:
+    """Whether the record's stage already wrote its complete output (its last object)."""
+    from simrec import publishing
+    from simrec.stages import cluster, load
+
+    if record.stage == cluster.STAGE:
+        return storage.exists(
+            layout.similarities_manifest(settings.data_uri, record.tenant, record.run_id)
+        )
+    if record.stage == load.STAGE:
+        return publishing.is_complete(settings.models_root, record.tenant, record.run_id)
+    return False
+
+
 def on_job_ended(
     record: JobRecord, outcome: JobOutcome, settings: Settings, adapters: Any
 ) -> Decision | None:
@@ -194,6 +223,12 @@ def on_job_ended(
     if outcome.state == "succeeded":
         save(settings, replace(record, state=SUCCEEDED))
         return None
+    if _output_complete(record, settings):
+        # The job wrote its complete output, then failed (killed while exiting, say): the
+        # output is what counts, so this is a success and nothing is retried.
+        save(settings, replace(record, state=SUCCEEDED))
+        return Decision(STAGE, "succeeded", reason=f"{record.stage} job {record.job_id} "
+                        f"ended {outcome.detail} after its output was complete", **where)
     number, limit = record.attempt + 1, settings.job_max_attempts
     ids: dict[str, Any] = {
         "job_id": record.job_id, "stage": record.stage, "job_state": outcome.detail,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 
-from simrec import storage
+from simrec import publishing, storage
 from simrec.adapters.launch_ports import BeamLauncher
 from simrec.config import Settings
 from simrec.core import layout
 from simrec.core.runs import RunParams, attempt_key
+from simrec.deploy_contract import DATAFLOW_JOB_PREFIX
 from simrec.stages import jobs
-from simrec.stages.decisions import LAUNCH_ACTIONS, Decision
+from simrec.stages.decisions import LAUNCH_ACTIONS, Action, Decision
 
 STAGE = "dataflow_launch"
 
@@ -22,9 +23,10 @@ def job_name(params: RunParams, attempt: int = 0) -> str:
     """Dataflow job names: [a-z]([-a-z0-9]*[a-z0-9])?, at most 63 characters here.
 
     A longer name keeps a readable prefix plus a hash of the whole name, so attempts
-    and runs never share a name (plain truncation would cut the ``-retry<n>`` suffix).
+    and runs never share a name (plain truncation would cut the ``-retry<n>`` suffix). The
+    prefix is the one the failure alert matches (terraform/contract.json).
     """
-    full = f"simrec-load-{attempt_key(params.key, attempt)}"
+    full = f"{DATAFLOW_JOB_PREFIX}{attempt_key(params.key, attempt)}"
     if len(full) <= JOB_NAME_MAX:
         return full
     digest = hashlib.sha256(full.encode()).hexdigest()[:12]
@@ -32,9 +34,18 @@ def job_name(params: RunParams, attempt: int = 0) -> str:
 
 
 def on_object_finalized(
-    bucket: str, name: str, settings: Settings, launcher: BeamLauncher, attempt: int = 0
+    bucket: str, name: str, settings: Settings, launcher: BeamLauncher,
+    attempt: int | None = None,
 ) -> Decision:
-    """``attempt``: 0 for the manifest's event; the retries of simrec.stages.jobs count up."""
+    """Launch the load of a similarity run, unless its model version is complete.
+
+    Both outcomes are decided from the published state, through the one publishing
+    policy: a complete version is not loaded again (LATEST is settled, e.g. after a crash
+    between metadata and LATEST), and a launch that fails after the version became
+    complete (a load process killed after publishing) is a success. ``attempt``: None for
+    the manifest's event (``jobs.attempt_for_event`` decides); the retries of
+    simrec.stages.jobs count up.
+    """
     kind = layout.classify_object(name)
     if kind is None or kind[0] != "similarities":
         return Decision(STAGE, "ignored", reason=f"not a similarity manifest: {name}")
@@ -42,22 +53,39 @@ def on_object_finalized(
     manifest_uri = storage.object_uri(bucket, name)
     manifest = storage.read_json(manifest_uri)
     params = RunParams.from_json(manifest["params"])
-    name_of_job = job_name(params, attempt)
-    ended = jobs.read_record(settings, name_of_job)
-    if ended is not None and ended.state != jobs.RUNNING:
-        # A redelivered manifest event after this attempt ended: simrec.stages.jobs owns the
-        # run now (it retried as the next attempt, or gave up); Dataflow would start a job.
+    models_root = settings.models_root
+
+    def published(action: Action, reason: str) -> Decision:
+        settled = publishing.settle_latest(models_root, tenant, run_id, publish=params.publish)
         return Decision(
-            STAGE, "skipped", reason=f"job {name_of_job} already ended ({ended.state})",
-            run_id=run_id, tenant=tenant, ids={"job_name": name_of_job},
+            STAGE, action, reason=f"{reason}; {settled.reason}", run_id=run_id, tenant=tenant,
+            ids={"model_version": run_id, "latest": settled.latest},
+        )
+
+    if publishing.is_complete(models_root, tenant, run_id):
+        return published("skipped", "model version already published")
+    if attempt is None:
+        attempt = jobs.attempt_for_event(settings, lambda n: job_name(params, n))
+    if attempt is None:
+        # A redelivered manifest event while an attempt runs (or after it succeeded): the
+        # run belongs to simrec.stages.jobs.
+        return Decision(
+            STAGE, "skipped", reason="a load job of this run is running or succeeded",
+            run_id=run_id, tenant=tenant,
         )  # fmt: skip
-    result = launcher.launch(
-        similarities_uri=manifest_uri.rsplit("/", 1)[0],
-        models_root=settings.models_root,
-        tenant=tenant,
-        model_version=run_id,
-        job_name=name_of_job,
-    )
+    name_of_job = job_name(params, attempt)
+    try:
+        result = launcher.launch(
+            similarities_uri=manifest_uri.rsplit("/", 1)[0],
+            models_root=models_root,
+            tenant=tenant,
+            model_version=run_id,
+            job_name=name_of_job,
+        )
+    except Exception as exc:
+        if not publishing.is_complete(models_root, tenant, run_id):
+            raise
+        return published("succeeded", f"the load ended with an error after publishing: {exc}")
     if result.state != "exists":
         jobs.record_launch(settings, STAGE, bucket, name, params, attempt, result)
     return Decision(

@@ -51,7 +51,10 @@ Handler = Callable[[CloudEvent, Settings, Any], Decision]
 
 def _export(event: CloudEvent, settings: Settings, adapters: Any) -> Decision:
     today = dt.datetime.now(dt.UTC).date()
-    return export.on_message(pubsub_payload(event), settings, adapters.warehouse, today)
+    return export.on_message(
+        pubsub_payload(event), settings, adapters.warehouse, today,
+        message_id=str(event["id"]),  # the Pub/Sub message id: same on redelivery
+    )  # fmt: skip
 
 
 def _cluster(event: CloudEvent, settings: Settings, adapters: Any) -> Decision:

@@ -138,7 +138,7 @@ resource "terraform_data" "dead_letter" {
       MAX_DELIVERY_ATTEMPTS = tostring(var.max_delivery_attempts)
       MIN_RETRY_DELAY       = var.retry_delay.min
       MAX_RETRY_DELAY       = var.retry_delay.max
-      PUBSUB_AGENT          = "service-${var.project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+      PUBSUB_AGENT          = var.pubsub_agent
     }
   }
 }

@@ -1,6 +1,6 @@
 output "service_names" {
-  description = "Cloud Run service behind each function (where their logs and metrics live)."
-  value       = { for k, f in google_cloudfunctions2_function.fn : k => f.service_config[0].service }
+  description = "Short name of the Cloud Run service behind each function: the service_name label of its log entries (service_config.service is the full projects/.../services/<name>)."
+  value       = { for k, f in google_cloudfunctions2_function.fn : k => reverse(split("/", f.service_config[0].service))[0] }
 }
 
 output "function_ids" {

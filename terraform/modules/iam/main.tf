@@ -18,6 +18,43 @@ locals {
 
   repository_name = element(split("/", var.repository_id), length(split("/", var.repository_id)) - 1)
   gcs_agent       = "serviceAccount:${data.google_storage_project_service_account.gcs.email_address}"
+
+  # Google-managed service agents the deployment grants roles to. Enabling an API does not
+  # always create its agent, and a grant to an agent that does not exist yet fails, so each
+  # is created explicitly (Service Usage generateServiceIdentity). The storage agent is
+  # created by its data source below.
+  agent_services = ["eventarc.googleapis.com", "monitoring.googleapis.com", "pubsub.googleapis.com"]
+  agent_member   = { for s, a in google_project_service_identity.agent : s => "serviceAccount:${a.email}" }
+
+  # IAM changes take effect within minutes, not at once (IAM docs: access change
+  # propagation); the provider's Cloud Functions examples wait 60s after granting the build
+  # account before creating the function. Everything that uses a grant below depends on
+  # time_sleep.grants (the root module makes the functions, the service and monitoring
+  # depend on this module).
+  propagation_wait = "120s"
+
+  # Cloud Functions (2nd gen) copies each function's source to this Google-created bucket
+  # and Cloud Build reads it from there (functions docs: build process).
+  gcf_sources_bucket = "gcf-v2-sources-${var.project_number}-${var.region}"
+  objects            = "projects/_/buckets"
+}
+
+# --- service agents ---------------------------------------------------------------------------
+
+# beta only: google_project_service_identity is not in the GA provider.
+resource "google_project_service_identity" "agent" {
+  provider = google-beta
+  for_each = toset(local.agent_services)
+
+  project = var.project_id
+  service = each.value
+}
+
+# A new agent is eventually consistent too: wait before granting roles to it.
+resource "time_sleep" "agents" {
+  create_duration = local.propagation_wait
+
+  depends_on = [google_project_service_identity.agent, data.google_storage_project_service_account.gcs]
 }
 
 resource "google_service_account" "sa" {
@@ -39,13 +76,6 @@ locals {
 resource "google_project_iam_member" "export_job_user" {
   project = var.project_id
   role    = "roles/bigquery.jobUser"
-  member  = local.member.export
-}
-
-# Downloads query results (reject rows, counts) through the BigQuery Storage Read API.
-resource "google_project_iam_member" "export_read_session" {
-  project = var.project_id
-  role    = "roles/bigquery.readSessionUser"
   member  = local.member.export
 }
 
@@ -141,13 +171,20 @@ resource "google_storage_bucket_iam_member" "launch_models_reader" {
 
 # --- Dataproc VMs -------------------------------------------------------------------------------
 
-# Required of every Dataproc VM identity (agent, logging, metrics). Note: this predefined role
-# also carries project-wide storage.objects permissions; the bucket grants below state the
-# intent and suffice if you replace it with a narrower custom worker role.
+# Required of every Dataproc VM identity (agent, logging, metrics, the Dataproc-managed temp
+# bucket). The role also carries project-wide storage.objects permissions: the condition
+# takes away the models bucket (the Spark job never touches it, so it can never move a
+# LATEST pointer) and the deployed code under artifacts/ (read-only through the grant below).
 resource "google_project_iam_member" "dataproc_worker" {
   project = var.project_id
   role    = "roles/dataproc.worker"
   member  = local.member.dataproc
+
+  condition {
+    title       = "not models, not artifacts"
+    description = "No object access in the models bucket or under artifacts/ of the staging bucket."
+    expression  = "!resource.name.startsWith(\"${local.objects}/${var.models_bucket}/\") && !resource.name.startsWith(\"${local.objects}/${var.staging_bucket}/objects/artifacts/\")"
+  }
 }
 
 # Reads exports/ (partitions + manifest), writes similarities/ (parts, then the manifest).
@@ -157,11 +194,24 @@ resource "google_storage_bucket_iam_member" "dataproc_data_writer" {
   member = local.member.dataproc
 }
 
-# Reads the job files; writes driver output (cluster staging bucket).
+# Reads the job files under artifacts/spark/ (never writes them).
+resource "google_storage_bucket_iam_member" "dataproc_staging_reader" {
+  bucket = var.staging_bucket
+  role   = "roles/storage.objectViewer"
+  member = local.member.dataproc
+}
+
+# Writes driver output and cluster metadata: only under the cluster staging prefix.
 resource "google_storage_bucket_iam_member" "dataproc_staging_writer" {
   bucket = var.staging_bucket
   role   = "roles/storage.objectUser"
   member = local.member.dataproc
+
+  condition {
+    title       = "dataproc staging output"
+    description = "Objects under google-cloud-dataproc-metainfo/ only."
+    expression  = "resource.name.startsWith(\"${local.objects}/${var.staging_bucket}/objects/google-cloud-dataproc-metainfo/\")"
+  }
 }
 
 # --- Dataflow workers ---------------------------------------------------------------------------
@@ -187,11 +237,25 @@ resource "google_storage_bucket_iam_member" "dataflow_models_writer" {
   member = local.member.dataflow
 }
 
-# Temp and staging files of the job.
+# Reads the Flex Template spec under artifacts/flex/ (never writes it).
+resource "google_storage_bucket_iam_member" "dataflow_staging_reader" {
+  bucket = var.staging_bucket
+  role   = "roles/storage.objectViewer"
+  member = local.member.dataflow
+}
+
+# Temp and staging files of the job: only under the launcher's temp_location and
+# staging_location (terraform/contract.json).
 resource "google_storage_bucket_iam_member" "dataflow_staging_writer" {
   bucket = var.staging_bucket
   role   = "roles/storage.objectUser"
   member = local.member.dataflow
+
+  condition {
+    title       = "dataflow temp and staging"
+    description = "Objects under the job's temp and staging folders only."
+    expression  = join(" || ", [for d in var.dataflow_writable_dirs : "resource.name.startsWith(\"${local.objects}/${var.staging_bucket}/objects/${d}/\")"])
+  }
 }
 
 # Pulls the Flex Template launcher/worker image.
@@ -242,7 +306,20 @@ resource "google_project_iam_member" "trigger_event_receiver" {
 resource "google_service_account_iam_member" "pubsub_token_creator" {
   service_account_id = google_service_account.sa["trigger"].name
   role               = "roles/iam.serviceAccountTokenCreator"
-  member             = "serviceAccount:service-${var.project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  member             = local.agent_member["pubsub.googleapis.com"]
+
+  depends_on = [time_sleep.agents]
+}
+
+# The Eventarc service agent reads the buckets' notification setup and manages the
+# triggers' transport (its documented role; granted explicitly so the first trigger does
+# not wait for the automatic grant).
+resource "google_project_iam_member" "eventarc_agent" {
+  project = var.project_id
+  role    = "roles/eventarc.serviceAgent"
+  member  = local.agent_member["eventarc.googleapis.com"]
+
+  depends_on = [time_sleep.agents]
 }
 
 data "google_storage_project_service_account" "gcs" {
@@ -254,6 +331,8 @@ resource "google_project_iam_member" "gcs_agent_publisher" {
   project = var.project_id
   role    = "roles/pubsub.publisher"
   member  = local.gcs_agent
+
+  depends_on = [time_sleep.agents]
 }
 
 # --- function builds ---------------------------------------------------------------------------
@@ -279,4 +358,62 @@ resource "google_storage_bucket_iam_member" "build_source_reader" {
   bucket = var.staging_bucket
   role   = "roles/storage.objectViewer"
   member = local.member.build
+}
+
+# Reads the copy of each source that Cloud Functions puts in gcf-v2-sources-<number>-<region>,
+# where Cloud Build fetches it. That bucket is created by the first function deploy, so
+# the grant is on the project, conditioned on the bucket's name (valid before it exists).
+resource "google_project_iam_member" "build_gcf_sources_reader" {
+  project = var.project_id
+  role    = "roles/storage.objectViewer"
+  member  = local.member.build
+
+  condition {
+    title       = "gcf-v2-sources bucket"
+    description = "Objects of the Cloud Functions source bucket of this region only."
+    expression  = "resource.name.startsWith(\"${local.objects}/${local.gcf_sources_bucket}\")"
+  }
+}
+
+# --- propagation --------------------------------------------------------------------------------
+
+# Every grant above, then the documented wait; the functions, their triggers, the service
+# and the uptime check come after this (tests/test_terraform.py checks the chain).
+resource "time_sleep" "grants" {
+  create_duration = local.propagation_wait
+
+  depends_on = [
+    google_project_iam_member.export_job_user,
+    google_bigquery_dataset_iam_member.export_events_reader,
+    google_storage_bucket_iam_member.export_data_writer,
+    google_project_iam_member.cluster_workflow_runner,
+    google_service_account_iam_member.cluster_acts_as_dataproc,
+    google_storage_bucket_iam_member.cluster_data_reader,
+    google_project_iam_member.launch_dataflow_developer,
+    google_service_account_iam_member.launch_acts_as_dataflow,
+    google_storage_bucket_iam_member.launch_staging_reader,
+    google_storage_bucket_iam_member.launch_data_reader,
+    google_storage_bucket_iam_member.launch_models_reader,
+    google_project_iam_member.dataproc_worker,
+    google_storage_bucket_iam_member.dataproc_data_writer,
+    google_storage_bucket_iam_member.dataproc_staging_reader,
+    google_storage_bucket_iam_member.dataproc_staging_writer,
+    google_project_iam_member.dataflow_worker,
+    google_storage_bucket_iam_member.dataflow_data_reader,
+    google_storage_bucket_iam_member.dataflow_models_writer,
+    google_storage_bucket_iam_member.dataflow_staging_reader,
+    google_storage_bucket_iam_member.dataflow_staging_writer,
+    google_artifact_registry_repository_iam_member.dataflow_image_reader,
+    google_project_iam_member.dataflow_datastore_user,
+    google_storage_bucket_iam_member.recommend_models_reader,
+    google_project_iam_member.recommend_datastore_viewer,
+    google_project_iam_member.trigger_event_receiver,
+    google_service_account_iam_member.pubsub_token_creator,
+    google_project_iam_member.eventarc_agent,
+    google_project_iam_member.gcs_agent_publisher,
+    google_project_iam_member.build_log_writer,
+    google_artifact_registry_repository_iam_member.build_image_writer,
+    google_storage_bucket_iam_member.build_source_reader,
+    google_project_iam_member.build_gcf_sources_reader,
+  ]
 }

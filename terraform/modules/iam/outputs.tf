@@ -7,3 +7,23 @@ output "members" {
   description = "IAM member string (serviceAccount:...) per identity."
   value       = local.member
 }
+
+output "agents" {
+  description = "E-mail of each Google-managed service agent the deployment grants to (by API; storage: the Cloud Storage agent)."
+  value = merge(
+    { for s, a in google_project_service_identity.agent : s => a.email },
+    { "storage.googleapis.com" = data.google_storage_project_service_account.gcs.email_address },
+  )
+  # Whoever grants a role to an agent waits for the new agents to propagate first.
+  depends_on = [time_sleep.agents]
+}
+
+output "grants_ready" {
+  description = "Id of the wait that follows every grant: depend on it (or on this module) before using a grant."
+  value       = time_sleep.grants.id
+}
+
+output "propagation_wait" {
+  description = "How long the deployment waits after a grant before using it."
+  value       = local.propagation_wait
+}

@@ -57,3 +57,8 @@ variable "datastore_read" {
   description = "Grant the recommend identity Datastore read access."
   type        = bool
 }
+
+variable "dataflow_writable_dirs" {
+  description = "Folders of the staging bucket the Dataflow jobs write (temp_location, staging_location)."
+  type        = list(string)
+}

@@ -1,15 +1,10 @@
-# Alerts: one policy for a failed nightly run (any stage), one for the endpoint being down.
-#   - a function logged a "failed" decision (simrec.stages.decisions logs one JSON line per event)
-#   - the Dataproc similarity job failed
-#   - the Dataflow load failed
-#   - an event was dead-lettered after every retry
+# Alerts: one policy for a pipeline function that failed on an event, one for a failed job or
+# a dead-lettered event, one for the endpoint being down. Their filters are in filters.tf.
 
 locals {
-  channels       = [for c in google_monitoring_notification_channel.email : c.id]
-  services       = values(var.function_services)
-  service_filter = join(" OR ", [for s in local.services : "\"${s}\""])
-  endpoint_host  = trimprefix(var.endpoint_url, "https://")
-  uptime_agent   = "serviceAccount:service-${var.project_number}@gcp-sa-monitoring-notification.iam.gserviceaccount.com"
+  channels      = [for c in google_monitoring_notification_channel.email : c.id]
+  endpoint_host = trimprefix(var.endpoint_url, "https://")
+  uptime_agent  = "serviceAccount:${var.monitoring_agent}"
 }
 
 resource "google_monitoring_notification_channel" "email" {
@@ -23,70 +18,64 @@ resource "google_monitoring_notification_channel" "email" {
   }
 }
 
-# Counts the "failed" decisions of the pipeline functions, by stage.
-resource "google_logging_metric" "failed_decisions" {
-  project     = var.project_id
-  name        = "${var.name_prefix}-failed-decisions"
-  description = "Events a simrec pipeline function failed on (one per delivery attempt)."
-  filter      = <<-EOT
-    resource.type="cloud_run_revision"
-    resource.labels.service_name=(${local.service_filter})
-    jsonPayload.action="failed"
-  EOT
-
-  metric_descriptor {
-    metric_kind = "DELTA"
-    value_type  = "INT64"
-    unit        = "1"
-    labels {
-      key         = "stage"
-      value_type  = "STRING"
-      description = "Pipeline stage that failed."
-    }
-  }
-
-  label_extractors = {
-    stage = "EXTRACT(jsonPayload.stage)"
-  }
-}
-
-resource "google_monitoring_alert_policy" "run_failed" {
+resource "google_monitoring_alert_policy" "function_failed" {
   project               = var.project_id
-  display_name          = "simrec: nightly run failed"
+  display_name          = "simrec: pipeline function failed"
   combiner              = "OR"
   notification_channels = local.channels
 
   documentation {
     mime_type = "text/markdown"
     content   = <<-EOT
-      A stage of the nightly simrec run failed. The model of the last good run keeps serving.
-      Find the run in Cloud Logging with `jsonPayload.action="failed"` (its run_id and stage),
-      the Dataproc workflow (clusters named ${var.dataproc_cluster_prefix}-*), the Dataflow job,
-      or the dead-letter subscription `${var.dead_letter_subscription}`. Handlers are
-      idempotent: re-run with `gcloud scheduler jobs run` once the cause is fixed.
+      A simrec pipeline function failed on an event (stage $${log.extracted_label.stage}, run
+      $${log.extracted_label.run_id}). The model of the last good run keeps serving. Find the
+      line in Cloud Logging with `jsonPayload.${local.c.action_field}="${local.c.failed_action}"`;
+      Eventarc retries the delivery, then dead-letters it. Handlers are idempotent: re-run
+      with `gcloud scheduler jobs run` once the cause is fixed.
     EOT
   }
 
   conditions {
-    display_name = "A pipeline function logged a failed event"
-    condition_threshold {
-      filter          = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.failed_decisions.name}\" AND resource.type=\"cloud_run_revision\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-      aggregations {
-        alignment_period     = "300s"
-        per_series_aligner   = "ALIGN_SUM"
-        cross_series_reducer = "REDUCE_SUM"
-        group_by_fields      = ["metric.label.stage"]
+    display_name = "A pipeline function logged a failed decision"
+    condition_matched_log {
+      filter = local.filters.failed_decision
+      label_extractors = {
+        stage  = "EXTRACT(jsonPayload.${local.c.stage_field})"
+        run_id = "EXTRACT(jsonPayload.${local.c.run_id_field})"
       }
     }
+  }
+
+  # Required of log-match conditions: at most one notification per period.
+  alert_strategy {
+    notification_rate_limit {
+      period = "300s"
+    }
+    auto_close = "86400s"
+  }
+}
+
+resource "google_monitoring_alert_policy" "run_failed" {
+  project               = var.project_id
+  display_name          = "simrec: nightly job failed"
+  combiner              = "OR"
+  notification_channels = local.channels
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = <<-EOT
+      A job of the nightly simrec run failed. The model of the last good run keeps serving.
+      See the Dataproc workflow (clusters named ${var.dataproc_cluster_prefix}-*), the Dataflow
+      job (named ${local.c.dataflow_job_prefix}*), or the dead-letter subscription
+      `${var.dead_letter_subscription}`. Handlers are idempotent: re-run with
+      `gcloud scheduler jobs run` once the cause is fixed.
+    EOT
   }
 
   conditions {
     display_name = "The Dataproc similarity job failed"
     condition_threshold {
-      filter          = "metric.type=\"dataproc.googleapis.com/cluster/job/failed_count\" AND resource.type=\"cloud_dataproc_cluster\" AND resource.label.cluster_name=starts_with(\"${var.dataproc_cluster_prefix}\")"
+      filter          = local.filters.dataproc_job_failed
       comparison      = "COMPARISON_GT"
       threshold_value = 0
       duration        = "0s"
@@ -100,7 +89,7 @@ resource "google_monitoring_alert_policy" "run_failed" {
   conditions {
     display_name = "The Dataflow load failed"
     condition_threshold {
-      filter          = "metric.type=\"dataflow.googleapis.com/job/is_failed\" AND resource.type=\"dataflow_job\" AND resource.label.job_name=starts_with(\"${var.name_prefix}\")"
+      filter          = local.filters.dataflow_job_failed
       comparison      = "COMPARISON_GT"
       threshold_value = 0
       duration        = "0s"
@@ -114,7 +103,7 @@ resource "google_monitoring_alert_policy" "run_failed" {
   conditions {
     display_name = "An event was dead-lettered"
     condition_threshold {
-      filter          = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=\"${var.dead_letter_subscription}\""
+      filter          = local.filters.dead_lettered
       comparison      = "COMPARISON_GT"
       threshold_value = 0
       duration        = "0s"
@@ -139,6 +128,13 @@ resource "google_cloud_run_v2_service_iam_member" "uptime_invoker" {
   name     = var.service_name
   role     = "roles/run.invoker"
   member   = local.uptime_agent
+}
+
+# The grant is used by the first probe: wait for it as for the grants of modules/iam.
+resource "time_sleep" "uptime_invoker" {
+  create_duration = var.propagation_wait
+
+  depends_on = [google_cloud_run_v2_service_iam_member.uptime_invoker, time_sleep.uptime_invoker]
 }
 
 # GET /healthz is 200 only while a model is loaded, so this also catches a service that
@@ -176,7 +172,7 @@ resource "google_monitoring_uptime_check_config" "endpoint" {
     }
   }
 
-  depends_on = [google_cloud_run_v2_service_iam_member.uptime_invoker]
+  depends_on = [google_cloud_run_v2_service_iam_member.uptime_invoker, time_sleep.uptime_invoker]
 }
 
 resource "google_monitoring_alert_policy" "endpoint_down" {

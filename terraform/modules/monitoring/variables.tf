@@ -3,8 +3,8 @@ variable "project_id" {
   type        = string
 }
 
-variable "project_number" {
-  description = "Project number (names the monitoring service agent)."
+variable "monitoring_agent" {
+  description = "Monitoring service agent e-mail (the uptime check's OIDC identity)."
   type        = string
 }
 
@@ -14,12 +14,12 @@ variable "region" {
 }
 
 variable "name_prefix" {
-  description = "Prefix of the metric name and of the Dataflow job names."
+  description = "Prefix of the log exclusion's name."
   type        = string
 }
 
 variable "function_services" {
-  description = "Cloud Run service behind each pipeline function."
+  description = "Short name of the Cloud Run service behind each pipeline function (the service_name label of its log entries)."
   type        = map(string)
 }
 
@@ -61,4 +61,14 @@ variable "uptime_check_period" {
 variable "request_log_keep_ratio" {
   description = "Share of successful request logs of the recommend service kept."
   type        = number
+}
+
+variable "log_contract" {
+  description = "Log field names and values and the Dataflow job prefix the code uses (terraform/contract.json)."
+  type        = map(string)
+}
+
+variable "propagation_wait" {
+  description = "Wait after a grant before it is used (the iam module's documented wait)."
+  type        = string
 }

@@ -3,8 +3,8 @@ variable "project_id" {
   type        = string
 }
 
-variable "project_number" {
-  description = "Project number (names the Pub/Sub service agent)."
+variable "pubsub_agent" {
+  description = "Pub/Sub service agent e-mail (forwards dead letters)."
   type        = string
 }
 

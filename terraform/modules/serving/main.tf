@@ -44,14 +44,18 @@ resource "google_cloud_run_v2_service" "recommend" {
         }
       }
 
-      # Ready when the port is open. Not /healthz: it answers 503 until the first model is
-      # published, and the first deploy comes before the first nightly run.
+      # Ready once a model is loaded: /healthz answers 200 then and 503 (JSON) before, so
+      # no request reaches an instance still loading (the load runs in the background,
+      # never on the request path; HTTP probes count 200-399 as success). Up to
+      # 2 s x 60 = 120 s to load. A revision started before any model was published fails
+      # this probe: publish the first model before deploying the service.
       startup_probe {
         initial_delay_seconds = 0
         period_seconds        = 2
         timeout_seconds       = 2
-        failure_threshold     = 30
-        tcp_socket {
+        failure_threshold     = 60
+        http_get {
+          path = "/healthz"
           port = 8080
         }
       }

@@ -83,9 +83,10 @@ resource "google_storage_bucket" "models" {
 }
 
 # Function sources, Spark job files and the Flex Template spec under artifacts/ (kept:
-# Terraform owns them); Dataflow temp/staging files (the launchers use tmp/ and dataflow/)
-# and Dataproc driver output (google-cloud-dataproc-metainfo/) expire. Dataproc's own temp
-# bucket (Spark history) is the Dataproc-managed one, which has a 90-day TTL.
+# Terraform owns them); the Dataflow jobs' temp and staging files (temp_location and
+# staging_location of the launcher, from terraform/contract.json) and Dataproc driver output
+# (google-cloud-dataproc-metainfo/) expire. Dataproc's own temp bucket (Spark history) is
+# the Dataproc-managed one, which has a 90-day TTL.
 resource "google_storage_bucket" "staging" {
   name                        = local.buckets.staging
   project                     = var.project_id
@@ -98,7 +99,7 @@ resource "google_storage_bucket" "staging" {
   lifecycle_rule {
     condition {
       age            = var.staging_retention_days
-      matches_prefix = ["tmp/", "dataflow/", "dataproc/", "google-cloud-dataproc-metainfo/"]
+      matches_prefix = concat([for d in var.dataflow_dirs : "${d}/"], ["google-cloud-dataproc-metainfo/"])
     }
     action {
       type = "Delete"

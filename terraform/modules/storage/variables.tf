@@ -37,3 +37,8 @@ variable "model_noncurrent_versions" {
   description = "Overwritten versions kept per models-bucket object."
   type        = number
 }
+
+variable "dataflow_dirs" {
+  description = "Folders of the staging bucket the Dataflow jobs use (temp_location, staging_location); they expire."
+  type        = list(string)
+}

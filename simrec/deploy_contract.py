@@ -1,0 +1,66 @@
+"""Names the code and Terraform must agree on, in one place.
+
+The handlers log with these field names and values, the Dataflow launcher names its jobs
+and staging folders with them, and Terraform builds its log filters, alert conditions and
+lifecycle rules from ``terraform/contract.json``, which is generated from this module
+(``python -m simrec.deploy_contract --write``; tests/test_alert_filters.py fails while the
+file is stale).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+#: jsonPayload field holding a handler's decision (simrec.stages.decisions.Decision.action).
+ACTION_FIELD = "action"
+#: jsonPayload field naming the pipeline stage (Decision.stage).
+STAGE_FIELD = "stage"
+#: jsonPayload field of the run id (Decision.run_id).
+RUN_ID_FIELD = "run_id"
+#: The decision a handler logs (at severity ERROR) when it failed on an event.
+FAILED_ACTION = "failed"
+#: Severity of a failed decision's log line.
+FAILED_SEVERITY = "ERROR"
+#: Every Dataflow load job is named ``<prefix><run key>``; the failure alert matches it.
+DATAFLOW_JOB_PREFIX = "simrec-load-"
+#: Folders of the staging bucket the Flex Template launch uses (temp_location and
+#: staging_location); both expire by the staging bucket's lifecycle rule.
+DATAFLOW_TEMP_DIR = "tmp"
+DATAFLOW_STAGING_DIR = "staging"
+
+CONTRACT_FILE = Path(__file__).resolve().parents[1] / "terraform" / "contract.json"
+
+
+def contract() -> dict[str, str]:
+    """What Terraform reads (terraform/contract.json)."""
+    return {
+        "action_field": ACTION_FIELD,
+        "stage_field": STAGE_FIELD,
+        "run_id_field": RUN_ID_FIELD,
+        "failed_action": FAILED_ACTION,
+        "failed_severity": FAILED_SEVERITY,
+        "dataflow_job_prefix": DATAFLOW_JOB_PREFIX,
+        "dataflow_temp_dir": DATAFLOW_TEMP_DIR,
+        "dataflow_staging_dir": DATAFLOW_STAGING_DIR,
+    }
+
+
+def render() -> str:
+    return json.dumps(contract(), indent=2, sort_keys=True) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Print or write terraform/contract.json.")
+    parser.add_argument("--write", action="store_true", help=f"write {CONTRACT_FILE}")
+    args = parser.parse_args(argv)
+    if args.write:
+        CONTRACT_FILE.write_text(render())
+    else:
+        print(render(), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
