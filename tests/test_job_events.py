@@ -35,6 +35,9 @@ from simrec.stages.cloudevents import (
     topic_of,
 )
 from simrec.stages.decisions import JOB_GAVE_UP_ALERT
+from tests import test_alert_filters as alert_filters
+from tests.log_filter import matches
+from tests.test_terraform import module
 
 END = dt.date(2024, 3, 31)
 RUN_DATE = END + dt.timedelta(days=1)
@@ -141,79 +144,49 @@ def test_a_failing_similarity_job_is_seen_by_the_watch(tmp_path, events_csv,
 
 
 # --- the deployment: triggers and the alert follow the code's constants ----------------------
-def _filter_matches(filter_text: str, line: dict, resource_type: str) -> bool:
-    """Evaluate a filter of ``path="value"`` lines (an implicit AND), as Cloud Logging
-    would on the entry Cloud Run makes of a JSON line (its keys under jsonPayload)."""
-    entry = {"resource": {"type": resource_type}, "jsonPayload": line}
-    for clause in filter_text.strip().splitlines():
-        path, value = re.fullmatch(r'\s*([\w.]+)="([^"]*)"\s*', clause).groups()
-        node: object = entry
-        for key in path.split("."):
-            node = node.get(key) if isinstance(node, dict) else None
-        if node != value:
-            return False
-    return True
+# The alert filters as Terraform renders them (fixtures of tests/test_alert_filters.py).
+rendered_names, service_names = alert_filters.rendered_names, alert_filters.service_names
+filters, k_service = alert_filters.filters, alert_filters.k_service
 
 
-def test_the_alert_fires_on_the_gave_up_line_only(tmp_path, events_csv, decision_lines) -> None:
-    from tests.test_terraform import module, resolve
+def _pages(filter_text: str, line: dict, k_service: dict[str, str]) -> bool:
+    """Whether the entry Cloud Run makes of a job-end line (logged by the function that
+    launched the job, here the load's: dataflow_launch) matches a rendered alert filter."""
+    return matches(filter_text, alert_filters.log_entry(line, k_service["dataflow_launch"], 0))
 
+
+def test_a_retried_attempt_pages_nobody_and_giving_up_pages_once(
+    tmp_path, events_csv, decision_lines, filters, k_service
+) -> None:
+    """On a real chain whose load fails twice: the retried attempt's line matches no alert
+    filter, the gave-up line only job_gave_up's; no alert watches job metrics."""
     monitoring = module("modules/monitoring")
-    heredoc = monitoring.locals["job_gave_up_filter"]
-    text = resolve(monitoring.rel, heredoc.removeprefix("<<-EOT").removesuffix("EOT"))
-    assert monitoring.locals["job_gave_up_alert"] == JOB_GAVE_UP_ALERT
-    assert monitoring.locals["job_end_stage"] == jobs.STAGE
     policy = monitoring.resource("google_monitoring_alert_policy", "job_gave_up")
     [condition] = policy["conditions"]
-    assert condition["condition_matched_log"][0]["filter"] == "${local.job_gave_up_filter}"
+    assert condition["condition_matched_log"][0]["filter"] == "${local.filters.job_gave_up}"
     assert "simrec cloud rerun" in policy["documentation"][0]["content"]
+    run_failed = monitoring.resource("google_monitoring_alert_policy", "run_failed")
+    assert [c["condition_threshold"][0]["filter"] for c in run_failed["conditions"]] == [
+        "${local.filters.dead_lettered}"]  # no first-attempt Dataproc/Dataflow condition
 
-    workdir = Workdir(tmp_path / "w")
-    _chain(workdir, events_csv, catalog_uri=str(tmp_path / "missing.parquet"))
-    lines = decision_lines()
-    matched = [d for d in lines if _filter_matches(text, d, "cloud_run_revision")]
-    assert len(matched) == 1 and matched[0]["ids"]["attempt"] == 2
-    assert any(d.get("action") == "failed" and d not in matched for d in lines)  # the retry
-
-
-def _metric_filter_matches(filter_text: str, line: dict) -> bool:
-    """The run_failed metric's filter on a line a pipeline function logged: the service
-    clause holds (cluster / dataflow_launch are function services); ``NOT`` negates."""
-    for clause in filter_text.strip().splitlines():
-        clause = clause.strip()
-        if clause.startswith("resource.labels.service_name="):
-            continue
-        negate = clause.startswith("NOT ")
-        if _filter_matches(clause.removeprefix("NOT "), line, "cloud_run_revision") == negate:
-            return False
-    return True
-
-
-@pytest.mark.xfail(strict=True, reason="needs the main.tf edit stated in job_alerts.tf: "
-                   "terraform/modules/monitoring/main.tf is another helper's file")  # fmt: skip
-def test_a_retried_attempt_pages_nobody_and_giving_up_pages_once(tmp_path, events_csv,
-                                                                  decision_lines) -> None:
-    from tests.test_terraform import module, resolve
-
-    monitoring = module("modules/monitoring")
-    metric = monitoring.resource("google_logging_metric", "failed_decisions")
-    metric_filter = resolve(monitoring.rel, metric["filter"].removeprefix("<<-EOT")
-                            .removesuffix("EOT"))  # fmt: skip
     _chain(Workdir(tmp_path / "w"), events_csv, catalog_uri=str(tmp_path / "missing.parquet"))
-    ends = [d for d in decision_lines() if d.get("stage") == jobs.STAGE]
-    failed = [d.get("alert", "") for d in ends if d["action"] == "failed"]
-    assert failed == ["", JOB_GAVE_UP_ALERT]  # retried, then gave up
-    assert not [d for d in ends if _metric_filter_matches(metric_filter, d)]  # job_gave_up only
-    policy = monitoring.resource("google_monitoring_alert_policy", "run_failed")
-    names = {c["display_name"] for c in policy["conditions"]}
-    assert not names & {"The Dataproc similarity job failed", "The Dataflow load failed"}
+    lines = decision_lines()
+    ends = [d for d in lines if d.get("stage") == jobs.STAGE]
+    failed = [d for d in ends if d["action"] == "failed"]
+    assert [d.get("alert", "") for d in failed] == ["", JOB_GAVE_UP_ALERT]  # retried, gave up
+    for line in lines:
+        if line.get("action") is None:
+            continue
+        gave_up = line is failed[-1]
+        assert _pages(filters["job_gave_up"], line, k_service) is gave_up, line
+        assert not _pages(filters["failed_decision"], line, k_service), line
 
 
 def test_job_end_triggers_deliver_to_the_function_that_launched_the_job() -> None:
     """Each job-end trigger reaches the function ROUTES names for its event, as the trigger
     identity (which holds run.invoker on exactly the functions' services)."""
     from simrec.stages import routes
-    from tests.test_terraform import module, resolve
+    from tests.test_terraform import resolve
 
     fns = module("modules/functions")
     service = "${google_cloudfunctions2_function.fn[\"%s\"].service_config[0].service}"
@@ -253,7 +226,7 @@ def test_job_end_triggers_deliver_to_the_function_that_launched_the_job() -> Non
 
 def test_every_identity_terraform_names_is_one_the_iam_module_makes() -> None:
     """``terraform plan`` fails on a service account key nobody creates (job_events was)."""
-    from tests.test_terraform import MODULES, module
+    from tests.test_terraform import MODULES
 
     identities = set(module("modules/iam").locals["identities"])
     for rel in [f"modules/{m}" for m in MODULES]:
@@ -264,7 +237,7 @@ def test_every_identity_terraform_names_is_one_the_iam_module_makes() -> None:
 def test_job_records_grants_are_exactly_what_the_retry_and_watch_write() -> None:
     """cluster and dataflow_launch create, overwrite and expire jobs/<id>.json records: a
     conditional objectUser on that prefix of the data bucket, and nothing else is added."""
-    from tests.test_terraform import module, resolve
+    from tests.test_terraform import resolve
 
     fns = module("modules/functions")
     grants = {(k, n): b for (k, n), b in fns.resources.items() if k.endswith("_iam_member")}

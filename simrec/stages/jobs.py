@@ -44,10 +44,12 @@ from simrec.adapters.launch_ports import JobOutcome, LaunchResult
 from simrec.config import Settings
 from simrec.core import layout
 from simrec.core.runs import RunParams
+from simrec.deploy_contract import JOB_END_STAGE
 from simrec.stages.cloudevents import audit_entry, dataflow_job
 from simrec.stages.decisions import JOB_GAVE_UP_ALERT, Decision
 
-STAGE = "job_events"
+#: The stage of every job-end decision (the alerts tell it apart: terraform/contract.json).
+STAGE = JOB_END_STAGE
 RUNNING, SUCCEEDED, FAILED = "RUNNING", "SUCCEEDED", "FAILED"
 #: Dataflow terminal states (google.dataflow.v1beta3.JobState) and what they mean here.
 DATAFLOW_SUCCEEDED = frozenset({"JOB_STATE_DONE"})
