@@ -236,26 +236,30 @@ def test_every_identity_terraform_names_is_one_the_iam_module_makes() -> None:
 
 def test_job_records_grants_are_exactly_what_the_retry_and_watch_write() -> None:
     """cluster and dataflow_launch create, overwrite and expire jobs/<id>.json records: a
-    conditional objectUser on that prefix of the data bucket, and nothing else is added."""
+    conditional objectUser on that prefix of the data bucket, granted in the iam module
+    (so the propagation wait follows it); the functions module adds no other grant."""
     from tests.test_terraform import resolve
 
     fns = module("modules/functions")
-    grants = {(k, n): b for (k, n), b in fns.resources.items() if k.endswith("_iam_member")}
-    assert set(grants) == {
-        ("google_cloud_run_v2_service_iam_member", "trigger_invoker"),
-        ("google_storage_bucket_iam_member", "job_records_writer"),
-    }
-    writer = grants[("google_storage_bucket_iam_member", "job_records_writer")]
-    assert set(resolve(fns.rel, writer["for_each"])) == {"cluster", "dataflow_launch"}
-    assert writer["member"] == "serviceAccount:${var.service_accounts[each.key]}"
-    assert (writer["bucket"], writer["role"]) == ("${var.data_bucket}", "roles/storage.objectUser")
-    [condition] = writer["condition"]
+    grants = {(k, n) for (k, n) in fns.resources if k.endswith("_iam_member")}
+    assert grants == {("google_cloud_run_v2_service_iam_member", "trigger_invoker")}
+    iam = module("modules/iam")
     prefix = layout.job_records("").strip("/") + "/"
-    assert resolve(fns.rel, fns.locals["job_records_prefix"]) == prefix
-    assert condition["expression"] == (
-        'resource.name.startsWith("projects/_/buckets/${var.data_bucket}/objects/'
+    assert resolve(iam.rel, iam.locals["job_records_prefix"]) == prefix
+    assert iam.locals["job_records_only"] == (
+        'resource.name.startsWith("${local.objects}/${var.data_bucket}/objects/'
         '${local.job_records_prefix}")'
     )
+    assert resolve(iam.rel, iam.locals["objects"]) == "projects/_/buckets"
+    wait = iam.resource("time_sleep", "grants")["depends_on"]
+    # The functions that record launches: the stages of the job records (simrec.stages.jobs).
+    for identity, name in ((cluster.STAGE, "cluster"), (load.STAGE, "launch")):
+        writer = iam.resource("google_storage_bucket_iam_member", f"{name}_job_records_writer")
+        assert writer["member"] == f"${{local.member.{identity}}}"
+        assert (writer["bucket"], writer["role"]) == ("${var.data_bucket}",
+                                                      "roles/storage.objectUser")  # fmt: skip
+        assert writer["condition"][0]["expression"] == "${local.job_records_only}"
+        assert f"${{google_storage_bucket_iam_member.{name}_job_records_writer}}" in wait
 
 
 def test_a_redelivered_launch_never_reopens_a_handled_job(tmp_path) -> None:

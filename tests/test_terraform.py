@@ -587,11 +587,13 @@ EXPECTED_GRANTS = {
     ("cluster", "custom:workflow_runner", "project"),
     ("cluster", "roles/iam.serviceAccountUser", "sa:dataproc"),
     ("cluster", "roles/storage.objectViewer", "bucket:data"),
+    ("cluster", "roles/storage.objectUser", "bucket:data?"),  # jobs/ records only
     ("dataflow_launch", "roles/dataflow.developer", "project"),
     ("dataflow_launch", "roles/iam.serviceAccountUser", "sa:dataflow"),
     ("dataflow_launch", "roles/storage.objectViewer", "bucket:staging"),
     ("dataflow_launch", "roles/storage.objectViewer", "bucket:data"),
     ("dataflow_launch", "roles/storage.objectViewer", "bucket:models"),
+    ("dataflow_launch", "roles/storage.objectUser", "bucket:data?"),  # jobs/ records only
     # dataproc.worker minus the models bucket and artifacts/ (condition checked below).
     ("dataproc", "roles/dataproc.worker", "project?"),
     ("dataproc", "roles/storage.objectUser", "bucket:data"),

@@ -11,7 +11,8 @@
 # The triggers run as the trigger identity, like the functions' own triggers: it already
 # holds roles/eventarc.eventReceiver (iam module) and run.invoker on exactly these two
 # services (trigger_invoker in main.tf), and Pub/Sub may mint its token for the push.
-# The functions keep their own identities; the grants their retry/watch logic adds are below.
+# The functions keep their own identities; what their retry/watch logic adds (writing the
+# job records under jobs/ of the data bucket) is granted in the iam module, before the wait.
 
 variable "job_watch_schedule" {
   description = "How often the Dataproc workflows still running are polled (cron, UTC)."
@@ -24,9 +25,6 @@ locals {
   audit_log_written       = "google.cloud.audit.log.v1.written"
   dataproc_service        = "dataproc.googleapis.com"
   instantiate_method      = "google.cloud.dataproc.v1.WorkflowTemplateService.InstantiateWorkflowTemplate"
-  # Job records: <data bucket>/jobs/<job id>.json (simrec.core.layout.job_record).
-  job_records_prefix = "jobs/"
-
   job_completion_services = {
     cluster         = google_cloudfunctions2_function.fn["cluster"].service_config[0].service
     dataflow_launch = google_cloudfunctions2_function.fn["dataflow_launch"].service_config[0].service
@@ -134,24 +132,6 @@ resource "google_eventarc_trigger" "job_watch" {
   }
 }
 
-# The launching functions record each job they start under jobs/ and mark it when its end
-# is handled (an overwrite: create + delete), and the watch deletes records older than
-# simrec.stages.jobs.RECORD_DAYS. Their unconditional data-bucket role stays objectViewer
-# (get + list, which also lists jobs/); this adds writing, for jobs/ objects only.
-resource "google_storage_bucket_iam_member" "job_records_writer" {
-  for_each = local.job_completion_services
-
-  bucket = var.data_bucket
-  role   = "roles/storage.objectUser"
-  member = "serviceAccount:${var.service_accounts[each.key]}"
-
-  condition {
-    title       = "simrec job records"
-    description = "Only the job records under ${local.job_records_prefix} of the data bucket."
-    expression  = "resource.name.startsWith(\"projects/_/buckets/${var.data_bucket}/objects/${local.job_records_prefix}\")"
-  }
-}
-
 # As for the other triggers: dead-letter topic and backoff on the subscriptions Eventarc made.
 resource "terraform_data" "job_completion_dead_letter" {
   for_each = {
@@ -178,7 +158,7 @@ resource "terraform_data" "job_completion_dead_letter" {
       MAX_DELIVERY_ATTEMPTS = tostring(var.max_delivery_attempts)
       MIN_RETRY_DELAY       = var.retry_delay.min
       MAX_RETRY_DELAY       = var.retry_delay.max
-      PUBSUB_AGENT          = "service-${var.project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+      PUBSUB_AGENT          = var.pubsub_agent
     }
   }
 }
