@@ -225,6 +225,7 @@ def build_summary(
         "decisions": [
             {
                 "function": d.function,
+                "stage": getattr(d.result, "stage", None),  # a job's end: jobs.STAGE
                 "action": getattr(d.result, "action", None),
                 "reason": getattr(d.result, "reason", None),
                 "seconds": round(d.seconds, 3),
