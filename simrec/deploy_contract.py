@@ -23,6 +23,13 @@ RUN_ID_FIELD = "run_id"
 FAILED_ACTION = "failed"
 #: Severity of a failed decision's log line.
 FAILED_SEVERITY = "ERROR"
+#: jsonPayload field set on a line that must page someone (Decision.alert).
+ALERT_FIELD = "alert"
+#: Decision.stage of a launched job's end (simrec.stages.jobs.STAGE), whichever function
+#: logs it: a failed attempt that is retried pages nobody, the gave-up line pages.
+JOB_END_STAGE = "job_events"
+#: Decision.alert of the line that gives a run up after its job's last attempt failed.
+JOB_GAVE_UP_ALERT = "simrec-job-gave-up"
 #: Every Dataflow load job is named ``<prefix><run key>``; the failure alert matches it.
 DATAFLOW_JOB_PREFIX = "simrec-load-"
 #: Folders of the staging bucket the Flex Template launch uses (temp_location and
@@ -41,6 +48,9 @@ def contract() -> dict[str, str]:
         "run_id_field": RUN_ID_FIELD,
         "failed_action": FAILED_ACTION,
         "failed_severity": FAILED_SEVERITY,
+        "alert_field": ALERT_FIELD,
+        "job_end_stage": JOB_END_STAGE,
+        "job_gave_up_alert": JOB_GAVE_UP_ALERT,
         "dataflow_job_prefix": DATAFLOW_JOB_PREFIX,
         "dataflow_temp_dir": DATAFLOW_TEMP_DIR,
         "dataflow_staging_dir": DATAFLOW_STAGING_DIR,

@@ -99,7 +99,8 @@ locals {
     SIMREC_DATAFLOW_MACHINE_TYPE = var.dataflow_machine_type
     SIMREC_DATAFLOW_NETWORK      = var.dataflow_network
     SIMREC_DATAFLOW_SUBNETWORK   = var.dataflow_subnetwork
-    # Attempts of a failed Dataproc/Dataflow job before job_events alerts (issue 11).
+    # Attempts of a failed Dataproc/Dataflow job before the function that launched it gives
+    # the run up and alerts (simrec.stages.jobs; issue 11).
     SIMREC_JOB_MAX_ATTEMPTS = tostring(var.job_max_attempts)
   }
 }

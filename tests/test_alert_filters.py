@@ -8,8 +8,10 @@
   service name (K_SERVICE), revision_name, location, configuration_name; ``severity`` and
   ``time`` lifted out of the payload as structured logging documents). The failed-decision
   filter must select every failure line and no other line.
-- The job filters must select the Dataflow job the launcher names and the workflow's
-  managed clusters, with a name_prefix other than "simrec".
+- The gave-up filter must select the line a job-end handler writes when a job failed on
+  its last attempt, and no other line (a plain failure, a retried attempt); the
+  dead-letter filter the subscription Terraform makes, with a name_prefix other than
+  "simrec".
 - The filters' field names, values and the job prefix come from terraform/contract.json,
   which must be what simrec.deploy_contract generates.
 The evaluator (tests/log_filter.py) implements only the query-language subset these
@@ -36,9 +38,11 @@ from cloudevents.http import CloudEvent
 from functions_framework import create_app
 
 from simrec import deploy_contract, logs
+from simrec.adapters.launch_ports import LaunchResult
 from simrec.config import Settings
-from simrec.stages.cloudevents import make_pubsub_event, make_storage_event
-from simrec.stages.decisions import Decision
+from simrec.stages import jobs
+from simrec.stages.cloudevents import make_dataflow_event, make_pubsub_event, make_storage_event
+from simrec.stages.decisions import JOB_GAVE_UP_ALERT, Decision
 from simrec.stages.load import job_name
 from simrec.stages.requests import run_params
 from tests.log_filter import FilterError, matches
@@ -185,13 +189,24 @@ def _bad_pubsub() -> CloudEvent:
 @pytest.fixture(scope="module")
 def handler_lines(tmp_path_factory) -> dict[str, list[dict]]:
     """The JSON lines each pipeline handler writes, per function, for events that succeed
-    and events that fail (a malformed event, a missing input)."""
+    and events that fail (a malformed event, a missing input), and dataflow_launch's line
+    for a load that failed on its last attempt (the gave-up line)."""
     tmp = tmp_path_factory.mktemp("handlers")
     bucket = str(tmp / "data")
     env = {"SIMREC_BACKEND": "local", "SIMREC_DATA_URI": bucket,
            "SIMREC_MODELS_URI": str(tmp / "models"), "SIMREC_WINDOW_DAYS": "3",
            "SIMREC_EVENTS_SOURCE": str(_events_csv(tmp / "events.csv"))}  # fmt: skip
     nightly = make_pubsub_event(PROJECT, "nightly", {"date": RUN_DATE.isoformat()})
+    # A load recorded as launched, whose Dataflow job then FAILED on its only attempt: the
+    # job-end handler (in dataflow_launch) gives the run up with the paging line.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SIMREC_DATA_URI", bucket)
+        gave_up_job = job_name(PARAMS)
+        jobs.record_launch(Settings(), "dataflow_launch", bucket, "m.json", PARAMS, 0,
+                           LaunchResult(gave_up_job, "started"))  # fmt: skip
+    failed_job = make_dataflow_event(PROJECT, REGION, {
+        "id": "2024-03-01_1", "name": gave_up_job, "currentState": "JOB_STATE_FAILED",
+        "labels": dict([jobs.OWN_JOB_LABEL])})  # fmt: skip
     partition = f"exports/default/dt={RUN_DATE.isoformat()}/part-0.parquet"
     manifests = {"cluster": "exports/default/runs/no-such-run/_MANIFEST.json",
                  "dataflow_launch": "similarities/default/no-such-run/_MANIFEST.json"}  # fmt: skip
@@ -202,8 +217,10 @@ def handler_lines(tmp_path_factory) -> dict[str, list[dict]]:
                   (make_storage_event(bucket, manifests[name], 10, 3), 500)]
            for name in ("cluster", "dataflow_launch")},
     }  # fmt: skip
+    cases["dataflow_launch"].append((failed_job, 200))
     out: dict[str, list[dict]] = {}
     with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SIMREC_JOB_MAX_ATTEMPTS", "1")
         for key, value in env.items():
             mp.setenv(key, value)
         for name in FUNCTIONS:
@@ -258,11 +275,15 @@ def test_decisions_log_the_contract_fields() -> None:
     actions = typing.get_args(typing.get_type_hints(Decision)["action"])
     assert c.FAILED_ACTION in actions
     assert job_name(PARAMS).startswith(c.DATAFLOW_JOB_PREFIX)
+    assert c.ALERT_FIELD in fields
+    assert (jobs.STAGE, JOB_GAVE_UP_ALERT) == (c.JOB_END_STAGE, c.JOB_GAVE_UP_ALERT)
 
 
 def test_failed_decision_filter_selects_the_failure_lines_and_nothing_else(
     filters, k_service, handler_lines
 ) -> None:
+    """Every failure line, except a job's end: its retried attempts page nobody, and its
+    last one pages through job_gave_up only."""
     text = filters["failed_decision"]
     seen = {"match": 0, "other": 0}
     for name in FUNCTIONS:
@@ -272,7 +293,8 @@ def test_failed_decision_filter_selects_the_failure_lines_and_nothing_else(
         for n, line in enumerate(handler_lines[name]):
             entry = log_entry(line, k_service[name], n)
             failed = line.get(deploy_contract.ACTION_FIELD) == deploy_contract.FAILED_ACTION
-            assert matches(text, entry) is failed, (name, line)
+            job_end = line.get(deploy_contract.STAGE_FIELD) == deploy_contract.JOB_END_STAGE
+            assert matches(text, entry) is (failed and not job_end), (name, line)
             seen["match" if failed else "other"] += 1
             # The same line from another service (the recommend endpoint) never matches.
             assert not matches(text, log_entry(line, f"{PREFIX}-recommend", n))
@@ -289,28 +311,42 @@ def test_function_services_are_the_short_names_log_entries_carry(
     assert set(service_names) == set(fns.locals["functions"])
 
 
-def test_job_filters_select_the_jobs_the_code_names(filters) -> None:
-    job = job_name(PARAMS)
-    dataflow = {"metric": {"type": "dataflow.googleapis.com/job/is_failed"},
-                "resource": {"type": "dataflow_job", "labels": {"job_name": job}}}  # fmt: skip
-    assert matches(filters["dataflow_job_failed"], dataflow), (filters, job)
-    other = {**dataflow, "resource": {"type": "dataflow_job", "labels": {"job_name": "etl-1"}}}
-    assert not matches(filters["dataflow_job_failed"], other)
-    # Dataproc names a workflow's managed cluster <cluster_name>-<suffix>.
-    dataproc = module("modules/dataproc")
-    template = dataproc.resource("google_dataproc_workflow_template", "dimsum")
-    managed = template["placement"][0]["managed_cluster"][0]["cluster_name"]
-    cluster = _with_prefix(resolve(dataproc.rel, managed).replace("${var.name_prefix}", PREFIX))
-    series = {"metric": {"type": "dataproc.googleapis.com/cluster/job/failed_count"},
-              "resource": {"type": "cloud_dataproc_cluster",
-                           "labels": {"cluster_name": f"{cluster}-x7k2"}}}  # fmt: skip
-    assert matches(filters["dataproc_job_failed"], series)
+def test_job_gave_up_filter_selects_the_gave_up_line_only(
+    filters, k_service, handler_lines
+) -> None:
+    """The paging line of a job that failed on its last attempt matches; a plain failed
+    line (a bad event, a missing input) does not, nor the same line from another service."""
+    text = filters["job_gave_up"]
+    gave_up = [line for line in handler_lines["dataflow_launch"]
+               if line.get(deploy_contract.ALERT_FIELD) == JOB_GAVE_UP_ALERT]  # fmt: skip
+    assert len(gave_up) == 1 and gave_up[0]["stage"] == jobs.STAGE, gave_up
+    assert gave_up[0]["action"] == deploy_contract.FAILED_ACTION
+    assert matches(text, log_entry(gave_up[0], k_service["dataflow_launch"], 0))
+    assert not matches(text, log_entry(gave_up[0], f"{PREFIX}-recommend", 0))
+    plain = 0
+    for name in FUNCTIONS:
+        for n, line in enumerate(handler_lines[name]):
+            if line in gave_up:
+                continue
+            assert not matches(text, log_entry(line, k_service[name], n)), (name, line)
+            plain += line.get(deploy_contract.ACTION_FIELD) == deploy_contract.FAILED_ACTION
+    assert plain >= 5
+    # A retried attempt's line (same stage and action, no alert) does not page either.
+    retried = {k: v for k, v in gave_up[0].items() if k != deploy_contract.ALERT_FIELD}
+    entry = log_entry(retried, k_service["dataflow_launch"], 1)
+    assert not matches(text, entry) and not matches(filters["failed_decision"], entry)
+
+
+def test_dead_letter_filter_selects_the_subscription_terraform_makes(filters) -> None:
     pubsub = module("modules/pubsub").resource("google_pubsub_subscription", "dead_letter")
     subscription = _with_prefix(resolve("modules/pubsub", pubsub["name"]))
     dead = {"metric": {"type": "pubsub.googleapis.com/subscription/num_undelivered_messages"},
             "resource": {"type": "pubsub_subscription",
                          "labels": {"subscription_id": subscription}}}  # fmt: skip
     assert matches(filters["dead_lettered"], dead)
+    other = {**dead, "resource": {"type": "pubsub_subscription",
+                                  "labels": {"subscription_id": "etl-dead"}}}  # fmt: skip
+    assert not matches(filters["dead_lettered"], other)
 
 
 def test_every_alert_filter_is_one_of_the_tested_filters(filters) -> None:

@@ -155,7 +155,11 @@ def test_flex_template_image_context(built) -> None:
     compile((flex / "setup.py").read_text(), "setup.py", "exec")
 
 
-def test_recommend_image_ships_the_prebuilt_kernel(built) -> None:
+def test_recommend_image_ships_the_prebuilt_kernel(built, monkeypatch) -> None:
+    """The wheel with the kernel, installed without dependencies, and the production
+    server (simrec.serving.server, not functions-framework) as the image's command."""
+    from simrec.serving import server
+
     folder = built / "recommend"
     [wheel] = (folder / "wheels").glob("simrec-*.whl")
     assert wheel.name.endswith(f"-cp311-cp311-{build_tool.IMAGE_PLATFORM}.whl"), wheel.name
@@ -165,8 +169,18 @@ def test_recommend_image_ships_the_prebuilt_kernel(built) -> None:
                for n in names)  # fmt: skip
     dockerfile = (folder / "Dockerfile").read_text()
     assert "--no-deps /tmp/wheels/*.whl" in dockerfile
-    assert "python -m simrec.serving.server" in dockerfile  # the production server
-    assert "--target=recommend" in dockerfile
+    [cmd] = [line for line in dockerfile.splitlines() if line.startswith("CMD ")]
+    exec_, python, dash_m, target, *flags = cmd.removeprefix("CMD ").split()
+    assert (exec_, python, dash_m, target) == ("exec", "python", "-m", "simrec.serving.server")
+    assert "functions-framework" not in dockerfile
+    # Its flags are the server's own, and select the production server on Cloud Run's $PORT.
+    served: dict = {}
+    monkeypatch.setattr(server, "serve", lambda settings, **kw: served.update(kw))
+    monkeypatch.setenv("PORT", "9999")
+    monkeypatch.delenv("WORKERS", raising=False)
+    assert server.main([f.replace("$PORT", "9999") for f in flags]) == 0
+    assert served == {"host": "0.0.0.0", "port": 9999, "workers": 1,
+                      "server": server.PRODUCTION_SERVER}  # fmt: skip
     assert f"FROM {build_tool.RUN_BASE_IMAGE}\n" in dockerfile
     assert (folder / "main.py").read_bytes() == (REPO / "functions/recommend/main.py").read_bytes()
 

@@ -30,6 +30,7 @@ import pytest
 from cloudevents.http import CloudEvent
 
 from simrec.config import Settings
+from simrec.core import layout
 from simrec.stages.cloudevents import STORAGE_FINALIZED, make_pubsub_event
 from simrec.stages.load import job_name
 from tests.plugins.gcp_wire import BUCKET, PROJECT, REGION, refresh_gcsfs
@@ -196,13 +197,23 @@ def test_export_function_runs_from_its_archive(rehearsal, fake_bigquery, gcs, gr
     date, params = _params()
     fake_bigquery.tables[f"{PROJECT}.shop.events"] = ["user_id", "sku", "action", "ts"]
     fake_bigquery.counts = [(params.days()[0].isoformat(), None, 4), (None, "empty_sku", 1)]
+    # The fake executes nothing: stand in for its EXPORT DATA of the one day with rows (the
+    # export stage checks that every day its manifest lists exists before writing it).
+    day = layout.export_day(f"gs://{BUCKET}", "default", params.days()[0])
+    part = layout.join(day, "part-000000000000.parquet").removeprefix(f"gs://{BUCKET}/")
+    gcs.client().bucket(BUCKET).blob(part).upload_from_string(b"PAR1")
     nightly = _event(make_pubsub_event(PROJECT, "nightly", {"date": date.isoformat()}))
     result, decisions = _invoke(rehearsal, "export", _gcp_env(fake_bigquery, gcs, grpc_stub),
                                 [nightly, nightly])  # fmt: skip
-    assert result["codes"] == [200, 200]
-    assert [d["action"] for d in decisions] == ["exported", "skipped"]
+    assert result["codes"] == [200, 200], decisions
+    # The redelivery finds the export complete: it resumes the run (re-emits the manifest).
+    assert [d["action"] for d in decisions] == ["exported", "resumed"]
+    assert "re-emitted the export manifest" in decisions[1]["reason"]
     assert len(fake_bigquery.jobs) == 1
     refresh_gcsfs()
+    assert gcs.client().bucket(BUCKET).blob(
+        layout.export_manifest(f"gs://{BUCKET}", "default", params.run_id)
+        .removeprefix(f"gs://{BUCKET}/")).exists()  # fmt: skip
 
 
 def test_cluster_function_runs_from_its_archive(rehearsal, fake_bigquery, gcs, grpc_stub) -> None:

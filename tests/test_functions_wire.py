@@ -5,9 +5,10 @@
   WSGI app, the gcp backend against the recording BigQuery fake + the GCS emulator.
 - cluster / dataflow_launch: the GCS emulator's object resource is the CloudEvent data;
   the gcp backend's real GAPIC clients reach the loopback gRPC stub.
-- job_events: Dataflow's statusChanged event (the client's Job type as its payload), the
-  Dataproc workflow operation's audit entries and the job-watch Pub/Sub tick; failed jobs
-  are retried through the stub, then alerted.
+- how a job ended, to the function that launched it: Dataflow's statusChanged event (the
+  client's Job type as its payload) to dataflow_launch, the Dataproc workflow operation's
+  audit entries and the job-watch Pub/Sub tick to cluster; failed jobs are retried
+  through the stub, then alerted.
 Every delivery happens twice: one job, one manifest, one launch.
 """
 
@@ -39,6 +40,7 @@ from simrec.stages.cloudevents import (
     make_pubsub_event,
 )
 from simrec.stages.decisions import JOB_GAVE_UP_ALERT
+from simrec.stages.jobs import STAGE
 from simrec.stages.load import job_name
 from simrec.stages.requests import run_params
 from tests.plugins.gcp_wire import BUCKET, PROJECT, REGION, FunctionServer, refresh_gcsfs
@@ -352,7 +354,7 @@ def test_pubsub_event_payload_roundtrip() -> None:
     assert payload == {"date": RUN_DATE.isoformat()}
 
 
-# --- job_events: how a launched job ended -------------------------------------------------
+# --- how a launched job ended: to the function that launched it ------------------------
 def _status_event(job) -> CloudEvent:
     """A Dataflow status event as Eventarc delivers it (attributes and JobEventData as in
     google-cloudevents' dataflow/v1beta3 protos and a captured delivery); the payload is
@@ -371,13 +373,13 @@ def _status_event(job) -> CloudEvent:
     )  # fmt: skip
 
 
-def test_job_events_function_retries_a_failed_dataflow_load_then_alerts(
+def test_dataflow_launch_retries_a_failed_load_on_its_status_event_then_alerts(
     gcp_env, gcs, grpc_stub, decision_log, monkeypatch
 ) -> None:
     from google.cloud import dataflow_v1beta3
 
     monkeypatch.setenv("SIMREC_JOB_MAX_ATTEMPTS", "2")
-    launch, events = _function("dataflow_launch"), _function("job_events")
+    launch = events = _function("dataflow_launch")  # launches, and hears how the job ended
     name = f"similarities/default/{PARAMS.run_id}/_MANIFEST.json"
     body = {"stage": "similarities", "run_id": PARAMS.run_id, "tenant": "default",
             "params": PARAMS.to_json()}  # fmt: skip
@@ -398,7 +400,7 @@ def test_job_events_function_retries_a_failed_dataflow_load_then_alerts(
     lines = decisions(decision_log)
     assert [(d["stage"], d["action"]) for d in lines] == [
         ("dataflow_launch", "launched"), ("dataflow_launch", "launched"),
-        ("job_events", "failed"), ("job_events", "failed"), ("job_events", "skipped"),
+        (STAGE, "failed"), (STAGE, "failed"), (STAGE, "skipped"),
     ]
     first, last = lines[2], lines[3]
     assert first["run_id"] == PARAMS.run_id and first["ids"]["error"] == error
@@ -409,7 +411,7 @@ def test_job_events_function_retries_a_failed_dataflow_load_then_alerts(
     ]
 
 
-def test_job_events_function_polls_dataproc_workflows_on_the_watch_tick(
+def test_cluster_polls_dataproc_workflows_on_the_watch_tick(
     gcp_env, gcs, grpc_stub, decision_log, monkeypatch
 ) -> None:
     from google.cloud import dataproc_v1
@@ -418,7 +420,7 @@ def test_job_events_function_polls_dataproc_workflows_on_the_watch_tick(
     from simrec.stages import cluster
 
     monkeypatch.setenv("SIMREC_JOB_MAX_ATTEMPTS", "2")
-    launch, events = _function("cluster"), _function("job_events")
+    launch = events = _function("cluster")  # launches, and polls on the tick / audit entry
     assert _post(launch, _export_manifest_event(gcs)).status_code == 200
     tick = make_pubsub_event(PROJECT, "simrec-job-watch", {})  # Cloud Scheduler's message
     refresh_gcsfs()
@@ -434,8 +436,8 @@ def test_job_events_function_polls_dataproc_workflows_on_the_watch_tick(
 
     lines = decisions(decision_log)
     assert [(d["stage"], d["action"]) for d in lines] == [
-        ("cluster", "launched"), ("job_events", "ignored"), ("cluster", "launched"),
-        ("job_events", "failed"),
+        ("cluster", "launched"), (STAGE, "ignored"), ("cluster", "launched"),
+        (STAGE, "failed"),
     ]
     failed = lines[-1]
     assert failed["ids"]["job_state"] == "the workflow never started its job"
@@ -456,7 +458,7 @@ def test_a_redelivered_manifest_starts_no_second_job_but_a_rerun_after_giving_up
     from google.cloud import dataflow_v1beta3
 
     monkeypatch.setenv("SIMREC_JOB_MAX_ATTEMPTS", "1")
-    launch, events = _function("dataflow_launch"), _function("job_events")
+    launch = events = _function("dataflow_launch")  # launches, and hears how the job ended
     name = f"similarities/default/{PARAMS.run_id}/_MANIFEST.json"
     body = {"stage": "similarities", "run_id": PARAMS.run_id, "tenant": "default",
             "params": PARAMS.to_json()}  # fmt: skip
@@ -474,7 +476,7 @@ def test_a_redelivered_manifest_starts_no_second_job_but_a_rerun_after_giving_up
     lines = decisions(decision_log)
     assert [(d["stage"], d["action"]) for d in lines] == [
         ("dataflow_launch", "launched"), ("dataflow_launch", "skipped"),
-        ("job_events", "failed"), ("dataflow_launch", "launched"),
+        (STAGE, "failed"), ("dataflow_launch", "launched"),
     ]
     assert lines[2]["alert"] == JOB_GAVE_UP_ALERT
     assert grpc_stub.flex_jobs_started == 2
@@ -504,13 +506,13 @@ def _audit_event(operation: str, *, last: bool) -> CloudEvent:
     )  # fmt: skip
 
 
-def test_job_events_function_polls_at_once_on_the_workflows_last_audit_entry(
+def test_cluster_polls_at_once_on_the_workflows_last_audit_entry(
     gcp_env, gcs, grpc_stub, decision_log, monkeypatch
 ) -> None:
     from google.cloud import dataproc_v1
 
     monkeypatch.setenv("SIMREC_JOB_MAX_ATTEMPTS", "1")
-    launch, events = _function("cluster"), _function("job_events")
+    launch = events = _function("cluster")  # launches, and polls on the tick / audit entry
     assert _post(launch, _export_manifest_event(gcs)).status_code == 200
     [operation] = grpc_stub.operations.values()
     refresh_gcsfs()
@@ -526,8 +528,25 @@ def test_job_events_function_polls_at_once_on_the_workflows_last_audit_entry(
 
     lines = decisions(decision_log)
     assert [(d["stage"], d["action"]) for d in lines] == [
-        ("cluster", "launched"), ("job_events", "ignored"), ("job_events", "failed"),
+        ("cluster", "launched"), (STAGE, "ignored"), (STAGE, "failed"),
     ]
     assert lines[-1]["ids"]["job_state"] == "job dimsum FAILED"
     assert failed in lines[-1]["ids"]["error"] and lines[-1]["alert"] == JOB_GAVE_UP_ALERT
     assert grpc_stub.get_operation_requests == [operation]
+
+
+def test_the_watch_expires_job_records_by_their_cloud_storage_update_time(
+    gcp_env, gcs, grpc_stub
+) -> None:
+    """gcsfs lists ``mtime`` from the object's ``updated``: records written now are kept,
+    and deleted once RECORD_DAYS have passed."""
+    from simrec.stages import jobs
+
+    assert _post(_function("cluster"), _export_manifest_event(gcs)).status_code == 200
+    refresh_gcsfs()
+    settings = Settings()
+    [record] = jobs.running_records(settings, "cluster")
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=jobs.RECORD_DAYS, hours=1)
+    assert jobs.running_records(settings, "cluster", now=later) == []
+    refresh_gcsfs()
+    assert jobs.read_record(settings, record.job_id) is None

@@ -110,7 +110,7 @@ PLANTED = [
     ),
     pytest.param(
         "modules/monitoring/main.tf",
-        '  display_name          = "simrec: nightly job failed"\n', "",
+        '  display_name          = "simrec: nightly event dead-lettered"\n', "",
         "google_monitoring_alert_policy.run_failed: missing required argument display_name",
         id="missing-required-top-level",
     ),

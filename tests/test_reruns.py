@@ -22,7 +22,7 @@ from simrec.cli import local_settings, main
 from simrec.core import layout
 from simrec.generate import generate_events, write_events
 from simrec.local.runner import RunLocked, Workdir, run_lock
-from simrec.stages import jobs
+from simrec.stages import jobs, load
 
 END = dt.date(2024, 3, 20)
 NIGHT = END + dt.timedelta(days=1)
@@ -145,10 +145,12 @@ def test_load_killed_after_publishing_is_a_success(events, tmp_path, beam_script
     assert run(events, workdir) == 0
     assert served(workdir) == summary(workdir)["model_version"]
     made = summary(workdir)["decisions"]
-    [launch] = [d for d in made if d["function"] == "dataflow_launch"]
+    [launch] = [d for d in made if d["stage"] == load.STAGE]
     assert launch["action"] == "launched"
-    # The job ended FAILED (killed), but its version was complete: success, no retry.
-    [ended] = [d for d in made if d["function"] == jobs.STAGE]
+    # The job ended FAILED (killed), but its version was complete: success, no retry. Its
+    # end reaches the function that launched it.
+    [ended] = [d for d in made if d["stage"] == jobs.STAGE]
+    assert ended["function"] == "dataflow_launch"
     assert ended["action"] == "succeeded" and "output was complete" in ended["reason"]
 
 

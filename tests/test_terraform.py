@@ -587,11 +587,13 @@ EXPECTED_GRANTS = {
     ("cluster", "custom:workflow_runner", "project"),
     ("cluster", "roles/iam.serviceAccountUser", "sa:dataproc"),
     ("cluster", "roles/storage.objectViewer", "bucket:data"),
+    ("cluster", "roles/storage.objectUser", "bucket:data?"),  # jobs/ records only
     ("dataflow_launch", "roles/dataflow.developer", "project"),
     ("dataflow_launch", "roles/iam.serviceAccountUser", "sa:dataflow"),
     ("dataflow_launch", "roles/storage.objectViewer", "bucket:staging"),
     ("dataflow_launch", "roles/storage.objectViewer", "bucket:data"),
     ("dataflow_launch", "roles/storage.objectViewer", "bucket:models"),
+    ("dataflow_launch", "roles/storage.objectUser", "bucket:data?"),  # jobs/ records only
     # dataproc.worker minus the models bucket and artifacts/ (condition checked below).
     ("dataproc", "roles/dataproc.worker", "project?"),
     ("dataproc", "roles/storage.objectUser", "bucket:data"),
@@ -1067,13 +1069,17 @@ def test_staging_lifecycle_expires_the_folders_the_dataflow_launch_uses() -> Non
     """temp_location and staging_location of a real launch request lie under prefixes the
     staging bucket's lifecycle rule deletes (the old rule missed <staging>/staging)."""
     from simrec.adapters.gcp.dataflow import FlexTemplateLauncher
+    from simrec.adapters.job_options import load_job_options
+    from simrec.config import Settings
 
     client = _RecordingFlexClient()
-    launcher = FlexTemplateLauncher(
-        "p", "europe-west1", "gs://stage/artifacts/flex/simrec-load.json",
-        staging_uri="gs://stage", flex_client=client,
-    )  # fmt: skip
-    launcher._launch("simrec-load-x", {"similarities": "gs://d/s"}, "v1")
+    settings = Settings(backend="gcp", gcp_project="p", gcp_region="europe-west1",
+                        flex_template_uri="gs://stage/artifacts/flex/simrec-load.json",
+                        staging_uri="gs://stage")  # fmt: skip
+    launcher = FlexTemplateLauncher(settings, flex_client=client)
+    options = load_job_options(settings, similarities_uri="gs://d/s", models_root="gs://m",
+                               tenant="default", model_version="v1")  # fmt: skip
+    launcher._launch("simrec-load-x", options, "v1")
     (request,) = client.requests
     env = request.launch_parameter.environment
     used = [env.temp_location, env.staging_location]

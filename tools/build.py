@@ -1,7 +1,7 @@
 """``make build``: everything Terraform deploys, under one folder (default ``build/``).
 
 ```
-build/functions/{export,cluster,dataflow_launch,job_events}.zip main.py + requirements.txt + simrec/
+build/functions/{export,cluster,dataflow_launch}.zip main.py + requirements.txt + simrec/
 build/spark/dimsum_job.py + simrec.zip                  Dataproc main file + --py-files
 build/flex/                                             Flex Template image context:
     Dockerfile, metadata.json, requirements.txt, setup.py, load_pipeline.py, simrec/
@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PIPELINE_FUNCTIONS = ("export", "cluster", "dataflow_launch", "job_events")
+PIPELINE_FUNCTIONS = ("export", "cluster", "dataflow_launch")
 EXCLUDED_SUFFIXES = (".so", ".pyd", ".c", ".o", ".pyc", ".pyx", ".html")
 EXCLUDED_DIRS = ("__pycache__",)
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)

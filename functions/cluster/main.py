@@ -1,24 +1,23 @@
-"""cluster: Cloud Storage object finalized (Eventarc) -> similarity job for the run.
+"""cluster: the Dataproc similarity workflow of a run, from launch to outcome.
 
-Acts only on export manifests; starts the Dataproc workflow (locally: the Spark job)
-with a request id derived from the run, so a redelivered event starts nothing new.
+- Cloud Storage object finalized (Eventarc): acts only on export manifests; starts the
+  Dataproc workflow (locally: the Spark job) with a request id derived from the run and
+  attempt, so a redelivered event starts nothing new.
+- Dataproc's audit entry of a workflow operation, and the job-watch Pub/Sub tick (Cloud
+  Scheduler): polls the workflows still running; a failed one is a ``failed`` decision,
+  then a retry as the next attempt, or the alert after the last
+  (:mod:`simrec.stages.jobs`).
+
+Which event goes where: :mod:`simrec.stages.routes`.
 """
 
 import functions_framework
 from cloudevents.http import CloudEvent
 
-import simrec.stages.cluster as stage
-from simrec.adapters import build_adapters
-from simrec.config import Settings
-from simrec.stages.cloudevents import storage_object
-from simrec.stages.decisions import Decision, guarded
+from simrec.stages import routes
+from simrec.stages.decisions import Decision
 
 
 @functions_framework.cloud_event
 def cluster(cloud_event: CloudEvent) -> Decision:
-    def work() -> Decision:
-        settings = Settings()
-        bucket, name = storage_object(cloud_event)
-        return stage.on_object_finalized(bucket, name, settings, build_adapters(settings).spark)
-
-    return guarded(stage.STAGE, work)
+    return routes.handle("cluster", cloud_event)

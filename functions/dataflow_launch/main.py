@@ -1,24 +1,22 @@
-"""dataflow_launch: Cloud Storage object finalized (Eventarc) -> Beam load for the run.
+"""dataflow_launch: the Dataflow load of a run, from launch to outcome.
 
-Acts only on similarity manifests; launches the Dataflow Flex Template (locally: the
-Beam pipeline on the local runner) under a job name derived from the run.
+- Cloud Storage object finalized (Eventarc): acts only on similarity manifests; launches
+  the Dataflow Flex Template (locally: the Beam pipeline on the local runner) under a job
+  name derived from the run and attempt.
+- Dataflow's ``statusChanged`` event (Eventarc direct event): a load that ended FAILED or
+  CANCELLED is a ``failed`` decision, then a relaunch as the next attempt, or the alert
+  after the last (:mod:`simrec.stages.jobs`).
+
+Which event goes where: :mod:`simrec.stages.routes`.
 """
 
 import functions_framework
 from cloudevents.http import CloudEvent
 
-import simrec.stages.load as stage
-from simrec.adapters import build_adapters
-from simrec.config import Settings
-from simrec.stages.cloudevents import storage_object
-from simrec.stages.decisions import Decision, guarded
+from simrec.stages import routes
+from simrec.stages.decisions import Decision
 
 
 @functions_framework.cloud_event
 def dataflow_launch(cloud_event: CloudEvent) -> Decision:
-    def work() -> Decision:
-        settings = Settings()
-        bucket, name = storage_object(cloud_event)
-        return stage.on_object_finalized(bucket, name, settings, build_adapters(settings).beam)
-
-    return guarded(stage.STAGE, work)
+    return routes.handle("dataflow_launch", cloud_event)

@@ -8,7 +8,7 @@ from :mod:`simrec.adapters.job_options`, as the cloud launchers' do.
 
 A job that fails does not raise: as on Google Cloud, the launch succeeded and the job's
 end is an event. The Beam launcher emits the Dataflow ``statusChanged`` event, the Spark
-launcher the job-watch tick that makes the ``job_events`` function poll the workflow
+launcher the job-watch tick that makes the ``cluster`` function poll the workflow
 (:mod:`simrec.stages.jobs`); the outcome and its error are kept in
 ``<log_dir>/<job id>.outcome.json`` for that handler to read, as Dataflow keeps job
 messages and Dataproc the workflow operation.

@@ -5,8 +5,9 @@ the topic (export). After every delivery the bucket folder is scanned, and every
 rewritten object is delivered as a ``storage.object.v1.finalized`` event to the
 functions triggered by the bucket (cluster, dataflow_launch), exactly like Cloud Storage
 notifications through Eventarc; the handlers ignore what is not their manifest.
-Events the local job launchers ``emit`` (Dataflow's job ``statusChanged``, the job-watch
-tick) are delivered to their subscribers (job_events) the same way, after the bucket.
+Events the local job launchers ``emit`` (Dataflow's job ``statusChanged`` -> dataflow_launch,
+the job-watch tick -> cluster) are delivered the same way, after the bucket. Who gets
+which event is :data:`simrec.stages.routes.ROUTES`, as on Google Cloud.
 Delivery is synchronous and in order, so ``publish`` returns when the chain is done.
 """
 
@@ -26,23 +27,17 @@ from cloudevents.http import CloudEvent
 
 from simrec import paths
 from simrec.config import Settings, settings_to_env
-from simrec.stages.cloudevents import (
-    DATAFLOW_STATUS_CHANGED,
-    PUBSUB_PUBLISHED,
-    make_pubsub_event,
-    make_storage_event,
-    topic_of,
-)
+from simrec.stages.cloudevents import make_pubsub_event, make_storage_event
+from simrec.stages.routes import FUNCTIONS as ROUTED
+from simrec.stages.routes import JOB_WATCH, NIGHTLY, subscribers
 
-NIGHTLY_TOPIC = "simrec-nightly"
-JOB_WATCH_TOPIC = "simrec-job-watch"
+#: The local topics, named as Terraform names them (``<prefix>-<role>``).
+LOCAL_PREFIX = "simrec"
+NIGHTLY_TOPIC = f"{LOCAL_PREFIX}-{NIGHTLY}"
+JOB_WATCH_TOPIC = f"{LOCAL_PREFIX}-{JOB_WATCH}"
 
 #: function name -> its entry point (same names as the Cloud Functions).
-FUNCTIONS = {"export": "export", "cluster": "cluster", "dataflow_launch": "dataflow_launch",
-             "job_events": "job_events"}  # fmt: skip
-TOPIC_SUBSCRIBERS = {NIGHTLY_TOPIC: ["export"], JOB_WATCH_TOPIC: ["job_events"]}
-BUCKET_SUBSCRIBERS = ["cluster", "dataflow_launch"]
-EVENT_SUBSCRIBERS = {DATAFLOW_STATUS_CHANGED: ["job_events"]}
+FUNCTIONS = {name: name for name in ROUTED}
 
 #: Events emitted by local jobs, delivered by the next ``drain``.
 _OUTBOX: list[CloudEvent] = []
@@ -51,12 +46,6 @@ _OUTBOX: list[CloudEvent] = []
 def emit(event: CloudEvent) -> None:
     """Queue an event a local job emits (as Dataflow or Cloud Scheduler would send it)."""
     _OUTBOX.append(event)
-
-
-def subscribers(event: CloudEvent) -> list[str]:
-    if event["type"] == PUBSUB_PUBLISHED:
-        return TOPIC_SUBSCRIBERS.get(topic_of(event), [])
-    return EVENT_SUBSCRIBERS.get(event["type"], [])
 
 
 @dataclass
@@ -172,7 +161,7 @@ class LocalCloud:
     def publish(self, topic: str, payload: dict[str, Any]) -> Deliveries:
         """Publish a message and deliver everything that follows from it."""
         event = make_pubsub_event(self.project, topic, payload)
-        for function in TOPIC_SUBSCRIBERS.get(topic, []):
+        for function in subscribers(event):
             self._deliver(function, event)
             self.drain()
         return self.deliveries
@@ -187,7 +176,7 @@ class LocalCloud:
             for name, size in new:
                 self._generation += 1
                 event = make_storage_event(str(self.bucket_root), name, size, self._generation)
-                for function in BUCKET_SUBSCRIBERS:
+                for function in subscribers(event):
                     self._deliver(function, event)
             if not new:
                 event = _OUTBOX.pop(0)

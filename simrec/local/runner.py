@@ -23,6 +23,7 @@ from simrec.config import Settings
 from simrec.core import layout, tenancy
 from simrec.core.runs import RunParams
 from simrec.local.dispatcher import NIGHTLY_TOPIC, Delivery, LocalCloud
+from simrec.stages import jobs
 from simrec.stages import progress as run_progress
 from simrec.stages.requests import run_params
 
@@ -59,7 +60,7 @@ def _relevant(function: str, event: CloudEvent) -> bool:
     if function == "export":
         return True
     wanted = {"cluster": "export", "dataflow_launch": "similarities"}.get(function)
-    if wanted is None:  # job_events: not a stage of the display
+    if wanted is None:
         return False
     kind = layout.classify_object(str(event.get("subject", "")).removeprefix("objects/"))
     return kind is not None and kind[0] == wanted
@@ -135,7 +136,11 @@ def _run_chain(
         def on_done(delivery: Delivery) -> None:
             action = getattr(delivery.result, "action", "")
             if action and action != "ignored" and delivery.function in tasks:
-                timings[delivery.function] = round(delivery.seconds, 3)
+                # A job's end is delivered to the function that launched it: its time adds up.
+                seconds = timings.get(delivery.function, 0.0) + delivery.seconds
+                timings[delivery.function] = round(seconds, 3)
+                if jobs.retried(delivery.result):
+                    action = f"retried after attempt {delivery.result.ids.get('attempt')} failed"
                 progress.update(tasks[delivery.function], completed=1, status=action)
 
         cloud = LocalCloud(settings, on_deliver=on_deliver, on_done=on_done)
@@ -148,7 +153,11 @@ def _run_chain(
         for name, task in tasks.items():
             if name not in timings:  # never triggered: its input did not change
                 progress.update(task, completed=1, status="not triggered")
-    failed = [d for d in deliveries.acted() if getattr(d.result, "action", "") == "failed"]
+    # The run's outcome is its final one: a failed attempt that was retried is not it.
+    failed = [
+        d for d in deliveries.acted()
+        if getattr(d.result, "action", "") == "failed" and not jobs.retried(d.result)
+    ]  # fmt: skip
     if failed:
         reasons = "; ".join(f"{d.function}: {d.result.reason}" for d in failed)
         raise RuntimeError(f"the run failed: {reasons}")
@@ -208,9 +217,16 @@ def build_summary(
         "rejects_uri": export.get("rejects_uri"),
         "stage_timings_s": timings,
         "job_timings_s": sims.get("timings", {}),
+        "retries": [
+            {key: d.result.ids.get(key) for key in ("stage", "job_id", "attempt", "error",
+                                                   "retry_job_id")}  # fmt: skip
+            for d in acted
+            if jobs.retried(d.result)
+        ],
         "decisions": [
             {
                 "function": d.function,
+                "stage": getattr(d.result, "stage", None),  # a job's end: jobs.STAGE
                 "action": getattr(d.result, "action", None),
                 "reason": getattr(d.result, "reason", None),
                 "seconds": round(d.seconds, 3),
@@ -292,6 +308,11 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         table.add_row(key.replace("_", " "), "-" if value is None else f"{value:,}")
     table.add_row("engine", str(summary.get("engine")))
     table.add_row("model version", str(summary.get("model_version")))
+    for retry in summary.get("retries", []):
+        table.add_row(
+            f"retried {retry['stage']}",
+            f"attempt {retry['attempt']} {retry['job_id']} failed -> {retry['retry_job_id']}",
+        )
     if summary.get("latest") != summary.get("model_version"):
         table.add_row("served (LATEST)", str(summary.get("latest")))
     for stage, seconds in summary["stage_timings_s"].items():

@@ -22,7 +22,7 @@ def on_object_finalized(
     attempt: int | None = None,
 ) -> Decision:
     """``attempt``: None for the manifest's event (``jobs.attempt_for_event`` decides); the
-    job-completion handler's retries count up."""
+    retries of simrec.stages.jobs count up."""
     kind = layout.classify_object(name)
     if kind is None or kind[0] != "export":
         return Decision(STAGE, "ignored", reason=f"not an export manifest: {name}")

@@ -7,11 +7,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from simrec.deploy_contract import FAILED_ACTION
+from simrec.deploy_contract import JOB_GAVE_UP_ALERT as JOB_GAVE_UP_ALERT  # re-exported
 from simrec.logs import get_logger
-
-#: ``alert`` of the decision that gives a run up after its job's last attempt failed; the
-#: log-based alert of terraform/modules/monitoring/job_alerts.tf matches this value.
-JOB_GAVE_UP_ALERT = "simrec-job-gave-up"
 
 Action = Literal["ignored", "skipped", "launched", "exported", "succeeded", "resumed", "failed"]
 

@@ -1,18 +1,20 @@
-"""job_events: a launched job ended -> one decision, a retry, and after the last attempt an alert.
+"""A launched job ended -> one decision, a retry, and after the last attempt an alert.
 
 The launching stages (cluster, dataflow_launch) return as soon as their job is started,
 and record it under ``jobs/<job id>.json`` (:func:`record_launch`). How a job ends then
-reaches this handler:
+reaches the function that launched it (routing: :mod:`simrec.stages.routes`), which
+hands it to this module:
 
-- **Dataflow**: Eventarc's direct event ``google.cloud.dataflow.job.v1beta3.statusChanged``
-  (the Job resource, ``currentState`` ``JOB_STATE_*``); the error text comes from the
-  job's messages (the event carries none).
-- **Dataproc**: Dataproc emits no Eventarc direct event (google-cloudevents defines none
-  for it). Its outcome is the ``InstantiateWorkflowTemplate`` operation, which "completes
-  when the entire workflow is finished" with ``WorkflowMetadata`` (create-cluster error,
-  each job node's state and error) and ``error``: so this handler polls the operation of
-  every workflow still recorded as running. That also sees a workflow that failed before
-  its job ran (cluster creation: quota, image, network), which no job metric shows. Two
+- **Dataflow** (to dataflow_launch): Eventarc's direct event
+  ``google.cloud.dataflow.job.v1beta3.statusChanged`` (the Job resource, ``currentState``
+  ``JOB_STATE_*``); the error text comes from the job's messages (the event carries none).
+- **Dataproc** (to cluster): Dataproc emits no Eventarc direct event (google-cloudevents
+  defines none for it). Its outcome is the ``InstantiateWorkflowTemplate`` operation,
+  which "completes when the entire workflow is finished" with ``WorkflowMetadata``
+  (create-cluster error, each job node's state and error) and ``error``: so cluster
+  polls the operation of every workflow still recorded as running. That also sees a
+  workflow that failed before its job ran (cluster creation: quota, image, network),
+  which no job metric shows. Two
   things make it poll: the Admin Activity audit log entry Dataproc writes when that
   long-running operation ends (an Eventarc Cloud Audit Logs trigger, ``operation.last``),
   at once; and a Cloud Scheduler tick on a Pub/Sub topic, because Dataproc's audit page
@@ -29,6 +31,7 @@ a redelivered event or a second tick decides nothing twice.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -41,17 +44,12 @@ from simrec.adapters.launch_ports import JobOutcome, LaunchResult
 from simrec.config import Settings
 from simrec.core import layout
 from simrec.core.runs import RunParams
-from simrec.stages.cloudevents import (
-    AUDIT_LOG_WRITTEN,
-    DATAFLOW_STATUS_CHANGED,
-    PUBSUB_PUBLISHED,
-    BadEvent,
-    audit_entry,
-    dataflow_job,
-)
+from simrec.deploy_contract import JOB_END_STAGE
+from simrec.stages.cloudevents import audit_entry, dataflow_job
 from simrec.stages.decisions import JOB_GAVE_UP_ALERT, Decision
 
-STAGE = "job_events"
+#: The stage of every job-end decision (the alerts tell it apart: terraform/contract.json).
+STAGE = JOB_END_STAGE
 RUNNING, SUCCEEDED, FAILED = "RUNNING", "SUCCEEDED", "FAILED"
 #: Dataflow terminal states (google.dataflow.v1beta3.JobState) and what they mean here.
 DATAFLOW_SUCCEEDED = frozenset({"JOB_STATE_DONE"})
@@ -62,6 +60,8 @@ OWN_JOB_LABEL = ("simrec-stage", "load")
 #: The audited method whose operation is a workflow run (Dataproc audit logging: an LRO).
 DATAPROC_SERVICE = "dataproc.googleapis.com"
 INSTANTIATE_METHOD = "google.cloud.dataproc.v1.WorkflowTemplateService.InstantiateWorkflowTemplate"
+#: Days a job record is kept after its last write; the watch deletes older ones.
+RECORD_DAYS = 30
 
 
 class RecordMissing(RuntimeError):
@@ -120,7 +120,7 @@ def read_record(settings: Settings, job_id: str) -> JobRecord | None:
 def attempt_for_event(settings: Settings, job_id: Callable[[int], str]) -> int | None:
     """The attempt a manifest's event starts, from the run's job records (``job_id(n)``:
     the job id of attempt ``n``): 0 for a new run; None while an attempt runs or after one
-    succeeded (a redelivery: the job-completion handler owns the run); after the last
+    succeeded (a redelivery: this module owns the run); after the last
     attempt failed (the run gave up), the next one, so the documented recovery
     (``simrec cloud rerun``, which re-emits the manifest) starts a fresh job."""
     attempt, last = 0, None
@@ -131,15 +131,41 @@ def attempt_for_event(settings: Settings, job_id: Callable[[int], str]) -> int |
     return None if last.state in (RUNNING, SUCCEEDED) else attempt
 
 
-def running_records(settings: Settings, stage: str) -> list[JobRecord]:
+def _updated(info: dict[str, Any]) -> dt.datetime | None:
+    """When an object was last written, from its listing: ``mtime`` (local: POSIX seconds;
+    gcsfs: a datetime parsed from the object's ``updated``)."""
+    mtime = info.get("mtime")
+    if isinstance(mtime, dt.datetime):
+        return mtime if mtime.tzinfo else mtime.replace(tzinfo=dt.UTC)
+    if isinstance(mtime, (int, float)):
+        return dt.datetime.fromtimestamp(mtime, dt.UTC)
+    return None
+
+
+def running_records(
+    settings: Settings, stage: str, now: dt.datetime | None = None
+) -> list[JobRecord]:
+    """The records of ``stage`` still RUNNING. Records last written more than
+    :data:`RECORD_DAYS` ago are deleted unread (no nightly job runs that long, and no event
+    about it is redelivered that late), so a tick reads a bounded number of records however
+    long the deployment lives: the data bucket's lifecycle rules (storage module) do not
+    cover ``jobs/``."""
     root = layout.job_records(settings.data_uri)
     if not storage.exists(root):
         return []
     fs, path = storage.filesystem(root)
     fs.invalidate_cache(path)  # a warm instance must see records written since its last tick
+    cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=RECORD_DAYS)
     found = []
-    for file in sorted(fs.glob(layout.join(path, "*.json"))):
-        with fs.open(file, "rb") as f:
+    for info in sorted(fs.ls(path, detail=True), key=lambda i: i["name"]):
+        name = info["name"]
+        if info.get("type") != "file" or not name.endswith(".json"):
+            continue
+        updated = _updated(info)
+        if updated is not None and updated < cutoff:
+            fs.rm(name)
+            continue
+        with fs.open(name, "rb") as f:
             record = JobRecord.from_json(json.load(f))
         if record.stage == stage and record.state == RUNNING:
             found.append(record)
@@ -147,6 +173,15 @@ def running_records(settings: Settings, stage: str) -> list[JobRecord]:
 
 
 # --- deciding -----------------------------------------------------------------------------
+def retried(decision: object) -> bool:
+    """Whether a decision is a job's failed attempt that was retried: not the run's end
+    (the retry's own outcome follows, as another decision)."""
+    return (
+        isinstance(decision, Decision) and decision.stage == STAGE
+        and decision.action == "failed" and not decision.alert
+    )  # fmt: skip
+
+
 def _retry(record: JobRecord, settings: Settings, adapters: Any) -> Decision:
     """Run the record's stage again for its manifest, as the next attempt."""
     from simrec.stages import cluster, load
@@ -266,14 +301,3 @@ def on_audit_event(event: CloudEvent, settings: Settings, adapters: Any) -> Deci
         return Decision(STAGE, "ignored", reason=f"workflow {operation.get('id', '')} started")
     return on_watch_tick(settings, adapters)
 
-
-def on_event(event: CloudEvent, settings: Settings, adapters: Any) -> Decision:
-    """The function's one entry: a Dataflow status event, a Dataproc workflow operation's
-    audit entry, or a job-watch tick (Pub/Sub)."""
-    if event["type"] == DATAFLOW_STATUS_CHANGED:
-        return on_dataflow_event(event, settings, adapters)
-    if event["type"] == AUDIT_LOG_WRITTEN:
-        return on_audit_event(event, settings, adapters)
-    if event["type"] == PUBSUB_PUBLISHED:
-        return on_watch_tick(settings, adapters)
-    raise BadEvent(f"job_events does not handle {event['type']}")

@@ -42,9 +42,9 @@ def on_object_finalized(
     Both outcomes are decided from the published state, through the one publishing
     policy: a complete version is not loaded again (LATEST is settled, e.g. after a crash
     between metadata and LATEST), and a launch that fails after the version became
-    complete (a load process killed after publishing) is a success. ``attempt``: 0 for
-    the manifest's event (``jobs.attempt_for_event`` decides); the job-completion
-    handler's retries count up.
+    complete (a load process killed after publishing) is a success. ``attempt``: None for
+    the manifest's event (``jobs.attempt_for_event`` decides); the retries of
+    simrec.stages.jobs count up.
     """
     kind = layout.classify_object(name)
     if kind is None or kind[0] != "similarities":
@@ -68,7 +68,7 @@ def on_object_finalized(
         attempt = jobs.attempt_for_event(settings, lambda n: job_name(params, n))
     if attempt is None:
         # A redelivered manifest event while an attempt runs (or after it succeeded): the
-        # job-completion handler owns the run.
+        # run belongs to simrec.stages.jobs.
         return Decision(
             STAGE, "skipped", reason="a load job of this run is running or succeeded",
             run_id=run_id, tenant=tenant,

@@ -37,6 +37,13 @@ locals {
   # and Cloud Build reads it from there (functions docs: build process).
   gcf_sources_bucket = "gcf-v2-sources-${var.project_number}-${var.region}"
   objects            = "projects/_/buckets"
+
+  # Job records: <data bucket>/jobs/<job id>.json (simrec.core.layout.job_record). The
+  # functions that launch jobs (cluster, dataflow_launch) record each job they start, mark
+  # it when its end is handled (an overwrite: create + delete), and the watch deletes
+  # records older than simrec.stages.jobs.RECORD_DAYS (simrec.stages.jobs).
+  job_records_prefix = "jobs/"
+  job_records_only   = "resource.name.startsWith(\"${local.objects}/${var.data_bucket}/objects/${local.job_records_prefix}\")"
 }
 
 # --- service agents ---------------------------------------------------------------------------
@@ -132,6 +139,19 @@ resource "google_storage_bucket_iam_member" "cluster_data_reader" {
   member = local.member.cluster
 }
 
+# Writes its job records (jobs/ only; its data-bucket role above stays read-only).
+resource "google_storage_bucket_iam_member" "cluster_job_records_writer" {
+  bucket = var.data_bucket
+  role   = "roles/storage.objectUser"
+  member = local.member.cluster
+
+  condition {
+    title       = "simrec job records"
+    description = "Only the job records under ${local.job_records_prefix} of the data bucket."
+    expression  = local.job_records_only
+  }
+}
+
 # --- dataflow_launch ----------------------------------------------------------------------------
 
 # Launches the Flex Template job (dataflow.jobs.create) and reads job state for idempotency.
@@ -167,6 +187,19 @@ resource "google_storage_bucket_iam_member" "launch_models_reader" {
   bucket = var.models_bucket
   role   = "roles/storage.objectViewer"
   member = local.member.dataflow_launch
+}
+
+# Writes its job records (jobs/ only; its data-bucket role above stays read-only).
+resource "google_storage_bucket_iam_member" "launch_job_records_writer" {
+  bucket = var.data_bucket
+  role   = "roles/storage.objectUser"
+  member = local.member.dataflow_launch
+
+  condition {
+    title       = "simrec job records"
+    description = "Only the job records under ${local.job_records_prefix} of the data bucket."
+    expression  = local.job_records_only
+  }
 }
 
 # --- Dataproc VMs -------------------------------------------------------------------------------
@@ -393,11 +426,13 @@ resource "time_sleep" "grants" {
     google_project_iam_member.cluster_workflow_runner,
     google_service_account_iam_member.cluster_acts_as_dataproc,
     google_storage_bucket_iam_member.cluster_data_reader,
+    google_storage_bucket_iam_member.cluster_job_records_writer,
     google_project_iam_member.launch_dataflow_developer,
     google_service_account_iam_member.launch_acts_as_dataflow,
     google_storage_bucket_iam_member.launch_staging_reader,
     google_storage_bucket_iam_member.launch_data_reader,
     google_storage_bucket_iam_member.launch_models_reader,
+    google_storage_bucket_iam_member.launch_job_records_writer,
     google_project_iam_member.dataproc_worker,
     google_storage_bucket_iam_member.dataproc_data_writer,
     google_storage_bucket_iam_member.dataproc_staging_reader,

@@ -3,10 +3,12 @@
 # really write (and on the job and subscription series of a failed run).
 #   failed_decision      a pipeline function logged a "failed" decision (simrec.stages.decisions:
 #                        one JSON line per event; field names and values from
-#                        terraform/contract.json, generated from simrec/deploy_contract.py)
-#   dataproc_job_failed  the Dataproc similarity job failed (the workflow's managed clusters)
-#   dataflow_job_failed  the Dataflow load failed (job names start with the launcher's prefix)
-#   dead_lettered        an event was dead-lettered after every retry
+#                        terraform/contract.json, generated from simrec/deploy_contract.py),
+#                        except a launched job's end: a failed attempt is retried, and only
+#                        the last one pages, through job_gave_up (simrec.stages.jobs)
+#   job_gave_up          a job failed on its last attempt: the run gave up
+#   dead_lettered        an event was dead-lettered after every retry (also a job-end
+#                        delivery that failed every time)
 
 locals {
   c = var.log_contract
@@ -22,16 +24,14 @@ locals {
       "resource.labels.service_name=(${local.service_filter})",
       "severity=${local.c.failed_severity}",
       "jsonPayload.${local.c.action_field}=\"${local.c.failed_action}\"",
+      "NOT jsonPayload.${local.c.stage_field}=\"${local.c.job_end_stage}\"",
     ])
-    dataproc_job_failed = join(" AND ", [
-      "metric.type=\"dataproc.googleapis.com/cluster/job/failed_count\"",
-      "resource.type=\"cloud_dataproc_cluster\"",
-      "resource.label.cluster_name=starts_with(\"${var.dataproc_cluster_prefix}\")",
-    ])
-    dataflow_job_failed = join(" AND ", [
-      "metric.type=\"dataflow.googleapis.com/job/is_failed\"",
-      "resource.type=\"dataflow_job\"",
-      "resource.label.job_name=starts_with(\"${local.c.dataflow_job_prefix}\")",
+    job_gave_up = join("\n", [
+      "resource.type=\"cloud_run_revision\"",
+      "resource.labels.service_name=(${local.service_filter})",
+      "severity=${local.c.failed_severity}",
+      "jsonPayload.${local.c.stage_field}=\"${local.c.job_end_stage}\"",
+      "jsonPayload.${local.c.alert_field}=\"${local.c.job_gave_up_alert}\"",
     ])
     dead_lettered = join(" AND ", [
       "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\"",

@@ -1,5 +1,9 @@
-# Alerts: one policy for a pipeline function that failed on an event, one for a failed job or
-# a dead-lettered event, one for the endpoint being down. Their filters are in filters.tf.
+# Alerts: one policy for a pipeline function that failed on an event, one for a dead-lettered
+# event, one for a job that failed on its last attempt (job_alerts.tf), one for the endpoint
+# being down. Their filters are in filters.tf. A failed job attempt pages only through
+# job_gave_up: the function that launched it logs its end (Dataflow's status event, the
+# Dataproc workflow's operation) and retries it; a job-end delivery that fails every time
+# is dead-lettered, which run_failed pages on.
 
 locals {
   channels      = [for c in google_monitoring_notification_channel.email : c.id]
@@ -57,47 +61,20 @@ resource "google_monitoring_alert_policy" "function_failed" {
 
 resource "google_monitoring_alert_policy" "run_failed" {
   project               = var.project_id
-  display_name          = "simrec: nightly job failed"
+  display_name          = "simrec: nightly event dead-lettered"
   combiner              = "OR"
   notification_channels = local.channels
 
   documentation {
     mime_type = "text/markdown"
     content   = <<-EOT
-      A job of the nightly simrec run failed. The model of the last good run keeps serving.
-      See the Dataproc workflow (clusters named ${var.dataproc_cluster_prefix}-*), the Dataflow
-      job (named ${local.c.dataflow_job_prefix}*), or the dead-letter subscription
-      `${var.dead_letter_subscription}`. Handlers are idempotent: re-run with
-      `gcloud scheduler jobs run` once the cause is fixed.
+      An event of the nightly simrec run failed every delivery and was dead-lettered to
+      `${var.dead_letter_subscription}`: a stage, or the handling of a job's end (the Dataproc
+      workflow, clusters named ${var.dataproc_cluster_prefix}-*; the Dataflow job, named
+      ${local.c.dataflow_job_prefix}*), never ran to a decision. The model of the last good
+      run keeps serving. Handlers are idempotent: once the cause is fixed, rerun the night
+      (`simrec cloud rerun --date <run date> --tenant <tenant>`).
     EOT
-  }
-
-  conditions {
-    display_name = "The Dataproc similarity job failed"
-    condition_threshold {
-      filter          = local.filters.dataproc_job_failed
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-      aggregations {
-        alignment_period   = "300s"
-        per_series_aligner = "ALIGN_SUM"
-      }
-    }
-  }
-
-  conditions {
-    display_name = "The Dataflow load failed"
-    condition_threshold {
-      filter          = local.filters.dataflow_job_failed
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-      aggregations {
-        alignment_period   = "300s"
-        per_series_aligner = "ALIGN_MAX"
-      }
-    }
   }
 
   conditions {

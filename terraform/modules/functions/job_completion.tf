@@ -1,0 +1,164 @@
+# How each launched job ended (simrec.stages.jobs), delivered to the function that launched
+# it, since its retry launches the job again (routing: simrec.stages.routes.ROUTES):
+#   dataflow_launch <- Dataflow's direct event google.cloud.dataflow.job.v1beta3.statusChanged
+#                      (Dataflow events are regional: the trigger is in var.region).
+#   cluster         <- Dataproc has no Eventarc direct event: the function polls the workflow
+#                      operation (done, error, WorkflowMetadata) of every run still recorded
+#                      as running when Dataproc's Admin Activity audit log records the end of
+#                      that operation (InstantiateWorkflowTemplate is a long-running method),
+#                      and on a Cloud Scheduler tick on the job-watch topic, which bounds the
+#                      delay should an end entry be missing (LRO methods "usually" log it).
+# The triggers run as the trigger identity, like the functions' own triggers: it already
+# holds roles/eventarc.eventReceiver (iam module) and run.invoker on exactly these two
+# services (trigger_invoker in main.tf), and Pub/Sub may mint its token for the push.
+# The functions keep their own identities; what their retry/watch logic adds (writing the
+# job records under jobs/ of the data bucket) is granted in the iam module, before the wait.
+
+variable "job_watch_schedule" {
+  description = "How often the Dataproc workflows still running are polled (cron, UTC)."
+  type        = string
+  default     = "*/10 * * * *"
+}
+
+locals {
+  dataflow_status_changed = "google.cloud.dataflow.job.v1beta3.statusChanged"
+  audit_log_written       = "google.cloud.audit.log.v1.written"
+  dataproc_service        = "dataproc.googleapis.com"
+  instantiate_method      = "google.cloud.dataproc.v1.WorkflowTemplateService.InstantiateWorkflowTemplate"
+  job_completion_services = {
+    cluster         = google_cloudfunctions2_function.fn["cluster"].service_config[0].service
+    dataflow_launch = google_cloudfunctions2_function.fn["dataflow_launch"].service_config[0].service
+  }
+}
+
+# Dataflow job status changes of this project and region -> dataflow_launch.
+resource "google_eventarc_trigger" "dataflow_status" {
+  project         = var.project_id
+  location        = var.region
+  name            = "${var.name_prefix}-dataflow-status"
+  service_account = var.service_accounts.trigger
+
+  matching_criteria {
+    attribute = "type"
+    value     = local.dataflow_status_changed
+  }
+  event_data_content_type = "application/json"
+
+  destination {
+    cloud_run_service {
+      service = local.job_completion_services.dataflow_launch
+      region  = var.region
+    }
+  }
+}
+
+# Dataproc workflow runs: the Admin Activity audit entries of InstantiateWorkflowTemplate
+# (always written) -> cluster, which acts on the operation's last one.
+resource "google_eventarc_trigger" "dataproc_audit" {
+  project         = var.project_id
+  location        = var.region
+  name            = "${var.name_prefix}-dataproc-audit"
+  service_account = var.service_accounts.trigger
+
+  matching_criteria {
+    attribute = "type"
+    value     = local.audit_log_written
+  }
+  matching_criteria {
+    attribute = "serviceName"
+    value     = local.dataproc_service
+  }
+  matching_criteria {
+    attribute = "methodName"
+    value     = local.instantiate_method
+  }
+  event_data_content_type = "application/json"
+
+  destination {
+    cloud_run_service {
+      service = local.job_completion_services.cluster
+      region  = var.region
+    }
+  }
+}
+
+# The job-watch tick: Cloud Scheduler -> topic -> trigger -> cluster. The topic id ends in
+# "-job-watch" (simrec.stages.routes.JOB_WATCH): that is how cluster tells the tick apart.
+resource "google_pubsub_topic" "job_watch" {
+  project = var.project_id
+  name    = "${var.name_prefix}-job-watch"
+
+  # A tick is stale once the next one is due.
+  message_retention_duration = "3600s"
+}
+
+resource "google_cloud_scheduler_job" "job_watch" {
+  project     = var.project_id
+  region      = var.region
+  name        = "${var.name_prefix}-job-watch"
+  description = "Makes the cluster function poll the Dataproc workflows still running."
+  schedule    = var.job_watch_schedule
+  time_zone   = "Etc/UTC"
+
+  pubsub_target {
+    topic_name = google_pubsub_topic.job_watch.id
+    data       = base64encode("{}")
+  }
+}
+
+resource "google_eventarc_trigger" "job_watch" {
+  project         = var.project_id
+  location        = var.region
+  name            = "${var.name_prefix}-job-watch"
+  service_account = var.service_accounts.trigger
+
+  matching_criteria {
+    attribute = "type"
+    value     = local.pubsub_published
+  }
+  event_data_content_type = "application/json"
+
+  transport {
+    pubsub {
+      topic = google_pubsub_topic.job_watch.id
+    }
+  }
+
+  destination {
+    cloud_run_service {
+      service = local.job_completion_services.cluster
+      region  = var.region
+    }
+  }
+}
+
+# As for the other triggers: dead-letter topic and backoff on the subscriptions Eventarc made.
+resource "terraform_data" "job_completion_dead_letter" {
+  for_each = {
+    dataflow_status = google_eventarc_trigger.dataflow_status.id
+    dataproc_audit  = google_eventarc_trigger.dataproc_audit.id
+    job_watch       = google_eventarc_trigger.job_watch.id
+  }
+
+  triggers_replace = [
+    each.value,
+    var.dead_letter_topic_id,
+    var.max_delivery_attempts,
+    var.retry_delay.min,
+    var.retry_delay.max,
+  ]
+
+  provisioner "local-exec" {
+    command = "${path.module}/scripts/attach-dead-letter.sh"
+    environment = {
+      PROJECT               = var.project_id
+      REGION                = var.region
+      TRIGGER               = each.value
+      DEAD_LETTER_TOPIC     = var.dead_letter_topic_id
+      MAX_DELIVERY_ATTEMPTS = tostring(var.max_delivery_attempts)
+      MIN_RETRY_DELAY       = var.retry_delay.min
+      MAX_RETRY_DELAY       = var.retry_delay.max
+      PUBSUB_AGENT          = var.pubsub_agent
+    }
+  }
+}
