@@ -1,4 +1,4 @@
-"""Load stage: neighbour lists -> Cloud Datastore, and the serving model snapshot.
+"""Load stage: neighbor lists -> Cloud Datastore, and the serving model snapshot.
 
 Reads one similarity run (``<similarities>/{neighbors,items}/*.parquet`` and its
 ``_MANIFEST.json``), optionally upserts one ``ItemNeighbors`` entity per item into Cloud
@@ -105,7 +105,7 @@ def neighbor_entity(
     updated_at: dt.datetime,
 ) -> Entity:
     """One ``ItemNeighbors`` entity keyed by sku; list properties are unindexed because
-    Datastore caps the index entries of one entity and nothing queries by neighbour."""
+    Datastore caps the index entries of one entity and nothing queries by neighbor."""
     entity = Entity(
         Key([ENTITY_KIND, row["sku"]], project=project, namespace=namespace or None),
         exclude_from_indexes=UNINDEXED,
@@ -122,7 +122,7 @@ def neighbor_entity(
 
 
 class ToNeighborEntities(beam.PTransform):
-    """Neighbour rows -> Datastore ``Entity`` (v1new types).
+    """Neighbor rows -> Datastore ``Entity`` (v1new types).
 
     ``updated_at`` defaults to the construction time; the pipeline passes the
     similarity manifest's ``created_at`` so reruns write identical entities.
@@ -197,7 +197,7 @@ def _build_model(
     catalog_uri: str | None = None,
 ) -> ModelSnapshot:
     if not rows:
-        raise ValueError(f"no neighbour rows in {metadata.get('source')}: nothing to load")
+        raise ValueError(f"no neighbor rows in {metadata.get('source')}: nothing to load")
     snapshot = model_builder.build_snapshot(rows, items, metadata)
     if catalog_uri:
         snapshot.catalog = read_catalog(catalog_uri)
@@ -205,7 +205,7 @@ def _build_model(
 
 
 class BuildServingModel(beam.PTransform):
-    """``(neighbour rows, item rows)`` -> one ``ModelSnapshot``.
+    """``(neighbor rows, item rows)`` -> one ``ModelSnapshot``.
 
     Both inputs are gathered on one worker: the snapshot is a single set of arrays, and
     a global combine is the one place that sees every row.
@@ -220,7 +220,7 @@ class BuildServingModel(beam.PTransform):
 
     def expand(self, inputs: tuple[beam.PCollection, beam.PCollection]) -> beam.PCollection:
         neighbors, items = inputs
-        rows = neighbors | "GatherNeighbours" >> beam.combiners.ToList()
+        rows = neighbors | "GatherNeighbors" >> beam.combiners.ToList()
         stats = items | "GatherItems" >> beam.combiners.ToList()
         return rows | "Build" >> beam.Map(
             _build_model, beam.pvalue.AsSingleton(stats), self._metadata, self._catalog
@@ -398,7 +398,7 @@ def plan_load(options: PipelineOptions) -> LoadPlan:
     if neighbor_rows is None:
         raise LoadError(f"no neighbors/*.parquet under {similarities}")
     if neighbor_rows == 0:
-        raise LoadError(f"the neighbour lists under {similarities} are empty: nothing to load")
+        raise LoadError(f"the neighbor lists under {similarities} are empty: nothing to load")
     if _parquet_rows(layout.join(similarities, "items")) is None:
         raise LoadError(f"no items/*.parquet under {similarities}")
     try:

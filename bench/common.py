@@ -29,7 +29,7 @@ SIZES = {"S": (5_000, 50), "M": (50_000, 100), "L": (200_000, 100)}
 def synthetic_model(
     n_items: int, k: int, seed: int = 0, version: str = "bench", catalog: bool = False
 ) -> ModelSnapshot:
-    """A model shaped like a shop's: neighbours drawn with a popularity skew (a few items
+    """A model shaped like a shop's: neighbors drawn with a popularity skew (a few items
     appear in many lists), ``k`` per item (fewer when duplicates collapse), scores sorted
     descending per row, Zipf-like popularity."""
     rng = np.random.default_rng(seed)
@@ -41,7 +41,7 @@ def synthetic_model(
     rows, cols = keys // n_items, keys % n_items
     counts = np.bincount(rows, minlength=n_items)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    perm = rng.permutation(len(rows))  # random neighbour order before cutting to k
+    perm = rng.permutation(len(rows))  # random neighbor order before cutting to k
     order = np.lexsort((perm, rows))
     rows, cols = rows[order], cols[order]
     rank = np.arange(len(rows)) - np.repeat(starts, counts)

@@ -4,7 +4,7 @@ For each worker model in ``--servers`` (default: every one in
 ``simrec.serving.server.SERVERS``: uvicorn's event loop and gunicorn gthread), on the same
 workers and the same 127.0.0.1 port settings:
 
-1. Publishes the M-size synthetic model (50k items, top-100 neighbours, with a catalog)
+1. Publishes the M-size synthetic model (50k items, top-100 neighbors, with a catalog)
    as version ``load-v1`` into a work folder and starts ``simrec serve --server S``
    (the model is re-checked every second).
 2. ``trivial``: wrk on ``/healthz`` (a tiny JSON body from the same app: the server's own
@@ -116,13 +116,13 @@ def request_paths(snapshot: ModelSnapshot, count: int, seed: int = 3) -> list[st
     rng = np.random.default_rng(seed)
     n_items = snapshot.n_items
     skus = snapshot.skus
-    has_neighbours = np.flatnonzero(np.diff(snapshot.indptr) > 0)
+    has_neighbors = np.flatnonzero(np.diff(snapshot.indptr) > 0)
     categories = sorted({c for c in (snapshot.catalog["category"].to_pylist() if
                                      snapshot.catalog is not None else []) if c})
     paths = []
     for k in range(count):
         if rng.random() < 0.2:
-            sku = skus[int(has_neighbours[int(len(has_neighbours) * rng.random() ** 1.5)])]
+            sku = skus[int(has_neighbors[int(len(has_neighbors) * rng.random() ** 1.5)])]
             extra = "&in_stock_only=true" if rng.random() < 0.2 else ""
             paths.append(f"/similar?sku={sku}&n={int(rng.integers(5, 31))}{extra}")
             continue

@@ -1,6 +1,6 @@
 """Per-request scoring latency: our kernel vs the original pure-Python loop vs implicit.
 
-On an M-size model (50k items, top-100 neighbours each) it times, for shopper histories
+On an M-size model (50k items, top-100 neighbors each) it times, for shopper histories
 of 1, 10 and 100 items (top 10, input items excluded):
 
 * ``kernel``: ``LoadedModel.scorer.score`` (the compiled kernel the endpoint calls);
@@ -47,7 +47,7 @@ WEIGHTS = (0.5, 2.0, 6.0)
 
 
 def python_dict_model(model: LoadedModel) -> dict[str, list[tuple[str, float]]]:
-    """The original service's shape: sku -> [(neighbour sku, score)] (as fetched)."""
+    """The original service's shape: sku -> [(neighbor sku, score)] (as fetched)."""
     skus = model.snapshot.skus
     indptr, indices = model.snapshot.indptr.tolist(), model.snapshot.indices.tolist()
     scores = model.snapshot.scores.tolist()
@@ -58,12 +58,12 @@ def python_dict_model(model: LoadedModel) -> dict[str, list[tuple[str, float]]]:
 
 
 def python_dict_score(
-    neighbours: dict[str, list[tuple[str, float]]], history: list[tuple[str, float]], n: int
+    neighbors: dict[str, list[tuple[str, float]]], history: list[tuple[str, float]], n: int
 ) -> list[tuple[str, float]]:
     acc: dict[str, float] = {}
     seen = {sku for sku, _ in history}
     for sku, weight in history:
-        for other, score in neighbours.get(sku, ()):
+        for other, score in neighbors.get(sku, ()):
             if other not in seen:
                 acc[other] = acc.get(other, 0.0) + weight * score
     return heapq.nlargest(n, acc.items(), key=lambda t: (t[1], t[0]))
@@ -109,7 +109,7 @@ def datastore_setup(model: LoadedModel, items: set[int]) -> tuple[Any, Any, str]
     snap = model.snapshot
     entities = []
     for i in sorted(items):
-        cols, sims = snap.neighbours(i)
+        cols, sims = snap.neighbors(i)
         entity = datastore.Entity(
             client.key("ItemNeighbors", snap.skus[i]), exclude_from_indexes=("items", "scores")
         )
@@ -240,13 +240,13 @@ def datastore_bench(model, workloads, settings, skus, count) -> tuple[dict, str]
         return {}, f"skipped: {note}"
     try:
         from simrec.serving.api import ServingApp
-        from simrec.serving.datastore_backend import DatastoreNeighbours, default_client_factory
+        from simrec.serving.datastore_backend import DatastoreNeighbors, default_client_factory
 
         ds_settings = settings.model_copy(
             update={"serving_backend": "datastore", "datastore_project": "simrec-bench",
                     "datastore_namespace": "bench"}
         )
-        store = DatastoreNeighbours(default_client_factory("simrec-bench"), 100_000, 3600)
+        store = DatastoreNeighbors(default_client_factory("simrec-bench"), 100_000, 3600)
         app = ServingApp(ds_settings, datastore=store)
         memory = ServingApp(settings)
         out: dict[int, dict[str, Any]] = {}

@@ -23,7 +23,7 @@ Timing: best of ``--repeat`` (3) for the single-machine contenders, one run for 
 ones; the machine is shared and noisy. Peak memory per contender: ``ru_maxrss`` of its
 subprocess (``wait4``); for Spark the driver's and the JVM's (``VmHWM`` of the java child)
 are reported separately (local mode: the executor lives in that JVM). Quality against exact
-cosine: recall of the true top-10 neighbours per item and the mean absolute error of the
+cosine: recall of the true top-10 neighbors per item and the mean absolute error of the
 scores of emitted pairs whose exact cosine is at least the threshold.
 
 Writes ``.bench/similarity.json`` and ``.bench/similarity.md``; prints ratios ours/peer.

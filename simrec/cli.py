@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "before it (default: the day after the newest event not in the future)")
     p.add_argument("--window-days", type=_positive_int)
     p.add_argument("--threshold", type=float, help="DIMSUM threshold, 0 = exact cosine")
-    p.add_argument("--top-k", type=_positive_int, help="neighbours kept per item")
+    p.add_argument("--top-k", type=_positive_int, help="neighbors kept per item")
     p.add_argument("--seed", type=int)
     p.add_argument("--engine", choices=["spark", "local"], help="similarity engine")
     p.add_argument("--schema", choices=["plain", "ga4"], default="plain")

@@ -115,7 +115,7 @@ class Settings(BaseSettings):
     )
     datastore_namespace: str = Field(
         "",
-        description="Datastore namespace of a tenant's neighbour lists: '' = one named after "
+        description="Datastore namespace of a tenant's neighbor lists: '' = one named after "
         "the tenant, '{tenant}' is replaced by it (simrec.core.tenancy.datastore_namespace).",
     )
     bigquery_location: str = Field("EU", description="Location of the BigQuery export job.")
@@ -174,7 +174,7 @@ class Settings(BaseSettings):
         "comma-separated, chosen per request by `tenant=`; '*' = any tenant with a model.",
     )
     datastore_cache_items: int = Field(
-        50_000, ge=0, description="Neighbour lists the Datastore backend keeps in its LRU."
+        50_000, ge=0, description="Neighbor lists the Datastore backend keeps in its LRU."
     )
     datastore_cache_seconds: float = Field(
         300.0, ge=0, description="How long the Datastore backend trusts a cached list."

@@ -5,7 +5,7 @@ The model, fully vectorised (10 million events take seconds):
 * items belong to categories; item popularity is Zipf-like (a few hits, a long tail);
 * user activity is log-normal (most shoppers browse a little, a few browse a lot);
 * each user favours one to three categories and browses mostly in them, so items of a
-  category share shoppers and have real neighbours; the rest is exploration;
+  category share shoppers and have real neighbors; the rest is exploration;
 * about 85% of events are ``browsed``, 10% ``basket`` and 5% ``purchase``; a basket
   follows a browse of the same item by the same user minutes later, and a purchase
   mostly follows a basket;

@@ -44,7 +44,7 @@ def output_uris(output_uri: str) -> dict[str, str]:
 
 # --- building tables ---------------------------------------------------------------
 def neighbors_table(skus: np.ndarray, topk: TopK) -> pa.Table:
-    """One row per item with at least one neighbour, neighbours in TopK order."""
+    """One row per item with at least one neighbor, neighbors in TopK order."""
     skus = pa.array(np.asarray(skus, dtype=object), type=pa.string())
     structs = pa.StructArray.from_arrays(
         [
@@ -112,7 +112,7 @@ def _read_parquet_dir(uri: str, columns: list[str] | None = None) -> pa.Table:
 
 
 def read_neighbors(uri: str) -> pa.Table:
-    """The neighbours table, sorted by sku (``uri``: the neighbors folder)."""
+    """The neighbors table, sorted by sku (``uri``: the neighbors folder)."""
     table = _read_parquet_dir(uri, ["sku", "neighbors"])
     return table.sort_by("sku")
 
@@ -122,7 +122,7 @@ def read_items(uri: str) -> pa.Table:
 
 
 def neighbor_pairs(neighbors: pa.Table) -> pd.DataFrame:
-    """Long form: one row per (sku, neighbour) with its rank (0 = best), score, users."""
+    """Long form: one row per (sku, neighbor) with its rank (0 = best), score, users."""
     lists = pc.list_flatten(neighbors.column("neighbors"))
     lengths = pc.list_value_length(neighbors.column("neighbors")).to_numpy(zero_copy_only=False)
     lengths = np.nan_to_num(lengths.astype(np.float64)).astype(np.int64)

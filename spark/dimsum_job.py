@@ -230,7 +230,7 @@ def _partial_pairs_fn(arrays: Any, seed: int, sampled: bool, n_items: int, scale
 
 
 def _topk_fn(arrays: Any, scale: float, top_k: int, shrinkage: float) -> Any:
-    """``mapInArrow`` step: partial sums sorted by (a, b) -> one neighbours row per item,
+    """``mapInArrow`` step: partial sums sorted by (a, b) -> one neighbors row per item,
     plus its share of the pair counts (for the manifest)."""
 
     def topk(batches: Any) -> Any:
@@ -504,7 +504,7 @@ def item_ranges(operands: similarity.KernelOperands, n_ranges: int) -> list[tupl
 
 
 def _range_topk_fn(shared: Any, top_k: int, shrinkage: float) -> Any:
-    """``mapInArrow`` step: item ranges -> one neighbours row per item of each range."""
+    """``mapInArrow`` step: item ranges -> one neighbors row per item of each range."""
 
     def topk(batches: Any) -> Any:
         import pyarrow as pa

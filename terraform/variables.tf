@@ -314,7 +314,7 @@ variable "threshold" {
 }
 
 variable "top_k" {
-  description = "Neighbours kept per item."
+  description = "Neighbors kept per item."
   type        = number
   default     = 100
 
@@ -634,7 +634,7 @@ variable "job_max_attempts" {
 # --- Datastore -----------------------------------------------------------------------------------------
 
 variable "enable_datastore" {
-  description = "Write neighbour lists to Datastore (sets SIMREC_DATASTORE_PROJECT; false skips the write)."
+  description = "Write neighbor lists to Datastore (sets SIMREC_DATASTORE_PROJECT; false skips the write)."
   type        = bool
   default     = true
 }
@@ -720,7 +720,7 @@ variable "serving_tenants" {
 }
 
 variable "datastore_cache_items" {
-  description = "Neighbour lists the Datastore serving backend keeps in its LRU."
+  description = "Neighbor lists the Datastore serving backend keeps in its LRU."
   type        = number
   default     = 50000
 

@@ -106,8 +106,8 @@ def test_model_is_published_and_answers(local_run, capsys):
     capsys.readouterr()
     assert main(["similar", top, "--workdir", str(workdir), "--n", "5", "--json"]) == 0
     similar = json.loads(capsys.readouterr().out)
-    neighbours, scores = model.neighbours(model.skus.index(top))
-    assert [i["sku"] for i in similar["items"]] == [model.skus[j] for j in neighbours[:5]]
+    neighbors, scores = model.neighbors(model.skus.index(top))
+    assert [i["sku"] for i in similar["items"]] == [model.skus[j] for j in neighbors[:5]]
 
     assert main(["recommend", "--workdir", str(workdir), "--browsed", top, "--json"]) == 0
     recs = json.loads(capsys.readouterr().out)

@@ -86,9 +86,9 @@ def test_load_into_datastore_rerun_and_new_version(tmp_path: Path, datastore_hos
     by_version = client.query(kind=load_pipeline.ENTITY_KIND)
     by_version.add_filter(filter=datastore.query.PropertyFilter("model_version", "=", RUN_ID))
     assert len(list(by_version.fetch())) == len(neighbors)
-    some_neighbour = next(iter(neighbors.values()))[0][0]
+    some_neighbor = next(iter(neighbors.values()))[0][0]
     by_item = client.query(kind=load_pipeline.ENTITY_KIND)
-    by_item.add_filter(filter=datastore.query.PropertyFilter("items", "=", some_neighbour))
+    by_item.add_filter(filter=datastore.query.PropertyFilter("items", "=", some_neighbor))
     assert list(by_item.fetch()) == []  # unindexed: no query can see the lists
 
     # rerun: no duplicate, no change, same LATEST

@@ -90,7 +90,7 @@ def test_popularity_is_skewed(events):
     assert counts[0] > 20 * np.median(counts)
 
 
-def test_items_of_a_category_are_neighbours(events):
+def test_items_of_a_category_are_neighbors(events):
     n_users, n_items, n_cats = default_sizes(len(events))
     catalog = generate_catalog(n_items, n_cats, seed=3).set_index("sku")
     m = build_matrix(events["user_id"], events["sku"], events["action"], PLAIN)
@@ -101,7 +101,7 @@ def test_items_of_a_category_are_neighbours(events):
     same = cat[:, None] == cat[None, :]
     off = ~np.eye(len(cat), dtype=bool)
     assert cos[same & off].mean() > 3 * cos[~same].mean()
-    # Each item's 5 nearest neighbours are mostly of its own category.
+    # Each item's 5 nearest neighbors are mostly of its own category.
     np.fill_diagonal(cos, -1)
     top5 = np.argsort(-cos, axis=1)[:, :5]
     assert (cat[top5] == cat[:, None]).mean() > 0.6

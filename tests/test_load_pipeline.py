@@ -37,7 +37,7 @@ NEIGHBOR = pa.struct([("sku", pa.string()), ("score", pa.float64()), ("users", p
 NEIGHBORS_SCHEMA = pa.schema([("sku", pa.string()), ("neighbors", pa.list_(NEIGHBOR))])
 ITEMS_SCHEMA = pa.schema([("sku", pa.string()), ("users", pa.int64()), ("weight", pa.float64())])
 
-# a/c/d: a tie at 0.5 (c before d); x is only a neighbour; f has stats but no neighbours.
+# a/c/d: a tie at 0.5 (c before d); x is only a neighbor; f has stats but no neighbors.
 SAMPLE_NEIGHBORS: dict[str, list[tuple[str, float, float]]] = {
     "a": [("b", 0.9, 3.0), ("c", 0.5, 2.0), ("d", 0.5, 1.0)],
     "b": [("a", 0.9, 3.0)],
@@ -114,8 +114,8 @@ def random_neighbors(seed: int, n_items: int = 80, top_k: int = 6):
     return neighbors, items
 
 
-def expected_row(sku: str, neighbours: list[tuple[str, float, float]]) -> dict:
-    ordered = sorted(neighbours, key=lambda e: (-e[1], e[0]))
+def expected_row(sku: str, neighbors: list[tuple[str, float, float]]) -> dict:
+    ordered = sorted(neighbors, key=lambda e: (-e[1], e[0]))
     return {
         "sku": sku,
         "items": [e[0] for e in ordered],
@@ -140,7 +140,7 @@ def assert_model_matches(snapshot, neighbors, items) -> None:
         got = sp.csr_matrix((getattr(snapshot, field), snapshot.indices, snapshot.indptr), shape)
         np.testing.assert_allclose(got.toarray(), oracle, rtol=1e-6, atol=0)  # float32 storage
     for i in range(len(skus)):
-        idx, sc = snapshot.neighbours(i)
+        idx, sc = snapshot.neighbors(i)
         pairs = list(zip(-sc, idx, strict=True))
         assert pairs == sorted(pairs), f"row {skus[i]} out of order"
     assert snapshot.popularity.tolist() == [float(items.get(s, (0,))[0]) for s in skus]
@@ -270,8 +270,8 @@ def test_a_failing_matcher_fails_the_pipeline() -> None:
         assert_that(p | beam.Create([1]), check)
 
 
-def test_build_serving_model_rejects_empty_neighbours() -> None:
-    with pytest.raises(Exception, match="no neighbour rows"), local_pipeline() as p:
+def test_build_serving_model_rejects_empty_neighbors() -> None:
+    with pytest.raises(Exception, match="no neighbor rows"), local_pipeline() as p:
         _ = (
             p | "Rows" >> beam.Create([]),
             p | "Items" >> beam.Create([{"sku": "a", "users": 1, "weight": 1.0}]),

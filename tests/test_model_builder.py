@@ -13,8 +13,8 @@ from simrec.core import model_builder
 from simrec.core.snapshot import ModelSnapshot
 
 
-def _record(sku: str, neighbours: list[tuple[str, float, float]]) -> dict:
-    return {"sku": sku, "neighbors": [{"sku": s, "score": c, "users": u} for s, c, u in neighbours]}
+def _record(sku: str, neighbors: list[tuple[str, float, float]]) -> dict:
+    return {"sku": sku, "neighbors": [{"sku": s, "score": c, "users": u} for s, c, u in neighbors]}
 
 
 def _rows(data: dict[str, list[tuple[str, float, float]]]) -> list[dict]:
@@ -25,8 +25,8 @@ def _oracle(data: dict[str, list[tuple[str, float, float]]], skus: list[str], fi
     """Dense item x item matrix of one field (1 score, 2 users) straight from the input."""
     index = {s: i for i, s in enumerate(skus)}
     r, c, v = [], [], []
-    for sku, neighbours in data.items():
-        for entry in neighbours:
+    for sku, neighbors in data.items():
+        for entry in neighbors:
             r.append(index[sku])
             c.append(index[entry[0]])
             v.append(entry[field])
@@ -45,7 +45,7 @@ def _random_data(seed: int, n_items: int = 60, max_k: int = 9):
             (o, rng.choice([0.125, 0.25, 0.5, 0.75, 1.0]), rng.randint(1, 9)) for o in others
         ]
     items = {s: rng.randint(1, 50) for s in rng.sample(skus, n_items // 2)}
-    data["only-in-neighbours"] = [("sku-000", 0.5, 2.0)]
+    data["only-in-neighbors"] = [("sku-000", 0.5, 2.0)]
     return data, items
 
 
@@ -98,7 +98,7 @@ def test_vocabulary_popularity_and_counts() -> None:
     items = [{"sku": s, "users": u, "weight": 1.0} for s, u in [("a", 7), ("b", 3), ("f", 1)]]
     meta = {"version": "v1", "counts": {"events": 10}}
     snap = model_builder.build_snapshot(_rows(data), items, meta)
-    assert snap.skus == ["a", "b", "e", "f", "x"]  # items + neighbour skus + row skus
+    assert snap.skus == ["a", "b", "e", "f", "x"]  # items + neighbor skus + row skus
     assert snap.popularity.tolist() == [7.0, 3.0, 0.0, 1.0, 0.0]
     assert snap.indptr.tolist() == [0, 1, 3, 3, 3, 3]
     assert snap.indices.tolist() == [1, 0, 4]
@@ -124,7 +124,7 @@ def test_csr_matches_scipy_oracle(seed: int) -> None:
     np.testing.assert_array_equal(csr_users.toarray(), _oracle(data, snap.skus, 2))
     assert snap.popularity.tolist() == [float(popularity.get(s, 0)) for s in snap.skus]
     for i in range(snap.n_items):
-        idx, sc = snap.neighbours(i)
+        idx, sc = snap.neighbors(i)
         order = sorted(range(len(idx)), key=lambda j: (-sc[j], idx[j]))
         assert order == list(range(len(idx))), f"row {snap.skus[i]} not in contract order"
     assert snap.metadata["counts"]["nnz"] == sum(len(v) for v in data.values())
@@ -132,7 +132,7 @@ def test_csr_matches_scipy_oracle(seed: int) -> None:
 
 def test_ties_are_decided_on_the_stored_float32_score() -> None:
     # 0.3 and its float64 successor are distinct in float64 and equal in float32: the
-    # stored row must then be in neighbour index order.
+    # stored row must then be in neighbor index order.
     hi = np.nextafter(0.3, 1.0)
     assert np.float32(hi) == np.float32(0.3) and hi > 0.3
     snap = model_builder.build_snapshot(_rows({"a": [("b", 0.3, 1.0), ("c", hi, 1.0)]}), [])

@@ -22,7 +22,7 @@ F32_03 = float(np.float32(0.3))  # what a float32 0.3 really is, upcast
 #   b -> a 0.75, d 0.5, c 0.25
 #   c -> a 0.375, b 0.25
 #   d -> b 0.5, f 0.3
-#   e, f -> (no neighbours)
+#   e, f -> (no neighbors)
 SKUS = ["a", "b", "c", "d", "e", "f"]
 A, B, C, D, E, F = range(6)
 ROWS = {
@@ -156,7 +156,7 @@ def test_unknown_skus_are_ignored_and_empty_entries_skipped(client) -> None:
 
 
 def test_fallback_to_popular_items(client) -> None:
-    # e has no neighbours: nothing scores -> most popular (f has popularity 0: never).
+    # e has no neighbors: nothing scores -> most popular (f has popularity 0: never).
     body, _ = get(client, "/recommendations", browsed="e", n="3")
     assert body == {
         "items": [

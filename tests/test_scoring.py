@@ -16,7 +16,7 @@ from simrec.core.snapshot import ModelSnapshot
 
 
 def make_snapshot(rng: random.Random, n_items: int, max_k: int, levels: int = 8) -> ModelSnapshot:
-    """Random neighbour lists; scores on a coarse grid so equal totals (ties) are common."""
+    """Random neighbor lists; scores on a coarse grid so equal totals (ties) are common."""
     indptr, indices, scores = [0], [], []
     for i in range(n_items):
         others = [j for j in range(n_items) if j != i]
@@ -86,7 +86,7 @@ def test_hand_computed_example() -> None:
         assert score(snap, query, 10, exclude=[0, 1], backend=backend) == [expected[1], expected[3]]
         assert score(snap, query, 0, backend=backend) == []
         assert score(snap, Query.from_pairs([]), 5, backend=backend) == []
-        # d has no neighbours: nothing scores.
+        # d has no neighbors: nothing scores.
         assert score(snap, Query.from_pairs([(3, 6.0)]), 5, backend=backend) == []
 
 
@@ -194,7 +194,7 @@ def test_query_validation() -> None:
 def test_top_similar_and_popularity_fallback() -> None:
     snap = make_snapshot(random.Random(5), 20, max_k=8)
     for i in range(snap.n_items):
-        idx, sims = snap.neighbours(i)
+        idx, sims = snap.neighbors(i)
         assert top_similar(snap, i, 3) == list(
             zip(idx[:3].tolist(), sims[:3].tolist(), strict=True)
         )
@@ -293,7 +293,7 @@ def test_rectangular_scorer_scores_like_the_full_one() -> None:
     full = scoring.make_scorer(snap.indptr, snap.indices, snap.scores)
     for _ in range(50):
         query = random_query(rng, 50)
-        rows = [snap.neighbours(i) for i in query.items.tolist()]
+        rows = [snap.neighbors(i) for i in query.items.tolist()]
         indptr = np.concatenate([[0], np.cumsum([len(r[0]) for r in rows])]).astype(np.int64)
         indices = np.concatenate([r[0] for r in rows] + [np.zeros(0, np.int32)])
         sims = np.concatenate([r[1] for r in rows] + [np.zeros(0, np.float32)])

@@ -18,7 +18,7 @@ from simrec.core import model_builder
 from simrec.core.tenancy import datastore_namespace
 from simrec.serving import api
 from simrec.serving.api import ServingApp
-from simrec.serving.datastore_backend import DatastoreNeighbours, default_client_factory
+from simrec.serving.datastore_backend import DatastoreNeighbors, default_client_factory
 
 pytestmark = pytest.mark.emulator
 PROJECT = "simrec-test"
@@ -34,7 +34,7 @@ class Clock:
 
 
 def build(rng: random.Random, n_items: int, version: str):
-    """Neighbour rows as the similarity stage emits them (float64 scores, not float32)."""
+    """Neighbor rows as the similarity stage emits them (float64 scores, not float32)."""
     skus = [f"s{i:03d}" for i in range(n_items)]
     rows = []
     for sku in skus:
@@ -107,7 +107,7 @@ def random_query(rng: random.Random, skus: list[str]) -> dict[str, str]:
 def test_same_answers_as_the_memory_backend(setup) -> None:
     root, settings, snapshot = setup
     memory = ServingApp(settings)
-    store = DatastoreNeighbours(default_client_factory(PROJECT), cache_items=1000)
+    store = DatastoreNeighbors(default_client_factory(PROJECT), cache_items=1000)
     remote = ServingApp(settings.model_copy(update={"serving_backend": "datastore"}),
                         datastore=store)
     rng = random.Random(9)
@@ -131,7 +131,7 @@ def test_same_answers_as_the_memory_backend(setup) -> None:
 def test_one_get_multi_per_request_and_the_cache(setup) -> None:
     root, settings, snapshot = setup
     clock = Clock()
-    store = DatastoreNeighbours(default_client_factory(PROJECT), cache_items=1000,
+    store = DatastoreNeighbors(default_client_factory(PROJECT), cache_items=1000,
                                 cache_seconds=60, timer=clock)
     app = ServingApp(settings.model_copy(update={"serving_backend": "datastore"}),
                      datastore=store)
@@ -171,7 +171,7 @@ def test_tenant_namespace_and_outage(setup, tmp_path: Path) -> None:
         def get_multi(self, keys):
             raise ConnectionError("emulator gone")
 
-    broken = ServingApp(ds_settings, datastore=DatastoreNeighbours(lambda ns: Down()))
+    broken = ServingApp(ds_settings, datastore=DatastoreNeighbors(lambda ns: Down()))
     body, status = broken.recommendations({"browsed": "s001"})
     assert status == 503 and "retry" in body["error"]
     body, status = broken.similar({"sku": "s001"})

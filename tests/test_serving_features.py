@@ -138,7 +138,7 @@ def test_in_stock_and_category_filters(client: Client) -> None:
 
 
 def test_fallback_prefers_the_input_items_categories(client: Client) -> None:
-    # e (category X) has no neighbours: popular X items first (a 10, b 8), then the
+    # e (category X) has no neighbors: popular X items first (a 10, b 8), then the
     # most popular overall (c 9, d 3), although c is more popular than b.
     body, _ = get(client, "/recommendations", browsed="e", n="4")
     assert body["fallback"] is True
@@ -146,7 +146,7 @@ def test_fallback_prefers_the_input_items_categories(client: Client) -> None:
         ("a", 10.0), ("b", 8.0), ("c", 9.0), ("d", 3.0)
     ]
     assert all(it["because"] == [] for it in body["items"])
-    # Filters apply to the fallback too: d's only neighbours (b, f) are out of stock.
+    # Filters apply to the fallback too: d's only neighbors (b, f) are out of stock.
     body, _ = get(client, "/recommendations", basket="d", in_stock_only="1", n="3")
     assert body["fallback"] is True and skus(body) == ["c", "e", "a"]
     body, _ = get(client, "/recommendations", browsed="nope", category="Y")

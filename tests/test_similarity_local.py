@@ -83,7 +83,7 @@ def test_top_k_order_and_truncation(shop):
     for i in range(full.n_items):
         nb = full.neighbors[full.indptr[i] : full.indptr[i + 1]]
         sc = full.scores[full.indptr[i] : full.indptr[i + 1]]
-        expected = sorted(zip(-sc, nb, strict=True))  # score desc, neighbour asc
+        expected = sorted(zip(-sc, nb, strict=True))  # score desc, neighbor asc
         assert list(zip(-sc, nb, strict=True)) == expected
         assert top.neighbors[top.indptr[i] : top.indptr[i + 1]].tolist() == nb[:5].tolist()
 

@@ -194,7 +194,7 @@ def flex_metadata(source: Path) -> dict:
         })  # fmt: skip
     return {
         "name": "simrec-load",
-        "description": "simrec load: neighbour lists -> Cloud Datastore and the serving "
+        "description": "simrec load: neighbor lists -> Cloud Datastore and the serving "
         "model snapshot (models/<tenant>/<version>, then LATEST).",
         "parameters": parameters,
         "sdkInfo": {"language": "PYTHON"},

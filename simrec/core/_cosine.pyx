@@ -15,7 +15,7 @@ shared with the twin, so both give bit-identical results:
   ``(score * users) / (users + shrinkage)`` when ``shrinkage > 0``
   (``simrec.core.quality.shrink``), then ``rint(score * 1e12) / 1e12`` (NumPy's
   ``round(x, 12)``);
-* neighbours ``j != i`` are ranked by score descending, ties by ``j`` ascending, and the
+* neighbors ``j != i`` are ranked by score descending, ties by ``j`` ascending, and the
   first ``k`` kept.
 
 Items are independent, so they are spread over OpenMP threads (dynamic schedule: a few
@@ -131,7 +131,7 @@ def topk_kernel(
     """Top-``k`` per item of A^T A for A (users x items) given as CSR and as CSC
     (``t_*``: items x users), for the items ``first <= i < last`` (``last = -1``: every
     item to the end; the Spark job gives each task one range). Outputs, with
-    ``s = i - first``: ``out_count[s]`` neighbours of item ``i`` in slots
+    ``s = i - first``: ``out_count[s]`` neighbors of item ``i`` in slots
     ``[s*k, s*k + out_count[s])`` of ``out_nbr/out_score/out_users``; ``out_pairs[s]``:
     items ``j > i`` co-occurring with ``i``."""
     cdef int32_t n_items = <int32_t>(t_indptr.shape[0] - 1)

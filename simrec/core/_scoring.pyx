@@ -4,8 +4,8 @@
 
 Arithmetic contract shared with the twin, so both give bit-identical results:
 ``acc[j] += w * <double>score`` in float64, query items in the order given, each row's
-neighbours in storage order, never fused into an FMA (``-ffp-contract=off``). Candidates
-are the items reached by at least one neighbour edge, not excluded, allowed by the mask
+neighbors in storage order, never fused into an FMA (``-ffp-contract=off``). Candidates
+are the items reached by at least one neighbor edge, not excluded, allowed by the mask
 (when one is given), with ``acc > 0``; they are ranked by score descending, ties by
 index ascending.
 
@@ -130,7 +130,7 @@ cdef class Scorer:
                 raise ValueError("indptr must be non-decreasing")
         for p in range(n_idx):
             if self.indices[p] < 0 or self.indices[p] >= self.n_cols:
-                raise ValueError("neighbour index out of range")
+                raise ValueError("neighbor index out of range")
 
     def score(self, items, weights, Py_ssize_t n, excluded=None, allowed=None):
         """Top-``n`` ``[(column, score)]``, best first.

@@ -3,14 +3,14 @@
 Pure and engine-free so the Beam load pipeline, the local engine and the tests share one
 definition of the serving model:
 
-* vocabulary: every sku of the items output plus every sku named in a neighbour list,
+* vocabulary: every sku of the items output plus every sku named in a neighbor list,
   sorted (so an item's index is stable for a given input, whatever the read order);
-* CSR rows: each item's neighbours by score descending, ties by neighbour index
+* CSR rows: each item's neighbors by score descending, ties by neighbor index
   ascending, where the score compared is the stored float32 (so the stored order is
   exactly the contract ``ModelSnapshot`` documents);
 * popularity: the items output's distinct-user count, 0 for a sku it does not list.
 
-Neighbour rows come in the normalised form ``{"sku", "items", "scores", "users"}``;
+Neighbor rows come in the normalised form ``{"sku", "items", "scores", "users"}``;
 ``neighbor_row`` turns the Parquet record ``{"sku", "neighbors": [{sku, score, users}]}``
 into it.
 """
@@ -29,7 +29,7 @@ NeighborRow = dict[str, Any]
 
 
 def neighbor_row(record: Mapping[str, Any]) -> NeighborRow:
-    """Normalise one ``neighbors`` Parquet record; neighbours by score desc, then sku asc.
+    """Normalise one ``neighbors`` Parquet record; neighbors by score desc, then sku asc.
 
     Bad records raise ``ValueError`` naming the sku: a load must not publish a model
     built from a malformed similarity output.
@@ -41,11 +41,11 @@ def neighbor_row(record: Mapping[str, Any]) -> NeighborRow:
     entries: list[tuple[str, float, float]] = []
     seen: set[str] = set()
     for n in neighbors:
-        other = _sku(n.get("sku"), f"neighbour of {sku!r}")
+        other = _sku(n.get("sku"), f"neighbor of {sku!r}")
         if other == sku:
-            raise ValueError(f"item {sku!r} lists itself as a neighbour")
+            raise ValueError(f"item {sku!r} lists itself as a neighbor")
         if other in seen:
-            raise ValueError(f"item {sku!r} lists neighbour {other!r} twice")
+            raise ValueError(f"item {sku!r} lists neighbor {other!r} twice")
         seen.add(other)
         entries.append(
             (
@@ -99,7 +99,7 @@ def build_snapshot(
     for row in rows:
         sku = _sku(row.get("sku"), "item")
         if sku in seen_rows:
-            raise ValueError(f"item {sku!r} has two neighbour rows")
+            raise ValueError(f"item {sku!r} has two neighbor rows")
         seen_rows.add(sku)
         n = len(row["items"])
         if len(row["scores"]) != n or len(row["users"]) != n:

@@ -36,7 +36,7 @@ class Bounds:
 #: Range and meaning of each numeric parameter; Settings builds its fields from these.
 BOUNDS: dict[str, Bounds] = {
     "threshold": Bounds(0, 1, "DIMSUM similarity threshold; 0 computes exact cosine."),
-    "top_k": Bounds(1, 1000, "Neighbours kept per item."),
+    "top_k": Bounds(1, 1000, "Neighbors kept per item."),
     "seed": Bounds(0, None, "Seed of DIMSUM sampling."),
     "max_items_per_user": Bounds(1, None, "Heavy users keep only their highest-valued items."),
     "min_items_per_user": Bounds(1, None, "Users with fewer distinct items are left out."),

@@ -15,7 +15,7 @@ offline evaluation (docs/evaluation.md):
 * **user down-weighting**: a user's matrix row (after the cap to ``max_items_per_user``)
   is scaled by ``f(n)``, ``n`` = the user's distinct items in the matrix. Very active
   users (wholesalers, crawlers, binge raters) co-occur with everything; without this they
-  dominate every item's neighbours. ``"log"``: ``f(n) = 1 / log2(1 + n)``; ``"power"``:
+  dominate every item's neighbors. ``"log"``: ``f(n) = 1 / log2(1 + n)``; ``"power"``:
   ``f(n) = n ** -alpha``; ``"none"``: ``f = 1``.
 * **shrinkage**: a pair's similarity becomes ``sim * n / (n + shrinkage)`` with ``n``
   the (estimated) users behind the pair, applied to the clipped estimate before top-K:

@@ -1,7 +1,7 @@
 """Item-to-item scoring: "shoppers who looked at these also like ...".
 
 ``score(j) = sum over query items i of weight(i) * sim(i, j)``, where ``sim`` is the
-snapshot's neighbour list of ``i`` (items outside it count as 0).
+snapshot's neighbor list of ``i`` (items outside it count as 0).
 
 Rules shared by the compiled kernel (``simrec.core._scoring``) and the pure-Python twin
 here, so the two return bit-identical results:
@@ -10,8 +10,8 @@ here, so the two return bit-identical results:
   times (e.g. browsed *and* purchased) gets the sum of its weights, added in that order
   (``Query.from_actions``: browsed 0.5 + purchase 6 = 6.5).
 * Scores are accumulated in float64 as ``acc[j] += w * float64(sim)``, query items in
-  order, each neighbour row in storage order.
-* Candidates are the items reached by at least one neighbour, not excluded, allowed by
+  order, each neighbor row in storage order.
+* Candidates are the items reached by at least one neighbor, not excluded, allowed by
   the optional per-item mask (catalog filters), with a score > 0 (similarities and
   weights are >= 0, so 0 means "no evidence").
 * ``because``: per result, the query items with the largest terms ``w * sim``, ties by
@@ -172,7 +172,7 @@ class PythonScorer:
         self.n_rows = len(self.indptr) - 1
         self.n_cols = self.n_rows if n_cols < 0 else n_cols
         if len(self.indices) and (self.indices.min() < 0 or self.indices.max() >= self.n_cols):
-            raise ValueError("neighbour index out of range")
+            raise ValueError("neighbor index out of range")
 
     def _rows(self, items: np.ndarray, weights: np.ndarray):
         items_l, weights_l = np.asarray(items).tolist(), np.asarray(weights).tolist()
@@ -230,12 +230,12 @@ class PythonScorer:
 
 
 def top_similar(snapshot: ModelSnapshot, item: int, n: int) -> Scored:
-    """The first ``n`` of ``item``'s neighbours (already ranked in the snapshot)."""
+    """The first ``n`` of ``item``'s neighbors (already ranked in the snapshot)."""
     if not 0 <= item < snapshot.n_items:
         raise ValueError(f"item index {item} out of range 0..{snapshot.n_items - 1}")
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    idx, sims = snapshot.neighbours(item)
+    idx, sims = snapshot.neighbors(item)
     return list(zip(idx[:n].tolist(), sims[:n].tolist(), strict=True))
 
 

@@ -6,7 +6,7 @@ against. Two kernels give identical output: the compiled one (``simrec.core._cos
 one pass per item over its users' rows, top-K selected in place, items spread over
 threads) and the NumPy/scipy reference (item-item products one block of items at a time,
 only each block's top-K kept). Either way memory stays bounded by the matrix plus K
-neighbours per item.
+neighbors per item.
 """
 
 from __future__ import annotations
@@ -29,15 +29,15 @@ from simrec.core.runs import RunParams
 BLOCK_CELLS = 8_000_000
 #: Scores are rounded to this many decimals (far below any meaningful difference), so
 #: pairs tied in exact arithmetic stay tied whatever the summation order and both engines
-#: break the tie the same way (by neighbour sku).
+#: break the tie the same way (by neighbor sku).
 SCORE_DECIMALS = 12
 
 
 @dataclass
 class TopK:
-    """Neighbour lists in CSR form over the matrix's columns.
+    """Neighbor lists in CSR form over the matrix's columns.
 
-    Row ``i`` lists item ``i``'s neighbours sorted by score descending, ties by neighbour
+    Row ``i`` lists item ``i``'s neighbors sorted by score descending, ties by neighbor
     index (= sku) ascending.
     """
 
@@ -118,7 +118,7 @@ def _block_topk(
     top_k: int,
     shrinkage: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-    """Rows of one block -> (row, neighbour, score, users) of its top-K, and its pairs i<j."""
+    """Rows of one block -> (row, neighbor, score, users) of its top-K, and its pairs i<j."""
     s_block = s_block.tocoo()
     c_block = c_block.tocoo()
     s_block.sum_duplicates()  # canonical (row, col) order, so both align entry by entry
@@ -136,7 +136,7 @@ def _block_topk(
     score = np.round(
         quality.shrink(dimsum.clip_similarity(est), users, shrinkage), SCORE_DECIMALS
     )
-    # Top-K per row: sort by (row, score desc, neighbour asc). A full lexsort rather than
+    # Top-K per row: sort by (row, score desc, neighbor asc). A full lexsort rather than
     # argpartition because ties must break by sku, and the block is bounded anyway.
     order = np.lexsort((col, -score, row))
     row, col, score, users = row[order], col[order], score[order], users[order]
@@ -157,7 +157,7 @@ def cosine_topk(
     kernel: str = "auto",
     n_threads: int | None = None,
 ) -> TopK:
-    """Top-K neighbours per column by (sampled) cosine.
+    """Top-K neighbors per column by (sampled) cosine.
 
     ``threshold = 0`` is exact cosine. Otherwise DIMSUM: kept entries scaled by ``1/q``,
     pair estimate = sum of products, users = ``estimate_users(kept co-occurrences)``.
@@ -296,8 +296,8 @@ class KernelOperands:
     def topk(
         self, first: int, last: int, top_k: int, shrinkage: float, n_threads: int | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Top-K of the items ``first <= i < last``: per item its neighbour count and pairs
-        ``j > i``, and the neighbours, scores and users of every item, concatenated."""
+        """Top-K of the items ``first <= i < last``: per item its neighbor count and pairs
+        ``j > i``, and the neighbors, scores and users of every item, concatenated."""
         cosine = _compiled()
         if cosine is None:
             raise RuntimeError("simrec.core._cosine is not built: python setup.py build_ext")

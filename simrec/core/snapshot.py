@@ -1,10 +1,10 @@
-"""The serving model: an immutable, compact snapshot of neighbour lists.
+"""The serving model: an immutable, compact snapshot of neighbor lists.
 
 A version folder holds, written in this order:
 
 * ``arrays.npz``: ``indptr`` (int64, n+1), ``indices`` (int32), ``scores`` (float32),
-  ``users`` (float32): row ``i`` of the CSR lists item ``i``'s neighbours sorted by
-  score descending (ties: neighbour index ascending); ``popularity`` (float64, n):
+  ``users`` (float32): row ``i`` of the CSR lists item ``i``'s neighbors sorted by
+  score descending (ties: neighbor index ascending); ``popularity`` (float64, n):
   distinct users per item in the window, for the fallback.
 * ``skus.json``: the vocabulary, ``skus[i]`` is item ``i``; sorted, unique.
 * ``catalog.parquet`` (optional): the shop's item catalog, one row per sku with
@@ -116,7 +116,7 @@ class ModelSnapshot:
         if np.any(np.diff(self.indptr) < 0):
             raise ValueError("indptr must be non-decreasing")
         if nnz and (self.indices.min() < 0 or self.indices.max() >= n):
-            raise ValueError("neighbour index out of range")
+            raise ValueError("neighbor index out of range")
         if any(a >= b for a, b in zip(self.skus, self.skus[1:], strict=False)):
             raise ValueError("skus must be sorted and unique")
         # Checked at build and at load alike: JSON has no NaN, so a non-finite score would
@@ -127,7 +127,7 @@ class ModelSnapshot:
                 bad = int(np.count_nonzero(~np.isfinite(values)))
                 raise ValueError(f"{name} has {bad} non-finite value(s) (NaN or inf)")
 
-    def neighbours(self, item: int) -> tuple[np.ndarray, np.ndarray]:
+    def neighbors(self, item: int) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = self.indptr[item], self.indptr[item + 1]
         return self.indices[lo:hi], self.scores[lo:hi]
 

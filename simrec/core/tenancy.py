@@ -4,7 +4,7 @@
   Datastore namespace, so it must be safe as both: a name by the one rule for path
   segments (``layout.check_name``: never ``..``, never a separator, never a leading ``_``,
   so never a ``__reserved__`` namespace) of at most 63 characters.
-* ``datastore_namespace``: the namespace a tenant's neighbour lists live in, used by the
+* ``datastore_namespace``: the namespace a tenant's neighbor lists live in, used by the
   Beam load when it writes them and by serving when it reads them.
 """
 
@@ -32,7 +32,7 @@ def check_tenant(name: str) -> str:
 
 
 def datastore_namespace(configured: str | None, tenant: str) -> str:
-    """The Datastore namespace of ``tenant``'s neighbour lists.
+    """The Datastore namespace of ``tenant``'s neighbor lists.
 
     ``configured`` is the ``datastore_namespace`` setting: empty (the default) gives every
     tenant its own namespace named after it; ``{tenant}`` in it is replaced by the tenant

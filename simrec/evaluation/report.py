@@ -17,7 +17,7 @@ PLOTS = {
     "plot-threshold-pairs": "Emitted pairs vs DIMSUM threshold",
     "plot-weightings": "NDCG per action weighting",
     "plot-features": "NDCG per quality feature",
-    "plot-score-distribution": "Distribution of neighbour scores",
+    "plot-score-distribution": "Distribution of neighbor scores",
 }
 TABLES = {
     "table-summary": "Models",
@@ -345,9 +345,9 @@ def render(result: dict[str, Any], title: str = "simrec offline evaluation") -> 
             "plain cosine": list(zip(centers, map(float, dist["cosine"]), strict=True)),
             "configured": list(zip(centers, map(float, dist["configured"]), strict=True)),
         },
-        "Distribution of neighbour scores",
-        "neighbour score",
-        "neighbour entries (log scale)",
+        "Distribution of neighbor scores",
+        "neighbor score",
+        "neighbor entries (log scale)",
         log_y=True,
     )
 
@@ -399,9 +399,9 @@ def render(result: dict[str, Any], title: str = "simrec offline evaluation") -> 
         _figure("plot-features", f_plot,
                 "Each feature added to plain cosine, and removed from the configured model."),
         f_table,
-        "<h2>Neighbour scores</h2>",
+        "<h2>Neighbor scores</h2>",
         _figure("plot-score-distribution", d_plot,
-                "Histogram of the neighbour scores kept (top-K per item), 20 bins on [0, 1]."),
+                "Histogram of the neighbor scores kept (top-K per item), 20 bins on [0, 1]."),
         "<h2>Split, protocol and configuration</h2>",
         s_table,
         c_table,

@@ -95,7 +95,7 @@ from simrec.core.tenancy import (
     is_tenant_name,
 )
 from simrec.serving.datastore_backend import (
-    DatastoreNeighbours,
+    DatastoreNeighbors,
     DatastoreUnavailable,
     default_client_factory,
 )
@@ -316,7 +316,7 @@ class ServingApp:
         settings: Settings | None = None,
         holder: ModelHolder | None = None,
         *,
-        datastore: DatastoreNeighbours | None = None,
+        datastore: DatastoreNeighbors | None = None,
         background_load: bool = False,
     ) -> None:
         s = self.settings = settings or Settings()
@@ -361,7 +361,7 @@ class ServingApp:
                     f"with several tenants leave it empty or include {TENANT_PLACEHOLDER}"
                 )
         if self.backend == "datastore" and datastore is None:
-            self.datastore = DatastoreNeighbours(
+            self.datastore = DatastoreNeighbors(
                 default_client_factory(project), s.datastore_cache_items, s.datastore_cache_seconds
             )
         self.routes: dict[str, Callable[[Params], Response]] = {
@@ -579,7 +579,7 @@ class ServingApp:
             return self.datastore.scorer(self.namespace(tenant), model, items)
         except DatastoreUnavailable as exc:
             log.warning("%s", exc)
-            raise Unavailable("the neighbour store is unavailable; retry") from None
+            raise Unavailable("the neighbor store is unavailable; retry") from None
 
     def _item(self, model: LoadedModel, j: int, score: float) -> dict[str, Any]:
         item: dict[str, Any] = {"sku": model.snapshot.skus[j], "score": score}
@@ -679,13 +679,13 @@ class ServingApp:
         if item is None:
             return {"error": f"unknown sku {sku[:100]!r}", "sku": sku}, 404
         if self.datastore is None:
-            cols, sims = model.snapshot.neighbours(item)
+            cols, sims = model.snapshot.neighbors(item)
         else:
             try:
                 (cols, sims), = self.datastore.rows(self.namespace(tenant), model, [item])
             except DatastoreUnavailable as exc:
                 log.warning("%s", exc)
-                raise Unavailable("the neighbour store is unavailable; retry") from None
+                raise Unavailable("the neighbor store is unavailable; retry") from None
         out = []
         for j, s in zip(cols.tolist(), sims.tolist(), strict=True):
             if j in skip or (allowed is not None and not allowed[j]):

@@ -1,4 +1,4 @@
-"""Neighbour lists from Cloud Datastore (``SIMREC_SERVING_BACKEND=datastore``).
+"""Neighbor lists from Cloud Datastore (``SIMREC_SERVING_BACKEND=datastore``).
 
 For deployments that keep the lists in Datastore (the original service's design) rather
 than in memory: one batched ``get_multi`` per request fetches the ``ItemNeighbors``
@@ -26,7 +26,7 @@ from simrec.core.scoring import Scorer, make_scorer
 from simrec.serving.model_holder import LoadedModel
 
 ENTITY_KIND = "ItemNeighbors"  # as written by beam/load_pipeline.py
-Row = tuple[np.ndarray, np.ndarray]  # neighbour item indices (int32), scores (float32)
+Row = tuple[np.ndarray, np.ndarray]  # neighbor item indices (int32), scores (float32)
 _EMPTY: Row = (np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32))
 
 
@@ -46,8 +46,8 @@ def default_client_factory(project: str) -> Callable[[str | None], Any]:
     return make
 
 
-class DatastoreNeighbours:
-    """Cached, batched reads of neighbour lists; see the module docstring."""
+class DatastoreNeighbors:
+    """Cached, batched reads of neighbor lists; see the module docstring."""
 
     def __init__(
         self,
@@ -81,7 +81,7 @@ class DatastoreNeighbours:
                 self._cache.clear()
 
     def rows(self, namespace: str | None, model: LoadedModel, items: Sequence[int]) -> list[Row]:
-        """The neighbour rows of ``items`` (model indices), fetched in one round trip."""
+        """The neighbor rows of ``items`` (model indices), fetched in one round trip."""
         skus = model.snapshot.skus
         keys = [(namespace, model.version, skus[i]) for i in items]
         found: dict[tuple[str | None, str, str], Row] = {}

@@ -64,7 +64,7 @@ def openapi_document(max_n: int, max_skus: int, tenants: Iterable[str]) -> dict[
     errors = {
         "400": _json(_ref("Error"), "A parameter is invalid; `field` names it."),
         "404": _json(_ref("Error"), "Unknown tenant (or sku, for /similar)."),
-        "503": _json(_ref("Error"), "No model loaded yet, or the neighbour store failed."),
+        "503": _json(_ref("Error"), "No model loaded yet, or the neighbor store failed."),
     }
     item = {
         "type": "object",
@@ -142,7 +142,7 @@ def openapi_document(max_n: int, max_skus: int, tenants: Iterable[str]) -> dict[
             "/similar": {
                 "get": {
                     "operationId": "similar",
-                    "summary": "The nearest neighbours of one item.",
+                    "summary": "The nearest neighbors of one item.",
                     "parameters": [
                         _param("sku", text, "The item.", required=True),
                         n,
@@ -160,7 +160,7 @@ def openapi_document(max_n: int, max_skus: int, tenants: Iterable[str]) -> dict[
                                     "model_version": {"type": "string"},
                                 },
                             },
-                            "The item's neighbours, most similar first.",
+                            "The item's neighbors, most similar first.",
                         ),
                         **errors,
                     },

@@ -30,7 +30,7 @@ resource "google_storage_bucket_object" "flex_spec" {
   }
 }
 
-# Firestore in Datastore mode: the neighbour lists (Beam WriteToDatastore). Only the
+# Firestore in Datastore mode: the neighbor lists (Beam WriteToDatastore). Only the
 # (default) database is reachable by the Datastore clients without a database id.
 resource "google_firestore_database" "datastore" {
   count = var.enable_datastore && var.create_datastore_database ? 1 : 0

@@ -304,7 +304,7 @@ resource "google_artifact_registry_repository_iam_member" "dataflow_image_reader
   member     = local.member.dataflow
 }
 
-# Writes the neighbour entities (only when the Datastore write is on).
+# Writes the neighbor entities (only when the Datastore write is on).
 resource "google_project_iam_member" "dataflow_datastore_user" {
   count   = var.datastore_write ? 1 : 0
   project = var.project_id
@@ -321,7 +321,7 @@ resource "google_storage_bucket_iam_member" "recommend_models_reader" {
   member = local.member.recommend
 }
 
-# Reads neighbour entities (only with serving_backend = "datastore").
+# Reads neighbor entities (only with serving_backend = "datastore").
 resource "google_project_iam_member" "recommend_datastore_viewer" {
   count   = var.datastore_read ? 1 : 0
   project = var.project_id
