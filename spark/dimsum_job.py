@@ -659,11 +659,26 @@ def main(argv: list[str] | None = None) -> int:
             spark, args.export_manifest, args.output, overrides,
             plan=args.plan, broadcast_max_cells=args.broadcast_max_cells,
         )
+    except Exception as exc:  # one line for the operator; the log above has the frames
+        print(f"error: the similarity job failed: {root_cause(exc)}", file=sys.stderr)
+        return 1
     finally:
         if existing is None:
             spark.stop()
     print(json.dumps({"counts": manifest["counts"], "timings": manifest["timings"]}))
     return 0
+
+
+def root_cause(exc: BaseException) -> str:
+    """The innermost cause of a failure, one line: for a JVM error (Py4J) the Java root
+    cause (``java.io.IOException: Mkdirs failed to create ...``), not its stack frames."""
+    java = getattr(exc, "java_exception", None)
+    if java is not None:
+        cause = java
+        while cause.getCause() is not None:
+            cause = cause.getCause()
+        return " ".join(str(cause.toString()).split())
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
 if __name__ == "__main__":

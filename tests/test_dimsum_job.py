@@ -348,3 +348,20 @@ def test_item_ranges_cover_every_item_once_with_balanced_work(shop_events):
     first = int(whole[0][:a].sum())
     np.testing.assert_array_equal(part[1], whole[1][first : first + int(part[0].sum())])
     np.testing.assert_array_equal(part[4], whole[4][a:b])
+
+
+def test_an_unwritable_output_is_one_line_naming_the_cause(spark, exported_shop, tmp_path,
+                                                            capsys):
+    """A write the storage refuses ends in one `error:` line with the JVM's root cause, not
+    Java stack frames (here: the output's parent is a file, so Hadoop cannot create it;
+    a read-only bucket fails the same way, but root may write to any local folder)."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the output folder should be")
+    code = dimsum_job.main(
+        ["--export-manifest", exported_shop.manifest_uri, "--output", str(blocker / "sims"),
+         "--threshold", "0"]
+    )
+    assert code == 1
+    [line] = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error: ")]
+    assert line.startswith("error: the similarity job failed: ")
+    assert "\tat " not in line and ("not-a-folder" in line or "ot a directory" in line), line

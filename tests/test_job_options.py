@@ -189,3 +189,22 @@ def test_the_scan_sees_the_translation_tables() -> None:
 @pytest.mark.parametrize("setting", sorted(EVERY_SETTING))
 def test_every_setting_of_the_table_is_a_real_field(setting: str) -> None:
     assert setting in Settings.model_fields
+
+
+def test_a_failed_local_job_reports_its_own_error_line(tmp_path) -> None:
+    """A job that says `error: ...` is reported by that line, not by its log's frames."""
+    import sys
+
+    from simrec.adapters.local_launchers import JobFailed, _run
+
+    script = (
+        "import sys; print('\\tat org.example.Frame(Frame.java:1)'); "
+        "print('error: the similarity job failed: disk full', file=sys.stderr); sys.exit(1)"
+    )
+    with pytest.raises(JobFailed) as failed:
+        _run([sys.executable, "-c", script], tmp_path / "job.log", "job-1", {})
+    message = str(failed.value)
+    assert "\n" not in message and "Frame.java" not in message
+    assert message.startswith(
+        "job job-1 failed with exit code 1: the similarity job failed: disk full"
+    )

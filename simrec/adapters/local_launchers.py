@@ -44,10 +44,16 @@ def _run(cmd: list[str], log_path: Path, job_id: str, env: dict[str, str]) -> fl
     with open(log_path, "wb") as log:
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
     if proc.returncode != 0:
-        tail = log_path.read_text(errors="replace").splitlines()[-25:]
+        lines = log_path.read_text(errors="replace").splitlines()
+        said = [line for line in lines if line.startswith("error: ")]
+        if said:  # the job's own one-line error (spark/dimsum_job.py): that, not frames
+            raise JobFailed(
+                f"job {job_id} failed with exit code {proc.returncode}: "
+                f"{said[-1][len('error: '):]} (log {log_path})"
+            )
         raise JobFailed(
             f"job {job_id} failed with exit code {proc.returncode}; log {log_path}:\n"
-            + "\n".join(tail)
+            + "\n".join(lines[-25:])
         )
     return time.perf_counter() - started
 
