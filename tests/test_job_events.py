@@ -220,8 +220,11 @@ def test_job_end_triggers_deliver_to_the_function_that_launched_the_job() -> Non
     invoker = fns.resource("google_cloud_run_v2_service_iam_member", "trigger_invoker")
     assert invoker["for_each"] == "${google_cloudfunctions2_function.fn}"
     assert invoker["member"] == "serviceAccount:${var.service_accounts.trigger}"
-    hooks = fns.resource("terraform_data", "job_completion_dead_letter")
-    assert set(hooks["for_each"]) == set(expected)
+    # Their subscriptions get the dead-letter policy by the module's one hook.
+    hooks = fns.resource("terraform_data", "dead_letter")
+    assert hooks["for_each"] == "${local.dead_letter_triggers}"
+    triggers = fns.locals["dead_letter_triggers"]
+    assert all(f"google_eventarc_trigger.{name}.id" in triggers for name in expected)
 
 
 def test_every_identity_terraform_names_is_one_the_iam_module_makes() -> None:

@@ -804,12 +804,15 @@ def _script_variables() -> list[str]:
 def test_dead_letter_wiring_passes_what_the_script_needs() -> None:
     mod = functions_module()
     hook = mod.resource("terraform_data", "dead_letter")
-    assert hook["for_each"] == "${google_cloudfunctions2_function.fn}"
+    assert hook["for_each"] == "${local.dead_letter_triggers}"
+    triggers = mod.locals["dead_letter_triggers"]
+    assert "google_cloudfunctions2_function.fn" in triggers
+    assert "event_trigger[0].trigger" in triggers
     (provisioner,) = hook["provisioner"]
     exec_ = provisioner["local-exec"]
     assert exec_["command"] == "${path.module}/scripts/attach-dead-letter.sh"
     assert set(exec_["environment"]) == set(_script_variables())
-    assert exec_["environment"]["TRIGGER"] == "${each.value.event_trigger[0].trigger}"
+    assert exec_["environment"]["TRIGGER"] == "${each.value}"
     assert resolve(mod.rel, exec_["environment"]["DEAD_LETTER_TOPIC"]) == (
         "modules/pubsub:google_pubsub_topic.dead_letter.id"
     )

@@ -133,7 +133,8 @@ USERS = {
     "modules/functions:google_cloudfunctions2_function.fn": (
         _grants_in(IAM), [GRANTS_WAIT, AGENTS_WAIT]
     ),
-    # The trigger's subscription gets its dead-letter policy as the Pub/Sub agent.
+    # Every trigger's subscription (the functions' and the job-end ones) gets its
+    # dead-letter policy as the Pub/Sub agent.
     "modules/functions:terraform_data.dead_letter": (
         _grants_in(IAM, "pubsub_token_creator"), [GRANTS_WAIT, AGENTS_WAIT]
     ),
@@ -146,9 +147,6 @@ USERS = {
         )
         for name in ("dataflow_status", "dataproc_audit", "job_watch")
     },
-    "modules/functions:terraform_data.job_completion_dead_letter": (
-        _grants_in(IAM, "pubsub_token_creator"), [GRANTS_WAIT, AGENTS_WAIT]
-    ),
     "modules/serving:google_cloud_run_v2_service.recommend": (
         _grants_in(IAM, "recommend_models_reader", "recommend_datastore_viewer"), [GRANTS_WAIT]
     ),

@@ -131,34 +131,3 @@ resource "google_eventarc_trigger" "job_watch" {
     }
   }
 }
-
-# As for the other triggers: dead-letter topic and backoff on the subscriptions Eventarc made.
-resource "terraform_data" "job_completion_dead_letter" {
-  for_each = {
-    dataflow_status = google_eventarc_trigger.dataflow_status.id
-    dataproc_audit  = google_eventarc_trigger.dataproc_audit.id
-    job_watch       = google_eventarc_trigger.job_watch.id
-  }
-
-  triggers_replace = [
-    each.value,
-    var.dead_letter_topic_id,
-    var.max_delivery_attempts,
-    var.retry_delay.min,
-    var.retry_delay.max,
-  ]
-
-  provisioner "local-exec" {
-    command = "${path.module}/scripts/attach-dead-letter.sh"
-    environment = {
-      PROJECT               = var.project_id
-      REGION                = var.region
-      TRIGGER               = each.value
-      DEAD_LETTER_TOPIC     = var.dead_letter_topic_id
-      MAX_DELIVERY_ATTEMPTS = tostring(var.max_delivery_attempts)
-      MIN_RETRY_DELAY       = var.retry_delay.min
-      MAX_RETRY_DELAY       = var.retry_delay.max
-      PUBSUB_AGENT          = var.pubsub_agent
-    }
-  }
-}

@@ -117,11 +117,24 @@ resource "google_cloud_run_v2_service_iam_member" "trigger_invoker" {
 # Eventarc creates and owns each trigger's Pub/Sub subscription, so Terraform cannot declare
 # its dead-letter policy; this sets it (and the retry backoff) on the subscription Eventarc
 # made, again whenever the trigger or the policy changes. Needs gcloud where terraform runs.
+locals {
+  # Every Eventarc trigger of the module: each function's own, and the job-end ones
+  # (job_completion.tf).
+  dead_letter_triggers = merge(
+    { for name, fn in google_cloudfunctions2_function.fn : name => fn.event_trigger[0].trigger },
+    {
+      dataflow_status = google_eventarc_trigger.dataflow_status.id
+      dataproc_audit  = google_eventarc_trigger.dataproc_audit.id
+      job_watch       = google_eventarc_trigger.job_watch.id
+    },
+  )
+}
+
 resource "terraform_data" "dead_letter" {
-  for_each = google_cloudfunctions2_function.fn
+  for_each = local.dead_letter_triggers
 
   triggers_replace = [
-    each.value.event_trigger[0].trigger,
+    each.value,
     var.dead_letter_topic_id,
     var.max_delivery_attempts,
     var.retry_delay.min,
@@ -133,7 +146,7 @@ resource "terraform_data" "dead_letter" {
     environment = {
       PROJECT               = var.project_id
       REGION                = var.region
-      TRIGGER               = each.value.event_trigger[0].trigger
+      TRIGGER               = each.value
       DEAD_LETTER_TOPIC     = var.dead_letter_topic_id
       MAX_DELIVERY_ATTEMPTS = tostring(var.max_delivery_attempts)
       MIN_RETRY_DELAY       = var.retry_delay.min
