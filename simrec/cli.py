@@ -42,10 +42,6 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"not a YYYY-MM-DD date: {text!r}") from None
 
 
-def _skus(text: str | None) -> list[str]:
-    return [s.strip() for s in (text or "").split(",") if s.strip()]
-
-
 def local_settings(workdir: Workdir, **overrides) -> Settings:
     """Settings of the embedded default in a work folder; CLI flags override env."""
     values = {k: v for k, v in overrides.items() if v is not None}

@@ -70,14 +70,6 @@ def similarities(root: str, tenant: str, run_id: str) -> str:
     return join(root, "similarities", check_name(tenant, "tenant"), check_name(run_id, "run id"))
 
 
-def similarities_neighbors(root: str, tenant: str, run_id: str) -> str:
-    return join(similarities(root, tenant, run_id), "neighbors")
-
-
-def similarities_items(root: str, tenant: str, run_id: str) -> str:
-    return join(similarities(root, tenant, run_id), "items")
-
-
 def similarities_manifest(root: str, tenant: str, run_id: str) -> str:
     return join(similarities(root, tenant, run_id), MANIFEST_NAME)
 

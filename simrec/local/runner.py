@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import fcntl
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -329,6 +328,3 @@ def prepare(settings: Settings, date: dt.date) -> RunParams:
     return run_params({"date": date.isoformat()}, settings, today=date)
 
 
-def reset_workdir(workdir: Workdir) -> None:
-    if workdir.root.exists():
-        shutil.rmtree(workdir.root)
