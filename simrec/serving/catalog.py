@@ -6,7 +6,9 @@ kernel skips items whose flag is 0) and the popularity fallback walks precompute
 
 Model items the catalog does not list have no category and count as *not* in stock (a
 sku that had events but left the shop's catalog is usually discontinued); catalog rows
-for skus the model does not know are ignored.
+for skus the model does not know are ignored. A numeric ``price`` column (an attribute
+like any other in answers) is also what the ``price_within`` filter compares; items
+without a price (null, NaN, <= 0) never pass it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,13 @@ from typing import Any
 import numpy as np
 
 MAX_CACHED_MASKS = 512  # (category, in_stock_only) pairs; known categories only
+PRICE_COLUMN = "price"
+
+
+def _numeric(arrow_type: Any) -> bool:
+    import pyarrow.types as pat
+
+    return pat.is_integer(arrow_type) or pat.is_floating(arrow_type) or pat.is_decimal(arrow_type)
 
 
 def _jsonable(value: Any) -> Any:
@@ -48,6 +57,13 @@ class ServingCatalog:
             self.category[i] = columns["category"][row]
             if extra:
                 self.attributes[i] = {c: _jsonable(columns[c][row]) for c in extra}
+        self.price: np.ndarray | None = None
+        if PRICE_COLUMN in extra and _numeric(table.schema.field(PRICE_COLUMN).type):
+            self.price = np.full(n, np.nan)
+            for sku, p in zip(columns["sku"], columns[PRICE_COLUMN], strict=True):
+                i = sku_index.get(sku)
+                if i is not None and p is not None and p > 0:
+                    self.price[i] = p
         self.categories = sorted({c for c in self.category if c is not None})
         codes = {c: k for k, c in enumerate(self.categories)}
         self.category_code = np.array(
@@ -98,3 +114,36 @@ class ServingCatalog:
                 self._masks[key] = mask
         return mask
 
+
+    def current_item_mask(
+        self,
+        base: np.ndarray | None,
+        items: list[int],
+        same_category: bool,
+        price_within: float | None,
+    ) -> np.ndarray:
+        """``base`` (or all items) narrowed to the current items' attributes (Amazon
+        Personalize's ``CurrentItem`` filters): with ``same_category``, items of a
+        category one of ``items`` has; with ``price_within=F``, items whose price lies in
+        ``[p / F, p * F]`` for the price ``p`` of one of ``items``. No current item with a
+        category (or price) lets nothing through."""
+        mask = np.ones(len(self.category), dtype=np.uint8) if base is None else base.copy()
+        if same_category:
+            codes = np.unique(self.category_code[items]) if items else self.category_code[:0]
+            mask &= np.isin(self.category_code, codes[codes >= 0]).astype(np.uint8)
+        if price_within is not None:
+            assert self.price is not None, "checked by the caller"
+            prices = np.sort(self.price[items]) if items else self.price[:0]
+            prices = prices[prices > 0]  # NaN compares false: no price, no range
+            near = np.zeros(len(mask), dtype=bool)
+            lo, hi = -1.0, -1.0
+            for p in prices.tolist():  # the ranges merged, then one pass per range
+                if p / price_within > hi:
+                    if hi >= 0:
+                        near |= (self.price >= lo) & (self.price <= hi)
+                    lo = p / price_within
+                hi = p * price_within
+            if hi >= 0:
+                near |= (self.price >= lo) & (self.price <= hi)
+            mask &= near.astype(np.uint8)
+        return mask

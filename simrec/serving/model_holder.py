@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simrec import storage
+from simrec.core.recommender import Recommender
 from simrec.core.scoring import Scorer, make_scorer, popularity_order
 from simrec.core.snapshot import ModelSnapshot
 from simrec.serving.catalog import ServingCatalog
@@ -62,6 +63,7 @@ class LoadedModel:
     popular_list: list[int]
     popularity: list[float]
     scorer: Scorer
+    recommender: Recommender
     catalog: ServingCatalog | None = None
 
     @classmethod
@@ -74,14 +76,24 @@ class LoadedModel:
         catalog = None
         if snapshot.catalog is not None:
             catalog = ServingCatalog(snapshot.catalog, sku_index, popular_list)
+        popularity = snapshot.popularity.tolist()
+        scorer = make_scorer(snapshot.indptr, snapshot.indices, snapshot.scores)
         return cls(
             version=version,
             snapshot=snapshot,
             sku_index=sku_index,
             popular=popular,
             popular_list=popular_list,
-            popularity=snapshot.popularity.tolist(),
-            scorer=make_scorer(snapshot.indptr, snapshot.indices, snapshot.scores),
+            popularity=popularity,
+            scorer=scorer,
+            recommender=Recommender(
+                snapshot,
+                scorer=scorer,
+                popularity=popularity,
+                popular=popular_list,
+                category=None if catalog is None else catalog.category,
+                popular_by_category=None if catalog is None else catalog.popular_by_category,
+            ),
             catalog=catalog,
         )
 
