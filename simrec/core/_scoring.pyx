@@ -133,7 +133,7 @@ cdef class Scorer:
             if self.indices[p] < 0 or self.indices[p] >= self.n_cols:
                 raise ValueError("neighbor index out of range")
 
-    def score(self, items, weights, Py_ssize_t n, excluded=None, allowed=None):
+    cpdef list score(self, items, weights, Py_ssize_t n, excluded=None, allowed=None):
         """Top-``n`` ``[(column, score)]``, best first.
 
         ``items`` (int32 rows) and ``weights`` (float64) are the query; ``excluded``

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -36,10 +36,9 @@ Because = list[tuple[int, float]]  # (query item index, share of the item's scor
 Ranked = list[tuple[int, float, Because]]  # (item index, score, because), best first
 
 
-@dataclass(frozen=True, slots=True)
-class Recommendations:
+class Recommendations(NamedTuple):
     """``ranked``: ``(item index, score, because)``, best first; ``fallback``: popular
-    items because nothing scored."""
+    items because nothing scored. (A named tuple: the cheapest object to build.)"""
 
     ranked: Ranked
     fallback: bool
@@ -114,21 +113,25 @@ class Recommender:
         nothing (not popular items) when nothing scores.
         """
         items = query.items
+        labels = items.tolist()
         excluded = list(exclude)
-        if exclude_query and len(items):
-            excluded += items.tolist()
-        if len(items):
-            x = np.array(excluded, dtype=np.int32) if excluded else _EMPTY_I32
+        if exclude_query:
+            excluded += labels
+        if labels:
+            if not exclude:  # the common case: the query items, already int32
+                x = items if exclude_query else _EMPTY_I32
+            else:
+                x = np.array(excluded, dtype=np.int32)
             if scorer is None:
                 scorer, rows = self.scorer, items
             ranked = scorer.recommend(
-                rows, query.weights, n, x, allowed, because_k, items.tolist(), SHARE_DIGITS
+                rows, query.weights, n, x, allowed, because_k, labels, SHARE_DIGITS
             )
             if ranked or not fallback:
                 return Recommendations(ranked, False)
         if not fallback:
             return Recommendations([], False)
-        popular = self.most_popular(n, excluded, allowed, items.tolist(), category)
+        popular = self.most_popular(n, excluded, allowed, labels, category)
         return Recommendations([(j, s, []) for j, s in popular], True)
 
     def similar(

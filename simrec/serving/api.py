@@ -429,15 +429,28 @@ class ServingApp:
             query, n, exclude=excluded, exclude_query=exclude_seen, allowed=allowed,
             category=parse_text(params, "category"), scorer=scorer, rows=rows,
         )  # fmt: skip
-        skus, catalog = model.snapshot.skus, model.catalog
-        out = []
-        for j, s, because in rec.ranked:
-            item: dict[str, Any] = {"sku": skus[j], "score": s}
-            if catalog is not None:
-                item.update(catalog.fields(j))
-            item["because"] = [{"sku": skus[i], "share": share} for i, share in because]
-            out.append(item)
+        out = self._entries(model, rec.ranked)
         return {"items": out, "model_version": model.version, "fallback": rec.fallback}, 200
+
+    def _entries(self, model: LoadedModel, ranked: list[tuple[int, float, Any]]) -> list[dict]:
+        """The answer's items ``{"sku", "score"[, catalog fields][, "because"]}`` of
+        ``(item, score, because or None)``, copied from the catalog's per-item entries."""
+        skus, catalog = model.snapshot.skus, model.catalog
+        cached, entry = (None, None) if catalog is None else (catalog.entries.get, catalog.entry)
+        out = []
+        for j, s, because in ranked:
+            if cached is None:
+                item = {"sku": skus[j], "score": s}
+            else:
+                item = (cached(j) or entry(j, skus[j])).copy()
+                item["score"] = s
+            if because is not None:
+                why = []
+                for i, share in because:  # a loop: cheaper than a comprehension per item
+                    why.append({"sku": skus[i], "share": share})
+                item["because"] = why
+            out.append(item)
+        return out
 
     def _similar(self, params: Params) -> Response:
         n = parse_n(params, self.max_n)
@@ -455,13 +468,8 @@ class ServingApp:
             except DatastoreUnavailable as exc:
                 log.warning("%s", exc)
                 raise Unavailable("the neighbor store is unavailable; retry") from None
-        skus, catalog = model.snapshot.skus, model.catalog
-        out = []
-        for j, s in model.recommender.similar(item, n, excluded, allowed, row):
-            entry: dict[str, Any] = {"sku": skus[j], "score": s}
-            if catalog is not None:
-                entry.update(catalog.fields(j))
-            out.append(entry)
+        similar = model.recommender.similar(item, n, excluded, allowed, row)
+        out = self._entries(model, [(j, s, None) for j, s in similar])
         return {"sku": sku, "items": out, "model_version": model.version}, 200
 
     def _healthz(self, params: Params) -> Response:

@@ -77,20 +77,25 @@ class ServingCatalog:
                 self.popular_by_category[c].append(i)
         self._codes = codes
         self._nothing = np.zeros(n, dtype=np.uint8)  # an unknown category matches nothing
-        self._fields: dict[int, dict[str, Any]] = {}
+        self.entries: dict[int, dict[str, Any]] = {}
         self._masks: dict[tuple[str | None, bool], np.ndarray | None] = {}
         self._lock = threading.Lock()
 
     def fields(self, i: int) -> dict[str, Any]:
-        """Item ``i``'s catalog fields of an answer (``category``, ``in_stock`` and, when
-        the catalog has more columns, ``attributes``), built once per item and shared:
-        callers copy them into their item, never change them."""
-        cached = self._fields.get(i)
+        """Item ``i``'s catalog fields of an answer: ``category``, ``in_stock`` and, when
+        the catalog has more columns, ``attributes``."""
+        fields = {"category": self.category[i], "in_stock": bool(self.in_stock[i])}
+        if self.attributes[i] is not None:
+            fields["attributes"] = self.attributes[i]
+        return fields
+
+    def entry(self, i: int, sku: str) -> dict[str, Any]:
+        """Item ``i``'s answer entry ``{"sku", "score": 0.0, <fields>}``, built once per
+        item and shared (``entries``): callers copy it (``dict.copy`` is the cheapest way
+        to a new dict of these keys, in this order) and set the score."""
+        cached = self.entries.get(i)
         if cached is None:
-            cached = {"category": self.category[i], "in_stock": bool(self.in_stock[i])}
-            if self.attributes[i] is not None:
-                cached["attributes"] = self.attributes[i]
-            cached = self._fields.setdefault(i, cached)
+            cached = self.entries.setdefault(i, {"sku": sku, "score": 0.0, **self.fields(i)})
         return cached
 
     def mask(self, category: str | None, in_stock_only: bool) -> np.ndarray | None:
