@@ -230,6 +230,15 @@ def test_scorer_twins_agree_with_masks_and_contributions() -> None:
                 (j, s, [(labels[q], round(c / s, 4)) for q, c in row])
                 for (j, s), row in zip(got, terms, strict=True)
             ]
+            named = [f"s{i}" for i in labels]
+            records = kernel.recommend(query.items, query.weights, n, excluded, allowed, k,
+                                       named, 4, ("sku", "share"))  # fmt: skip
+            assert records == twin.recommend(query.items, query.weights, n, excluded, allowed,
+                                             k, named, 4, ("sku", "share"))  # fmt: skip
+            assert records == [
+                (j, s, [{"sku": f"s{i}", "share": share} for i, share in because])
+                for j, s, because in ranked
+            ]
             for (j, total), row in zip(got, terms, strict=True):
                 # The terms are the real w*sim products, largest first, and all of them
                 # together (k large enough) sum to the score.

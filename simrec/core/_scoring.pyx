@@ -243,16 +243,18 @@ cdef class Scorer:
         Ordered by contribution descending, ties by query position ascending; terms
         <= 0 are left out. ``results`` are distinct columns (a ``score`` result).
         """
-        return self._explain(items, weights, results, k, None, None, 0)
+        return self._explain(items, weights, results, k, None, None, 0, None)
 
     def recommend(self, items, weights, Py_ssize_t n, excluded=None, allowed=None,
-                  Py_ssize_t k=3, list labels=None, int digits=4):
+                  Py_ssize_t k=3, list labels=None, int digits=4, tuple keys=None):
         """``score`` and, per result, why: ``[(column, score, [(label, share)])]``.
 
         ``because`` lists the result's ``k`` largest terms (as ``contributions``) as
         ``(labels[query position], term / score)``, the share rounded to ``digits``
         decimals exactly as Python's ``round`` does; ``labels`` defaults to the query
-        items. ``k == 0``: no because (empty lists).
+        items. ``k == 0``: no because (empty lists). ``keys=(label_key, share_key)``:
+        each entry as the dict ``{label_key: label, share_key: share}`` instead (the
+        shape an answer serialises, built here at C speed).
         """
         cdef list scored = self.score(items, weights, n, excluded, allowed)
         cdef list out = []
@@ -263,13 +265,14 @@ cdef class Scorer:
             return out
         if labels is None:
             labels = items.tolist()
-        cdef list because = self._explain(items, weights, scored, k, scored, labels, digits)
+        cdef list because = self._explain(items, weights, scored, k, scored, labels, digits,
+                                          keys)
         for r in range(len(scored)):
             out.append((scored[r][0], scored[r][1], because[r]))
         return out
 
     cdef list _explain(self, items, weights, list results, Py_ssize_t k, list totals,
-                       list labels, int digits):
+                       list labels, int digits, tuple keys):
         """The terms of ``contributions``; with ``totals`` (``score`` results, whose
         columns are ``results``' first fields) as ``(labels[q], rounded share)``."""
         cdef Py_ssize_t nq, nw, nr = len(results), q, r, s, m
@@ -296,6 +299,7 @@ cdef class Scorer:
         cdef double c, w, total, scale = 1.0
         cdef list out = []
         cdef list row
+        label_key, share_key = keys if keys is not None else (None, None)
         for s in range(digits):
             scale *= 10.0
         try:
@@ -340,11 +344,16 @@ cdef class Scorer:
                 if totals is None:
                     for s in range(counts[r]):
                         row.append((top_q[r * k + s], top_c[r * k + s]))
-                else:
+                elif keys is None:
                     total = totals[r][1]
                     for s in range(counts[r]):
                         row.append((labels[top_q[r * k + s]],
                                     _round(top_c[r * k + s] / total, scale, digits)))
+                else:
+                    total = totals[r][1]
+                    for s in range(counts[r]):
+                        row.append({label_key: labels[top_q[r * k + s]],
+                                    share_key: _round(top_c[r * k + s] / total, scale, digits)})
                 out.append(row)
             return out
         finally:

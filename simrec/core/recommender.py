@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Mapping, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -32,7 +32,7 @@ from simrec.core.snapshot import ModelSnapshot
 BECAUSE_K = 3
 SHARE_DIGITS = 4
 
-Because = list[tuple[int, float]]  # (query item index, share of the item's score)
+Because = list[Any]  # (query item label, share of the item's score), or a dict of them
 Ranked = list[tuple[int, float, Because]]  # (item index, score, because), best first
 
 
@@ -101,6 +101,8 @@ class Recommender:
         category: str | None = None,
         because_k: int = BECAUSE_K,
         fallback: bool = True,
+        labels: list | None = None,
+        because_keys: tuple[str, str] | None = None,
         scorer: Scorer | None = None,
         rows: np.ndarray | None = None,
     ) -> Recommendations:
@@ -110,14 +112,17 @@ class Recommender:
         which the fallback prefers. ``scorer``/``rows``: another scorer over this model's
         columns and the query items' rows in it (the Datastore backend's per-request
         matrix); by default the model's scorer with the items as rows. ``fallback=False``:
-        nothing (not popular items) when nothing scores.
+        nothing (not popular items) when nothing scores. ``labels``: what ``because``
+        names each query item by (default its index); ``because_keys=(label key, share
+        key)``: ``because`` entries as dicts of those keys (an answer's shape, built in
+        the kernel) instead of ``(label, share)`` tuples.
         """
         items = query.items
-        labels = items.tolist()
+        indices = items.tolist()
         excluded = list(exclude)
         if exclude_query:
-            excluded += labels
-        if labels:
+            excluded += indices
+        if indices:
             if not exclude:  # the common case: the query items, already int32
                 x = items if exclude_query else _EMPTY_I32
             else:
@@ -125,13 +130,14 @@ class Recommender:
             if scorer is None:
                 scorer, rows = self.scorer, items
             ranked = scorer.recommend(
-                rows, query.weights, n, x, allowed, because_k, labels, SHARE_DIGITS
-            )
+                rows, query.weights, n, x, allowed, because_k,
+                indices if labels is None else labels, SHARE_DIGITS, because_keys,
+            )  # fmt: skip
             if ranked or not fallback:
                 return Recommendations(ranked, False)
         if not fallback:
             return Recommendations([], False)
-        popular = self.most_popular(n, excluded, allowed, labels, category)
+        popular = self.most_popular(n, excluded, allowed, indices, category)
         return Recommendations([(j, s, []) for j, s in popular], True)
 
     def similar(

@@ -229,7 +229,8 @@ class PythonScorer:
         k: int = 3,
         labels: list | None = None,
         digits: int = 4,
-    ) -> list[tuple[int, float, list[tuple[Any, float]]]]:
+        keys: tuple[str, str] | None = None,
+    ) -> list[tuple[int, float, list[Any]]]:
         scored = self.score(items, weights, n, excluded, allowed)
         if not scored or k == 0:
             return [(j, s, []) for j, s in scored]
@@ -237,8 +238,14 @@ class PythonScorer:
         if len(labels) != len(items):
             raise ValueError("labels must have one entry per query item")
         terms = self.contributions(items, weights, [j for j, _ in scored], k)
+        if keys is None:
+            return [
+                (j, s, [(labels[q], round(c / s, digits)) for q, c in row])
+                for (j, s), row in zip(scored, terms, strict=True)
+            ]
+        label_key, share_key = keys
         return [
-            (j, s, [(labels[q], round(c / s, digits)) for q, c in row])
+            (j, s, [{label_key: labels[q], share_key: round(c / s, digits)} for q, c in row])
             for (j, s), row in zip(scored, terms, strict=True)
         ]
 

@@ -79,6 +79,7 @@ from simrec.serving.parameters import MAX_SKU_LENGTH as MAX_SKU_LENGTH  # re-exp
 
 log = logging.getLogger(__name__)
 
+BECAUSE_KEYS = ("sku", "share")  # an answer's because entry: the input sku, its share
 MAX_OPEN_TENANTS = 64  # with serving_tenants='*': holders of other tenants kept (LRU)
 _STATUS = {
     200: "200 OK",
@@ -425,16 +426,19 @@ class ServingApp:
         allowed = self._filters(params, model, query.items.tolist())
         excluded = self._excluded(params, model)
         scorer, rows = self._scorer(tenant, model, query)
+        skus = model.snapshot.skus
         rec = model.recommender.recommend(
             query, n, exclude=excluded, exclude_query=exclude_seen, allowed=allowed,
             category=parse_text(params, "category"), scorer=scorer, rows=rows,
+            labels=[skus[i] for i in query.items.tolist()], because_keys=BECAUSE_KEYS,
         )  # fmt: skip
         out = self._entries(model, rec.ranked)
         return {"items": out, "model_version": model.version, "fallback": rec.fallback}, 200
 
     def _entries(self, model: LoadedModel, ranked: list[tuple[int, float, Any]]) -> list[dict]:
         """The answer's items ``{"sku", "score"[, catalog fields][, "because"]}`` of
-        ``(item, score, because or None)``, copied from the catalog's per-item entries."""
+        ``(item, score, because entries or None)``, copied from the catalog's per-item
+        entries."""
         skus, catalog = model.snapshot.skus, model.catalog
         cached, entry = (None, None) if catalog is None else (catalog.entries.get, catalog.entry)
         out = []
@@ -445,10 +449,7 @@ class ServingApp:
                 item = (cached(j) or entry(j, skus[j])).copy()
                 item["score"] = s
             if because is not None:
-                why = []
-                for i, share in because:  # a loop: cheaper than a comprehension per item
-                    why.append({"sku": skus[i], "share": share})
-                item["because"] = why
+                item["because"] = because
             out.append(item)
         return out
 

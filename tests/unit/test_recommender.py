@@ -60,6 +60,8 @@ def test_ranked_with_because_hand_computed(rec: Recommender) -> None:
     assert rec.recommend(q((A, 1.0), (B, 2.0)), 10, because_k=1).because == [[(B, 1.0)],
                                                                             [(B, 0.5714)]]
     assert rec.recommend(q((A, 1.0), (B, 2.0)), 1, because_k=0).ranked == [(D, 1.0, [])]
+    named = rec.recommend(q((A, 1.0), (B, 2.0)), 1, labels=["a", "b"], because_keys=("k", "v"))
+    assert named.ranked == [(D, 1.0, [{"k": "b", "v": 1.0}])]
 
 
 def test_exclusions_and_mask(rec: Recommender) -> None:
