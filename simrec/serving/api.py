@@ -378,7 +378,9 @@ class ServingApp:
             return None
         catalog = model.catalog
         if catalog is None:
-            field = next(f for f in CATALOG_FILTERS if f in params)
+            given = {"category": category is not None, "in_stock_only": in_stock_only,
+                     "same_category": same_category, "price_within": price_within is not None}
+            field = next(f for f in CATALOG_FILTERS if given[f])  # fmt: skip
             raise BadRequest(field, f"model {model.version!r} has no item catalog to filter on")
         if price_within is not None and catalog.price is None:
             raise BadRequest(

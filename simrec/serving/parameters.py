@@ -73,7 +73,7 @@ PARAMS: dict[str, Param] = {
     )
 }
 FILTERS = ("exclude", "in_stock_only", "category", "same_category", "price_within")
-CATALOG_FILTERS = ("in_stock_only", "category", "same_category", "price_within")
+CATALOG_FILTERS = ("category", "in_stock_only", "same_category", "price_within")
 ENDPOINT_PARAMS: dict[str, tuple[str, ...]] = {
     "/recommendations": ("browsed", "basket", "purchased", "n", "exclude_seen", *FILTERS,
                          "tenant"),  # fmt: skip
