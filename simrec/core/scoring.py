@@ -76,10 +76,11 @@ class Query:
         Unique by construction, so only the weights are checked (the request path
         builds every query here)."""
         summed: dict[int, float] = {}
+        get, inf = summed.get, math.inf
         for item, weight in pairs:
-            if not 0.0 <= weight < math.inf:
+            if not 0.0 <= weight < inf:
                 raise ValueError("query weights must be finite and >= 0")
-            summed[item] = summed.get(item, 0.0) + weight
+            summed[item] = get(item, 0.0) + weight
         query = object.__new__(cls)
         object.__setattr__(query, "items", np.fromiter(summed, np.int32, len(summed)))
         object.__setattr__(

@@ -78,13 +78,14 @@ class ServingCatalog:
         self._codes = codes
         self._nothing = np.zeros(n, dtype=np.uint8)  # an unknown category matches nothing
         self.entries: dict[int, dict[str, Any]] = {}
+        self._in_stock: list[bool] = self.in_stock.astype(bool).tolist()
         self._masks: dict[tuple[str | None, bool], np.ndarray | None] = {}
         self._lock = threading.Lock()
 
     def fields(self, i: int) -> dict[str, Any]:
         """Item ``i``'s catalog fields of an answer: ``category``, ``in_stock`` and, when
         the catalog has more columns, ``attributes``."""
-        fields = {"category": self.category[i], "in_stock": bool(self.in_stock[i])}
+        fields = {"category": self.category[i], "in_stock": self._in_stock[i]}
         if self.attributes[i] is not None:
             fields["attributes"] = self.attributes[i]
         return fields
@@ -95,7 +96,12 @@ class ServingCatalog:
         to a new dict of these keys, in this order) and set the score."""
         cached = self.entries.get(i)
         if cached is None:
-            cached = self.entries.setdefault(i, {"sku": sku, "score": 0.0, **self.fields(i)})
+            cached = {"sku": sku, "score": 0.0, "category": self.category[i],
+                      "in_stock": self._in_stock[i]}  # fmt: skip
+            attributes = self.attributes[i]
+            if attributes is not None:
+                cached["attributes"] = attributes
+            cached = self.entries.setdefault(i, cached)
         return cached
 
     def mask(self, category: str | None, in_stock_only: bool) -> np.ndarray | None:
