@@ -119,9 +119,7 @@ class Recommender:
         """
         items = query.items
         indices = items.tolist()
-        excluded = list(exclude)
-        if exclude_query:
-            excluded += indices
+        excluded = [*exclude, *indices] if exclude_query else list(exclude)
         if indices:
             if not exclude:  # the common case: the query items, already int32
                 x = items if exclude_query else _EMPTY_I32

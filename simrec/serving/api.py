@@ -412,27 +412,29 @@ class ServingApp:
             log.warning("%s", exc)
             raise Unavailable("the neighbor store is unavailable; retry") from None
 
-    def _query(self, model: LoadedModel, pairs: list[tuple[str, str]]) -> Query:
-        """Known input skus -> the query (unknown skus are ignored)."""
+    def _query(self, model: LoadedModel, pairs: list[tuple[str, str]]) -> tuple[Query, list]:
+        """Known input skus -> the query (unknown skus are ignored) and its items' skus."""
         index, weights = model.sku_index, self.weights
-        return Query.from_pairs(
-            (i, weights[action]) for sku, action in pairs if (i := index.get(sku)) is not None
-        )
+        known = [(i, sku, action) for sku, action in pairs if (i := index.get(sku)) is not None]
+        query = Query.from_pairs((i, weights[action]) for i, _, action in known)
+        if len(query) == len(known):  # no repeats: the skus in query order, as given
+            return query, [sku for _, sku, _ in known]
+        skus = model.snapshot.skus
+        return query, [skus[i] for i in query.items.tolist()]
 
     def _recommendations(self, params: Params) -> Response:
         n = parse_n(params, self.max_n)
         exclude_seen = parse_bool(params, "exclude_seen", default=True)
         pairs = parse_sku_lists(params, self.max_skus)
         tenant, model = self._model(params)
-        query = self._query(model, pairs)
+        query, labels = self._query(model, pairs)
         allowed = self._filters(params, model, query.items.tolist())
         excluded = self._excluded(params, model)
         scorer, rows = self._scorer(tenant, model, query)
-        skus = model.snapshot.skus
         rec = model.recommender.recommend(
             query, n, exclude=excluded, exclude_query=exclude_seen, allowed=allowed,
             category=parse_text(params, "category"), scorer=scorer, rows=rows,
-            labels=[skus[i] for i in query.items.tolist()], because_keys=BECAUSE_KEYS,
+            labels=labels, because_keys=BECAUSE_KEYS,
         )  # fmt: skip
         out = self._entries(model, rec.ranked)
         return {"items": out, "model_version": model.version, "fallback": rec.fallback}, 200
@@ -501,7 +503,7 @@ class ServingApp:
         n = parse_n(params, self.max_n)
         pairs = parse_sku_lists(params, self.max_skus)
         tenant, model = self._model(params)
-        query = self._query(model, pairs)
+        query, _ = self._query(model, pairs)
         if not len(query):
             return {"result": []}, 200
         scorer, rows = self._scorer(tenant, model, query)
