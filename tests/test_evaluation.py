@@ -17,6 +17,7 @@ from simrec.core.actions import ActionWeights
 from simrec.core.params import ModelParams
 from simrec.evaluation import evaluate as ev_mod
 from simrec.evaluation.evaluate import Evaluator, fit, run_evaluation
+from simrec.evaluation.peers import PopularityPeer
 from simrec.evaluation.split import load_events, temporal_split, validation_split
 from simrec.generate import generate_events, write_events
 
@@ -198,4 +199,4 @@ def test_defaults_beat_popularity_and_cosine(shared_data, name):
     config = Settings().model
     ndcg = ev.evaluate(config)["metrics"]["ndcg"]
     assert ndcg > ev.evaluate(config.plain())["metrics"]["ndcg"]
-    assert ndcg > ev.evaluate_popularity(config)["metrics"]["ndcg"]
+    assert ndcg > ev.evaluate_peer(PopularityPeer(), config.weights)["metrics"]["ndcg"]
