@@ -47,7 +47,8 @@ def test_load_events_from_csv_with_date_and_drops_bad_rows(tmp_path):
         }
     ).to_csv(path, index=False, compression="gzip")
     events, counts = load_events(str(path))
-    assert counts == {"rows": 5, "dropped": 3}
+    assert counts == {"rows": 5, "dropped": 3, "reasons": {
+        "empty_sku": 1, "missing_user_id": 1, "unknown_action": 1}}
     assert events["user_id"].tolist() == ["u2", "u1"]  # sorted by day
     assert events["action"].tolist() == ["browsed", "purchase"]
     assert events["day"].dt.strftime("%Y-%m-%d").tolist() == ["2024-01-01", "2024-01-02"]

@@ -68,7 +68,9 @@ def _prepare(args: argparse.Namespace, console: Console) -> tuple[Any, Any, Any,
 
     settings = Settings()
     with console.status(f"reading {args.events}"):
-        events, counts = load_events(str(Path(args.events).resolve()))
+        events, counts = load_events(
+            str(Path(args.events).resolve()), settings.events_schema, settings.export_rules
+        )
     if counts["dropped"]:
         console.print(f"dropped {counts['dropped']:,} of {counts['rows']:,} invalid rows")
     window = None if args.all_history else (args.window_days or settings.window_days)
