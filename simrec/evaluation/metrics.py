@@ -211,6 +211,10 @@ USER_MEAN_METRICS = ("hit_rate", "precision", "recall", "ndcg", "map")
 #: Bootstrap defaults: resamples of the evaluated users and the interval's level.
 RESAMPLES = 1000
 LEVEL = 0.95
+#: Metrics without a bootstrap interval over users: coverage is a property of the union of
+#: the lists, not a mean over users; a resample holds ~63% distinct users, so its coverage
+#: is biased low and its percentile interval would not even hold the estimate.
+NO_INTERVAL = ("coverage",)
 
 
 @dataclass(frozen=True)
@@ -230,25 +234,23 @@ class UserScores:
     shown: sp.csr_matrix
 
     def under(self, weights: np.ndarray) -> dict[str, np.ndarray]:
-        """Every metric under each row of ``weights`` (resamples x users draw counts)."""
+        """Every metric but :data:`NO_INTERVAL`'s under each row of ``weights``
+        (resamples x users: how often each user was drawn)."""
         w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
         total = w.sum(axis=1)
         means = (w @ self.terms) / total[:, None]
         out = {name: means[:, j] for j, name in enumerate(USER_MEAN_METRICS)}
-        covered = np.empty(len(w))
-        shown_t = self.shown.T.tocsr()
-        for start in range(0, len(w), 100):  # items x 100 at a time
-            block = shown_t @ w[start : start + 100].T
-            covered[start : start + 100] = (block > 0).sum(axis=0)
-        out["coverage"] = covered / self.shown.shape[1]
         count = w @ self.pop_count
         with np.errstate(invalid="ignore", divide="ignore"):
             out["mean_popularity"] = np.where(count > 0, (w @ self.pop_sum) / count, np.nan)
-        return {name: out[name] for name in METRICS}
+        return out
 
     def point(self) -> dict[str, float]:
         """Every metric on the evaluated users (each drawn once)."""
-        return {k: float(v[0]) for k, v in self.under(np.ones((1, len(self.users)))).items()}
+        point = {k: float(v[0]) for k, v in self.under(np.ones((1, len(self.users)))).items()}
+        point["coverage"] = float((np.diff(self.shown.tocsc().indptr) > 0).sum()
+                                  / self.shown.shape[1])  # fmt: skip
+        return {name: point[name] for name in METRICS}
 
 
 def user_scores(
@@ -309,8 +311,13 @@ def _interval(values: np.ndarray, level: float) -> list[float | None]:
 def confidence_intervals(
     scores: UserScores, weights: np.ndarray, level: float = LEVEL
 ) -> dict[str, list[float | None]]:
-    """Percentile bootstrap interval ``[low, high]`` of every metric."""
-    return {name: _interval(v, level) for name, v in scores.under(weights).items()}
+    """Percentile bootstrap interval ``[low, high]`` of every metric (``[None, None]``
+    for :data:`NO_INTERVAL`)."""
+    under = scores.under(weights)
+    return {
+        name: [None, None] if name in NO_INTERVAL else _interval(under[name], level)
+        for name in METRICS
+    }
 
 
 def paired_difference(
@@ -324,7 +331,10 @@ def paired_difference(
     under_a, under_b = a.under(weights), b.under(weights)
     out: dict[str, dict[str, float | None]] = {}
     for name in METRICS:
-        low, high = _interval(under_a[name] - under_b[name], level)
+        low, high = (
+            (None, None) if name in NO_INTERVAL
+            else _interval(under_a[name] - under_b[name], level)
+        )
         out[name] = {"difference": point_a[name] - point_b[name], "low": low, "high": high}
     return out
 
