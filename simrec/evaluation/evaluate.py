@@ -19,6 +19,11 @@ Protocol (docs/evaluation.md):
    the training period (re-interactions cannot be recommended: they are excluded).
 6. **Users evaluated**: held-out users with a training-period history and at least one
    relevant item; ``max_users`` draws a seeded sample of them (reported).
+
+The peers (:mod:`simrec.evaluation.peers`) are scored on the same users and relevant
+items; every model's metrics get seeded bootstrap intervals over the users, and the
+configured model is compared with the best peer by a paired bootstrap
+(:mod:`simrec.evaluation.metrics`).
 """
 
 from __future__ import annotations

@@ -42,6 +42,8 @@ from simrec.core.matrix import action_weights
 
 #: Neighbour sessions of the session-kNN peer (the issue's baseline).
 SESSION_NEIGHBOURS = 100
+#: Query sessions compared with every training session at a time (bounds the memory).
+QUERY_BLOCK = 1024
 #: Threads each implicit model may use (the evaluation shares the machine).
 IMPLICIT_THREADS = 1
 IMPLICIT_MISSING = "the optional dependency implicit is not installed (pip install implicit)"
@@ -122,12 +124,18 @@ class PopularityPeer:
         self.popularity = np.bincount(
             user_items.indices, minlength=user_items.shape[1]
         ).astype(np.float64)
+        self.order = np.lexsort((np.arange(len(self.popularity)), -self.popularity))
+        self.order = self.order[self.popularity[self.order] > 0]
 
     def recommend(
         self, users: np.ndarray, user_items: sp.csr_matrix, n: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        out = [_unseen_top(self.popularity, user_items[i].indices, n)
-               for i in range(len(users))]  # fmt: skip
+        out = []
+        for i in range(len(users)):
+            seen = user_items.indices[user_items.indptr[i] : user_items.indptr[i + 1]]
+            top = self.order[: n + len(seen)]
+            top = top[~np.isin(top, seen)][:n]
+            out.append(_top(top, self.popularity[top], n))
         return _stack(out, n)
 
 
@@ -160,6 +168,15 @@ class SessionKNNPeer:
         self, users: np.ndarray, user_items: sp.csr_matrix, n: int
     ) -> tuple[np.ndarray, np.ndarray]:
         query = self._sessions(user_items).tocsr()
+        out = []
+        for start in range(0, len(users), QUERY_BLOCK):
+            block = slice(start, start + QUERY_BLOCK)
+            out += self._recommend_block(users[block], query[block], user_items[block], n)
+        return _stack(out, n)
+
+    def _recommend_block(
+        self, users: np.ndarray, query: sp.csr_matrix, user_items: sp.csr_matrix, n: int
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         sims = (query @ self.by_item).tocsr()  # query x training sessions: cosine
         out = []
         for i, own in enumerate(users):
@@ -171,7 +188,7 @@ class SessionKNNPeer:
             scores = self.holds[nearest[found]].T @ weight[found]
             out.append(_unseen_top(np.asarray(scores, dtype=np.float64).ravel(),
                                    user_items[i].indices, n))  # fmt: skip
-        return _stack(out, n)
+        return out
 
 
 class ImplicitPeer:

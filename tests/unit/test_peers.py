@@ -75,6 +75,14 @@ def test_session_knn_sums_the_cosines_of_the_nearest_other_sessions():
     np.testing.assert_allclose(scores[2, :2], [2 / 3 + R6, R6])
 
 
+def test_session_knn_is_the_same_query_block_by_block(monkeypatch):
+    whole = _lists(peers.SessionKNNPeer())
+    monkeypatch.setattr(peers, "QUERY_BLOCK", 1)
+    one_by_one = _lists(peers.SessionKNNPeer())
+    assert whole[0] == one_by_one[0]
+    np.testing.assert_array_equal(whole[1], one_by_one[1])
+
+
 def test_session_knn_keeps_only_the_nearest_neighbours():
     """One neighbour: U0's is U1 (not itself: its own history is no neighbour) -> C only;
     U2's is U1 -> A = 2/3, and D (held by U3 only) is no longer reached.
