@@ -115,17 +115,17 @@ def _metrics_table(
 
 def comparison_line(result: dict[str, Any]) -> str:
     """The paired comparison of the configured model with the best peer, in one line."""
+    from simrec.evaluation.metrics import interval_side
     from simrec.evaluation.report import format_interval
 
     c = result["comparison"]
     d = c["differences"]["ndcg"]
-    side = "above" if d["low"] is not None and d["low"] > 0 else (
-        "below" if d["high"] is not None and d["high"] < 0 else "across")  # fmt: skip
+    side = interval_side(d["low"], d["high"]) or "no interval"
     return (
         f"configured - best peer ({c['best_peer']}): ndcg@{result['k']} "
         f"{d['difference']:+.4f}, {c['level']:.0%} interval "
         f"{format_interval([d['low'], d['high']])} "
-        f"({side} 0; paired bootstrap over users, {c['resamples']:,} resamples, seed {c['seed']})"
+        f"({side}; paired bootstrap over users, {c['resamples']:,} resamples, seed {c['seed']})"
     )
 
 

@@ -339,6 +339,14 @@ def paired_difference(
     return out
 
 
+def interval_side(low: float | None, high: float | None) -> str | None:
+    """Where an interval of a difference lies: ``"above 0"``, ``"below 0"``,
+    ``"across 0"`` (no difference shown), or None without an interval."""
+    if low is None or high is None:
+        return None
+    return "above 0" if low > 0 else "below 0" if high < 0 else "across 0"
+
+
 def all_metrics(
     rating_true: pd.DataFrame,
     rating_pred: pd.DataFrame,

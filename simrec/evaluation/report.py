@@ -12,6 +12,8 @@ import html
 import math
 from typing import Any
 
+from simrec.evaluation.metrics import interval_side
+
 PLOTS = {
     "plot-threshold-metrics": "Accuracy vs DIMSUM threshold",
     "plot-threshold-pairs": "Emitted pairs vs DIMSUM threshold",
@@ -277,11 +279,11 @@ def render(result: dict[str, Any], title: str = "simrec offline evaluation") -> 
     compare_table = _table(
         "table-comparison",
         ["metric", "configured", f"best peer: {comparison['best_peer']}" if comparison else "-",
-         "difference", "interval", "interval above 0"],
+         "difference", "interval", "interval of the difference"],
         [
             [f"{c}@{k}", models["configured"]["metrics"][c],
              models[comparison["best_peer"]]["metrics"][c], d["difference"],
-             format_interval([d["low"], d["high"]]), d["low"] is not None and d["low"] > 0]
+             format_interval([d["low"], d["high"]]), interval_side(d["low"], d["high"])]
             for c in METRIC_COLUMNS
             for d in [comparison["differences"][c]]
         ] if comparison else [],

@@ -95,3 +95,31 @@ def test_evaluation_imports_no_private_helper():
         if alias.name.startswith("_")
     ]
     assert private == []
+
+
+def test_evaluate_command_shows_intervals_and_the_comparison(tmp_path, capsys):
+    """``simrec evaluate``: peers, intervals and the paired comparison in the printed
+    table, the JSON and the report, from the same result."""
+    import json
+
+    from simrec.cli import main
+    from simrec.evaluation.metrics import interval_side
+    from simrec.generate import generate_events, write_events
+
+    events = generate_events(20_000, n_users=800, n_items=150, days=30,
+                             end_date=dt.date(2024, 3, 31), seed=9)  # fmt: skip
+    source = write_events(events, tmp_path / "events.parquet")
+    out = tmp_path / "out"
+    assert main(["evaluate", "--events", str(source), "--holdout-days", "5",
+                 "--thresholds", "0", "--max-users", "200", "--out", str(out)]) == 0  # fmt: skip
+    result = json.loads((out / "evaluation.json").read_text())
+    c = result["comparison"]
+    d = c["differences"]["ndcg"]
+    printed = capsys.readouterr().out
+    assert "ndcg 95% CI" in printed and "session knn" in printed
+    assert f"configured - best peer ({c['best_peer']}): ndcg@10 {d['difference']:+.4f}" in printed
+    assert interval_side(d["low"], d["high"]) in printed
+    report = (out / "report.html").read_text()
+    assert 'id="table-comparison"' in report and 'id="table-intervals"' in report
+    assert f"best peer: {c['best_peer']}" in report
+

@@ -263,6 +263,13 @@ def test_paired_comparison_needs_the_same_users():
         metrics.paired_difference(_scores(range(10)), other, metrics.resample_weights(200, 10))
 
 
+def test_interval_side():
+    assert metrics.interval_side(0.01, 0.2) == "above 0"
+    assert metrics.interval_side(-0.2, -0.01) == "below 0"
+    assert metrics.interval_side(-0.1, 0.1) == "across 0"
+    assert metrics.interval_side(None, None) is None
+
+
 # --- the peers in a whole evaluation ------------------------------------------------------------
 @needs_implicit
 def test_run_evaluation_has_every_peer_intervals_and_the_comparison():
