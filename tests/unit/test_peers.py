@@ -294,3 +294,21 @@ def test_run_evaluation_has_every_peer_intervals_and_the_comparison():
     assert d["difference"] == pytest.approx(
         models["configured"]["metrics"]["ndcg"] - models[best]["metrics"]["ndcg"])
     assert d["low"] <= d["difference"] <= d["high"]
+
+
+def test_run_evaluation_without_implicit_records_the_skipped_peers(monkeypatch):
+    from simrec.evaluation.report import render
+
+    monkeypatch.setitem(sys.modules, "implicit.als", None)  # import fails as if absent
+    events = generate_events(5_000, n_users=300, n_items=60, days=20,
+                             end_date=dt.date(2024, 3, 31), seed=3)  # fmt: skip
+    events = events.assign(day=events["ts"].dt.tz_localize(None).astype("datetime64[s]"))
+    result = run_evaluation(temporal_split(events, holdout_days=4), Settings().model, k=5,
+                            thresholds=(0.0,))  # fmt: skip
+    assert result["skipped_peers"] == dict.fromkeys(
+        ["implicit cosine", "implicit tfidf", "implicit bm25", "implicit als"],
+        peers.IMPLICIT_MISSING,
+    )
+    assert not any(name.startswith("implicit") for name in result["models"])
+    assert result["comparison"]["best_peer"] in ("popularity", "cosine", "session knn")
+    assert f"Peer implicit als skipped: {peers.IMPLICIT_MISSING}" in render(result)
