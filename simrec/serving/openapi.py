@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from simrec.serving.api import MAX_SKU_LENGTH, max_query_bytes
+from simrec.serving.ui import endpoints as ui_endpoints
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -238,6 +239,7 @@ def openapi_document(max_n: int, max_skus: int, tenants: Iterable[str]) -> dict[
                     },
                 }
             },
+            **ui_endpoints.openapi_paths(n, tenant, errors),
             "/openapi.json": {
                 "get": {
                     "operationId": "openapi",
