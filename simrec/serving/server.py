@@ -93,7 +93,7 @@ class AsgiApp:
             return
         method, path = scope["method"], scope["path"]
         query = scope["query_string"].decode("latin-1")
-        fields = header_map(scope["headers"])
+        fields = header_map(scope.get("headers", ()))
         if self.inline:
             status, headers, data = self.gate.respond(method, path, query, fields)
         else:
