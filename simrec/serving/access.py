@@ -9,7 +9,8 @@ in front of ``ServingApp`` (``Gate``), does what IAM no longer does:
   ``Access-Control-Request-Method``) is answered 204 with the CORS headers when the
   origin is allowed, 403 ``{"error", "field": "origin"}`` when not; answers to an
   allowed origin carry ``Access-Control-Allow-Origin`` (and ``Vary: Origin``); a request
-  from an origin that is not allowed is answered 403 before it reaches the model.
+  from an origin that is not allowed is answered 403 before it reaches the model. With
+  no ``allowed_origins`` the ``Origin`` header is ignored (no CORS headers, as before).
 * **API keys**: per shop, sent as the ``X-Api-Key`` header or the ``key`` query
   parameter; a missing key is 401, an unknown one 403 (``field``: ``key``). Keys are kept
   only as SHA-256 hashes (the secret holds ``{name: sha256 hex}``) and compared in
@@ -284,7 +285,8 @@ class Gate:
     def respond(
         self, method: str, path: str, query: str, headers: Mapping[str, str]
     ) -> Answer:
-        origin = headers.get("origin", "").rstrip("/")
+        # Without allowed origins (private mode) Origin is ignored, as before.
+        origin = headers.get("origin", "").rstrip("/") if self.origins else ""
         cors: list[tuple[str, str]] = []
         if origin:
             if not self._allowed(origin, headers):
