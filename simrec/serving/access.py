@@ -153,9 +153,10 @@ def key_source(settings: Settings, client: Any = None) -> KeySource | None:
 class Keys:
     """The current keys, re-read from the source every ``refresh_seconds``.
 
-    Read once at start (a bad document then fails the start); later a failed re-read
-    keeps the last good keys and is logged, so a bad rotation cannot lock every shop
-    out. Re-reads happen in a background thread: a request never waits on the source.
+    Read at start; a failed read (no secret version yet, a grant still propagating, a
+    bad document) is logged and then no key is valid until a re-read succeeds (fail
+    closed). A failed re-read keeps the last good keys, so a bad rotation cannot lock
+    every shop out. Re-reads happen in a background thread: a request never waits.
     """
 
     def __init__(
@@ -164,18 +165,18 @@ class Keys:
         self.source = source
         self.refresh_seconds = refresh_seconds
         self.clock = clock
-        self._by_hash = parse_keys(source.read(), source.where)
-        self._next = clock() + refresh_seconds
+        self._by_hash: dict[str, str] = {}
         self._lock = threading.Lock()
-        self._reading = False
+        self._reading = True
+        self.refresh()
 
     def refresh(self) -> None:
         """Re-read the source now (the background thread's work)."""
         try:
             self._by_hash = parse_keys(self.source.read(), self.source.where)
         except Exception as exc:
-            log.error("re-reading the API keys from %s failed, keeping the last good "
-                      "ones: %s", self.source.where, exc)  # fmt: skip
+            log.error("reading the API keys from %s failed (%d keys kept): %s",
+                      self.source.where, len(self._by_hash), exc)  # fmt: skip
         finally:
             self._next = self.clock() + self.refresh_seconds
             self._reading = False
