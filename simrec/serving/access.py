@@ -226,6 +226,34 @@ class RateLimiter:
             return (1.0 - tokens) / self.rate
 
 
+def describe_public_mode(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` (the OpenAPI document) with the public mode in it: the key as a security
+    scheme (optional: private mode needs none) and the answers the gate may give on
+    every endpoint that needs a key."""
+    error = {"$ref": "#/components/schemas/Error"}
+    answers = {
+        "401": "Public mode: no API key (`field`: key).",
+        "403": "Public mode: an unknown API key (`field`: key) or a disallowed Origin "
+        "(`field`: origin).",
+        "429": "Public mode: the key's rate limit is reached; retry after `Retry-After` s.",
+    }
+    for path, item in doc["paths"].items():
+        if path in OPEN_PATHS:
+            continue
+        for operation in item.values():
+            operation["security"] = [{}, {"ApiKeyHeader": []}, {"ApiKeyQuery": []}]
+            for status, description in answers.items():
+                operation["responses"].setdefault(status, {
+                    "description": description,
+                    "content": {"application/json": {"schema": error}},
+                })  # fmt: skip
+    doc["components"]["securitySchemes"] = {
+        "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
+        "ApiKeyQuery": {"type": "apiKey", "in": "query", "name": KEY_PARAM},
+    }
+    return doc
+
+
 # --- the gate --------------------------------------------------------------------------------
 def _json_answer(status: int, body: dict[str, Any]) -> Answer:
     data = orjson.dumps(body)
