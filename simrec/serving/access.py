@@ -311,9 +311,7 @@ class Gate:
         host = headers.get("host", "")  # the page's own origin (the /ui page) is fine
         return bool(host) and origin.split("://", 1)[-1] == host
 
-    def respond(
-        self, method: str, path: str, query: str, headers: Mapping[str, str]
-    ) -> Answer:
+    def respond(self, method: str, path: str, query: str, headers: Mapping[str, str]) -> Answer:
         # Without allowed origins (private mode) Origin is ignored, as before.
         origin = headers.get("origin", "").rstrip("/") if self.origins else ""
         cors: list[tuple[str, str]] = []
@@ -324,13 +322,17 @@ class Gate:
                 return answer
             cors = [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
         if method == "OPTIONS" and origin and "access-control-request-method" in headers:
-            return 204, [
-                *cors,
-                ("Access-Control-Allow-Methods", "GET, HEAD"),
-                ("Access-Control-Allow-Headers", "X-Api-Key"),
-                ("Access-Control-Max-Age", str(PREFLIGHT_MAX_AGE_SECONDS)),
-                ("Content-Length", "0"),
-            ], b""
+            return (
+                204,
+                [
+                    *cors,
+                    ("Access-Control-Allow-Methods", "GET, HEAD"),
+                    ("Access-Control-Allow-Headers", "X-Api-Key"),
+                    ("Access-Control-Max-Age", str(PREFLIGHT_MAX_AGE_SECONDS)),
+                    ("Content-Length", "0"),
+                ],
+                b"",
+            )
         page = self.pages.answer(method, path, query)
         if page is not None:
             return page

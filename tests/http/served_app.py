@@ -50,8 +50,13 @@ def catalog_model(version: str = VERSION, n: int = 40) -> ModelSnapshot:
         scores=np.array(scores),
         users=np.ones(len(indices)),
         popularity=np.array([float((i * 7) % n + 1) for i in range(n)]),
-        metadata={"version": version, "tenant": TENANT, "created_at": "2026-12-04T00:00:00Z",
-                  "params": {"date": "2026-12-03"}, "counts": {"items": n}},  # fmt: skip
+        metadata={
+            "version": version,
+            "tenant": TENANT,
+            "created_at": "2026-12-04T00:00:00Z",
+            "params": {"date": "2026-12-03"},
+            "counts": {"items": n},
+        },  # fmt: skip
         catalog={
             "sku": skus,
             "category": [("shoes", "bags", "hats")[i % 3] for i in range(n)],

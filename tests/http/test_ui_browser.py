@@ -32,8 +32,7 @@ REPORT_TITLE = "simrec offline evaluation (test)"
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None or CHROMEDRIVER is None,
-    reason="chromium and chromedriver are not installed (apt-get install chromium "
-    "chromium-driver)",
+    reason="chromium and chromedriver are not installed (apt-get install chromium chromium-driver)",
 )
 
 
@@ -43,8 +42,9 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     bucket, reports = str(tmp / "bucket"), tmp / "reports"
     publish(bucket, catalog_model())
     (reports / "evaluation").mkdir(parents=True)
-    (reports / "summary.json").write_text(json.dumps({"run_id": VERSION,
-                                                      "stage_timings_s": {"export": 1.5}}))
+    (reports / "summary.json").write_text(
+        json.dumps({"run_id": VERSION, "stage_timings_s": {"export": 1.5}})
+    )
     (reports / "evaluation" / "report.html").write_text(
         f"<!doctype html><html><head><title>{REPORT_TITLE}</title></head><body>r</body></html>"
     )
@@ -136,9 +136,7 @@ def test_click_path_search_item_basket_and_run(served, browser) -> None:
     browser.find_element(By.ID, "add-basket").click()
     wait.until(lambda d: rows(d, "recs"))
     second = similar["items"][1]["sku"]
-    browser.find_element(
-        By.CSS_SELECTOR, f"#neighbours tr[data-sku='{second}'] button.add"
-    ).click()
+    browser.find_element(By.CSS_SELECTOR, f"#neighbours tr[data-sku='{second}'] button.add").click()
     want_recs = local.recommendations({"basket": f"{sku},{second}", "n": "10"})[0]
 
     def recs_match(d) -> bool:

@@ -54,8 +54,9 @@ def test_items_prefix_search(setup) -> None:
     assert first["category"] == ("shoes", "bags", "hats")[want[0] % 3]
     # No q: the most popular items; a prefix nothing has: none.
     _, body = get(client, "/items?n=3")
-    assert [it["sku"] for it in body["items"]] == [model.skus[i] for i in
-                                                   sorted(range(40), key=lambda i: -pop[i])[:3]]
+    assert [it["sku"] for it in body["items"]] == [
+        model.skus[i] for i in sorted(range(40), key=lambda i: -pop[i])[:3]
+    ]
     assert body["matches"] == 40
     assert get(client, "/items?q=zzz")[1]["items"] == []
     # Parameters follow the API's rules.

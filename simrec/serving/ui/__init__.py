@@ -46,13 +46,17 @@ def static_file(name: str) -> bytes:
 
 
 def _answer(status: int, content_type: str, data: bytes, csp: str) -> Answer:
-    return status, [
-        ("Content-Type", content_type),
-        ("Content-Length", str(len(data))),
-        ("Content-Security-Policy", csp),
-        ("X-Content-Type-Options", "nosniff"),
-        ("Cache-Control", "no-cache"),
-    ], data
+    return (
+        status,
+        [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(data))),
+            ("Content-Security-Policy", csp),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Cache-Control", "no-cache"),
+        ],
+        data,
+    )
 
 
 def _error(status: int, message: str) -> Answer:

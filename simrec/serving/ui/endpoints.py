@@ -201,8 +201,15 @@ def openapi_paths(
                     "200": json(
                         {
                             "type": "object",
-                            "required": ["tenant", "model_version", "model", "export",
-                                         "similarities", "summary", "report"],  # fmt: skip
+                            "required": [
+                                "tenant",
+                                "model_version",
+                                "model",
+                                "export",
+                                "similarities",
+                                "summary",
+                                "report",
+                            ],  # fmt: skip
                             "properties": {
                                 "tenant": {"type": "string"},
                                 "model_version": {"type": "string"},
