@@ -314,13 +314,14 @@ class Gate:
     def respond(self, method: str, path: str, query: str, headers: Mapping[str, str]) -> Answer:
         # Without allowed origins (private mode) Origin is ignored, as before.
         origin = headers.get("origin", "").rstrip("/") if self.origins else ""
-        cors: list[tuple[str, str]] = []
+        # With CORS on, every answer varies by Origin (so no cache mixes them up).
+        cors: list[tuple[str, str]] = [("Vary", "Origin")] if self.origins else []
         if origin:
             if not self._allowed(origin, headers):
                 answer = _json_answer(403, {"error": f"origin {origin[:200]!r} is not allowed",
                                             "field": "origin"})  # fmt: skip
                 return answer
-            cors = [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+            cors.append(("Access-Control-Allow-Origin", origin))
         if method == "OPTIONS" and origin and "access-control-request-method" in headers:
             return (
                 204,
@@ -344,9 +345,12 @@ class Gate:
         return status, [*out, *cors], data
 
     def _check_key(self, path: str, query: str, headers: Mapping[str, str]) -> Answer | str:
-        """The query to serve (``key=`` removed), or the refusal."""
+        """The query to serve (``key=`` removed), or the refusal. Without keys (private
+        mode) the query is the API's to judge, ``key=`` included (an unknown parameter)."""
+        if self.keys is None:
+            return query
         query, in_query = _strip_key(query)
-        if self.keys is None or (path.rstrip("/") or "/") in OPEN_PATHS:
+        if (path.rstrip("/") or "/") in OPEN_PATHS:
             return query
         given = [headers[KEY_HEADER]] if headers.get(KEY_HEADER) else []
         given += in_query
