@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from pathlib import Path
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
+import orjson
 import pytest
 
 from simrec.config import Settings
-from simrec.serving import api, ui
+from simrec.serving import access, api, ui
+from simrec.serving.access import Gate
 from simrec.serving.api import ServingApp
 from tests.http.served_app import TENANT, VERSION, ServedApp, catalog_model, publish
 
@@ -183,3 +187,120 @@ def test_report_page_and_headers(served, browser) -> None:
     sources = [e.get_attribute("src") or e.get_attribute("href")
                for e in browser.find_elements(By.CSS_SELECTOR, "script, link")]  # fmt: skip
     assert all(s.startswith(app.base + "/ui/") or s.startswith("data:") for s in sources)
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, *args: object) -> None:  # no request lines on stderr
+        pass
+
+
+@pytest.fixture
+def wsgi_server():
+    """Serve WSGI apps on 127.0.0.1 in threads (stopped at the end); their base URLs."""
+    servers = []
+
+    def start(app) -> str:
+        server = make_server("127.0.0.1", 0, app, handler_class=_Quiet)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_sections_of_later_endpoints_light_up_when_the_document_lists_them(
+    tmp_path: Path, browser, wsgi_server
+) -> None:
+    """A deployment whose /openapi.json lists /trending and /bought-together (answered
+    here by fake endpoints named so, the shape of the item lists): the page shows both."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    bucket = str(tmp_path / "bucket")
+    publish(bucket, catalog_model())
+    api.clear_holders()
+    service = ServingApp(Settings(data_uri=bucket, tenant=TENANT, model_refresh_seconds=0))
+    doc = service.dispatch("GET", "/openapi.json", "")[0][0]
+    doc["paths"] = {**doc["paths"], "/trending": {}, "/bought-together": {}}
+    service._openapi_doc = doc
+    fake_trending = {"items": [{"sku": "sku-007", "score": 2.5}], "model_version": VERSION}
+    service.routes["/trending"] = lambda params: (fake_trending, 200)
+    service.routes["/bought-together"] = lambda params: (
+        {"sku": params["sku"][0], "items": [{"sku": "sku-009", "score": 0.75}]},
+        200,
+    )
+    base = wsgi_server(Gate(service))
+    wait = WebDriverWait(browser, 30)
+    browser.get(base + "/ui")
+    wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
+    assert browser.find_element(By.ID, "trending-section").is_displayed()
+    assert rows(browser, "trending")[0]["sku"] == "sku-007"
+    browser.find_element(By.ID, "q").send_keys("sku-001")
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results button[data-sku='sku-001']"))
+    browser.find_element(By.CSS_SELECTOR, "#results button[data-sku='sku-001']").click()
+    wait.until(lambda d: rows(d, "bought"))
+    assert browser.find_element(By.ID, "bought-section").is_displayed()
+    assert [(r["sku"], r["score"]) for r in rows(browser, "bought")] == [("sku-009", "0.7500")]
+    api.clear_holders()
+
+
+SHOP_PAGE = """<!doctype html><html><body><pre id="out">waiting</pre><script>
+fetch("{api}/similar?sku=sku-001&n=2", {{headers: {{"X-Api-Key": "{key}"}}}})
+  .then(r => r.json().then(b => r.status + " " + b.items.map(i => i.sku).join(",")))
+  .catch(e => "blocked " + e.name)
+  .then(t => {{ document.getElementById("out").textContent = t; }});
+</script></body></html>"""
+
+
+def test_a_shop_page_calls_the_public_endpoint_and_another_origin_cannot(
+    tmp_path: Path, browser, wsgi_server
+) -> None:
+    """The public mode from a real browser: a page of the allowed origin calls the endpoint
+    with its key (the browser's CORS preflight for X-Api-Key, then the GET); the same page
+    on another origin is blocked by the browser; the /ui page asks for the key."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    bucket, keys = str(tmp_path / "bucket"), tmp_path / "keys.json"
+    publish(bucket, catalog_model())
+    keys.write_text(json.dumps({"shop": access.key_hash("shop-key")}))
+
+    def shop(environ, start_response):  # the shop's own site, on another port
+        body = SHOP_PAGE.format(api=api_base, key="shop-key").encode()
+        start_response("200 OK", [("Content-Type", "text/html")])
+        return [body]
+
+    shop_base = wsgi_server(shop)
+    shop_port = shop_base.rsplit(":", 1)[1]
+    app = ServedApp(tmp_path, {
+        "SIMREC_DATA_URI": bucket, "SIMREC_MODELS_URI": "", "SIMREC_TENANT": TENANT,
+        "SIMREC_API_KEYS": str(keys), "SIMREC_ALLOWED_ORIGINS": shop_base,
+    })  # fmt: skip
+    api_base = app.base
+    try:
+        wait = WebDriverWait(browser, 30)
+        direct = app.get("/similar?sku=sku-001&n=2", {"X-Api-Key": "shop-key"})[2]
+        expected = [it["sku"] for it in orjson.loads(direct)["items"]]
+
+        def outcome(url: str) -> str:
+            browser.get(url)
+            wait.until(lambda d: d.find_element(By.ID, "out").text != "waiting")
+            return browser.find_element(By.ID, "out").text
+
+        assert outcome(shop_base + "/") == "200 " + ",".join(expected)
+        # The same page from http://localhost:<port>, an origin that is not allowed.
+        assert outcome(f"http://localhost:{shop_port}/") == "blocked TypeError"
+        # The /ui page: the API answers 401 until the key is given, then works.
+        browser.get(app.base + "/ui")
+        wait.until(lambda d: d.find_element(By.ID, "key-form").is_displayed())
+        assert "API key" in browser.find_element(By.ID, "error").text
+        browser.find_element(By.ID, "key").send_keys("shop-key")
+        browser.find_element(By.CSS_SELECTOR, "#key-form button").click()
+        wait.until(lambda d: d.find_element(By.ID, "model").text == f"model: {VERSION}")
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results button"))
+        assert not browser.find_element(By.ID, "error").is_displayed()
+    finally:
+        app.stop()
