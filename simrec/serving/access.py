@@ -22,8 +22,9 @@ in front of ``ServingApp`` (``Gate``), does what IAM no longer does:
   ``Retry-After`` (whole seconds). With N instances of W workers a key may make up to
   N x W times the rate; Cloud Run's ``max_instance_count`` bounds N.
 
-The probes (``/healthz``, ``/startupz``), ``/openapi.json`` and the ``/ui`` page need no
-key (the page asks for one when the API answers 401). ``Gate.respond`` is what the ASGI
+The probes (``/healthz``, ``/startupz``), ``/openapi.json`` and the ``/ui`` page's files
+need no key (the page asks for one when the API answers 401); the evaluation report
+(``/ui/report``) does, like the API. ``Gate.respond`` is what the ASGI
 server, the WSGI server and the Cloud Function handler call.
 """
 
@@ -334,13 +335,16 @@ class Gate:
                 ],
                 b"",
             )
-        page = self.pages.answer(method, path, query)
-        if page is not None:
+        page = self.pages.answer(method, path, query) if not self.pages.keyed(path) else None
+        if page is not None:  # the page's own files: no key (it asks for one)
             return page
         denied = self._check_key(path, query, headers)
         if isinstance(denied, tuple):
             status, out, data = denied
             return status, [*out, *cors], data
+        page = self.pages.answer(method, path, denied)  # the report: a keyed page
+        if page is not None:
+            return page
         status, out, data = self.service.respond(method, path, denied)
         return status, [*out, *cors], data
 

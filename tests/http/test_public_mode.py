@@ -67,8 +67,13 @@ def test_keys_cors_and_rate_limit(public) -> None:
     assert error(body)[0] == "key"
     status, _, body = app.get(QUERY, {"X-Api-Key": "not-a-key"})
     assert status == 403 and error(body)[0] == "key"
-    # The probes and the document need no key.
+    # The probes, the document and the page's files need no key; the report does.
     assert app.get("/healthz")[0] == 200 and app.get("/openapi.json")[0] == 200
+    assert app.get("/ui")[0] == 200 and app.get("/ui/app.js")[0] == 200
+    status, _, body = app.get("/ui/report")
+    assert status == 401 and error(body)[0] == "key"
+    status, _, body = app.get(f"/ui/report?key={KEY_B}")  # past the gate: none uploaded
+    assert status == 404 and error(body) == ("path", "no evaluation report: reports_uri is not set")
     # A good key, as the header or as key=, from the allowed origin: the API's answer,
     # with the CORS header naming that origin.
     status, headers, body = app.get(QUERY, {"X-Api-Key": KEY_A, "Origin": SHOP})

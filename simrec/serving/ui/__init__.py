@@ -79,6 +79,11 @@ class Pages:
         self.reports_uri = settings.reports_uri
         self._files: dict[str, Answer] = {}
 
+    def keyed(self, path: str) -> bool:
+        """Whether ``path`` is a page that needs an API key in public mode (the report:
+        the page's own files are public, the shop's figures are not)."""
+        return (path.rstrip("/") or "/") == REPORT_PATH
+
     def answer(self, method: str, path: str, query: str) -> Answer | None:
         path = path.rstrip("/") or "/"
         if path != PREFIX and not path.startswith(PREFIX + "/"):

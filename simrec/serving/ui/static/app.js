@@ -193,7 +193,9 @@ async function loadRun() {
     if (run.export) runRow(list, "rows", run.export.counts);
     if (summary.run_id) runRow(list, "summary of run", summary.run_id);
     runRow(list, "stage timings (s)", summary.stage_timings_s);
-    $("report-link").hidden = !run.report;
+    const link = $("report-link");
+    link.hidden = !run.report;
+    if (run.report) link.href = run.report + (state.key ? "?key=" + encodeURIComponent(state.key) : "");
     $("model").textContent = "model: " + run.model_version;
   } catch (err) {
     $("model").textContent = "model: " + err.message;
