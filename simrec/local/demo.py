@@ -148,6 +148,10 @@ def run_demo(root: Path, n_events: int, serve_forever: str = "auto") -> int:
         found = _get(base, "/items", q=prefix, n=3)
         console.print(f"GET /items?q={prefix}&n=3 -> {found['matches']} matches, first "
                       + ", ".join(it["sku"] for it in found["items"]))
+        run = _get(base, "/runs/latest")
+        pairs = (run["similarities"] or {}).get("counts", {}).get("pairs")
+        console.print(f"GET /runs/latest -> model {run['model_version']}, {pairs} pairs, "
+                      f"report {run['report']}")
         console.print(f"the page: {base}/ui  (search, neighbours, basket, the run's summary)")
 
         console.rule("[bold]4. summary")
