@@ -144,7 +144,7 @@ def run_demo(root: Path, n_events: int, serve_forever: str = "auto") -> int:
                                    _get(base, "/similar", sku=top, n=5)["items"]))
         legacy = _get(base, "/make_recommendation", browsed=top, n=3)
         console.print(f"GET /make_recommendation?browsed={top}&n=3 -> {json.dumps(legacy)}")
-        prefix = top[: max(1, len(top) - 2)]  # a few of its neighbours by sku
+        prefix = top[: max(1, len(top) - 2)]  # skus sharing all but its last 2 characters
         found = _get(base, "/items", q=prefix, n=3)
         console.print(f"GET /items?q={prefix}&n=3 -> {found['matches']} matches, first "
                       + ", ".join(it["sku"] for it in found["items"]))
