@@ -13,8 +13,8 @@ in front of ``ServingApp`` (``Gate``), does what IAM no longer does:
   no ``allowed_origins`` the ``Origin`` header is ignored (no CORS headers, as before).
 * **API keys**: per shop, sent as the ``X-Api-Key`` header or the ``key`` query
   parameter; a missing key is 401, an unknown one 403 (``field``: ``key``). Keys are kept
-  only as SHA-256 hashes (the secret holds ``{name: sha256 hex}``) and compared in
-  constant time. They come from a ``KeySource``: a local file, or a Secret Manager
+  only as SHA-256 hashes (the secret holds ``{name: sha256 hex}``) and looked up by the
+  given key's hash. They come from a ``KeySource``: a local file, or a Secret Manager
   secret's ``latest`` version; either is re-read every ``api_keys_refresh_seconds``, so
   adding a key version rotates keys without a redeploy.
 * **Rate limit**: a token bucket per key name (``rate_limit_per_minute``,
@@ -31,7 +31,6 @@ server, the WSGI server and the Cloud Function handler call.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import logging
 import math
@@ -194,12 +193,8 @@ class Keys:
     def name_of(self, key: str) -> str | None:
         """The name of the shop whose key this is, None when it is no key."""
         self._maybe_refresh()
-        digest = key_hash(key)
-        by_hash = self._by_hash
-        for stored, name in by_hash.items():
-            if hmac.compare_digest(stored, digest):
-                return name
-        return None
+        # Looked up by digest: how long a lookup takes tells nothing about any key.
+        return self._by_hash.get(key_hash(key))
 
 
 class RateLimiter:
