@@ -9,7 +9,8 @@ import json
 import shutil
 import threading
 from pathlib import Path
-from wsgiref.simple_server import WSGIRequestHandler, make_server
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import orjson
 import pytest
@@ -194,13 +195,22 @@ class _Quiet(WSGIRequestHandler):
         pass
 
 
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    """One thread per connection: Chromium opens speculative connections that send
+    nothing, which would block a one-at-a-time server."""
+
+    daemon_threads = True
+
+
 @pytest.fixture
 def wsgi_server():
     """Serve WSGI apps on 127.0.0.1 in threads (stopped at the end); their base URLs."""
     servers = []
 
     def start(app) -> str:
-        server = make_server("127.0.0.1", 0, app, handler_class=_Quiet)
+        server = make_server(
+            "127.0.0.1", 0, app, server_class=_ThreadingServer, handler_class=_Quiet
+        )
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
         return f"http://127.0.0.1:{server.server_port}"
