@@ -111,7 +111,7 @@ MAX_SKU_LENGTH = events.MAX_SKU_LENGTH  # one limit: export rejects longer skus
 QUERY_OVERHEAD_BYTES = 4_096  # parameter names, n, flags, category, tenant, exclude
 MAX_OPEN_TENANTS = 64  # with serving_tenants='*': holders of other tenants kept (LRU)
 ENDPOINTS = ("/recommendations", "/similar", "/healthz", "/startupz",
-             "/make_recommendation", "/openapi.json")  # fmt: skip
+             "/make_recommendation", "/openapi.json", "/items", "/runs/latest")  # fmt: skip
 BECAUSE_K = 3
 SKU_LISTS: tuple[tuple[str, str], ...] = (
     ("browsed", Action.BROWSED.value),
@@ -372,6 +372,10 @@ class ServingApp:
             "/make_recommendation": self._make_recommendation,
             "/openapi.json": self._openapi,
         }
+        from simrec.serving.ui import endpoints as ui_endpoints  # the /ui page's own
+
+        self.routes["/items"] = lambda params: ui_endpoints.items(self, params)
+        self.routes["/runs/latest"] = lambda params: ui_endpoints.runs_latest(self, params)
         self._openapi_doc: dict[str, Any] | None = None
 
     # --- tenants and models ------------------------------------------------------------
