@@ -12,12 +12,12 @@ for skus the model does not know are ignored.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
+import orjson
 
 from simrec.serving.string_table import ListLike, StringIndex, StringList, string_table
 
@@ -64,7 +64,7 @@ class AttributeColumn(ListLike):
 
     def __getitem__(self, i: int) -> dict[str, Any] | None:  # type: ignore[override]
         lo, hi = self._offsets[i], self._offsets[i + 1]
-        return json.loads(bytes(self._data[lo:hi])) if hi > lo else None
+        return orjson.loads(self._data[lo:hi]) if hi > lo else None
 
 
 class PopularByCategory(Mapping[str, list[int]]):
@@ -105,8 +105,8 @@ def catalog_arrays(table: Any, sku_index: Mapping[str, int], popular: Iterable[i
         in_stock[i] = 1 if columns["in_stock"][row] else 0
         category[i] = columns["category"][row]
         if extra:
-            attrs = {c: _jsonable(columns[c][row]) for c in extra}
-            attributes[i] = json.dumps(attrs, ensure_ascii=False, separators=(",", ":")).encode()
+            # orjson, as the answers are written: NaN is null either way.
+            attributes[i] = orjson.dumps({c: _jsonable(columns[c][row]) for c in extra})
     categories = sorted({c for c in category if c is not None})
     codes = {c: k for k, c in enumerate(categories)}
     category_code = np.array([-1 if c is None else codes[c] for c in category], dtype=np.int32)

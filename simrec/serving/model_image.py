@@ -41,7 +41,7 @@ import numpy as np
 from simrec.core.scoring import popularity_order
 from simrec.core.snapshot import ModelSnapshot
 from simrec.serving.catalog import catalog_arrays
-from simrec.serving.string_table import StringIndex, string_table
+from simrec.serving.string_table import string_table
 
 Arrays = dict[str, np.ndarray]
 
@@ -65,7 +65,8 @@ def build_image(snapshot: ModelSnapshot) -> Arrays:
     popular = popularity_order(snapshot.popularity).astype(np.int64)
     arrays["popular"] = popular
     if snapshot.catalog is not None:
-        arrays.update(catalog_arrays(snapshot.catalog, StringIndex(arrays, "skus"), popular))
+        sku_index = {sku: i for i, sku in enumerate(snapshot.skus)}
+        arrays.update(catalog_arrays(snapshot.catalog, sku_index, popular))
     return arrays
 
 
