@@ -62,7 +62,7 @@ def build_image(snapshot: ModelSnapshot) -> Arrays:
     """Every array a ``LoadedModel`` reads, from a (validated) snapshot."""
     arrays: Arrays = {name: getattr(snapshot, name) for name in SNAPSHOT_ARRAYS}
     arrays.update(string_table(snapshot.skus, "skus"))
-    popular = popularity_order(snapshot.popularity).astype(np.int64)
+    popular = popularity_order(snapshot.popularity)
     arrays["popular"] = popular
     if snapshot.catalog is not None:
         sku_index = {sku: i for i, sku in enumerate(snapshot.skus)}
@@ -114,8 +114,7 @@ def load_image(models_root: str, tenant: str, version: str) -> tuple[Arrays, dic
     try:
         try:
             done = subprocess.run(  # noqa: S603 - our own module, no shell
-                [sys.executable, "-m", "simrec.serving.model_image",
-                 models_root, tenant, version, path],
+                child_command(models_root, tenant, version, path),
                 capture_output=True, timeout=BUILD_TIMEOUT_SECONDS, env=_child_env(),
                 check=False,
             )  # fmt: skip
@@ -128,6 +127,11 @@ def load_image(models_root: str, tenant: str, version: str) -> tuple[Arrays, dic
         return map_image(path)
     finally:
         shutil.rmtree(folder, ignore_errors=True)  # mapped pages stay until unmapped
+
+
+def child_command(models_root: str, tenant: str, version: str, path: str) -> list[str]:
+    """The loader process's command line (this module's ``main``)."""
+    return [sys.executable, "-m", "simrec.serving.model_image", models_root, tenant, version, path]
 
 
 def _child_env() -> dict[str, str]:
