@@ -44,7 +44,7 @@ def stats(samples: list[float]) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--baseline", type=float, default=2.0,
+    parser.add_argument("--baseline", type=float, default=10.0,
                         help="seconds of requests before LATEST moves")
     parser.add_argument("--after", type=float, default=1.0,
                         help="seconds of requests after the swap")
