@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds of requests before LATEST moves")
     parser.add_argument("--after", type=float, default=1.0,
                         help="seconds of requests after the swap")
+    parser.add_argument("--refresh", type=float, default=1.0,
+                        help="seconds between LATEST checks (deployments: 60; each check is "
+                             "a storage read in the loader thread, with its share of the GIL)")
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="longest wait for the new version")
     parser.add_argument("--threads", type=int, default=1,
@@ -68,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, content in v2.to_files().items():
         storage.write_bytes(layout.join(folder, name), content)
 
-    settings = Settings(models_uri=root, tenant=TENANT, model_refresh_seconds=0.05, max_n=100)
+    settings = Settings(models_uri=root, tenant=TENANT, model_refresh_seconds=args.refresh,
+                        max_n=100)  # fmt: skip
     app = ServingApp(settings, background_load=True)
     app.start()
     holder = app.holder
