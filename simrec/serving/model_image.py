@@ -10,10 +10,10 @@ followed by the arrays, 64-byte aligned. The server maps that file read-only and
 the arrays (``np.frombuffer``, no copy, no per-item work: the time to map a file), then
 swaps its model reference; see ``simrec.serving.model_holder``.
 
-The image lives in a fresh folder under the temp dir, removed as soon as it is mapped:
-on Linux the pages stay valid until the last array over them is dropped, i.e. until
-the model is replaced and its last request has finished, and nothing is left behind,
-even when the server is killed. On Cloud Run the temp dir is in memory, so a model
+The image lives in a fresh folder under the temp dir, removed as soon as it is mapped
+(or the build failed): on Linux the pages stay valid until the last array over them is
+dropped, i.e. until the model is replaced and its last request has finished. Only a
+server killed while a child is building leaves a ``simrec-model-*`` folder behind. On Cloud Run the temp dir is in memory, so a model
 costs its image once (the mapped pages *are* the model); while a new version loads the
 instance holds the old model, the new image and the child's working set (about two
 copies of the snapshot) at once: size the instance memory for that peak.
@@ -83,7 +83,7 @@ def write_image(path: str, arrays: Mapping[str, np.ndarray], metadata: dict[str,
         f.write(MAGIC + len(header).to_bytes(8, "little") + header)
         for name, array in arrays.items():
             f.seek(start + layout[name][1])
-            f.write(np.ascontiguousarray(array).tobytes())
+            np.ascontiguousarray(array).tofile(f)
         f.truncate(start + offset)
 
 
