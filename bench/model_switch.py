@@ -42,11 +42,16 @@ def stats(samples: list[float]) -> dict[str, float]:
             "p99_ms": float(np.percentile(a, 99)), "max_ms": float(a.max())}  # fmt: skip
 
 
+def poll_until(deadline: float) -> None:
+    while time.perf_counter() < deadline:
+        time.sleep(0.001)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--baseline", type=float, default=10.0,
                         help="seconds of requests before LATEST moves")
-    parser.add_argument("--after", type=float, default=1.0,
+    parser.add_argument("--after", type=float, default=5.0,
                         help="seconds of requests after the swap")
     parser.add_argument("--refresh", type=float, default=1.0,
                         help="seconds between LATEST checks (deployments: 60; each check is "
@@ -100,14 +105,16 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     for t in threads:
         t.start()
-    time.sleep(args.baseline)
+    # The main thread polls (1 ms sleeps) in every phase alike, so the phases differ only
+    # by the load.
+    poll_until(time.perf_counter() + args.baseline)
     moved = time.perf_counter()
     storage.write_bytes(layout.latest_pointer(root, TENANT), b"sw-v2")
     deadline = moved + args.timeout
     while holder.current.version != "sw-v2" and time.perf_counter() < deadline:
         time.sleep(0.001)
     swapped = time.perf_counter()
-    time.sleep(args.after)
+    poll_until(swapped + args.after)
     stop.set()
     for t in threads:
         t.join()
