@@ -13,10 +13,13 @@ swaps its model reference; see ``simrec.serving.model_holder``.
 The image lives in a fresh folder under the temp dir, removed as soon as it is mapped
 (or the build failed): on Linux the pages stay valid until the last array over them is
 dropped, i.e. until the model is replaced and its last request has finished. Only a
-server killed while a child is building leaves a ``simrec-model-*`` folder behind. On Cloud Run the temp dir is in memory, so a model
-costs its image once (the mapped pages *are* the model); while a new version loads the
-instance holds the old model, the new image and the child's working set (about two
-copies of the snapshot) at once: size the instance memory for that peak.
+server killed while a child is building leaves a ``simrec-model-*`` folder behind.
+
+On Cloud Run the temp dir is in memory and counts against the instance's memory: a
+model costs its image once (the mapped pages *are* the model, no second copy), and
+while a new version loads the instance holds the old model, the new image and the
+child's working set (about two copies of the snapshot) at once: size the instance
+memory for that peak.
 
 A child that fails (corrupt snapshot, storage error, killed by the OOM killer) raises
 ``ImageBuildError`` with its one-line reason; the holder keeps serving the old model.
