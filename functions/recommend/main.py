@@ -3,9 +3,10 @@
 Routes by path to ``simrec.serving.api`` (``/recommendations``, ``/similar``,
 ``/healthz``, ``/make_recommendation``, ``/openapi.json``). The app, and with it the
 model holders, is built on the first request from ``SIMREC_*`` settings, so importing
-this module reads nothing. Models load in background threads from then on, never on the
-request path: until the first one is loaded every endpoint, ``/healthz`` included,
-answers 503 (the startup probe's first requests start the load and wait for it).
+this module reads nothing. Models load in the background from then on (built in a loader
+process and memory-mapped, ``simrec.serving.model_image``), never on the request path:
+until the first one is loaded every endpoint, ``/healthz`` included, answers 503 (the
+startup probe's first requests start the load and wait for it).
 The Cloud Run image runs ``python -m simrec.serving.server`` (the same app); this handler
 serves functions-framework deployments.
 Requests pass ``simrec.serving.access.Gate`` first (the ``/ui`` page, CORS, API keys,
