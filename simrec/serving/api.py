@@ -16,8 +16,8 @@ declarations); the ranking, ``because`` and the fallback in
 methods 405, other paths 404, every answer JSON, a bug 500), tenants (``tenant`` plus
 ``serving_tenants``; with ``*`` any validly named tenant that had a
 ``models/<tenant>/LATEST`` at the last listing, made at start and every
-``model_refresh_seconds``, at most ``MAX_OPEN_TENANTS`` of them kept, least recently used
-dropped first) and the model lifecycle: until a tenant's first model is loaded (in the
+``model_refresh_seconds``, at most ``model_holder.MAX_OPEN_TENANTS`` of them kept, least
+recently used dropped first) and the model lifecycle: until a tenant's first model is loaded (in the
 background: never on the request path) its endpoints answer 503 ``{"error"}``, as does a
 request whose Datastore read fails. Each response is computed from one model reference
 taken at the start of the request, so it never mixes two versions, and names that
@@ -30,7 +30,6 @@ import logging
 import math
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -52,7 +51,7 @@ from simrec.serving.datastore_backend import (
     DatastoreUnavailable,
     default_client_factory,
 )
-from simrec.serving.model_holder import LoadedModel, ModelHolder
+from simrec.serving.model_holder import HOLDERS, LoadedModel, ModelHolder
 from simrec.serving.parameters import (
     CATALOG_FILTERS,
     ENDPOINT_PARAMS,
@@ -74,13 +73,13 @@ from simrec.serving.parameters import (
     single,
     split_skus,
 )
-from simrec.serving.parameters import ENDPOINTS as ENDPOINTS  # the app's, re-exported
 from simrec.serving.parameters import MAX_SKU_LENGTH as MAX_SKU_LENGTH  # re-exported
 
 log = logging.getLogger(__name__)
 
+UI_ENDPOINTS = ("/items", "/runs/latest")  # simrec.serving.ui.endpoints: the page's own
+ENDPOINTS = (*ENDPOINT_PARAMS, *UI_ENDPOINTS)
 BECAUSE_KEYS = ("sku", "share")  # an answer's because entry: the input sku, its share
-MAX_OPEN_TENANTS = 64  # with serving_tenants='*': holders of other tenants kept (LRU)
 _STATUS = {
     200: "200 OK",
     400: "400 Bad Request",
@@ -95,29 +94,9 @@ class Unavailable(Exception):
     """No model yet, or the Datastore read failed: answered 503 ``{"error"}``."""
 
 
-# --- model holders, one per (models root, tenant, refresh, background) ---------------
-_holders: dict[tuple[str, str, float, bool], ModelHolder] = {}
-_holders_lock = threading.Lock()
-
-
-def get_holder(
-    models_root: str, tenant: str, refresh_seconds: float, background: bool = False
-) -> ModelHolder:
-    """The process-wide holder of a tenant's model (created on first use, then shared)."""
-    key = (models_root, tenant, float(refresh_seconds), background)
-    with _holders_lock:
-        holder = _holders.get(key)
-        if holder is None:
-            holder = _holders[key] = ModelHolder(
-                models_root, tenant, refresh_seconds, background=background
-            )
-        return holder
-
-
-def clear_holders() -> None:
-    """Forget every holder (tests point the endpoint at fresh folders)."""
-    with _holders_lock:
-        _holders.clear()
+# --- model holders: the process's one cache, simrec.serving.model_holder.HOLDERS -------
+get_holder = HOLDERS.get
+clear_holders = HOLDERS.clear
 
 
 # --- the app --------------------------------------------------------------------------
@@ -153,10 +132,9 @@ class ServingApp:
         self.tenants = ({s.tenant} | extra) - {"*"}
         for name in self.tenants:
             check_tenant(name)
-        # Holders of the configured tenants stay; with '*' other tenants' holders are
-        # kept in LRU order, at most MAX_OPEN_TENANTS of them.
-        self._holders: dict[str, ModelHolder] = {s.tenant: holder} if holder else {}
-        self._other_holders: OrderedDict[str, ModelHolder] = OrderedDict()
+        # Holders come from HOLDERS (configured tenants pinned, others LRU); a holder
+        # given here serves the default tenant.
+        self._given_holder = holder
         self._holders_lock = threading.Lock()
         # With '*': the tenants that have a LATEST, listed at start and re-listed in the
         # background every refresh interval, so no request waits on storage for them.
@@ -190,6 +168,10 @@ class ServingApp:
             "/make_recommendation": self._make_recommendation,
             "/openapi.json": self._openapi,
         }
+        from simrec.serving.ui import endpoints as ui_endpoints  # the /ui page's own
+
+        self.routes["/items"] = lambda params: ui_endpoints.items(self, params)
+        self.routes["/runs/latest"] = lambda params: ui_endpoints.runs_latest(self, params)
         self._openapi_doc: dict[str, Any] | None = None
 
     # --- tenants and models ------------------------------------------------------------
@@ -211,41 +193,21 @@ class ServingApp:
                 self._start_lister()
 
     def _holder(self, tenant: str) -> ModelHolder:
-        holder = self._holders.get(tenant)
-        if holder is None:
-            with self._holders_lock:
-                holder = self._holders.get(tenant)
-                if holder is None:
-                    holder = get_holder(
-                        self.models_root, tenant, self.refresh_seconds, self.background_load
-                    )
-                    self._holders[tenant] = holder
-        return holder
+        if self._given_holder is not None and tenant == self.tenant:
+            return self._given_holder
+        return HOLDERS.get(self.models_root, tenant, self.refresh_seconds, self.background_load)
 
     def _other_holder(self, tenant: str) -> ModelHolder | None:
         """With ``serving_tenants='*'``: the holder of a tenant that is not configured,
-        None when the tenant has no model (nothing is allocated for it). At most
-        ``MAX_OPEN_TENANTS`` are kept; the least recently used is dropped first."""
-        with self._holders_lock:
-            holder = self._other_holders.get(tenant)
-            if holder is not None:
-                self._other_holders.move_to_end(tenant)
-                return holder
+        None when the tenant has no model (nothing is allocated for it)."""
+        holder = HOLDERS.find(self.models_root, tenant, self.refresh_seconds, self.background_load)
+        if holder is not None:
+            return holder
         if not self._has_model(tenant):
             return None
-        with self._holders_lock:
-            holder = self._other_holders.get(tenant)
-            if holder is None:
-                holder = ModelHolder(
-                    self.models_root, tenant, self.refresh_seconds,
-                    background=self.background_load,
-                )  # fmt: skip
-                self._other_holders[tenant] = holder
-                while len(self._other_holders) > MAX_OPEN_TENANTS:
-                    evicted, dropped = self._other_holders.popitem(last=False)
-                    dropped.close()
-                    log.info("dropped the idle model holder of tenant %r", evicted)
-            return holder
+        return HOLDERS.get(
+            self.models_root, tenant, self.refresh_seconds, self.background_load, pinned=False
+        )
 
     def _has_model(self, tenant: str) -> bool:
         """Whether ``tenant`` had a LATEST at the last listing (see ``__init__``)."""

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from simrec.core.recommender import BECAUSE_K, SHARE_DIGITS
+from simrec.serving import access
 from simrec.serving.parameters import (
     BOOLEANS,
     CATALOG_FILTERS,
@@ -27,6 +28,7 @@ from simrec.serving.parameters import (
     Param,
     max_query_bytes,
 )
+from simrec.serving.ui import endpoints as ui_endpoints
 
 SUMMARIES = {
     "/recommendations": "Items for a shopper's recent items, with why.",
@@ -218,6 +220,9 @@ def openapi_document(max_n: int, max_skus: int, tenants: Iterable[str]) -> dict[
         if path != "/openapi.json":
             operation["responses"].update(errors)
         paths[path] = {"get": operation}
+    # The /ui page's endpoints describe themselves, with the shared n, tenant and errors.
+    shared = [_parameter(PARAMS[name], max_n, max_skus) for name in ("n", "tenant")]
+    paths.update(ui_endpoints.openapi_paths(*shared, errors))
     description = RULES.format(
         max_skus=max_skus,
         max_sku=MAX_SKU_LENGTH,
@@ -228,7 +233,7 @@ def openapi_document(max_n: int, max_skus: int, tenants: Iterable[str]) -> dict[
         share_digits=SHARE_DIGITS,
         tenants=", ".join(f"`{t}`" for t in tenants),
     )
-    return {
+    doc = {
         "openapi": "3.1.0",
         "info": {
             "title": "simrec recommend",
@@ -262,6 +267,7 @@ def openapi_document(max_n: int, max_skus: int, tenants: Iterable[str]) -> dict[
             }
         },
     }
+    return access.describe_public_mode(doc)
 
 
 def readme_table(document: dict[str, Any]) -> str:

@@ -83,7 +83,6 @@ ENDPOINT_PARAMS: dict[str, tuple[str, ...]] = {
     "/make_recommendation": ("browsed", "basket", "purchased", "n", "tenant"),
     "/openapi.json": (),
 }
-ENDPOINTS = tuple(ENDPOINT_PARAMS)
 RECOMMEND_PARAMS = ENDPOINT_PARAMS["/recommendations"]
 # Unknown names are rejected (a typo such as ``purchase=`` would silently give fallback
 # results) except here: the original service's endpoint ignored them, and the document.
