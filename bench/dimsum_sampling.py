@@ -1,0 +1,176 @@
+"""How much DIMSUM samples, and what it costs in quality, per sampling variant.
+
+For each dataset (the shared MovieLens and Online Retail files when present, the
+generated M shop) and each variant below, at DIMSUM thresholds 0.1 .. 1: emitted pairs /
+exact co-occurrences, NDCG@10 against the same variant's exact model (``simrec evaluate``
+protocol, same split and users) and recall@10 of the exact top-10 neighbours.
+
+Variants (the default model's parameters otherwise):
+
+* ``max-entry``: today's rule (entries divided by the largest entry, per-column keep);
+* ``cap p50``: cells capped at their median and divided by it before user weighting
+  (the cell-value rule that samples most among caps; p50 is binary on these shops);
+* ``entry-prop``: a prototype of per-entry sampling, ``p_uj = min(1, sqrt(gamma) a_uj /
+  c_j)`` and value ``a_uj / (p_uj c_j)``: every sampled product is at most ``1/gamma``
+  whatever the entries' scale, so no [0, 1] scaling is needed and light cells (heavy,
+  down-weighted users) are sampled more. Prototype only: the users behind a pair (for
+  shrinkage) use each column's mean keep probability.
+
+Usage: ``python bench/dimsum_sampling.py [--datasets ml,or,M] [--max-users N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from simrec.core import dimsum, quality, similarity  # noqa: E402
+from simrec.core import matrix as matrix_rule  # noqa: E402
+from simrec.core.params import ModelParams  # noqa: E402
+from simrec.evaluation.evaluate import Evaluator  # noqa: E402
+from simrec.evaluation.split import load_events, temporal_split  # noqa: E402
+
+DATA = Path("/work/shared/data")
+THRESHOLDS = (0.1, 0.2, 0.5, 1.0)
+
+
+def split_of(name: str) -> object:
+    if name == "ml":
+        ev, _ = load_events(str(DATA / "movielens_latest_small.csv.gz"))
+        return temporal_split(ev, holdout_days=365)
+    if name == "or":
+        ev, _ = load_events(str(DATA / "online_retail_uci.csv.gz"))
+        return temporal_split(ev, holdout_days=30, window_days=365)
+    from simrec.generate import generate_events, write_events
+
+    path = Path("/tmp/samp/M.parquet")
+    if not path.exists():
+        df = generate_events(
+            6_000_000, n_users=300_000, n_items=50_000, end_date=dt.date(2026, 11, 26), seed=5
+        )
+        write_events(df, path)
+    ev, _ = load_events(str(path))
+    return temporal_split(ev, holdout_days=7)
+
+
+def _entry_prop_sample(
+    m: sp.csr_matrix, threshold: float, seed: int, user_keys: np.ndarray, item_keys: np.ndarray
+) -> tuple[sp.csr_matrix, np.ndarray, float]:
+    n_users, n_items = m.shape
+    g = dimsum.gamma(threshold, n_items)
+    norms = similarity.column_norms(m)
+    cols = m.indices
+    if math.isinf(g):
+        scaled = sp.csr_matrix((m.data / norms[cols], cols.copy(), m.indptr.copy()), shape=m.shape)
+        return scaled, np.ones(n_items), g
+    p = np.minimum(1.0, math.sqrt(g) * m.data / norms[cols])
+    rows = np.repeat(np.arange(n_users), np.diff(m.indptr))
+    keep = dimsum.uniform(seed, np.asarray(user_keys)[rows], np.asarray(item_keys)[cols]) < p
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows[keep], minlength=n_users), out=indptr[1:])
+    data = m.data[keep] / (p[keep] * norms[cols[keep]])
+    scaled = sp.csr_matrix((data, cols[keep], indptr), shape=m.shape)
+    cells = np.bincount(cols, minlength=n_items)
+    mean_p = np.bincount(cols, weights=p, minlength=n_items) / np.maximum(cells, 1)
+    return scaled, np.where(cells > 0, mean_p, 1.0), g
+
+
+def _capped_build(original: Callable, q: float) -> Callable:
+    def build(user_ids, skus, actions, params, **kw):  # noqa: ANN001, ANN202
+        m = original(user_ids, skus, actions, params.replace(user_weighting="none"), **kw)
+        cap = float(np.percentile(m.matrix.data, q))
+        m.matrix.data = np.minimum(m.matrix.data, cap) / cap
+        if params.user_weighting != "none":
+            n = np.diff(m.matrix.indptr)
+            table = quality.user_factor_table(
+                params.max_items_per_user, params.user_weighting, params.user_alpha
+            )
+            m.matrix.data *= np.repeat(table[n], n)
+        return m
+
+    return build
+
+
+@contextmanager
+def variant(name: str) -> Iterator[None]:
+    saved = similarity._scaled_sample, similarity.build_matrix
+    if name == "entry-prop":
+        similarity._scaled_sample = _entry_prop_sample
+    elif name.startswith("cap p"):
+        similarity.build_matrix = _capped_build(matrix_rule.build_matrix, float(name[5:]))
+    try:
+        yield
+    finally:
+        similarity._scaled_sample, similarity.build_matrix = saved
+
+
+def top10(snapshot: object) -> list[set[int]]:
+    out = []
+    for i in range(len(snapshot.indptr) - 1):
+        a, b = snapshot.indptr[i], snapshot.indptr[i + 1]
+        order = np.argsort(-snapshot.scores[a:b], kind="stable")[:10]
+        out.append(set(snapshot.indices[a:b][order].tolist()))
+    return out
+
+
+def neighbour_recall(exact: list[set[int]], sampled: list[set[int]]) -> float:
+    hits = sum(len(e & s) for e, s in zip(exact, sampled, strict=True))
+    return hits / max(1, sum(len(e) for e in exact))
+
+
+def run(name: str, max_users: int | None, variants: list[str]) -> list[dict]:
+    split = split_of(name)
+    ev = Evaluator(split, 10, 20, max_users, 0)
+    base = ModelParams()
+    rows = []
+    for v in variants:
+        with variant(v):
+            ev._fitted.clear()
+            exact = ev.evaluate(base.replace(threshold=0.0))
+            exact_nbrs = top10(ev.fitted(base.replace(threshold=0.0)).snapshot)
+            for t in THRESHOLDS:
+                t0 = time.perf_counter()
+                r = ev.evaluate(base.replace(threshold=t))
+                nb = neighbour_recall(exact_nbrs, top10(ev.fitted(base.replace(threshold=t)).snapshot))
+                row = {
+                    "dataset": name, "variant": v, "threshold": t, "gamma": r["gamma"],
+                    "emitted_ratio": r["emitted_pairs"] / exact["emitted_pairs"],
+                    "ndcg": r["metrics"]["ndcg"], "ndcg_exact": exact["metrics"]["ndcg"],
+                    "ndcg_ratio": r["metrics"]["ndcg"] / exact["metrics"]["ndcg"],
+                    "recall10_nbrs": nb, "s": round(time.perf_counter() - t0, 1),
+                }
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+            ev._fitted.clear()
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--datasets", default="ml,or,M")
+    ap.add_argument("--variants", default="max-entry,cap p50,entry-prop")
+    ap.add_argument("--max-users", type=int, default=5000)
+    ap.add_argument("--out", default="bench/out/dimsum_sampling.json")
+    args = ap.parse_args()
+    rows = []
+    for name in args.datasets.split(","):
+        rows += run(name, args.max_users, args.variants.split(","))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
