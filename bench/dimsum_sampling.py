@@ -10,6 +10,8 @@ Variants (the default model's parameters otherwise):
 * ``max-entry``: today's rule (entries divided by the largest entry, per-column keep);
 * ``cap p50``: cells capped at their median and divided by it before user weighting
   (the cell-value rule that samples most among caps; p50 is binary on these shops);
+* ``wcap pNN``: the weighted entries (after user weighting) capped at their NN-th
+  percentile and divided by it: light users' cells become 1, heavy users' stay below;
 * ``entry-prop``: a prototype of per-entry sampling, ``p_uj = min(1, sqrt(gamma) a_uj /
   c_j)`` and value ``a_uj / (p_uj c_j)``: every sampled product is at most ``1/gamma``
   whatever the entries' scale, so no [0, 1] scaling is needed and light cells (heavy,
@@ -25,6 +27,7 @@ import argparse
 import datetime as dt
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -43,7 +46,7 @@ from simrec.evaluation.evaluate import Evaluator  # noqa: E402
 from simrec.evaluation.split import load_events, temporal_split  # noqa: E402
 
 DATA = Path("/work/shared/data")
-THRESHOLDS = (0.1, 0.2, 0.5, 1.0)
+THRESHOLDS = tuple(float(t) for t in os.environ.get("THRESHOLDS", "0.1,0.2,0.5,1").split(","))
 
 
 def split_of(name: str) -> object:
@@ -87,8 +90,13 @@ def _entry_prop_sample(
     return scaled, np.where(cells > 0, mean_p, 1.0), g
 
 
-def _capped_build(original: Callable, q: float) -> Callable:
+def _capped_build(original: Callable, q: float, after_weighting: bool = False) -> Callable:
     def build(user_ids, skus, actions, params, **kw):  # noqa: ANN001, ANN202
+        if after_weighting:
+            m = original(user_ids, skus, actions, params, **kw)
+            cap = float(np.percentile(m.matrix.data, q))
+            m.matrix.data = np.minimum(m.matrix.data, cap) / cap
+            return m
         m = original(user_ids, skus, actions, params.replace(user_weighting="none"), **kw)
         cap = float(np.percentile(m.matrix.data, q))
         m.matrix.data = np.minimum(m.matrix.data, cap) / cap
@@ -106,10 +114,15 @@ def _capped_build(original: Callable, q: float) -> Callable:
 @contextmanager
 def variant(name: str) -> Iterator[None]:
     saved = similarity._scaled_sample, similarity.build_matrix
-    if name == "entry-prop":
-        similarity._scaled_sample = _entry_prop_sample
-    elif name.startswith("cap p"):
-        similarity.build_matrix = _capped_build(matrix_rule.build_matrix, float(name[5:]))
+    for part in name.split("+"):
+        if part == "entry-prop":
+            similarity._scaled_sample = _entry_prop_sample
+        elif part.startswith("cap p"):
+            similarity.build_matrix = _capped_build(matrix_rule.build_matrix, float(part[5:]))
+        elif part.startswith("wcap p"):
+            similarity.build_matrix = _capped_build(
+                matrix_rule.build_matrix, float(part[6:]), True
+            )
     try:
         yield
     finally:
@@ -143,7 +156,8 @@ def run(name: str, max_users: int | None, variants: list[str]) -> list[dict]:
             for t in THRESHOLDS:
                 t0 = time.perf_counter()
                 r = ev.evaluate(base.replace(threshold=t))
-                nb = neighbour_recall(exact_nbrs, top10(ev.fitted(base.replace(threshold=t)).snapshot))
+                sampled = top10(ev.fitted(base.replace(threshold=t)).snapshot)
+                nb = neighbour_recall(exact_nbrs, sampled)
                 row = {
                     "dataset": name, "variant": v, "threshold": t, "gamma": r["gamma"],
                     "emitted_ratio": r["emitted_pairs"] / exact["emitted_pairs"],
