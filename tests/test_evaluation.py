@@ -17,6 +17,7 @@ from simrec.core.actions import ActionWeights
 from simrec.core.params import ModelParams
 from simrec.evaluation import evaluate as ev_mod
 from simrec.evaluation.evaluate import Evaluator, fit, run_evaluation
+from simrec.evaluation.peers import PopularityPeer
 from simrec.evaluation.split import load_events, temporal_split, validation_split
 from simrec.generate import generate_events, write_events
 
@@ -46,7 +47,8 @@ def test_load_events_from_csv_with_date_and_drops_bad_rows(tmp_path):
         }
     ).to_csv(path, index=False, compression="gzip")
     events, counts = load_events(str(path))
-    assert counts == {"rows": 5, "dropped": 3}
+    assert counts == {"rows": 5, "dropped": 3, "reasons": {
+        "empty_sku": 1, "missing_user_id": 1, "unknown_action": 1}}
     assert events["user_id"].tolist() == ["u2", "u1"]  # sorted by day
     assert events["action"].tolist() == ["browsed", "purchase"]
     assert events["day"].dt.strftime("%Y-%m-%d").tolist() == ["2024-01-01", "2024-01-02"]
@@ -198,4 +200,4 @@ def test_defaults_beat_popularity_and_cosine(shared_data, name):
     config = Settings().model
     ndcg = ev.evaluate(config)["metrics"]["ndcg"]
     assert ndcg > ev.evaluate(config.plain())["metrics"]["ndcg"]
-    assert ndcg > ev.evaluate_popularity(config)["metrics"]["ndcg"]
+    assert ndcg > ev.evaluate_peer(PopularityPeer(), config.weights)["metrics"]["ndcg"]

@@ -68,7 +68,9 @@ def _prepare(args: argparse.Namespace, console: Console) -> tuple[Any, Any, Any,
 
     settings = Settings()
     with console.status(f"reading {args.events}"):
-        events, counts = load_events(str(Path(args.events).resolve()))
+        events, counts = load_events(
+            str(Path(args.events).resolve()), settings.events_schema, settings.export_rules
+        )
     if counts["dropped"]:
         console.print(f"dropped {counts['dropped']:,} of {counts['rows']:,} invalid rows")
     window = None if args.all_history else (args.window_days or settings.window_days)
@@ -79,23 +81,52 @@ def _prepare(args: argparse.Namespace, console: Console) -> tuple[Any, Any, Any,
     return events, split, settings.model, settings
 
 
-def _metrics_table(title: str, rows: dict[str, dict[str, float]], k: int, extra=None) -> Table:
-    from simrec.evaluation.report import METRIC_COLUMNS
+def _metrics_table(
+    title: str,
+    rows: dict[str, dict[str, float]],
+    k: int,
+    extra=None,
+    intervals: dict[str, dict[str, list]] | None = None,
+) -> Table:
+    """One row per model; with ``intervals``, the NDCG's bootstrap interval beside it."""
+    from simrec.evaluation.report import METRIC_COLUMNS, format_interval
 
     table = Table(title=f"{title} (metrics @{k})")
     table.add_column("model", no_wrap=True)
     short = {"hit_rate": "hit", "precision": "prec", "coverage": "cov", "mean_popularity": "pop"}
     for c in METRIC_COLUMNS:
         table.add_column(short.get(c, c), justify="right")
+        if intervals is not None and c == "ndcg":
+            table.add_column("ndcg 95% CI", justify="right", no_wrap=True)
     if extra:
         table.add_column(extra[0], justify="right")
     for name, m in rows.items():
-        cells = [f"{m[c]:.4f}" for c in METRIC_COLUMNS]
+        cells = []
+        for c in METRIC_COLUMNS:
+            cells.append(f"{m[c]:.4f}")
+            if intervals is not None and c == "ndcg":
+                cells.append(format_interval(intervals.get(name, {}).get("ndcg")))
         if extra:
             value = extra[1].get(name)
             cells.append("-" if value is None else f"{value:,}")
         table.add_row(name, *cells)
     return table
+
+
+def comparison_line(result: dict[str, Any]) -> str:
+    """The paired comparison of the configured model with the best peer, in one line."""
+    from simrec.evaluation.metrics import interval_side
+    from simrec.evaluation.report import format_interval
+
+    c = result["comparison"]
+    d = c["differences"]["ndcg"]
+    side = interval_side(d["low"], d["high"]) or "no interval"
+    return (
+        f"configured - best peer ({c['best_peer']}): ndcg@{result['k']} "
+        f"{d['difference']:+.4f}, {c['level']:.0%} interval "
+        f"{format_interval([d['low'], d['high']])} "
+        f"({side}; paired bootstrap over users, {c['resamples']:,} resamples, seed {c['seed']})"
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -129,8 +160,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             {name: m["metrics"] for name, m in models.items()},
             args.k,
             ("emitted pairs", {name: m.get("emitted_pairs") for name, m in models.items()}),
+            {name: m.get("intervals", {}) for name, m in models.items()},
         )
     )
+    for name, reason in result["skipped_peers"].items():
+        _out().print(f"peer {name} skipped: {reason}")
+    _out().print(comparison_line(result))
     _out().print(f"wrote {out / 'evaluation.json'} and {out / 'report.html'}")
     return 0
 

@@ -19,6 +19,11 @@ Protocol (docs/evaluation.md):
    the training period (re-interactions cannot be recommended: they are excluded).
 6. **Users evaluated**: held-out users with a training-period history and at least one
    relevant item; ``max_users`` draws a seeded sample of them (reported).
+
+The peers (:mod:`simrec.evaluation.peers`) are scored on the same users and relevant
+items; every model's metrics get seeded bootstrap intervals over the users, and the
+configured model is compared with the best peer by a paired bootstrap
+(:mod:`simrec.evaluation.metrics`).
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from simrec.core.matrix import action_weights
 from simrec.core.params import ModelParams
 from simrec.core.similarity import fit_similarities
 from simrec.core.snapshot import ModelSnapshot
-from simrec.evaluation import metrics
+from simrec.evaluation import metrics, peers
 from simrec.evaluation.split import Split
 
 DEFAULT_THRESHOLDS = (0.0, 0.05, 0.1, 0.2, 0.5)
@@ -226,30 +231,17 @@ def recommend(
             users.append(np.full(len(j), u, dtype=np.int64))
             items.append(np.asarray(j, dtype=np.int64))
             scores.append(np.asarray(s, dtype=np.float64))
-    return _frame(queries, snap, users, items, scores), fallback
+    return _frame(queries, snap.skus, users, items, scores), fallback
 
 
-def recommend_popular(fitted: FittedModel, queries: Queries, k: int) -> pd.DataFrame:
-    """The popularity baseline: the k most popular training items the user has not had."""
-    snap = fitted.snapshot
-    order = scoring.popularity_order(snap.popularity)
-    users, items, scores = [], [], []
-    for u, x in enumerate(queries.excluded):
-        top = order[: k + len(x)]
-        top = top[~np.isin(top, x)][:k]
-        users.append(np.full(len(top), u, dtype=np.int64))
-        items.append(top.astype(np.int64))
-        scores.append(snap.popularity[top])
-    return _frame(queries, snap, users, items, scores)
-
-
-def _frame(queries, snap, users, items, scores) -> pd.DataFrame:
+def _frame(queries: Queries, skus, users, items, scores) -> pd.DataFrame:
+    """Recommendation rows from per-user arrays (user code, vocabulary index, score)."""
     if not users:
         return pd.DataFrame({"user_id": [], "sku": [], "rank": [], "score": []})
     u = np.concatenate(users)
     i = np.concatenate(items)
     start = np.searchsorted(u, u, side="left")
-    skus = np.asarray(snap.skus, dtype=object)
+    skus = np.asarray(skus, dtype=object)
     return pd.DataFrame(
         {
             "user_id": queries.users[u],
@@ -275,6 +267,7 @@ class Evaluator:
             raise ValueError(f"k must be >= 1, got {k}")
         self.split = split
         self.k = k
+        self.seed = seed
         vocab = np.sort(split.train["sku"].unique().astype(object))
         self.queries, self.relevant, self.info = build_protocol(
             split, vocab, query_items, max_users, seed
@@ -285,14 +278,40 @@ class Evaluator:
         pop = train[["user_id", "sku"]].drop_duplicates().groupby("sku").size()
         self.popularity = pop / train["user_id"].nunique()
         self._fitted: dict[ModelParams, FittedModel] = {}
+        #: Per-user scores of each model evaluated (config or peer name): the bootstrap's input.
+        self.scores: dict[ModelParams | str, metrics.UserScores] = {}
+        self._resamples: np.ndarray | None = None
+        self._peer_matrix: dict[ActionWeights, tuple[Any, np.ndarray]] = {}
 
     def fitted(self, config: ModelParams) -> FittedModel:
         if config not in self._fitted:
             self._fitted[config] = fit(self.split.train, config, self.split.reference_day)
         return self._fitted[config]
 
-    def score(self, recs: pd.DataFrame) -> dict[str, float]:
-        return metrics.all_metrics(self.relevant, recs, self.catalog, self.popularity, self.k)
+    def measure(self, recs: pd.DataFrame, key: ModelParams | str) -> dict[str, float]:
+        """Every metric of ``recs``; their per-user scores are kept under ``key``."""
+        scores = metrics.user_scores(
+            self.relevant, recs, self.catalog, self.popularity, self.k
+        )
+        self.scores[key] = scores
+        return scores.point()
+
+    @property
+    def resamples(self) -> np.ndarray:
+        """The bootstrap's draws over the evaluated users: the same for every model."""
+        if self._resamples is None:
+            self._resamples = metrics.resample_weights(
+                len(self.queries.users), metrics.RESAMPLES, self.seed
+            )
+        return self._resamples
+
+    def intervals(self, key: ModelParams | str) -> dict[str, list[float | None]]:
+        """Bootstrap interval of every metric of an evaluated model."""
+        return metrics.confidence_intervals(self.scores[key], self.resamples)
+
+    def compare(self, key: ModelParams | str, other: ModelParams | str) -> dict[str, Any]:
+        """Paired bootstrap of every metric: ``key``'s minus ``other``'s."""
+        return metrics.paired_difference(self.scores[key], self.scores[other], self.resamples)
 
     def evaluate(self, config: ModelParams) -> dict[str, Any]:
         fitted = self.fitted(config)
@@ -300,7 +319,7 @@ class Evaluator:
         recs, fallback = recommend(fitted, self.queries, config.weights, self.k)
         return {
             "config": config.to_json(),
-            "metrics": self.score(recs),
+            "metrics": self.measure(recs, config),
             "emitted_pairs": fitted.emitted_pairs,
             "pairs": fitted.pairs,
             "gamma": None if math.isinf(fitted.gamma) else fitted.gamma,
@@ -309,9 +328,30 @@ class Evaluator:
             "fallback_users": fallback,
         }
 
-    def evaluate_popularity(self, config: ModelParams) -> dict[str, Any]:
-        recs = recommend_popular(self.fitted(config.plain()), self.queries, self.k)
-        return {"config": None, "metrics": self.score(recs)}
+    def peer_matrix(self, weights: ActionWeights) -> tuple[Any, np.ndarray]:
+        """The peers' training matrix under ``weights`` and the evaluated users' rows."""
+        if weights not in self._peer_matrix:
+            matrix, users = peers.training_matrix(self.split.train, self.catalog, weights)
+            self._peer_matrix[weights] = (matrix, users.get_indexer(self.queries.users))
+        return self._peer_matrix[weights]
+
+    def evaluate_peer(self, peer: peers.Peer, weights: ActionWeights) -> dict[str, Any]:
+        """A peer fitted on the training matrix, recommending to the evaluated users."""
+        matrix, rows = self.peer_matrix(weights)
+        t0 = time.perf_counter()
+        peer.fit(matrix)
+        fit_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ids, scores = peer.recommend(rows, matrix[rows], self.k)
+        keep = ids >= 0
+        users = [np.full(int(n), u, dtype=np.int64) for u, n in enumerate(keep.sum(axis=1))]
+        recs = _frame(self.queries, self.catalog, users, [ids[keep]], [scores[keep]])
+        return {
+            "config": None,
+            "metrics": self.measure(recs, peer.name),
+            "fit_s": round(fit_s, 3),
+            "recommend_s": round(time.perf_counter() - t0, 3),
+        }
 
 
 def _histogram(scores: np.ndarray) -> list[int]:
@@ -336,12 +376,22 @@ def run_evaluation(
     ev = Evaluator(split, k, query_items, max_users, seed)
     say(f"{ev.info['users_evaluated']:,} users evaluated")
     models: dict[str, dict[str, Any]] = {}
-    say("popularity baseline")
-    models["popularity"] = {"kind": "baseline", **ev.evaluate_popularity(config)}
-    say("exact cosine")
-    models["cosine"] = {"kind": "plain cosine", **ev.evaluate(config.plain())}
+    keys: dict[str, ModelParams | str] = {}
+    skipped: dict[str, str] = {}
+    for peer in peers.default_peers(seed):
+        if isinstance(peer, peers.SkippedPeer):
+            skipped[peer.name] = peer.reason
+            continue
+        say(f"peer {peer.name}")
+        models[peer.name] = {"kind": "peer", **ev.evaluate_peer(peer, config.weights)}
+        keys[peer.name] = peer.name
+        if peer.name == "popularity":
+            say("exact cosine")
+            models["cosine"] = {"kind": "peer", **ev.evaluate(config.plain())}
+            keys["cosine"] = config.plain()
     say("configured model")
     models["configured"] = {"kind": "configured", **ev.evaluate(config)}
+    keys["configured"] = config
 
     sweep = []
     for t in sorted({float(t) for t in thresholds}):
@@ -349,6 +399,7 @@ def run_evaluation(
         r = ev.evaluate(config.replace(threshold=t))
         sweep.append({"threshold": t, **r})
         models[f"dimsum t={t:g}"] = {"kind": "threshold sweep", **r}
+        keys[f"dimsum t={t:g}"] = config.replace(threshold=t)
 
     weightings = [{"name": "configured", "weights": config.weights.as_dict(),
                    **ev.evaluate(config)}]
@@ -375,6 +426,21 @@ def run_evaluation(
         features.append({"feature": name, "variant": "configured - feature",
                          **ev.evaluate(config.replace(**off))})
 
+    say("bootstrap intervals")
+    for name, key in keys.items():
+        models[name]["intervals"] = ev.intervals(key)
+    best = max((n for n, m in models.items() if m["kind"] == "peer"),
+               key=lambda n: models[n]["metrics"]["ndcg"])  # fmt: skip
+    comparison = {
+        "model": "configured",
+        "best_peer": best,
+        "by": "ndcg",
+        "resamples": metrics.RESAMPLES,
+        "level": metrics.LEVEL,
+        "seed": seed,
+        "differences": ev.compare(config, keys[best]),
+    }
+
     distribution = {
         "bins": np.linspace(0.0, 1.0, SCORE_BINS + 1).round(4).tolist(),
         "cosine": _histogram(ev.fitted(config.plain()).snapshot.scores),
@@ -386,6 +452,8 @@ def run_evaluation(
         "protocol": ev.info,
         "config": config.to_json(),
         "models": models,
+        "skipped_peers": skipped,
+        "comparison": comparison,
         "thresholds": sweep,
         "weightings": weightings,
         "features": features,
@@ -412,7 +480,6 @@ __all__ = [
     "build_protocol",
     "fit",
     "recommend",
-    "recommend_popular",
     "run_evaluation",
     "summary_rows",
 ]

@@ -12,6 +12,8 @@ import html
 import math
 from typing import Any
 
+from simrec.evaluation.metrics import interval_side
+
 PLOTS = {
     "plot-threshold-metrics": "Accuracy vs DIMSUM threshold",
     "plot-threshold-pairs": "Emitted pairs vs DIMSUM threshold",
@@ -21,6 +23,8 @@ PLOTS = {
 }
 TABLES = {
     "table-summary": "Models",
+    "table-intervals": "Bootstrap confidence intervals",
+    "table-comparison": "Configured model minus the best peer (paired bootstrap)",
     "table-thresholds": "DIMSUM thresholds",
     "table-weightings": "Action weightings",
     "table-features": "Quality features",
@@ -244,6 +248,13 @@ def _figure(plot_id: str, svg: str, caption: str) -> str:
     return f'<figure class="plot" id="{plot_id}">{svg}{caption}</figure>'
 
 
+def format_interval(bounds: Any) -> str:
+    """``[low, high]`` as text; ``-`` when there is none."""
+    if not bounds or bounds[0] is None or bounds[1] is None:
+        return "-"
+    return f"[{bounds[0]:.4f}, {bounds[1]:.4f}]"
+
+
 METRIC_COLUMNS = ("ndcg", "hit_rate", "precision", "recall", "map", "coverage", "mean_popularity")
 
 
@@ -258,6 +269,30 @@ def render(result: dict[str, Any], title: str = "simrec offline evaluation") -> 
     ]
     best = max(range(len(rows)), key=lambda i: rows[i][1]) if rows else None
     summary = _table("table-summary", head, rows, best)
+    intervals = _table(
+        "table-intervals",
+        ["model", *[f"{m}@{k}" for m in METRIC_COLUMNS]],
+        [[name, *[format_interval(m.get("intervals", {}).get(c)) for c in METRIC_COLUMNS]]
+         for name, m in models.items()],  # fmt: skip
+    )
+    comparison = result.get("comparison")
+    compare_table = _table(
+        "table-comparison",
+        ["metric", "configured", f"best peer: {comparison['best_peer']}" if comparison else "-",
+         "difference", "interval", "interval of the difference"],
+        [
+            [f"{c}@{k}", models["configured"]["metrics"][c],
+             models[comparison["best_peer"]]["metrics"][c], d["difference"],
+             format_interval([d["low"], d["high"]]), interval_side(d["low"], d["high"])]
+            for c in METRIC_COLUMNS
+            for d in [comparison["differences"][c]]
+        ] if comparison else [],
+    )
+    skipped = result.get("skipped_peers") or {}
+    skipped_note = "".join(
+        f'<p class="note">Peer {_esc(name)} skipped: {_esc(reason)}.</p>'
+        for name, reason in skipped.items()
+    )
 
     sweep = result["thresholds"]
     ts = [s["threshold"] for s in sweep]
@@ -366,6 +401,14 @@ def render(result: dict[str, Any], title: str = "simrec offline evaluation") -> 
         f"{models['cosine']['metrics']['ndcg']:.4f} and popularity "
         f"{models['popularity']['metrics']['ndcg']:.4f}."
     )
+    if comparison:
+        d = comparison["differences"]["ndcg"]
+        verdict += (
+            f" Against the best peer ({comparison['best_peer']}): NDCG@{k} difference "
+            f"{d['difference']:+.4f}, {comparison['level']:.0%} interval "
+            f"{format_interval([d['low'], d['high']])} over {comparison['resamples']:,} "
+            "resamples of the users."
+        )
     sampled = " (a seeded sample)" if result["protocol"].get("sampled") else ""
     emitted = {s["emitted_pairs"] for s in sweep}
     pairs_caption = "Products emitted by the sample: the work DIMSUM saves."
@@ -387,6 +430,13 @@ def render(result: dict[str, Any], title: str = "simrec offline evaluation") -> 
         f"{_esc(verdict)}</p>",
         "<h2>Models</h2>",
         summary,
+        skipped_note,
+        '<p class="note">Peers: simrec/evaluation/peers.py. Intervals: percentile bootstrap '
+        "over the evaluated users, the same seeded resamples for every model; the "
+        "comparison is paired (per resample, configured minus best peer, the peer with the "
+        "highest NDCG).</p>",
+        compare_table,
+        intervals,
         "<h2>DIMSUM sampling</h2>",
         _figure("plot-threshold-metrics", thr_plot,
                 "Accuracy of the configured model at each DIMSUM threshold; dashed: baselines."),

@@ -1,80 +1,76 @@
 """Reading events for evaluation and the temporal split.
 
-Events: ``user_id, sku, action`` and either ``ts`` (a timestamp; its UTC day is used) or
-``date`` (``YYYY-MM-DD``), in CSV, CSV.gz or Parquet (a file, folder or glob), read with
-DuckDB. The split is by day: everything before ``split_date`` may train, nothing on or
-after it does (tested: no leakage); the held-out period is ``[split_date, end_date]``.
+Events are read through the export query (:mod:`simrec.sql` on the embedded warehouse,
+:class:`simrec.adapters.warehouse_local.DuckDBWarehouse`), the path a nightly run takes:
+the same sources (plain CSV, CSV.gz or Parquet, or a GA4 export; a file, folder or glob),
+the same trimming, placeholders and validation, and each event's day as the export gives
+it (plain: UTC; GA4: the property's time zone). Offline metrics are thus computed on what
+production trains on. The split is by day: everything before ``split_date`` may train,
+nothing on or after it does (tested: no leakage); the held-out period is
+``[split_date, end_date]``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-import duckdb
 import numpy as np
 import pandas as pd
 
-from simrec.adapters.warehouse_local import _expand, _list
-from simrec.core.actions import ACTIONS
+from simrec import sql as export_sql
+from simrec.adapters.warehouse_local import DuckDBWarehouse
+from simrec.core.events import REJECT_REASONS
+from simrec.core.runs import RunParams
 
 COLUMNS = ("user_id", "sku", "action", "day")
+#: The tenant name of the export run that reads evaluation events (it writes nothing).
+EVALUATION_TENANT = "evaluation"
 
 
-def load_events(path: str) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Events as ``user_id, sku, action, day`` (``datetime64[s]`` day, UTC), sorted by day.
+def load_events(
+    path: str,
+    schema: export_sql.Schema = "plain",
+    rules: export_sql.ExportRules | None = None,
+    columns: Mapping[str, str] | None = None,
+) -> tuple[pd.DataFrame, dict]:
+    """The valid events of ``path`` as ``user_id, sku, action, day`` (``datetime64[s]``),
+    in the export's order (day, ts, user, sku, action).
 
-    Rows without a user, a sku, a known action or a time are dropped and counted in the
-    returned ``{"rows": .., "dropped": ..}``.
+    Every day is read: one export window from 0001-01-01 to 9999-12-30.
+    Returns the events and ``{"rows": .., "dropped": .., "reasons": {reason: rows}}``:
+    ``dropped`` counts the rows the export rejects, ``reasons`` every row not kept.
     """
-    files = [f for f in _expand(path, "*") if f.lower().endswith((".csv", ".csv.gz", ".parquet"))]
-    if not files:
-        raise FileNotFoundError(f"no .csv, .csv.gz or .parquet events in {path}")
-    parquet = all(f.lower().endswith(".parquet") for f in files)
-    if not parquet and any(f.lower().endswith(".parquet") for f in files):
-        raise ValueError(f"events source {path} mixes CSV and Parquet files")
-    source = (
-        f"read_parquet({_list(files)}, union_by_name = true)"
-        if parquet
-        else f"read_csv({_list(files)}, header = true, all_varchar = true, union_by_name = true)"
-    )
-    con = duckdb.connect()
+    warehouse = DuckDBWarehouse(columns=columns, rules=rules)
+    params = RunParams(tenant=EVALUATION_TENANT, date=dt.date.max,
+                       window_days=(dt.date.max - dt.date.min).days)  # fmt: skip
+    con = warehouse.connect()
     try:
-        con.execute("SET TimeZone = 'UTC'")
-        names = {r[0].lower() for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
-        missing = {"user_id", "sku", "action"} - names
-        if missing or not ({"ts", "date"} & names):
-            raise ValueError(
-                f"events need columns user_id, sku, action and ts or date; {path} has "
-                f"{', '.join(sorted(names))}"
-            )
-        if "ts" in names:
-            day = "CAST(TRY_CAST(ts AS TIMESTAMPTZ) AS DATE)"
-        else:
-            day = "TRY_CAST(date AS DATE)"
-        sql = f"""
-            SELECT CAST(user_id AS VARCHAR) AS user_id, CAST(sku AS VARCHAR) AS sku,
-                   LOWER(CAST(action AS VARCHAR)) AS action, {day} AS day
-            FROM {source}
-        """
-        df = con.execute(f"SELECT * FROM ({sql}) ORDER BY day").df()
+        con.execute("SET enable_progress_bar = false")
+        table, _ = warehouse.query(con, params, path, schema)
+        counts = con.execute(export_sql.to_duckdb(export_sql.render_counts_sql(table))).fetchall()
+        df = con.execute(
+            f"SELECT user_id, sku, action, dt AS day FROM {table} WHERE reason IS NULL "
+            "ORDER BY dt, ts, user_id, sku, action"
+        ).df()
     finally:
         con.close()
-    rows = len(df)
-    ok = (
-        df["user_id"].notna()
-        & df["sku"].notna()
-        & (df["sku"].str.len() > 0)
-        & df["action"].isin(list(ACTIONS))
-        & df["day"].notna()
-    )
-    df = df.loc[ok].reset_index(drop=True)
+    reasons: dict[str, int] = {}
+    for _, reason, _, n in counts:
+        if reason is not None:
+            reasons[reason] = reasons.get(reason, 0) + int(n)
+    if df.empty:
+        raise ValueError(f"no valid events in {path}")
     df["day"] = pd.to_datetime(df["day"]).astype("datetime64[s]")
     for c in ("user_id", "sku", "action"):
         df[c] = df[c].astype(object)
-    if df.empty:
-        raise ValueError(f"no valid events in {path}")
-    return df[list(COLUMNS)], {"rows": rows, "dropped": int(rows - len(df))}
+    info = {
+        "rows": int(sum(int(n) for *_, n in counts)),
+        "dropped": int(sum(n for r, n in reasons.items() if r in REJECT_REASONS)),
+        "reasons": dict(sorted(reasons.items())),
+    }
+    return df[list(COLUMNS)], info
 
 
 @dataclass(frozen=True)

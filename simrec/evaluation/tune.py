@@ -19,6 +19,7 @@ import pandas as pd
 from simrec.core.actions import ActionWeights
 from simrec.core.params import ModelParams
 from simrec.evaluation.evaluate import DEFAULT_QUERY_ITEMS, Evaluator
+from simrec.evaluation.peers import PopularityPeer
 from simrec.evaluation.split import Split, validation_split
 
 
@@ -88,7 +89,7 @@ def tune(
         "best": test_ev.evaluate(best)["metrics"],
         "configured": test_ev.evaluate(base)["metrics"],
         "cosine": test_ev.evaluate(base.plain())["metrics"],
-        "popularity": test_ev.evaluate_popularity(base)["metrics"],
+        "popularity": test_ev.evaluate_peer(PopularityPeer(), base.weights)["metrics"],
     }
     return {
         "k": k,
