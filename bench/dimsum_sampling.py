@@ -7,10 +7,10 @@ protocol, same split and users) and recall@10 of the exact top-10 neighbours.
 
 Variants (the default model's parameters otherwise):
 
-* ``max-entry``: today's rule (entries divided by the largest entry, per-column keep);
-* ``cap p50``: cells capped at their median and divided by it before user weighting
-  (the cell-value rule that samples most among caps; p50 is binary on these shops);
-* ``wcap pNN``: the weighted entries (after user weighting) capped at their NN-th
+* ``max-entry``: the former rule (``cell_cap_percentile=0``: DIMSUM divides by the
+  largest entry);
+* ``cap pNN``: the matrix rule's cell cap at the NN-th percentile (50: the default);
+* ``wcap pNN`` (prototype): the weighted entries (after user weighting) capped at their NN-th
   percentile and divided by it: light users' cells become 1, heavy users' stay below;
 * ``entry-prop``: a prototype of per-entry sampling, ``p_uj = min(1, sqrt(gamma) a_uj /
   c_j)`` and value ``a_uj / (p_uj c_j)``: every sampled product is at most ``1/gamma``
@@ -39,8 +39,9 @@ import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from simrec.core import dimsum, quality, similarity  # noqa: E402
+from simrec.core import dimsum, similarity  # noqa: E402
 from simrec.core import matrix as matrix_rule  # noqa: E402
+from simrec.core.matrix import capped_cells, cell_cap  # noqa: E402
 from simrec.core.params import ModelParams  # noqa: E402
 from simrec.evaluation.evaluate import Evaluator  # noqa: E402
 from simrec.evaluation.split import load_events, temporal_split  # noqa: E402
@@ -90,41 +91,35 @@ def _entry_prop_sample(
     return scaled, np.where(cells > 0, mean_p, 1.0), g
 
 
-def _capped_build(original: Callable, q: float, after_weighting: bool = False) -> Callable:
+def _weighted_capped_build(original: Callable, q: float) -> Callable:
+    """The matrix rule, then the weighted entries capped at their q-th percentile."""
+
     def build(user_ids, skus, actions, params, **kw):  # noqa: ANN001, ANN202
-        if after_weighting:
-            m = original(user_ids, skus, actions, params, **kw)
-            cap = float(np.percentile(m.matrix.data, q))
-            m.matrix.data = np.minimum(m.matrix.data, cap) / cap
-            return m
-        m = original(user_ids, skus, actions, params.replace(user_weighting="none"), **kw)
-        cap = float(np.percentile(m.matrix.data, q))
-        m.matrix.data = np.minimum(m.matrix.data, cap) / cap
-        if params.user_weighting != "none":
-            n = np.diff(m.matrix.indptr)
-            table = quality.user_factor_table(
-                params.max_items_per_user, params.user_weighting, params.user_alpha
-            )
-            m.matrix.data *= np.repeat(table[n], n)
+        m = original(user_ids, skus, actions, params, **kw)
+        m.matrix.data = capped_cells(m.matrix.data, cell_cap(m.matrix.data, q))
         return m
 
     return build
 
 
 @contextmanager
-def variant(name: str) -> Iterator[None]:
+def variant(name: str) -> Iterator[ModelParams]:
+    """The variant's parameters (and, for the prototypes, patched similarity steps)."""
     saved = similarity._scaled_sample, similarity.build_matrix
+    params = ModelParams().replace(cell_cap_percentile=0.0)  # max-entry: the former rule
     for part in name.split("+"):
         if part == "entry-prop":
             similarity._scaled_sample = _entry_prop_sample
         elif part.startswith("cap p"):
-            similarity.build_matrix = _capped_build(matrix_rule.build_matrix, float(part[5:]))
+            params = params.replace(cell_cap_percentile=float(part[5:]))
         elif part.startswith("wcap p"):
-            similarity.build_matrix = _capped_build(
-                matrix_rule.build_matrix, float(part[6:]), True
+            similarity.build_matrix = _weighted_capped_build(
+                matrix_rule.build_matrix, float(part[6:])
             )
+        elif part != "max-entry":
+            raise ValueError(f"unknown variant {part!r}")
     try:
-        yield
+        yield params
     finally:
         similarity._scaled_sample, similarity.build_matrix = saved
 
@@ -146,10 +141,9 @@ def neighbour_recall(exact: list[set[int]], sampled: list[set[int]]) -> float:
 def run(name: str, max_users: int | None, variants: list[str]) -> list[dict]:
     split = split_of(name)
     ev = Evaluator(split, 10, 20, max_users, 0)
-    base = ModelParams()
     rows = []
     for v in variants:
-        with variant(v):
+        with variant(v) as base:
             ev._fitted.clear()
             exact = ev.evaluate(base.replace(threshold=0.0))
             exact_nbrs = top10(ev.fitted(base.replace(threshold=0.0)).snapshot)
