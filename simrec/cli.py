@@ -45,6 +45,7 @@ def _date(text: str) -> dt.date:
 def local_settings(workdir: Workdir, **overrides) -> Settings:
     """Settings of the embedded default in a work folder; CLI flags override env."""
     values = {k: v for k, v in overrides.items() if v is not None}
+    values.setdefault("reports_uri", str(workdir.root))  # summary.json, evaluation/ (/ui)
     return Settings(backend="local", data_uri=str(workdir.bucket), models_uri="", **values)
 
 

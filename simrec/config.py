@@ -186,6 +186,34 @@ class Settings(BaseSettings):
         "stage publishes with each model; empty = none.",
     )
 
+    reports_uri: str = Field(
+        "", description="Folder of the latest run's summary.json (`simrec run`) and evaluation "
+        "report (evaluation/report.html, `simrec evaluate --out <it>/evaluation`) that /ui "
+        "shows; empty = only what the model's storage holds.",
+    )
+
+    # --- public mode: callable from a shop's pages (simrec.serving.access) ----------
+    allowed_origins: str = Field(
+        "", description="Comma-separated origins (https://shop.example) whose pages may call "
+        "the endpoint (CORS); '*' = any; empty = no CORS headers (server-side callers only).",
+    )
+    api_keys: str = Field(
+        "", description="Where the per-shop API keys are: empty = no key needed; a file path "
+        "(JSON {name: sha256 hex of the key}); projects/P/secrets/S = that Secret Manager "
+        "secret's latest version (same JSON).",
+    )
+    api_keys_refresh_seconds: float = Field(
+        60.0, gt=0, description="How often the keys are re-read, so a rotation needs no "
+        "redeploy.",
+    )
+    rate_limit_per_minute: float = Field(
+        0.0, ge=0, description="Requests a minute each API key may make (token bucket per "
+        "key, per server process); 0 = no limit.",
+    )
+    rate_limit_burst: int = Field(
+        60, ge=1, description="Requests an API key may make at once before the rate applies.",
+    )
+
     @field_validator("tenant")
     @classmethod
     def _tenant_is_a_path_segment(cls, value: str) -> str:

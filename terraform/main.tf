@@ -27,6 +27,7 @@ locals {
     "monitoring.googleapis.com",
     "pubsub.googleapis.com",
     "run.googleapis.com",
+    "secretmanager.googleapis.com",
     "storage.googleapis.com",
   ]
 
@@ -89,6 +90,14 @@ locals {
     SIMREC_DATASTORE_CACHE_ITEMS       = tostring(var.datastore_cache_items)
     SIMREC_DATASTORE_CACHE_SECONDS     = tostring(var.datastore_cache_seconds)
     SIMREC_CATALOG_URI                 = var.catalog_uri
+    # Public mode (simrec.serving.access): keys in Secret Manager, CORS origins, rate limit.
+    SIMREC_API_KEYS                 = module.serving.api_keys_secret
+    SIMREC_API_KEYS_REFRESH_SECONDS = tostring(var.api_keys_refresh_seconds)
+    SIMREC_ALLOWED_ORIGINS          = var.allowed_origins
+    SIMREC_RATE_LIMIT_PER_MINUTE    = tostring(var.rate_limit_per_minute)
+    SIMREC_RATE_LIMIT_BURST         = tostring(var.rate_limit_burst)
+    # The /ui page shows an evaluation report uploaded there (docs/deploy.md).
+    SIMREC_REPORTS_URI = "gs://${module.storage.models_bucket}/reports/${var.tenant}"
     # Where the cloud launchers find what Terraform made.
     SIMREC_STAGING_URI                = "gs://${module.storage.staging_bucket}"
     SIMREC_DATAPROC_WORKFLOW_TEMPLATE = module.dataproc.workflow_template_name

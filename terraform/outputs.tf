@@ -3,6 +3,11 @@ output "endpoint_url" {
   value       = module.serving.url
 }
 
+output "api_keys_secret" {
+  description = "Secret Manager secret of the per-shop API keys in public mode (add a version to rotate them), else empty."
+  value       = module.serving.api_keys_secret
+}
+
 output "data_bucket" {
   description = "Bucket of exports/ and similarities/ (SIMREC_DATA_URI)."
   value       = module.storage.data_bucket

@@ -825,9 +825,53 @@ variable "recommend_invokers" {
 }
 
 variable "public_endpoint" {
-  description = "Let anyone call the recommend endpoint (grants run.invoker to allUsers). Off by default."
+  description = "Public mode: anyone may call the recommend endpoint (run.invoker to allUsers) with a per-shop API key kept in Secret Manager (docs/deploy.md). Off by default."
   type        = bool
   default     = false
+}
+
+variable "allowed_origins" {
+  description = "Comma-separated origins (https://shop.example) whose pages may call the endpoint (CORS); '*' = any; empty = none."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.allowed_origins == "*" || can(regex("^(https?://[A-Za-z0-9.-]+(:[0-9]+)?(, ?https?://[A-Za-z0-9.-]+(:[0-9]+)?)*)?$", var.allowed_origins))
+    error_message = "allowed_origins must be '', '*' or comma-separated origins such as https://shop.example."
+  }
+}
+
+variable "rate_limit_per_minute" {
+  description = "Requests a minute each API key may make (token bucket per key, per server process); 0 = no limit."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.rate_limit_per_minute >= 0
+    error_message = "rate_limit_per_minute must be >= 0."
+  }
+}
+
+variable "rate_limit_burst" {
+  description = "Requests an API key may make at once before the rate applies."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.rate_limit_burst >= 1 && floor(var.rate_limit_burst) == var.rate_limit_burst
+    error_message = "rate_limit_burst must be a whole number >= 1."
+  }
+}
+
+variable "api_keys_refresh_seconds" {
+  description = "How often the service re-reads the API keys secret, so a rotation needs no redeploy."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.api_keys_refresh_seconds > 0
+    error_message = "api_keys_refresh_seconds must be > 0."
+  }
 }
 
 # --- monitoring ----------------------------------------------------------------------------------------

@@ -167,6 +167,9 @@ def test_recommend_image_ships_the_prebuilt_kernel(built, monkeypatch) -> None:
         names = archive.namelist()
     assert any(re.fullmatch(r"simrec/core/_scoring\.cpython-311-x86_64-linux-gnu\.so", n)
                for n in names)  # fmt: skip
+    # The /ui page's files (package data; .html is otherwise left out of the build).
+    ui = {f"simrec/serving/ui/static/{f}" for f in ("index.html", "app.js", "style.css")}
+    assert ui <= set(names), ui - set(names)
     dockerfile = (folder / "Dockerfile").read_text()
     assert "--no-deps /tmp/wheels/*.whl" in dockerfile
     [cmd] = [line for line in dockerfile.splitlines() if line.startswith("CMD ")]

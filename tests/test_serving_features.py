@@ -195,18 +195,19 @@ def test_any_tenant_made_up_names_are_404_and_use_up_nothing(
     app = ServingApp(Settings(models_uri=root, tenant=TENANT, model_refresh_seconds=0,
                               serving_tenants="*"))  # fmt: skip
     client = Client(app)
-    for k in range(api.MAX_OPEN_TENANTS * 2):
+    for k in range(api.HOLDERS.max_unpinned * 2):
         body, status = get(client, "/recommendations", browsed="a", tenant=f"made-up-{k}")
         assert status == 404 and body["field"] == "tenant", body
         assert get(client, "/healthz", tenant=f"made-up-{k}")[1] == 404
-    assert len(app._other_holders) == 0 and set(app._holders) <= {TENANT}
+    assert api.HOLDERS.tenants(root, pinned=False) == []
+    assert set(api.HOLDERS.tenants(root, pinned=True)) <= {TENANT}
     body, status = get(client, "/recommendations", browsed="a", tenant="shop2")
     assert status == 200 and body["model_version"] == "s2-v1"
     assert get(client, "/healthz")[0]["model_version"] == "v1"  # the default tenant
 
 
 def test_any_tenant_holders_are_a_bounded_lru(root: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(api, "MAX_OPEN_TENANTS", 2)
+    monkeypatch.setattr(api.HOLDERS, "max_unpinned", 2)
     shops = [f"shop{k}" for k in range(4)]
     for shop in shops:
         storage.write_snapshot(root, shop, model(f"{shop}-v1", tenant=shop, catalog=None))
@@ -216,10 +217,10 @@ def test_any_tenant_holders_are_a_bounded_lru(root: str, monkeypatch: pytest.Mon
     for shop in [*shops, *shops]:  # more tenants than holders: each still answers
         body, status = get(client, "/healthz", tenant=shop)
         assert status == 200 and body["model_version"] == f"{shop}-v1"
-        assert len(app._other_holders) <= 2
+        assert len(api.HOLDERS.tenants(root, pinned=False)) <= 2
     get(client, "/healthz", tenant="shop2")  # used last: kept, shop3 dropped next
     get(client, "/healthz", tenant="shop0")
-    assert list(app._other_holders) == ["shop2", "shop0"]
+    assert api.HOLDERS.tenants(root, pinned=False) == ["shop2", "shop0"]
 
 
 @pytest.mark.parametrize(
@@ -235,7 +236,7 @@ def test_bad_tenant_names_never_reach_storage(
                               serving_tenants="*"))  # fmt: skip
     body, status = get(Client(app), "/healthz", tenant=tenant)
     assert status == 404 and body["field"] == "tenant"
-    assert touched == [] and not app._other_holders  # no listing, no holder
+    assert touched == [] and not api.HOLDERS.tenants(root, pinned=False)  # no listing, no holder
     with pytest.raises(ValueError, match=r"tenant .*(not a valid name|longer than)"):
         ServingApp(Settings(models_uri=root, tenant=TENANT, serving_tenants=tenant or "."))
 
@@ -263,9 +264,9 @@ def test_any_tenant_requests_never_wait_on_storage_in_a_server(
         assert get(client, "/healthz", tenant=f"made-up-{k}")[1] == 404
     body, status = get(client, "/healthz", tenant="shop2")  # allocated now, loading aside
     assert status in (200, 503)
-    app._other_holders["shop2"].wait_for_loader(30)
+    api.HOLDERS.find(root, "shop2", 60, background=True).wait_for_loader(30)
     assert get(client, "/healthz", tenant="shop2")[0]["model_version"] == "s2-v1"
-    assert on_request_path == [] and list(app._other_holders) == ["shop2"]
+    assert on_request_path == [] and api.HOLDERS.tenants(root, pinned=False) == ["shop2"]
 
 
 def test_a_configured_tenant_without_a_model_is_503(root: str) -> None:

@@ -227,6 +227,9 @@ NO_GRANT_AT_CREATION = {
     # Grants themselves (they are what the users wait for).
     "modules/functions:google_cloud_run_v2_service_iam_member.trigger_invoker":
         "a grant to the trigger identity, used by deliveries",
+    "modules/serving:google_secret_manager_secret_iam_member.api_keys_reader":
+        "a grant to the recommend identity; until it propagates no key is valid, and the "
+        "service re-reads the keys every api_keys_refresh_seconds",
 }
 
 

@@ -36,6 +36,12 @@ REPO = Path(__file__).resolve().parents[1]
 PIPELINE_FUNCTIONS = ("export", "cluster", "dataflow_launch")
 EXCLUDED_SUFFIXES = (".so", ".pyd", ".c", ".o", ".pyc", ".pyx", ".html")
 EXCLUDED_DIRS = ("__pycache__",)
+UI_STATIC = Path("simrec/serving/ui/static")  # the /ui page's files ship, .html included
+
+
+def _shipped_html(path: Path, root: Path) -> bool:
+    """A page of the /ui (not a Cython annotation, the other .html files under simrec/)."""
+    return path.relative_to(root).parent == UI_STATIC
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 FLEX_BASE_IMAGE = "gcr.io/dataflow-templates-base/python311-template-launcher-base"
 #: The recommend image's base, pinned to a Debian release: the floating ``python:3.11-slim``
@@ -79,7 +85,9 @@ def package_files(root: Path = REPO) -> Iterator[tuple[Path, str]]:
     for path in sorted(base.rglob("*")):
         if not path.is_file() or any(part in EXCLUDED_DIRS for part in path.parts):
             continue
-        if path.name.endswith(EXCLUDED_SUFFIXES) or path.name.startswith("."):
+        if path.name.startswith(".") or (
+            path.name.endswith(EXCLUDED_SUFFIXES) and not _shipped_html(path, root)
+        ):
             continue
         yield path, path.relative_to(root).as_posix()
 
@@ -300,8 +308,9 @@ def build_wheel(dest: Path) -> Path:
         for name in ("pyproject.toml", "setup.py", "README.md"):
             shutil.copyfile(REPO / name, src / name)
         for path in sorted((REPO / "simrec").rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts and not path.name.endswith(
-                (".so", ".c", ".pyc", ".o", ".html")
+            if path.is_file() and "__pycache__" not in path.parts and (
+                not path.name.endswith((".so", ".c", ".pyc", ".o", ".html"))
+                or _shipped_html(path, REPO)
             ):
                 out = src / path.relative_to(REPO)
                 out.parent.mkdir(parents=True, exist_ok=True)

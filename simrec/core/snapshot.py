@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,7 +78,7 @@ def catalog_table(catalog: Any) -> Any:
 
 @dataclass
 class ModelSnapshot:
-    skus: list[str]
+    skus: Sequence[str]  # a list, or serving's memory-mapped StringList
     indptr: np.ndarray
     indices: np.ndarray
     scores: np.ndarray
@@ -95,6 +96,15 @@ class ModelSnapshot:
         self.users = np.ascontiguousarray(self.users, dtype=np.float32)
         self.popularity = np.ascontiguousarray(self.popularity, dtype=np.float64)
         self.validate()
+
+    @classmethod
+    def prevalidated(cls, **fields: Any) -> ModelSnapshot:
+        """A snapshot over arrays already converted and validated (serving's model image,
+        built and checked by its loader process): no copy and no pass over the data, so
+        building it costs the serving process nothing per item."""
+        snapshot = cls.__new__(cls)
+        snapshot.__dict__.update({"metadata": {}, "catalog": None, **fields})
+        return snapshot
 
     @property
     def n_items(self) -> int:

@@ -144,13 +144,22 @@ def run_demo(root: Path, n_events: int, serve_forever: str = "auto") -> int:
                                    _get(base, "/similar", sku=top, n=5)["items"]))
         legacy = _get(base, "/make_recommendation", browsed=top, n=3)
         console.print(f"GET /make_recommendation?browsed={top}&n=3 -> {json.dumps(legacy)}")
+        prefix = top[: max(1, len(top) - 2)]  # skus sharing all but its last 2 characters
+        found = _get(base, "/items", q=prefix, n=3)
+        console.print(f"GET /items?q={prefix}&n=3 -> {found['matches']} matches, first "
+                      + ", ".join(it["sku"] for it in found["items"]))
+        run = _get(base, "/runs/latest")
+        pairs = (run["similarities"] or {}).get("counts", {}).get("pairs")
+        console.print(f"GET /runs/latest -> model {run['model_version']}, {pairs} pairs, "
+                      f"report {run['report']}")
+        console.print(f"the page: {base}/ui  (search, neighbours, basket, the run's summary)")
 
         console.rule("[bold]4. summary")
         print_summary(summary, console)
         console.print(f"summary JSON: {workdir.summary}")
         keep = serve_forever == "yes" or (serve_forever == "auto" and sys.stdin.isatty())
         if keep:
-            console.print(f"\n[bold green]serving on {base}[/]  try: curl "
+            console.print(f"\n[bold green]serving on {base}[/]  open {base}/ui or try: curl "
                           f"'{base}/recommendations?browsed={top}&n=5'   (Ctrl-C to stop)")
             proc.wait()
     except KeyboardInterrupt:

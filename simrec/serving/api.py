@@ -45,7 +45,7 @@ Parameter rules (a violation -> 400 ``{"error", "field"}``):
   ``*`` any validly named tenant (``simrec.core.tenancy``) that had a
   ``models/<tenant>/LATEST`` at the last listing, made at start and every
   ``model_refresh_seconds``); another name -> 404 ``{"error", "field": "tenant"}``, and
-  nothing is kept for it. Of the unlisted tenants at most ``MAX_OPEN_TENANTS`` models are
+  nothing is kept for it. Of the unlisted tenants at most ``model_holder.MAX_OPEN_TENANTS`` are
   kept (least recently used dropped first; a dropped one answers 503 while it reloads).
 * Unknown parameter names are rejected on the new endpoints (a typo such as
   ``purchase=`` would otherwise silently give fallback results); ``/make_recommendation``
@@ -76,7 +76,6 @@ import math
 import re
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -99,7 +98,7 @@ from simrec.serving.datastore_backend import (
     DatastoreUnavailable,
     default_client_factory,
 )
-from simrec.serving.model_holder import LoadedModel, ModelHolder
+from simrec.serving.model_holder import HOLDERS, LoadedModel, ModelHolder
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +108,8 @@ Params = dict[str, list[str]]
 DEFAULT_N = 10
 MAX_SKU_LENGTH = events.MAX_SKU_LENGTH  # one limit: export rejects longer skus
 QUERY_OVERHEAD_BYTES = 4_096  # parameter names, n, flags, category, tenant, exclude
-MAX_OPEN_TENANTS = 64  # with serving_tenants='*': holders of other tenants kept (LRU)
 ENDPOINTS = ("/recommendations", "/similar", "/healthz", "/startupz",
-             "/make_recommendation", "/openapi.json")  # fmt: skip
+             "/make_recommendation", "/openapi.json", "/items", "/runs/latest")  # fmt: skip
 BECAUSE_K = 3
 SKU_LISTS: tuple[tuple[str, str], ...] = (
     ("browsed", Action.BROWSED.value),
@@ -154,29 +152,9 @@ class Unavailable(Exception):
     """No model yet, or the Datastore read failed: answered 503 ``{"error"}``."""
 
 
-# --- model holders, one per (models root, tenant, refresh, background) ---------------
-_holders: dict[tuple[str, str, float, bool], ModelHolder] = {}
-_holders_lock = threading.Lock()
-
-
-def get_holder(
-    models_root: str, tenant: str, refresh_seconds: float, background: bool = False
-) -> ModelHolder:
-    """The process-wide holder of a tenant's model (created on first use, then shared)."""
-    key = (models_root, tenant, float(refresh_seconds), background)
-    with _holders_lock:
-        holder = _holders.get(key)
-        if holder is None:
-            holder = _holders[key] = ModelHolder(
-                models_root, tenant, refresh_seconds, background=background
-            )
-        return holder
-
-
-def clear_holders() -> None:
-    """Forget every holder (tests point the endpoint at fresh folders)."""
-    with _holders_lock:
-        _holders.clear()
+# --- model holders: the process's one cache, simrec.serving.model_holder.HOLDERS -------
+get_holder = HOLDERS.get
+clear_holders = HOLDERS.clear
 
 
 # --- parameter parsing ------------------------------------------------------------------
@@ -335,10 +313,9 @@ class ServingApp:
         self.tenants = ({s.tenant} | extra) - {"*"}
         for name in self.tenants:
             check_tenant(name)
-        # Holders of the configured tenants stay; with '*' other tenants' holders are
-        # kept in LRU order, at most MAX_OPEN_TENANTS of them.
-        self._holders: dict[str, ModelHolder] = {s.tenant: holder} if holder else {}
-        self._other_holders: OrderedDict[str, ModelHolder] = OrderedDict()
+        # Holders come from HOLDERS (configured tenants pinned, others LRU); a holder
+        # given here serves the default tenant.
+        self._given_holder = holder
         self._holders_lock = threading.Lock()
         # With '*': the tenants that have a LATEST, listed at start and re-listed in the
         # background every refresh interval, so no request waits on storage for them.
@@ -372,6 +349,10 @@ class ServingApp:
             "/make_recommendation": self._make_recommendation,
             "/openapi.json": self._openapi,
         }
+        from simrec.serving.ui import endpoints as ui_endpoints  # the /ui page's own
+
+        self.routes["/items"] = lambda params: ui_endpoints.items(self, params)
+        self.routes["/runs/latest"] = lambda params: ui_endpoints.runs_latest(self, params)
         self._openapi_doc: dict[str, Any] | None = None
 
     # --- tenants and models ------------------------------------------------------------
@@ -393,41 +374,21 @@ class ServingApp:
                 self._start_lister()
 
     def _holder(self, tenant: str) -> ModelHolder:
-        holder = self._holders.get(tenant)
-        if holder is None:
-            with self._holders_lock:
-                holder = self._holders.get(tenant)
-                if holder is None:
-                    holder = get_holder(
-                        self.models_root, tenant, self.refresh_seconds, self.background_load
-                    )
-                    self._holders[tenant] = holder
-        return holder
+        if self._given_holder is not None and tenant == self.tenant:
+            return self._given_holder
+        return HOLDERS.get(self.models_root, tenant, self.refresh_seconds, self.background_load)
 
     def _other_holder(self, tenant: str) -> ModelHolder | None:
         """With ``serving_tenants='*'``: the holder of a tenant that is not configured,
-        None when the tenant has no model (nothing is allocated for it). At most
-        ``MAX_OPEN_TENANTS`` are kept; the least recently used is dropped first."""
-        with self._holders_lock:
-            holder = self._other_holders.get(tenant)
-            if holder is not None:
-                self._other_holders.move_to_end(tenant)
-                return holder
+        None when the tenant has no model (nothing is allocated for it)."""
+        holder = HOLDERS.find(self.models_root, tenant, self.refresh_seconds, self.background_load)
+        if holder is not None:
+            return holder
         if not self._has_model(tenant):
             return None
-        with self._holders_lock:
-            holder = self._other_holders.get(tenant)
-            if holder is None:
-                holder = ModelHolder(
-                    self.models_root, tenant, self.refresh_seconds,
-                    background=self.background_load,
-                )  # fmt: skip
-                self._other_holders[tenant] = holder
-                while len(self._other_holders) > MAX_OPEN_TENANTS:
-                    evicted, dropped = self._other_holders.popitem(last=False)
-                    dropped.close()
-                    log.info("dropped the idle model holder of tenant %r", evicted)
-            return holder
+        return HOLDERS.get(
+            self.models_root, tenant, self.refresh_seconds, self.background_load, pinned=False
+        )
 
     def _has_model(self, tenant: str) -> bool:
         """Whether ``tenant`` had a LATEST at the last listing (see ``__init__``)."""

@@ -1,6 +1,7 @@
 """The item catalog as serving needs it: per-item flags, categories and attributes.
 
-Built once per model version from the snapshot's optional ``catalog.parquet``, so a
+Built once per model version from the snapshot's optional ``catalog.parquet`` as flat
+arrays (``catalog_arrays``, memory-mappable: see ``simrec.serving.model_image``), so a
 request never touches pyarrow: filters are uint8 masks over item indices (the scoring
 kernel skips items whose flag is 0) and the popularity fallback walks precomputed lists.
 
@@ -12,9 +13,15 @@ for skus the model does not know are ignored.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
+import orjson
+
+from simrec.serving.string_table import ListLike, StringIndex, StringList, string_table
+
+Arrays = dict[str, np.ndarray]
 
 MAX_CACHED_MASKS = 512  # (category, in_stock_only) pairs; known categories only
 
@@ -30,40 +37,126 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-class ServingCatalog:
-    """Catalog lookups over a model's item indices."""
+class CategoryColumn(ListLike):
+    """``category[i]``: item ``i``'s category, None when the catalog does not list one."""
 
-    def __init__(self, table: Any, sku_index: dict[str, int], popular: list[int]) -> None:
-        n = len(sku_index)
-        self.in_stock = np.zeros(n, dtype=np.uint8)
-        self.category: list[str | None] = [None] * n
-        self.attributes: list[dict[str, Any] | None] = [None] * n
-        extra = [c for c in table.column_names if c not in ("sku", "category", "in_stock")]
-        columns = {c: table[c].to_pylist() for c in ("sku", "category", "in_stock", *extra)}
-        for row, sku in enumerate(columns["sku"]):
-            i = sku_index.get(sku)
-            if i is None:
-                continue
-            self.in_stock[i] = 1 if columns["in_stock"][row] else 0
-            self.category[i] = columns["category"][row]
-            if extra:
-                self.attributes[i] = {c: _jsonable(columns[c][row]) for c in extra}
-        self.categories = sorted({c for c in self.category if c is not None})
-        codes = {c: k for k, c in enumerate(self.categories)}
-        self.category_code = np.array(
-            [-1 if c is None else codes[c] for c in self.category], dtype=np.int32
+    def __init__(self, codes: np.ndarray, names: StringList) -> None:
+        self._codes = memoryview(codes)
+        self._names = names
+
+    def __len__(self) -> int:
+        return len(self._codes)
+
+    def __getitem__(self, i: int) -> str | None:  # type: ignore[override]
+        code = self._codes[i]
+        return None if code < 0 else self._names[code]
+
+
+class AttributeColumn(ListLike):
+    """``attributes[i]``: item ``i``'s extra catalog columns (None: none), stored as JSON."""
+
+    def __init__(self, data: np.ndarray, offsets: np.ndarray) -> None:
+        self._data = memoryview(data)
+        self._offsets = memoryview(offsets)
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def __getitem__(self, i: int) -> dict[str, Any] | None:  # type: ignore[override]
+        lo, hi = self._offsets[i], self._offsets[i + 1]
+        return orjson.loads(self._data[lo:hi]) if hi > lo else None
+
+
+class PopularByCategory(Mapping[str, list[int]]):
+    """Category -> its items, most popular first (each list built on first use)."""
+
+    def __init__(self, codes: StringIndex, items: np.ndarray, offsets: np.ndarray) -> None:
+        self._codes, self._items, self._offsets = codes, items, offsets
+        self._lists: dict[str, list[int]] = {}
+
+    def __getitem__(self, category: str) -> list[int]:
+        found = self._lists.get(category)
+        if found is None:
+            code = self._codes[category]
+            lo, hi = int(self._offsets[code]), int(self._offsets[code + 1])
+            found = self._lists.setdefault(category, self._items[lo:hi].tolist())
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._codes)
+
+    def __len__(self) -> int:
+        return len(self._codes)
+
+
+def catalog_arrays(table: Any, sku_index: Mapping[str, int], popular: Iterable[int]) -> Arrays:
+    """The catalog as flat arrays over the model's item indices (``ServingCatalog`` reads
+    them; built once per version, in the loader process of a server)."""
+    n = len(sku_index)
+    in_stock = np.zeros(n, dtype=np.uint8)
+    category: list[str | None] = [None] * n
+    attributes: list[bytes] = [b""] * n
+    extra = [c for c in table.column_names if c not in ("sku", "category", "in_stock")]
+    columns = {c: table[c].to_pylist() for c in ("sku", "category", "in_stock", *extra)}
+    for row, sku in enumerate(columns["sku"]):
+        i = sku_index.get(sku)
+        if i is None:
+            continue
+        in_stock[i] = 1 if columns["in_stock"][row] else 0
+        category[i] = columns["category"][row]
+        if extra:
+            # orjson, as the answers are written: NaN is null either way.
+            attributes[i] = orjson.dumps({c: _jsonable(columns[c][row]) for c in extra})
+    categories = sorted({c for c in category if c is not None})
+    codes = {c: k for k, c in enumerate(categories)}
+    category_code = np.array([-1 if c is None else codes[c] for c in category], dtype=np.int32)
+    # Popular items per category, most popular first (the global order, grouped).
+    by_category: list[list[int]] = [[] for _ in categories]
+    for i in popular:
+        c = category_code[i]
+        if c >= 0:
+            by_category[c].append(i)
+    popular_offsets = np.zeros(len(categories) + 1, dtype=np.int64)
+    np.cumsum([len(items) for items in by_category], out=popular_offsets[1:])
+    attribute_offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum([len(a) for a in attributes], out=attribute_offsets[1:])
+    return {
+        "catalog_in_stock": in_stock,
+        "catalog_category_code": category_code,
+        **string_table(categories, "catalog_categories"),
+        "catalog_popular": np.array([i for items in by_category for i in items], dtype=np.int64),
+        "catalog_popular_offsets": popular_offsets,
+        "catalog_attributes_bytes": np.frombuffer(b"".join(attributes), dtype=np.uint8),
+        "catalog_attributes_offsets": attribute_offsets,
+    }
+
+
+class ServingCatalog:
+    """Catalog lookups over a model's item indices, read from ``catalog_arrays``."""
+
+    def __init__(self, arrays: Mapping[str, np.ndarray]) -> None:
+        self.in_stock = arrays["catalog_in_stock"]
+        self.category_code = arrays["catalog_category_code"]
+        self.categories = StringList(arrays, "catalog_categories")
+        self._codes = StringIndex(arrays, "catalog_categories")
+        self.category = CategoryColumn(self.category_code, self.categories)
+        self.attributes = AttributeColumn(
+            arrays["catalog_attributes_bytes"], arrays["catalog_attributes_offsets"]
         )
-        # Popular items per category, most popular first (the global order, grouped).
-        self.popular_by_category: dict[str, list[int]] = {c: [] for c in self.categories}
-        for i in popular:
-            c = self.category[i]
-            if c is not None:
-                self.popular_by_category[c].append(i)
-        self._codes = codes
+        self.popular_by_category = PopularByCategory(
+            self._codes, arrays["catalog_popular"], arrays["catalog_popular_offsets"]
+        )
+        n = len(self.in_stock)
         self._nothing = np.zeros(n, dtype=np.uint8)  # an unknown category matches nothing
         self._fields: dict[int, dict[str, Any]] = {}
         self._masks: dict[tuple[str | None, bool], np.ndarray | None] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_table(
+        cls, table: Any, sku_index: Mapping[str, int], popular: Iterable[int]
+    ) -> ServingCatalog:
+        return cls(catalog_arrays(table, sku_index, popular))
 
     def fields(self, i: int) -> dict[str, Any]:
         """Item ``i``'s catalog fields of an answer (``category``, ``in_stock`` and, when
@@ -72,8 +165,9 @@ class ServingCatalog:
         cached = self._fields.get(i)
         if cached is None:
             cached = {"category": self.category[i], "in_stock": bool(self.in_stock[i])}
-            if self.attributes[i] is not None:
-                cached["attributes"] = self.attributes[i]
+            attributes = self.attributes[i]
+            if attributes is not None:
+                cached["attributes"] = attributes
             cached = self._fields.setdefault(i, cached)
         return cached
 
@@ -97,4 +191,3 @@ class ServingCatalog:
             if len(self._masks) < MAX_CACHED_MASKS:
                 self._masks[key] = mask
         return mask
-

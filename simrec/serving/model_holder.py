@@ -6,7 +6,10 @@ the caller, before the server takes requests, or in a loader thread), and when a
 finds the refresh check due (at most once every ``refresh_seconds``) it only wakes the
 loader thread and goes on with the current model. The loader reads LATEST and, if it
 names another version, loads that version aside and swaps a single reference: a request
-pays at most that pointer read. Before the first model is loaded ``get()`` answers None
+pays at most that pointer read. A server's holders (``isolated``, as ``HolderRegistry``
+makes them) build the version in a loader *process* and only map the file it writes
+(``simrec.serving.model_image``), so a load never holds the server's GIL either: requests
+run at full speed during a switch. Before the first model is loaded ``get()`` answers None
 at once (``/healthz`` is then 503, so Cloud Run's startup probe holds traffic back) and
 the loader re-reads LATEST at most every ``MISSING_RETRY_SECONDS``. A failed read or
 load is logged and the old model stays. ``refresh_seconds == 0`` means never re-check
@@ -17,32 +20,42 @@ request-based billing has its CPU throttled between requests, so a timer would f
 or never while a request always runs, and an idle instance spends nothing on refreshes.
 
 ``background=False`` (the one-shot CLI commands and tests) loads synchronously in
-``get()`` instead.
+``get()`` instead, in this process (the same image arrays, built in memory).
+
+``HOLDERS`` is the process's one cache of holders (per models root, tenant, refresh and
+mode), used by every ``ServingApp``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import logging
 import math
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from simrec import storage
-from simrec.core.scoring import Scorer, make_scorer, popularity_order
+from simrec.core.scoring import Scorer, make_scorer
 from simrec.core.snapshot import ModelSnapshot
 from simrec.serving.catalog import ServingCatalog
+from simrec.serving.model_image import (
+    SNAPSHOT_ARRAYS,
+    ImageBuildError,
+    build_image,
+    load_image,
+)
+from simrec.serving.string_table import StringIndex, StringList
 
 log = logging.getLogger(__name__)
 
 MISSING_RETRY_SECONDS = 1.0
-LOAD_SWITCH_INTERVAL = 0.0002  # seconds; see _short_gil_slices
+MAX_OPEN_TENANTS = 64  # holders of tenants that are not configured, kept (LRU)
 FAILED_RETRY_SECONDS = 30.0  # before a first model: how often a failed version is retried
 
 
@@ -50,70 +63,55 @@ FAILED_RETRY_SECONDS = 30.0  # before a first model: how often a failed version 
 class LoadedModel:
     """An immutable serving model: the snapshot plus what requests look up.
 
-    Everything a request needs is precomputed here, once per version: the sku -> index
-    dict, the scorer over the CSR arrays, the popularity order as a Python list (the
-    fallback walks only its first few entries) and the catalog's masks and lists.
+    Everything a request needs is read from one version's image arrays
+    (``simrec.serving.model_image``): the sku -> index table, the scorer over the CSR
+    arrays, the popularity order and the catalog's masks and lists. The containers read
+    the arrays in place (``StringIndex`` for a dict, memoryviews for lists), so wrapping
+    an image, in memory or memory-mapped, costs nothing per item.
     """
 
     version: str
     snapshot: ModelSnapshot
-    sku_index: dict[str, int]
+    sku_index: Mapping[str, int]
     popular: np.ndarray  # item indices, most popular first (ties: index ascending)
-    popular_list: list[int]
-    popularity: list[float]
+    popular_list: Sequence[int]
+    popularity: Sequence[float]
     scorer: Scorer
     catalog: ServingCatalog | None = None
 
     @classmethod
     def from_snapshot(cls, version: str, snapshot: ModelSnapshot) -> LoadedModel:
-        if snapshot.version and snapshot.version != version:
-            log.warning("LATEST names %r but its metadata says %r", version, snapshot.version)
-        sku_index = {sku: i for i, sku in enumerate(snapshot.skus)}
-        popular = popularity_order(snapshot.popularity)
-        popular_list = popular.tolist()
-        catalog = None
-        if snapshot.catalog is not None:
-            catalog = ServingCatalog(snapshot.catalog, sku_index, popular_list)
+        """Built in this process (the one-shot CLI commands, tests)."""
+        return cls.from_image(version, build_image(snapshot), snapshot.metadata)
+
+    @classmethod
+    def from_image(
+        cls, version: str, arrays: Mapping[str, np.ndarray], metadata: dict[str, Any]
+    ) -> LoadedModel:
+        """Over an image's arrays (built here or mapped from the loader process's file)."""
+        meta_version = str(metadata.get("version", ""))
+        if meta_version and meta_version != version:
+            log.warning("LATEST names %r but its metadata says %r", version, meta_version)
+        snapshot = ModelSnapshot.prevalidated(
+            skus=StringList(arrays, "skus"),
+            metadata=metadata,
+            **{name: arrays[name] for name in SNAPSHOT_ARRAYS},
+        )
+        popular = arrays["popular"]
         return cls(
             version=version,
             snapshot=snapshot,
-            sku_index=sku_index,
+            sku_index=StringIndex(arrays, "skus"),
             popular=popular,
-            popular_list=popular_list,
-            popularity=snapshot.popularity.tolist(),
+            popular_list=memoryview(popular),
+            popularity=memoryview(snapshot.popularity),
             scorer=make_scorer(snapshot.indptr, snapshot.indices, snapshot.scores),
-            catalog=catalog,
+            catalog=ServingCatalog(arrays) if "catalog_in_stock" in arrays else None,
         )
 
     @property
     def n_items(self) -> int:
         return self.snapshot.n_items
-
-
-_slices_lock = threading.Lock()
-_slices_users = 0
-_slices_saved = 0.005
-
-
-@contextlib.contextmanager
-def _short_gil_slices() -> Iterator[None]:
-    """While a model loads in a background thread, hand the GIL over every
-    ``LOAD_SWITCH_INTERVAL`` seconds instead of Python's 5 ms: the load is mostly Python
-    loops that hold the GIL, and each time a request's thread waits for it, it would wait
-    a whole slice (several times per request)."""
-    global _slices_users, _slices_saved
-    with _slices_lock:
-        if _slices_users == 0:
-            _slices_saved = sys.getswitchinterval()
-            sys.setswitchinterval(LOAD_SWITCH_INTERVAL)
-        _slices_users += 1
-    try:
-        yield
-    finally:
-        with _slices_lock:
-            _slices_users -= 1
-            if _slices_users == 0:
-                sys.setswitchinterval(_slices_saved)
 
 
 class ModelHolder:
@@ -127,6 +125,7 @@ class ModelHolder:
         *,
         clock: Callable[[], float] = time.monotonic,
         background: bool = False,
+        isolated: bool = False,
     ) -> None:
         if refresh_seconds < 0:
             raise ValueError("refresh_seconds must be >= 0")
@@ -141,6 +140,9 @@ class ModelHolder:
         self._next_check = -math.inf
         self._lock = threading.Lock()
         self.background = background
+        #: Build each version in a loader process and map its image (``model_image``):
+        #: what a server's holders do (``HolderRegistry``), so no load holds its GIL.
+        self.isolated = isolated
         self._loader: threading.Thread | None = None
         self._wake = threading.Event()  # a check is due: the loader thread runs it
         self._done = threading.Event()  # no check is pending or running
@@ -255,22 +257,112 @@ class ModelHolder:
         ):
             return
         try:
-            with _short_gil_slices() if self.background else contextlib.nullcontext():
-                snapshot = storage.read_snapshot(self.models_root, self.tenant, version)
-                model = LoadedModel.from_snapshot(version, snapshot)
-        except Exception:
+            model = self._load(version)
+        except Exception as exc:
             self._failed = (version, self.clock())
-            log.exception(
-                "loading model %r of tenant %r failed; still serving %r",
+            reason = " ".join(str(exc).split())
+            if not isinstance(exc, ImageBuildError):  # the child's line names its type
+                reason = f"{type(exc).__name__}: {reason}"
+            log.error(  # one line: the reason is all an operator needs
+                "loading model %r of tenant %r failed: %s; still serving %r",
                 version,
                 self.tenant,
+                reason,
                 current.version if current else None,
             )
             return
         self._model = model  # the single reference swap
         if self.background:
-            # A server: move the model's objects out of the garbage collector's reach, so
-            # no full collection walks its 10^5 containers (~20 ms) in a request's way.
-            # Freed as usual by reference counting once no request holds them.
+            # A server: move the objects allocated so far (the app's, the old model's
+            # caches) out of the garbage collector's reach, so no full collection walks
+            # them in a request's way. Freed as usual by reference counting.
             gc.freeze()
         log.info("serving model %r of tenant %r (%d items)", version, self.tenant, model.n_items)
+
+    def _load(self, version: str) -> LoadedModel:
+        if self.isolated:
+            arrays, metadata = load_image(self.models_root, self.tenant, version)
+            return LoadedModel.from_image(version, arrays, metadata)
+        snapshot = storage.read_snapshot(self.models_root, self.tenant, version)
+        return LoadedModel.from_snapshot(version, snapshot)
+
+
+class HolderRegistry:
+    """The process's model holders, one per (models root, tenant, refresh, background):
+    the one cache of them, shared by every ``ServingApp`` of the process (the server's,
+    the Cloud Function's, the CLI's).
+
+    Holders of configured tenants (``pinned``) stay; others (``serving_tenants='*'``)
+    are kept in LRU order, at most ``max_unpinned``, a dropped one closed. Background
+    holders load in a loader process (``isolated``). A hit costs a dict read, no lock.
+    """
+
+    def __init__(self, max_unpinned: int = MAX_OPEN_TENANTS) -> None:
+        self.max_unpinned = max_unpinned
+        self._pinned: dict[tuple[str, str, float, bool], ModelHolder] = {}
+        self._unpinned: OrderedDict[tuple[str, str, float, bool], ModelHolder] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(
+        self,
+        models_root: str,
+        tenant: str,
+        refresh_seconds: float,
+        background: bool = False,
+        *,
+        pinned: bool = True,
+    ) -> ModelHolder:
+        """The holder of a tenant's model (created on first use, then shared)."""
+        key = (models_root, tenant, float(refresh_seconds), background)
+        holder = self._pinned.get(key)
+        if holder is not None:
+            return holder
+        with self._lock:
+            holder = self._pinned.get(key) or self._unpinned.get(key)
+            if holder is None:
+                holder = ModelHolder(
+                    models_root, tenant, refresh_seconds,
+                    background=background, isolated=background,
+                )  # fmt: skip
+            if pinned:
+                self._unpinned.pop(key, None)
+                self._pinned[key] = holder
+                return holder
+            self._unpinned[key] = holder
+            self._unpinned.move_to_end(key)
+            while len(self._unpinned) > self.max_unpinned:
+                (_, evicted, _, _), dropped = self._unpinned.popitem(last=False)
+                dropped.close()
+                log.info("dropped the idle model holder of tenant %r", evicted)
+            return holder
+
+    def find(
+        self, models_root: str, tenant: str, refresh_seconds: float, background: bool = False
+    ) -> ModelHolder | None:
+        """The holder ``get`` would return, if it exists already (then used: LRU)."""
+        key = (models_root, tenant, float(refresh_seconds), background)
+        holder = self._pinned.get(key)
+        if holder is not None:
+            return holder
+        with self._lock:
+            holder = self._unpinned.get(key)
+            if holder is not None:
+                self._unpinned.move_to_end(key)
+            return holder
+
+    def tenants(self, models_root: str, *, pinned: bool) -> list[str]:
+        """The tenants under ``models_root`` with a holder (unpinned: least recent first)."""
+        with self._lock:
+            keys = list(self._pinned if pinned else self._unpinned)
+        return [tenant for root, tenant, _, _ in keys if root == models_root]
+
+    def clear(self) -> None:
+        """Forget every holder (tests point the endpoint at fresh folders)."""
+        with self._lock:
+            for holder in (*self._pinned.values(), *self._unpinned.values()):
+                holder.close()
+            self._pinned.clear()
+            self._unpinned.clear()
+
+
+HOLDERS = HolderRegistry()

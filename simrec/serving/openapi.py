@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from simrec.serving import access
 from simrec.serving.api import MAX_SKU_LENGTH, max_query_bytes
+from simrec.serving.ui import endpoints as ui_endpoints
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -100,7 +102,7 @@ def openapi_document(max_n: int, max_skus: int, tenants: Iterable[str]) -> dict[
             },
         ]
     }
-    return {
+    doc = {
         "openapi": "3.1.0",
         "info": {
             "title": "simrec recommend",
@@ -238,6 +240,7 @@ def openapi_document(max_n: int, max_skus: int, tenants: Iterable[str]) -> dict[
                     },
                 }
             },
+            **ui_endpoints.openapi_paths(n, tenant, errors),
             "/openapi.json": {
                 "get": {
                     "operationId": "openapi",
@@ -261,3 +264,4 @@ def openapi_document(max_n: int, max_skus: int, tenants: Iterable[str]) -> dict[
             }
         },
     }
+    return access.describe_public_mode(doc)

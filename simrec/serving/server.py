@@ -41,6 +41,7 @@ import orjson
 
 from simrec.config import Settings
 from simrec.serving import api
+from simrec.serving.access import Gate, header_map
 from simrec.serving.api import ServingApp
 
 PRODUCTION_SERVER = "uvicorn"
@@ -69,6 +70,7 @@ class AsgiApp:
 
     def __init__(self, service: ServingApp) -> None:
         self.service = service
+        self.gate = Gate(service)  # the /ui page, CORS, API keys, rate limit
         # The in-memory backend never waits on I/O: run requests inline on the loop.
         self.inline = service.datastore is None
 
@@ -91,11 +93,12 @@ class AsgiApp:
             return
         method, path = scope["method"], scope["path"]
         query = scope["query_string"].decode("latin-1")
+        fields = header_map(scope.get("headers", ()))
         if self.inline:
-            status, headers, data = self.service.respond(method, path, query)
+            status, headers, data = self.gate.respond(method, path, query, fields)
         else:
             status, headers, data = await asyncio.to_thread(
-                self.service.respond, method, path, query
+                self.gate.respond, method, path, query, fields
             )
         await send({
             "type": "http.response.start",
@@ -294,7 +297,7 @@ def serve(
             # large model may take longer than gunicorn's worker timeout) and answers
             # 503 until the model is loaded, which the readiness probe waits for.
             service.start(wait=False)
-            return service if server == "gthread" else AsgiApp(service)
+            return Gate(service) if server == "gthread" else AsgiApp(service)
 
     _Gunicorn().run()
 

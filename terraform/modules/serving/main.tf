@@ -1,5 +1,6 @@
 # The recommend endpoint on Cloud Run. Callers need run.invoker: the members in `invokers`,
-# and everyone only when `public` is set explicitly.
+# and everyone only when `public` is set explicitly. Public mode then needs a per-shop API
+# key on every request (simrec.serving.access), kept in the Secret Manager secret below.
 
 resource "google_cloud_run_v2_service" "recommend" {
   project             = var.project_id
@@ -61,6 +62,9 @@ resource "google_cloud_run_v2_service" "recommend" {
       }
     }
   }
+
+  # In public mode the service reads the API keys at start.
+  depends_on = [google_secret_manager_secret_iam_member.api_keys_reader]
 }
 
 resource "google_cloud_run_v2_service_iam_member" "invoker" {
@@ -82,4 +86,29 @@ resource "google_cloud_run_v2_service_iam_member" "public" {
   name     = google_cloud_run_v2_service.recommend.name
   role     = "roles/run.invoker"
   member   = "allUsers"
+}
+
+# Public mode only: the per-shop API keys, a JSON object {name: SHA-256 hex of the key}
+# (docs/deploy.md). The service re-reads the latest version every api_keys_refresh_seconds,
+# so adding a version rotates the keys without a redeploy. Terraform makes the secret, never
+# a version: no key ever enters the Terraform state.
+resource "google_secret_manager_secret" "api_keys" {
+  count = var.public ? 1 : 0
+
+  project   = var.project_id
+  secret_id = "${var.name_prefix}-api-keys"
+
+  replication {
+    auto {}
+  }
+}
+
+# Only the recommend service may read the keys (secretAccessor on this one secret).
+resource "google_secret_manager_secret_iam_member" "api_keys_reader" {
+  count = var.public ? 1 : 0
+
+  project   = var.project_id
+  secret_id = google_secret_manager_secret.api_keys[0].secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${var.service_account}"
 }

@@ -64,7 +64,7 @@ variable "invokers" {
 }
 
 variable "public" {
-  description = "Grant run.invoker to allUsers."
+  description = "Public mode: grant run.invoker to allUsers and keep per-shop API keys in Secret Manager."
   type        = bool
 }
 
