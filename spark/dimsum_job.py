@@ -35,6 +35,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from simrec.core import dimsum, layout, quality, similarity
+from simrec.core import matrix as matrix_rule
 from simrec.core import params as model_params
 from simrec.core.actions import ACTIONS
 from simrec.core.runs import RunParams
@@ -346,6 +347,10 @@ def build_matrix(spark: SparkSession, export_manifest: dict, params: RunParams) 
         & (F.col("n_items") >= model.min_items_per_user)
         & (F.col("rank") <= model.max_items_per_user)
     )
+    if model.cell_cap_percentile > 0:  # 5. min(value, cap) / cap (simrec.core.matrix.cell_cap)
+        found = matrix.agg(F.expr(matrix_rule.cell_cap_sql(model.cell_cap_percentile))).first()[0]
+        cap = F.lit(1.0 if found is None else float(found))
+        matrix = matrix.withColumn("value", F.least(F.col("value"), cap) / cap)
     if model.user_weighting != "none":  # row scale f(n), n = the user's cells after the cap
         table = quality.user_factor_table(
             model.max_items_per_user, model.user_weighting, model.user_alpha
