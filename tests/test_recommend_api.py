@@ -404,7 +404,7 @@ def test_query_string_fast_path_equals_parse_qsl(query: str) -> None:
     """The plain-ASCII fast path gives exactly parse_qsl's pairs (the slow path's)."""
     from urllib.parse import parse_qsl
 
-    from simrec.serving.api import parse_query_string
+    from simrec.serving.parameters import parse_query_string
 
     expected: dict[str, list[str]] = {}
     for name, value in parse_qsl(query, keep_blank_values=True, errors="replace"):

@@ -15,7 +15,8 @@ from simrec import storage
 from simrec.config import Settings
 from simrec.core.snapshot import CATALOG_NAME, ModelSnapshot
 from simrec.serving import api
-from simrec.serving.api import MAX_SKU_LENGTH, RECOMMEND_PARAMS, ServingApp, max_query_bytes
+from simrec.serving.api import ServingApp
+from simrec.serving.parameters import MAX_SKU_LENGTH, RECOMMEND_PARAMS, max_query_bytes
 
 TENANT = "shop"
 #   a -> b 0.75, c 0.375        popularity: a 10, b 8, c 9, d 3, e 12, f 0
