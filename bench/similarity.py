@@ -255,14 +255,13 @@ def _java_hwm_mb() -> float | None:
 
 def worker_spark(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT / "spark"))
-    import dimsum_job
-
-    from simrec.similarity_output import neighbor_pairs, read_neighbors
+    from simrec.jobs import spark_similarity
+    from simrec.storage.similarities import neighbor_pairs, read_neighbors
 
     spark = _spark()
     out = folder / f"spark-{args.label}"
     t0 = time.perf_counter()
-    manifest = dimsum_job.run(
+    manifest = spark_similarity.run(
         spark, str(folder / "export" / "_MANIFEST.json"), str(out),
         {"threshold": args.threshold, "top_k": args.top_k}, plan=args.plan,
     )

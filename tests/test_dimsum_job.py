@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 
-import dimsum_job
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,12 +19,13 @@ from simrec.core.actions import ActionWeights
 from simrec.core.matrix import build_matrix
 from simrec.core.runs import RunParams
 from simrec.core.similarity import column_norms, kernel_operands, resolve_params
-from simrec.similarity_output import (
+from simrec.jobs import spark_similarity
+from simrec.local.similarity import run_local_similarity
+from simrec.storage.similarities import (
     neighbor_pairs,
     read_items,
     read_manifest,
     read_neighbors,
-    run_local_similarity,
 )
 from tests.plugins.data import BINARY_WEIGHTS, PLAIN, export_events
 
@@ -65,14 +65,16 @@ def assert_same_output(a: dict, b: dict, tol: float = 1e-9) -> None:
 
 
 #: Every test of a run's output runs once per plan: both must give the same output.
-PLANS = [p for p in dimsum_job.PLANS if p != "auto"]
+PLANS = [p for p in spark_similarity.PLANS if p != "auto"]
 
 
 @pytest.fixture(scope="module", params=PLANS)
 def exact_run(spark, exported_shop, request):
     out = exported_shop.similarities_uri(f"spark-exact-{request.param}")
     overrides = {"threshold": 0.0, "top_k": ALL}
-    return dimsum_job.run(spark, exported_shop.manifest_uri, out, overrides, plan=request.param)
+    return spark_similarity.run(
+        spark, exported_shop.manifest_uri, out, overrides, plan=request.param
+    )
 
 
 @pytest.fixture(scope="module", params=PLANS)
@@ -81,14 +83,14 @@ def sampled_run(spark, exported_dense_shop, request):
     shop = exported_dense_shop
     out = shop.similarities_uri(f"spark-sampled-{request.param}")
     overrides = {"threshold": 0.2, "top_k": ALL}
-    return dimsum_job.run(spark, shop.manifest_uri, out, overrides, plan=request.param)
+    return spark_similarity.run(spark, shop.manifest_uri, out, overrides, plan=request.param)
 
 
 @pytest.fixture(scope="module")
 def dense_exact_run(spark, exported_dense_shop):
     shop = exported_dense_shop
     out = shop.similarities_uri("spark-exact")
-    return dimsum_job.run(spark, shop.manifest_uri, out, {"threshold": 0.0, "top_k": ALL})
+    return spark_similarity.run(spark, shop.manifest_uri, out, {"threshold": 0.0, "top_k": ALL})
 
 
 def test_threshold_zero_equals_scipy_cosine(exact_run, exported_shop):
@@ -168,7 +170,7 @@ def test_cli_rerun_is_identical_and_overwrites(sampled_run, exported_dense_shop)
     stale = os.path.join(sampled_run["outputs"]["neighbors"], "part-99999-stale.parquet")
     with open(stale, "wb") as f:
         f.write(b"left over from an older run")
-    code = dimsum_job.main(
+    code = spark_similarity.main(
         [
             "--export-manifest",
             exported_shop.manifest_uri,
@@ -194,7 +196,7 @@ def test_sampled_estimates_above_threshold_are_accurate(spark, exported_dense_sh
     """>= 80% of estimates for pairs with exact cosine >= threshold are within 20%."""
     exported_shop = exported_dense_shop
     out = exported_shop.similarities_uri("spark-seed-3")
-    run = dimsum_job.run(
+    run = spark_similarity.run(
         spark, exported_shop.manifest_uri, out, {"threshold": 0.2, "top_k": ALL, "seed": 3}
     )
     assert run["params"]["seed"] == 3
@@ -248,7 +250,7 @@ def test_cap_and_min_items_on_a_hand_made_shop(spark, tmp_path):
         ts=pd.Timestamp("2024-02-29T12:00:00Z")
     )
     shop = export_events(tmp_path, events, params)
-    run = dimsum_job.run(spark, shop.manifest_uri, shop.similarities_uri("hand"), {})
+    run = spark_similarity.run(spark, shop.manifest_uri, shop.similarities_uri("hand"), {})
     assert run["counts"] == {
         "events": 16,
         "users": 5,
@@ -291,12 +293,12 @@ def test_bad_rows_are_a_clear_error(spark, tmp_path):
     ).assign(ts=pd.Timestamp("2024-02-29T12:00:00Z"))
     shop = export_events(tmp_path, events, params)
     with pytest.raises(ValueError, match="1 exported events"):
-        dimsum_job.run(spark, shop.manifest_uri, shop.similarities_uri("bad"), {})
+        spark_similarity.run(spark, shop.manifest_uri, shop.similarities_uri("bad"), {})
     assert not os.path.exists(os.path.join(shop.similarities_uri("bad"), "_MANIFEST.json"))
 
 
 def test_parse_args_precedence():
-    args = dimsum_job.parse_args(
+    args = spark_similarity.parse_args(
         [
             "--export-manifest",
             "m",
@@ -315,12 +317,12 @@ def test_parse_args_precedence():
 
 
 def test_auto_plan_broadcasts_what_fits():
-    assert dimsum_job.choose_plan("auto", 10, 10) == "broadcast"
-    assert dimsum_job.choose_plan("auto", 11, 10) == "shuffle"
-    assert dimsum_job.choose_plan("shuffle", 1, 10) == "shuffle"
-    assert dimsum_job.choose_plan("broadcast", 11, 10) == "broadcast"
+    assert spark_similarity.choose_plan("auto", 10, 10) == "broadcast"
+    assert spark_similarity.choose_plan("auto", 11, 10) == "shuffle"
+    assert spark_similarity.choose_plan("shuffle", 1, 10) == "shuffle"
+    assert spark_similarity.choose_plan("broadcast", 11, 10) == "broadcast"
     with pytest.raises(ValueError, match="plan"):
-        dimsum_job.choose_plan("gpu", 1, 10)
+        spark_similarity.choose_plan("gpu", 1, 10)
 
 
 def test_item_ranges_cover_every_item_once_with_balanced_work(shop_events):
@@ -328,7 +330,7 @@ def test_item_ranges_cover_every_item_once_with_balanced_work(shop_events):
     operands, _, _ = kernel_operands(
         m.matrix, 0.0, 1, dimsum.string_keys(m.user_ids), dimsum.string_keys(m.skus)
     )
-    ranges = dimsum_job.item_ranges(operands, 8)
+    ranges = spark_similarity.item_ranges(operands, 8)
     assert ranges[0][0] == 0 and ranges[-1][1] == operands.n_items
     assert all(a < b for a, b in ranges)
     assert all(prev[1] == nxt[0] for prev, nxt in zip(ranges, ranges[1:], strict=False))
@@ -357,7 +359,7 @@ def test_an_unwritable_output_is_one_line_naming_the_cause(spark, exported_shop,
     a read-only bucket fails the same way, but root may write to any local folder)."""
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the output folder should be")
-    code = dimsum_job.main(
+    code = spark_similarity.main(
         ["--export-manifest", exported_shop.manifest_uri, "--output", str(blocker / "sims"),
          "--threshold", "0"]
     )

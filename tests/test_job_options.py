@@ -46,7 +46,7 @@ def _flex_metadata() -> dict:
     assert spec is not None and spec.loader is not None
     build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)
-    return build.flex_metadata(REPO / "beam" / "load_pipeline.py")
+    return build.flex_metadata(REPO / build.LOAD_MODULE)
 
 
 def test_flex_template_parameters_are_each_accounted_for() -> None:

@@ -19,14 +19,14 @@ from simrec.core import dimsum
 from simrec.core.actions import ActionWeights
 from simrec.core.matrix import build_matrix
 from simrec.core.similarity import TopK, column_norms, cosine_topk, resolve_params, sample
-from simrec.similarity_output import (
+from simrec.local.similarity import run_local_similarity
+from simrec.storage.similarities import (
     ITEMS_SCHEMA,
     NEIGHBORS_SCHEMA,
     neighbor_pairs,
     read_items,
     read_manifest,
     read_neighbors,
-    run_local_similarity,
 )
 from tests.plugins.data import BINARY_WEIGHTS, PLAIN, export_events
 

@@ -12,9 +12,10 @@ yields the same entities, the same version and the same LATEST. LATEST moves by 
 policy of :mod:`simrec.publishing` (only forward in run date unless the run's params say
 ``publish``), on the local runner and on Dataflow workers alike.
 
-Usage (the local Dataflow launcher runs exactly this as a subprocess)::
+Usage (the local Dataflow launcher runs exactly this as a subprocess; the Flex
+Template's main file, ``beam/load_pipeline.py``, calls :func:`main`)::
 
-    python beam/load_pipeline.py --similarities URI --models_root URI [--tenant T]
+    python -m simrec.jobs.beam_load --similarities URI --models_root URI [--tenant T]
         [--model_version V] [--datastore_project P] [--datastore_namespace NS]
         [--catalog URI]
 
@@ -44,6 +45,8 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from simrec import publishing, storage
 from simrec.core import layout, model_builder, tenancy
 from simrec.core.snapshot import ModelSnapshot, catalog_table
+from simrec.storage import snapshots
+from simrec.storage.similarities import ITEMS_SCHEMA
 
 # The FnApiRunner runs batch pipelines in-process, offline (no Prism download) and
 # faster than the BundleBasedDirectRunner here; it is the default without --runner.
@@ -70,12 +73,14 @@ class ReadNeighborLists(beam.PTransform):
 
     def __init__(self, similarities_uri: str) -> None:
         super().__init__()
-        self._pattern = _beam_path(layout.join(similarities_uri, "neighbors", "*.parquet"))
+        folder = layout.similarity_outputs(similarities_uri)[layout.NEIGHBORS]
+        self._pattern = _beam_path(layout.join(folder, "*.parquet"))
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         return (
             pbegin
-            | "ReadParquet" >> beam.io.ReadFromParquet(self._pattern, columns=["sku", "neighbors"])
+            | "ReadParquet"
+            >> beam.io.ReadFromParquet(self._pattern, columns=list(layout.NEIGHBORS_COLUMNS))
             | "Normalise" >> beam.Map(model_builder.neighbor_row)
         )
 
@@ -85,13 +90,13 @@ class ReadItemStats(beam.PTransform):
 
     def __init__(self, similarities_uri: str) -> None:
         super().__init__()
-        self._pattern = _beam_path(layout.join(similarities_uri, "items", "*.parquet"))
+        folder = layout.similarity_outputs(similarities_uri)[layout.ITEMS]
+        self._pattern = _beam_path(layout.join(folder, "*.parquet"))
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         return (
             pbegin
-            | "ReadParquet"
-            >> beam.io.ReadFromParquet(self._pattern, columns=["sku", "users", "weight"])
+            | "ReadParquet" >> beam.io.ReadFromParquet(self._pattern, columns=ITEMS_SCHEMA.names)
             | "Normalise" >> beam.Map(model_builder.item_stats)
         )
 
@@ -375,7 +380,8 @@ def plan_load(options: PipelineOptions) -> LoadPlan:
     if not opts.models_root:
         raise LoadError("--models_root is required")
     similarities = opts.similarities.rstrip("/")
-    manifest_uri = layout.join(similarities, layout.MANIFEST_NAME)
+    outputs = layout.similarity_outputs(similarities)
+    manifest_uri = outputs["manifest"]
     try:
         manifest = storage.read_json(manifest_uri)
     except FileNotFoundError:
@@ -394,12 +400,12 @@ def plan_load(options: PipelineOptions) -> LoadPlan:
         raise LoadError(
             f"--tenant {tenant!r} does not match the manifest's tenant {manifest['tenant']!r}"
         )
-    neighbor_rows = _parquet_rows(layout.join(similarities, "neighbors"))
+    neighbor_rows = _parquet_rows(outputs[layout.NEIGHBORS])
     if neighbor_rows is None:
         raise LoadError(f"no neighbors/*.parquet under {similarities}")
     if neighbor_rows == 0:
         raise LoadError(f"the neighbor lists under {similarities} are empty: nothing to load")
-    if _parquet_rows(layout.join(similarities, "items")) is None:
+    if _parquet_rows(outputs[layout.ITEMS]) is None:
         raise LoadError(f"no items/*.parquet under {similarities}")
     try:
         tenancy.check_tenant(tenant)
@@ -495,11 +501,11 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         job_id = getattr(result, "job_id", None)
         return {**summary, "status": "submitted", "job_id": job_id() if job_id else None}
     result.wait_until_finish()
-    snapshot = storage.read_snapshot(plan.models_root, plan.tenant, plan.version)
+    snapshot = snapshots.read_snapshot(plan.models_root, plan.tenant, plan.version)
     return {
         **summary,
         "status": "ok",
-        "latest": storage.latest_version(plan.models_root, plan.tenant),
+        "latest": snapshots.latest_version(plan.models_root, plan.tenant),
         "counts": snapshot.metadata.get("counts", {}),
     }
 
@@ -519,5 +525,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m simrec.jobs.beam_load
     sys.exit(main())

@@ -1,11 +1,12 @@
 """The similarity stage on Spark: weighted user x item matrix, DIMSUM cosine, top-K.
 
-Runs unchanged on ``local[*]`` and on Dataproc (shipped with the simrec package zip)::
+Runs unchanged on ``local[*]`` and on Dataproc (whose main file, ``spark/dimsum_job.py``,
+calls :func:`main`; the simrec package zip is its ``--py-files``)::
 
-    python spark/dimsum_job.py --export-manifest URI --output URI [--threshold T]
-        [--top-k K] [--seed S] [--weights JSON] [--max-items-per-user N]
+    python -m simrec.jobs.spark_similarity --export-manifest URI --output URI
+        [--threshold T] [--top-k K] [--seed S] [--weights JSON] [--max-items-per-user N]
         [--min-items-per-user N] [--half-life-days H] [--user-weighting none|log|power]
-        [--user-alpha A] [--shrinkage L] [--master M]
+        [--user-alpha A] [--shrinkage L] [--master M] [--plan auto|broadcast|shuffle]
 
 Parameters given on the command line override the export manifest's ``params``. The job
 reads the export manifest and writes its own through Hadoop's FileSystem (py4j), so
@@ -15,8 +16,14 @@ the sampling rule come from ``simrec.core``; the single-machine engine
 The hot path is vectorised: each task turns groups of whole user rows into partial pair
 sums with sparse products (Arrow batches, NumPy/scipy), and one shuffle by item feeds the
 top-K selection. Pair sums are exact fixed-point sums, so reruns are bit-identical
-whatever the partitioning. Output: ``<output>/neighbors``, ``<output>/items``, then
-``<output>/_MANIFEST.json`` (a stale one is deleted first).
+whatever the partitioning. Output: the layout of ``simrec.core.layout``
+(``<output>/neighbors``, ``<output>/items``, then ``<output>/_MANIFEST.json``; a stale
+manifest is deleted first).
+
+:func:`run` is the job as named steps: :func:`read_export_manifest`,
+:func:`build_matrix`, :func:`column_stats`, :func:`choose_plan`,
+:func:`broadcast_topk` / :func:`shuffle_topk`, :func:`pair_counts`,
+:func:`write_tables`, :func:`write_manifest`.
 """
 
 from __future__ import annotations
@@ -56,10 +63,16 @@ BROADCAST_MAX_CELLS = 20_000_000
 #: Item ranges per core in the broadcast plan (a few, so a slow range does not hold all).
 TASKS_PER_CORE = 4
 PARTIAL_SCHEMA = "a int, b int, fixed long, n long"
+#: Spark's names of the Arrow types of ``simrec.core.layout``'s output schema.
+_SPARK_TYPES = {"string": "string", "double": "double", "int64": "long"}
+#: The neighbors table as the top-K steps emit it: the output schema, plus each row's
+#: share of the pair counts (summed for the manifest, not written).
 NEIGHBORS_DDL = (
-    "sku string, neighbors array<struct<sku: string, score: double, users: double>>, "
-    "n_pairs long, n_emitted long"
+    f"sku string, {layout.NEIGHBORS} array<struct<"
+    + ", ".join(f"{name}: {_SPARK_TYPES[kind]}" for name, kind in layout.NEIGHBOR_FIELDS)
+    + ">>, n_pairs long, n_emitted long"
 )
+NEIGHBOR_NAMES = [name for name, _ in layout.NEIGHBOR_FIELDS]
 EVENT_SCHEMA = T.StructType(
     [T.StructField(c, T.StringType()) for c in ("user_id", "sku", "action")]
 )
@@ -256,7 +269,7 @@ def _topk_fn(arrays: Any, scale: float, top_k: int, shrinkage: float) -> Any:
             offsets = np.r_[first, len(a)].astype(np.int32)
             structs = pa.StructArray.from_arrays(
                 [pa.array(skus[b], pa.string()), pa.array(score), pa.array(users)],
-                names=["sku", "score", "users"],
+                names=NEIGHBOR_NAMES,
             )
             n_pairs = np.zeros(len(first), dtype=np.int64)
             n_emitted = np.zeros(len(first), dtype=np.int64)
@@ -268,7 +281,7 @@ def _topk_fn(arrays: Any, scale: float, top_k: int, shrinkage: float) -> Any:
                     pa.array(n_pairs),
                     pa.array(n_emitted),
                 ],
-                names=["sku", "neighbors", "n_pairs", "n_emitted"],
+                names=["sku", layout.NEIGHBORS, "n_pairs", "n_emitted"],
             )
 
     return topk
@@ -522,7 +535,7 @@ def _range_topk_fn(shared: Any, top_k: int, shrinkage: float) -> Any:
                 offsets = np.r_[0, np.cumsum(count[rows])].astype(np.int32)
                 structs = pa.StructArray.from_arrays(
                     [pa.array(skus[nbr], pa.string()), pa.array(score), pa.array(users)],
-                    names=["sku", "score", "users"],
+                    names=NEIGHBOR_NAMES,
                 )
                 n_pairs = np.zeros(len(rows), dtype=np.int64)
                 n_emitted = np.zeros(len(rows), dtype=np.int64)
@@ -536,7 +549,7 @@ def _range_topk_fn(shared: Any, top_k: int, shrinkage: float) -> Any:
                         pa.array(n_pairs),
                         pa.array(n_emitted),
                     ],
-                    names=["sku", "neighbors", "n_pairs", "n_emitted"],
+                    names=["sku", layout.NEIGHBORS, "n_pairs", "n_emitted"],
                 )
 
     return topk
@@ -550,16 +563,55 @@ def item_stats(matrix: Matrix) -> DataFrame:
 
 
 def _configure(spark: SparkSession) -> None:
-    if __name__ != "__main__":  # imported (tests): workers cannot import this file
-        from pyspark import cloudpickle
-
-        cloudpickle.register_pickle_by_value(sys.modules[__name__])
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     if (
         spark.sparkContext.master.startswith("local")
         and spark.conf.get("spark.sql.shuffle.partitions") == "200"
     ):
         spark.conf.set("spark.sql.shuffle.partitions", str(LOCAL_SHUFFLE_PARTITIONS))
+
+
+def read_export_manifest(spark: SparkSession, uri: str) -> dict[str, Any]:
+    """0. The export manifest the run reads (another stage's manifest is an error)."""
+    export_manifest = json.loads(_read_text(spark, uri))
+    if not isinstance(export_manifest, dict) or export_manifest.get("stage") != "export":
+        raise ValueError(f"{uri} is not an export manifest")
+    return export_manifest
+
+
+def topk(
+    spark: SparkSession, matrix: Matrix, cols: Columns, params: RunParams, plan: str
+) -> DataFrame:
+    """5-6. One neighbors row per item, by the chosen plan (same output either way)."""
+    step = broadcast_topk if plan == "broadcast" else shuffle_topk
+    return step(spark, matrix, cols, params)
+
+
+def pair_counts(ranked_pairs: DataFrame) -> dict[str, int]:
+    """The manifest's pair counts: the per-row shares the top-K steps emitted, summed."""
+    stats = ranked_pairs.agg(
+        F.sum("n_pairs").alias("pairs"), F.sum("n_emitted").alias("emitted_pairs")
+    ).first()
+    return {"pairs": int(stats["pairs"] or 0), "emitted_pairs": int(stats["emitted_pairs"] or 0)}
+
+
+def write_tables(
+    spark: SparkSession, ranked_pairs: DataFrame, matrix: Matrix, output_uri: str
+) -> dict[str, str]:
+    """7. The two tables (overwritten); returns their URIs, the manifest's ``outputs``."""
+    uris = layout.similarity_outputs(output_uri)
+    outputs = {name: uris[name] for name in (layout.NEIGHBORS, layout.ITEMS)}
+    ranked_pairs.select(*layout.NEIGHBORS_COLUMNS).write.mode("overwrite").parquet(
+        outputs[layout.NEIGHBORS]
+    )
+    item_stats(matrix).write.mode("overwrite").parquet(outputs[layout.ITEMS])
+    return outputs
+
+
+def write_manifest(spark: SparkSession, output_uri: str, manifest: dict[str, Any]) -> None:
+    """8. The manifest, last: its presence says the tables are complete."""
+    uri = layout.similarity_outputs(output_uri)["manifest"]
+    _write_text(spark, uri, json.dumps(manifest, indent=2, sort_keys=True))
 
 
 def run(
@@ -573,33 +625,22 @@ def run(
     """Compute and write one run's similarities; returns the manifest (written last)."""
     t0 = time.perf_counter()
     _configure(spark)
-    export_manifest = json.loads(_read_text(spark, export_manifest_uri))
-    if export_manifest.get("stage") != "export":
-        raise ValueError(f"{export_manifest_uri} is not an export manifest")
+    export_manifest = read_export_manifest(spark, export_manifest_uri)
     params = resolve_params(export_manifest["params"], overrides)
-    neighbors_uri = layout.join(output_uri, "neighbors")
-    items_uri = layout.join(output_uri, "items")
-    manifest_uri = layout.join(output_uri, layout.MANIFEST_NAME)
-    _delete(spark, manifest_uri)  # a stale manifest must never describe new partial output
+    # a stale manifest must never describe new partial output
+    _delete(spark, layout.similarity_outputs(output_uri)["manifest"])
 
     matrix = build_matrix(spark, export_manifest, params)
     cols = column_stats(matrix, params)
     counts = matrix.counts
     chosen = choose_plan(plan, counts["cells"], broadcast_max_cells)
     t1 = time.perf_counter()
-    topk = broadcast_topk if chosen == "broadcast" else shuffle_topk
-    ranked_pairs = topk(spark, matrix, cols, params).persist()
-    pair_stats = ranked_pairs.agg(
-        F.sum("n_pairs").alias("pairs"), F.sum("n_emitted").alias("emitted_pairs")
-    ).first()
-    counts["pairs"] = int(pair_stats["pairs"] or 0)
-    counts["emitted_pairs"] = int(pair_stats["emitted_pairs"] or 0)
+    ranked_pairs = topk(spark, matrix, cols, params, chosen).persist()
+    counts.update(pair_counts(ranked_pairs))
     t2 = time.perf_counter()
 
-    # 7. outputs (overwrite), then the manifest last.
-    ranked_pairs.select("sku", "neighbors").write.mode("overwrite").parquet(neighbors_uri)
-    item_stats(matrix).write.mode("overwrite").parquet(items_uri)
-    counts["neighbor_rows"] = spark.read.parquet(neighbors_uri).count()
+    outputs = write_tables(spark, ranked_pairs, matrix, output_uri)
+    counts["neighbor_rows"] = spark.read.parquet(outputs[layout.NEIGHBORS]).count()
     for df in (ranked_pairs, matrix.cells, matrix.ranked):
         df.unpersist()
     t3 = time.perf_counter()
@@ -608,7 +649,7 @@ def run(
         export_manifest_uri=export_manifest_uri,
         params=params,
         engine="spark",
-        outputs={"neighbors": neighbors_uri, "items": items_uri},
+        outputs=outputs,
         counts=counts,
         gamma=cols.gamma,
         timings={
@@ -619,7 +660,7 @@ def run(
         },
         plan=chosen,
     )
-    _write_text(spark, manifest_uri, json.dumps(manifest, indent=2, sort_keys=True))
+    write_manifest(spark, output_uri, manifest)
     return manifest
 
 
@@ -681,5 +722,5 @@ def root_cause(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m simrec.jobs.spark_similarity
     sys.exit(main())

@@ -34,10 +34,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simrec import storage
 from simrec.core.scoring import Scorer, make_scorer, popularity_order
 from simrec.core.snapshot import ModelSnapshot
 from simrec.serving.catalog import ServingCatalog
+from simrec.storage import snapshots
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +237,7 @@ class ModelHolder:
 
     def _check(self) -> None:
         try:
-            version = storage.latest_version(self.models_root, self.tenant)
+            version = snapshots.latest_version(self.models_root, self.tenant)
         except Exception:
             log.exception(
                 "reading LATEST of tenant %r under %s failed", self.tenant, self.models_root
@@ -256,7 +256,7 @@ class ModelHolder:
             return
         try:
             with _short_gil_slices() if self.background else contextlib.nullcontext():
-                snapshot = storage.read_snapshot(self.models_root, self.tenant, version)
+                snapshot = snapshots.read_snapshot(self.models_root, self.tenant, version)
                 model = LoadedModel.from_snapshot(version, snapshot)
         except Exception:
             self._failed = (version, self.clock())
