@@ -61,10 +61,10 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
 
     # Only the holder's view of storage is counted: publishing reads LATEST too.
     proxy = types.SimpleNamespace(
-        **{k: getattr(storage, k) for k in dir(storage) if not k.startswith("__")}
+        **{k: getattr(snapshots, k) for k in dir(snapshots) if not k.startswith("__")}
     )
     proxy.latest_version, proxy.read_snapshot = counted_latest, counted_read
-    monkeypatch.setattr(model_holder, "storage", proxy)
+    monkeypatch.setattr(model_holder, "snapshots", proxy)
     return counts
 
 
