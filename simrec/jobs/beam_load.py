@@ -68,37 +68,43 @@ def _beam_path(uri: str) -> str:
     return uri[len("file://") :] if uri.startswith("file://") else uri
 
 
-class ReadNeighborLists(beam.PTransform):
+class _ReadOutputTable(beam.PTransform):
+    """One table of a similarity run (:mod:`simrec.core.layout`), each row normalised."""
+
+    table: str
+    columns: tuple[str, ...]
+
+    def __init__(self, similarities_uri: str) -> None:
+        super().__init__()
+        folder = layout.similarity_outputs(similarities_uri)[self.table]
+        self._pattern = _beam_path(layout.join(folder, "*.parquet"))
+
+    @staticmethod
+    def normalise(record: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        return (
+            pbegin
+            | "ReadParquet" >> beam.io.ReadFromParquet(self._pattern, columns=list(self.columns))
+            | "Normalise" >> beam.Map(self.normalise)
+        )
+
+
+class ReadNeighborLists(_ReadOutputTable):
     """``neighbors/*.parquet`` -> ``{sku, items, scores, users}`` (score desc, sku asc)."""
 
-    def __init__(self, similarities_uri: str) -> None:
-        super().__init__()
-        folder = layout.similarity_outputs(similarities_uri)[layout.NEIGHBORS]
-        self._pattern = _beam_path(layout.join(folder, "*.parquet"))
-
-    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        return (
-            pbegin
-            | "ReadParquet"
-            >> beam.io.ReadFromParquet(self._pattern, columns=list(layout.NEIGHBORS_COLUMNS))
-            | "Normalise" >> beam.Map(model_builder.neighbor_row)
-        )
+    table = layout.NEIGHBORS
+    columns = layout.NEIGHBORS_COLUMNS
+    normalise = staticmethod(model_builder.neighbor_row)
 
 
-class ReadItemStats(beam.PTransform):
+class ReadItemStats(_ReadOutputTable):
     """``items/*.parquet`` -> ``{sku, users, weight}`` (popularity for the fallback)."""
 
-    def __init__(self, similarities_uri: str) -> None:
-        super().__init__()
-        folder = layout.similarity_outputs(similarities_uri)[layout.ITEMS]
-        self._pattern = _beam_path(layout.join(folder, "*.parquet"))
-
-    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        return (
-            pbegin
-            | "ReadParquet" >> beam.io.ReadFromParquet(self._pattern, columns=ITEMS_SCHEMA.names)
-            | "Normalise" >> beam.Map(model_builder.item_stats)
-        )
+    table = layout.ITEMS
+    columns = tuple(ITEMS_SCHEMA.names)
+    normalise = staticmethod(model_builder.item_stats)
 
 
 # --- Datastore ------------------------------------------------------------------------
