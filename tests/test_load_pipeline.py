@@ -27,16 +27,13 @@ from simrec import storage
 from simrec.core import layout, model_builder
 from simrec.jobs import beam_load
 from simrec.storage import snapshots
+from simrec.storage.similarities import ITEMS_SCHEMA, NEIGHBORS_SCHEMA
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_ID = "2024-03-01-1a2b3c4d"
 CREATED_AT = "2024-03-01T02:00:00Z"
 CREATED_AT_DT = dt.datetime(2024, 3, 1, 2, 0, tzinfo=dt.UTC)
 PARAMS = {"tenant": "default", "date": "2024-03-01", "top_k": 3, "seed": 42}
-
-NEIGHBOR = pa.struct([("sku", pa.string()), ("score", pa.float64()), ("users", pa.float64())])
-NEIGHBORS_SCHEMA = pa.schema([("sku", pa.string()), ("neighbors", pa.list_(NEIGHBOR))])
-ITEMS_SCHEMA = pa.schema([("sku", pa.string()), ("users", pa.int64()), ("weight", pa.float64())])
 
 # a/c/d: a tie at 0.5 (c before d); x is only a neighbor; f has stats but no neighbors.
 SAMPLE_NEIGHBORS: dict[str, list[tuple[str, float, float]]] = {
@@ -64,10 +61,13 @@ def write_similarities(
     parts: int = 2,
     manifest: bool = True,
 ) -> str:
-    """A similarity run folder in the Spark job's layout; returns its URI."""
-    folder = root / "similarities" / tenant / run_id
-    (folder / "neighbors").mkdir(parents=True, exist_ok=True)
-    (folder / "items").mkdir(parents=True, exist_ok=True)
+    """A similarity run folder in the Spark job's layout (several parts and a
+    ``_SUCCESS`` marker, as Spark writes it); returns its URI."""
+    folder = Path(layout.similarities(str(root), tenant, run_id))
+    outputs = layout.similarity_outputs(str(folder))
+    neighbors_dir, items_dir = Path(outputs[layout.NEIGHBORS]), Path(outputs[layout.ITEMS])
+    neighbors_dir.mkdir(parents=True, exist_ok=True)
+    items_dir.mkdir(parents=True, exist_ok=True)
     rows = [
         {"sku": s, "neighbors": [{"sku": n, "score": c, "users": u} for n, c, u in v]}
         for s, v in neighbors.items()
@@ -76,13 +76,13 @@ def write_similarities(
     for i in range(parts):
         pq.write_table(
             pa.Table.from_pylist(rows[i::parts], schema=NEIGHBORS_SCHEMA),
-            folder / "neighbors" / f"part-{i:05d}.parquet",
+            neighbors_dir / f"part-{i:05d}.parquet",
         )
         pq.write_table(
             pa.Table.from_pylist(stats[i::parts], schema=ITEMS_SCHEMA),
-            folder / "items" / f"part-{i:05d}.parquet",
+            items_dir / f"part-{i:05d}.parquet",
         )
-    (folder / "neighbors" / "_SUCCESS").write_text("")  # Spark's marker is ignored
+    (neighbors_dir / "_SUCCESS").write_text("")  # Spark's marker is ignored
     if manifest:
         doc = {
             "stage": "similarities",
@@ -90,7 +90,7 @@ def write_similarities(
             "tenant": tenant,
             "engine": "local",
             "params": {**PARAMS, "tenant": tenant},
-            "outputs": {"neighbors": str(folder / "neighbors"), "items": str(folder / "items")},
+            "outputs": {k: outputs[k] for k in (layout.NEIGHBORS, layout.ITEMS)},
             "counts": {"items": len(items), "neighbor_rows": len(neighbors)},
             "created_at": CREATED_AT,
         }

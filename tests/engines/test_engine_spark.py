@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 
+from simrec.core.similarity import resolve_params
 from simrec.jobs import spark_similarity
-from tests.engines.engine_contract import EngineContract
+from simrec.local.similarity import run_local_similarity
+from tests.engines.engine_contract import SAMPLED, EngineContract, pairs_of
 from tests.plugins.data import ExportedShop
 
 pytestmark = pytest.mark.spark
@@ -32,9 +35,23 @@ class SparkPlan(EngineContract):
         return manifest
 
 
+class TestSparkShufflePlan(SparkPlan):
+    plan = "shuffle"
+
+
 class TestSparkBroadcastPlan(SparkPlan):
     plan = "broadcast"
 
-
-class TestSparkShufflePlan(SparkPlan):
-    plan = "shuffle"
+    def test_sampled_output_is_the_local_engines_bit_for_bit(self, exported_dense_shop):
+        """The broadcast plan runs the single-machine kernel on the same sample: beyond
+        the contract's tolerance, its output is the local engine's bit for bit."""
+        shop = exported_dense_shop
+        spark_run = self.run(shop, "sampled", SAMPLED)
+        params = resolve_params(shop.manifest["params"], SAMPLED)
+        local = run_local_similarity(
+            shop.manifest_uri, shop.similarities_uri("local-for-broadcast"), params
+        )
+        a, b = pairs_of(spark_run), pairs_of(local)
+        for column in ("sku", "neighbor", "rank", "score", "users"):
+            np.testing.assert_array_equal(a[column].to_numpy(), b[column].to_numpy())
+        assert spark_run["counts"] == local["counts"]
