@@ -55,6 +55,12 @@ HAND_MADE = [
 HAND_DAY = pd.Timestamp("2024-03-01").date()
 
 
+def columns(fields: Any) -> list[tuple[str, Any]]:
+    """(name, type) of a schema's or a struct's fields. Nullability is the writer's own
+    (Spark marks a count ``required``), so it is not part of the contract."""
+    return [(f.name, f.type) for f in fields]
+
+
 def pairs_of(manifest: dict[str, Any]) -> pd.DataFrame:
     """The run's neighbor lists in long form (sku, neighbor, rank, score, users)."""
     return similarities.neighbor_pairs(
@@ -141,10 +147,10 @@ class EngineContract:
         items = similarities.read_items(uris[layout.ITEMS])
         # The written columns are the schema's: names and types, whatever the writer.
         assert neighbors.schema.names == similarities.NEIGHBORS_SCHEMA.names
-        assert neighbors.schema.field(layout.NEIGHBORS).type.value_type.equals(
+        assert columns(neighbors.schema.field(layout.NEIGHBORS).type.value_type) == columns(
             similarities.NEIGHBOR_TYPE
         )
-        assert items.schema.equals(similarities.ITEMS_SCHEMA)
+        assert columns(items.schema) == columns(similarities.ITEMS_SCHEMA)
         assert neighbors.num_rows == manifest["counts"]["neighbor_rows"]
         for name in (layout.NEIGHBORS, layout.ITEMS):  # every part file has every column
             for part in (p for p in os.listdir(uris[name]) if p.endswith(".parquet")):
