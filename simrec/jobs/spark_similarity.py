@@ -491,6 +491,8 @@ def broadcast_topk(
         m, model.threshold, model.seed, dimsum.string_keys(users), dimsum.string_keys(skus)
     )
     ranges = item_ranges(operands, max(1, spark.sparkContext.defaultParallelism * TASKS_PER_CORE))
+    if not ranges:  # no item (an empty export): no neighbors row, and no task to run
+        return spark.createDataFrame([], NEIGHBORS_DDL)
     shared = spark.sparkContext.broadcast(
         {"operands": operands, "skus": np.array(skus, object), "emitted": emitted}
     )
