@@ -45,7 +45,7 @@ from simrec.core import dimsum, layout, quality, similarity
 from simrec.core import params as model_params
 from simrec.core.actions import ACTIONS
 from simrec.core.runs import RunParams
-from simrec.core.similarity import resolve_params, similarity_manifest
+from simrec.core.similarity import resolve_params, similarity_manifest, stage_timings
 
 LOCAL_SHUFFLE_PARTITIONS = 8
 #: Cells per user-partition (at least one partition per core): large, so each task
@@ -654,12 +654,7 @@ def run(
         outputs=outputs,
         counts=counts,
         gamma=cols.gamma,
-        timings={
-            "read_s": t1 - t0,
-            "similarity_s": t2 - t1,
-            "write_s": t3 - t2,
-            "total_s": t3 - t0,
-        },
+        timings=stage_timings(t0, t1, t2, t3),
         plan=chosen,
     )
     write_manifest(spark, output_uri, manifest)

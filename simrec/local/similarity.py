@@ -11,7 +11,13 @@ import pyarrow as pa
 
 from simrec.core.matrix import UserItemMatrix
 from simrec.core.runs import RunParams
-from simrec.core.similarity import TopK, fit_similarities, resolve_params, similarity_manifest
+from simrec.core.similarity import (
+    TopK,
+    fit_similarities,
+    resolve_params,
+    similarity_manifest,
+    stage_timings,
+)
 from simrec.storage import exports, similarities
 
 
@@ -59,12 +65,7 @@ def run_local_similarity(
         outputs=outputs,
         counts=counts,
         gamma=topk.gamma,
-        timings={
-            "read_s": t1 - t0,
-            "similarity_s": t2 - t1,
-            "write_s": t3 - t2,
-            "total_s": t3 - t0,
-        },
+        timings=stage_timings(t0, t1, t2, t3),
     )
     similarities.write_manifest(output_uri, manifest)
     return manifest
