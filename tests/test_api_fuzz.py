@@ -21,12 +21,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from simrec import storage
 from simrec.config import Settings
 from simrec.core.snapshot import ModelSnapshot
 from simrec.serving import api
 from simrec.serving.api import ServingApp
 from simrec.serving.parameters import FILTERS
+from simrec.storage import snapshots
 
 CHECKS = [
     not_a_server_error,
@@ -70,7 +70,7 @@ def fuzz_model() -> ModelSnapshot:
 def api_schema(tmp_path: Path):
     api.clear_holders()
     root = str(tmp_path / "models")
-    storage.write_snapshot(root, "default", fuzz_model())
+    snapshots.write_snapshot(root, "default", fuzz_model())
     app = ServingApp(Settings(models_uri=root, tenant="default", serving_tenants="other"))
     assert app.holder.get() is not None
     yield schemathesis.openapi.from_wsgi("/openapi.json", app)

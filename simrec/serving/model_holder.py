@@ -40,7 +40,6 @@ from typing import Any
 
 import numpy as np
 
-from simrec import storage
 from simrec.core.recommender import Recommender
 from simrec.core.scoring import Scorer, make_scorer
 from simrec.core.snapshot import ModelSnapshot
@@ -52,6 +51,7 @@ from simrec.serving.model_image import (
     load_image,
 )
 from simrec.serving.string_table import StringIndex, StringList
+from simrec.storage import snapshots
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +252,7 @@ class ModelHolder:
 
     def _check(self) -> None:
         try:
-            version = storage.latest_version(self.models_root, self.tenant)
+            version = snapshots.latest_version(self.models_root, self.tenant)
         except Exception:
             log.exception(
                 "reading LATEST of tenant %r under %s failed", self.tenant, self.models_root
@@ -296,7 +296,7 @@ class ModelHolder:
         if self.isolated:
             arrays, metadata = load_image(self.models_root, self.tenant, version)
             return LoadedModel.from_image(version, arrays, metadata)
-        snapshot = storage.read_snapshot(self.models_root, self.tenant, version)
+        snapshot = snapshots.read_snapshot(self.models_root, self.tenant, version)
         return LoadedModel.from_snapshot(version, snapshot)
 
 

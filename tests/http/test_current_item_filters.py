@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from werkzeug.test import Client
 
-from simrec import storage
 from simrec.config import Settings
 from simrec.core.snapshot import ModelSnapshot
 from simrec.serving import api
 from simrec.serving.api import ServingApp
+from simrec.storage import snapshots
 
 TENANT = "shop"
 SKUS = ["a", "b", "c", "d", "e", "f", "g", "h"]
@@ -54,7 +54,7 @@ def snapshot(catalog: dict | None) -> ModelSnapshot:
 def client_for(tmp_path: Path, catalog: dict | None = CATALOG) -> Client:
     api.clear_holders()
     root = str(tmp_path / "models")
-    storage.write_snapshot(root, TENANT, snapshot(catalog))
+    snapshots.write_snapshot(root, TENANT, snapshot(catalog))
     return Client(ServingApp(Settings(models_uri=root, tenant=TENANT)))
 
 
