@@ -23,7 +23,6 @@ from simrec.core.actions import (
 )
 from simrec.core.params import BOUNDS, DEFAULTS, NAMES, USER_WEIGHTING_DESCRIPTION, ModelParams
 
-
 #: The settings that make up ModelParams, in its order: ``weights`` is one setting per action
 #: (``weight_<action>``). Terraform's ``model`` variable sets exactly these (deploy_contract).
 MODEL_SETTINGS: tuple[str, ...] = tuple(

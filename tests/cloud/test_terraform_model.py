@@ -6,7 +6,6 @@ terraform/model.json from Settings (one definition of each bound)."""
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -64,13 +63,10 @@ def test_model_json_is_generated_from_the_settings() -> None:
     assert (TF / "model.json").read_text() == deploy_contract.render(
         deploy_contract.model_rules()
     ), "terraform/model.json is stale: python -m simrec.deploy_contract --write"
-    assert list(json.loads((TF / "model.json").read_text())) == sorted(MODEL_SETTINGS)
-
-
-def test_the_variable_declares_exactly_model_params_attributes() -> None:
-    text = (TF / "model.tf").read_text()
-    declared = set(re.findall(r"^\s*(\w+)\s*=\s*optional\(", text, flags=re.M))
-    assert declared == set(NAMES) | set(ACTIONS)
+    names = set(json.loads((TF / "model.json").read_text()))
+    # ModelParams' names, its weights one per action (the shape model.tf flattens).
+    assert names == {n for n in NAMES if n != "weights"} | {f"weight_{a}" for a in ACTIONS}
+    assert names == set(MODEL_SETTINGS)
 
 
 def test_model_params_json_sets_every_parameter(tmp_path: Path) -> None:
@@ -116,5 +112,19 @@ def test_what_simrec_rejects_fails_the_plan(
     ok, error, _ = _terraform(tmp_path, model)
     assert not ok
     rule = json.loads((TF / "model.json").read_text())[setting]["rule"]
-    # Terraform wraps its message at any space, in a box of "│".
-    assert " ".join(error.replace("│", " ").split()).count(f"{setting} must be {rule}, got") == 1, error
+    assert _message(error).count(f"{setting} must be {rule}, got") == 1, error
+
+
+def _message(error: str) -> str:
+    """Terraform's error text unwrapped (it wraps at any space, in a box of "│")."""
+    return " ".join(error.replace("│", " ").split())
+
+
+def test_a_name_that_is_no_parameter_fails_the_plan(tmp_path: Path) -> None:
+    model = {"top_kk": 5, "weight_purchase": 2, "weights": {"bought": 1, "basket": 3}}
+    ok, error, _ = _terraform(tmp_path, model)
+    assert not ok
+    message = _message(error)
+    for name in ("top_kk", "weight_purchase", "weights.bought"):
+        assert f"{name} is no model parameter" in message, error
+    assert "basket" not in message.replace("weights.bought", ""), error
