@@ -248,6 +248,18 @@ class Settings(BaseSettings):
         return self.models_uri or self.data_uri
 
 
+def model_settings(params: dict[str, Any]) -> dict[str, Any]:
+    """Settings fields for values shaped like ModelParams' JSON (``weights`` by action),
+    e.g. the CLI's model flags (simrec.core.params.overrides_from_args)."""
+    fields = {name: value for name, value in params.items() if name != "weights"}
+    for action, weight in params.get("weights", {}).items():
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r} in weights; expected one of "
+                             f"{', '.join(ACTIONS)}")  # fmt: skip
+        fields[f"weight_{action}"] = weight
+    return fields
+
+
 def settings_env_names() -> list[str]:
     """Every environment variable the settings object reads (Terraform sets these)."""
     prefix = Settings.model_config["env_prefix"]
