@@ -8,7 +8,7 @@ from simrec.config import Settings
 from simrec.core import layout
 from simrec.core.runs import RunParams, attempt_key
 from simrec.stages import jobs
-from simrec.stages.decisions import LAUNCH_ACTIONS, Decision
+from simrec.stages.decisions import Decision
 
 STAGE = "cluster"
 
@@ -39,23 +39,14 @@ def on_object_finalized(
     if attempt is None:
         attempt = jobs.attempt_for_event(settings, lambda n: request_id(params, n))
     if attempt is None:
-        return Decision(
-            STAGE, "skipped", reason="a similarity job of this run is running or succeeded",
-            run_id=run_id, tenant=tenant, ids={"output": output},
-        )  # fmt: skip
+        return jobs.busy(STAGE, "similarity", run_id, tenant, output=output)
     result = launcher.submit(
         export_manifest_uri=manifest_uri,
         output_uri=output,
         params=params,
         request_id=request_id(params, attempt),
     )
-    if result.state != "exists":
-        jobs.record_launch(settings, STAGE, bucket, name, params, attempt, result)
-    return Decision(
-        STAGE,
-        LAUNCH_ACTIONS[result.state],
-        reason="similarities already exist" if result.state == "exists" else "",
-        run_id=run_id,
-        tenant=tenant,
-        ids={"request_id": result.job_id, "output": output, **result.details},
-    )
+    return jobs.launched(
+        settings, STAGE, bucket, name, params, attempt, result, run_id=run_id, tenant=tenant,
+        exists="similarities already exist", ids={"request_id": result.job_id, "output": output},
+    )  # fmt: skip

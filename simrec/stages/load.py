@@ -11,7 +11,7 @@ from simrec.core import layout
 from simrec.core.runs import RunParams, attempt_key
 from simrec.deploy_contract import DATAFLOW_JOB_PREFIX
 from simrec.stages import jobs
-from simrec.stages.decisions import LAUNCH_ACTIONS, Action, Decision
+from simrec.stages.decisions import Action, Decision
 
 STAGE = "dataflow_launch"
 
@@ -67,12 +67,7 @@ def on_object_finalized(
     if attempt is None:
         attempt = jobs.attempt_for_event(settings, lambda n: job_name(params, n))
     if attempt is None:
-        # A redelivered manifest event while an attempt runs (or after it succeeded): the
-        # run belongs to simrec.stages.jobs.
-        return Decision(
-            STAGE, "skipped", reason="a load job of this run is running or succeeded",
-            run_id=run_id, tenant=tenant,
-        )  # fmt: skip
+        return jobs.busy(STAGE, "load", run_id, tenant)
     name_of_job = job_name(params, attempt)
     try:
         result = launcher.launch(
@@ -86,13 +81,7 @@ def on_object_finalized(
         if not publishing.is_complete(models_root, tenant, run_id):
             raise
         return published("succeeded", f"the load ended with an error after publishing: {exc}")
-    if result.state != "exists":
-        jobs.record_launch(settings, STAGE, bucket, name, params, attempt, result)
-    return Decision(
-        STAGE,
-        LAUNCH_ACTIONS[result.state],
-        reason="model version already published" if result.state == "exists" else "",
-        run_id=run_id,
-        tenant=tenant,
-        ids={"job_name": result.job_id, **result.details},
-    )
+    return jobs.launched(
+        settings, STAGE, bucket, name, params, attempt, result, run_id=run_id, tenant=tenant,
+        exists="model version already published", ids={"job_name": result.job_id},
+    )  # fmt: skip
