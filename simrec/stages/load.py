@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from simrec import publishing, storage
-from simrec.adapters.launch_ports import BeamLauncher
+from simrec.adapters.launch_ports import BeamLauncher, LoadRequest
 from simrec.config import Settings
 from simrec.core import layout
 from simrec.core.runs import RunParams, attempt_key
@@ -70,13 +70,10 @@ def on_object_finalized(
         return jobs.busy(STAGE, "load", run_id, tenant)
     name_of_job = job_name(params, attempt)
     try:
-        result = launcher.launch(
-            similarities_uri=manifest_uri.rsplit("/", 1)[0],
-            models_root=models_root,
-            tenant=tenant,
-            model_version=run_id,
-            job_name=name_of_job,
-        )
+        result = launcher.launch(LoadRequest(
+            similarities_uri=manifest_uri.rsplit("/", 1)[0], models_root=models_root,
+            tenant=tenant, model_version=run_id, job_name=name_of_job,
+        ))  # fmt: skip
     except Exception as exc:
         if not publishing.is_complete(models_root, tenant, run_id):
             raise

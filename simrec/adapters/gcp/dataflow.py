@@ -18,7 +18,7 @@ from typing import Any
 from simrec import storage
 from simrec.adapters.gcp import _endpoints
 from simrec.adapters.job_options import LoadJobOptions, load_job_options
-from simrec.adapters.launch_ports import LaunchResult
+from simrec.adapters.launch_ports import LaunchResult, LoadRequest
 from simrec.config import Settings
 from simrec.core import layout
 from simrec.core.snapshot import METADATA_NAME
@@ -112,15 +112,8 @@ class FlexTemplateLauncher:
                 return job
         return None
 
-    def launch(
-        self,
-        *,
-        similarities_uri: str,
-        models_root: str,
-        tenant: str,
-        model_version: str,
-        job_name: str,
-    ) -> LaunchResult:
+    def launch(self, request: LoadRequest) -> LaunchResult:
+        job_name, model_version = request.job_name, request.model_version
         if not _JOB_NAME.match(job_name):
             raise ValueError(f"invalid Dataflow job name {job_name!r}")
         if not self.project:
@@ -131,7 +124,8 @@ class FlexTemplateLauncher:
                 f"got {self.template_uri!r}"
             )
         metadata = layout.join(
-            layout.model_version(models_root, tenant, model_version), METADATA_NAME
+            layout.model_version(request.models_root, request.tenant, model_version),
+            METADATA_NAME,
         )
         if storage.exists(metadata):
             return LaunchResult(
@@ -145,10 +139,7 @@ class FlexTemplateLauncher:
                 {"model_version": model_version, "job_id": active.id,
                  "job_state": active.current_state.name},
             )  # fmt: skip
-        options = load_job_options(
-            self.settings, similarities_uri=similarities_uri, models_root=models_root,
-            tenant=tenant, model_version=model_version,
-        )  # fmt: skip
+        options = load_job_options(self.settings, **request.run())
         return self._launch(job_name, options, model_version)
 
     def _launch(self, job_name: str, options: LoadJobOptions, model_version: str) -> LaunchResult:
