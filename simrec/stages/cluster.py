@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from simrec import storage
 from simrec.adapters.launch_ports import SparkLauncher
 from simrec.config import Settings
 from simrec.core import layout
@@ -23,13 +22,12 @@ def on_object_finalized(
 ) -> Decision:
     """``attempt``: None for the manifest's event (``jobs.attempt_for_event`` decides); the
     retries of simrec.stages.jobs count up."""
-    kind = layout.classify_object(name)
-    if kind is None or kind[0] != "export":
+    manifest = jobs.manifest_at(bucket, name, "export")
+    if manifest is None:
         return Decision(STAGE, "ignored", reason=f"not an export manifest: {name}")
-    _, tenant, run_id = kind
-    manifest_uri = storage.object_uri(bucket, name)
-    manifest = storage.read_json(manifest_uri)
-    params = RunParams.from_json(manifest["params"])
+    tenant, run_id, params, manifest_uri = (
+        manifest.tenant, manifest.run_id, manifest.params, manifest.uri
+    )
     if params.run_id != run_id or params.tenant != tenant:
         return Decision(
             STAGE, "failed", reason="manifest params do not match its path",

@@ -108,6 +108,27 @@ def record_launch(
     return record
 
 
+@dataclass(frozen=True)
+class Manifest:
+    """What a launching stage starts from: the manifest its run's previous stage wrote."""
+
+    uri: str
+    tenant: str
+    run_id: str
+    params: RunParams
+
+
+def manifest_at(bucket: str, name: str, kind: str) -> Manifest | None:
+    """The ``kind`` manifest (simrec.core.layout.classify_object) at ``bucket``/``name``;
+    None for any other object."""
+    found = layout.classify_object(name)
+    if found is None or found[0] != kind:
+        return None
+    _, tenant, run_id = found
+    uri = storage.object_uri(bucket, name)
+    return Manifest(uri, tenant, run_id, RunParams.from_json(storage.read_json(uri)["params"]))
+
+
 def busy(stage: str, job: str, run_id: str, tenant: str, **ids: str) -> Decision:
     """A redelivered manifest event while an attempt runs (or after it succeeded): the run
     belongs to this module, the stage does nothing."""

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import hashlib
 
-from simrec import publishing, storage
+from simrec import publishing
 from simrec.adapters.launch_ports import BeamLauncher, LoadRequest
 from simrec.config import Settings
-from simrec.core import layout
 from simrec.core.runs import RunParams, attempt_key
 from simrec.deploy_contract import DATAFLOW_JOB_PREFIX
 from simrec.stages import jobs
@@ -46,13 +45,12 @@ def on_object_finalized(
     the manifest's event (``jobs.attempt_for_event`` decides); the retries of
     simrec.stages.jobs count up.
     """
-    kind = layout.classify_object(name)
-    if kind is None or kind[0] != "similarities":
+    manifest = jobs.manifest_at(bucket, name, "similarities")
+    if manifest is None:
         return Decision(STAGE, "ignored", reason=f"not a similarity manifest: {name}")
-    _, tenant, run_id = kind
-    manifest_uri = storage.object_uri(bucket, name)
-    manifest = storage.read_json(manifest_uri)
-    params = RunParams.from_json(manifest["params"])
+    tenant, run_id, params, manifest_uri = (
+        manifest.tenant, manifest.run_id, manifest.params, manifest.uri
+    )
     models_root = settings.models_root
 
     def published(action: Action, reason: str) -> Decision:

@@ -58,44 +58,20 @@ class FlexTemplateLauncher:
     def from_settings(cls, settings: Settings) -> FlexTemplateLauncher:
         return cls(settings)
 
-    @property
-    def flex_client(self) -> Any:
-        if self._flex is None:
-            from google.cloud import dataflow_v1beta3
-            from google.cloud.dataflow_v1beta3.services.flex_templates_service.transports import (
-                FlexTemplatesServiceGrpcTransport,
-            )
+    def _lazy(self, attr: str, service: str, name: str) -> Any:
+        """The injected client in ``attr``, else one made on first use (_endpoints)."""
+        if getattr(self, attr) is None:
+            setattr(self, attr, _endpoints.gapic_client("dataflow_v1beta3", service, name,
+                                                        self.endpoint))  # fmt: skip
+        return getattr(self, attr)
 
-            self._flex = dataflow_v1beta3.FlexTemplatesServiceClient(
-                **_endpoints.gapic_kwargs(self.endpoint, FlexTemplatesServiceGrpcTransport)
-            )
-        return self._flex
-
-    @property
-    def messages_client(self) -> Any:
-        if self._messages is None:
-            from google.cloud import dataflow_v1beta3
-            from google.cloud.dataflow_v1beta3.services.messages_v1_beta3.transports import (
-                MessagesV1Beta3GrpcTransport,
-            )
-
-            self._messages = dataflow_v1beta3.MessagesV1Beta3Client(
-                **_endpoints.gapic_kwargs(self.endpoint, MessagesV1Beta3GrpcTransport)
-            )
-        return self._messages
-
-    @property
-    def jobs_client(self) -> Any:
-        if self._jobs is None:
-            from google.cloud import dataflow_v1beta3
-            from google.cloud.dataflow_v1beta3.services.jobs_v1_beta3.transports import (
-                JobsV1Beta3GrpcTransport,
-            )
-
-            self._jobs = dataflow_v1beta3.JobsV1Beta3Client(
-                **_endpoints.gapic_kwargs(self.endpoint, JobsV1Beta3GrpcTransport)
-            )
-        return self._jobs
+    flex_client = property(
+        lambda self: self._lazy("_flex", "flex_templates_service", "FlexTemplatesService")
+    )
+    jobs_client = property(lambda self: self._lazy("_jobs", "jobs_v1_beta3", "JobsV1Beta3"))
+    messages_client = property(
+        lambda self: self._lazy("_messages", "messages_v1_beta3", "MessagesV1Beta3")
+    )
 
     def active_job(self, job_name: str) -> Any | None:
         """The active job named ``job_name``, if any."""

@@ -69,19 +69,12 @@ class DataprocWorkflowLauncher:
     @property
     def client(self) -> Any:
         if self._client is None:
-            from google.cloud import dataproc_v1
-            from google.cloud.dataproc_v1.services.workflow_template_service.transports import (
-                WorkflowTemplateServiceGrpcTransport,
-            )
-
-            self._client = dataproc_v1.WorkflowTemplateServiceClient(
-                **_endpoints.gapic_kwargs(
-                    self.endpoint,
-                    WorkflowTemplateServiceGrpcTransport,
-                    # Regional templates are only served by the regional endpoint.
-                    default_endpoint=f"{self.region}-dataproc.googleapis.com:443",
-                )
-            )
+            self._client = _endpoints.gapic_client(
+                "dataproc_v1", "workflow_template_service", "WorkflowTemplateService",
+                self.endpoint,
+                # Regional templates are only served by the regional endpoint.
+                default_endpoint=f"{self.region}-dataproc.googleapis.com:443",
+            )  # fmt: skip
         return self._client
 
     @property
