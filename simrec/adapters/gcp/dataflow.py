@@ -48,11 +48,8 @@ class FlexTemplateLauncher:
         self.settings = settings
         self.project = settings.gcp_project
         self.region = settings.gcp_region
-        self.template_uri = settings.flex_template_uri
         self.endpoint = settings.dataflow_endpoint
-        self._flex = flex_client
-        self._jobs = jobs_client
-        self._messages = messages_client
+        self._flex, self._jobs, self._messages = flex_client, jobs_client, messages_client
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FlexTemplateLauncher:
@@ -94,10 +91,10 @@ class FlexTemplateLauncher:
             raise ValueError(f"invalid Dataflow job name {job_name!r}")
         if not self.project:
             raise ValueError("SIMREC_GCP_PROJECT is required to launch the Dataflow load")
-        if not self.template_uri.startswith("gs://"):
+        if not self.settings.flex_template_uri.startswith("gs://"):
             raise ValueError(
                 "SIMREC_FLEX_TEMPLATE_URI must be the gs:// path of the load Flex Template, "
-                f"got {self.template_uri!r}"
+                f"got {self.settings.flex_template_uri!r}"
             )
         metadata = layout.join(
             layout.model_version(request.models_root, request.tenant, model_version),
@@ -127,7 +124,7 @@ class FlexTemplateLauncher:
             location=self.region,
             launch_parameter=dataflow_v1beta3.LaunchFlexTemplateParameter(
                 job_name=job_name,
-                container_spec_gcs_path=self.template_uri,
+                container_spec_gcs_path=self.settings.flex_template_uri,
                 parameters=options.parameters,
                 environment=dataflow_v1beta3.FlexTemplateRuntimeEnvironment(
                     **options.environment

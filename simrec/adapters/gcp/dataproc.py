@@ -58,7 +58,6 @@ class DataprocWorkflowLauncher:
         self.settings = settings
         self.project = settings.gcp_project
         self.region = settings.gcp_region
-        self.template = settings.dataproc_workflow_template
         self.endpoint = settings.dataproc_endpoint
         self._client = client
 
@@ -81,11 +80,10 @@ class DataprocWorkflowLauncher:
     def template_name(self) -> str:
         if not self.project:
             raise ValueError("SIMREC_GCP_PROJECT is required to start the Dataproc workflow")
-        if "/" in self.template:  # already a full resource name
-            return self.template
-        return (
-            f"projects/{self.project}/regions/{self.region}/workflowTemplates/{self.template}"
-        )
+        template = self.settings.dataproc_workflow_template
+        if "/" in template:  # already a full resource name
+            return template
+        return f"projects/{self.project}/regions/{self.region}/workflowTemplates/{template}"
 
     def submit(
         self, *, export_manifest_uri: str, output_uri: str, params: RunParams, request_id: str
