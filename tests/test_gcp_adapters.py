@@ -197,8 +197,7 @@ def test_flex_template_published_version_launches_nothing(grpc_stub, tmp_path) -
 
 
 def test_flex_template_needs_a_template_uri(grpc_stub, tmp_path) -> None:
-    launcher = _flex_launcher(grpc_stub)
-    launcher.template_uri = ""
+    launcher = _flex_launcher(grpc_stub, flex_template_uri="")
     with pytest.raises(ValueError, match="SIMREC_FLEX_TEMPLATE_URI"):
         _launch(launcher, str(tmp_path))
 
