@@ -18,8 +18,6 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from annotated_types import Ge, Le
-
 #: jsonPayload field holding a handler's decision (simrec.stages.decisions.Decision.action).
 ACTION_FIELD = "action"
 #: jsonPayload field naming the pipeline stage (Decision.stage).
@@ -54,7 +52,10 @@ def model_rules() -> dict[str, dict[str, Any]]:
     ``rule`` is the sentence Terraform's plan-time error shows; ``choices`` is set for a
     setting that takes one of fixed strings, ``whole`` for an integer one.
     """
-    from simrec.config import MODEL_SETTINGS, Settings  # config imports the stages' modules
+    # Only the generator needs these: the handlers import this module for its names.
+    from annotated_types import Ge, Le
+
+    from simrec.config import MODEL_SETTINGS, Settings
 
     rules: dict[str, dict[str, Any]] = {}
     for name in MODEL_SETTINGS:
