@@ -352,6 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run a command; any failure ends in one ``error:`` line and exit 1 (``--debug``:
     the traceback instead)."""
     args = build_parser().parse_args(argv)
+    logs.configure()
     try:
         return args.func(args)
     except KeyboardInterrupt:
