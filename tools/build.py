@@ -60,7 +60,6 @@ IMAGE_PLATFORM = f"manylinux_{IMAGE_GLIBC[0]}_{IMAGE_GLIBC[1]}_{IMAGE_ARCH}"
 #: Pipeline options of Beam's own that the template does not expose.
 FLEX_REQUIREMENTS = (
     "apache-beam[gcp]", "numpy", "pyarrow", "fsspec", "gcsfs", "pydantic", "pydantic-settings",
-    "structlog",
 )  # fmt: skip
 #: Validation of each load pipeline option in the Flex Template metadata.
 FLEX_REGEXES = {

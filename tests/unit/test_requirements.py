@@ -1,0 +1,142 @@
+"""Dependencies: each function's requirements.txt lists exactly what its code imports, and
+the serving core installs and imports without the pipeline's extras.
+
+A function's imports are measured, not listed by hand: a subprocess imports its main.py
+(from its own folder, as Cloud Functions does) and the modules its Google Cloud backend
+builds, then every third-party module any loaded simrec module imports, at module level
+or inside a function (the GCP clients are imported on first use). The distributions of
+those modules must be the requirements, no more, no fewer (what those libraries import
+in turn is theirs to declare: pip installs it).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+import tomllib
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+from simrec.stages import routes
+
+REPO = Path(__file__).resolve().parents[2]
+FUNCTIONS = (*routes.FUNCTIONS, "recommend")
+#: What each function loads on Google Cloud besides main.py: the pipeline functions
+#: build the GCP adapters (simrec.adapters.build_adapters with backend "gcp"); the
+#: recommend image runs simrec.serving.server, whose models may be in Datastore.
+CLOUD_MODULES = {
+    **{name: ("simrec.adapters.gcp",) for name in routes.FUNCTIONS},
+    "recommend": ("simrec.serving.server", "simrec.serving.datastore_backend"),
+}
+#: Every function reads gs:// objects through fsspec, which loads gcsfs by protocol.
+PROTOCOLS = ("gs",)
+
+PROBE = textwrap.dedent("""
+    import ast, importlib, json, sys
+    from importlib import metadata
+    sys.path[:0] = [".", {repo!r}]
+    import fsspec
+    import main
+    for name in {modules!r}:
+        importlib.import_module(name)
+    for protocol in {protocols!r}:
+        fsspec.get_filesystem_class(protocol)
+
+    def first_party(name):
+        return name == "main" or name.split(".")[0] == "simrec"
+
+    def imported_by(module):
+        tree = ast.parse(open(module.__file__).read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                yield from (alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                yield node.module
+                yield from (f"{{node.module}}.{{alias.name}}" for alias in node.names)
+
+    direct = set()
+    for name in sorted(n for n in list(sys.modules) if first_party(n)):
+        file = getattr(sys.modules[name], "__file__", None) or ""
+        if not file.endswith(".py"):
+            continue
+        for target in imported_by(sys.modules[name]):
+            top = target.split(".")[0]
+            if first_party(target) or top in sys.stdlib_module_names or top == "__future__":
+                continue
+            try:
+                importlib.import_module(target)
+            except ImportError:
+                if target not in sys.modules and target.rsplit(".", 1)[0] in sys.modules:
+                    continue  # `from package import name` of a name that is no module
+                raise
+            direct.add(target)
+    direct |= {{f"{{fsspec.get_filesystem_class(p).__module__}}" for p in {protocols!r}}}
+
+    files = {{getattr(sys.modules[n], "__file__", None) or "" for n in direct}} - {{""}}
+    print(json.dumps(sorted(files)))
+""")
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@cache
+def owners() -> dict[str, str]:
+    """Installed file (resolved path) -> the distribution that installed it."""
+    out = {}
+    for dist in metadata.distributions():
+        for file in dist.files or ():
+            if file.suffix in (".py", ".so"):
+                out[str(Path(dist.locate_file(file)).resolve())] = canonical(dist.metadata["Name"])
+    return out
+
+
+def distributions(files: list[str]) -> set[str]:
+    table = owners()
+    return {table[str(Path(f).resolve())] for f in files if str(Path(f).resolve()) in table}
+
+
+@cache
+def probe(function: str) -> set[str]:
+    """The distributions whose modules the function's own code imports."""
+    code = PROBE.format(repo=str(REPO), modules=CLOUD_MODULES[function], protocols=PROTOCOLS)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO / "functions" / function,
+                          capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return distributions(json.loads(proc.stdout.splitlines()[-1]))
+
+
+def requirements(function: str) -> dict[str, Requirement]:
+    lines = (REPO / "functions" / function / "requirements.txt").read_text().splitlines()
+    reqs = [Requirement(line) for line in lines if line.strip() and not line.startswith("#")]
+    return {canonical(r.name): r for r in reqs}
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_requirements_are_exactly_what_the_function_imports(function: str) -> None:
+    needed = probe(function)
+    listed = set(requirements(function))
+    assert not needed - listed, f"functions/{function}/requirements.txt misses {needed - listed}"
+    assert not listed - needed, f"functions/{function}/requirements.txt: unused {listed - needed}"
+
+
+@cache
+def project() -> dict:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+
+
+def test_function_requirements_are_project_dependencies() -> None:
+    """Each function's requirements are declared by the package (core or an extra)."""
+    declared = {canonical(Requirement(r).name) for r in project()["dependencies"]}
+    for group in project()["optional-dependencies"].values():
+        declared |= {canonical(Requirement(r).name) for r in group}
+    for function in FUNCTIONS:
+        assert set(requirements(function)) <= declared, function
