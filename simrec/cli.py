@@ -15,6 +15,7 @@ from rich.table import Table
 
 from simrec import logs
 from simrec.config import Settings
+from simrec.extras import require
 from simrec.local.runner import (
     RunLocked,
     Workdir,
@@ -199,9 +200,7 @@ def publish_nightly(project: str, topic: str, payload: dict, publisher=None) -> 
     ``topic``: a short name (in ``project``) or ``projects/<p>/topics/<t>``. The client
     honours ``PUBSUB_EMULATOR_HOST``.
     """
-    from google.cloud import pubsub_v1
-
-    publisher = publisher or pubsub_v1.PublisherClient()
+    publisher = publisher or require("google.cloud.pubsub_v1", "gcp").PublisherClient()
     path = topic if topic.startswith("projects/") else publisher.topic_path(project, topic)
     data = json.dumps(payload, sort_keys=True).encode()
     return publisher.publish(path, data, source="simrec-cli").result(timeout=60)

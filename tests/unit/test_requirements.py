@@ -3,14 +3,17 @@ the serving core installs and imports without the pipeline's extras.
 
 A function's imports are measured, not listed by hand: a subprocess imports its main.py
 (from its own folder, as Cloud Functions does) and the modules its Google Cloud backend
-builds, then every third-party module any loaded simrec module imports, at module level
-or inside a function (the GCP clients are imported on first use). The distributions of
+builds, then every third-party module any loaded simrec module imports, at module level,
+inside a function or through ``simrec.extras.require`` (the GCP clients are imported on
+first use). The distributions of
 those modules must be the requirements, no more, no fewer (what those libraries import
 in turn is theirs to declare: pip installs it).
 """
 
 from __future__ import annotations
 
+import ast
+import importlib
 import json
 import re
 import subprocess
@@ -60,6 +63,9 @@ PROBE = textwrap.dedent("""
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 yield node.module
                 yield from (f"{{node.module}}.{{alias.name}}" for alias in node.names)
+            elif (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "require"
+                  and node.args and isinstance(node.args[0], ast.Constant)):
+                yield node.args[0].value  # simrec.extras.require("module", "extra")
 
     direct = set()
     for name in sorted(n for n in list(sys.modules) if first_party(n)):
@@ -140,3 +146,109 @@ def test_function_requirements_are_project_dependencies() -> None:
         declared |= {canonical(Requirement(r).name) for r in group}
     for function in FUNCTIONS:
         assert set(requirements(function)) <= declared, function
+
+
+def closure(names: set[str]) -> set[str]:
+    """The installed distributions that installing ``names`` brings (their metadata)."""
+    seen: set[str] = set()
+    todo = [Requirement(n) for n in names]
+    while todo:
+        req = todo.pop()
+        key = f"{canonical(req.name)}[{','.join(sorted(req.extras))}]"
+        if key in seen:
+            continue
+        seen.add(key)
+        envs = [{"extra": e} for e in req.extras] or [{"extra": ""}]
+        for text in metadata.requires(req.name) or ():
+            dep = Requirement(text)
+            if dep.marker is None or any(dep.marker.evaluate(env) for env in envs):
+                todo.append(dep)
+    return {key.split("[", 1)[0] for key in seen}
+
+
+def optional_only() -> set[str]:
+    """Distributions the extras bring and the core install does not."""
+    core = closure({Requirement(r).name for r in project()["dependencies"]})
+    extras = {r for group in project()["optional-dependencies"].values() for r in group}
+    return closure({str(Requirement(r)).split(";")[0] for r in extras}) - core
+
+
+SERVING = ("simrec.serving", "simrec.serving.api", "simrec.serving.server", "simrec.cli")
+
+#: A subprocess in which the files of the given distributions cannot be imported, as if
+#: only the core were installed; then the serving core is imported and its CLI parsed.
+CORE_ONLY = textwrap.dedent("""
+    import importlib, importlib.abc, json, os, sys
+    BLOCKED = set(json.loads(sys.stdin.read()))
+
+    class Uninstalled(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            for finder in sys.meta_path:
+                if finder is self or not hasattr(finder, "find_spec"):
+                    continue
+                spec = finder.find_spec(name, path, target)
+                if spec is not None:
+                    if spec.origin and os.path.realpath(spec.origin) in BLOCKED:
+                        raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+                    return None
+            return None
+
+    sys.meta_path.insert(0, Uninstalled())
+    for name in {modules!r}:
+        importlib.import_module(name)
+    from simrec import cli
+    from simrec.serving import datastore_backend
+    try:
+        cli.main(["serve", "--help"])
+    except SystemExit as exit:
+        assert exit.code == 0, exit.code
+    try:
+        datastore_backend.default_client_factory("p")(None)
+    except ImportError as exc:
+        print(json.dumps({{"error": str(exc), "type": type(exc).__name__}}))
+""")
+
+
+def test_the_serving_core_imports_without_any_extra() -> None:
+    blocked = optional_only()
+    assert {"pyspark", "apache-beam", "duckdb", "optuna", "google-cloud-datastore"} <= blocked
+    files = [path for path, dist in owners().items() if dist in blocked]
+    proc = subprocess.run([sys.executable, "-c", CORE_ONLY.format(modules=SERVING)],
+                          input=json.dumps(files), capture_output=True, text=True, cwd=REPO,
+                          timeout=300, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "usage: simrec serve" in proc.stdout
+    # A group the code needs and the install lacks: one line naming the extra.
+    error = json.loads(proc.stdout.splitlines()[-1])
+    assert error == {"type": "MissingExtra", "error": "google.cloud.datastore is not installed: "
+                     "it is in simrec's 'gcp' extra (pip install 'simrec[gcp]')"}  # fmt: skip
+
+
+def test_importing_the_serving_core_loads_no_spark_or_beam() -> None:
+    code = (f"import importlib, json, sys\nfor m in {SERVING!r}: importlib.import_module(m)\n"
+            "print(json.dumps(sorted(sys.modules)))")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, timeout=300, check=True)  # fmt: skip
+    loaded = json.loads(proc.stdout)
+    assert "simrec.serving.api" in loaded
+    assert not [m for m in loaded if m.split(".")[0] in ("pyspark", "apache_beam", "py4j")]
+
+
+def test_each_require_names_the_extra_that_lists_its_distribution() -> None:
+    calls = []
+    for path in sorted((REPO / "simrec").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "require"
+                    and len(node.args) == 2):  # fmt: skip
+                calls.append((path.name, *(ast.literal_eval(a) for a in node.args)))
+    assert len(calls) >= 3
+    groups = project()["optional-dependencies"]
+    for where, module, extra in calls:
+        dist = distributions([importlib.import_module(module).__file__]).pop()
+        assert dist in {canonical(Requirement(r).name) for r in groups[extra]}, (where, module)
+
+
+def test_make_installs_every_extra() -> None:
+    [line] = [ln for ln in (REPO / "Makefile").read_text().splitlines()
+              if ln.startswith("EXTRAS ?=")]  # fmt: skip
+    assert set(line.split("=", 1)[1].strip().split(",")) == set(project()["optional-dependencies"])
