@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import json
 import re
 import subprocess
@@ -46,14 +47,14 @@ PROBE = textwrap.dedent("""
     from importlib import metadata
     sys.path[:0] = [".", {repo!r}]
     import fsspec
-    import main
+    importlib.import_module({entry!r})
     for name in {modules!r}:
         importlib.import_module(name)
     for protocol in {protocols!r}:
         fsspec.get_filesystem_class(protocol)
 
     def first_party(name):
-        return name == "main" or name.split(".")[0] == "simrec"
+        return name == {entry!r} or name.split(".")[0] == "simrec"
 
     def imported_by(module):
         tree = ast.parse(open(module.__file__).read())
@@ -111,11 +112,12 @@ def distributions(files: list[str]) -> set[str]:
 
 
 @cache
-def probe(function: str) -> set[str]:
-    """The distributions whose modules the function's own code imports."""
-    code = PROBE.format(repo=str(REPO), modules=CLOUD_MODULES[function], protocols=PROTOCOLS)
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO / "functions" / function,
-                          capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+def probe(folder: Path, entry: str = "main", modules: tuple[str, ...] = ()) -> set[str]:
+    """The distributions whose modules the code of ``folder/entry.py`` (and ``modules``)
+    imports."""
+    code = PROBE.format(repo=str(REPO), entry=entry, modules=modules, protocols=PROTOCOLS)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=folder, capture_output=True,
+                          text=True, timeout=300, check=False)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     return distributions(json.loads(proc.stdout.splitlines()[-1]))
 
@@ -128,7 +130,7 @@ def requirements(function: str) -> dict[str, Requirement]:
 
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_requirements_are_exactly_what_the_function_imports(function: str) -> None:
-    needed = probe(function)
+    needed = probe(REPO / "functions" / function, "main", CLOUD_MODULES[function])
     listed = set(requirements(function))
     assert not needed - listed, f"functions/{function}/requirements.txt misses {needed - listed}"
     assert not listed - needed, f"functions/{function}/requirements.txt: unused {listed - needed}"
@@ -252,3 +254,11 @@ def test_make_installs_every_extra() -> None:
     [line] = [ln for ln in (REPO / "Makefile").read_text().splitlines()
               if ln.startswith("EXTRAS ?=")]  # fmt: skip
     assert set(line.split("=", 1)[1].strip().split(",")) == set(project()["optional-dependencies"])
+
+
+def test_flex_template_requirements_are_exactly_what_the_load_pipeline_imports() -> None:
+    spec = importlib.util.spec_from_file_location("simrec_build", REPO / "tools" / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    listed = {canonical(Requirement(r).name) for r in build.FLEX_REQUIREMENTS}
+    assert listed == probe(REPO / "beam", "load_pipeline")
