@@ -107,6 +107,18 @@ def _handler() -> _Handler | None:
     return next((h for h in logging.getLogger().handlers if isinstance(h, _Handler)), None)
 
 
+def gunicorn_logconfig() -> dict[str, Any]:
+    """gunicorn's ``logconfig_dict``: its error log (worker timeouts, boot failures)
+    through the one handler too, so those lines carry their severity. Its access log,
+    opt-in, keeps gunicorn's own line format on stdout."""
+    return {
+        "root": {"level": logging.getLevelName(LEVEL), "handlers": ["simrec"]},
+        "loggers": {"gunicorn.error": {"level": logging.getLevelName(LEVEL), "handlers": [],
+                                       "propagate": True}},
+        "handlers": {"simrec": {"()": f"{__name__}._Handler"}},
+    }  # fmt: skip
+
+
 @contextmanager
 def redirected(path: str) -> Iterator[TextIO]:
     """Send the JSON lines to a file (appending) for the duration, then back to stderr."""

@@ -247,6 +247,7 @@ def gunicorn_options(
         "keepalive": KEEPALIVE_SECONDS,
         "backlog": 2048,
         "loglevel": "warning",  # start/stop chatter off; errors stay
+        "logconfig_dict": logs.gunicorn_logconfig(),  # its errors as Cloud Logging JSON
         "control_socket_disable": True,  # no ~/.gunicorn socket
         "graceful_timeout": 10,
     }

@@ -6,6 +6,7 @@ import datetime as dt
 import io
 import json
 import logging
+import subprocess
 import sys
 from collections.abc import Iterator
 
@@ -90,3 +91,20 @@ def test_configure_keeps_one_handler_and_its_stream(lines) -> None:
     (99, "CRITICAL"), (1, "DEBUG")])  # fmt: skip
 def test_severity_is_a_cloud_logging_severity(level: int, severity: str) -> None:
     assert logs.severity(level) == severity
+
+
+def test_gunicorn_error_lines_are_cloud_logging_json() -> None:
+    """gunicorn configured with the serving options logs its errors in the one format."""
+    code = (
+        "from gunicorn.config import Config\nfrom gunicorn.glogging import Logger\n"
+        "from simrec.config import Settings\nfrom simrec.serving import server\n"
+        "cfg = Config()\n"
+        "for k, v in server.gunicorn_options(Settings(), '127.0.0.1', 0, 1, 1).items():\n"
+        "    cfg.set(k, v)\n"
+        "log = Logger(cfg)\nlog.info('booting')\nlog.critical('WORKER TIMEOUT (pid:%s)', 7)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=True)  # fmt: skip
+    [line] = [json.loads(x) for x in proc.stderr.splitlines()]  # INFO is below the level
+    assert line[logs.SEVERITY] == "CRITICAL" and line[logs.MESSAGE] == "WORKER TIMEOUT (pid:7)"
+    assert line["logger"] == "gunicorn.error" and proc.stdout == ""
