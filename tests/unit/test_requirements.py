@@ -262,3 +262,48 @@ def test_flex_template_requirements_are_exactly_what_the_load_pipeline_imports()
     spec.loader.exec_module(build)
     listed = {canonical(Requirement(r).name) for r in build.FLEX_REQUIREMENTS}
     assert listed == probe(REPO / "beam", "load_pipeline")
+
+
+def _imports(path: Path) -> set[tuple[str, bool]]:
+    """Absolute imports in a file (every form the probe follows), each with whether it
+    must be a module (``from m import x``: ``m.x`` may be a module or just a name)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {(alias.name, True) for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add((node.module, True))
+            names |= {(f"{node.module}.{alias.name}", False) for alias in node.names}
+        elif (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "require"
+              and node.args and isinstance(node.args[0], ast.Constant)):  # fmt: skip
+            names.add((node.args[0].value, True))
+    return names
+
+
+def test_every_third_party_import_is_a_declared_dependency() -> None:
+    """What the package and its entry points import is in the core or an extra."""
+    declared = {canonical(Requirement(r).name) for r in project()["dependencies"]}
+    for group in project()["optional-dependencies"].values():
+        declared |= {canonical(Requirement(r).name) for r in group}
+    first_party = {"simrec", "main", "dimsum_job", "load_pipeline", "__future__"}
+    sources = [p for folder in ("simrec", "spark", "beam", "functions")
+               for p in sorted((REPO / folder).rglob("*.py"))]  # fmt: skip
+    undeclared, checked = set(), set()
+    for path in sources:
+        for name, module in _imports(path):
+            if name.split(".")[0] in first_party | set(sys.stdlib_module_names):
+                continue
+            try:
+                spec = importlib.util.find_spec(name)
+            except ModuleNotFoundError:  # ``from module import name`` of a non-package
+                if module:
+                    raise
+                continue
+            if spec is None and not module:
+                continue
+            assert spec is not None, f"{path.relative_to(REPO)} imports {name}: not installed"
+            dist = distributions([spec.origin or ""])
+            checked.add(name)
+            undeclared |= {f"{d} ({path.relative_to(REPO)}: {name})" for d in dist - declared}
+    assert {"google.cloud.bigquery", "pyspark.sql", "apache_beam", "duckdb"} <= checked
+    assert not undeclared, sorted(undeclared)
