@@ -307,3 +307,16 @@ def test_every_third_party_import_is_a_declared_dependency() -> None:
             undeclared |= {f"{d} ({path.relative_to(REPO)}: {name})" for d in dist - declared}
     assert {"google.cloud.bigquery", "pyspark.sql", "apache_beam", "duckdb"} <= checked
     assert not undeclared, sorted(undeclared)
+
+
+def test_constraints_pin_every_declared_dependency_within_its_range() -> None:
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.strip().split("==", 1)
+            pins[canonical(name)] = version
+    declared = [Requirement(r) for r in project()["dependencies"]]
+    declared += [Requirement(r) for g in project()["optional-dependencies"].values() for r in g]
+    for req in declared:
+        assert canonical(req.name) in pins, f"{req.name} is not pinned in constraints.txt"
+        assert req.specifier.contains(pins[canonical(req.name)]), (str(req), pins[canonical(req.name)])
