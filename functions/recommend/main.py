@@ -18,8 +18,11 @@ import threading
 import flask
 import functions_framework
 
+from simrec import logs
 from simrec.serving.access import Gate
 from simrec.serving.api import ServingApp
+
+logs.configure()
 
 _app: Gate | None = None
 _app_lock = threading.Lock()

@@ -41,6 +41,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from simrec import logs
 from simrec.core import dimsum, layout, quality, similarity
 from simrec.core import matrix as matrix_rule
 from simrec.core import params as model_params
@@ -684,6 +685,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    logs.configure()
     args = parse_args(argv)
     existing = SparkSession.getActiveSession()
     builder = SparkSession.builder.appName("simrec-dimsum").config(

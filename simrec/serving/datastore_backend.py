@@ -23,6 +23,7 @@ import numpy as np
 from cachetools import TTLCache
 
 from simrec.core.scoring import Scorer, make_scorer
+from simrec.extras import require
 from simrec.serving.model_holder import LoadedModel
 
 ENTITY_KIND = "ItemNeighbors"  # as written by beam/load_pipeline.py
@@ -39,8 +40,7 @@ def default_client_factory(project: str) -> Callable[[str | None], Any]:
     ``DATASTORE_EMULATOR_HOST``."""
 
     def make(namespace: str | None) -> Any:
-        from google.cloud import datastore
-
+        datastore = require("google.cloud.datastore", "gcp")
         return datastore.Client(project=project, namespace=namespace or None)
 
     return make
