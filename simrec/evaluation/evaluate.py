@@ -45,6 +45,7 @@ from simrec.core.params import ModelParams
 from simrec.core.similarity import fit_similarities
 from simrec.core.snapshot import ModelSnapshot
 from simrec.evaluation import metrics, peers
+from simrec.evaluation import split as split_module
 from simrec.evaluation.split import Split
 
 DEFAULT_THRESHOLDS = (0.0, 0.05, 0.1, 0.2, 0.5)
@@ -149,15 +150,11 @@ def build_protocol(
     if query_items < 1:
         raise ValueError(f"query_items must be >= 1, got {query_items}")
     train, test = split.train, split.test
-    history = train[["user_id", "sku"]].drop_duplicates()
-    held = test[["user_id", "sku"]].drop_duplicates()
-    new = held.merge(history, on=["user_id", "sku"], how="left", indicator=True)
-    relevant = new.loc[new["_merge"] == "left_only", ["user_id", "sku"]]
-    known = set(history["user_id"].unique())
-    held_users = held["user_id"].unique()
-    eligible = np.sort(relevant["user_id"].unique())
-    eligible = eligible[pd.Index(eligible).isin(list(known))] if len(eligible) else eligible
+    eligible, relevant = split_module.eligible(split)
+    known = set(train["user_id"].unique())
+    held_users = test["user_id"].unique()
     info = {
+        "protocol": split.protocol,
         "held_out_users": int(len(held_users)),
         "cold_users": int(sum(1 for u in held_users if u not in known)),
         "users_only_repeats": int(
@@ -204,10 +201,13 @@ def build_protocol(
 
 
 def recommend(
-    fitted: FittedModel, queries: Queries, weights: ActionWeights, k: int
+    fitted: FittedModel, queries: Queries, weights: ActionWeights, k: int, fill: bool = False
 ) -> tuple[pd.DataFrame, int]:
     """Top-k per user with the serving kernel; popular items when it finds nothing.
 
+    With ``fill`` (``ModelParams.popularity_fill``), slots the kernel leaves empty are
+    filled with the most popular unseen items not already listed (scored below every
+    item-item score). Serving does not fill yet: an evaluation lever.
     Returns ``(user_id, sku, rank, score)`` rows and the number of fallback users.
     """
     snap = fitted.snapshot
@@ -226,6 +226,13 @@ def recommend(
             top = order[: k + len(x)]
             top = top[~np.isin(top, x)][:k]
             result = list(zip(top.tolist(), snap.popularity[top].tolist(), strict=True))
+        elif fill and len(result) < k:
+            listed = np.concatenate([x, np.asarray([j for j, _ in result], dtype=x.dtype)])
+            top = order[: k + len(listed)]
+            top = top[~np.isin(top, listed)][: k - len(result)]
+            floor = min(s for _, s in result)
+            pad = floor * (1.0 - (np.arange(1, len(top) + 1) / (len(top) + 1)))
+            result = list(result) + list(zip(top.tolist(), pad.tolist(), strict=True))
         if result:
             j, s = zip(*result, strict=True)
             users.append(np.full(len(j), u, dtype=np.int64))
@@ -316,7 +323,9 @@ class Evaluator:
     def evaluate(self, config: ModelParams) -> dict[str, Any]:
         fitted = self.fitted(config)
         t0 = time.perf_counter()
-        recs, fallback = recommend(fitted, self.queries, config.weights, self.k)
+        recs, fallback = recommend(
+            fitted, self.queries, config.weights, self.k, bool(config.popularity_fill)
+        )
         return {
             "config": config.to_json(),
             "metrics": self.measure(recs, config),

@@ -73,15 +73,28 @@ def load_events(
     return df[list(COLUMNS)], info
 
 
+#: The two split protocols of ``simrec evaluate``.
+PROTOCOLS = ("date", "per-user", "auto")
+#: The rule of ``protocol="auto"``: the global date split unless it scores fewer users
+#: than this, then the per-user split (defined here once; docs/evaluation.md).
+MIN_SCORED_USERS = 1000
+#: Events held out per user by the per-user split (its last interaction).
+DEFAULT_HOLDOUT_EVENTS = 1
+
+
 @dataclass(frozen=True)
 class Split:
-    """Training events ``[train_start, split_date)``, held-out ``[split_date, end_date]``."""
+    """Training events ``[train_start, split_date)``, held-out ``[split_date, end_date]``
+    (``protocol="date"``), or each user's last ``holdout_events`` events held out
+    (``protocol="per-user"``: ``split_date`` is then the day after the newest event)."""
 
     train: pd.DataFrame
     test: pd.DataFrame
     train_start: dt.date
     split_date: dt.date
     end_date: dt.date
+    protocol: str = "date"
+    holdout_events: int | None = None
 
     @property
     def reference_day(self) -> dt.date:
@@ -90,6 +103,8 @@ class Split:
 
     def describe(self) -> dict:
         return {
+            "protocol": self.protocol,
+            "holdout_events": self.holdout_events,
             "train_start": self.train_start.isoformat(),
             "split_date": self.split_date.isoformat(),
             "end_date": self.end_date.isoformat(),
@@ -156,4 +171,85 @@ def validation_split(events: pd.DataFrame, test: Split, window_days: int | None 
         holdout_days=length,
         window_days=window_days,
         end_date=test.split_date - dt.timedelta(days=1),
+    )
+
+
+def per_user_split(events: pd.DataFrame, holdout_events: int = DEFAULT_HOLDOUT_EVENTS) -> Split:
+    """Hold out each user's last ``holdout_events`` events (in the export's order: day,
+    then time; events of one day without times keep the export's tie order), train on
+    every other event (other users' later events included: the usual leave-last-out).
+
+    Users with no more than ``holdout_events`` events are not held out (they train).
+    Time decay's age 0 is the newest event's day.
+    """
+    if holdout_events < 1:
+        raise ValueError(f"holdout_events must be >= 1, got {holdout_events}")
+    # Position from the end of each user's events: 0 = last (events are in export order).
+    from_end = events.groupby("user_id", sort=False).cumcount(ascending=False).to_numpy()
+    count = events.groupby("user_id", sort=False)["sku"].transform("size").to_numpy()
+    in_test = (from_end < holdout_events) & (count > holdout_events)
+    if not in_test.any():
+        raise ValueError(f"no user has more than {holdout_events} events to hold out")
+    days = events["day"].to_numpy().astype("datetime64[D]")
+    newest = days.max().astype(dt.date)
+    return Split(
+        train=events.loc[~in_test].reset_index(drop=True),
+        test=events.loc[in_test].reset_index(drop=True),
+        train_start=days.min().astype(dt.date),
+        split_date=newest + dt.timedelta(days=1),
+        end_date=newest,
+        protocol="per-user",
+        holdout_events=holdout_events,
+    )
+
+
+def scored_users(split: Split) -> int:
+    """Users the protocol scores on ``split``: held out with a training history and at
+    least one held-out item absent from it (``evaluate.build_protocol``'s eligibility)."""
+    return len(eligible(split)[0])
+
+
+def eligible(split: Split) -> tuple[np.ndarray, pd.DataFrame]:
+    """The users :func:`scored_users` counts (sorted) and the relevant ``user_id, sku``
+    rows: held-out items the user had not had in training (repeats cannot be shown)."""
+    history = split.train[["user_id", "sku"]].drop_duplicates()
+    held = split.test[["user_id", "sku"]].drop_duplicates()
+    new = held.merge(history, on=["user_id", "sku"], how="left", indicator=True)
+    relevant = new.loc[new["_merge"] == "left_only", ["user_id", "sku"]]
+    known = pd.Index(history["user_id"].unique())
+    eligible = np.sort(relevant["user_id"].unique())
+    eligible = eligible[pd.Index(eligible).isin(known)] if len(eligible) else eligible
+    return eligible, relevant
+
+
+def choose_split(
+    events: pd.DataFrame,
+    protocol: str,
+    *,
+    holdout_days: int | None = None,
+    split_date: dt.date | None = None,
+    window_days: int | None = None,
+    holdout_events: int = DEFAULT_HOLDOUT_EVENTS,
+) -> tuple[Split, str]:
+    """The split of ``protocol`` and why it was chosen.
+
+    ``"auto"``: the date split, unless it scores fewer than :data:`MIN_SCORED_USERS`
+    users; then the per-user split.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    if protocol == "per-user":
+        return per_user_split(events, holdout_events), "per-user split requested"
+    if holdout_days is None and split_date is None:
+        holdout_days = 30
+    by_date = temporal_split(
+        events, holdout_days=holdout_days, split_date=split_date, window_days=window_days
+    )
+    if protocol == "date":
+        return by_date, "date split requested"
+    n = scored_users(by_date)
+    if n >= MIN_SCORED_USERS:
+        return by_date, f"date split scores {n:,} users (>= {MIN_SCORED_USERS:,})"
+    return per_user_split(events, holdout_events), (
+        f"date split scores only {n:,} users (< {MIN_SCORED_USERS:,}): per-user split"
     )
