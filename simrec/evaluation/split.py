@@ -174,18 +174,29 @@ def validation_split(events: pd.DataFrame, test: Split, window_days: int | None 
     )
 
 
-def per_user_split(events: pd.DataFrame, holdout_events: int = DEFAULT_HOLDOUT_EVENTS) -> Split:
-    """Hold out each user's last ``holdout_events`` events (in the export's order: day,
-    then time; events of one day without times keep the export's tie order), train on
-    every other event (other users' later events included: the usual leave-last-out).
+def per_user_split(
+    events: pd.DataFrame, holdout_events: int = DEFAULT_HOLDOUT_EVENTS, seed: int = 0
+) -> Split:
+    """Hold out each user's last ``holdout_events`` events, train on every other event
+    (other users' later events included: the usual leave-last-out).
 
+    "Last" is by day, as everywhere in the protocol (the model and the query know days
+    only); events of one day are ordered by a seeded hash of (user, sku, action), not by
+    sku, so which same-day item is held out favours no part of the catalogue.
     Users with no more than ``holdout_events`` events are not held out (they train).
     Time decay's age 0 is the newest event's day.
     """
     if holdout_events < 1:
         raise ValueError(f"holdout_events must be >= 1, got {holdout_events}")
-    # Position from the end of each user's events: 0 = last (events are in export order).
-    from_end = events.groupby("user_id", sort=False).cumcount(ascending=False).to_numpy()
+    tie = pd.util.hash_pandas_object(
+        events[["user_id", "sku", "action"]], index=False, hash_key=f"{seed:016d}"
+    ).to_numpy()
+    order = np.lexsort((tie, events["day"].to_numpy()))
+    users = events["user_id"].to_numpy()[order]
+    ordered = pd.Series(users)
+    # Position from the end of each user's events in that order: 0 = last.
+    from_end = np.empty(len(events), dtype=np.int64)
+    from_end[order] = ordered.groupby(ordered, sort=False).cumcount(ascending=False).to_numpy()
     count = events.groupby("user_id", sort=False)["sku"].transform("size").to_numpy()
     in_test = (from_end < holdout_events) & (count > holdout_events)
     if not in_test.any():
