@@ -47,12 +47,16 @@ REPEAT_ITEMS = 150
 LEVERS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "asym a=0.3": {"asymmetric_alpha": 0.3},
+    "asym a=0.4": {"asymmetric_alpha": 0.4},
     "asym a=0.7": {"asymmetric_alpha": 0.7},
     "bm25 b=0.75 (no power)": {"bm25_b": 0.75, "user_weighting": "none"},
     "bm25 b=0.75 + power": {"bm25_b": 0.75},
+    "bm25 b=0.3 + power": {"bm25_b": 0.3},
     "pop-discount d=0.1": {"popularity_discount": 0.1},
     "pop-discount d=0.3": {"popularity_discount": 0.3},
+    "pop-discount d=0.5": {"popularity_discount": 0.5},
     "fill": {"popularity_fill": 1},
+    "top_k=20 (existing param)": {"top_k": 20},
 }
 
 
@@ -149,8 +153,11 @@ def markdown(results: list[dict[str, Any]]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default="or,ml,repeat")
+    ap.add_argument("--out", default="quality_levers", help="name of the .bench result files")
     ap.add_argument("--levers", default=",".join(LEVERS))
     ap.add_argument("--max-users", type=int)
+    ap.add_argument("--repeat-items", type=int, default=REPEAT_ITEMS,
+                    help="catalogue of the repeat-heavy shop")
     args = ap.parse_args()
     levers = [lev for lev in args.levers.split(",") if lev]
     unknown = set(levers) - set(LEVERS)
@@ -166,13 +173,15 @@ def main() -> int:
             continue
         if source not in cache:
             cache[source] = load_events(str(path))[0]
-        events = repeat_heavy(cache[source]) if name == "repeat" else cache[source]
+        events = (
+            repeat_heavy(cache[source], args.repeat_items) if name == "repeat" else cache[source]
+        )
         label = {"or": "Online Retail", "ml": "MovieLens", "repeat": "repeat-heavy shop "
-                 f"(Online Retail purchases of its {REPEAT_ITEMS} most-bought items)"}[name]
+                 f"(Online Retail purchases of its {args.repeat_items} most-bought items)"}[name]
         print(f"{label} ...", flush=True)
         results.append(run_dataset(label, events, levers, args.max_users))
         print(markdown(results[-1:]), flush=True)
-    write_results("quality_levers", {"results": results}, markdown(results))
+    write_results(args.out, {"results": results}, markdown(results))
     return 0
 
 

@@ -57,7 +57,8 @@ BOUNDS: dict[str, Bounds] = {
     ),
     # Levers measured by bench/quality_levers.py (docs/evaluation.md); all off by default.
     "asymmetric_alpha": Bounds(
-        0, 1, "Asymmetric cosine: sim(i, j) = dot / (|i|^(2a) |j|^(2(1-a))); 0.5 = cosine (off)."
+        0, 1, "Asymmetric cosine: sim(i, j) = dot / (n_i^a n_j^(1-a)), n = the item's squared "
+        "norm; 0.5 = cosine (off)."
     ),
     "bm25_b": Bounds(
         0, 1, "BM25-style user weighting: cell x -> x (k1+1) / (k1 (1-b+b n/avg n) + x), "
