@@ -77,8 +77,10 @@ def repeat_share(events: pd.DataFrame) -> float:
     return float((cells["day"] > first).mean())
 
 
-def run_dataset(name: str, events: pd.DataFrame, levers: list[str], max_users: int | None):
-    split, why = choose_split(events, "auto")
+def run_dataset(
+    name: str, events: pd.DataFrame, levers: list[str], max_users: int | None, protocol: str
+) -> dict[str, Any]:
+    split, why = choose_split(events, protocol)
     t0 = time.perf_counter()
     ev = Evaluator(split, k=10, query_items=20, max_users=max_users, seed=0)
     keys: dict[str, ModelParams | str] = {}
@@ -156,6 +158,7 @@ def main() -> int:
     ap.add_argument("--out", default="quality_levers", help="name of the .bench result files")
     ap.add_argument("--levers", default=",".join(LEVERS))
     ap.add_argument("--max-users", type=int)
+    ap.add_argument("--protocol", default="auto", choices=["auto", "date", "per-user"])
     ap.add_argument("--repeat-items", type=int, default=REPEAT_ITEMS,
                     help="catalogue of the repeat-heavy shop")
     args = ap.parse_args()
@@ -179,7 +182,7 @@ def main() -> int:
         label = {"or": "Online Retail", "ml": "MovieLens", "repeat": "repeat-heavy shop "
                  f"(Online Retail purchases of its {args.repeat_items} most-bought items)"}[name]
         print(f"{label} ...", flush=True)
-        results.append(run_dataset(label, events, levers, args.max_users))
+        results.append(run_dataset(label, events, levers, args.max_users, args.protocol))
         print(markdown(results[-1:]), flush=True)
     write_results(args.out, {"results": results}, markdown(results))
     return 0
