@@ -6,7 +6,8 @@ automatic split rule (``simrec.evaluation.split.choose_split``: the date split u
 scores fewer than 1000 users, then each user's last event held out), the peers and every
 lever below on the same split and users. Printed per model: NDCG@10, its ratio to the
 best peer and to popularity, and the paired bootstrap interval of the NDCG difference
-(model - best peer). Every figure is relative to peers measured in the same run.
+(model - best peer, - popularity, - the defaults). Every figure is relative to peers
+measured in the same run.
 
 Levers (ModelParams, each off in the defaults; the defaults otherwise):
 
@@ -55,6 +56,9 @@ LEVERS: dict[str, dict[str, Any]] = {
     "pop-discount d=0.1": {"popularity_discount": 0.1},
     "pop-discount d=0.3": {"popularity_discount": 0.3},
     "pop-discount d=0.5": {"popularity_discount": 0.5},
+    "bm25 b=0.75 k1=0.5 + power": {"bm25_b": 0.75, "bm25_k1": 0.5},
+    "bm25 b=0.75 k1=5 + power": {"bm25_b": 0.75, "bm25_k1": 5.0},
+    "bm25 b=0.75 + power + pop-discount d=0.1": {"bm25_b": 0.75, "popularity_discount": 0.1},
     "fill": {"popularity_fill": 1},
     "top_k=20 (existing param)": {"top_k": 20},
 }
@@ -107,10 +111,10 @@ def run_dataset(
                                "vs_popularity": value / ndcg["popularity"]
                                if ndcg["popularity"] else None}  # fmt: skip
         if kinds[model] == "lever":
-            for other in (best, "popularity"):
-                d = ev.compare(keys[model], keys[other])["ndcg"]
-                tag = "best" if other == best else "pop"
-                row[f"diff_{tag}"] = [d["difference"], d["low"], d["high"]]
+            for tag, other in (("best", best), ("pop", "popularity"), ("def", "defaults")):
+                if other in keys and other != model:
+                    d = ev.compare(keys[model], keys[other])["ndcg"]
+                    row[f"diff_{tag}"] = [d["difference"], d["low"], d["high"]]
         rows.append(row)
     return {
         "dataset": name,
@@ -140,13 +144,13 @@ def markdown(results: list[dict[str, Any]]) -> str:
             f"repeat share {r['repeat_share']:.0%}; best peer {r['best_peer']}\n"
         )
         out.append("| model | NDCG@10 | / best peer | / popularity | - best peer (95% CI) "
-                   "| - popularity (95% CI) |")  # fmt: skip
-        out.append("|---|---:|---:|---:|---:|---:|")
+                   "| - popularity (95% CI) | - defaults (95% CI) |")  # fmt: skip
+        out.append("|---|---:|---:|---:|---:|---:|---:|")
         for row in r["rows"]:
             out.append(
                 f"| {row['model']} | {row['ndcg']:.4f} | {row['vs_best'] or 0:.3f} | "
                 f"{row['vs_popularity'] or 0:.3f} | {_interval(row.get('diff_best'))} | "
-                f"{_interval(row.get('diff_pop'))} |"
+                f"{_interval(row.get('diff_pop'))} | {_interval(row.get('diff_def'))} |"
             )
         out.append("")
     return "\n".join(out)
