@@ -147,6 +147,19 @@ class ModelParams:
         return cls(**data)
 
 
+#: Levers only the single-machine engine implements so far (issue 15.3): the Spark job
+#: should refuse a run that sets one away from its off value (``local_engine_only``).
+LOCAL_ENGINE_ONLY: tuple[str, ...] = (
+    "asymmetric_alpha", "bm25_b", "popularity_discount", "popularity_fill",
+)
+
+
+def local_engine_only(params: ModelParams) -> list[str]:
+    """The :data:`LOCAL_ENGINE_ONLY` levers ``params`` switches on (``bm25_k1`` only
+    matters with ``bm25_b``)."""
+    return [n for n in LOCAL_ENGINE_ONLY if getattr(params, n) != quality.OFF[n]]
+
+
 #: Every parameter's name, in declaration order.
 NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ModelParams))
 #: The product defaults.

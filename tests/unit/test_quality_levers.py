@@ -208,3 +208,11 @@ def test_per_user_split_breaks_same_day_ties_by_seed_not_sku() -> None:
     held = {split_module.per_user_split(events, seed=s).test["sku"].item() for s in range(12)}
     assert "s0" not in held  # always from the last day
     assert len(held) > 1  # which one depends on the seed, not on sku order
+
+
+def test_local_engine_only_names_the_levers_switched_on() -> None:
+    from simrec.core.params import local_engine_only
+
+    assert local_engine_only(DEFAULTS) == []
+    on = DEFAULTS.replace(bm25_b=0.5, popularity_discount=0.2)
+    assert local_engine_only(on) == ["bm25_b", "popularity_discount"]
