@@ -1,13 +1,13 @@
 """Quality levers against the peers, on each shared dataset, in one run per dataset.
 
 For each dataset (the shared Online Retail and MovieLens files, and a repeat-heavy shop
-built from Online Retail: :func:`repeat_heavy`), the ``simrec evaluate`` protocol with its
-automatic split rule (``simrec.evaluation.split.choose_split``: the date split unless it
-scores fewer than 1000 users, then each user's last event held out), the peers and every
-lever below on the same split and users. Printed per model: NDCG@10, its ratio to the
-best peer and to popularity, and the paired bootstrap interval of the NDCG difference
-(model - best peer, - popularity, - the defaults). Every figure is relative to peers
-measured in the same run.
+built from Online Retail: ``simrec.evaluation.split.repeat_heavy``), the ``simrec
+evaluate`` protocol with its automatic split rule (``split.choose_split``: the date split
+unless it scores fewer than 1000 users, then each user's last event held out), the peers
+and every lever below on the same split and users. Printed per model: NDCG@10, its ratio
+to the best peer and to popularity, and the paired bootstrap interval of the NDCG
+difference (model - best peer, - popularity, - the defaults). Every figure is relative
+to peers measured in the same run.
 
 Levers (ModelParams, each off in the defaults; the defaults otherwise):
 
@@ -38,12 +38,15 @@ from common import write_results  # noqa: E402
 from simrec.core.params import DEFAULTS, ModelParams  # noqa: E402
 from simrec.evaluation import peers  # noqa: E402
 from simrec.evaluation.evaluate import Evaluator  # noqa: E402
-from simrec.evaluation.split import choose_split, load_events  # noqa: E402
+from simrec.evaluation.split import (  # noqa: E402
+    REPEAT_ITEMS,
+    choose_split,
+    load_events,
+    repeat_heavy,
+)
 
 DATA = Path("/work/shared/data")
 FILES = {"or": "online_retail_uci.csv.gz", "ml": "movielens_latest_small.csv.gz"}
-#: Items kept by the repeat-heavy shop: Online Retail's most-bought staples.
-REPEAT_ITEMS = 150
 
 LEVERS: dict[str, dict[str, Any]] = {
     "defaults": {},
@@ -62,16 +65,6 @@ LEVERS: dict[str, dict[str, Any]] = {
     "fill": {"popularity_fill": 1},
     "top_k=20 (existing param)": {"top_k": 20},
 }
-
-
-def repeat_heavy(events: pd.DataFrame, items: int = REPEAT_ITEMS) -> pd.DataFrame:
-    """A grocery-like shop: Online Retail's purchases of its ``items`` items bought by the
-    most distinct users. A small catalog of staples bought again and again: most of a
-    user's later purchases are repeats, and the new ones are popular items."""
-    buys = events.loc[events["action"] == "purchase"]
-    top = buys.drop_duplicates(["user_id", "sku"])["sku"].value_counts()
-    top = top.sort_index().sort_values(ascending=False, kind="stable").index[:items]
-    return buys.loc[buys["sku"].isin(set(top))].reset_index(drop=True)
 
 
 def repeat_share(events: pd.DataFrame) -> float:

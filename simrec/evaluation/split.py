@@ -264,3 +264,18 @@ def choose_split(
     return per_user_split(events, holdout_events), (
         f"date split scores only {n:,} users (< {MIN_SCORED_USERS:,}): per-user split"
     )
+
+
+#: Items kept by :func:`repeat_heavy`: the shop's most-bought staples.
+REPEAT_ITEMS = 150
+
+
+def repeat_heavy(events: pd.DataFrame, items: int = REPEAT_ITEMS) -> pd.DataFrame:
+    """A grocery-like shop from a real log (issue 15.3's repeat-heavy check): the purchases
+    of its ``items`` items bought by the most distinct users (ties by sku). A small
+    catalogue of staples bought again and again: many later purchases are repeats, and
+    the new ones are popular items, where most-popular-unseen is hardest to beat."""
+    buys = events.loc[events["action"] == "purchase"]
+    top = buys.drop_duplicates(["user_id", "sku"])["sku"].value_counts()
+    top = top.sort_index().sort_values(ascending=False, kind="stable").index[:items]
+    return buys.loc[buys["sku"].isin(set(top))].reset_index(drop=True)

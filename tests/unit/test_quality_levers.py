@@ -216,3 +216,26 @@ def test_local_engine_only_names_the_levers_switched_on() -> None:
     assert local_engine_only(DEFAULTS) == []
     on = DEFAULTS.replace(bm25_b=0.5, popularity_discount=0.2)
     assert local_engine_only(on) == ["bm25_b", "popularity_discount"]
+
+
+def test_repeat_heavy_keeps_the_most_bought_items() -> None:
+    events = _log([("a", "x", "2024-01-01"), ("b", "x", "2024-01-01"), ("a", "y", "2024-01-02"),
+                   ("c", "x", "2024-01-02"), ("c", "z", "2024-01-03"), ("b", "z", "2024-01-03")])
+    assert sorted(split_module.repeat_heavy(events, items=2)["sku"].unique()) == ["x", "z"]
+
+
+def test_defaults_never_lose_to_popularity_on_a_repeat_heavy_shop(shared_data) -> None:
+    """Issue 15.3: the defaults beat most-popular-unseen on the repeat-heavy shop built from
+    Online Retail (the rule's split, paired bootstrap interval above zero)."""
+    from simrec.evaluation.peers import PopularityPeer
+
+    path = shared_data / "online_retail_uci.csv.gz"
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    shop = split_module.repeat_heavy(split_module.load_events(str(path))[0])
+    chosen, _ = split_module.choose_split(shop, "auto")
+    ev = Evaluator(chosen, k=10)
+    assert ev.info["users_evaluated"] >= split_module.MIN_SCORED_USERS
+    ev.evaluate(DEFAULTS)
+    ev.evaluate_peer(PopularityPeer(), DEFAULTS.weights)
+    assert ev.compare(DEFAULTS, "popularity")["ndcg"]["low"] > 0
