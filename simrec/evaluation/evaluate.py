@@ -3,7 +3,9 @@
 Protocol (docs/evaluation.md):
 
 1. **Split** (:mod:`simrec.evaluation.split`): train on the ``window_days`` days before
-   ``split_date``, hold out ``[split_date, end_date]``.
+   ``split_date``, hold out ``[split_date, end_date]``; or (per-user split) hold out each
+   user's last events and train on the rest. ``split.choose_split`` holds the rule that
+   picks the per-user split when the date split scores too few users.
 2. **Model**: the matrix rule (``simrec.core.matrix.build_matrix``) and the single-machine
    engine (``simrec.core.similarity.cosine_topk``) on the training events, exactly as a
    nightly run on ``split_date`` would (time decay's age 0 is the day before the split),

@@ -7,7 +7,9 @@ the same trimming, placeholders and validation, and each event's day as the expo
 it (plain: UTC; GA4: the property's time zone). Offline metrics are thus computed on what
 production trains on. The split is by day: everything before ``split_date`` may train,
 nothing on or after it does (tested: no leakage); the held-out period is
-``[split_date, end_date]``.
+``[split_date, end_date]``. The per-user split (:func:`per_user_split`) holds out each
+user's last events instead; :func:`choose_split` picks between them by one rule
+(:data:`MIN_SCORED_USERS`).
 """
 
 from __future__ import annotations
