@@ -44,6 +44,7 @@ from simrec.core import quality, scoring
 from simrec.core.actions import ActionWeights
 from simrec.core.matrix import action_weights
 from simrec.core.params import ModelParams
+from simrec.core.recommender import Recommender
 from simrec.core.similarity import fit_similarities
 from simrec.core.snapshot import ModelSnapshot
 from simrec.evaluation import metrics, peers
@@ -205,7 +206,8 @@ def build_protocol(
 def recommend(
     fitted: FittedModel, queries: Queries, weights: ActionWeights, k: int, fill: bool = False
 ) -> tuple[pd.DataFrame, int]:
-    """Top-k per user with the serving kernel; popular items when it finds nothing.
+    """Top-k per user with the serving recommender (``simrec.core.recommender``, its
+    popularity fallback included, without categories or because).
 
     With ``fill`` (``ModelParams.popularity_fill``), slots the kernel leaves empty are
     filled with the most popular unseen items not already listed (scored below every
@@ -213,8 +215,8 @@ def recommend(
     Returns ``(user_id, sku, rank, score)`` rows and the number of fallback users.
     """
     snap = fitted.snapshot
-    scorer = scoring.make_scorer(snap.indptr, snap.indices, snap.scores)
-    order = scoring.popularity_order(snap.popularity)
+    recommender = Recommender(snap)
+    order = scoring.popularity_order(snap.popularity) if fill else None
     users: list[np.ndarray] = []
     items: list[np.ndarray] = []
     scores: list[np.ndarray] = []
@@ -222,25 +224,30 @@ def recommend(
     for u, (q, w, x) in enumerate(
         zip(queries.items, queries.weights(weights), queries.excluded, strict=True)
     ):
-        result = scorer.score(q, w, k, x, None) if len(q) and w.any() else []
-        if not result:
-            fallback += 1
-            top = order[: k + len(x)]
-            top = top[~np.isin(top, x)][:k]
-            result = list(zip(top.tolist(), snap.popularity[top].tolist(), strict=True))
-        elif fill and len(result) < k:
-            listed = np.concatenate([x, np.asarray([j for j, _ in result], dtype=x.dtype)])
-            top = order[: k + len(listed)]
-            top = top[~np.isin(top, listed)][: k - len(result)]
-            floor = min(s for _, s in result)
-            pad = floor * (1.0 - (np.arange(1, len(top) + 1) / (len(top) + 1)))
-            result = list(result) + list(zip(top.tolist(), pad.tolist(), strict=True))
-        if result:
-            j, s = zip(*result, strict=True)
-            users.append(np.full(len(j), u, dtype=np.int64))
-            items.append(np.asarray(j, dtype=np.int64))
-            scores.append(np.asarray(s, dtype=np.float64))
+        rec = recommender.recommend(
+            scoring.Query(q, w), k, exclude=x.tolist(), exclude_query=False, because_k=0
+        )
+        fallback += rec.fallback
+        ids, got = rec.items, rec.scores
+        if fill and rec.ranked and not rec.fallback and len(ids) < k:
+            ids, got = _fill(ids, got, x, order, k)
+        if ids:
+            users.append(np.full(len(ids), u, dtype=np.int64))
+            items.append(np.asarray(ids, dtype=np.int64))
+            scores.append(np.asarray(got, dtype=np.float64))
     return _frame(queries, snap.skus, users, items, scores), fallback
+
+
+def _fill(
+    ids: list[int], got: list[float], excluded: np.ndarray, order: np.ndarray, k: int
+) -> tuple[list[int], list[float]]:
+    """``ids`` padded to ``k`` with the most popular items neither excluded nor listed,
+    scored in popularity order below the lowest item-item score (``popularity_fill``)."""
+    listed = np.concatenate([excluded, np.asarray(ids, dtype=excluded.dtype)])
+    top = order[: k + len(listed)]
+    top = top[~np.isin(top, listed)][: k - len(ids)]
+    pad = min(got) * (1.0 - np.arange(1, len(top) + 1) / (len(top) + 1))
+    return [*ids, *top.tolist()], [*got, *pad.tolist()]
 
 
 def _frame(queries: Queries, skus, users, items, scores) -> pd.DataFrame:

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from simrec import storage
+from simrec.core.recommender import Recommender
 from simrec.core.scoring import Scorer, make_scorer
 from simrec.core.snapshot import ModelSnapshot
 from simrec.serving.catalog import ServingCatalog
@@ -51,6 +51,7 @@ from simrec.serving.model_image import (
     load_image,
 )
 from simrec.serving.string_table import StringIndex, StringList
+from simrec.storage import snapshots
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class LoadedModel:
     popular_list: Sequence[int]
     popularity: Sequence[float]
     scorer: Scorer
+    recommender: Recommender
     catalog: ServingCatalog | None = None
 
     @classmethod
@@ -98,15 +100,26 @@ class LoadedModel:
             **{name: arrays[name] for name in SNAPSHOT_ARRAYS},
         )
         popular = arrays["popular"]
+        popular_list, popularity = memoryview(popular), memoryview(snapshot.popularity)
+        scorer = make_scorer(snapshot.indptr, snapshot.indices, snapshot.scores)
+        catalog = ServingCatalog(arrays) if "catalog_in_stock" in arrays else None
         return cls(
             version=version,
             snapshot=snapshot,
             sku_index=StringIndex(arrays, "skus"),
             popular=popular,
-            popular_list=memoryview(popular),
-            popularity=memoryview(snapshot.popularity),
-            scorer=make_scorer(snapshot.indptr, snapshot.indices, snapshot.scores),
-            catalog=ServingCatalog(arrays) if "catalog_in_stock" in arrays else None,
+            popular_list=popular_list,
+            popularity=popularity,
+            scorer=scorer,
+            recommender=Recommender(
+                snapshot,
+                scorer=scorer,
+                popularity=popularity,
+                popular=popular_list,
+                category=None if catalog is None else catalog.category,
+                popular_by_category=None if catalog is None else catalog.popular_by_category,
+            ),
+            catalog=catalog,
         )
 
     @property
@@ -239,7 +252,7 @@ class ModelHolder:
 
     def _check(self) -> None:
         try:
-            version = storage.latest_version(self.models_root, self.tenant)
+            version = snapshots.latest_version(self.models_root, self.tenant)
         except Exception:
             log.exception(
                 "reading LATEST of tenant %r under %s failed", self.tenant, self.models_root
@@ -283,7 +296,7 @@ class ModelHolder:
         if self.isolated:
             arrays, metadata = load_image(self.models_root, self.tenant, version)
             return LoadedModel.from_image(version, arrays, metadata)
-        snapshot = storage.read_snapshot(self.models_root, self.tenant, version)
+        snapshot = snapshots.read_snapshot(self.models_root, self.tenant, version)
         return LoadedModel.from_snapshot(version, snapshot)
 
 

@@ -3,14 +3,14 @@ output as the local engine, exact and sampled, on both plans."""
 
 from __future__ import annotations
 
-import dimsum_job
 import numpy as np
 import pytest
 from pyspark.sql import functions as F
+from simrec.similarity_output import neighbor_pairs, read_neighbors, run_local_similarity
 
 from simrec.core.matrix import cell_cap, cell_cap_sql
 from simrec.core.similarity import resolve_params
-from simrec.similarity_output import neighbor_pairs, read_neighbors, run_local_similarity
+from simrec.jobs import spark_similarity as dimsum_job
 
 pytestmark = pytest.mark.spark
 
