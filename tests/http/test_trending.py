@@ -3,8 +3,10 @@ a hand-made items output: the ranking, the category filter, exclusions and the 4
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from werkzeug.test import Client
 
@@ -14,6 +16,8 @@ from simrec.core.snapshot import catalog_table
 from simrec.serving import api
 from simrec.serving.api import ServingApp
 from simrec.storage import snapshots
+from tests.http.served_app import TENANT as SERVED_TENANT
+from tests.http.served_app import ServedApp, catalog_model, publish
 
 TENANT = "shop"
 # window_days 10 -> 7 recent days, 3 prior (trending defaults: smoothing 1, support 5).
@@ -91,3 +95,23 @@ def test_category_needs_a_catalog(tmp_path: Path) -> None:
     assert [s for s, _ in ranked(get(client, "")[1])] == ["c", "b", "a", "e"]
     status, body = get(client, "category=X")
     assert (status, body["field"]) == (400, "category")
+
+
+def test_the_production_server_answers_trending(tmp_path: Path) -> None:
+    """The Cloud Run image's server (uvicorn workers, the model memory-mapped from the
+    loader process's image) serves the list the snapshot carries."""
+    snap = catalog_model()
+    snap.trending, snap.trending_scores = np.array([5, 1, 2], np.int32), np.array([3.0, 2.0, 1.0])
+    bucket = str(tmp_path / "bucket")
+    publish(bucket, snap)
+    app = ServedApp(tmp_path, {"SIMREC_DATA_URI": bucket, "SIMREC_MODELS_URI": "",
+                               "SIMREC_TENANT": SERVED_TENANT})  # fmt: skip
+    try:
+        status, _, body = app.get("/trending?n=2&category=bags")
+        assert status == 200
+        # sku-005 is hats (5 % 3 == 2), sku-001 bags, sku-002 hats.
+        assert [(i["sku"], i["score"]) for i in json.loads(body)["items"]] == [("sku-001", 2.0)]
+        status, _, body = app.get("/trending?n=x")
+        assert status == 400 and json.loads(body)["field"] == "n"
+    finally:
+        app.stop()

@@ -4,6 +4,7 @@ builder's use of it (the items output's recent/prior weights -> the snapshot's l
 from __future__ import annotations
 
 import datetime as dt
+import io
 
 import numpy as np
 import pytest
@@ -100,3 +101,16 @@ def test_snapshot_rejects_a_bad_trending_list() -> None:
     with pytest.raises(ValueError, match="non-finite"):
         ModelSnapshot(**base, trending=[0], trending_scores=[np.inf])
     assert ModelSnapshot(**base).trending.tolist() == []  # snapshots before trending
+
+
+def test_a_snapshot_written_before_trending_loads_with_an_empty_list() -> None:
+    items = [{"sku": "x", "users": 1, "weight": 9.0, "recent_weight": 9.0, "prior_weight": 0.0}]
+    rows = [{"sku": "x", "items": ["y"], "scores": [0.5], "users": [1.0]}]
+    files = model_builder.build_snapshot(rows, items, {}).to_files()
+    with np.load(io.BytesIO(files["arrays.npz"])) as arrays:
+        old = {k: arrays[k] for k in arrays.files if not k.startswith("trending")}
+    assert len(old) == 5
+    buf = io.BytesIO()
+    np.savez(buf, **old)
+    loaded = ModelSnapshot.from_files({**files, "arrays.npz": buf.getvalue()})
+    assert loaded.trending.tolist() == [] and loaded.trending_scores.tolist() == []
