@@ -97,7 +97,8 @@ class ReadNeighborLists(_ReadOutputTable):
 
 
 class ReadItemStats(_ReadOutputTable):
-    """``items/*.parquet`` -> ``{sku, users, weight}`` (popularity for the fallback)."""
+    """``items/*.parquet`` -> ``{sku, users, weight, recent_weight, prior_weight}``
+    (popularity for the fallback, the trending sums)."""
 
     table = layout.ITEMS
     columns = tuple(ITEMS_SCHEMA.names)

@@ -163,6 +163,7 @@ class ServingApp:
         self.routes: dict[str, Callable[[Params], Response]] = {
             "/recommendations": self._recommendations,
             "/similar": self._similar,
+            "/trending": self._trending,
             "/healthz": self._healthz,
             "/startupz": self._startupz,
             "/make_recommendation": self._make_recommendation,
@@ -320,6 +321,9 @@ class ServingApp:
     def similar(self, args: Mapping[str, Any]) -> Response:
         return self.dispatch("GET", "/similar", normalise_params(args))[0]
 
+    def trending(self, args: Mapping[str, Any]) -> Response:
+        return self.dispatch("GET", "/trending", normalise_params(args))[0]
+
     def healthz(self, args: Mapping[str, Any] | None = None) -> Response:
         return self.dispatch("GET", "/healthz", normalise_params(args or {}))[0]
 
@@ -438,6 +442,14 @@ class ServingApp:
         similar = model.recommender.similar(item, n, excluded, allowed, row)
         out = self._entries(model, [(j, s, None) for j, s in similar])
         return {"sku": sku, "items": out, "model_version": model.version}, 200
+
+    def _trending(self, params: Params) -> Response:
+        n = parse_n(params, self.max_n)
+        _, model = self._model(params)
+        allowed = self._filters(params, model, [])
+        trending = model.recommender.trending(n, self._excluded(params, model), allowed)
+        out = self._entries(model, [(j, s, None) for j, s in trending])
+        return {"items": out, "model_version": model.version}, 200
 
     def _healthz(self, params: Params) -> Response:
         try:

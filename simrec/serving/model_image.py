@@ -54,7 +54,9 @@ IMAGE_NAME = "model.image"
 TEMP_PREFIX = "simrec-model-"
 BUILD_TIMEOUT_SECONDS = 1800.0
 CHILD_NICENESS = 10  # the builder yields the CPU to request threads
-SNAPSHOT_ARRAYS = ("indptr", "indices", "scores", "users", "popularity")
+SNAPSHOT_ARRAYS = (
+    "indptr", "indices", "scores", "users", "popularity", "trending", "trending_scores"
+)
 
 
 class ImageBuildError(RuntimeError):
