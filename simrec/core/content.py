@@ -131,33 +131,42 @@ def tfidf(
 
 
 def top_neighbours(
-    x: sp.csr_matrix, candidates: np.ndarray, self_col: np.ndarray, k: int, block: int = 512
+    x: sp.csr_matrix, candidates: np.ndarray, self_col: np.ndarray, k: int, block: int = 256
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row of ``x``, the ``k`` candidate columns of highest cosine > 0 as a CSR
     ``(indptr int64, indices int32, scores float32)``; ``indices`` are positions in
     ``candidates`` (rows of ``x``), ranked by score descending then position ascending;
-    ``self_col[r]`` (the row's own position, -1 if none) is left out."""
-    c = x[candidates].T.tocsc()
+    ``self_col[r]`` (the row's own position, -1 if none) is left out.
+
+    Dense blocks of ``block`` rows: attribute tokens such as a brand or a price band are
+    shared by many items, so the products are dense anyway; ``argpartition`` finds each
+    row's k-th score, and only the few entries at or above it are sorted exactly."""
+    c = x[candidates].T.tocsr().astype(np.float32)
+    n_cand = len(candidates)
     indptr = [0]
     indices: list[np.ndarray] = []
     scores: list[np.ndarray] = []
     for lo in range(0, x.shape[0], block):
-        sims = (x[lo : lo + block] @ c).tocsr()
-        sims.sort_indices()
+        sims = (x[lo : lo + block].astype(np.float32) @ c).toarray()
+        rows = np.arange(sims.shape[0])
+        own = self_col[lo : lo + sims.shape[0]]
+        sims[rows[own >= 0], own[own >= 0]] = 0.0
+        if n_cand > k:
+            kth = np.partition(sims, n_cand - k, axis=1)[:, n_cand - k]
+        else:
+            kth = np.zeros(sims.shape[0], dtype=np.float32)
         for r in range(sims.shape[0]):
-            a, b = sims.indptr[r], sims.indptr[r + 1]
-            cols, vals = sims.indices[a:b], sims.data[a:b].astype(np.float32)
-            keep = (vals > 0) & (cols != self_col[lo + r])
-            cols, vals = cols[keep], vals[keep]
+            row = sims[r]
+            cols = np.flatnonzero((row >= kth[r]) & (row > 0))
+            vals = row[cols]
             order = np.lexsort((cols, -vals))[:k]
             indices.append(cols[order].astype(np.int32))
             scores.append(vals[order])
             indptr.append(indptr[-1] + len(order))
-    cat = np.concatenate if indices else (lambda _a: np.zeros(0))
     return (
         np.asarray(indptr, dtype=np.int64),
-        np.asarray(cat(indices), dtype=np.int32),
-        np.asarray(cat(scores), dtype=np.float32),
+        np.concatenate(indices).astype(np.int32) if indices else np.zeros(0, np.int32),
+        np.concatenate(scores).astype(np.float32) if scores else np.zeros(0, np.float32),
     )
 
 
