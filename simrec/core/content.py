@@ -170,45 +170,68 @@ def top_neighbours(
     )
 
 
+def content_neighbours(
+    columns: Mapping[str, Sequence[Any]],
+    model_skus: Sequence[str],
+    params: ContentParams = DEFAULT_PARAMS,
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Catalog columns -> ``(catalog skus, indptr, indices, scores)``: row ``r`` of the
+    CSR lists catalog sku ``r``'s content neighbours as *model* item indices (the
+    position in ``model_skus``), best first; see the module docstring."""
+    skus = [str(s) for s in columns["sku"]]
+    model_index = {s: i for i, s in enumerate(model_skus)}
+    # Candidates: catalog rows of model items, in model index order.
+    pairs = sorted((model_index[s], r) for r, s in enumerate(skus) if s in model_index)
+    cand_model = np.array([i for i, _ in pairs], dtype=np.int32)
+    cand_rows = np.array([r for _, r in pairs], dtype=np.int64)
+    self_col = np.full(len(skus), -1, dtype=np.int64)
+    self_col[cand_rows] = np.arange(len(cand_rows))
+    x, _ = tfidf(columns, params)
+    indptr, pos, scores = top_neighbours(x, cand_rows, self_col, params.top_k)
+    return skus, indptr, cand_model[pos] if len(pos) else pos, scores
+
+
+def catalog_columns(table: Any) -> dict[str, list[Any]]:
+    """The columns the content model reads, from a catalog table (anything with
+    ``column_names`` and ``table[name].to_pylist()``, e.g. pyarrow)."""
+    wanted = ("sku", *TEXT_COLUMNS, PRICE_COLUMN, TITLE_COLUMN)
+    return {c: table[c].to_pylist() for c in wanted if c in table.column_names}
+
+
 class ContentIndex:
     """Content neighbours of every catalog sku over a model's items, and the blend.
 
-    Built once per model version (when serving loads it: the catalog ships in the
-    snapshot, so this is a pure function of the snapshot and the snapshot format stays
-    as it is); requests then only merge two short rows.
+    Over :func:`content_neighbours`' arrays (``row_of``: catalog sku -> its row), which
+    are built once per model version with the rest of the serving image, in the
+    loader process; a request then only merges two short rows.
     """
 
     def __init__(
         self,
+        row_of: Mapping[str, int],
+        indptr: np.ndarray,
+        indices: np.ndarray,
+        scores: np.ndarray,
+        popularity: Sequence[float] | np.ndarray,
+        params: ContentParams = DEFAULT_PARAMS,
+    ) -> None:
+        self.row_of = row_of
+        self.indptr, self.indices, self.scores = indptr, indices, scores
+        self.popularity = popularity
+        self.params = params
+
+    @classmethod
+    def build(
+        cls,
         columns: Mapping[str, Sequence[Any]],
         model_skus: Sequence[str],
         popularity: Sequence[float] | np.ndarray,
         params: ContentParams = DEFAULT_PARAMS,
-    ) -> None:
-        self.params = params
-        self.popularity = np.asarray(popularity, dtype=np.float64)
-        skus = [str(s) for s in columns["sku"]]
-        self.row_of: dict[str, int] = {s: r for r, s in enumerate(skus)}
-        model_index = {s: i for i, s in enumerate(model_skus)}
-        # Candidates: catalog rows of model items, in model index order.
-        pairs = sorted((model_index[s], r) for r, s in enumerate(skus) if s in model_index)
-        self._cand_model = np.array([i for i, _ in pairs], dtype=np.int32)
-        cand_rows = np.array([r for _, r in pairs], dtype=np.int64)
-        self_col = np.full(len(skus), -1, dtype=np.int64)
-        self_col[cand_rows] = np.arange(len(cand_rows))
-        x, _ = tfidf(columns, params)
-        self.indptr, pos, self.scores = top_neighbours(x, cand_rows, self_col, params.top_k)
-        self.indices = self._cand_model[pos] if len(pos) else pos  # -> model item indices
-
-    @classmethod
-    def from_table(
-        cls, table: Any, model_skus: Sequence[str], popularity: Any,
-        params: ContentParams = DEFAULT_PARAMS,
-    ) -> ContentIndex:  # fmt: skip
-        """From a catalog table (anything with ``column_names`` and ``[name].to_pylist()``)."""
-        wanted = ("sku", *TEXT_COLUMNS, PRICE_COLUMN, TITLE_COLUMN)
-        cols = {c: table[c].to_pylist() for c in wanted if c in table.column_names}
-        return cls(cols, model_skus, popularity, params)
+    ) -> ContentIndex:
+        """In this process, from catalog columns (tests, the evaluation)."""
+        skus, indptr, indices, scores = content_neighbours(columns, model_skus, params)
+        row_of = {s: r for r, s in enumerate(skus)}
+        return cls(row_of, indptr, indices, scores, popularity, params)
 
     def content_row(self, sku: str) -> tuple[np.ndarray, np.ndarray]:
         """``sku``'s content neighbours (model indices, cosines); empty if not listed."""

@@ -87,6 +87,7 @@ from simrec import storage
 from simrec.config import Settings
 from simrec.core import events, layout
 from simrec.core.actions import Action
+from simrec.core.scoring import make_scorer
 from simrec.core.tenancy import (
     TENANT_PLACEHOLDER,
     check_tenant,
@@ -562,18 +563,22 @@ class ServingApp:
         if exclude_seen:
             excluded += items
         scored: list[tuple[int, float]] = []
-        if items:
+        cold = self._cold_query(model, pairs)
+        if cold is not None:  # an input item with few or no events: blended rows
+            scorer, rows, w, query_skus = cold
+        elif items:
             scorer, rows = self._scorer(tenant, model, items)
+            query_skus = [model.snapshot.skus[i] for i in items]
+        if cold is not None or items:
             x = np.array(excluded, dtype=np.int32) if excluded else _EMPTY_I32
             scored = scorer.score(rows, w, n, x, allowed)
         out = []
         if scored:
-            skus = model.snapshot.skus
             terms = scorer.contributions(rows, w, [j for j, _ in scored], BECAUSE_K)
             for (j, s), row in zip(scored, terms, strict=True):
                 item = self._item(model, j, s)
                 item["because"] = [
-                    {"sku": skus[items[q]], "share": round(c / s, 4)} for q, c in row
+                    {"sku": query_skus[q], "share": round(c / s, 4)} for q, c in row
                 ]
                 out.append(item)
             return {"items": out, "model_version": model.version, "fallback": False}, 200
@@ -637,9 +642,13 @@ class ServingApp:
         allowed = self._filters(params, model)
         skip = set(self._excluded(params, model))
         item = model.sku_index.get(sku)
-        if item is None:
+        content = model.content
+        if item is None and (content is None or sku not in content.row_of):
             return {"error": f"unknown sku {sku[:100]!r}", "sku": sku}, 404
-        if self.datastore is None:
+        reasons: list[str] | None = None
+        if item is None:  # in the catalog only: attributes alone
+            cols, sims = _EMPTY_I32, np.zeros(0, dtype=np.float32)
+        elif self.datastore is None:
             cols, sims = model.snapshot.neighbors(item)
         else:
             try:
@@ -647,11 +656,15 @@ class ServingApp:
             except DatastoreUnavailable as exc:
                 log.warning("%s", exc)
                 raise Unavailable("the neighbor store is unavailable; retry") from None
+        if content is not None and content.is_cold(item):
+            cols, sims, reasons = content.blended_row(sku, item, (cols, sims))
         out = []
-        for j, s in zip(cols.tolist(), sims.tolist(), strict=True):
+        for k, (j, s) in enumerate(zip(cols.tolist(), sims.tolist(), strict=True)):
             if j in skip or (allowed is not None and not allowed[j]):
                 continue
             out.append(self._item(model, j, s))
+            if reasons is not None:
+                out[-1]["reason"] = reasons[k]
             if len(out) >= n:
                 break
         return {"sku": sku, "items": out, "model_version": model.version}, 200
@@ -695,6 +708,27 @@ class ServingApp:
                 summed[i] = summed.get(i, 0.0) + weights[action]
         items = list(summed)
         return items, np.fromiter(summed.values(), dtype=np.float64, count=len(items))
+
+    def _cold_query(
+        self, model: LoadedModel, pairs: list[tuple[str, str]]
+    ) -> tuple[Any, np.ndarray, np.ndarray, list[str]] | None:
+        """When an input sku has few or no events (``simrec.core.content``; catalog-only
+        skus count): ``(scorer, rows, weights, query skus)`` over the query's blended
+        rows; None otherwise (and with the Datastore backend), so warm queries score as
+        before. Weights are summed per sku as in ``_query``."""
+        content = model.content
+        if content is None or self.datastore is not None:
+            return None
+        index, summed = model.sku_index, {}
+        for sku, action in pairs:
+            if sku in index or sku in content.row_of:
+                summed[sku] = summed.get(sku, 0.0) + self.weights[action]
+        if not any(content.is_cold(index.get(sku)) for sku in summed):
+            return None
+        indptr, indices, scores = content.query_rows(summed, index, model.snapshot.neighbors)
+        scorer = make_scorer(indptr, indices, scores, model.n_items)
+        weights = np.fromiter(summed.values(), dtype=np.float64, count=len(summed))
+        return scorer, np.arange(len(summed), dtype=np.int32), weights, list(summed)
 
     def _make_recommendation(self, params: Params) -> Response:
         """The original service's endpoint: input items kept, no fallback, ``result``."""

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from simrec import storage
+from simrec.core.content import ContentIndex
 from simrec.core.scoring import Scorer, make_scorer
 from simrec.core.snapshot import ModelSnapshot
 from simrec.serving.catalog import ServingCatalog
@@ -78,6 +79,7 @@ class LoadedModel:
     popularity: Sequence[float]
     scorer: Scorer
     catalog: ServingCatalog | None = None
+    content: ContentIndex | None = None  # cold-item neighbours, with a catalog
 
     @classmethod
     def from_snapshot(cls, version: str, snapshot: ModelSnapshot) -> LoadedModel:
@@ -107,7 +109,11 @@ class LoadedModel:
             popularity=memoryview(snapshot.popularity),
             scorer=make_scorer(snapshot.indptr, snapshot.indices, snapshot.scores),
             catalog=ServingCatalog(arrays) if "catalog_in_stock" in arrays else None,
-        )
+            content=ContentIndex(
+                StringIndex(arrays, "content_skus"), arrays["content_indptr"],
+                arrays["content_indices"], arrays["content_scores"], snapshot.popularity,
+            ) if "content_indptr" in arrays else None,
+        )  # fmt: skip
 
     @property
     def n_items(self) -> int:

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from simrec.core.content import catalog_columns, content_neighbours
 from simrec.core.scoring import popularity_order
 from simrec.core.snapshot import ModelSnapshot
 from simrec.serving.catalog import catalog_arrays
@@ -70,7 +71,20 @@ def build_image(snapshot: ModelSnapshot) -> Arrays:
     if snapshot.catalog is not None:
         sku_index = {sku: i for i, sku in enumerate(snapshot.skus)}
         arrays.update(catalog_arrays(snapshot.catalog, sku_index, popular))
+        arrays.update(content_arrays(snapshot.catalog, snapshot.skus))
     return arrays
+
+
+def content_arrays(catalog: Any, skus: Any) -> Arrays:
+    """The cold-item content neighbours (``simrec.core.content``) as image arrays: built
+    here, with the catalog, so the TF-IDF products run in the loader process."""
+    catalog_skus, indptr, indices, scores = content_neighbours(catalog_columns(catalog), skus)
+    return {
+        **string_table(catalog_skus, "content_skus"),
+        "content_indptr": indptr,
+        "content_indices": indices,
+        "content_scores": scores,
+    }
 
 
 def write_image(path: str, arrays: Mapping[str, np.ndarray], metadata: dict[str, Any]) -> None:
