@@ -11,7 +11,9 @@ and one seen by two shoppers has a noisy one. Its attributes are known at once, 
   norm, so the cosine of two items is the dot product of their rows.
 * **Content neighbours** (:class:`ContentIndex`): per catalog item, the ``top_k``
   items *of the model* (items with events, the ones filters, popularity and the
-  kernel know) with the highest cosine > 0, itself left out; ties by model index.
+  kernel know) with the highest ``cosine * popularity_prior`` > 0 (the prior grows
+  with the candidate's shoppers, :func:`popularity_prior`), itself left out; ties by
+  model index.
 * **The blend rule** (:func:`cooc_weight`, declared once here): an item seen by ``n``
   distinct shoppers in the window (the snapshot's ``popularity``) scores a neighbour
   ``w * cooc + (1 - w) * content`` with ``w = n / (n + blend_k)``; items with
@@ -51,9 +53,10 @@ class ContentParams:
     """
 
     top_k: int = 50  # content neighbours kept per catalog item
-    blend_k: float = 5.0  # w_cooc = n / (n + blend_k), n = distinct shoppers of the item
+    blend_k: float = 1.0  # w_cooc = n / (n + blend_k), n = distinct shoppers of the item
     warm_users: int = 50  # items with n >= warm_users keep their co-occurrence row as is
     price_bands_per_decade: int = 4  # price bands per factor 10 (log-spaced)
+    popularity_exponent: float = 2.0  # content score *= prior(j) ** this; 0 = cosine only
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
@@ -64,6 +67,8 @@ class ContentParams:
             raise ValueError(f"warm_users must be >= 0, got {self.warm_users}")
         if self.price_bands_per_decade < 1:
             raise ValueError("price_bands_per_decade must be >= 1")
+        if not (math.isfinite(self.popularity_exponent) and self.popularity_exponent >= 0):
+            raise ValueError("popularity_exponent must be >= 0")
 
 
 DEFAULT_PARAMS = ContentParams()
@@ -130,10 +135,27 @@ def tfidf(
     return x.tocsr(), vocabulary
 
 
+def popularity_prior(popularity: np.ndarray, exponent: float) -> np.ndarray:
+    """``(ln(1 + n_j) / ln(1 + max n)) ** exponent`` per item (1 for all when the
+    exponent is 0 or nobody shopped): among equally similar items the one more shoppers
+    chose ranks first, as a shop's own "related products" would."""
+    pop = np.maximum(np.asarray(popularity, dtype=np.float64), 0.0)
+    top = math.log1p(float(pop.max())) if len(pop) else 0.0
+    if exponent == 0 or top == 0:
+        return np.ones(len(pop))
+    return (np.log1p(pop) / top) ** exponent
+
+
 def top_neighbours(
-    x: sp.csr_matrix, candidates: np.ndarray, self_col: np.ndarray, k: int, block: int = 256
+    x: sp.csr_matrix,
+    candidates: np.ndarray,
+    self_col: np.ndarray,
+    k: int,
+    weight: np.ndarray | None = None,
+    block: int = 256,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per row of ``x``, the ``k`` candidate columns of highest cosine > 0 as a CSR
+    """Per row of ``x``, the ``k`` candidate columns of highest cosine (times the
+    candidate's ``weight``, float32) > 0 as a CSR
     ``(indptr int64, indices int32, scores float32)``; ``indices`` are positions in
     ``candidates`` (rows of ``x``), ranked by score descending then position ascending;
     ``self_col[r]`` (the row's own position, -1 if none) is left out.
@@ -142,6 +164,8 @@ def top_neighbours(
     shared by many items, so the products are dense anyway; ``argpartition`` finds each
     row's k-th score, and only the few entries at or above it are sorted exactly."""
     c = x[candidates].T.tocsr().astype(np.float32)
+    if weight is not None:
+        c = (c @ sp.diags(np.asarray(weight, dtype=np.float32))).tocsr()
     n_cand = len(candidates)
     indptr = [0]
     indices: list[np.ndarray] = []
@@ -173,11 +197,13 @@ def top_neighbours(
 def content_neighbours(
     columns: Mapping[str, Sequence[Any]],
     model_skus: Sequence[str],
+    popularity: Sequence[float] | np.ndarray,
     params: ContentParams = DEFAULT_PARAMS,
 ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """Catalog columns -> ``(catalog skus, indptr, indices, scores)``: row ``r`` of the
     CSR lists catalog sku ``r``'s content neighbours as *model* item indices (the
-    position in ``model_skus``), best first; see the module docstring."""
+    position in ``model_skus``), best first, scored ``cosine * popularity_prior``; see
+    the module docstring."""
     skus = [str(s) for s in columns["sku"]]
     model_index = {s: i for i, s in enumerate(model_skus)}
     # Candidates: catalog rows of model items, in model index order.
@@ -187,7 +213,8 @@ def content_neighbours(
     self_col = np.full(len(skus), -1, dtype=np.int64)
     self_col[cand_rows] = np.arange(len(cand_rows))
     x, _ = tfidf(columns, params)
-    indptr, pos, scores = top_neighbours(x, cand_rows, self_col, params.top_k)
+    prior = popularity_prior(np.asarray(popularity)[cand_model], params.popularity_exponent)
+    indptr, pos, scores = top_neighbours(x, cand_rows, self_col, params.top_k, prior)
     return skus, indptr, cand_model[pos] if len(pos) else pos, scores
 
 
@@ -229,7 +256,9 @@ class ContentIndex:
         params: ContentParams = DEFAULT_PARAMS,
     ) -> ContentIndex:
         """In this process, from catalog columns (tests, the evaluation)."""
-        skus, indptr, indices, scores = content_neighbours(columns, model_skus, params)
+        skus, indptr, indices, scores = content_neighbours(
+            columns, model_skus, popularity, params
+        )
         row_of = {s: r for r, s in enumerate(skus)}
         return cls(row_of, indptr, indices, scores, popularity, params)
 

@@ -71,14 +71,16 @@ def build_image(snapshot: ModelSnapshot) -> Arrays:
     if snapshot.catalog is not None:
         sku_index = {sku: i for i, sku in enumerate(snapshot.skus)}
         arrays.update(catalog_arrays(snapshot.catalog, sku_index, popular))
-        arrays.update(content_arrays(snapshot.catalog, snapshot.skus))
+        arrays.update(content_arrays(snapshot.catalog, snapshot.skus, snapshot.popularity))
     return arrays
 
 
-def content_arrays(catalog: Any, skus: Any) -> Arrays:
+def content_arrays(catalog: Any, skus: Any, popularity: np.ndarray) -> Arrays:
     """The cold-item content neighbours (``simrec.core.content``) as image arrays: built
     here, with the catalog, so the TF-IDF products run in the loader process."""
-    catalog_skus, indptr, indices, scores = content_neighbours(catalog_columns(catalog), skus)
+    catalog_skus, indptr, indices, scores = content_neighbours(
+        catalog_columns(catalog), skus, popularity
+    )
     return {
         **string_table(catalog_skus, "content_skus"),
         "content_indptr": indptr,
