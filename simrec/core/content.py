@@ -25,6 +25,7 @@ Pure Python/NumPy/SciPy over plain columns (no pyarrow import): the core's rule.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -69,6 +70,18 @@ class ContentParams:
             raise ValueError("price_bands_per_decade must be >= 1")
         if not (math.isfinite(self.popularity_exponent) and self.popularity_exponent >= 0):
             raise ValueError("popularity_exponent must be >= 0")
+
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any]) -> ContentParams:
+        """A model's content parameters: its metadata's ``content`` object (any of the
+        fields; the rest take their defaults), so the params that built a model's
+        content neighbours travel with it; unknown names fail."""
+        given = dict(metadata.get("content") or {})
+        unknown = set(given) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown content parameter(s): {', '.join(sorted(unknown))}")
+        return cls(**given)
 
 
 DEFAULT_PARAMS = ContentParams()

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from simrec import storage
-from simrec.core.content import ContentIndex
+from simrec.core.content import ContentIndex, ContentParams
 from simrec.core.scoring import Scorer, make_scorer
 from simrec.core.snapshot import ModelSnapshot
 from simrec.serving.catalog import ServingCatalog
@@ -112,6 +112,7 @@ class LoadedModel:
             content=ContentIndex(
                 StringIndex(arrays, "content_skus"), arrays["content_indptr"],
                 arrays["content_indices"], arrays["content_scores"], snapshot.popularity,
+                ContentParams.from_metadata(metadata),
             ) if "content_indptr" in arrays else None,
         )  # fmt: skip
 

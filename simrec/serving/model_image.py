@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from simrec.core.content import catalog_columns, content_neighbours
+from simrec.core.content import ContentParams, catalog_columns, content_neighbours
 from simrec.core.scoring import popularity_order
 from simrec.core.snapshot import ModelSnapshot
 from simrec.serving.catalog import catalog_arrays
@@ -71,15 +71,20 @@ def build_image(snapshot: ModelSnapshot) -> Arrays:
     if snapshot.catalog is not None:
         sku_index = {sku: i for i, sku in enumerate(snapshot.skus)}
         arrays.update(catalog_arrays(snapshot.catalog, sku_index, popular))
-        arrays.update(content_arrays(snapshot.catalog, snapshot.skus, snapshot.popularity))
+        params = ContentParams.from_metadata(snapshot.metadata)
+        arrays.update(
+            content_arrays(snapshot.catalog, snapshot.skus, snapshot.popularity, params)
+        )
     return arrays
 
 
-def content_arrays(catalog: Any, skus: Any, popularity: np.ndarray) -> Arrays:
+def content_arrays(
+    catalog: Any, skus: Any, popularity: np.ndarray, params: ContentParams
+) -> Arrays:
     """The cold-item content neighbours (``simrec.core.content``) as image arrays: built
     here, with the catalog, so the TF-IDF products run in the loader process."""
     catalog_skus, indptr, indices, scores = content_neighbours(
-        catalog_columns(catalog), skus, popularity
+        catalog_columns(catalog), skus, popularity, params
     )
     return {
         **string_table(catalog_skus, "content_skus"),
