@@ -22,19 +22,21 @@ plus noise: this measures the plumbing and the rule, not a real shop's attribute
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import time
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from common import machine, write_results
+from common import machine, synthetic_model, write_results
 
 from simrec.core.content import ContentIndex, ContentParams
 from simrec.core.params import ModelParams
 from simrec.evaluation import metrics
 from simrec.evaluation.evaluate import fit
 from simrec.generate import default_sizes, generate_catalog, generate_events
+from simrec.serving import model_image
 
 SEED = 7
 COLD_SHARE = 0.10
@@ -178,6 +180,31 @@ def run(n_events: int) -> dict[str, Any]:
     return out
 
 
+def build_cost(sizes: tuple[int, ...]) -> dict[int, dict[str, float]]:
+    """Seconds to build a model image with a catalog, without and with the content rows
+    (same snapshot, same run: the ratio is the content model's cost)."""
+    out = {}
+    for n in sizes:
+        snap = synthetic_model(n, 50)
+        catalog = shop_catalog(n, max(4, n // 50), SEED).assign(sku=snap.skus, in_stock=True)
+        snap = dataclasses.replace(snap, catalog=catalog)
+        t0 = time.perf_counter()
+        model_image.build_image(dataclasses.replace(snap, catalog=None))
+        bare = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        arrays = model_image.build_image(snap)
+        full = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        model_image.content_arrays(snap.catalog, snap.skus, snap.popularity, ContentParams())
+        content_s = time.perf_counter() - t0
+        out[n] = {"image_without_catalog_s": round(bare, 3), "image_s": round(full, 3),
+                  "content_s": round(content_s, 3), "content_share": round(content_s / full, 2),
+                  "content_bytes": int(sum(a.nbytes for k, a in arrays.items()
+                                           if k.startswith("content_")))}  # fmt: skip
+        print(f"build n={n}: {out[n]}", flush=True)
+    return out
+
+
 def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"Cold items: {result['cold_items']} of {result['items']} items, "
@@ -191,14 +218,21 @@ def markdown(result: dict[str, Any]) -> str:
         for name, v in block["methods"].items():
             ratio = f"{v['ndcg'] / base:.2f}x" if base else "-"
             lines.append(f"| {m} | {name} | {v['hit_rate']:.3f} | {v['ndcg']:.3f} | {ratio} |")
+    lines += ["", "| catalog items | image build s | content rows s | share | content MB |",
+              "|---|---|---|---|---|"]  # fmt: skip
+    for n, c in result.get("build", {}).items():
+        lines.append(f"| {n} | {c['image_s']:.2f} | {c['content_s']:.2f} | "
+                     f"{c['content_share']:.0%} | {c['content_bytes'] / 1e6:.1f} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--events", type=int, default=200_000)
+    p.add_argument("--build-sizes", type=int, nargs="*", default=[5_000, 50_000, 200_000])
     args = p.parse_args()
     result = run(args.events)
+    result["build"] = build_cost(tuple(args.build_sizes))
     result["machine"] = machine()
     md = markdown(result)
     print(md)

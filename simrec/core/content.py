@@ -71,7 +71,6 @@ class ContentParams:
         if not (math.isfinite(self.popularity_exponent) and self.popularity_exponent >= 0):
             raise ValueError("popularity_exponent must be >= 0")
 
-
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any]) -> ContentParams:
         """A model's content parameters: its metadata's ``content`` object (any of the
@@ -161,50 +160,52 @@ def popularity_prior(popularity: np.ndarray, exponent: float) -> np.ndarray:
 
 def top_neighbours(
     x: sp.csr_matrix,
+    rows: np.ndarray,
     candidates: np.ndarray,
-    self_col: np.ndarray,
     k: int,
     weight: np.ndarray | None = None,
     block: int = 256,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per row of ``x``, the ``k`` candidate columns of highest cosine (times the
-    candidate's ``weight``, float32) > 0 as a CSR
-    ``(indptr int64, indices int32, scores float32)``; ``indices`` are positions in
-    ``candidates`` (rows of ``x``), ranked by score descending then position ascending;
-    ``self_col[r]`` (the row's own position, -1 if none) is left out.
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per row ``rows[q]`` of ``x``, the ``k`` candidates (rows of ``x``) of highest
+    cosine (times the candidate's ``weight``, in float32) > 0, the row itself left out:
+    ``(positions in candidates int32, scores float32)``, ranked by score descending
+    then position ascending.
 
     Dense blocks of ``block`` rows: attribute tokens such as a brand or a price band are
-    shared by many items, so the products are dense anyway; ``argpartition`` finds each
+    shared by many items, so the products are dense anyway; a partition finds each
     row's k-th score, and only the few entries at or above it are sorted exactly."""
     c = x[candidates].T.tocsr().astype(np.float32)
     if weight is not None:
         c = (c @ sp.diags(np.asarray(weight, dtype=np.float32))).tocsr()
     n_cand = len(candidates)
-    indptr = [0]
-    indices: list[np.ndarray] = []
-    scores: list[np.ndarray] = []
-    for lo in range(0, x.shape[0], block):
-        sims = (x[lo : lo + block].astype(np.float32) @ c).toarray()
-        rows = np.arange(sims.shape[0])
-        own = self_col[lo : lo + sims.shape[0]]
-        sims[rows[own >= 0], own[own >= 0]] = 0.0
+    position = {int(r): p for p, r in enumerate(candidates.tolist())}
+    out: list[tuple[np.ndarray, np.ndarray]] = []
+    for lo in range(0, len(rows), block):
+        part = rows[lo : lo + block]
+        sims = (x[part].astype(np.float32) @ c).toarray()
+        for q, r in enumerate(part.tolist()):
+            own = position.get(r)
+            if own is not None:
+                sims[q, own] = 0.0
         if n_cand > k:
             kth = np.partition(sims, n_cand - k, axis=1)[:, n_cand - k]
         else:
             kth = np.zeros(sims.shape[0], dtype=np.float32)
-        for r in range(sims.shape[0]):
-            row = sims[r]
-            cols = np.flatnonzero((row >= kth[r]) & (row > 0))
+        for q in range(sims.shape[0]):
+            row = sims[q]
+            cols = np.flatnonzero((row >= kth[q]) & (row > 0))
             vals = row[cols]
             order = np.lexsort((cols, -vals))[:k]
-            indices.append(cols[order].astype(np.int32))
-            scores.append(vals[order])
-            indptr.append(indptr[-1] + len(order))
-    return (
-        np.asarray(indptr, dtype=np.int64),
-        np.concatenate(indices).astype(np.int32) if indices else np.zeros(0, np.int32),
-        np.concatenate(scores).astype(np.float32) if scores else np.zeros(0, np.float32),
-    )
+            out.append((cols[order].astype(np.int32), vals[order]))
+    return out
+
+
+def block_key(columns: Mapping[str, Sequence[Any]], row: int) -> str | None:
+    """The row's category as its token spells it (None: no category)."""
+    values = columns.get("category")
+    value = None if values is None else values[row]
+    text = "" if value is None else str(value).strip().lower()
+    return text or None
 
 
 def content_neighbours(
@@ -216,19 +217,42 @@ def content_neighbours(
     """Catalog columns -> ``(catalog skus, indptr, indices, scores)``: row ``r`` of the
     CSR lists catalog sku ``r``'s content neighbours as *model* item indices (the
     position in ``model_skus``), best first, scored ``cosine * popularity_prior``; see
-    the module docstring."""
+    the module docstring.
+
+    Candidates are the model items *of the same category* (an item without one: all
+    model items): the cost is the sum over categories of items x candidates rather
+    than catalog size squared, and the category filter is what a shop's "similar
+    items" keep anyway."""
     skus = [str(s) for s in columns["sku"]]
     model_index = {s: i for i, s in enumerate(model_skus)}
     # Candidates: catalog rows of model items, in model index order.
     pairs = sorted((model_index[s], r) for r, s in enumerate(skus) if s in model_index)
     cand_model = np.array([i for i, _ in pairs], dtype=np.int32)
     cand_rows = np.array([r for _, r in pairs], dtype=np.int64)
-    self_col = np.full(len(skus), -1, dtype=np.int64)
-    self_col[cand_rows] = np.arange(len(cand_rows))
     x, _ = tfidf(columns, params)
     prior = popularity_prior(np.asarray(popularity)[cand_model], params.popularity_exponent)
-    indptr, pos, scores = top_neighbours(x, cand_rows, self_col, params.top_k, prior)
-    return skus, indptr, cand_model[pos] if len(pos) else pos, scores
+    keys = [block_key(columns, r) for r in range(len(skus))]
+    by_key: dict[str | None, list[int]] = {}
+    for p, r in enumerate(cand_rows.tolist()):
+        by_key.setdefault(keys[r], []).append(p)
+    groups: dict[str | None, list[int]] = {}
+    for r, key in enumerate(keys):
+        groups.setdefault(key, []).append(r)
+    rows_out: list[tuple[np.ndarray, np.ndarray]] = [
+        (cand_model[:0], prior[:0].astype(np.float32))
+    ] * len(skus)
+    for key, members in groups.items():
+        sel = np.arange(len(cand_rows)) if key is None else np.array(by_key.get(key, []))
+        if not len(sel):
+            continue
+        found = top_neighbours(x, np.array(members), cand_rows[sel], params.top_k, prior[sel])
+        for r, (pos, vals) in zip(members, found, strict=True):
+            rows_out[r] = (cand_model[sel[pos]], vals)
+    indptr = np.zeros(len(skus) + 1, dtype=np.int64)
+    np.cumsum([len(c) for c, _ in rows_out], out=indptr[1:])
+    indices = np.concatenate([c for c, _ in rows_out]) if rows_out else cand_model[:0]
+    scores = np.concatenate([v for _, v in rows_out]) if rows_out else np.zeros(0, np.float32)
+    return skus, indptr, indices.astype(np.int32), scores.astype(np.float32)
 
 
 def catalog_columns(table: Any) -> dict[str, list[Any]]:
@@ -269,9 +293,7 @@ class ContentIndex:
         params: ContentParams = DEFAULT_PARAMS,
     ) -> ContentIndex:
         """In this process, from catalog columns (tests, the evaluation)."""
-        skus, indptr, indices, scores = content_neighbours(
-            columns, model_skus, popularity, params
-        )
+        skus, indptr, indices, scores = content_neighbours(columns, model_skus, popularity, params)
         row_of = {s: r for r, s in enumerate(skus)}
         return cls(row_of, indptr, indices, scores, popularity, params)
 

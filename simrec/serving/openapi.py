@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from simrec.core.content import REASON_ATTRIBUTES, REASON_BOTH, REASON_EVENTS
 from simrec.serving import access
 from simrec.serving.api import MAX_SKU_LENGTH, max_query_bytes
 from simrec.serving.ui import endpoints as ui_endpoints
@@ -65,7 +66,10 @@ def openapi_document(max_n: int, max_skus: int, tenants: Iterable[str]) -> dict[
     ]
     errors = {
         "400": _json(_ref("Error"), "A parameter is invalid; `field` names it."),
-        "404": _json(_ref("Error"), "Unknown tenant (or sku, for /similar)."),
+        "404": _json(
+            _ref("Error"),
+            "Unknown tenant (or, for /similar, a sku neither the model nor its catalog lists).",
+        ),
         "503": _json(_ref("Error"), "No model loaded yet, or the neighbor store failed."),
     }
     item = {
@@ -98,6 +102,17 @@ def openapi_document(max_n: int, max_skus: int, tenants: Iterable[str]) -> dict[
                             },
                         },
                     }
+                },
+            },
+        ]
+    }
+    similar_item = {
+        "allOf": [
+            _ref("Item"),
+            {
+                "type": "object",
+                "properties": {
+                    "reason": {"enum": [REASON_EVENTS, REASON_ATTRIBUTES, REASON_BOTH]},
                 },
             },
         ]
@@ -158,11 +173,14 @@ def openapi_document(max_n: int, max_skus: int, tenants: Iterable[str]) -> dict[
                                 "required": ["sku", "items", "model_version"],
                                 "properties": {
                                     "sku": {"type": "string"},
-                                    "items": {"type": "array", "items": _ref("Item")},
+                                    "items": {"type": "array", "items": similar_item},
                                     "model_version": {"type": "string"},
                                 },
                             },
-                            "The item's neighbors, most similar first.",
+                            "The item's neighbors, most similar first. An item with few "
+                            "or no events (one only the catalog lists, too) gets "
+                            "neighbors from its attributes, blended with its events "
+                            "(simrec.core.content); each then has a `reason`.",
                         ),
                         **errors,
                     },

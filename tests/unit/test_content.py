@@ -63,22 +63,24 @@ def test_tfidf_matches_the_dense_oracle() -> None:
     expected, expected_vocab = oracle()
     assert vocab == expected_vocab
     np.testing.assert_allclose(x.toarray(), expected, rtol=0, atol=TOL)
-    np.testing.assert_allclose(
-        (x @ x.T).toarray(), expected @ expected.T, rtol=0, atol=TOL
-    )
+    np.testing.assert_allclose((x @ x.T).toarray(), expected @ expected.T, rtol=0, atol=TOL)
 
 
 def cosine_oracle(model_skus: list[str], exponent: float, popularity: np.ndarray):
-    """Per catalog sku: model indices ranked by cosine * prior desc, then index asc."""
+    """Per catalog sku: model items of its category (without one: all) ranked by
+    cosine * prior desc, then index asc."""
     x, _ = oracle()
     row = {s: r for r, s in enumerate(CATALOG["sku"])}
     prior = (np.log1p(popularity) / np.log1p(popularity.max())) ** exponent
+    category = {s: c.lower() if c else None
+                for s, c in zip(CATALOG["sku"], CATALOG["category"], strict=True)}  # fmt: skip
     out = {}
     for s in CATALOG["sku"]:
         cand = [
             (float(np.float32(np.float32(x[row[s]] @ x[row[m]]) * np.float32(prior[i]))), i)
-            for i, m in enumerate(model_skus) if m != s and m in row
-        ]  # fmt: skip
+            for i, m in enumerate(model_skus)
+            if m != s and m in row and category[s] in (None, category[m])
+        ]
         out[s] = [(i, v) for v, i in sorted(cand, key=lambda t: (-t[0], t[1])) if v > 0]
     return out
 
@@ -95,8 +97,11 @@ def test_neighbours_are_the_top_cosines_over_model_items(exponent: float) -> Non
         want = expected[sku][:3]
         assert cols.tolist() == [i for i, _ in want], sku
         np.testing.assert_allclose(sims, [v for _, v in want], rtol=1e-6, atol=1e-7)
-    # d (bags, tote) is nearest to c (bags, tote) whatever the prior; x is never listed.
-    assert index.content_row("d")[0][0] == 2
+    # Same category only ("Shoes" and "shoes" are one): a's only candidate is b; e has
+    # no category, so any model item may be one; x has no catalog row, so nobody lists it.
+    assert index.content_row("a")[0].tolist() == [1]
+    assert set(index.content_row("e")[0].tolist()) == {0, 2}  # the other acme items
+    assert index.content_row("d")[0].tolist() == [2]
     assert index.content_row("x")[0].size == 0
 
 
@@ -156,8 +161,11 @@ def test_query_rows_score_like_the_sum_of_blended_rows() -> None:
     want: dict[int, float] = {}
     for sku, w in zip(skus, weights.tolist(), strict=True):
         i = model_skus.index(sku) if sku in model_skus else None
-        cols, sims, _ = index.blended_row(sku, i, neighbors(i) if i is not None else
-                                          (np.zeros(0, np.int32), np.zeros(0, np.float32)))
+        cols, sims, _ = index.blended_row(
+            sku,
+            i,
+            neighbors(i) if i is not None else (np.zeros(0, np.int32), np.zeros(0, np.float32)),
+        )
         for j, s in zip(cols.tolist(), sims.tolist(), strict=True):
             want[j] = want.get(j, 0.0) + w * s
     assert [j for j, _ in got] == sorted(want, key=lambda j: (-want[j], j))
