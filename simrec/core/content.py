@@ -54,7 +54,7 @@ class ContentParams:
     """
 
     top_k: int = 50  # content neighbours kept per catalog item
-    blend_k: float = 1.0  # w_cooc = n / (n + blend_k), n = distinct shoppers of the item
+    blend_k: float = 5.0  # w_cooc = n / (n + blend_k), n = distinct shoppers of the item
     warm_users: int = 50  # items with n >= warm_users keep their co-occurrence row as is
     price_bands_per_decade: int = 4  # price bands per factor 10 (log-spaced)
     popularity_exponent: float = 2.0  # content score *= prior(j) ** this; 0 = cosine only
