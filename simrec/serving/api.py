@@ -15,7 +15,10 @@ OpenAPI 3 description at ``/openapi.json`` is the reference):
   "score", "because": [{"sku", "share"}], ["category", "in_stock", "attributes"]}],
   "model_version", "fallback"}``.
 * ``/similar?sku=X&n=10[&exclude=..][&in_stock_only=..][&category=..][&tenant=..]`` ->
-  ``{"sku", "items": [{"sku", "score", ...}], "model_version"}``.
+  ``{"sku", "items": [{"sku", "score", ...}], "model_version"}``. With a catalog, an
+  item with few or no events (a sku only the catalog lists, too) gets the blended row of
+  ``simrec.core.content`` and each item a ``reason``; ``/recommendations`` scores such
+  input items on their blended rows.
 * ``/healthz[?tenant=T]`` -> ``{"status": "ok", "model_version", "items"}``; 503 until a
   model is loaded.
 * ``/startupz`` -> the Cloud Run startup probe: 200 once the default tenant's model is
