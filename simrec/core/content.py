@@ -338,6 +338,30 @@ class ContentIndex:
             [names[source[j]] for j, _ in ranked],
         )
 
+    def blended_matrix(
+        self, skus: Sequence[str], indptr: np.ndarray, indices: np.ndarray, scores: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The model's CSR with every cold item's row replaced by its blended row (warm
+        rows copied as they are), for the scorer; None when no item is cold."""
+        n = len(skus)
+        cold = [i for i in range(n) if self.is_cold(i)]
+        if not cold:
+            return None
+        rows: list[tuple[np.ndarray, np.ndarray]] = []
+        is_cold = np.zeros(n, dtype=bool)
+        is_cold[cold] = True
+        for i in range(n):
+            lo, hi = int(indptr[i]), int(indptr[i + 1])
+            row = (indices[lo:hi], scores[lo:hi])
+            rows.append(self.blended_row(skus[i], i, row)[:2] if is_cold[i] else row)
+        out = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum([len(c) for c, _ in rows], out=out[1:])
+        return (
+            out,
+            np.concatenate([c for c, _ in rows]).astype(np.int32) if n else indices[:0],
+            np.concatenate([v for _, v in rows]).astype(np.float32) if n else scores[:0],
+        )
+
     def query_rows(
         self,
         skus: Iterable[str],

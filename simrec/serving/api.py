@@ -715,10 +715,10 @@ class ServingApp:
     def _cold_query(
         self, model: LoadedModel, pairs: list[tuple[str, str]]
     ) -> tuple[Any, np.ndarray, np.ndarray, list[str]] | None:
-        """When an input sku has few or no events (``simrec.core.content``; catalog-only
-        skus count): ``(scorer, rows, weights, query skus)`` over the query's blended
-        rows; None otherwise (and with the Datastore backend), so warm queries score as
-        before. Weights are summed per sku as in ``_query``."""
+        """When an input sku is in the catalog only: ``(scorer, rows, weights, query
+        skus)`` over the query's blended rows (``simrec.core.content``); None otherwise
+        (the model's scorer reads the blended rows of model items already) and with the
+        Datastore backend. Weights are summed per sku as in ``_query``."""
         content = model.content
         if content is None or self.datastore is not None:
             return None
@@ -726,8 +726,8 @@ class ServingApp:
         for sku, action in pairs:
             if sku in index or sku in content.row_of:
                 summed[sku] = summed.get(sku, 0.0) + self.weights[action]
-        if not any(content.is_cold(index.get(sku)) for sku in summed):
-            return None
+        if all(sku in index for sku in summed):
+            return None  # the model's scorer already reads the cold items' blended rows
         indptr, indices, scores = content.query_rows(summed, index, model.snapshot.neighbors)
         scorer = make_scorer(indptr, indices, scores, model.n_items)
         weights = np.fromiter(summed.values(), dtype=np.float64, count=len(summed))

@@ -46,6 +46,7 @@ from simrec.core.scoring import Scorer, make_scorer
 from simrec.core.snapshot import ModelSnapshot
 from simrec.serving.catalog import ServingCatalog
 from simrec.serving.model_image import (
+    BLEND_ARRAYS,
     SNAPSHOT_ARRAYS,
     ImageBuildError,
     build_image,
@@ -107,7 +108,10 @@ class LoadedModel:
             popular=popular,
             popular_list=memoryview(popular),
             popularity=memoryview(snapshot.popularity),
-            scorer=make_scorer(snapshot.indptr, snapshot.indices, snapshot.scores),
+            # With cold items (simrec.core.content), the scorer reads their blended rows.
+            scorer=make_scorer(*(arrays[name] for name in BLEND_ARRAYS))
+            if BLEND_ARRAYS[0] in arrays
+            else make_scorer(snapshot.indptr, snapshot.indices, snapshot.scores),
             catalog=ServingCatalog(arrays) if "catalog_in_stock" in arrays else None,
             content=ContentIndex(
                 StringIndex(arrays, "content_skus"), arrays["content_indptr"],

@@ -41,11 +41,16 @@ from typing import Any
 
 import numpy as np
 
-from simrec.core.content import ContentParams, catalog_columns, content_neighbours
+from simrec.core.content import (
+    ContentIndex,
+    ContentParams,
+    catalog_columns,
+    content_neighbours,
+)
 from simrec.core.scoring import popularity_order
 from simrec.core.snapshot import ModelSnapshot
 from simrec.serving.catalog import catalog_arrays
-from simrec.serving.string_table import string_table
+from simrec.serving.string_table import StringIndex, string_table
 
 Arrays = dict[str, np.ndarray]
 
@@ -56,6 +61,7 @@ TEMP_PREFIX = "simrec-model-"
 BUILD_TIMEOUT_SECONDS = 1800.0
 CHILD_NICENESS = 10  # the builder yields the CPU to request threads
 SNAPSHOT_ARRAYS = ("indptr", "indices", "scores", "users", "popularity")
+BLEND_ARRAYS = ("blend_indptr", "blend_indices", "blend_scores")  # simrec.core.content
 
 
 class ImageBuildError(RuntimeError):
@@ -75,6 +81,15 @@ def build_image(snapshot: ModelSnapshot) -> Arrays:
         arrays.update(
             content_arrays(snapshot.catalog, snapshot.skus, snapshot.popularity, params)
         )
+        content = ContentIndex(
+            StringIndex(arrays, "content_skus"), arrays["content_indptr"],
+            arrays["content_indices"], arrays["content_scores"], snapshot.popularity, params,
+        )  # fmt: skip
+        blended = content.blended_matrix(
+            snapshot.skus, snapshot.indptr, snapshot.indices, snapshot.scores
+        )
+        if blended is not None:  # what the scorer reads: cold rows blended, warm as they are
+            arrays.update(zip(BLEND_ARRAYS, blended, strict=True))
     return arrays
 
 

@@ -92,3 +92,14 @@ def test_a_few_shopper_item_gets_the_blended_row(served) -> None:
     assert {"events", "events+attributes"} & set(reasons)
     assert len(cols) > len(model.neighbors(i)[0])
     np.testing.assert_allclose([it["score"] for it in body["items"]], sims, rtol=1e-6)
+
+
+def test_recommendations_score_a_few_shopper_item_on_its_blended_row(served) -> None:
+    app, model = served
+    i = 5
+    cols, sims, _ = index_of(model).blended_row(model.skus[i], i, model.neighbors(i))
+    status, body = get_json(app, f"/recommendations?browsed={model.skus[i]}&n=5")
+    assert status == 200 and body["fallback"] is False
+    assert [it["sku"] for it in body["items"]] == [model.skus[j] for j in cols[:5]]
+    # browsed weighs 0.5 (the default action weights)
+    np.testing.assert_allclose([it["score"] for it in body["items"]], 0.5 * sims[:5], rtol=1e-6)

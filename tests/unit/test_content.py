@@ -177,3 +177,30 @@ def test_params_from_model_metadata() -> None:
     assert ContentParams.from_metadata({"content": {"warm_users": 0}}).warm_users == 0
     with pytest.raises(ValueError, match="unknown content parameter"):
         ContentParams.from_metadata({"content": {"warm": 3}})
+
+
+def test_blended_matrix_replaces_only_cold_rows() -> None:
+    model_skus = ["a", "b", "c", "e"]
+    popularity = np.array([3.0, 100.0, 0.0, 60.0])  # a, c cold; b, e warm
+    index = ContentIndex.build(CATALOG, model_skus, popularity)
+    indptr = np.array([0, 2, 3, 3, 4])
+    indices = np.array([1, 3, 0, 1], dtype=np.int32)
+    scores = np.array([0.5, 0.25, 0.5, 0.125], dtype=np.float32)
+    out_ptr, out_idx, out_scores = index.blended_matrix(model_skus, indptr, indices, scores)
+    for i, sku in enumerate(model_skus):
+        lo, hi = indptr[i], indptr[i + 1]
+        want = index.blended_row(sku, i, (indices[lo:hi], scores[lo:hi]))
+        a, b = out_ptr[i], out_ptr[i + 1]
+        assert out_idx[a:b].tolist() == want[0].tolist(), sku
+        assert out_scores[a:b].tobytes() == want[1].tobytes(), sku
+        if popularity[i] >= index.params.warm_users:
+            assert out_idx[a:b].tolist() == indices[lo:hi].tolist()
+            assert out_scores[a:b].tobytes() == scores[lo:hi].tobytes()
+    # a (3 shoppers): b scores 3/8 * 0.5 + 5/8 * content(a, b); c has no candidate in
+    # its category (d, the other bag, has no events) and no events: an empty row.
+    (b_score,) = index.content_row("a")[1].tolist()
+    assert out_idx[0:2].tolist() == [1, 3]
+    np.testing.assert_allclose(out_scores[0], 3 / 8 * 0.5 + 5 / 8 * b_score, rtol=1e-6)
+    assert out_ptr[3] == out_ptr[2]
+    warm = ContentIndex.build(CATALOG, model_skus, np.full(4, 100.0))
+    assert warm.blended_matrix(model_skus, indptr, indices, scores) is None
