@@ -200,7 +200,7 @@ def build_cost(sizes: tuple[int, ...]) -> dict[int, dict[str, float]]:
         out[n] = {"image_without_catalog_s": round(bare, 3), "image_s": round(full, 3),
                   "content_s": round(content_s, 3), "content_share": round(content_s / full, 2),
                   "content_bytes": int(sum(a.nbytes for k, a in arrays.items()
-                                           if k.startswith("content_")))}  # fmt: skip
+                                           if k.startswith(("content_", "blend_"))))}  # fmt: skip
         print(f"build n={n}: {out[n]}", flush=True)
     return out
 
