@@ -133,15 +133,15 @@ def write_results(name: str, results: dict[str, Any], markdown: str) -> None:
 def cached_model(size: str = "M", catalog: bool = True) -> tuple[str, ModelSnapshot]:
     """The synthetic model of ``size``, published under ``.bench/models`` once (building
     takes a while) and read back afterwards: ``(models root, snapshot)``."""
-    from simrec import storage
+    from simrec.storage import snapshots
 
     n_items, k = SIZES[size]
     root = str(OUT / "models")
     tenant = f"bench{size}"
     version = f"{size}-{n_items}-{k}-v1"
-    if storage.latest_version(root, tenant) is None:
+    if snapshots.latest_version(root, tenant) is None:
         snapshot = synthetic_model(n_items, k, version=version, catalog=catalog)
         snapshot.metadata["tenant"] = tenant
-        storage.write_snapshot(root, tenant, snapshot)
-    latest = storage.latest_version(root, tenant)
-    return root, storage.read_snapshot(root, tenant, latest)
+        snapshots.write_snapshot(root, tenant, snapshot)
+    latest = snapshots.latest_version(root, tenant)
+    return root, snapshots.read_snapshot(root, tenant, latest)

@@ -52,6 +52,7 @@ from simrec import storage  # noqa: E402
 from simrec.core import layout  # noqa: E402
 from simrec.core.snapshot import ModelSnapshot  # noqa: E402
 from simrec.serving.server import PRODUCTION_SERVER, SERVERS  # noqa: E402
+from simrec.storage import snapshots
 
 TENANT = "default"
 LUA = r"""
@@ -229,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="simrec-http-"))
     bucket = str(workdir / "bucket")
     meta = {"tenant": TENANT}
-    storage.write_snapshot(bucket, TENANT, ModelSnapshot(
+    snapshots.write_snapshot(bucket, TENANT, ModelSnapshot(
         **{**base.__dict__, "metadata": {**meta, "version": "load-v1"}}))  # fmt: skip
     # Other complete versions (other scores) for the switch phase; only LATEST moves then.
     switch_versions = [f"load-v{k}" for k in range(2, 2 + args.switches)]

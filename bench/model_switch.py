@@ -34,6 +34,7 @@ from simrec.config import Settings  # noqa: E402
 from simrec.core import layout  # noqa: E402
 from simrec.core.snapshot import ModelSnapshot  # noqa: E402
 from simrec.serving.api import ServingApp  # noqa: E402
+from simrec.storage import snapshots
 
 
 def stats(samples: list[float]) -> dict[str, float]:
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     _, base = cached_model("M")
     root = tempfile.mkdtemp(prefix="simrec-switch-")
     meta = {"tenant": TENANT}
-    storage.write_snapshot(root, TENANT, ModelSnapshot(
+    snapshots.write_snapshot(root, TENANT, ModelSnapshot(
         **{**base.__dict__, "metadata": {**meta, "version": "sw-v1"}}))  # fmt: skip
     v2 = ModelSnapshot(**{**base.__dict__, "scores": base.scores * np.float32(0.5),
                           "metadata": {**meta, "version": "sw-v2"}})  # fmt: skip

@@ -9,8 +9,8 @@ it writes the events once (an export: day partition + manifest) and builds the m
 once (the matrix rule, ``simrec.core.matrix``), then runs every contender in its own
 subprocess, each from the same files:
 
-* ``spark-broadcast`` / ``spark-shuffle``: ``spark/dimsum_job.py`` on ``local[2]`` with each
-  similarity plan, events to top-K written;
+* ``spark-broadcast`` / ``spark-shuffle``: ``simrec.jobs.spark_similarity`` on ``local[2]``
+  with each similarity plan, events to top-K written;
 * ``mllib``: what a Spark user writes: same events and matrix rule as DataFrames, an RDD of
   sparse vectors built in Python, ``RowMatrix.columnSimilarities(threshold)``, then the same
   top-K (window) and a Parquet write, phases timed separately; same Spark configuration;
@@ -254,15 +254,13 @@ def _java_hwm_mb() -> float | None:
 
 
 def worker_spark(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
-    sys.path.insert(0, str(ROOT / "spark"))
-    import dimsum_job
-
-    from simrec.similarity_output import neighbor_pairs, read_neighbors
+    from simrec.jobs import spark_similarity
+    from simrec.storage.similarities import neighbor_pairs, read_neighbors
 
     spark = _spark()
     out = folder / f"spark-{args.label}"
     t0 = time.perf_counter()
-    manifest = dimsum_job.run(
+    manifest = spark_similarity.run(
         spark, str(folder / "export" / "_MANIFEST.json"), str(out),
         {"threshold": args.threshold, "top_k": args.top_k}, plan=args.plan,
     )

@@ -159,9 +159,21 @@ def _print_items(title: str, items: list[dict], key: str = "sku") -> None:
     Console().print(table)
 
 
+def _endpoint_query(args: argparse.Namespace, path: str) -> dict[str, str]:
+    """The endpoint's parameters given on the command line (``_endpoint_options``)."""
+    from simrec.serving.parameters import ENDPOINT_PARAMS
+
+    query = {"n": str(args.n)}
+    for name in ENDPOINT_PARAMS[path]:
+        value = getattr(args, name, None)
+        if name not in ("n", "tenant") and value is not None:
+            query[name] = value
+    return query
+
+
 def cmd_similar(args: argparse.Namespace) -> int:
     service = _load_service(args.workdir, args.tenant)
-    body, status = service.similar({"sku": args.sku, "n": str(args.n)})
+    body, status = service.similar(_endpoint_query(args, "/similar"))
     if args.json or status != 200:
         print(json.dumps(body, indent=2))
         return 0 if status == 200 else 1
@@ -171,17 +183,32 @@ def cmd_similar(args: argparse.Namespace) -> int:
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     service = _load_service(args.workdir, args.tenant)
-    query = {"n": str(args.n)}
-    for name in ("browsed", "basket", "purchased"):
-        if getattr(args, name):
-            query[name] = getattr(args, name)
-    body, status = service.recommendations(query)
+    body, status = service.recommendations(_endpoint_query(args, "/recommendations"))
     if args.json or status != 200:
         print(json.dumps(body, indent=2))
         return 0 if status == 200 else 1
     suffix = " (fallback: popular items)" if body["fallback"] else ""
     _print_items(f"recommendations (model {body['model_version']}){suffix}", body["items"])
     return 0
+
+
+def _endpoint_options(p: argparse.ArgumentParser, path: str) -> None:
+    """One option per parameter of the endpoint, from its declaration
+    (``simrec.serving.parameters``): the values go to the endpoint as they are, so they
+    are checked by the same rules (a bad one prints the 400 and exits 1)."""
+    from simrec.serving.parameters import ENDPOINT_PARAMS, PARAMS
+
+    for name in ENDPOINT_PARAMS[path]:
+        param = PARAMS[name]
+        if name in ("n", "tenant"):
+            continue
+        if name == "sku":
+            p.add_argument("sku", help=param.description)
+        elif param.kind == "flag":
+            p.add_argument(f"--{name.replace('_', '-')}", dest=name, nargs="?", const="true",
+                           metavar="true|false", help=param.description)  # fmt: skip
+        else:
+            p.add_argument(f"--{name.replace('_', '-')}", dest=name, help=param.description)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -282,12 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("recommend", cmd_recommend, "recommendations for a shopper's recent items"),
     ):
         p = sub.add_parser(name, help=helptext)
-        if name == "similar":
-            p.add_argument("sku")
-        else:
-            p.add_argument("--browsed", help="comma-separated skus")
-            p.add_argument("--basket", help="comma-separated skus")
-            p.add_argument("--purchased", help="comma-separated skus")
+        _endpoint_options(p, "/similar" if name == "similar" else "/recommendations")
         p.add_argument("--workdir", required=True)
         p.add_argument("--tenant")
         p.add_argument("--n", type=_positive_int, default=10)

@@ -102,6 +102,7 @@ class Settings(BaseSettings):
     )
     user_alpha: float = _model_field("user_alpha")
     shrinkage: float = _model_field("shrinkage")
+    cell_cap_percentile: float = _model_field("cell_cap_percentile")
     engine: Literal["spark", "local"] = Field(
         "spark", description="Similarity engine: the Spark job or the single-machine one."
     )

@@ -26,6 +26,7 @@ from typing import Any
 from simrec import storage
 from simrec.core import layout, model_builder
 from simrec.core.snapshot import METADATA_NAME, ModelSnapshot
+from simrec.storage import snapshots
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ def write_version(models_root: str, tenant: str, snapshot: ModelSnapshot) -> str
     existing = None
     if is_complete(models_root, tenant, version):
         try:
-            existing = storage.read_snapshot(models_root, tenant, version)
+            existing = snapshots.read_snapshot(models_root, tenant, version)
         except Exception as exc:  # corrupt: nobody can be serving it, so it is rewritten
             log.warning("rewriting unreadable model version %s: %s", folder, exc)
     if existing is not None:

@@ -74,6 +74,7 @@ locals {
     SIMREC_USER_WEIGHTING              = var.user_weighting
     SIMREC_USER_ALPHA                  = tostring(var.user_alpha)
     SIMREC_SHRINKAGE                   = tostring(var.shrinkage)
+    SIMREC_CELL_CAP_PERCENTILE         = tostring(var.cell_cap_percentile)
     SIMREC_ENGINE                      = "spark"
     SIMREC_GCP_PROJECT                 = var.project_id
     SIMREC_GCP_REGION                  = var.region

@@ -401,6 +401,17 @@ variable "shrinkage" {
   }
 }
 
+variable "cell_cap_percentile" {
+  description = "Cells (summed action weights) capped at this percentile of the matrix's cells and divided by it; 0 = off (raw sums)."
+  type        = number
+  default     = 50
+
+  validation {
+    condition     = var.cell_cap_percentile >= 0 && var.cell_cap_percentile <= 100
+    error_message = "cell_cap_percentile must be between 0 and 100."
+  }
+}
+
 # --- nightly schedule --------------------------------------------------------------------------
 
 variable "schedule" {

@@ -21,11 +21,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from simrec import storage
 from simrec.config import Settings
 from simrec.core.snapshot import ModelSnapshot
 from simrec.serving import api
 from simrec.serving.api import ServingApp
+from simrec.serving.parameters import FILTERS
+from simrec.storage import snapshots
 
 CHECKS = [
     not_a_server_error,
@@ -59,6 +60,7 @@ def fuzz_model() -> ModelSnapshot:
             "sku": skus,
             "category": ["a", "0", None, "a", "b", "0", "a", "b"],
             "in_stock": [True, False] * 4,
+            "price": [1.0, 2.0, None, 3.5, 1.5, 10.0, 2.5, 0.0],  # price_within's column
             "note": ["x"] * n,
         },
     )
@@ -68,7 +70,7 @@ def fuzz_model() -> ModelSnapshot:
 def api_schema(tmp_path: Path):
     api.clear_holders()
     root = str(tmp_path / "models")
-    storage.write_snapshot(root, "default", fuzz_model())
+    snapshots.write_snapshot(root, "default", fuzz_model())
     app = ServingApp(Settings(models_uri=root, tenant="default", serving_tenants="other"))
     assert app.holder.get() is not None
     yield schemathesis.openapi.from_wsgi("/openapi.json", app)
@@ -89,6 +91,7 @@ def test_api_conforms_to_its_openapi_document(api_schema, path: str, mode: str) 
         pytest.skip("no parameters to get wrong")
     operation = api_schema[path]["GET"]
     calls = []
+    answered: set[str] = set()  # parameters of the 200 answers
 
     @settings(
         max_examples=50,
@@ -101,11 +104,15 @@ def test_api_conforms_to_its_openapi_document(api_schema, path: str, mode: str) 
     def run(case) -> None:
         response = case.call_and_validate(checks=CHECKS)
         calls.append(response.status_code)
+        if response.status_code == 200:
+            answered.update(case.query or {})
 
     run()
     assert calls and all(status < 500 for status in calls)
     if mode == "positive" and path not in ("/openapi.json", "/similar"):
         assert 200 in calls  # the fuzz reached the happy path, not only errors
+    if mode == "positive" and path == "/recommendations":
+        assert set(FILTERS) <= answered  # every filter, the current-item ones too
     # (/similar: a generated sku rarely exists; test_serving_features covers its 200s)
     if mode == "negative" and path not in ("/healthz",):
         assert 400 in calls  # and the validation

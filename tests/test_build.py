@@ -6,6 +6,7 @@ import argparse
 import importlib.util
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -99,17 +100,43 @@ def test_spark_job_package(built) -> None:
     assert not [n for n in names if n.endswith(COMPILED)]
 
 
+def test_dataproc_main_file_runs_the_packaged_job(built, tmp_path) -> None:
+    """Dataproc's main file runs with nothing but the shipped zip on the path (as
+    ``--py-files`` puts it), from any folder: the job is the package's."""
+    spark = built / "spark"
+    env = {**os.environ, "PYTHONPATH": str(spark / "simrec.zip")}
+    done = subprocess.run([sys.executable, str(spark / "dimsum_job.py"), "--help"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "--export-manifest" in done.stdout and "--plan" in done.stdout
+    with zipfile.ZipFile(spark / "simrec.zip") as archive:
+        assert "simrec/jobs/spark_similarity.py" in archive.namelist()
+
+
+def test_flex_template_main_file_runs_the_packaged_pipeline(built, tmp_path) -> None:
+    """The template's main file, with only the template folder on the path (its
+    PYTHONPATH), reaches the package's pipeline: bad input is its one-line error."""
+    flex = built / "flex"
+    env = {**os.environ, "PYTHONPATH": str(flex)}
+    done = subprocess.run([sys.executable, str(flex / "load_pipeline.py")], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, check=False)  # fmt: skip
+    assert done.returncode == 2
+    assert "load_pipeline: error: --similarities is required" in done.stderr
+    assert (flex / build_tool.LOAD_MODULE).is_file()
+
+
 def _load_options() -> list[argparse.Action]:
-    """The options beam/load_pipeline.py's PipelineOptions subclass really registers."""
-    import load_pipeline
+    """The options the load pipeline's PipelineOptions subclass really registers."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    from simrec.jobs import beam_load
+
     subclasses = [
-        obj for obj in vars(load_pipeline).values()
+        obj for obj in vars(beam_load).values()
         if isinstance(obj, type) and issubclass(obj, PipelineOptions)
-        and obj is not PipelineOptions and obj.__module__ == load_pipeline.__name__
+        and obj is not PipelineOptions and obj.__module__ == beam_load.__name__
     ]  # fmt: skip
-    assert subclasses, "no PipelineOptions subclass in load_pipeline"
+    assert subclasses, "no PipelineOptions subclass in simrec.jobs.beam_load"
     parser = argparse.ArgumentParser()
     for cls in subclasses:
         cls._add_argparse_args(parser)

@@ -19,6 +19,7 @@ from simrec.generate import generate_events
 from simrec.local.dispatcher import NIGHTLY_TOPIC, LocalCloud, load_function
 from simrec.local.runner import Workdir, prepare
 from simrec.stages.cloudevents import make_storage_event
+from simrec.storage import snapshots
 
 END = dt.date(2024, 3, 31)
 RUN_DATE = END + dt.timedelta(days=1)
@@ -55,9 +56,9 @@ def _run(shop_path: Path, workdir: Path, *extra: str) -> dict:
 
 def _model(workdir: Path):
     root = str(Workdir(workdir).bucket)
-    version = storage.latest_version(root, "default")
+    version = snapshots.latest_version(root, "default")
     assert version is not None
-    return storage.read_snapshot(root, "default", version)
+    return snapshots.read_snapshot(root, "default", version)
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import load_pipeline
 import pytest
 from google.cloud import datastore
 
 from simrec import storage
 from simrec.core import layout
+from simrec.jobs import beam_load
+from simrec.storage import snapshots
 from tests.test_load_pipeline import (
     CREATED_AT_DT,
     REPO,
@@ -35,7 +36,7 @@ NAMESPACE = "shop"
 
 def _entities(namespace: str | None) -> dict[str, datastore.Entity]:
     client = datastore.Client(project=PROJECT, namespace=namespace)
-    return {e.key.name: e for e in client.query(kind=load_pipeline.ENTITY_KIND).fetch()}
+    return {e.key.name: e for e in client.query(kind=beam_load.ENTITY_KIND).fetch()}
 
 
 def _plain(entities: dict[str, datastore.Entity]) -> dict[str, tuple]:
@@ -46,7 +47,7 @@ def _assert_entities(entities: dict, neighbors: dict, version: str) -> None:
     assert sorted(entities) == sorted(neighbors)
     for sku, entity in entities.items():
         row = expected_row(sku, neighbors[sku])
-        assert entity.key.flat_path == (load_pipeline.ENTITY_KIND, sku)
+        assert entity.key.flat_path == (beam_load.ENTITY_KIND, sku)
         assert (entity.key.project, entity.key.namespace) == (PROJECT, NAMESPACE)
         assert dict(entity) == {
             "items": row["items"],
@@ -83,23 +84,23 @@ def test_load_into_datastore_rerun_and_new_version(tmp_path: Path, datastore_hos
     assert _entities(None) == {}  # nothing leaked into the default namespace
 
     client = datastore.Client(project=PROJECT, namespace=NAMESPACE)
-    by_version = client.query(kind=load_pipeline.ENTITY_KIND)
+    by_version = client.query(kind=beam_load.ENTITY_KIND)
     by_version.add_filter(filter=datastore.query.PropertyFilter("model_version", "=", RUN_ID))
     assert len(list(by_version.fetch())) == len(neighbors)
     some_neighbor = next(iter(neighbors.values()))[0][0]
-    by_item = client.query(kind=load_pipeline.ENTITY_KIND)
+    by_item = client.query(kind=beam_load.ENTITY_KIND)
     by_item.add_filter(filter=datastore.query.PropertyFilter("items", "=", some_neighbor))
     assert list(by_item.fetch()) == []  # unindexed: no query can see the lists
 
     # rerun: no duplicate, no change, same LATEST
-    load_pipeline.run(argv)
+    beam_load.run(argv)
     assert _plain(_entities(NAMESPACE)) == _plain(first)
-    assert storage.latest_version(models, "default") == RUN_ID
+    assert snapshots.latest_version(models, "default") == RUN_ID
 
     # a new version of the same run overwrites every entity in place
-    load_pipeline.run([*argv, "--model_version", "manual-2"])
+    beam_load.run([*argv, "--model_version", "manual-2"])
     _assert_entities(_entities(NAMESPACE), neighbors, "manual-2")
-    assert storage.latest_version(models, "default") == "manual-2"
+    assert snapshots.latest_version(models, "default") == "manual-2"
 
 
 @pytest.mark.emulator
@@ -110,13 +111,13 @@ def test_failed_datastore_write_does_not_move_latest(
     neighbors = {**SAMPLE_NEIGHBORS, "__reserved__": [("a", 0.5, 1.0)]}
     uri = write_similarities(tmp_path, neighbors, SAMPLE_ITEMS)
     models = str(tmp_path / "bucket")
-    code = load_pipeline.main(
+    code = beam_load.main(
         ["--similarities", uri, "--models_root", models, "--datastore_project", PROJECT]
     )
     assert code == 1
     err = capsys.readouterr().err
     assert err.startswith("load_pipeline: pipeline failed: ") and "reserved" in err
-    assert storage.latest_version(models, "default") is None
+    assert snapshots.latest_version(models, "default") is None
     assert not storage.exists(layout.model_version(models, "default", RUN_ID))
 
 
@@ -124,10 +125,10 @@ def test_rampup_throttling_is_off_only_against_the_emulator(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("DATASTORE_EMULATOR_HOST", raising=False)
-    assert load_pipeline.WriteNeighborsToDatastore(PROJECT, None, "v")._rampup is True
+    assert beam_load.WriteNeighborsToDatastore(PROJECT, None, "v")._rampup is True
     monkeypatch.setenv("DATASTORE_EMULATOR_HOST", "127.0.0.1:1")
-    assert load_pipeline.WriteNeighborsToDatastore(PROJECT, None, "v")._rampup is False
-    explicit = load_pipeline.WriteNeighborsToDatastore(PROJECT, None, "v", throttle_rampup=True)
+    assert beam_load.WriteNeighborsToDatastore(PROJECT, None, "v")._rampup is False
+    explicit = beam_load.WriteNeighborsToDatastore(PROJECT, None, "v", throttle_rampup=True)
     assert explicit._rampup is True
 
 
@@ -138,14 +139,14 @@ def test_latest_waits_for_the_datastore_write(tmp_path: Path) -> None:
 
     uri = write_similarities(tmp_path)
     argv = ["--similarities", uri, "--models_root", str(tmp_path / "m")]
-    options = load_pipeline.pipeline_options([*argv, "--datastore_project", PROJECT])
-    built = load_pipeline.build_pipeline(beam.Pipeline(options=options), options)
+    options = beam_load.pipeline_options([*argv, "--datastore_project", PROJECT])
+    built = beam_load.build_pipeline(beam.Pipeline(options=options), options)
     assert built.datastore is not None
     publish = built.published.producer
     assert [side.pvalue for side in publish.side_inputs] == [built.datastore]
 
-    options = load_pipeline.pipeline_options(argv)
-    without = load_pipeline.build_pipeline(beam.Pipeline(options=options), options)
+    options = beam_load.pipeline_options(argv)
+    without = beam_load.build_pipeline(beam.Pipeline(options=options), options)
     assert without.datastore is None and not without.published.producer.side_inputs
 
 

@@ -43,6 +43,7 @@ from simrec.stages.decisions import JOB_GAVE_UP_ALERT
 from simrec.stages.jobs import STAGE
 from simrec.stages.load import job_name
 from simrec.stages.requests import run_params
+from simrec.storage import snapshots
 from tests.plugins.gcp_wire import BUCKET, PROJECT, REGION, FunctionServer, refresh_gcsfs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -310,7 +311,7 @@ def test_dataflow_launch_function_launches_one_job_and_skips_published_versions(
     assert launched["action"] == "launched" and launched["ids"]["job_name"] == job_name(PARAMS)
     assert running["action"] == published["action"] == "skipped"
     # the complete version was never pointed at (the stub job wrote no LATEST): repaired
-    assert storage.latest_version(f"gs://{BUCKET}", "default") == PARAMS.run_id
+    assert snapshots.latest_version(f"gs://{BUCKET}", "default") == PARAMS.run_id
     assert len(grpc_stub.launch_requests) == 1 and grpc_stub.flex_jobs_started == 1
     param = grpc_stub.launch_requests[0].launch_parameter
     assert param.job_name == job_name(PARAMS)

@@ -35,6 +35,7 @@ from simrec.stages.cloudevents import (
     topic_of,
 )
 from simrec.stages.decisions import JOB_GAVE_UP_ALERT
+from simrec.storage import snapshots
 from tests import test_alert_filters as alert_filters
 from tests.log_filter import matches
 from tests.test_terraform import module
@@ -95,7 +96,7 @@ def test_a_failing_load_is_retried_then_alerted(tmp_path, events_csv, decision_l
         assert line["ids"]["job_state"] == "JOB_STATE_FAILED"
     assert f"simrec cloud rerun --date {RUN_DATE} --tenant default" in last["reason"]
     # No model was published; both attempts are recorded as failed.
-    assert storage.latest_version(settings.models_root, "default") is None
+    assert snapshots.latest_version(settings.models_root, "default") is None
     for name in names:
         assert jobs.read_record(settings, name).state == jobs.FAILED
     acted = [(d.function, d.result.action) for d in deliveries.acted()]
@@ -347,7 +348,7 @@ def test_a_successful_run_reports_each_jobs_end_and_decides_nothing(
     assert [(d.function, d.result.action) for d in deliveries.acted()] == [
         ("export", "exported"), ("cluster", "succeeded"), ("dataflow_launch", "succeeded"),
     ]
-    assert storage.latest_version(settings.models_root, "default") == params.run_id
+    assert snapshots.latest_version(settings.models_root, "default") == params.run_id
 
 
 def test_each_event_reaches_the_function_that_launched_its_job(tmp_path) -> None:
@@ -432,7 +433,7 @@ def test_a_run_whose_retry_succeeds_is_reported_as_succeeded(tmp_path, events_cs
 
     assert saved  # the first attempt really ran on corrupted input
     assert summary["model_version"] == params.run_id
-    assert storage.latest_version(settings.models_root, "default") == params.run_id
+    assert snapshots.latest_version(settings.models_root, "default") == params.run_id
     [retry] = summary["retries"]
     assert retry["stage"] == "cluster" and retry["attempt"] == 1 and retry["error"]
     assert (retry["job_id"], retry["retry_job_id"]) == (cluster.request_id(params, 0),

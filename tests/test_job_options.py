@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,7 @@ def _flex_metadata() -> dict:
     assert spec is not None and spec.loader is not None
     build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)
-    return build.flex_metadata(REPO / "beam" / "load_pipeline.py")
+    return build.flex_metadata(REPO / build.LOAD_MODULE)
 
 
 def test_flex_template_parameters_are_each_accounted_for() -> None:
@@ -116,14 +117,15 @@ def test_local_launchers_run_the_jobs_with_the_same_options(monkeypatch, tmp_pat
         model_version="r", job_name="simrec-load-t-r",
     )  # fmt: skip
     expected = load_job_options(settings, **{**RUN, "models_root": str(tmp_path)})
-    assert commands[-1][2:] == expected.argv()
+    assert commands[-1] == [sys.executable, "-m", "simrec.jobs.beam_load", *expected.argv()]
     LocalSparkLauncher(settings, str(tmp_path)).submit(
         export_manifest_uri="gs://d/m.json", output_uri=str(tmp_path / "out"), params=None,
         request_id="rid",
     )  # fmt: skip
     spark = spark_job_options(settings, export_manifest_uri="gs://d/m.json",
                               output_uri=str(tmp_path / "out"))  # fmt: skip
-    assert commands[-1][2:] == [*spark.argv(), "--master", "local[2]"]
+    assert commands[-1] == [sys.executable, "-m", "simrec.jobs.spark_similarity", *spark.argv(),
+                            "--master", "local[2]"]  # fmt: skip
 
 
 # --- no setting is read by nothing ------------------------------------------------------------

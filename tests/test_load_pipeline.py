@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import apache_beam as beam
-import load_pipeline
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -26,16 +25,15 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from simrec import storage
 from simrec.core import layout, model_builder
+from simrec.jobs import beam_load
+from simrec.storage import snapshots
+from simrec.storage.similarities import ITEMS_SCHEMA, NEIGHBORS_SCHEMA
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_ID = "2024-03-01-1a2b3c4d"
 CREATED_AT = "2024-03-01T02:00:00Z"
 CREATED_AT_DT = dt.datetime(2024, 3, 1, 2, 0, tzinfo=dt.UTC)
 PARAMS = {"tenant": "default", "date": "2024-03-01", "top_k": 3, "seed": 42}
-
-NEIGHBOR = pa.struct([("sku", pa.string()), ("score", pa.float64()), ("users", pa.float64())])
-NEIGHBORS_SCHEMA = pa.schema([("sku", pa.string()), ("neighbors", pa.list_(NEIGHBOR))])
-ITEMS_SCHEMA = pa.schema([("sku", pa.string()), ("users", pa.int64()), ("weight", pa.float64())])
 
 # a/c/d: a tie at 0.5 (c before d); x is only a neighbor; f has stats but no neighbors.
 SAMPLE_NEIGHBORS: dict[str, list[tuple[str, float, float]]] = {
@@ -63,10 +61,13 @@ def write_similarities(
     parts: int = 2,
     manifest: bool = True,
 ) -> str:
-    """A similarity run folder in the Spark job's layout; returns its URI."""
-    folder = root / "similarities" / tenant / run_id
-    (folder / "neighbors").mkdir(parents=True, exist_ok=True)
-    (folder / "items").mkdir(parents=True, exist_ok=True)
+    """A similarity run folder in the Spark job's layout (several parts and a
+    ``_SUCCESS`` marker, as Spark writes it); returns its URI."""
+    folder = Path(layout.similarities(str(root), tenant, run_id))
+    outputs = layout.similarity_outputs(str(folder))
+    neighbors_dir, items_dir = Path(outputs[layout.NEIGHBORS]), Path(outputs[layout.ITEMS])
+    neighbors_dir.mkdir(parents=True, exist_ok=True)
+    items_dir.mkdir(parents=True, exist_ok=True)
     rows = [
         {"sku": s, "neighbors": [{"sku": n, "score": c, "users": u} for n, c, u in v]}
         for s, v in neighbors.items()
@@ -75,13 +76,13 @@ def write_similarities(
     for i in range(parts):
         pq.write_table(
             pa.Table.from_pylist(rows[i::parts], schema=NEIGHBORS_SCHEMA),
-            folder / "neighbors" / f"part-{i:05d}.parquet",
+            neighbors_dir / f"part-{i:05d}.parquet",
         )
         pq.write_table(
             pa.Table.from_pylist(stats[i::parts], schema=ITEMS_SCHEMA),
-            folder / "items" / f"part-{i:05d}.parquet",
+            items_dir / f"part-{i:05d}.parquet",
         )
-    (folder / "neighbors" / "_SUCCESS").write_text("")  # Spark's marker is ignored
+    (neighbors_dir / "_SUCCESS").write_text("")  # Spark's marker is ignored
     if manifest:
         doc = {
             "stage": "similarities",
@@ -89,7 +90,7 @@ def write_similarities(
             "tenant": tenant,
             "engine": "local",
             "params": {**PARAMS, "tenant": tenant},
-            "outputs": {"neighbors": str(folder / "neighbors"), "items": str(folder / "items")},
+            "outputs": {k: outputs[k] for k in (layout.NEIGHBORS, layout.ITEMS)},
             "counts": {"items": len(items), "neighbor_rows": len(neighbors)},
             "created_at": CREATED_AT,
         }
@@ -156,7 +157,7 @@ def file_state(folder: str) -> dict[str, tuple[int, bytes]]:
 
 def local_pipeline() -> BeamTestPipeline:
     """A TestPipeline on the offline local runner (plain DirectRunner would fetch Prism)."""
-    return BeamTestPipeline(runner=load_pipeline.DEFAULT_RUNNER)
+    return BeamTestPipeline(runner=beam_load.DEFAULT_RUNNER)
 
 
 @pytest.fixture
@@ -168,7 +169,7 @@ def similarities(tmp_path: Path) -> str:
 def test_read_neighbor_lists(similarities: str) -> None:
     expected = [expected_row(s, v) for s, v in SAMPLE_NEIGHBORS.items()]
     with local_pipeline() as p:
-        rows = p | load_pipeline.ReadNeighborLists(similarities)
+        rows = p | beam_load.ReadNeighborLists(similarities)
         assert_that(rows, equal_to(expected))
 
 
@@ -176,7 +177,7 @@ def test_read_neighbor_lists_sorts_unsorted_input(tmp_path: Path) -> None:
     shuffled = {"a": [("d", 0.5, 1.0), ("b", 0.9, 3.0), ("c", 0.5, 2.0)]}
     uri = write_similarities(tmp_path, shuffled, {"a": (1, 1.0)}, parts=1)
     with local_pipeline() as p:
-        rows = p | load_pipeline.ReadNeighborLists(uri)
+        rows = p | beam_load.ReadNeighborLists(uri)
         assert_that(rows, equal_to([expected_row("a", shuffled["a"])]))
     assert expected_row("a", shuffled["a"])["items"] == ["b", "c", "d"]
 
@@ -184,7 +185,7 @@ def test_read_neighbor_lists_sorts_unsorted_input(tmp_path: Path) -> None:
 def test_read_item_stats(similarities: str) -> None:
     expected = [{"sku": s, "users": u, "weight": w} for s, (u, w) in SAMPLE_ITEMS.items()]
     with local_pipeline() as p:
-        stats = p | load_pipeline.ReadItemStats(similarities)
+        stats = p | beam_load.ReadItemStats(similarities)
         assert_that(stats, equal_to(expected))
 
 
@@ -218,19 +219,19 @@ def test_to_neighbor_entities() -> None:
         entities = (
             p
             | beam.Create(rows)
-            | load_pipeline.ToNeighborEntities("proj", "ns1", "v7", updated_at=CREATED_AT_DT)
+            | beam_load.ToNeighborEntities("proj", "ns1", "v7", updated_at=CREATED_AT_DT)
         )
         assert_that(entities, check)
 
 
 def test_to_neighbor_entities_default_namespace_and_project_required() -> None:
-    entity = load_pipeline.neighbor_entity(
+    entity = beam_load.neighbor_entity(
         expected_row("b", SAMPLE_NEIGHBORS["b"]), "proj", "", "v1", CREATED_AT_DT
     )
     assert entity.key.namespace is None
     assert entity.to_client_entity().key.flat_path == ("ItemNeighbors", "b")
     with pytest.raises(ValueError, match="project"):
-        load_pipeline.ToNeighborEntities("", None, "v1")
+        beam_load.ToNeighborEntities("", None, "v1")
 
 
 def test_build_serving_model() -> None:
@@ -256,7 +257,7 @@ def test_build_serving_model() -> None:
         model = (
             p | "Rows" >> beam.Create(rows),
             p | "Items" >> beam.Create(stats),
-        ) | load_pipeline.BuildServingModel(meta)
+        ) | beam_load.BuildServingModel(meta)
         assert_that(model, check)
 
 
@@ -275,7 +276,7 @@ def test_build_serving_model_rejects_empty_neighbors() -> None:
         _ = (
             p | "Rows" >> beam.Create([]),
             p | "Items" >> beam.Create([{"sku": "a", "users": 1, "weight": 1.0}]),
-        ) | load_pipeline.BuildServingModel({"version": "v1", "source": "empty"})
+        ) | beam_load.BuildServingModel({"version": "v1", "source": "empty"})
 
 
 def _sample_snapshot(version: str = "v1", **meta):
@@ -289,10 +290,10 @@ def test_publish_serving_model(tmp_path: Path) -> None:
     snapshot = _sample_snapshot("v1")
     folder = layout.model_version(root, "default", "v1")
     with local_pipeline() as p:
-        published = p | beam.Create([snapshot]) | load_pipeline.PublishServingModel(root, "default")
+        published = p | beam.Create([snapshot]) | beam_load.PublishServingModel(root, "default")
         assert_that(published, equal_to([folder]))
-    assert storage.latest_version(root, "default") == "v1"
-    loaded = storage.read_snapshot(root, "default", "v1")
+    assert snapshots.latest_version(root, "default") == "v1"
+    loaded = snapshots.read_snapshot(root, "default", "v1")
     assert model_builder.same_content(loaded, snapshot)
     assert loaded.metadata["version"] == "v1"
 
@@ -300,32 +301,32 @@ def test_publish_serving_model(tmp_path: Path) -> None:
 def test_publish_is_idempotent_and_versions_are_immutable(tmp_path: Path) -> None:
     root = str(tmp_path / "bucket")
     night = {"params": {"date": "2024-04-01"}, "created_at": "2024-04-01T02:00:00Z"}
-    folder = load_pipeline.publish_snapshot(root, "default", _sample_snapshot("v1", **night))
+    folder = beam_load.publish_snapshot(root, "default", _sample_snapshot("v1", **night))
     before = file_state(folder)
     latest = layout.latest_pointer(root, "default")
     latest_mtime = os.stat(latest).st_mtime_ns
 
     # same content again (even with other metadata): nothing is rewritten
-    assert load_pipeline.publish_snapshot(root, "default", _sample_snapshot("v1", x=1)) == folder
+    assert beam_load.publish_snapshot(root, "default", _sample_snapshot("v1", x=1)) == folder
     assert file_state(folder) == before
     assert os.stat(latest).st_mtime_ns == latest_mtime
 
     # a later night moves LATEST; republishing the older v1 never moves it back, unless
     # the operator asks to publish it
     later = {"params": {"date": "2024-04-02"}, "created_at": "2024-04-02T02:00:00Z"}
-    load_pipeline.publish_snapshot(root, "default", _sample_snapshot("v2", **later))
-    assert storage.latest_version(root, "default") == "v2"
-    load_pipeline.publish_snapshot(root, "default", _sample_snapshot("v1", **night))
-    assert storage.latest_version(root, "default") == "v2"
-    load_pipeline.publish_snapshot(
+    beam_load.publish_snapshot(root, "default", _sample_snapshot("v2", **later))
+    assert snapshots.latest_version(root, "default") == "v2"
+    beam_load.publish_snapshot(root, "default", _sample_snapshot("v1", **night))
+    assert snapshots.latest_version(root, "default") == "v2"
+    beam_load.publish_snapshot(
         root, "default", _sample_snapshot("v1", **night), publish=True
     )
-    assert storage.latest_version(root, "default") == "v1"
+    assert snapshots.latest_version(root, "default") == "v1"
 
     changed = _sample_snapshot("v1")
     changed.scores[0] = 0.125
     with pytest.raises(ValueError, match="immutable"):
-        load_pipeline.publish_snapshot(root, "default", changed)
+        beam_load.publish_snapshot(root, "default", changed)
     assert file_state(folder) == before
 
 
@@ -334,9 +335,9 @@ def test_publish_completes_an_interrupted_version(tmp_path: Path) -> None:
     snapshot = _sample_snapshot("v1")
     folder = layout.model_version(root, "default", "v1")
     storage.write_bytes(layout.join(folder, "arrays.npz"), b"partial")  # no metadata yet
-    load_pipeline.publish_snapshot(root, "default", snapshot)
-    assert model_builder.same_content(storage.read_snapshot(root, "default", "v1"), snapshot)
-    assert storage.latest_version(root, "default") == "v1"
+    beam_load.publish_snapshot(root, "default", snapshot)
+    assert model_builder.same_content(snapshots.read_snapshot(root, "default", "v1"), snapshot)
+    assert snapshots.latest_version(root, "default") == "v1"
 
 
 # --- whole pipeline -------------------------------------------------------------------
@@ -346,11 +347,11 @@ def test_end_to_end_and_rerun_is_idempotent(tmp_path: Path) -> None:
     models = str(tmp_path / "bucket")
     argv = ["--similarities", uri, "--models_root", models, "--tenant", "default"]
 
-    summary = load_pipeline.run(argv)
+    summary = beam_load.run(argv)
 
     assert summary["version"] == RUN_ID  # defaults to the manifest's run id
-    assert storage.latest_version(models, "default") == RUN_ID
-    snapshot = storage.read_snapshot(models, "default", RUN_ID)
+    assert snapshots.latest_version(models, "default") == RUN_ID
+    snapshot = snapshots.read_snapshot(models, "default", RUN_ID)
     assert_model_matches(snapshot, neighbors, items)
     nnz = sum(len(v) for v in neighbors.values())
     assert snapshot.metadata == {
@@ -370,7 +371,7 @@ def test_end_to_end_and_rerun_is_idempotent(tmp_path: Path) -> None:
     latest = layout.latest_pointer(models, "default")
     latest_before = (os.stat(latest).st_mtime_ns, Path(latest).read_bytes())
 
-    assert load_pipeline.run(argv) == summary
+    assert beam_load.run(argv) == summary
     assert file_state(folder) == before
     assert (os.stat(latest).st_mtime_ns, Path(latest).read_bytes()) == latest_before
     assert sorted(os.listdir(layout.models(models, "default"))) == [RUN_ID, "LATEST"]
@@ -379,13 +380,13 @@ def test_end_to_end_and_rerun_is_idempotent(tmp_path: Path) -> None:
 def test_model_version_option_and_tenant_default(tmp_path: Path) -> None:
     uri = write_similarities(tmp_path, tenant="shop-2")
     models = str(tmp_path / "bucket")
-    summary = load_pipeline.run(
+    summary = beam_load.run(
         ["--similarities", uri, "--models_root", models, "--model_version", "manual-1"]
     )
     assert (summary["tenant"], summary["version"]) == ("shop-2", "manual-1")
-    snapshot = storage.read_snapshot(models, "shop-2", "manual-1")
+    snapshot = snapshots.read_snapshot(models, "shop-2", "manual-1")
     assert snapshot.metadata["run_id"] == RUN_ID
-    assert storage.latest_version(models, "shop-2") == "manual-1"
+    assert snapshots.latest_version(models, "shop-2") == "manual-1"
 
 
 @pytest.mark.parametrize(
@@ -410,7 +411,7 @@ def test_bad_input_exits_2_with_a_clear_message(
         neighbors = {} if setup == "empty" else SAMPLE_NEIGHBORS
         uri = write_similarities(tmp_path, neighbors, manifest=setup != "no-manifest")
     models = tmp_path / "bucket"
-    code = load_pipeline.main(["--similarities", uri, "--models_root", str(models), *extra])
+    code = beam_load.main(["--similarities", uri, "--models_root", str(models), *extra])
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("load_pipeline: error: ") and message in err
@@ -418,10 +419,10 @@ def test_bad_input_exits_2_with_a_clear_message(
 
 
 def test_missing_required_options() -> None:
-    with pytest.raises(load_pipeline.LoadError, match="--similarities"):
-        load_pipeline.run(["--models_root", "/tmp/x"])
-    with pytest.raises(load_pipeline.LoadError, match="--models_root"):
-        load_pipeline.run(["--similarities", "/tmp/x"])
+    with pytest.raises(beam_load.LoadError, match="--similarities"):
+        beam_load.run(["--models_root", "/tmp/x"])
+    with pytest.raises(beam_load.LoadError, match="--models_root"):
+        beam_load.run(["--similarities", "/tmp/x"])
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -446,7 +447,7 @@ def test_cli_subprocess(tmp_path: Path) -> None:
     summary = json.loads(lines[0])
     assert summary["status"] == "ok" and summary["latest"] == RUN_ID
     assert_model_matches(
-        storage.read_snapshot(models, "default", RUN_ID), SAMPLE_NEIGHBORS, SAMPLE_ITEMS
+        snapshots.read_snapshot(models, "default", RUN_ID), SAMPLE_NEIGHBORS, SAMPLE_ITEMS
     )
 
     missing = _cli("--similarities", str(tmp_path / "nothing"), "--models_root", models)

@@ -8,14 +8,15 @@ import os
 from pathlib import Path
 
 import apache_beam as beam
-import load_pipeline
 import numpy as np
 import pytest
 
 from simrec import publishing, storage
 from simrec.core import layout
 from simrec.core.snapshot import ARRAYS_NAME, METADATA_NAME, ModelSnapshot
+from simrec.jobs import beam_load
 from simrec.serving.model_holder import ModelHolder
+from simrec.storage import snapshots
 
 TENANT = "shop"
 
@@ -42,7 +43,7 @@ def root(tmp_path: Path) -> str:
 
 
 def latest(root: str) -> str | None:
-    return storage.latest_version(root, TENANT)
+    return snapshots.latest_version(root, TENANT)
 
 
 def test_latest_moves_forward_in_run_date_only(root: str) -> None:
@@ -107,7 +108,7 @@ def test_latest_is_replaced_by_rename_never_rewritten_in_place(root: str) -> Non
 def test_latest_content_is_validated_before_use_as_a_path(root: str, content: bytes) -> None:
     storage.write_bytes(layout.latest_pointer(root, TENANT), content)
     with pytest.raises(layout.BadName):
-        storage.latest_version(root, TENANT)
+        snapshots.latest_version(root, TENANT)
     # publishing treats it as no model and repairs it
     assert publishing.publish_version(root, TENANT, model("n1")).moved
     assert latest(root) == "n1"
@@ -146,7 +147,7 @@ def test_non_finite_scores_are_rejected_at_build_and_at_load(root: str, bad: flo
     np.savez(buf, **arrays)
     storage.write_bytes(layout.join(folder, ARRAYS_NAME), buf.getvalue())
     with pytest.raises(ValueError, match="non-finite"):
-        storage.read_snapshot(root, TENANT, "n1")
+        snapshots.read_snapshot(root, TENANT, "n1")
 
 
 # --- GCS (gcp-storage-emulator through gcsfs, as on Google Cloud) ---------------------
@@ -161,7 +162,8 @@ def test_policy_on_gcs(gcs) -> None:
     blob = gcs.client().bucket(BUCKET).get_blob(f"m/models/{TENANT}/LATEST")
     assert blob.download_as_bytes() == b"n2"
     assert publishing.is_complete(root, TENANT, "n1")
-    assert storage.read_snapshot(root, TENANT, storage.latest_version(root, TENANT)).version == "n2"
+    latest = snapshots.latest_version(root, TENANT)
+    assert snapshots.read_snapshot(root, TENANT, latest).version == "n2"
 
 
 # --- the Beam load's publish step (what runs on Dataflow workers) ---------------------
@@ -169,13 +171,13 @@ def test_beam_publish_step_applies_the_policy(root: str) -> None:
     publishing.publish_version(root, TENANT, model("n2", "2024-04-02"))
     older = model("n1", "2024-04-01")
     with beam.Pipeline("FnApiRunner") as p:
-        _ = p | beam.Create([older]) | load_pipeline.PublishServingModel(root, TENANT)
+        _ = p | beam.Create([older]) | beam_load.PublishServingModel(root, TENANT)
     assert latest(root) == "n2" and publishing.is_complete(root, TENANT, "n1")
     with beam.Pipeline("FnApiRunner") as p:
         _ = (
             p
             | beam.Create([older])
-            | load_pipeline.PublishServingModel(root, TENANT, publish=True)
+            | beam_load.PublishServingModel(root, TENANT, publish=True)
         )
     assert latest(root) == "n1"
 

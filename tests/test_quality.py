@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 
-import dimsum_job
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,7 +16,9 @@ from simrec.core import dimsum, quality
 from simrec.core.matrix import build_matrix
 from simrec.core.runs import RUN_CONTROL, RunParams
 from simrec.core.similarity import column_norms, cosine_topk, resolve_params
-from simrec.similarity_output import neighbor_pairs, read_neighbors, run_local_similarity
+from simrec.jobs import spark_similarity
+from simrec.local.similarity import run_local_similarity
+from simrec.storage.similarities import neighbor_pairs, read_neighbors
 from tests.plugins.data import PLAIN
 
 DAY = dt.date(2024, 3, 10)
@@ -202,7 +203,7 @@ def _assert_same(a: dict, b: dict) -> None:
 def test_spark_equals_local_with_features_on(spark, request, shop_name, overrides, plan):
     shop = request.getfixturevalue(shop_name)
     params = resolve_params(shop.manifest["params"], overrides)
-    spark_run = dimsum_job.run(
+    spark_run = spark_similarity.run(
         spark, shop.manifest_uri, shop.similarities_uri(f"spark-quality-{plan}"), overrides,
         plan=plan,
     )

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from functions_framework import create_app
 
-from simrec import storage
 from simrec.config import Settings
 from simrec.core.snapshot import ModelSnapshot
 from simrec.serving import api
 from simrec.serving.api import ServingApp
+from simrec.storage import snapshots
 
 SOURCE = str(Path(__file__).resolve().parents[1] / "functions" / "recommend" / "main.py")
 TENANT = "shop"
@@ -95,7 +95,7 @@ def started(client, models_root: str):
 
 @pytest.fixture
 def client(models_root: str, clock: FakeClock):
-    storage.write_snapshot(models_root, TENANT, model("v1"))
+    snapshots.write_snapshot(models_root, TENANT, model("v1"))
     return started(create_app(target="recommend", source=SOURCE).test_client(), models_root)
 
 
@@ -291,7 +291,7 @@ def test_healthz_and_503_before_the_first_model(models_root: str, clock: FakeClo
     # Bad parameters are still 400, not 503.
     assert get(client, "/recommendations", n="0")[1] == 400
 
-    storage.write_snapshot(models_root, TENANT, model("v1"))
+    snapshots.write_snapshot(models_root, TENANT, model("v1"))
     clock.now += 1  # the holder retries a missing model every second, in its loader
     get(client, "/healthz")
     function_holder(models_root).wait_for_loader(30)
@@ -302,7 +302,7 @@ def test_model_swap_without_restart(client, models_root: str, clock: FakeClock) 
     body, _ = get(client, "/recommendations", browsed="a")
     assert body["model_version"] == "v1" and items(body)[0] == ("b", 0.375)
 
-    storage.write_snapshot(models_root, TENANT, model("v2", scale=0.5))
+    snapshots.write_snapshot(models_root, TENANT, model("v2", scale=0.5))
     clock.now += 29
     assert get(client, "/recommendations", browsed="a")[0]["model_version"] == "v1"
     clock.now += 1  # SIMREC_MODEL_REFRESH_SECONDS=30
@@ -319,7 +319,7 @@ def test_settings_drive_the_endpoint(models_root: str, clock, monkeypatch) -> No
     monkeypatch.setenv("SIMREC_MAX_N", "2")
     monkeypatch.setenv("SIMREC_MAX_SKUS_PER_REQUEST", "1")
     monkeypatch.setenv("SIMREC_WEIGHT_BROWSED", "4")
-    storage.write_snapshot(models_root, TENANT, model("v1"))
+    snapshots.write_snapshot(models_root, TENANT, model("v1"))
     client = started(create_app(target="recommend", source=SOURCE).test_client(), models_root)
     assert get(client, "/recommendations", browsed="a", n="3")[0]["field"] == "n"
     assert get(client, "/recommendations", browsed="a,b")[0]["field"] == "browsed"
@@ -329,7 +329,7 @@ def test_settings_drive_the_endpoint(models_root: str, clock, monkeypatch) -> No
 
 def test_serving_app_takes_plain_dicts(models_root: str, clock) -> None:
     """How the CLI calls it: a dict of strings, no HTTP."""
-    storage.write_snapshot(models_root, TENANT, model("v1"))
+    snapshots.write_snapshot(models_root, TENANT, model("v1"))
     service = ServingApp(Settings())
     body, status = service.recommendations({"browsed": "a", "n": "1"})
     assert status == 200 and items(body) == [("b", 0.375)]
@@ -344,7 +344,7 @@ def test_local_server_wsgi_app_answers_like_the_function(models_root: str, clock
     """`simrec serve --server gthread` runs the same ServingApp as a plain WSGI app."""
     from werkzeug.test import Client
 
-    storage.write_snapshot(models_root, TENANT, model("v1"))
+    snapshots.write_snapshot(models_root, TENANT, model("v1"))
     local = Client(ServingApp(Settings()))
     function = started(create_app(target="recommend", source=SOURCE).test_client(), models_root)
     for url in ("/recommendations?browsed=a&purchased=b", "/similar?sku=zz", "/healthz", "/x"):
@@ -364,7 +364,7 @@ def test_asgi_app_answers_like_the_wsgi_app(models_root: str, clock) -> None:
 
     from simrec.serving.server import AsgiApp
 
-    storage.write_snapshot(models_root, TENANT, model("v1"))
+    snapshots.write_snapshot(models_root, TENANT, model("v1"))
     service = ServingApp(Settings())
     wsgi, asgi = Client(service), AsgiApp(service)
 
@@ -404,7 +404,7 @@ def test_query_string_fast_path_equals_parse_qsl(query: str) -> None:
     """The plain-ASCII fast path gives exactly parse_qsl's pairs (the slow path's)."""
     from urllib.parse import parse_qsl
 
-    from simrec.serving.api import parse_query_string
+    from simrec.serving.parameters import parse_query_string
 
     expected: dict[str, list[str]] = {}
     for name, value in parse_qsl(query, keep_blank_values=True, errors="replace"):

@@ -17,12 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from simrec import paths, publishing, similarity_output, storage
+from simrec import publishing, storage
+from simrec.adapters import local_launchers
 from simrec.cli import local_settings, main
 from simrec.core import layout
 from simrec.generate import generate_events, write_events
+from simrec.local import similarity as local_similarity
 from simrec.local.runner import RunLocked, Workdir, run_lock
 from simrec.stages import jobs, load
+from simrec.storage import snapshots
 
 END = dt.date(2024, 3, 20)
 NIGHT = END + dt.timedelta(days=1)
@@ -51,7 +54,7 @@ def bucket(workdir: Path) -> str:
 
 def served(workdir: Path) -> str | None:
     """LATEST, checked to name a complete version whenever it is set."""
-    version = storage.latest_version(bucket(workdir), TENANT)
+    version = snapshots.latest_version(bucket(workdir), TENANT)
     if version is not None:
         assert publishing.is_complete(bucket(workdir), TENANT, version), version
     return version
@@ -66,17 +69,15 @@ def beam_script(tmp_path, monkeypatch):
     """Replace the Beam load by a script killed by SIGKILL, before or after the real load."""
 
     def install(after_publishing: bool) -> None:
-        real = paths.beam_pipeline()
         script = tmp_path / "killed_load.py"
         script.write_text(textwrap.dedent(f"""
             import os, signal, sys
             if {after_publishing!r}:
-                sys.path.insert(0, {str(real.parent)!r})
-                import load_pipeline
-                load_pipeline.main(sys.argv[1:])
+                from simrec.jobs import beam_load
+                beam_load.main(sys.argv[1:])
             os.kill(os.getpid(), signal.SIGKILL)
         """))
-        monkeypatch.setattr(paths, "beam_pipeline", lambda: script)
+        monkeypatch.setattr(local_launchers, "BEAM_LOAD", (str(script),))
 
     return install
 
@@ -161,7 +162,7 @@ def test_crashed_similarity_stage_then_the_identical_command_resumes_it(events, 
     def killed(*args, **kwargs):
         raise RuntimeError("similarity process killed")
 
-    monkeypatch.setattr(similarity_output, "run_local_similarity", killed)
+    monkeypatch.setattr(local_similarity, "run_local_similarity", killed)
     assert run(events, workdir) == 1
     monkeypatch.undo()
     assert run(events, workdir) == 0
@@ -176,12 +177,12 @@ def test_killed_spark_job_then_the_identical_command_resumes_it(events, tmp_path
     workdir = tmp_path / "w"
     script = tmp_path / "killed_spark.py"
     script.write_text("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
-    real = paths.spark_job()
-    monkeypatch.setattr(paths, "spark_job", lambda: script)
+    real = local_launchers.SPARK_JOB
+    monkeypatch.setattr(local_launchers, "SPARK_JOB", (str(script),))
     argv = ["--engine", "spark"]
     assert run(events, workdir, *argv) == 1
     assert served(workdir) is None
-    monkeypatch.setattr(paths, "spark_job", lambda: real)
+    monkeypatch.setattr(local_launchers, "SPARK_JOB", real)
     assert run(events, workdir, *argv) == 0
     assert decisions(workdir) == [
         ("export", "resumed"), ("cluster", "succeeded"), ("dataflow_launch", "succeeded")

@@ -26,10 +26,13 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from simrec import paths, publishing, similarity_output, storage
+from simrec import publishing
+from simrec.adapters import local_launchers
 from simrec.cli import main
 from simrec.core.events import MAX_SKU_LENGTH, REJECT_REASONS
+from simrec.local import similarity as local_similarity
 from simrec.local.runner import Workdir
+from simrec.storage import snapshots
 
 pytestmark = pytest.mark.slow
 
@@ -84,7 +87,7 @@ def check_counts(summary: dict, expected: Counter) -> None:
 
 def check_served(workdir: Path, before: str | None = None) -> str | None:
     root = str(Workdir(workdir).bucket)
-    version = storage.latest_version(root, TENANT)
+    version = snapshots.latest_version(root, TENANT)
     if version is not None:
         assert publishing.is_complete(root, TENANT, version), version
     if before is not None:
@@ -116,20 +119,18 @@ def killed(stage: str | None, scratch: Path):
         def die(*args, **kwargs):
             raise RuntimeError("similarity process killed")
 
-        with mock.patch.object(similarity_output, "run_local_similarity", die):
+        with mock.patch.object(local_similarity, "run_local_similarity", die):
             yield
         return
-    real = paths.beam_pipeline()
     script = scratch / f"killed_{stage}.py"
     script.write_text(textwrap.dedent(f"""
         import os, signal, sys
         if {stage == "load_after_publishing"!r}:
-            sys.path.insert(0, {str(real.parent)!r})
-            import load_pipeline
-            load_pipeline.main(sys.argv[1:])
+            from simrec.jobs import beam_load
+            beam_load.main(sys.argv[1:])
         os.kill(os.getpid(), signal.SIGKILL)
     """))
-    with mock.patch.object(paths, "beam_pipeline", lambda: script):
+    with mock.patch.object(local_launchers, "BEAM_LOAD", (str(script),)):
         yield
 
 

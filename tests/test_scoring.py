@@ -11,7 +11,7 @@ import scipy.sparse as sp
 
 from simrec.core import scoring
 from simrec.core.actions import ActionWeights
-from simrec.core.scoring import Query, most_popular, popularity_order, score, top_similar
+from simrec.core.scoring import Query, popularity_order, score
 from simrec.core.snapshot import ModelSnapshot
 
 
@@ -191,22 +191,9 @@ def test_query_validation() -> None:
         score(make_snapshot(random.Random(1), 3, 2), Query.from_pairs([]), 1, backend="gpu")
 
 
-def test_top_similar_and_popularity_fallback() -> None:
-    snap = make_snapshot(random.Random(5), 20, max_k=8)
-    for i in range(snap.n_items):
-        idx, sims = snap.neighbors(i)
-        assert top_similar(snap, i, 3) == list(
-            zip(idx[:3].tolist(), sims[:3].tolist(), strict=True)
-        )
-        assert len(top_similar(snap, i, 100)) == len(idx)
-    with pytest.raises(ValueError, match="out of range"):
-        top_similar(snap, 20, 3)
-
+def test_popularity_order() -> None:
     popularity = np.array([2.0, 5.0, 0.0, 5.0, 1.0])
-    order = popularity_order(popularity)
-    assert order.tolist() == [1, 3, 0, 4]  # ties by index, zero popularity left out
-    assert most_popular(order, popularity, 2) == [(1, 5.0), (3, 5.0)]
-    assert most_popular(order, popularity, 10, exclude={3, 0}) == [(1, 5.0), (4, 1.0)]
+    assert popularity_order(popularity).tolist() == [1, 3, 0, 4]  # ties by index, 0 left out
 
 
 # --- Scorer: catalog masks, because, and the twin ---------------------------------------
@@ -236,6 +223,22 @@ def test_scorer_twins_agree_with_masks_and_contributions() -> None:
             k = rng.choice([1, 2, 3, 5])
             terms = kernel.contributions(query.items, query.weights, results, k)
             assert terms == twin.contributions(query.items, query.weights, results, k)
+            ranked = kernel.recommend(query.items, query.weights, n, excluded, allowed, k)
+            assert ranked == twin.recommend(query.items, query.weights, n, excluded, allowed, k)
+            labels = query.items.tolist()
+            assert ranked == [
+                (j, s, [(labels[q], round(c / s, 4)) for q, c in row])
+                for (j, s), row in zip(got, terms, strict=True)
+            ]
+            named = [f"s{i}" for i in labels]
+            records = kernel.recommend(query.items, query.weights, n, excluded, allowed, k,
+                                       named, 4, ("sku", "share"))  # fmt: skip
+            assert records == twin.recommend(query.items, query.weights, n, excluded, allowed,
+                                             k, named, 4, ("sku", "share"))  # fmt: skip
+            assert records == [
+                (j, s, [{"sku": f"s{i}", "share": share} for i, share in because])
+                for j, s, because in ranked
+            ]
             for (j, total), row in zip(got, terms, strict=True):
                 # The terms are the real w*sim products, largest first, and all of them
                 # together (k large enough) sum to the score.
@@ -257,13 +260,40 @@ def test_because_shares_hand_computed() -> None:
         users=np.ones(5),
         popularity=np.ones(4),
     )
-    scorer = scoring.make_scorer(snap.indptr, snap.indices, snap.scores)
-    query = Query.from_pairs([(0, 1.0), (1, 2.0)])
-    scored = scorer.score(query.items, query.weights, 10, query.items)
-    # c (2) = a 1*0.5 + b 2*0.25 = 1.0; d has no in-edges.
-    assert scored == [(2, 1.0)]
-    assert scoring.because(scorer, query, scored) == [[(0, 0.5), (1, 0.5)]]  # tie: a first
-    assert scoring.because(scorer, query, scored, k=1) == [[(0, 0.5)]]
+    for backend in ("kernel", "python"):
+        scorer = scoring.make_scorer(snap.indptr, snap.indices, snap.scores, backend=backend)
+        query = Query.from_pairs([(0, 1.0), (1, 2.0)])
+        # c (2) = a 1*0.5 + b 2*0.25 = 1.0; d has no in-edges. Tie: a (query position 0) first.
+        got = scorer.recommend(query.items, query.weights, 10, query.items)
+        assert got == [(2, 1.0, [(0, 0.5), (1, 0.5)])]
+        assert scorer.recommend(query.items, query.weights, 10, query.items, None, 1) == [
+            (2, 1.0, [(0, 0.5)])
+        ]
+        assert scorer.recommend(query.items, query.weights, 10, query.items, None, 0) == [
+            (2, 1.0, [])
+        ]
+        named = scorer.recommend(query.items, query.weights, 10, None, None, 3, ["A", "B"])
+        # a <- b 2*0.75, c <- both, b <- a 0.75: labels name the query items.
+        assert named == [(0, 1.5, [("B", 1.0)]), (2, 1.0, [("A", 0.5), ("B", 0.5)]),
+                         (1, 0.75, [("A", 1.0)])]  # fmt: skip
+
+
+def test_because_shares_round_as_python_does() -> None:
+    """The kernel rounds shares in C; ``round``'s answer on every value it is likely to
+    get wrong: the exact halves m/20000 and their neighbours a few ulps away."""
+    from simrec.core._scoring import rounded
+
+    values = [0.0, 1.0, 0.03125, 0.00005, 0.99995, 5e-324, *np.random.default_rng(3).random(2000)]
+    for m in range(1, 20000, 2):
+        x = m / 20000
+        lo = hi = x
+        values.append(x)
+        for _ in range(2):
+            lo, hi = np.nextafter(lo, 0.0), np.nextafter(hi, 2.0)
+            values += [float(lo), float(hi)]
+    mismatches = [x for x in values if rounded(float(x), 4) != round(float(x), 4)]
+    assert not mismatches
+    assert rounded(0.03125, 4) == 0.0312 and rounded(0.00015, 4) == round(0.00015, 4)
 
 
 def test_scorer_rejects_bad_input() -> None:

@@ -7,18 +7,18 @@ import datetime as dt
 import random
 from pathlib import Path
 
-import load_pipeline
 import numpy as np
 import pytest
 from google.cloud import datastore
 
-from simrec import storage
 from simrec.config import Settings
 from simrec.core import model_builder
 from simrec.core.tenancy import datastore_namespace
+from simrec.jobs import beam_load
 from simrec.serving import api
 from simrec.serving.api import ServingApp
 from simrec.serving.datastore_backend import DatastoreNeighbors, default_client_factory
+from simrec.storage import snapshots
 
 pytestmark = pytest.mark.emulator
 PROJECT = "simrec-test"
@@ -69,7 +69,7 @@ def put_rows(rows, namespace: str | None, version: str) -> None:
     client = datastore.Client(project=PROJECT, namespace=namespace)
     at = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
     entities = [
-        load_pipeline.neighbor_entity(row, PROJECT, namespace, version, at).to_client_entity()
+        beam_load.neighbor_entity(row, PROJECT, namespace, version, at).to_client_entity()
         for row in rows
     ]
     client.put_multi(entities)
@@ -80,7 +80,7 @@ def setup(datastore_host: str, tmp_path: Path):
     api.clear_holders()
     root = str(tmp_path / "models")
     rows, snapshot = build(random.Random(5), 60, "v1")
-    storage.write_snapshot(root, TENANT, snapshot)
+    snapshots.write_snapshot(root, TENANT, snapshot)
     put_rows(rows, datastore_namespace("", TENANT), "v1")
     settings = Settings(models_uri=root, tenant=TENANT, model_refresh_seconds=0,
                         datastore_project=PROJECT)
@@ -155,7 +155,7 @@ def test_one_get_multi_per_request_and_the_cache(setup) -> None:
 def test_tenant_namespace_and_outage(setup, tmp_path: Path) -> None:
     root, settings, _ = setup
     rows, snap2 = build(random.Random(6), 30, "t2")
-    storage.write_snapshot(root, "shop2", snap2)
+    snapshots.write_snapshot(root, "shop2", snap2)
     put_rows(rows, datastore_namespace("", "shop2"), "t2")
     ds_settings = settings.model_copy(
         update={"serving_backend": "datastore", "serving_tenants": "shop2"}
@@ -200,7 +200,7 @@ def test_two_tenants_loaded_by_beam_are_served_separately(
     for tenant, seed in (("shopA", 11), ("shopB", 12)):
         neighbors, items = random_neighbors(seed=seed, n_items=40)
         uri = write_similarities(bucket, neighbors, items, tenant=tenant)
-        load_pipeline.run(["--similarities", uri, "--models_root", models,
+        beam_load.run(["--similarities", uri, "--models_root", models,
                            "--datastore_project", PROJECT])  # fmt: skip
         lists[tenant] = neighbors
     for tenant in lists:  # each tenant's entities in its own namespace, none elsewhere

@@ -15,7 +15,9 @@ from simrec import storage
 from simrec.config import Settings
 from simrec.core.snapshot import CATALOG_NAME, ModelSnapshot
 from simrec.serving import api
-from simrec.serving.api import MAX_SKU_LENGTH, RECOMMEND_PARAMS, ServingApp, max_query_bytes
+from simrec.serving.api import ServingApp
+from simrec.serving.parameters import MAX_SKU_LENGTH, RECOMMEND_PARAMS, max_query_bytes
+from simrec.storage import snapshots
 
 TENANT = "shop"
 #   a -> b 0.75, c 0.375        popularity: a 10, b 8, c 9, d 3, e 12, f 0
@@ -58,7 +60,7 @@ def model(version: str, tenant: str = TENANT, catalog: dict | None = CATALOG) ->
 def root(tmp_path: Path) -> str:
     api.clear_holders()
     root = str(tmp_path / "models")
-    storage.write_snapshot(root, TENANT, model("v1"))
+    snapshots.write_snapshot(root, TENANT, model("v1"))
     yield root
     api.clear_holders()
 
@@ -84,15 +86,15 @@ def skus(body: dict) -> list[str]:
 
 
 def test_catalog_is_an_optional_part_of_the_snapshot(root: str, tmp_path: Path) -> None:
-    snap = storage.read_snapshot(root, TENANT, "v1")
+    snap = snapshots.read_snapshot(root, TENANT, "v1")
     assert snap.catalog is not None and snap.catalog.column_names == list(CATALOG)
     assert snap.catalog["sku"].to_pylist() == CATALOG["sku"]
     files = model("v1").to_files()
     assert list(files)[-1] == "metadata.json" and CATALOG_NAME in files
     assert CATALOG_NAME not in model("v1", catalog=None).to_files()
     other = str(tmp_path / "no-catalog")
-    storage.write_snapshot(other, TENANT, model("v0", catalog=None))
-    assert storage.read_snapshot(other, TENANT, "v0").catalog is None
+    snapshots.write_snapshot(other, TENANT, model("v0", catalog=None))
+    assert snapshots.read_snapshot(other, TENANT, "v0").catalog is None
     with pytest.raises(ValueError, match="lacks column"):
         model("x", catalog={"sku": ["a"], "category": ["X"]})
     with pytest.raises(ValueError, match="unique"):
@@ -160,7 +162,7 @@ def test_fallback_prefers_the_input_items_categories(client: Client) -> None:
 def test_filters_need_a_catalog(tmp_path: Path) -> None:
     api.clear_holders()
     root = str(tmp_path / "plain")
-    storage.write_snapshot(root, TENANT, model("p1", catalog=None))
+    snapshots.write_snapshot(root, TENANT, model("p1", catalog=None))
     client = make_client(root)
     body, status = get(client, "/recommendations", browsed="a", in_stock_only="true")
     assert status == 400 and body["field"] == "in_stock_only" and "catalog" in body["error"]
@@ -172,7 +174,7 @@ def test_filters_need_a_catalog(tmp_path: Path) -> None:
 
 
 def test_tenants_select_their_model(root: str) -> None:
-    storage.write_snapshot(root, "shop2", model("s2-v1", tenant="shop2", catalog=None))
+    snapshots.write_snapshot(root, "shop2", model("s2-v1", tenant="shop2", catalog=None))
     client = make_client(root, serving_tenants="shop2")
     assert get(client, "/healthz")[0]["model_version"] == "v1"
     body, status = get(client, "/recommendations", browsed="a", tenant="shop2")
@@ -193,7 +195,7 @@ def test_any_tenant_made_up_names_are_404_and_use_up_nothing(
 ) -> None:
     """serving_tenants='*': a made-up tenant is a 404 (not a 503), allocates no holder,
     and however many there are, a real tenant is still served."""
-    storage.write_snapshot(root, "shop2", model("s2-v1", tenant="shop2", catalog=None))
+    snapshots.write_snapshot(root, "shop2", model("s2-v1", tenant="shop2", catalog=None))
     app = ServingApp(Settings(models_uri=root, tenant=TENANT, model_refresh_seconds=0,
                               serving_tenants="*"))  # fmt: skip
     client = Client(app)
@@ -212,7 +214,7 @@ def test_any_tenant_holders_are_a_bounded_lru(root: str, monkeypatch: pytest.Mon
     monkeypatch.setattr(api.HOLDERS, "max_unpinned", 2)
     shops = [f"shop{k}" for k in range(4)]
     for shop in shops:
-        storage.write_snapshot(root, shop, model(f"{shop}-v1", tenant=shop, catalog=None))
+        snapshots.write_snapshot(root, shop, model(f"{shop}-v1", tenant=shop, catalog=None))
     app = ServingApp(Settings(models_uri=root, tenant=TENANT, model_refresh_seconds=0,
                               serving_tenants="*"))  # fmt: skip
     client = Client(app)
@@ -248,7 +250,7 @@ def test_any_tenant_requests_never_wait_on_storage_in_a_server(
 ) -> None:
     """In a server (background loads) the tenants are listed at start and re-listed by a
     thread; a request only looks the name up, and a new tenant's model loads aside."""
-    storage.write_snapshot(root, "shop2", model("s2-v1", tenant="shop2", catalog=None))
+    snapshots.write_snapshot(root, "shop2", model("s2-v1", tenant="shop2", catalog=None))
     app = ServingApp(Settings(models_uri=root, tenant=TENANT, model_refresh_seconds=60,
                               serving_tenants="*"), background_load=True)  # fmt: skip
     app.start()
@@ -342,10 +344,10 @@ def test_head_and_method_not_allowed(client: Client) -> None:
 
 # --- the load pipeline publishes the catalog ------------------------------------------------
 def test_load_pipeline_publishes_a_catalog(tmp_path: Path) -> None:
-    import load_pipeline
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from simrec.jobs import beam_load
     from tests.test_load_pipeline import RUN_ID, random_neighbors, write_similarities
 
     neighbors, items = random_neighbors(seed=8)
@@ -359,8 +361,8 @@ def test_load_pipeline_publishes_a_catalog(tmp_path: Path) -> None:
         catalog,
     )
     argv = ["--similarities", uri, "--models_root", models, "--catalog", str(catalog)]
-    summary = load_pipeline.run(argv)
-    snapshot = storage.read_snapshot(models, "default", summary["version"])
+    summary = beam_load.run(argv)
+    snapshot = snapshots.read_snapshot(models, "default", summary["version"])
     assert summary["version"] == RUN_ID and snapshot.metadata["catalog"] == str(catalog)
     assert snapshot.catalog.to_pydict()["sku"] == skus
     assert snapshot.catalog.column_names == ["sku", "category", "in_stock", "brand"]
@@ -368,8 +370,8 @@ def test_load_pipeline_publishes_a_catalog(tmp_path: Path) -> None:
     bad = tmp_path / "bad.parquet"
     pq.write_table(pa.table({"sku": ["a"], "in_stock": [True]}), bad)
     for path, message in ((bad, "lacks column"), (tmp_path / "none.parquet", "no catalog")):
-        with pytest.raises(load_pipeline.LoadError, match=message):
-            load_pipeline.run([*argv[:4], "--catalog", str(path)])
+        with pytest.raises(beam_load.LoadError, match=message):
+            beam_load.run([*argv[:4], "--catalog", str(path)])
 
 
 def test_cloud_run_startup_probe_asks_startupz() -> None:
@@ -405,7 +407,7 @@ def test_startupz_waits_for_a_published_model_but_not_for_none(tmp_path) -> None
     assert status == 200 and body["model_version"] is None
     assert get(app, "/healthz")[0] == 503  # healthz still says: no model
     api.clear_holders()
-    storage.write_snapshot(root, TENANT, model("v1"))
+    snapshots.write_snapshot(root, TENANT, model("v1"))
     fresh = ServingApp(settings)
     fresh.holder.published = True  # LATEST seen by a load still running
     assert get(fresh, "/startupz")[0] == 503

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pytest
 import scipy.sparse as sp
@@ -19,16 +18,13 @@ from simrec.core import dimsum
 from simrec.core.actions import ActionWeights
 from simrec.core.matrix import build_matrix
 from simrec.core.similarity import TopK, column_norms, cosine_topk, resolve_params, sample
-from simrec.similarity_output import (
-    ITEMS_SCHEMA,
+from simrec.local.similarity import run_local_similarity
+from simrec.storage.similarities import (
     NEIGHBORS_SCHEMA,
     neighbor_pairs,
-    read_items,
-    read_manifest,
     read_neighbors,
-    run_local_similarity,
 )
-from tests.plugins.data import BINARY_WEIGHTS, PLAIN, export_events
+from tests.plugins.data import BINARY_WEIGHTS, PLAIN
 
 ALL = 10**6  # top_k large enough to keep every pair
 
@@ -168,44 +164,6 @@ def test_resolve_params_overrides_and_validates(exported_shop):
         resolve_params(base, {"min_items_per_user": 10, "max_items_per_user": 5})
 
 
-def test_run_local_similarity_writes_the_layout(exported_shop, shop_events):
-    out = exported_shop.similarities_uri("local-exact")
-    params = resolve_params(exported_shop.manifest["params"], {"threshold": 0.0, "top_k": 10})
-    manifest = run_local_similarity(exported_shop.manifest_uri, out, params)
-
-    assert manifest == read_manifest(out)
-    assert manifest["stage"] == "similarities" and manifest["engine"] == "local"
-    assert manifest["run_id"] == exported_shop.params.run_id
-    assert manifest["export_manifest"] == exported_shop.manifest_uri
-    assert manifest["params"]["threshold"] == 0.0 and manifest["gamma"] is None
-    assert set(manifest["timings"]) == {"read_s", "similarity_s", "write_s", "total_s"}
-    m = build_matrix(shop_events["user_id"], shop_events["sku"], shop_events["action"], PLAIN)
-    counts = manifest["counts"]
-    assert {k: counts[k] for k in m.counts} == m.counts
-
-    neighbors = read_neighbors(manifest["outputs"]["neighbors"])
-    assert neighbors.schema.equals(NEIGHBORS_SCHEMA)
-    assert neighbors.num_rows == counts["neighbor_rows"] == m.counts["items"]
-    long = neighbor_pairs(neighbors)
-    assert long.groupby("sku").size().max() == 10
-    cos = exact_cosine(m.matrix)
-    idx = {s: i for i, s in enumerate(m.skus)}
-    want = cos[long["sku"].map(idx), long["neighbor"].map(idx)]
-    np.testing.assert_allclose(long["score"], want, atol=1e-9)
-
-    items = read_items(manifest["outputs"]["items"]).to_pandas()
-    assert read_items(manifest["outputs"]["items"]).schema.equals(ITEMS_SCHEMA)
-    w = shop_events["action"].map(ActionWeights().as_dict())
-    expected = (
-        shop_events.assign(w=w)
-        .groupby("sku")
-        .agg(users=("user_id", "nunique"), weight=("w", "sum"))
-    )
-    assert items["sku"].tolist() == expected.index.tolist()
-    assert items["users"].tolist() == expected["users"].tolist()
-    np.testing.assert_allclose(items["weight"], expected["weight"], rtol=1e-12)
-
-
 def test_rerun_overwrites_cleanly(exported_shop):
     out = exported_shop.similarities_uri("local-rerun")
     params = resolve_params(exported_shop.manifest["params"], {"top_k": 3})
@@ -219,18 +177,6 @@ def test_rerun_overwrites_cleanly(exported_shop):
     assert read_neighbors(first["outputs"]["neighbors"]).equals(
         read_neighbors(second["outputs"]["neighbors"])
     )
-
-
-def test_empty_export(tmp_path, exported_shop):
-    empty = pd.DataFrame({"user_id": [], "sku": [], "action": [], "ts": []}).astype(
-        {"user_id": str, "sku": str, "action": str, "ts": "datetime64[us, UTC]"}
-    )
-    shop = export_events(tmp_path, empty, exported_shop.params)
-    assert shop.manifest["days"] == []
-    manifest = run_local_similarity(shop.manifest_uri, shop.similarities_uri("empty"))
-    assert set(manifest["counts"].values()) == {0}
-    assert read_neighbors(manifest["outputs"]["neighbors"]).num_rows == 0
-    assert read_items(manifest["outputs"]["items"]).num_rows == 0
 
 
 def test_not_an_export_manifest(tmp_path):

@@ -74,6 +74,15 @@ FLEX_REGEXES = {
 REQUIRED_OPTIONS = ("similarities", "models_root")
 
 
+#: The entry points the deployments name (Dataproc's main file, the Flex Template's
+#: ``FLEX_TEMPLATE_PYTHON_PY_FILE``): each only calls ``main()`` of a job module of the
+#: package, which ships with it (``simrec.zip``, the template's ``simrec/``).
+SPARK_ENTRY = "spark/dimsum_job.py"
+LOAD_ENTRY = "beam/load_pipeline.py"
+#: Where the load pipeline's ``PipelineOptions`` (the template's parameters) are declared.
+LOAD_MODULE = "simrec/jobs/beam_load.py"
+
+
 class BuildError(RuntimeError):
     """A source the build needs is missing or malformed."""
 
@@ -146,14 +155,19 @@ def build_functions(out: Path) -> list[Path]:
 
 
 # --- Spark job ----------------------------------------------------------------------------
+def _source(relative: str) -> Path:
+    path = REPO / relative
+    if not path.is_file():
+        raise BuildError(f"{relative} is missing")
+    return path
+
+
 def build_spark(out: Path) -> list[Path]:
-    job = REPO / "spark" / "dimsum_job.py"
-    if not job.is_file():
-        raise BuildError("spark/dimsum_job.py is missing")
+    job = _source(SPARK_ENTRY)
     folder = out / "spark"
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(job, folder / "dimsum_job.py")
-    return [folder / "dimsum_job.py", write_zip(folder / "simrec.zip", list(package_files()))]
+    shutil.copyfile(job, folder / job.name)
+    return [folder / job.name, write_zip(folder / "simrec.zip", list(package_files()))]
 
 
 # --- Flex Template --------------------------------------------------------------------------
@@ -218,7 +232,8 @@ WORKDIR ${{WORKDIR}}
 COPY requirements.txt setup.py load_pipeline.py ./
 COPY simrec ./simrec
 
-# The launcher runs load_pipeline.py; setup.py ships the simrec package to the workers.
+# The launcher runs load_pipeline.py (main() of simrec.jobs.beam_load); setup.py ships
+# the simrec package to the workers.
 ENV FLEX_TEMPLATE_PYTHON_PY_FILE=${{WORKDIR}}/load_pipeline.py
 ENV FLEX_TEMPLATE_PYTHON_REQUIREMENTS_FILE=${{WORKDIR}}/requirements.txt
 ENV FLEX_TEMPLATE_PYTHON_SETUP_FILE=${{WORKDIR}}/setup.py
@@ -230,13 +245,12 @@ RUN pip install --no-cache-dir -r requirements.txt
 
 
 def build_flex(out: Path) -> list[Path]:
-    pipeline = REPO / "beam" / "load_pipeline.py"
-    if not pipeline.is_file():
-        raise BuildError("beam/load_pipeline.py is missing")
+    pipeline = _source(LOAD_ENTRY)
+    options = _source(LOAD_MODULE)
     folder = out / "flex"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    shutil.copyfile(pipeline, folder / "load_pipeline.py")
+    shutil.copyfile(pipeline, folder / pipeline.name)
     copy_package(folder)
     requirements = pinned(FLEX_REQUIREMENTS)
     (folder / "requirements.txt").write_text(
@@ -257,7 +271,7 @@ def build_flex(out: Path) -> list[Path]:
     )
     (folder / "Dockerfile").write_text(FLEX_DOCKERFILE)
     metadata = folder / "metadata.json"
-    metadata.write_text(json.dumps(flex_metadata(pipeline), indent=2) + "\n")
+    metadata.write_text(json.dumps(flex_metadata(options), indent=2) + "\n")
     return [folder / "Dockerfile", metadata]
 
 

@@ -1,7 +1,8 @@
 """The embedded default's job launchers: the same job files, run on this machine.
 
-The Spark job runs as ``python spark/dimsum_job.py`` on Spark ``local[*]``; the Beam
-load as ``python beam/load_pipeline.py`` on Beam's local runner. Both are separate
+The Spark job runs as ``python -m simrec.jobs.spark_similarity`` on Spark ``local[*]``;
+the Beam load as ``python -m simrec.jobs.beam_load`` on Beam's local runner: the job
+modules of the installed package that ``spark/`` and ``beam/`` call. Both are separate
 processes, as on Dataproc and Dataflow, and block until the job ends (the local
 dispatcher then delivers the objects they wrote as storage events). Their options come
 from :mod:`simrec.adapters.job_options`, as the cloud launchers' do.
@@ -23,12 +24,16 @@ import sys
 import time
 from pathlib import Path
 
-from simrec import paths, storage
+from simrec import storage
 from simrec.adapters.job_options import LOAD_LABELS, load_job_options, spark_job_options
 from simrec.adapters.launch_ports import JobOutcome, LaunchResult
 from simrec.config import Settings
 from simrec.core import layout
 from simrec.core.runs import RunParams
+
+#: How each job is started after the interpreter (``python -m <module>``).
+SPARK_JOB = ("-m", "simrec.jobs.spark_similarity")
+BEAM_LOAD = ("-m", "simrec.jobs.beam_load")
 
 #: What the local launchers report for a job: Dataflow's terminal job states.
 DONE, FAILED = "JOB_STATE_DONE", "JOB_STATE_FAILED"
@@ -46,7 +51,7 @@ def _run(cmd: list[str], log_path: Path, job_id: str, env: dict[str, str]) -> fl
     if proc.returncode != 0:
         lines = log_path.read_text(errors="replace").splitlines()
         said = [line for line in lines if line.startswith("error: ")]
-        if said:  # the job's own one-line error (spark/dimsum_job.py): that, not frames
+        if said:  # the job's own one-line error (simrec.jobs.spark_similarity): that, not frames
             raise JobFailed(
                 f"job {job_id} failed with exit code {proc.returncode}: "
                 f"{said[-1][len('error: '):]} (log {log_path})"
@@ -123,12 +128,12 @@ class LocalSparkLauncher:
             self.settings, export_manifest_uri=export_manifest_uri, output_uri=output_uri
         )
         if self.engine == "local":
-            from simrec.similarity_output import run_local_similarity
+            from simrec.local.similarity import run_local_similarity
 
             def work() -> None:
                 run_local_similarity(export_manifest_uri, output_uri, params)
         else:
-            cmd = [sys.executable, str(paths.spark_job()), *options.argv(),
+            cmd = [sys.executable, *SPARK_JOB, *options.argv(),
                    "--master", options.local_master]  # fmt: skip
 
             def work() -> None:
@@ -176,7 +181,7 @@ class LocalBeamLauncher:
             self.settings, similarities_uri=similarities_uri, models_root=models_root,
             tenant=tenant, model_version=model_version,
         )  # fmt: skip
-        cmd = [sys.executable, str(paths.beam_pipeline()), *options.argv()]
+        cmd = [sys.executable, *BEAM_LOAD, *options.argv()]
         log = self.log_dir / f"{job_name}-beam.log"
         state, error, elapsed = _run_job(lambda: _run(cmd, log, job_name, _job_env()), job_name)
         self.outcomes.write(job_name, state, error)

@@ -23,6 +23,7 @@ import numpy as np
 
 cimport numpy as cnp
 from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.math cimport fabs, floor
 from libc.stdlib cimport free, malloc
 
 cnp.import_array()
@@ -143,7 +144,7 @@ cdef class Scorer:
         if bad == 2:
             raise ValueError("neighbor index out of range")
 
-    def score(self, items, weights, Py_ssize_t n, excluded=None, allowed=None):
+    cpdef list score(self, items, weights, Py_ssize_t n, excluded=None, allowed=None):
         """Top-``n`` ``[(column, score)]``, best first.
 
         ``items`` (int32 rows) and ``weights`` (float64) are the query; ``excluded``
@@ -253,6 +254,38 @@ cdef class Scorer:
         Ordered by contribution descending, ties by query position ascending; terms
         <= 0 are left out. ``results`` are distinct columns (a ``score`` result).
         """
+        return self._explain(items, weights, results, k, None, None, 0, None)
+
+    def recommend(self, items, weights, Py_ssize_t n, excluded=None, allowed=None,
+                  Py_ssize_t k=3, list labels=None, int digits=4, tuple keys=None):
+        """``score`` and, per result, why: ``[(column, score, [(label, share)])]``.
+
+        ``because`` lists the result's ``k`` largest terms (as ``contributions``) as
+        ``(labels[query position], term / score)``, the share rounded to ``digits``
+        decimals exactly as Python's ``round`` does; ``labels`` defaults to the query
+        items. ``k == 0``: no because (empty lists). ``keys=(label_key, share_key)``:
+        each entry as the dict ``{label_key: label, share_key: share}`` instead (the
+        shape an answer serialises, built here at C speed).
+        """
+        cdef list scored = self.score(items, weights, n, excluded, allowed)
+        cdef list out = []
+        cdef Py_ssize_t r
+        if not scored or k == 0:
+            for r in range(len(scored)):
+                out.append((scored[r][0], scored[r][1], []))
+            return out
+        if labels is None:
+            labels = items.tolist()
+        cdef list because = self._explain(items, weights, scored, k, scored, labels, digits,
+                                          keys)
+        for r in range(len(scored)):
+            out.append((scored[r][0], scored[r][1], because[r]))
+        return out
+
+    cdef list _explain(self, items, weights, list results, Py_ssize_t k, list totals,
+                       list labels, int digits, tuple keys):
+        """The terms of ``contributions``; with ``totals`` (``score`` results, whose
+        columns are ``results``' first fields) as ``(labels[q], rounded share)``."""
         cdef Py_ssize_t nq, nw, nr = len(results), q, r, s, m
         cdef const int32_t* qi = <const int32_t*>_data(items, cnp.NPY_INT32, &nq, "items")
         cdef const double* qw = <const double*>_data(weights, cnp.NPY_FLOAT64, &nw, "weights")
@@ -260,6 +293,8 @@ cdef class Scorer:
             raise ValueError("items and weights must have the same length")
         if k < 1:
             raise ValueError("k must be >= 1")
+        if labels is not None and len(labels) != nq:
+            raise ValueError("labels must have one entry per query item")
         for q in range(nq):
             if qi[q] < 0 or qi[q] >= self.n_rows:
                 raise ValueError(f"query item index out of range 0..{self.n_rows - 1}")
@@ -272,14 +307,17 @@ cdef class Scorer:
         cdef Py_ssize_t n_set = 0
         cdef int64_t p
         cdef int32_t j, col
-        cdef double c, w
+        cdef double c, w, total, scale = 1.0
         cdef list out = []
         cdef list row
+        label_key, share_key = keys if keys is not None else (None, None)
+        for s in range(digits):
+            scale *= 10.0
         try:
             if cols == NULL or counts == NULL or top_q == NULL or top_c == NULL:
                 raise MemoryError()
             for r in range(nr):
-                col = results[r]
+                col = results[r][0] if totals is not None else results[r]
                 if col < 0 or col >= self.n_cols:
                     raise ValueError(f"result index out of range 0..{self.n_cols - 1}")
                 if position[col]:
@@ -314,8 +352,19 @@ cdef class Scorer:
                             counts[r] = m + 1
             for r in range(nr):
                 row = []
-                for s in range(counts[r]):
-                    row.append((top_q[r * k + s], top_c[r * k + s]))
+                if totals is None:
+                    for s in range(counts[r]):
+                        row.append((top_q[r * k + s], top_c[r * k + s]))
+                elif keys is None:
+                    total = totals[r][1]
+                    for s in range(counts[r]):
+                        row.append((labels[top_q[r * k + s]],
+                                    _round(top_c[r * k + s] / total, scale, digits)))
+                else:
+                    total = totals[r][1]
+                    for s in range(counts[r]):
+                        row.append({label_key: labels[top_q[r * k + s]],
+                                    share_key: _round(top_c[r * k + s] / total, scale, digits)})
                 out.append(row)
             return out
         finally:
@@ -327,6 +376,24 @@ cdef class Scorer:
             free(top_c)
 
 
+cdef object _round(double x, double scale, int digits):
+    """``round(x, digits)`` for ``0 <= x * scale < 2**52`` (``scale == 10**digits``).
+
+    Python rounds the exact binary value half-to-even and parses the decimal back; here
+    ``x * scale`` is within 1e-12 of the exact product, so away from a half the nearest
+    integer ``r`` is the same, and ``r / scale`` (both exact) is correctly rounded, as
+    the parse is. Near a half (or out of range) Python's ``round`` decides.
+    """
+    cdef double y = x * scale, f, d
+    if not (0.0 <= y < 4503599627370496.0):
+        return round(x, digits)
+    f = floor(y)
+    d = y - f
+    if fabs(d - 0.5) < 1e-6:
+        return round(x, digits)
+    return (f + 1.0 if d > 0.5 else f) / scale
+
+
 def score_csr(indptr, indices, scores, query_items, query_weights, Py_ssize_t n, excluded):
     """Top-``n`` ``(indices int32, scores float64)``: the previous entry point, kept."""
     result = Scorer(indptr, indices, scores).score(query_items, query_weights, n, excluded)
@@ -334,3 +401,11 @@ def score_csr(indptr, indices, scores, query_items, query_weights, Py_ssize_t n,
         np.array([j for j, _ in result], dtype=np.int32),
         np.array([s for _, s in result], dtype=np.float64),
     )
+
+
+def rounded(double x, int digits):
+    """The ``because`` share rounding (``_round``), exposed so tests hold it to ``round``."""
+    cdef double scale = 1.0
+    for _ in range(digits):
+        scale *= 10.0
+    return _round(x, scale, digits)

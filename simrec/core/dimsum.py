@@ -5,7 +5,10 @@ The rule is Spark MLlib's ``RowMatrix.columnSimilarities(threshold)``:
 * ``gamma = 10 ln(n) / threshold`` (``n`` = number of item columns); ``threshold = 0``
   means ``gamma = inf``: nothing is sampled and the result is exact cosine.
 * entries are first scaled into [0, 1] (divided by the largest entry; cosine is
-  unchanged), as DIMSUM's analysis assumes.
+  unchanged), as DIMSUM's analysis assumes. A column is then sampled only when its norm
+  exceeds ``sqrt(gamma)`` times the largest entry, which is why the matrix rule caps cells
+  at their median (``simrec.core.matrix``, docs/scaling.md): scaled by one heavy cell of
+  raw summed weights, no column ever was.
 * column ``j`` with norm ``c_j`` is kept in a row with probability
   ``p_j = min(1, sqrt(gamma) / c_j)`` and its value is scaled by
   ``1 / q_j`` with ``q_j = min(sqrt(gamma), c_j)``.
@@ -50,8 +53,9 @@ def probabilities_and_scales(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Keep probability ``p_j`` and divisor ``q_j`` for each column norm ``c_j``.
 
-    DIMSUM's error bound holds for entries in [0, 1]; our cells are summed action
-    weights (often 10-100). The matrix is therefore scaled by ``1 / max_entry`` first,
+    DIMSUM's error bound holds for entries in [0, 1]; cells are summed action weights,
+    capped (``cell_cap_percentile``) and row-weighted, or raw sums (often 10-100) with
+    the cap off. The matrix is therefore scaled by ``1 / max_entry`` first,
     which leaves cosine unchanged and amounts to using ``max_entry * sqrt(gamma)`` in
     place of ``sqrt(gamma)``. Without it, heavy weights would shrink every ``p_j`` and
     the estimates would lose their guarantee.

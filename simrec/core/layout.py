@@ -20,6 +20,17 @@ import re
 
 MANIFEST_NAME = "_MANIFEST.json"
 LATEST_NAME = "LATEST"
+#: The similarity output's two tables, one sub-folder each, in every engine.
+NEIGHBORS = "neighbors"
+ITEMS = "items"
+
+#: The similarity output's columns, as Arrow type names: the one schema every engine
+#: writes (``simrec.storage.similarities`` renders it in Arrow, the Spark job as DDL) and
+#: every reader (the Beam load, evaluation) reads. ``neighbors`` is a list of
+#: ``NEIGHBOR_FIELDS`` structs, best first.
+NEIGHBOR_FIELDS = (("sku", "string"), ("score", "double"), ("users", "double"))
+NEIGHBORS_COLUMNS = ("sku", NEIGHBORS)
+ITEMS_FIELDS = (("sku", "string"), ("users", "int64"), ("weight", "double"))
 
 #: The one rule for every name used as a path segment (tenant, run id, model version,
 #: LATEST's content): letters, digits, ``.``, ``_``, ``-``; starts with a letter or digit;
@@ -74,6 +85,15 @@ def similarities_manifest(root: str, tenant: str, run_id: str) -> str:
     return join(similarities(root, tenant, run_id), MANIFEST_NAME)
 
 
+def similarity_outputs(output_uri: str) -> dict[str, str]:
+    """The URIs of one similarity run's tables and manifest (its ``outputs``)."""
+    return {
+        NEIGHBORS: join(output_uri, NEIGHBORS),
+        ITEMS: join(output_uri, ITEMS),
+        "manifest": join(output_uri, MANIFEST_NAME),
+    }
+
+
 def models(root: str, tenant: str) -> str:
     return join(root, "models", check_name(tenant, "tenant"))
 
@@ -92,6 +112,17 @@ def job_record(root: str, job_id: str) -> str:
 
 def job_records(root: str) -> str:
     return join(root, "jobs")
+
+
+def object_uri(bucket: str, name: str) -> str:
+    """URI of an object named by a storage event.
+
+    On Google Cloud ``bucket`` is a bucket name; the local dispatcher delivers the
+    absolute folder that stands for the bucket instead.
+    """
+    if bucket.startswith("/") or bucket.startswith("file://"):
+        return join(bucket, name)
+    return f"gs://{bucket}/{name.lstrip('/')}"
 
 
 def classify_object(name: str) -> tuple[str, str, str] | None:

@@ -17,6 +17,8 @@ offline evaluation (docs/evaluation.md):
   users (wholesalers, crawlers, binge raters) co-occur with everything; without this they
   dominate every item's neighbors. ``"log"``: ``f(n) = 1 / log2(1 + n)``; ``"power"``:
   ``f(n) = n ** -alpha``; ``"none"``: ``f = 1``.
+* **cell cap** (``cell_cap_percentile``, the matrix rule's, ``simrec.core.matrix``): cells
+  capped at a percentile of the matrix's cells and divided by it. ``0`` is off.
 * **shrinkage**: a pair's similarity becomes ``sim * n / (n + shrinkage)`` with ``n``
   the (estimated) users behind the pair, applied to the clipped estimate before top-K:
   a cosine of 1 from two shoppers is weak evidence, one from two hundred is strong.
@@ -40,6 +42,7 @@ OFF: dict[str, object] = {
     "user_weighting": "none",
     "user_alpha": 0.5,
     "shrinkage": 0.0,
+    "cell_cap_percentile": 0.0,
 }
 
 

@@ -14,14 +14,15 @@ here, so the two return bit-identical results:
 * Candidates are the items reached by at least one neighbor, not excluded, allowed by
   the optional per-item mask (catalog filters), with a score > 0 (similarities and
   weights are >= 0, so 0 means "no evidence").
-* ``because``: per result, the query items with the largest terms ``w * sim``, ties by
-  query position, with their share of the result's score.
+* ``contributions`` (the recommender's ``because``): per result, the query items with
+  the largest terms ``w * sim``, ties by query position.
 * Ranked by score descending, ties by item index ascending (= sku ascending).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -43,7 +44,7 @@ KERNEL_AVAILABLE: bool = _kernel is not None
 
 Backend = Literal["auto", "kernel", "python"]
 Scored = list[tuple[int, float]]
-Scorer = Any  # simrec.core._scoring.Scorer or PythonScorer: score(), contributions()
+Scorer = Any  # simrec.core._scoring.Scorer or PythonScorer: score, contributions, recommend
 
 
 @dataclass(frozen=True)
@@ -70,14 +71,22 @@ class Query:
 
     @classmethod
     def from_pairs(cls, pairs: Iterable[tuple[int, float]]) -> Query:
-        """Sum the weights of repeated items, keeping the order of first appearance."""
+        """Sum the weights of repeated items, keeping the order of first appearance.
+
+        Unique by construction, so only the weights are checked (the request path
+        builds every query here)."""
         summed: dict[int, float] = {}
+        get, inf = summed.get, math.inf
         for item, weight in pairs:
-            summed[int(item)] = summed.get(int(item), 0.0) + float(weight)
-        return cls(
-            np.fromiter(summed.keys(), dtype=np.int32, count=len(summed)),
-            np.fromiter(summed.values(), dtype=np.float64, count=len(summed)),
+            if not 0.0 <= weight < inf:
+                raise ValueError("query weights must be finite and >= 0")
+            summed[item] = get(item, 0.0) + weight
+        query = object.__new__(cls)
+        object.__setattr__(query, "items", np.fromiter(summed, np.int32, len(summed)))
+        object.__setattr__(
+            query, "weights", np.fromiter(summed.values(), np.float64, len(summed))
         )
+        return query
 
     @classmethod
     def from_actions(cls, pairs: Iterable[tuple[int, str]], weights: ActionWeights) -> Query:
@@ -134,24 +143,6 @@ def score(
         raise ValueError(f"excluded item index out of range 0..{snapshot.n_items - 1}")
     scorer = make_scorer(snapshot.indptr, snapshot.indices, snapshot.scores, backend=backend)
     return scorer.score(query.items, query.weights, n, excluded.astype(np.int32), allowed)
-
-
-def because(
-    scorer: Scorer, query: Query, scored: Scored, k: int = 3
-) -> list[list[tuple[int, float]]]:
-    """Per scored item, the ``k`` query items that contributed most, with their share.
-
-    ``[(query item index, share of the item's score)]``, largest first; shares of all
-    contributing query items sum to 1.
-    """
-    if not scored:
-        return []
-    terms = scorer.contributions(query.items, query.weights, [j for j, _ in scored], k)
-    items = query.items.tolist()
-    return [
-        [(items[q], c / total) for q, c in row]
-        for row, (_, total) in zip(terms, scored, strict=True)
-    ]
 
 
 class PythonScorer:
@@ -229,14 +220,35 @@ class PythonScorer:
         return [sorted(row, key=lambda t: (-t[1], t[0]))[:k] for row in terms]
 
 
-def top_similar(snapshot: ModelSnapshot, item: int, n: int) -> Scored:
-    """The first ``n`` of ``item``'s neighbors (already ranked in the snapshot)."""
-    if not 0 <= item < snapshot.n_items:
-        raise ValueError(f"item index {item} out of range 0..{snapshot.n_items - 1}")
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
-    idx, sims = snapshot.neighbors(item)
-    return list(zip(idx[:n].tolist(), sims[:n].tolist(), strict=True))
+    def recommend(
+        self,
+        items: np.ndarray,
+        weights: np.ndarray,
+        n: int,
+        excluded: np.ndarray | None = None,
+        allowed: np.ndarray | None = None,
+        k: int = 3,
+        labels: list | None = None,
+        digits: int = 4,
+        keys: tuple[str, str] | None = None,
+    ) -> list[tuple[int, float, list[Any]]]:
+        scored = self.score(items, weights, n, excluded, allowed)
+        if not scored or k == 0:
+            return [(j, s, []) for j, s in scored]
+        labels = np.asarray(items).tolist() if labels is None else labels
+        if len(labels) != len(items):
+            raise ValueError("labels must have one entry per query item")
+        terms = self.contributions(items, weights, [j for j, _ in scored], k)
+        if keys is None:
+            return [
+                (j, s, [(labels[q], round(c / s, digits)) for q, c in row])
+                for (j, s), row in zip(scored, terms, strict=True)
+            ]
+        label_key, share_key = keys
+        return [
+            (j, s, [{label_key: labels[q], share_key: round(c / s, digits)} for q, c in row])
+            for (j, s), row in zip(scored, terms, strict=True)
+        ]
 
 
 def popularity_order(popularity: np.ndarray) -> np.ndarray:
@@ -245,17 +257,3 @@ def popularity_order(popularity: np.ndarray) -> np.ndarray:
     order = np.lexsort((np.arange(len(popularity)), -popularity))
     keep = popularity[order] > 0
     return np.ascontiguousarray(order[keep], dtype=np.int32)
-
-
-def most_popular(
-    order: np.ndarray, popularity: np.ndarray, n: int, exclude: Iterable[int] = ()
-) -> Scored:
-    """The fallback: the first ``n`` items of ``order`` not in ``exclude``, with popularity."""
-    skip = set(exclude)
-    out: Scored = []
-    for j in order.tolist():
-        if len(out) >= n:
-            break
-        if j not in skip:
-            out.append((j, float(popularity[j])))
-    return out

@@ -416,6 +416,16 @@ def resolve_params(manifest_params: dict, overrides: dict | None = None) -> RunP
     return RunParams.from_json(data)
 
 
+def stage_timings(start: float, read: float, computed: float, written: float) -> dict[str, float]:
+    """A manifest's ``timings`` from four ``perf_counter`` marks, the same in every engine."""
+    return {
+        "read_s": read - start,
+        "similarity_s": computed - read,
+        "write_s": written - computed,
+        "total_s": written - start,
+    }
+
+
 def similarity_manifest(
     *,
     export_manifest: dict,

@@ -42,6 +42,7 @@ from simrec.core import quality, scoring
 from simrec.core.actions import ActionWeights
 from simrec.core.matrix import action_weights
 from simrec.core.params import ModelParams
+from simrec.core.recommender import Recommender
 from simrec.core.similarity import fit_similarities
 from simrec.core.snapshot import ModelSnapshot
 from simrec.evaluation import metrics, peers
@@ -206,13 +207,13 @@ def build_protocol(
 def recommend(
     fitted: FittedModel, queries: Queries, weights: ActionWeights, k: int
 ) -> tuple[pd.DataFrame, int]:
-    """Top-k per user with the serving kernel; popular items when it finds nothing.
+    """Top-k per user with the serving recommender (``simrec.core.recommender``, its
+    popularity fallback included, without categories or because).
 
     Returns ``(user_id, sku, rank, score)`` rows and the number of fallback users.
     """
     snap = fitted.snapshot
-    scorer = scoring.make_scorer(snap.indptr, snap.indices, snap.scores)
-    order = scoring.popularity_order(snap.popularity)
+    recommender = Recommender(snap)
     users: list[np.ndarray] = []
     items: list[np.ndarray] = []
     scores: list[np.ndarray] = []
@@ -220,17 +221,14 @@ def recommend(
     for u, (q, w, x) in enumerate(
         zip(queries.items, queries.weights(weights), queries.excluded, strict=True)
     ):
-        result = scorer.score(q, w, k, x, None) if len(q) and w.any() else []
-        if not result:
-            fallback += 1
-            top = order[: k + len(x)]
-            top = top[~np.isin(top, x)][:k]
-            result = list(zip(top.tolist(), snap.popularity[top].tolist(), strict=True))
-        if result:
-            j, s = zip(*result, strict=True)
-            users.append(np.full(len(j), u, dtype=np.int64))
-            items.append(np.asarray(j, dtype=np.int64))
-            scores.append(np.asarray(s, dtype=np.float64))
+        rec = recommender.recommend(
+            scoring.Query(q, w), k, exclude=x.tolist(), exclude_query=False, because_k=0
+        )
+        fallback += rec.fallback
+        if rec.ranked:
+            users.append(np.full(len(rec.ranked), u, dtype=np.int64))
+            items.append(np.asarray(rec.items, dtype=np.int64))
+            scores.append(np.asarray(rec.scores, dtype=np.float64))
     return _frame(queries, snap.skus, users, items, scores), fallback
 
 

@@ -25,7 +25,6 @@ from typing import Any
 
 from cloudevents.http import CloudEvent
 
-from simrec import paths
 from simrec.config import Settings, settings_to_env
 from simrec.stages.cloudevents import make_pubsub_event, make_storage_event
 from simrec.stages.routes import FUNCTIONS as ROUTED
@@ -66,9 +65,23 @@ class Deliveries:
         return [d for d in self.items if getattr(d.result, "action", "") != "ignored"]
 
 
+def function_source(name: str) -> Path:
+    """``functions/<name>/main.py``: the deployed handler file, in the checkout above the
+    (editable) package, or under ``SIMREC_HOME``. (The jobs need no checkout: they are
+    modules of the package, :mod:`simrec.jobs`.)"""
+    env = os.environ.get("SIMREC_HOME")
+    root = Path(env) if env else Path(__file__).resolve().parents[2]
+    source = root / "functions" / name / "main.py"
+    if not source.is_file():
+        raise FileNotFoundError(
+            f"no {source}: set SIMREC_HOME to the simrec repository folder"
+        )
+    return source
+
+
 def load_function(name: str) -> ModuleType:
     """Import ``functions/<name>/main.py`` as its own module, as the runtime does."""
-    source = paths.function_source(name)
+    source = function_source(name)
     spec = importlib.util.spec_from_file_location(f"simrec_function_{name}", source)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {source}")

@@ -25,6 +25,7 @@ from simrec.local.dispatcher import NIGHTLY_TOPIC, Delivery, LocalCloud
 from simrec.stages import jobs
 from simrec.stages import progress as run_progress
 from simrec.stages.requests import run_params
+from simrec.storage import snapshots
 
 SUMMARY_NAME = "summary.json"
 
@@ -187,7 +188,7 @@ def build_summary(
     )
     sims_uri = layout.similarities_manifest(settings.data_uri, params.tenant, params.run_id)
     sims = storage.read_json(sims_uri) if storage.exists(sims_uri) else {}
-    latest = storage.latest_version(settings.models_root, params.tenant)
+    latest = snapshots.latest_version(settings.models_root, params.tenant)
     model_meta = publishing.version_metadata(settings.models_root, params.tenant, params.run_id)
     version = params.run_id if model_meta is not None else None
     model_meta = model_meta or {}

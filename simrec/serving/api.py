@@ -1,96 +1,46 @@
-"""The recommend endpoint's logic: parse and validate a request, score, answer JSON.
+"""The recommend endpoint: parse a request, ask the core recommender, answer JSON.
 
 Framework-light and lean on the hot path: ``ServingApp`` is itself a plain WSGI app
-(``simrec serve`` runs it in gunicorn) that parses ``QUERY_STRING`` once, looks skus up
-in the model's precomputed dict, scores with the model's compiled ``Scorer`` and writes
-the body with orjson; ``handle`` serves a flask/werkzeug request (the Cloud Function) the
-same way, and the endpoint methods take the query parameters as a mapping (a werkzeug
-``MultiDict`` or a plain ``dict`` of strings), which is how the CLI calls them.
+(``simrec serve`` runs it in gunicorn; ``functions/recommend`` calls ``dispatch``) that
+parses ``QUERY_STRING`` once (``simrec.serving.parameters``), looks skus up in the
+model's precomputed dict, asks the model's ``simrec.core.recommender.Recommender`` and
+writes the body with orjson. The endpoint methods take the query parameters as a mapping
+(a werkzeug ``MultiDict`` or a plain ``dict`` of strings), which is how the CLI calls
+them.
 
-Endpoints (GET or HEAD only; other methods -> 405, other paths -> 404, all JSON; the
-OpenAPI 3 description at ``/openapi.json`` is the reference):
-
-* ``/recommendations?browsed=a,b&basket=c&purchased=d&n=10[&exclude_seen=false]
-  [&exclude=x,y][&in_stock_only=true][&category=C][&tenant=T]`` -> ``{"items": [{"sku",
-  "score", "because": [{"sku", "share"}], ["category", "in_stock", "attributes"]}],
-  "model_version", "fallback"}``.
-* ``/similar?sku=X&n=10[&exclude=..][&in_stock_only=..][&category=..][&tenant=..]`` ->
-  ``{"sku", "items": [{"sku", "score", ...}], "model_version"}``. With a catalog, an
-  item with few or no events (a sku only the catalog lists, too) gets the blended row of
-  ``simrec.core.content`` and each item a ``reason``; ``/recommendations`` scores such
-  input items on their blended rows.
-* ``/healthz[?tenant=T]`` -> ``{"status": "ok", "model_version", "items"}``; 503 until a
-  model is loaded.
-* ``/startupz`` -> the Cloud Run startup probe: 200 once the default tenant's model is
-  loaded, or once LATEST names none (before the first nightly run); 503 while loading.
-* ``/make_recommendation?browsed=..&basket=..&purchased=..&n=..`` -> ``{"result":
-  [{"item", "score"}]}``: the original service's contract, so its clients switch unchanged.
-* ``/openapi.json``: the OpenAPI document.
-
-Parameter rules (a violation -> 400 ``{"error", "field"}``):
-
-* The query string is at most ``max_query_bytes(max_skus_per_request)`` long (``field`` =
-  ``query``): room for ``max_skus_per_request`` skus of ``MAX_SKU_LENGTH`` characters;
-  the server accepts request lines that long (``simrec.serving.server``), and answers a
-  longer line with a JSON 414.
-* sku lists are comma-separated; each entry is stripped of surrounding spaces and empty
-  entries are ignored (``a,,b`` and a trailing comma are fine); an entry is at most
-  ``MAX_SKU_LENGTH`` characters. A list parameter may be repeated
-  (``browsed=a&browsed=b``); single-valued ones may not.
-* At most ``max_skus_per_request`` entries in browsed, basket and purchased together
-  (duplicates count), and at most as many in ``exclude``; ``field`` names the parameter
-  at which the limit is crossed.
-* ``n``: a plain decimal integer in 1..``max_n``; default 10.
-* Booleans (``exclude_seen``, ``in_stock_only``): ``true/false`` (also ``1/0``,
-  ``yes/no``), case-insensitive.
-* ``category`` / ``in_stock_only`` need a model with an item catalog (else 400).
-* ``tenant``: a shop the deployment serves (``tenant`` plus ``serving_tenants``; with
-  ``*`` any validly named tenant (``simrec.core.tenancy``) that had a
-  ``models/<tenant>/LATEST`` at the last listing, made at start and every
-  ``model_refresh_seconds``); another name -> 404 ``{"error", "field": "tenant"}``, and
-  nothing is kept for it. Of the unlisted tenants at most ``model_holder.MAX_OPEN_TENANTS`` are
-  kept (least recently used dropped first; a dropped one answers 503 while it reloads).
-* Unknown parameter names are rejected on the new endpoints (a typo such as
-  ``purchase=`` would otherwise silently give fallback results); ``/make_recommendation``
-  ignores them, as the original service did.
-
-Scoring: an item's weight is ``ActionWeights.of(action)``, summed over the lists it is
-in (see ``simrec.core.scoring``). Unknown skus are ignored. ``/recommendations`` leaves
-the input items out unless ``exclude_seen=false``, and the ``exclude`` skus always.
-``because`` names the (up to 3) input items whose terms contributed most to an item's
-score, with their share of it. When nothing scores it answers popular items with
-``"fallback": true``: first the most popular of the input items' categories (or of the
-``category`` filter), then the most popular overall, filters and exclusions applied,
-popularity as score. ``/make_recommendation`` keeps input items and has no fallback
-(an empty ``result``), like the original service; its error bodies carry ``"result": []``
-too. Until a configured tenant's first model is loaded (in the background: never on the
-request path) its endpoints, ``/healthz`` included, answer 503 ``{"error": ...}``; so
-does a request whose Datastore read fails.
-
-Each response is computed from one model reference taken at the start of the request,
-so it never mixes two versions, and names that version.
+The endpoints, their parameters and answers are defined once: the parameters and their
+rules in ``simrec.serving.parameters``, the document clients read in
+``simrec.serving.openapi`` (served at ``/openapi.json``, generated from those same
+declarations); the ranking, ``because`` and the fallback in
+``simrec.core.recommender``. What stays here: the transport (GET or HEAD only, other
+methods 405, other paths 404, every answer JSON, a bug 500), tenants (``tenant`` plus
+``serving_tenants``; with ``*`` any validly named tenant that had a
+``models/<tenant>/LATEST`` at the last listing, made at start and every
+``model_refresh_seconds``, at most ``model_holder.MAX_OPEN_TENANTS`` of them kept, least
+recently used dropped first) and the model lifecycle: until a tenant's first model is loaded (in the
+background: never on the request path) its endpoints answer 503 ``{"error"}``, as does a
+request whose Datastore read fails. Each response is computed from one model reference
+taken at the start of the request, so it never mixes two versions, and names that
+version.
 """
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
-import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import parse_qsl
 
 import numpy as np
 import orjson
 
 from simrec import storage
 from simrec.config import Settings
-from simrec.core import events, layout
-from simrec.core.actions import Action
-from simrec.core.scoring import make_scorer
+from simrec.core import layout
+from simrec.core.recommender import BECAUSE_K, SHARE_DIGITS
+from simrec.core.scoring import Query, make_scorer
 from simrec.core.tenancy import (
     TENANT_PLACEHOLDER,
     check_tenant,
@@ -103,32 +53,34 @@ from simrec.serving.datastore_backend import (
     default_client_factory,
 )
 from simrec.serving.model_holder import HOLDERS, LoadedModel, ModelHolder
+from simrec.serving.parameters import (
+    CATALOG_FILTERS,
+    ENDPOINT_PARAMS,
+    LENIENT,
+    SKU_LISTS,
+    BadRequest,
+    Params,
+    Response,
+    check_names,
+    max_query_bytes,
+    normalise_params,
+    parse_bool,
+    parse_factor,
+    parse_n,
+    parse_query_string,
+    parse_sku,
+    parse_sku_lists,
+    parse_text,
+    single,
+    split_skus,
+)
+from simrec.serving.parameters import MAX_SKU_LENGTH as MAX_SKU_LENGTH  # re-exported
 
 log = logging.getLogger(__name__)
 
-Response = tuple[dict[str, Any], int]
-Params = dict[str, list[str]]
-
-DEFAULT_N = 10
-MAX_SKU_LENGTH = events.MAX_SKU_LENGTH  # one limit: export rejects longer skus
-QUERY_OVERHEAD_BYTES = 4_096  # parameter names, n, flags, category, tenant, exclude
-ENDPOINTS = ("/recommendations", "/similar", "/healthz", "/startupz",
-             "/make_recommendation", "/openapi.json", "/items", "/runs/latest")  # fmt: skip
-BECAUSE_K = 3
-SKU_LISTS: tuple[tuple[str, str], ...] = (
-    ("browsed", Action.BROWSED.value),
-    ("basket", Action.BASKET.value),
-    ("purchased", Action.PURCHASE.value),
-)
-RECOMMEND_PARAMS = (
-    "browsed", "basket", "purchased", "n", "exclude_seen", "exclude", "in_stock_only",
-    "category", "tenant",
-)  # fmt: skip
-SIMILAR_PARAMS = ("sku", "n", "exclude", "in_stock_only", "category", "tenant")
-HEALTH_PARAMS = ("tenant",)
-_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-_DIGITS = re.compile(r"[0-9]+")
-_EMPTY_I32 = np.zeros(0, dtype=np.int32)
+UI_ENDPOINTS = ("/items", "/runs/latest")  # simrec.serving.ui.endpoints: the page's own
+ENDPOINTS = (*ENDPOINT_PARAMS, *UI_ENDPOINTS)
+BECAUSE_KEYS = ("sku", "share")  # an answer's because entry: the input sku, its share
 _STATUS = {
     200: "200 OK",
     400: "400 Bad Request",
@@ -139,19 +91,6 @@ _STATUS = {
 }
 
 
-class BadRequest(Exception):
-    """A parameter is wrong: answered as 400 ``{"error": message, "field": field}``."""
-
-    def __init__(self, field: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
-        self.status = status
-
-    def response(self) -> Response:
-        return {"error": self.message, "field": self.field}, self.status
-
-
 class Unavailable(Exception):
     """No model yet, or the Datastore read failed: answered 503 ``{"error"}``."""
 
@@ -159,129 +98,6 @@ class Unavailable(Exception):
 # --- model holders: the process's one cache, simrec.serving.model_holder.HOLDERS -------
 get_holder = HOLDERS.get
 clear_holders = HOLDERS.clear
-
-
-# --- parameter parsing ------------------------------------------------------------------
-def max_query_bytes(max_skus: int) -> int:
-    """The longest query string accepted: ``max_skus`` skus of ``MAX_SKU_LENGTH``
-    characters with their commas (unescaped), plus ``QUERY_OVERHEAD_BYTES`` for the
-    other parameters. The server's request-line limit derives from it
-    (``simrec.serving.server.max_request_line``), so this limit is the one that answers."""
-    return max_skus * (MAX_SKU_LENGTH + 1) + QUERY_OVERHEAD_BYTES
-
-
-def parse_query_string(query: str, max_bytes: int) -> Params:
-    """A raw (WSGI, latin-1) query string -> name -> list of values, length checked."""
-    if len(query) > max_bytes:
-        raise BadRequest("query", f"query string longer than {max_bytes} bytes")
-    if not query:
-        return {}
-    if query.isascii() and "%" not in query and "+" not in query:
-        # The common case, nothing to decode: parse_qsl's result, without its cost.
-        pairs: Iterable[tuple[str, str]] = (
-            part.partition("=")[::2] for part in query.split("&") if part
-        )
-    else:
-        text = query.encode("latin-1", "replace").decode("utf-8", "replace")
-        pairs = parse_qsl(text, keep_blank_values=True, errors="replace")
-    params: Params = {}
-    for name, value in pairs:
-        values = params.get(name)
-        if values is None:
-            params[name] = [value]
-        else:
-            values.append(value)
-    return params
-
-
-def normalise_params(args: Mapping[str, Any]) -> Params:
-    """A MultiDict or a plain mapping -> name -> list of raw values."""
-    if hasattr(args, "getlist"):
-        return {name: list(args.getlist(name)) for name in args}
-    out: Params = {}
-    for name, value in args.items():
-        out[name] = [value] if isinstance(value, str) else [str(v) for v in value]
-    return out
-
-
-def check_names(params: Params, allowed: tuple[str, ...]) -> None:
-    for name in params:
-        if name not in allowed:
-            raise BadRequest(
-                name, f"unknown parameter {name!r}; expected one of {', '.join(allowed)}"
-            )
-
-
-def single(params: Params, name: str) -> str | None:
-    values = params.get(name)
-    if not values:
-        return None
-    if len(values) > 1:
-        raise BadRequest(name, f"parameter {name!r} given {len(values)} times; give it once")
-    return values[0]
-
-
-def parse_n(params: Params, max_n: int) -> int:
-    raw = single(params, "n")
-    if raw is None:
-        return min(DEFAULT_N, max_n)
-    text = raw.strip()
-    if not _DIGITS.fullmatch(text):
-        raise BadRequest("n", f"n must be an integer in 1..{max_n}, got {raw[:40]!r}")
-    value = int(text) if len(text) <= 12 else max_n + 1
-    if not 1 <= value <= max_n:
-        raise BadRequest("n", f"n must be an integer in 1..{max_n}, got {raw[:40]!r}")
-    return value
-
-
-def parse_bool(params: Params, name: str, default: bool) -> bool:
-    raw = single(params, name)
-    if raw is None:
-        return default
-    try:
-        return _BOOLEANS[raw.strip().lower()]
-    except KeyError:
-        raise BadRequest(name, f"{name} must be true or false, got {raw[:40]!r}") from None
-
-
-def split_skus(values: list[str], name: str = "sku") -> list[str]:
-    """Comma-separated entries, stripped; empty entries ignored; length checked."""
-    out = []
-    for value in values:
-        for s in value.split(","):
-            s = s.strip()
-            if s:
-                if len(s) > MAX_SKU_LENGTH:
-                    raise BadRequest(name, f"a sku in {name} is longer than {MAX_SKU_LENGTH}")
-                out.append(s)
-    return out
-
-
-def parse_sku_lists(params: Params, max_skus: int) -> list[tuple[str, str]]:
-    """``(sku, action)`` pairs in list order (browsed, basket, purchased), limit checked."""
-    pairs: list[tuple[str, str]] = []
-    for name, action in SKU_LISTS:
-        values = params.get(name)
-        if not values:
-            continue
-        pairs += [(sku, action) for sku in split_skus(values, name)]
-        if len(pairs) > max_skus:
-            raise BadRequest(
-                name, f"too many skus: more than {max_skus} in browsed, basket and purchased"
-            )
-    return pairs
-
-
-def parse_text(params: Params, name: str) -> str | None:
-    raw = single(params, name)
-    if raw is None:
-        return None
-    text = raw.strip()
-    if not text:
-        raise BadRequest(name, f"{name} must not be empty")
-    if len(text) > MAX_SKU_LENGTH:
-        raise BadRequest(name, f"{name} is longer than {MAX_SKU_LENGTH} characters")
-    return text
 
 
 # --- the app --------------------------------------------------------------------------
@@ -464,6 +280,8 @@ class ServingApp:
             return ({"error": f"method {method} not allowed on {path}; use GET"}, 405), False
         try:
             params = parse_query_string(query, self.max_query) if isinstance(query, str) else query
+            if path not in LENIENT and path in ENDPOINT_PARAMS:
+                check_names(params, ENDPOINT_PARAMS[path])
             return endpoint(params), True
         except BadRequest as exc:
             body, status = exc.response()
@@ -472,12 +290,6 @@ class ServingApp:
         if path == "/make_recommendation":
             body = {"result": [], **body}
         return (body, status), True
-
-    def handle(self, request: Any) -> Response:
-        """Serve a flask/werkzeug request (the Cloud Function)."""
-        environ = getattr(request, "environ", None)
-        query = environ.get("QUERY_STRING", "") if environ else normalise_params(request.args)
-        return self.dispatch(request.method, request.path, query)[0]
 
     def respond(
         self, method: str, path: str, query: str
@@ -516,15 +328,31 @@ class ServingApp:
         return self.dispatch("GET", "/make_recommendation", normalise_params(args))[0]
 
     # --- endpoints -------------------------------------------------------------------
-    def _filters(self, params: Params, model: LoadedModel) -> np.ndarray | None:
+    def _filters(
+        self, params: Params, model: LoadedModel, items: list[int]
+    ) -> np.ndarray | None:
+        """The item mask of the catalog filters (``parameters.CATALOG_FILTERS``), the
+        current-item ones relative to ``items``; None without filters."""
         category = parse_text(params, "category")
         in_stock_only = parse_bool(params, "in_stock_only", default=False)
-        if category is None and not in_stock_only:
+        same_category = parse_bool(params, "same_category", default=False)
+        price_within = parse_factor(params, "price_within")
+        if category is None and not (in_stock_only or same_category) and price_within is None:
             return None
-        if model.catalog is None:
-            field = "category" if category is not None else "in_stock_only"
+        catalog = model.catalog
+        if catalog is None:
+            given = {"category": category is not None, "in_stock_only": in_stock_only,
+                     "same_category": same_category, "price_within": price_within is not None}
+            field = next(f for f in CATALOG_FILTERS if given[f])  # fmt: skip
             raise BadRequest(field, f"model {model.version!r} has no item catalog to filter on")
-        return model.catalog.mask(category, in_stock_only)
+        if price_within is not None and catalog.price is None:
+            raise BadRequest(
+                "price_within", f"model {model.version!r} has no numeric price in its catalog"
+            )
+        mask = catalog.mask(category, in_stock_only)
+        if same_category or price_within is not None:
+            mask = catalog.current_item_mask(mask, items, same_category, price_within)
+        return mask
 
     def _excluded(self, params: Params, model: LoadedModel) -> list[int]:
         values = params.get("exclude")
@@ -536,181 +364,26 @@ class ServingApp:
         index = model.sku_index
         return [index[s] for s in skus if s in index]
 
-    def _scorer(self, tenant: str, model: LoadedModel, items: list[int]) -> tuple[Any, Any]:
-        """The scorer and the query's row numbers in it, for the configured backend."""
-        if self.datastore is None:
-            return model.scorer, np.array(items, dtype=np.int32)
+    def _scorer(self, tenant: str, model: LoadedModel, query: Query) -> tuple[Any, Any]:
+        """The scorer and the query's rows in it: None (the model's own) in memory, a
+        per-request matrix of the query items' neighbor lists with the Datastore."""
+        if self.datastore is None or not len(query):
+            return None, None
         try:
-            return self.datastore.scorer(self.namespace(tenant), model, items)
+            return self.datastore.scorer(self.namespace(tenant), model, query.items.tolist())
         except DatastoreUnavailable as exc:
             log.warning("%s", exc)
             raise Unavailable("the neighbor store is unavailable; retry") from None
 
-    def _item(self, model: LoadedModel, j: int, score: float) -> dict[str, Any]:
-        item: dict[str, Any] = {"sku": model.snapshot.skus[j], "score": score}
-        catalog = model.catalog
-        if catalog is not None:
-            item.update(catalog.fields(j))
-        return item
-
-    def _recommendations(self, params: Params) -> Response:
-        check_names(params, RECOMMEND_PARAMS)
-        n = parse_n(params, self.max_n)
-        exclude_seen = parse_bool(params, "exclude_seen", default=True)
-        pairs = parse_sku_lists(params, self.max_skus)
-        tenant, model = self._model(params)
-        allowed = self._filters(params, model)
-        excluded = self._excluded(params, model)
-
-        items, w = self._query(model, pairs)
-        if exclude_seen:
-            excluded += items
-        scored: list[tuple[int, float]] = []
-        cold = self._cold_query(model, pairs)
-        if cold is not None:  # an input item with few or no events: blended rows
-            scorer, rows, w, query_skus = cold
-        elif items:
-            scorer, rows = self._scorer(tenant, model, items)
-            query_skus = [model.snapshot.skus[i] for i in items]
-        if cold is not None or items:
-            x = np.array(excluded, dtype=np.int32) if excluded else _EMPTY_I32
-            scored = scorer.score(rows, w, n, x, allowed)
-        out = []
-        if scored:
-            terms = scorer.contributions(rows, w, [j for j, _ in scored], BECAUSE_K)
-            for (j, s), row in zip(scored, terms, strict=True):
-                item = self._item(model, j, s)
-                item["because"] = [
-                    {"sku": query_skus[q], "share": round(c / s, 4)} for q, c in row
-                ]
-                out.append(item)
-            return {"items": out, "model_version": model.version, "fallback": False}, 200
-        category = parse_text(params, "category")
-        for j, s in self._popular(model, n, set(excluded), allowed, items, category):
-            item = self._item(model, j, s)
-            item["because"] = []
-            out.append(item)
-        return {"items": out, "model_version": model.version, "fallback": True}, 200
-
-    def _popular(
-        self,
-        model: LoadedModel,
-        n: int,
-        skip: set[int],
-        allowed: np.ndarray | None,
-        items: list[int],
-        category: str | None,
-    ) -> list[tuple[int, float]]:
-        """The fallback: popular items of the input items' (or the filter's) categories
-        first, most popular first, then the most popular overall."""
-        popularity = model.popularity
-
-        def take(order: Iterable[int], limit: int) -> list[int]:
-            out: list[int] = []
-            if limit <= 0:
-                return out
-            for j in order:
-                if j not in skip and (allowed is None or allowed[j]):
-                    out.append(j)
-                    if len(out) >= limit:
-                        break
-            return out
-
-        chosen: list[int] = []
-        catalog = model.catalog
-        if catalog is not None:
-            categories = [category] if category else []
-            for i in items:
-                c = catalog.category[i]
-                if c is not None and c not in categories:
-                    categories.append(c)
-            lists = [take(catalog.popular_by_category.get(c, ()), n) for c in categories]
-            if lists:
-                merged = heapq.merge(*lists, key=lambda j: (-popularity[j], j))
-                chosen = list(dict.fromkeys(merged))[:n]
-        if len(chosen) < n:
-            skip = skip | set(chosen)
-            chosen += take(model.popular_list, n - len(chosen))
-        return [(j, popularity[j]) for j in chosen]
-
-    def _similar(self, params: Params) -> Response:
-        check_names(params, SIMILAR_PARAMS)
-        n = parse_n(params, self.max_n)
-        sku = (single(params, "sku") or "").strip()
-        if not sku:
-            raise BadRequest("sku", "give the item as sku=<sku>")
-        if len(sku) > MAX_SKU_LENGTH:
-            raise BadRequest("sku", f"sku is longer than {MAX_SKU_LENGTH} characters")
-        tenant, model = self._model(params)
-        allowed = self._filters(params, model)
-        skip = set(self._excluded(params, model))
-        item = model.sku_index.get(sku)
-        content = model.content
-        if item is None and (content is None or sku not in content.row_of):
-            return {"error": f"unknown sku {sku[:100]!r}", "sku": sku}, 404
-        reasons: list[str] | None = None
-        if item is None:  # in the catalog only: attributes alone
-            cols, sims = _EMPTY_I32, np.zeros(0, dtype=np.float32)
-        elif self.datastore is None:
-            cols, sims = model.snapshot.neighbors(item)
-        else:
-            try:
-                (cols, sims), = self.datastore.rows(self.namespace(tenant), model, [item])
-            except DatastoreUnavailable as exc:
-                log.warning("%s", exc)
-                raise Unavailable("the neighbor store is unavailable; retry") from None
-        if content is not None and content.is_cold(item):
-            cols, sims, reasons = content.blended_row(sku, item, (cols, sims))
-        out = []
-        for k, (j, s) in enumerate(zip(cols.tolist(), sims.tolist(), strict=True)):
-            if j in skip or (allowed is not None and not allowed[j]):
-                continue
-            out.append(self._item(model, j, s))
-            if reasons is not None:
-                out[-1]["reason"] = reasons[k]
-            if len(out) >= n:
-                break
-        return {"sku": sku, "items": out, "model_version": model.version}, 200
-
-    def _healthz(self, params: Params) -> Response:
-        check_names(params, HEALTH_PARAMS)
-        try:
-            _, model = self._model(params)
-        except Unavailable as exc:
-            return {"status": "unavailable", "error": str(exc)}, 503
-        return {"status": "ok", "model_version": model.version, "items": model.n_items}, 200
-
-    def _startupz(self, params: Params) -> Response:
-        """The Cloud Run startup probe: ready once the default tenant's model is loaded,
-        or once LATEST was read and names no model (a deployment before its first nightly
-        run: nothing to wait for, and every endpoint answers 503 until one is published).
-        While a published model is still loading, 503, so no instance takes traffic
-        before its model is in memory."""
-        check_names(params, ())
-        holder = self.holder
-        model = holder.current
-        if model is not None:
-            return {"status": "ok", "model_version": model.version}, 200
-        if holder.published is False:
-            return {"status": "no model published yet", "model_version": None}, 200
-        return {"status": "loading", "error": "the model is not loaded yet"}, 503
-
-    def _query(
-        self, model: LoadedModel, pairs: list[tuple[str, str]]
-    ) -> tuple[list[int], np.ndarray]:
-        """Known input skus -> (item indices in first-appearance order, summed weights).
-
-        An item given under several actions gets the sum of their weights (as
-        ``simrec.core.scoring.Query.from_pairs``; built inline here, on the hot path).
-        """
+    def _query(self, model: LoadedModel, pairs: list[tuple[str, str]]) -> tuple[Query, list]:
+        """Known input skus -> the query (unknown skus are ignored) and its items' skus."""
         index, weights = model.sku_index, self.weights
-        summed: dict[int, float] = {}
-        for sku, action in pairs:
-            i = index.get(sku)
-            if i is not None:
-                summed[i] = summed.get(i, 0.0) + weights[action]
-        items = list(summed)
-        return items, np.fromiter(summed.values(), dtype=np.float64, count=len(items))
+        known = [(i, sku, action) for sku, action in pairs if (i := index.get(sku)) is not None]
+        query = Query.from_pairs((i, weights[action]) for i, _, action in known)
+        if len(query) == len(known):  # no repeats: the skus in query order, as given
+            return query, [sku for _, sku, _ in known]
+        skus = model.snapshot.skus
+        return query, [skus[i] for i in query.items.tolist()]
 
     def _cold_query(
         self, model: LoadedModel, pairs: list[tuple[str, str]]
@@ -727,24 +400,124 @@ class ServingApp:
             if sku in index or sku in content.row_of:
                 summed[sku] = summed.get(sku, 0.0) + self.weights[action]
         if all(sku in index for sku in summed):
-            return None  # the model's scorer already reads the cold items' blended rows
+            return None
         indptr, indices, scores = content.query_rows(summed, index, model.snapshot.neighbors)
         scorer = make_scorer(indptr, indices, scores, model.n_items)
         weights = np.fromiter(summed.values(), dtype=np.float64, count=len(summed))
         return scorer, np.arange(len(summed), dtype=np.int32), weights, list(summed)
+
+    def _recommendations(self, params: Params) -> Response:
+        n = parse_n(params, self.max_n)
+        exclude_seen = parse_bool(params, "exclude_seen", default=True)
+        pairs = parse_sku_lists(params, self.max_skus)
+        tenant, model = self._model(params)
+        query, labels = self._query(model, pairs)
+        allowed = self._filters(params, model, query.items.tolist())
+        excluded = self._excluded(params, model)
+        scorer, rows = self._scorer(tenant, model, query)
+        cold = self._cold_query(model, pairs)
+        if cold is not None:  # a catalog-only input sku: the query's blended rows
+            c_scorer, c_rows, c_weights, c_labels = cold
+            seen = query.items.tolist() if exclude_seen else []
+            x = np.array([*excluded, *seen], dtype=np.int32)
+            ranked = c_scorer.recommend(c_rows, c_weights, n, x, allowed, BECAUSE_K, c_labels,
+                                        SHARE_DIGITS, BECAUSE_KEYS)  # fmt: skip
+            if ranked:
+                out = self._entries(model, ranked)
+                return {"items": out, "model_version": model.version, "fallback": False}, 200
+        rec = model.recommender.recommend(
+            query, n, exclude=excluded, exclude_query=exclude_seen, allowed=allowed,
+            category=parse_text(params, "category"), scorer=scorer, rows=rows,
+            labels=labels, because_keys=BECAUSE_KEYS,
+        )  # fmt: skip
+        out = self._entries(model, rec.ranked)
+        return {"items": out, "model_version": model.version, "fallback": rec.fallback}, 200
+
+    def _entries(self, model: LoadedModel, ranked: list[tuple[int, float, Any]]) -> list[dict]:
+        """The answer's items ``{"sku", "score"[, catalog fields][, "because"]}`` of
+        ``(item, score, because entries or None)``, copied from the catalog's per-item
+        entries."""
+        skus, catalog = model.snapshot.skus, model.catalog
+        cached, entry = (None, None) if catalog is None else (catalog.entries.get, catalog.entry)
+        out = []
+        for j, s, because in ranked:
+            if cached is None:
+                item = {"sku": skus[j], "score": s}
+            else:
+                item = (cached(j) or entry(j, skus[j])).copy()
+                item["score"] = s
+            if because is not None:
+                item["because"] = because
+            out.append(item)
+        return out
+
+    def _similar(self, params: Params) -> Response:
+        n = parse_n(params, self.max_n)
+        sku = parse_sku(params)
+        tenant, model = self._model(params)
+        item = model.sku_index.get(sku)
+        allowed = self._filters(params, model, [] if item is None else [item])
+        excluded = self._excluded(params, model)
+        content = model.content
+        if item is None and (content is None or sku not in content.row_of):
+            return {"error": f"unknown sku {sku[:100]!r}", "sku": sku}, 404
+        row = None
+        if item is None:  # in the catalog only: its attributes alone
+            row = (np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32))
+        elif self.datastore is not None:
+            try:
+                (row,) = self.datastore.rows(self.namespace(tenant), model, [item])
+            except DatastoreUnavailable as exc:
+                log.warning("%s", exc)
+                raise Unavailable("the neighbor store is unavailable; retry") from None
+        why = None
+        if content is not None and content.is_cold(item):
+            cooc = model.snapshot.neighbors(item) if row is None else row
+            cols, sims, reasons = content.blended_row(sku, item, cooc)
+            row, why = (cols, sims), dict(zip(cols.tolist(), reasons, strict=True))
+        similar = model.recommender.similar(-1 if item is None else item, n, excluded, allowed,
+                                            row)  # fmt: skip
+        out = self._entries(model, [(j, s, None) for j, s in similar])
+        if why is not None:
+            for entry, (j, _) in zip(out, similar, strict=True):
+                entry["reason"] = why[j]
+        return {"sku": sku, "items": out, "model_version": model.version}, 200
+
+    def _healthz(self, params: Params) -> Response:
+        try:
+            _, model = self._model(params)
+        except Unavailable as exc:
+            return {"status": "unavailable", "error": str(exc)}, 503
+        return {"status": "ok", "model_version": model.version, "items": model.n_items}, 200
+
+    def _startupz(self, params: Params) -> Response:
+        """The Cloud Run startup probe: ready once the default tenant's model is loaded,
+        or once LATEST was read and names no model (a deployment before its first nightly
+        run: nothing to wait for, and every endpoint answers 503 until one is published).
+        While a published model is still loading, 503, so no instance takes traffic
+        before its model is in memory."""
+        holder = self.holder
+        model = holder.current
+        if model is not None:
+            return {"status": "ok", "model_version": model.version}, 200
+        if holder.published is False:
+            return {"status": "no model published yet", "model_version": None}, 200
+        return {"status": "loading", "error": "the model is not loaded yet"}, 503
 
     def _make_recommendation(self, params: Params) -> Response:
         """The original service's endpoint: input items kept, no fallback, ``result``."""
         n = parse_n(params, self.max_n)
         pairs = parse_sku_lists(params, self.max_skus)
         tenant, model = self._model(params)
-        items, w = self._query(model, pairs)
-        if not items:
+        query, _ = self._query(model, pairs)
+        if not len(query):
             return {"result": []}, 200
-        scorer, rows = self._scorer(tenant, model, items)
+        scorer, rows = self._scorer(tenant, model, query)
+        rec = model.recommender.recommend(
+            query, n, exclude_query=False, because_k=0, fallback=False, scorer=scorer, rows=rows
+        )
         skus = model.snapshot.skus
-        scored = scorer.score(rows, w, n)
-        return {"result": [{"item": skus[j], "score": s} for j, s in scored]}, 200
+        return {"result": [{"item": skus[j], "score": s} for j, s, _ in rec.ranked]}, 200
 
     def _openapi(self, params: Params) -> Response:
         if self._openapi_doc is None:

@@ -7,7 +7,9 @@ kernel skips items whose flag is 0) and the popularity fallback walks precompute
 
 Model items the catalog does not list have no category and count as *not* in stock (a
 sku that had events but left the shop's catalog is usually discontinued); catalog rows
-for skus the model does not know are ignored.
+for skus the model does not know are ignored. A numeric ``price`` column (an attribute
+like any other in answers) is also what the ``price_within`` filter compares; items
+without a price (null, NaN, <= 0) never pass it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,13 @@ from simrec.serving.string_table import ListLike, StringIndex, StringList, strin
 Arrays = dict[str, np.ndarray]
 
 MAX_CACHED_MASKS = 512  # (category, in_stock_only) pairs; known categories only
+PRICE_COLUMN = "price"
+
+
+def _numeric(arrow_type: Any) -> bool:
+    import pyarrow.types as pat
+
+    return pat.is_integer(arrow_type) or pat.is_floating(arrow_type) or pat.is_decimal(arrow_type)
 
 
 def _jsonable(value: Any) -> Any:
@@ -120,7 +129,16 @@ def catalog_arrays(table: Any, sku_index: Mapping[str, int], popular: Iterable[i
     np.cumsum([len(items) for items in by_category], out=popular_offsets[1:])
     attribute_offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum([len(a) for a in attributes], out=attribute_offsets[1:])
+    prices: Arrays = {}
+    if PRICE_COLUMN in extra and _numeric(table.schema.field(PRICE_COLUMN).type):
+        price = np.full(n, np.nan)
+        for sku, p in zip(columns["sku"], columns[PRICE_COLUMN], strict=True):
+            i = sku_index.get(sku)
+            if i is not None and p is not None and p > 0:
+                price[i] = p
+        prices["catalog_price"] = price
     return {
+        **prices,
         "catalog_in_stock": in_stock,
         "catalog_category_code": category_code,
         **string_table(categories, "catalog_categories"),
@@ -146,9 +164,11 @@ class ServingCatalog:
         self.popular_by_category = PopularByCategory(
             self._codes, arrays["catalog_popular"], arrays["catalog_popular_offsets"]
         )
+        self.price: np.ndarray | None = arrays.get("catalog_price")  # NaN: no price
         n = len(self.in_stock)
         self._nothing = np.zeros(n, dtype=np.uint8)  # an unknown category matches nothing
         self._fields: dict[int, dict[str, Any]] = {}
+        self.entries: dict[int, dict[str, Any]] = {}
         self._masks: dict[tuple[str | None, bool], np.ndarray | None] = {}
         self._lock = threading.Lock()
 
@@ -171,6 +191,15 @@ class ServingCatalog:
             cached = self._fields.setdefault(i, cached)
         return cached
 
+    def entry(self, i: int, sku: str) -> dict[str, Any]:
+        """Item ``i``'s answer entry ``{"sku", "score": 0.0, <fields>}``, built once per
+        item and shared (``entries``): callers copy it (``dict.copy`` is the cheapest way
+        to a new dict of these keys, in this order) and set the score."""
+        cached = self.entries.get(i)
+        if cached is None:
+            cached = self.entries.setdefault(i, {"sku": sku, "score": 0.0, **self.fields(i)})
+        return cached
+
     def mask(self, category: str | None, in_stock_only: bool) -> np.ndarray | None:
         """uint8 per item: 1 when it passes the filters (None: no filter)."""
         if category is not None and category not in self._codes:
@@ -190,4 +219,37 @@ class ServingCatalog:
         with self._lock:
             if len(self._masks) < MAX_CACHED_MASKS:
                 self._masks[key] = mask
+        return mask
+
+    def current_item_mask(
+        self,
+        base: np.ndarray | None,
+        items: list[int],
+        same_category: bool,
+        price_within: float | None,
+    ) -> np.ndarray:
+        """``base`` (or all items) narrowed to the current items' attributes (Amazon
+        Personalize's ``CurrentItem`` filters): with ``same_category``, items of a
+        category one of ``items`` has; with ``price_within=F``, items whose price lies in
+        ``[p / F, p * F]`` for the price ``p`` of one of ``items``. No current item with a
+        category (or price) lets nothing through."""
+        mask = np.ones(len(self.in_stock), dtype=np.uint8) if base is None else base.copy()
+        if same_category:
+            codes = np.unique(self.category_code[items]) if items else self.category_code[:0]
+            mask &= np.isin(self.category_code, codes[codes >= 0]).astype(np.uint8)
+        if price_within is not None:
+            assert self.price is not None, "checked by the caller"
+            prices = np.sort(self.price[items]) if items else self.price[:0]
+            prices = prices[prices > 0]  # NaN compares false: no price, no range
+            near = np.zeros(len(mask), dtype=bool)
+            lo, hi = -1.0, -1.0
+            for p in prices.tolist():  # the ranges merged, then one pass per range
+                if p / price_within > hi:
+                    if hi >= 0:
+                        near |= (self.price >= lo) & (self.price <= hi)
+                    lo = p / price_within
+                hi = p * price_within
+            if hi >= 0:
+                near |= (self.price >= lo) & (self.price <= hi)
+            mask &= near.astype(np.uint8)
         return mask

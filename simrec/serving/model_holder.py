@@ -40,8 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from simrec import storage
 from simrec.core.content import ContentIndex, ContentParams
+from simrec.core.recommender import Recommender
 from simrec.core.scoring import Scorer, make_scorer
 from simrec.core.snapshot import ModelSnapshot
 from simrec.serving.catalog import ServingCatalog
@@ -53,6 +53,7 @@ from simrec.serving.model_image import (
     load_image,
 )
 from simrec.serving.string_table import StringIndex, StringList
+from simrec.storage import snapshots
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class LoadedModel:
     popular_list: Sequence[int]
     popularity: Sequence[float]
     scorer: Scorer
+    recommender: Recommender
     catalog: ServingCatalog | None = None
     content: ContentIndex | None = None  # cold-item neighbours, with a catalog
 
@@ -101,24 +103,36 @@ class LoadedModel:
             **{name: arrays[name] for name in SNAPSHOT_ARRAYS},
         )
         popular = arrays["popular"]
+        popular_list, popularity = memoryview(popular), memoryview(snapshot.popularity)
+        # With cold items (simrec.core.content) the scorer reads their blended rows.
+        csr = (arrays[name] for name in BLEND_ARRAYS) if BLEND_ARRAYS[0] in arrays else (
+            snapshot.indptr, snapshot.indices, snapshot.scores)  # fmt: skip
+        scorer = make_scorer(*csr)
+        catalog = ServingCatalog(arrays) if "catalog_in_stock" in arrays else None
+        content = ContentIndex(
+            StringIndex(arrays, "content_skus"), arrays["content_indptr"],
+            arrays["content_indices"], arrays["content_scores"], snapshot.popularity,
+            ContentParams.from_metadata(metadata),
+        ) if "content_indptr" in arrays else None  # fmt: skip
         return cls(
             version=version,
             snapshot=snapshot,
             sku_index=StringIndex(arrays, "skus"),
             popular=popular,
-            popular_list=memoryview(popular),
-            popularity=memoryview(snapshot.popularity),
-            # With cold items (simrec.core.content), the scorer reads their blended rows.
-            scorer=make_scorer(*(arrays[name] for name in BLEND_ARRAYS))
-            if BLEND_ARRAYS[0] in arrays
-            else make_scorer(snapshot.indptr, snapshot.indices, snapshot.scores),
-            catalog=ServingCatalog(arrays) if "catalog_in_stock" in arrays else None,
-            content=ContentIndex(
-                StringIndex(arrays, "content_skus"), arrays["content_indptr"],
-                arrays["content_indices"], arrays["content_scores"], snapshot.popularity,
-                ContentParams.from_metadata(metadata),
-            ) if "content_indptr" in arrays else None,
-        )  # fmt: skip
+            popular_list=popular_list,
+            popularity=popularity,
+            scorer=scorer,
+            recommender=Recommender(
+                snapshot,
+                scorer=scorer,
+                popularity=popularity,
+                popular=popular_list,
+                category=None if catalog is None else catalog.category,
+                popular_by_category=None if catalog is None else catalog.popular_by_category,
+            ),
+            catalog=catalog,
+            content=content,
+        )
 
     @property
     def n_items(self) -> int:
@@ -250,7 +264,7 @@ class ModelHolder:
 
     def _check(self) -> None:
         try:
-            version = storage.latest_version(self.models_root, self.tenant)
+            version = snapshots.latest_version(self.models_root, self.tenant)
         except Exception:
             log.exception(
                 "reading LATEST of tenant %r under %s failed", self.tenant, self.models_root
@@ -294,7 +308,7 @@ class ModelHolder:
         if self.isolated:
             arrays, metadata = load_image(self.models_root, self.tenant, version)
             return LoadedModel.from_image(version, arrays, metadata)
-        snapshot = storage.read_snapshot(self.models_root, self.tenant, version)
+        snapshot = snapshots.read_snapshot(self.models_root, self.tenant, version)
         return LoadedModel.from_snapshot(version, snapshot)
 
 

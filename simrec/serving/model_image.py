@@ -197,9 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.suppress(OSError):  # not permitted: run at the server's priority
         os.nice(CHILD_NICENESS)
     try:
-        from simrec import storage
+        from simrec.storage import snapshots
 
-        snapshot = storage.read_snapshot(models_root, tenant, version)
+        snapshot = snapshots.read_snapshot(models_root, tenant, version)
         write_image(path, build_image(snapshot), snapshot.metadata)
     except Exception as exc:  # noqa: BLE001 - reported to the server as one line
         message = " ".join(str(exc).split())

@@ -1,9 +1,12 @@
-"""The OpenAPI 3 description of the endpoint, served at ``/openapi.json``.
+"""The OpenAPI 3 document of the endpoint, served at ``/openapi.json``: the API reference.
 
-Written by hand next to ``simrec.serving.api`` (whose docstring states the same rules)
-and checked against the running app by a property-based fuzz (``tests/test_api_fuzz.py``,
-schemathesis): every documented parameter, status and body shape, so a client generator
-or a gateway can rely on it.
+Generated from the declarations the parser enforces (``simrec.serving.parameters``:
+every parameter, its kind, which endpoint takes it, the limits) and the answer shapes
+below, so the rules are written once. ``readme_table`` renders the README's API table
+from it (``tests/http/test_api_docs.py`` keeps the two equal) and a property-based fuzz
+(``tests/test_api_fuzz.py``, schemathesis) checks the running app against it: every
+documented parameter, status and body shape, so a client generator or a gateway can rely
+on it.
 """
 
 from __future__ import annotations
@@ -11,10 +14,60 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from simrec.core.content import REASON_ATTRIBUTES, REASON_BOTH, REASON_EVENTS
+from simrec.core import content
+from simrec.core.recommender import BECAUSE_K, SHARE_DIGITS
 from simrec.serving import access
-from simrec.serving.api import MAX_SKU_LENGTH, max_query_bytes
+from simrec.serving.parameters import (
+    BOOLEANS,
+    CATALOG_FILTERS,
+    DEFAULT_N,
+    ENDPOINT_PARAMS,
+    LENIENT,
+    MAX_SKU_LENGTH,
+    MAX_TENANT_LENGTH,
+    PARAMS,
+    Param,
+    max_query_bytes,
+)
 from simrec.serving.ui import endpoints as ui_endpoints
+
+SUMMARIES = {
+    "/recommendations": "Items for a shopper's recent items, with why.",
+    "/similar": "The nearest neighbors of one item.",
+    "/healthz": "Whether a model is loaded, and which.",
+    "/startupz": "The startup probe: the model is loaded, or none is published.",
+    "/make_recommendation": "The original service's endpoint (input items kept).",
+    "/openapi.json": "This document.",
+}
+
+RULES = """\
+Parameters: sku lists are comma-separated; each entry is stripped of surrounding spaces,
+empty entries are ignored, and a list parameter may be repeated (`browsed=a&browsed=b`);
+other parameters may be given once. At most {max_skus} skus in browsed, basket and
+purchased together (duplicates count), at most as many in `exclude`; a sku is at most
+{max_sku} characters; the query string at most {max_query} bytes (`field`: `query`).
+Booleans: `true/false`, `1/0`, `yes/no`, case-insensitive. The catalog filters
+({catalog_filters}) need a model published with an item catalog; `price_within` its
+numeric `price` column. Unknown parameter names are a 400, except on
+{lenient}. Any violation: 400 `{{"error", "field"}}` naming the parameter.
+
+Scoring: `score(j) = sum over input items i of weight(action of i) x sim(i, j)`; an item
+given under several actions gets the sum of their weights; unknown skus are ignored.
+`/recommendations` leaves the input items out unless `exclude_seen=false`, the `exclude`
+skus always. `because` names the (up to {because_k}) input items whose terms contributed
+most to an item's score, with their share of it ({share_digits} decimals). When nothing
+scores it answers popular items with `"fallback": true`: first the most popular of the
+input items' categories (and of the `category` filter), then the most popular overall,
+filters and exclusions applied, popularity as score. `same_category` keeps items of an
+input item's category; `price_within=F` items priced from p/F to p*F for an input item's
+price p (items without a price never pass). `/make_recommendation` keeps the input items
+and has no fallback (an empty `result`); its error bodies carry `"result": []` too.
+
+Tenants: `tenant` selects one of the shops this deployment serves ({tenants}); another
+name is a 404 with `field` `tenant`. Until a tenant's model is loaded, and when the
+neighbor store fails, its endpoints answer 503. Each answer comes from one model version
+and names it.
+"""
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -25,251 +78,195 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _param(name: str, schema: dict[str, Any], description: str, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "in": "query", "schema": schema, "description": description, **extra}
+def _schema(param: Param, max_n: int, max_skus: int) -> dict[str, Any]:
+    """The JSON schema of a parameter's kind (what ``parameters`` parses)."""
+    kind = param.kind
+    if kind == "skus":
+        return {"type": "string", "maxLength": max_query_bytes(max_skus)}
+    if kind in ("sku", "text"):
+        return {"type": "string", "minLength": 1, "maxLength": MAX_SKU_LENGTH}
+    if kind == "n":
+        return {"type": "integer", "minimum": 1, "maximum": max_n, "default": min(DEFAULT_N, max_n)}
+    if kind == "flag":
+        return {"type": "string", "enum": list(BOOLEANS)}
+    if kind == "factor":
+        return {"type": "number", "minimum": 1}
+    if kind == "tenant":
+        return {"type": "string", "maxLength": MAX_TENANT_LENGTH}
+    raise AssertionError(f"no schema for parameter kind {kind!r}")
 
 
-def openapi_document(max_n: int, max_skus: int, tenants: Iterable[str]) -> dict[str, Any]:
-    """The document for an app with these limits."""
-    max_query = max_query_bytes(max_skus)
-    sku_list = {"type": "string", "maxLength": max_query}
-    text = {"type": "string", "minLength": 1, "maxLength": MAX_SKU_LENGTH}
-    boolean = {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"]}
-    n = _param(
-        "n",
-        {"type": "integer", "minimum": 1, "maximum": max_n, "default": min(10, max_n)},
-        "How many items to return.",
-    )
-    tenant = _param(
-        "tenant",
-        {"type": "string", "maxLength": 64},
-        f"The shop whose model answers; this deployment serves {sorted(tenants)}.",
-    )
-    filters = [
-        _param(
-            "exclude",
-            sku_list,
-            f"Comma-separated skus never returned (at most {max_skus}).",
-            style="form",
-            explode=False,
-        ),
-        _param("in_stock_only", boolean, "Only items the catalog lists as in stock."),
-        _param("category", text, "Only items of this catalog category."),
-    ]
-    lists = [
-        _param(name, sku_list, f"Comma-separated skus the shopper {what}.")
-        for name, what in (
-            ("browsed", "looked at"),
-            ("basket", "put in the basket"),
-            ("purchased", "bought"),
-        )
-    ]
-    errors = {
-        "400": _json(_ref("Error"), "A parameter is invalid; `field` names it."),
-        "404": _json(
-            _ref("Error"),
-            "Unknown tenant (or, for /similar, a sku neither the model nor its catalog lists).",
-        ),
-        "503": _json(_ref("Error"), "No model loaded yet, or the neighbor store failed."),
+def _parameter(param: Param, max_n: int, max_skus: int) -> dict[str, Any]:
+    out = {
+        "name": param.name,
+        "in": "query",
+        "schema": _schema(param, max_n, max_skus),
+        "description": param.description,
     }
-    item = {
-        "type": "object",
-        "required": ["sku", "score"],
-        "properties": {
-            "sku": {"type": "string"},
-            "score": {"type": "number"},
-            "category": {"type": ["string", "null"]},
-            "in_stock": {"type": "boolean"},
-            "attributes": {"type": "object"},
+    if param.required:
+        out["required"] = True
+    return out
+
+
+def _answers() -> dict[str, dict[str, Any]]:
+    """The 200 body of each endpoint."""
+    because = {
+        "type": "array",
+        "maxItems": BECAUSE_K,
+        "items": {
+            "type": "object",
+            "required": ["sku", "share"],
+            "properties": {
+                "sku": {"type": "string"},
+                "share": {"type": "number", "minimum": 0, "maximum": 1},
+            },
         },
     }
     recommended = {
         "allOf": [
             _ref("Item"),
+            {"type": "object", "required": ["because"], "properties": {"because": because}},
+        ]
+    }
+    reasons = [content.REASON_EVENTS, content.REASON_ATTRIBUTES, content.REASON_BOTH]
+    similar = {
+        "allOf": [
+            _ref("Item"),
+            {"type": "object", "properties": {"reason": {"enum": reasons}}},
+        ]
+    }
+    return {
+        "/recommendations": _json(
             {
                 "type": "object",
-                "required": ["because"],
+                "required": ["items", "model_version", "fallback"],
                 "properties": {
-                    "because": {
+                    "items": {"type": "array", "items": recommended},
+                    "model_version": {"type": "string"},
+                    "fallback": {"type": "boolean"},
+                },
+            },
+            "Ranked items; `fallback` when they are popular items.",
+        ),
+        "/similar": _json(
+            {
+                "type": "object",
+                "required": ["sku", "items", "model_version"],
+                "properties": {
+                    "sku": {"type": "string"},
+                    "items": {"type": "array", "items": similar},
+                    "model_version": {"type": "string"},
+                },
+            },
+            "The item's neighbors, most similar first. An item with few or no events (a "
+            "sku only the catalog lists, too) gets neighbors from its attributes blended "
+            "with its events (simrec.core.content); each then has a `reason`.",
+        ),
+        "/make_recommendation": _json(
+            {
+                "type": "object",
+                "required": ["result"],
+                "properties": {
+                    "result": {
                         "type": "array",
-                        "maxItems": 3,
                         "items": {
                             "type": "object",
-                            "required": ["sku", "share"],
+                            "required": ["item", "score"],
                             "properties": {
-                                "sku": {"type": "string"},
-                                "share": {"type": "number", "minimum": 0, "maximum": 1},
+                                "item": {"type": "string"},
+                                "score": {"type": "number"},
                             },
                         },
                     }
                 },
             },
-        ]
-    }
-    similar_item = {
-        "allOf": [
-            _ref("Item"),
+            "Ranked items (empty when nothing scores).",
+        ),
+        "/healthz": _json(
             {
                 "type": "object",
+                "required": ["status", "model_version", "items"],
                 "properties": {
-                    "reason": {"enum": [REASON_EVENTS, REASON_ATTRIBUTES, REASON_BOTH]},
+                    "status": {"const": "ok"},
+                    "model_version": {"type": "string"},
+                    "items": {"type": "integer", "minimum": 0},
                 },
             },
-        ]
+            "A model is loaded.",
+        ),
+        "/startupz": _json(
+            {
+                "type": "object",
+                "required": ["status", "model_version"],
+                "properties": {
+                    "status": {"type": "string"},
+                    "model_version": {"type": ["string", "null"]},
+                },
+            },
+            "Ready to take traffic.",
+        ),
+        "/openapi.json": _json({"type": "object"}, "The OpenAPI document."),
     }
+
+
+def openapi_document(max_n: int, max_skus: int, tenants: Iterable[str]) -> dict[str, Any]:
+    """The document for an app with these limits."""
+    tenants = sorted(tenants)
+    errors = {
+        "400": _json(_ref("Error"), "A parameter is invalid; `field` names it."),
+        "404": _json(
+            _ref("Error"), "Unknown tenant (or, for /similar, a sku no model or catalog lists)."
+        ),
+        "503": _json(_ref("Error"), "No model loaded yet, or the neighbor store failed."),
+    }
+    answers = _answers()
+    paths: dict[str, Any] = {}
+    for path, names in ENDPOINT_PARAMS.items():
+        operation: dict[str, Any] = {
+            "operationId": path.strip("/").removesuffix(".json"),
+            "summary": SUMMARIES[path],
+        }
+        if names:
+            operation["parameters"] = [_parameter(PARAMS[n], max_n, max_skus) for n in names]
+        operation["responses"] = {"200": answers[path]}
+        if path != "/openapi.json":
+            operation["responses"].update(errors)
+        paths[path] = {"get": operation}
+    # The /ui page's endpoints describe themselves, with the shared n, tenant and errors.
+    shared = [_parameter(PARAMS[name], max_n, max_skus) for name in ("n", "tenant")]
+    paths.update(ui_endpoints.openapi_paths(*shared, errors))
+    description = RULES.format(
+        max_skus=max_skus,
+        max_sku=MAX_SKU_LENGTH,
+        max_query=max_query_bytes(max_skus),
+        catalog_filters=", ".join(f"`{f}`" for f in CATALOG_FILTERS),
+        lenient=" and ".join(f"`{p}`" for p in LENIENT),
+        because_k=BECAUSE_K,
+        share_digits=SHARE_DIGITS,
+        tenants=", ".join(f"`{t}`" for t in tenants),
+    )
     doc = {
         "openapi": "3.1.0",
         "info": {
             "title": "simrec recommend",
             "version": "1",
-            "description": "Item-to-item recommendations from the latest model. Every "
-            f"query string is at most {max_query} bytes; browsed, basket and "
-            f"purchased hold at most {max_skus} skus together, each at most "
-            f"{MAX_SKU_LENGTH} characters.",
+            "description": "Item-to-item recommendations from the latest model.\n\n"
+            + description,
         },
-        "paths": {
-            "/recommendations": {
-                "get": {
-                    "operationId": "recommendations",
-                    "summary": "Items for a shopper's recent items, with why.",
-                    "parameters": [
-                        *lists,
-                        n,
-                        _param("exclude_seen", boolean, "Leave the input items out."),
-                        *filters,
-                        tenant,
-                    ],
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["items", "model_version", "fallback"],
-                                "properties": {
-                                    "items": {"type": "array", "items": recommended},
-                                    "model_version": {"type": "string"},
-                                    "fallback": {"type": "boolean"},
-                                },
-                            },
-                            "Ranked items; `fallback` when they are popular items.",
-                        ),
-                        **errors,
-                    },
-                }
-            },
-            "/similar": {
-                "get": {
-                    "operationId": "similar",
-                    "summary": "The nearest neighbors of one item.",
-                    "parameters": [
-                        _param("sku", text, "The item.", required=True),
-                        n,
-                        *filters,
-                        tenant,
-                    ],
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["sku", "items", "model_version"],
-                                "properties": {
-                                    "sku": {"type": "string"},
-                                    "items": {"type": "array", "items": similar_item},
-                                    "model_version": {"type": "string"},
-                                },
-                            },
-                            "The item's neighbors, most similar first. An item with few "
-                            "or no events (one only the catalog lists, too) gets "
-                            "neighbors from its attributes, blended with its events "
-                            "(simrec.core.content); each then has a `reason`.",
-                        ),
-                        **errors,
-                    },
-                }
-            },
-            "/make_recommendation": {
-                "get": {
-                    "operationId": "make_recommendation",
-                    "summary": "The original service's endpoint (input items kept).",
-                    "parameters": [*lists, n, tenant],
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["result"],
-                                "properties": {
-                                    "result": {
-                                        "type": "array",
-                                        "items": {
-                                            "type": "object",
-                                            "required": ["item", "score"],
-                                            "properties": {
-                                                "item": {"type": "string"},
-                                                "score": {"type": "number"},
-                                            },
-                                        },
-                                    }
-                                },
-                            },
-                            "Ranked items (empty when nothing scores).",
-                        ),
-                        **errors,
-                    },
-                }
-            },
-            "/healthz": {
-                "get": {
-                    "operationId": "healthz",
-                    "summary": "Whether a model is loaded, and which.",
-                    "parameters": [tenant],
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["status", "model_version", "items"],
-                                "properties": {
-                                    "status": {"const": "ok"},
-                                    "model_version": {"type": "string"},
-                                    "items": {"type": "integer", "minimum": 0},
-                                },
-                            },
-                            "A model is loaded.",
-                        ),
-                        **errors,
-                    },
-                }
-            },
-            "/startupz": {
-                "get": {
-                    "operationId": "startupz",
-                    "summary": "The startup probe: the model is loaded, or none is published.",
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["status", "model_version"],
-                                "properties": {
-                                    "status": {"type": "string"},
-                                    "model_version": {"type": ["string", "null"]},
-                                },
-                            },
-                            "Ready to take traffic.",
-                        ),
-                        **errors,
-                    },
-                }
-            },
-            **ui_endpoints.openapi_paths(n, tenant, errors),
-            "/openapi.json": {
-                "get": {
-                    "operationId": "openapi",
-                    "summary": "This document.",
-                    "responses": {"200": _json({"type": "object"}, "The OpenAPI document.")},
-                }
-            },
-        },
+        "paths": paths,
         "components": {
             "schemas": {
-                "Item": item,
+                "Item": {
+                    "type": "object",
+                    "required": ["sku", "score"],
+                    "properties": {
+                        "sku": {"type": "string"},
+                        "score": {"type": "number"},
+                        "category": {"type": ["string", "null"]},
+                        "in_stock": {"type": "boolean"},
+                        "attributes": {"type": "object"},
+                    },
+                },
                 "Error": {
                     "type": "object",
                     "required": ["error"],
@@ -283,3 +280,21 @@ def openapi_document(max_n: int, max_skus: int, tenants: Iterable[str]) -> dict[
         },
     }
     return access.describe_public_mode(doc)
+
+
+def readme_table(document: dict[str, Any]) -> str:
+    """The README's API table: each endpoint, its parameters and what it answers
+    (``python tools/api_table.py`` prints it for the default settings)."""
+    rows = ["| request | parameters | answer |", "|---|---|---|"]
+    for path, item in document["paths"].items():
+        op = item["get"]
+        params = ", ".join(
+            f"`{p['name']}`" + (" (required)" if p.get("required") else "")
+            for p in op.get("parameters", [])
+        )
+        ok = op["responses"]["200"]
+        schema = ok["content"]["application/json"]["schema"]
+        keys = ", ".join(f'"{k}"' for k in schema.get("required", []))
+        answer = f"`{{{keys}}}`: {op['summary']}" if keys else op["summary"]
+        rows.append(f"| `GET {path}` | {params or '-'} | {answer} |")
+    return "\n".join(rows)

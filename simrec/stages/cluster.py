@@ -27,7 +27,7 @@ def on_object_finalized(
     if kind is None or kind[0] != "export":
         return Decision(STAGE, "ignored", reason=f"not an export manifest: {name}")
     _, tenant, run_id = kind
-    manifest_uri = storage.object_uri(bucket, name)
+    manifest_uri = layout.object_uri(bucket, name)
     manifest = storage.read_json(manifest_uri)
     params = RunParams.from_json(manifest["params"])
     if params.run_id != run_id or params.tenant != tenant:

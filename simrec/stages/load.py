@@ -50,7 +50,7 @@ def on_object_finalized(
     if kind is None or kind[0] != "similarities":
         return Decision(STAGE, "ignored", reason=f"not a similarity manifest: {name}")
     _, tenant, run_id = kind
-    manifest_uri = storage.object_uri(bucket, name)
+    manifest_uri = layout.object_uri(bucket, name)
     manifest = storage.read_json(manifest_uri)
     params = RunParams.from_json(manifest["params"])
     models_root = settings.models_root

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simrec import storage
 from simrec.core.snapshot import ModelSnapshot
+from simrec.storage import snapshots
 
 TENANT = "default"
 VERSION = "ui-v1"
@@ -118,4 +118,4 @@ class ServedApp:
 
 
 def publish(root: str, snapshot: ModelSnapshot) -> None:
-    storage.write_snapshot(root, TENANT, snapshot)
+    snapshots.write_snapshot(root, TENANT, snapshot)

@@ -26,6 +26,7 @@ from simrec.core.snapshot import ARRAYS_NAME, ModelSnapshot
 from simrec.serving import model_holder, model_image
 from simrec.serving.api import ServingApp
 from simrec.serving.model_holder import HolderRegistry, LoadedModel, ModelHolder
+from simrec.storage import snapshots
 
 TENANT = "shop"
 SKUS = ["a", "b", "c", "d", "e", "ü-1", "日本"]
@@ -104,7 +105,7 @@ def answers(app: ServingApp) -> list[tuple[int, bytes]]:
 
 
 def test_the_mapped_model_answers_exactly_as_an_in_process_one(root: str) -> None:
-    storage.write_snapshot(root, TENANT, snapshot("v1"))
+    snapshots.write_snapshot(root, TENANT, snapshot("v1"))
     settings = Settings(models_uri=root, tenant=TENANT, model_refresh_seconds=0)
     here = ServingApp(settings, ModelHolder(root, TENANT, 0))
     mapped_holder = ModelHolder(root, TENANT, 0, background=True, isolated=True)
@@ -117,7 +118,7 @@ def test_the_mapped_model_answers_exactly_as_an_in_process_one(root: str) -> Non
     assert answers(mapped) == expected  # and again, from the decoded caches
 
     # The same arrays, bit for bit: built here vs mapped from the child's file.
-    built = model_image.build_image(storage.read_snapshot(root, TENANT, "v1"))
+    built = model_image.build_image(snapshots.read_snapshot(root, TENANT, "v1"))
     assert isinstance(mapped_holder.current.snapshot.indices.base.obj, mmap.mmap)  # no copy
     arrays, metadata = model_image.map_image(_write(built, {"version": "v1"}))
     assert metadata == {"version": "v1"}
@@ -135,7 +136,7 @@ def _write(arrays: dict, metadata: dict) -> str:
 def test_a_corrupt_version_keeps_the_old_model_and_is_retried(
     root: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    storage.write_snapshot(root, TENANT, snapshot("v1"))
+    snapshots.write_snapshot(root, TENANT, snapshot("v1"))
     holder = ModelHolder(root, TENANT, 10, background=True, isolated=True)
     first = holder.start()
     assert first is not None and first.version == "v1"
@@ -155,7 +156,7 @@ def test_a_corrupt_version_keeps_the_old_model_and_is_retried(
     assert "ValueError: " in message and "\n" not in message and record.exc_info is None
     assert images_left() == []
 
-    storage.write_snapshot(root, TENANT, snapshot("v2", scale=0.5))  # repaired
+    snapshots.write_snapshot(root, TENANT, snapshot("v2", scale=0.5))  # repaired
     assert holder.refresh() is True and holder.current.version == "v2"
     assert holder.current.snapshot.scores[0] == np.float32(0.375)
 
@@ -163,10 +164,10 @@ def test_a_corrupt_version_keeps_the_old_model_and_is_retried(
 def test_a_crashed_loader_process_keeps_the_old_model(
     root: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    storage.write_snapshot(root, TENANT, snapshot("v1"))
+    snapshots.write_snapshot(root, TENANT, snapshot("v1"))
     holder = ModelHolder(root, TENANT, 10, background=True, isolated=True)
     first = holder.start()
-    storage.write_snapshot(root, TENANT, snapshot("v2"))
+    snapshots.write_snapshot(root, TENANT, snapshot("v2"))
     crash = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"]
     monkeypatch.setattr(model_image, "child_command", lambda *args: crash)  # the OOM killer
     with caplog.at_level(logging.ERROR, logger=model_holder.__name__):
@@ -179,12 +180,12 @@ def test_a_crashed_loader_process_keeps_the_old_model(
 
 
 def test_image_files_are_gone_and_released_once_a_model_is_replaced(root: str) -> None:
-    storage.write_snapshot(root, TENANT, snapshot("v1"))
+    snapshots.write_snapshot(root, TENANT, snapshot("v1"))
     holder = ModelHolder(root, TENANT, 10, background=True, isolated=True)
     first = holder.start()
     assert images_left() == []  # unlinked as soon as mapped
     assert mapped_images() == 1
-    storage.write_snapshot(root, TENANT, snapshot("v2", scale=0.5))
+    snapshots.write_snapshot(root, TENANT, snapshot("v2", scale=0.5))
     assert holder.refresh() is True
     assert images_left() == [] and mapped_images() == 2  # a request may still hold v1 ...
     assert first.snapshot.scores.tolist() == [0.75, 0.375, 0.75, 0.5, 0.25, 0.375, 0.5, 0.125,

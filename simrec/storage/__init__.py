@@ -1,5 +1,9 @@
 """Object storage through fsspec: a folder locally, ``gs://`` (gcsfs) on Google Cloud.
 
+This module is the access to objects of any kind; each kind has one module that reads
+and writes it: :mod:`~simrec.storage.exports`, :mod:`~simrec.storage.similarities`,
+:mod:`~simrec.storage.models`. Where each object lives is :mod:`simrec.core.layout`.
+
 Writes are whole-object and atomic (GCS objects are; local files are written aside and
 renamed), so a reader never sees half an object, and a manifest written last is a safe
 signal that everything it describes is complete.
@@ -15,15 +19,6 @@ from typing import Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
-
-from simrec.core import layout
-from simrec.core.snapshot import (
-    ARRAYS_NAME,
-    CATALOG_NAME,
-    METADATA_NAME,
-    SKUS_NAME,
-    ModelSnapshot,
-)
 
 
 def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -177,46 +172,17 @@ def remove(uri: str, recursive: bool = False) -> None:
         fs.rm(path, recursive=recursive)
 
 
-# --- serving model ---------------------------------------------------------------
-def write_snapshot(models_root: str, tenant: str, snapshot: ModelSnapshot) -> str:
-    """Write a complete version and publish it explicitly (tests and tools): the policy
-    lives in :mod:`simrec.publishing`; pipelines call it directly."""
-    from simrec import publishing
+def read_parquet_folder(uri: str, columns: list[str] | None = None) -> Any:
+    """Every Parquet file under ``uri`` as one Arrow table. Files starting with ``_`` or
+    ``.`` (Spark's ``_SUCCESS``, a writer's temporary files) are skipped."""
+    import pyarrow.dataset as pads
 
-    return publishing.publish_version(models_root, tenant, snapshot, publish=True).folder
-
-
-def latest_version(models_root: str, tenant: str) -> str | None:
-    """The version LATEST names, or None before the first model.
-
-    Its content is a path segment: anything but a valid name (``..``, a slash) raises
-    ``layout.BadName`` instead of being followed.
-    """
-    uri = layout.latest_pointer(models_root, tenant)
-    try:
-        text = read_bytes(uri).decode(errors="replace").strip()
-    except FileNotFoundError:
-        return None
-    return layout.check_name(text, f"LATEST of tenant {tenant!r}") if text else None
-
-
-def read_snapshot(models_root: str, tenant: str, version: str) -> ModelSnapshot:
-    folder = layout.model_version(models_root, tenant, version)
-    if not exists(layout.join(folder, METADATA_NAME)):
-        raise FileNotFoundError(f"model version {version!r} is incomplete or missing: {folder}")
-    files = {n: read_bytes(layout.join(folder, n)) for n in (ARRAYS_NAME, SKUS_NAME, METADATA_NAME)}
-    catalog = layout.join(folder, CATALOG_NAME)
-    if exists(catalog):  # optional part of a version
-        files[CATALOG_NAME] = read_bytes(catalog)
-    return ModelSnapshot.from_files(files)
-
-
-def object_uri(bucket: str, name: str) -> str:
-    """URI of an object named by a storage event.
-
-    On Google Cloud ``bucket`` is a bucket name; the local dispatcher delivers the
-    absolute folder that stands for the bucket instead.
-    """
-    if bucket.startswith("/") or bucket.startswith("file://"):
-        return layout.join(bucket, name)
-    return f"gs://{bucket}/{name.lstrip('/')}"
+    fs, path = filesystem(uri)
+    files = sorted(
+        f
+        for f in fs.find(path)
+        if f.endswith(".parquet") and not f.rsplit("/", 1)[-1].startswith(("_", "."))
+    )
+    if not files:
+        raise FileNotFoundError(f"no parquet files under {uri}")
+    return pads.dataset(files, filesystem=fs, format="parquet").to_table(columns=columns)
