@@ -150,8 +150,9 @@ class Recommender:
     ) -> list[tuple[int, float]]:
         """``item``'s first ``n`` neighbors (ranked in the model) not excluded and
         allowed, with their similarity; ``row``: its ``(neighbors, scores)`` read
-        elsewhere (the Datastore backend)."""
-        if not 0 <= item < self.snapshot.n_items:
+        elsewhere (the Datastore backend, a cold item's blended row; ``item`` -1: a sku
+        only the catalog lists, ``simrec.core.content``)."""
+        if not (0 <= item < self.snapshot.n_items or (item == -1 and row is not None)):
             raise ValueError(f"item index {item} out of range 0..{self.snapshot.n_items - 1}")
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")

@@ -134,6 +134,11 @@ class DatastoreNeighbors:
     ) -> tuple[Scorer, np.ndarray]:
         """A scorer whose row ``q`` is the ``q``-th query item, and those row numbers."""
         rows = self.rows(namespace, model, items)
+        content = model.content
+        if content is not None:  # cold items score on their blended rows, as in memory
+            skus = model.snapshot.skus
+            rows = [content.blended_row(skus[i], i, row)[:2] if content.is_cold(i) else row
+                    for i, row in zip(items, rows, strict=True)]  # fmt: skip
         indptr = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum([len(r[0]) for r in rows], out=indptr[1:])
         if rows:

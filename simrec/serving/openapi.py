@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from simrec.core import trending
+from simrec.core import content, trending
 from simrec.core.recommender import BECAUSE_K, SHARE_DIGITS
 from simrec.serving import access
 from simrec.serving.parameters import (
@@ -135,6 +135,13 @@ def _answers() -> dict[str, dict[str, Any]]:
             {"type": "object", "required": ["because"], "properties": {"because": because}},
         ]
     }
+    reasons = [content.REASON_EVENTS, content.REASON_ATTRIBUTES, content.REASON_BOTH]
+    similar = {
+        "allOf": [
+            _ref("Item"),
+            {"type": "object", "properties": {"reason": {"enum": reasons}}},
+        ]
+    }
     return {
         "/recommendations": _json(
             {
@@ -154,11 +161,13 @@ def _answers() -> dict[str, dict[str, Any]]:
                 "required": ["sku", "items", "model_version"],
                 "properties": {
                     "sku": {"type": "string"},
-                    "items": {"type": "array", "items": _ref("Item")},
+                    "items": {"type": "array", "items": similar},
                     "model_version": {"type": "string"},
                 },
             },
-            "The item's neighbors, most similar first.",
+            "The item's neighbors, most similar first. An item with few or no events (a "
+            "sku only the catalog lists, too) gets neighbors from its attributes blended "
+            "with its events (simrec.core.content); each then has a `reason`.",
         ),
         "/trending": _json(
             {
@@ -223,7 +232,9 @@ def openapi_document(max_n: int, max_skus: int, tenants: Iterable[str]) -> dict[
     tenants = sorted(tenants)
     errors = {
         "400": _json(_ref("Error"), "A parameter is invalid; `field` names it."),
-        "404": _json(_ref("Error"), "Unknown tenant (or sku, for /similar)."),
+        "404": _json(
+            _ref("Error"), "Unknown tenant (or, for /similar, a sku no model or catalog lists)."
+        ),
         "503": _json(_ref("Error"), "No model loaded yet, or the neighbor store failed."),
     }
     answers = _answers()
