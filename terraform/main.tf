@@ -46,7 +46,7 @@ locals {
   flex_image      = var.flex_image != "" ? var.flex_image : "${module.storage.repository_url}/flex-load:${var.image_tag}"
 
   # Every SIMREC_* variable the code reads (simrec.config.Settings), set on every function and
-  # on the recommend service, so all of them share one configuration. tests/test_terraform.py
+  # on the recommend service, so all of them share one configuration. tests/cloud/test_terraform.py
   # compares these names with simrec.config.settings_env_names().
   settings_env = {
     SIMREC_BACKEND                     = "gcp"
@@ -93,7 +93,7 @@ locals {
     SIMREC_DATAPROC_WORKFLOW_TEMPLATE = module.dataproc.workflow_template_name
     SIMREC_FLEX_TEMPLATE_URI          = module.dataflow.flex_template_uri
     SIMREC_DATAFLOW_SERVICE_ACCOUNT   = module.iam.emails.dataflow
-    # Not Settings fields yet (tests/test_terraform.py lists them as pending): the launch
+    # Not Settings fields yet (tests/cloud/test_terraform.py lists them as pending): the launch
     # environment of the Dataflow job, which bounds its cost.
     SIMREC_DATAFLOW_MAX_WORKERS  = tostring(var.dataflow_max_workers)
     SIMREC_DATAFLOW_MACHINE_TYPE = var.dataflow_machine_type

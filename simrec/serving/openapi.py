@@ -1,7 +1,7 @@
 """The OpenAPI 3 description of the endpoint, served at ``/openapi.json``.
 
 Written by hand next to ``simrec.serving.api`` (whose docstring states the same rules)
-and checked against the running app by a property-based fuzz (``tests/test_api_fuzz.py``,
+and checked against the running app by a property-based fuzz (``tests/http/test_api_fuzz.py``,
 schemathesis): every documented parameter, status and body shape, so a client generator
 or a gateway can rely on it.
 """

@@ -10,7 +10,7 @@
 - :class:`FakeBigQueryEndpoint`: a loopback HTTP endpoint that records the
   ``jobs.insert`` requests of the real ``google-cloud-bigquery`` client and answers with
   the request *shape* only (job states, the counts rows it is told to return). It runs no
-  SQL: the SQL is tested on DuckDB (tests/test_export_sql.py).
+  SQL: the SQL is tested on DuckDB (tests/engines/test_export_sql.py).
 - :class:`GcsEmulator`: gcp-storage-emulator (pure Python) for google-cloud-storage and gcsfs.
 - :data:`PUBSUB`: the gcloud Pub/Sub emulator's spec (skips when absent).
 - :class:`FunctionServer`: a function in its own ``functions-framework`` process.
