@@ -69,7 +69,7 @@ class Row:
 
     def cells(self) -> list[str]:
         base = f"{self.baseline} {_fmt(self.baseline_value, self.unit)}" if self.baseline else ""
-        ratio = "" if self.ratio is None else f"{self.ratio:.2f}x"
+        ratio = "" if self.ratio is None else f"{self.ratio:.{2 if self.ratio >= 0.1 else 3}f}x"
         return [self.benchmark, self.figure, _fmt(self.value, self.unit), base, ratio,
                 self.target()]  # fmt: skip
 
@@ -77,7 +77,8 @@ class Row:
 def _fmt(value: float | None, unit: str) -> str:
     if value is None:
         return ""
-    digits = 3 if not unit else 0 if abs(value) >= 100 else 2 if abs(value) < 10 else 1
+    size = abs(value)
+    digits = 3 if not unit and size <= 1 else 0 if size >= 100 else 2 if size < 10 else 1
     return f"{value:,.{digits}f} {unit}".strip()
 
 
@@ -158,7 +159,11 @@ def collect(folder: Path = OUT, names: list[str] | None = None) -> list[Row]:
         if names is not None and name not in names:
             continue
         if path.exists():
-            rows += list(extract(json.loads(path.read_text())))
+            res = json.loads(path.read_text())
+            rows += list(extract(res))
+            if "machine" in res:  # 2 shared cores: how quiet the machine was matters
+                load = res["machine"]["load_avg"][0]
+                rows.append(Row(name, "machine load average (1 min) when written", load, ""))
     return rows
 
 
