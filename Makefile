@@ -8,7 +8,8 @@ WORKDIR ?= .demo
 EVENTS ?= 1000000
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast test-slow lint bench build clean
+.PHONY: install demo test test-fast test-slow test-unit test-engines test-cloud test-http lint bench \
+	build clean
 
 include mk/terraform.mk
 
@@ -27,8 +28,16 @@ demo: $(STAMP)
 test: $(STAMP) $(CHECKOV)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The tier for every change, under two minutes on 2 cores: every folder, without the tests
+# that start Spark or an emulator, build the deploy artifacts, or belong to the nightly tier.
+FAST := not spark and not emulator and not build and not slow
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not spark and not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "$(FAST)" $(PYTEST_ARGS)
+
+# One folder of tests/ (unit, engines, cloud, http), e.g. `make test-engines`.
+TEST_FOLDERS := unit engines cloud http
+$(addprefix test-,$(TEST_FOLDERS)): test-%: $(STAMP)
+	$(PY) -m pytest tests/$* $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.build  # builds or installs the deploy artifacts: minutes
 _spec = importlib.util.spec_from_file_location("simrec_build_tool", REPO / "tools" / "build.py")
 build_tool = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(build_tool)

@@ -36,6 +36,7 @@ from simrec.stages.load import job_name
 from tests.cloud.wire import BUCKET, PROJECT, REGION, refresh_gcsfs
 
 REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.build  # builds or installs the deploy artifacts: minutes
 FUNCTIONS = ("export", "cluster", "dataflow_launch")
 #: The GCP adapter each function's stage builds (its client libraries are imported lazily).
 ADAPTERS = {"export": "bigquery", "cluster": "dataproc", "dataflow_launch": "dataflow"}
