@@ -29,8 +29,9 @@ test: $(STAMP) $(CHECKOV)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The tier for every change, under two minutes on 2 cores: every folder, without the tests
-# that start Spark or an emulator, build the deploy artifacts, or belong to the nightly tier.
-FAST := not spark and not emulator and not build and not slow
+# that start Spark or an emulator, build the deploy artifacts, run the whole local chain,
+# or belong to the nightly tier.
+FAST := not spark and not emulator and not build and not chain and not slow
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "$(FAST)" $(PYTEST_ARGS)
 

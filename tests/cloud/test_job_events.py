@@ -39,6 +39,7 @@ from tests.cloud import test_alert_filters as alert_filters
 from tests.cloud.log_filter import matches
 from tests.cloud.test_terraform import module
 
+pytestmark = pytest.mark.chain  # the whole local chain, in processes: tens of seconds
 END = dt.date(2024, 3, 31)
 RUN_DATE = END + dt.timedelta(days=1)
 

@@ -20,6 +20,7 @@ from simrec.local.dispatcher import NIGHTLY_TOPIC, LocalCloud, load_function
 from simrec.local.runner import Workdir, prepare
 from simrec.stages.cloudevents import make_storage_event
 
+pytestmark = pytest.mark.chain  # the whole local chain, in processes: tens of seconds
 END = dt.date(2024, 3, 31)
 RUN_DATE = END + dt.timedelta(days=1)
 

@@ -24,6 +24,7 @@ from simrec.generate import generate_events, write_events
 from simrec.local.runner import RunLocked, Workdir, run_lock
 from simrec.stages import jobs, load
 
+pytestmark = pytest.mark.chain  # the whole local chain, in processes: tens of seconds
 END = dt.date(2024, 3, 20)
 NIGHT = END + dt.timedelta(days=1)
 TENANT = "default"
