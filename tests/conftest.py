@@ -1,4 +1,4 @@
-"""What every test shares: a clean, isolated process environment and the repository's paths.
+"""What every test shares: a clean, isolated process environment and the shared datasets.
 
 Fixtures of one area live in that folder's ``conftest.py`` (unit / engines / cloud / http);
 the stage outputs tests start from are written by ``tests/builders.py`` with the production
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from simrec.config import settings_env_names
-from tests.paths import REPO, SHARED_DATA
+from tests.paths import SHARED_DATA
 
 _ENV = pytest.StashKey[pytest.MonkeyPatch]()
 
@@ -43,11 +43,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if mp is not None:
         shutil.rmtree(os.environ["CLOUDSDK_CONFIG"], ignore_errors=True)
         mp.undo()
-
-
-@pytest.fixture(scope="session")
-def repo_root() -> Path:
-    return REPO
 
 
 @pytest.fixture(scope="session")
