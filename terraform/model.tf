@@ -6,7 +6,7 @@
 # against ModelParams.
 
 variable "model" {
-  description = "Model parameters, as simrec.core.params.ModelParams' JSON (docs/deploy.md): weights { browsed, basket, purchase }, threshold, top_k, seed, max_items_per_user, min_items_per_user, half_life_days, user_weighting, user_alpha, shrinkage, cell_cap_percentile. Leave an attribute out for simrec's default."
+  description = "Model parameters, as simrec.core.params.ModelParams' JSON (docs/deploy.md; the attributes are the names in model.json, weights as weights { browsed, basket, purchase }). Leave an attribute out for simrec's default."
   # Any object: the attribute names, like the defaults and bounds, come from model.json, and
   # a name it does not know fails the plan (a typed object would drop it silently).
   type     = any

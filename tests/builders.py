@@ -224,5 +224,5 @@ def random_neighbors(seed: int, n_items: int = 80, top_k: int = 6):
         lists.setdefault(a, []).append((b, score, float(users)))
         lists.setdefault(b, []).append((a, score, float(users)))
     neighbors = {s: sorted(v, key=lambda e: (-e[1], e[0]))[:top_k] for s, v in lists.items()}
-    items = {s: (rng.randint(1, 40), rng.random()) for s in skus if rng.random() < 0.9}
+    items = {s: (rng.randint(1, 40), rng.uniform(0, 20)) for s in skus if rng.random() < 0.9}
     return neighbors, items

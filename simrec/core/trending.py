@@ -24,7 +24,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,7 @@ def window_sums(
 
     ``days``: each event's UTC day (``datetime64[D]``-like). The local engine's form of
     the rule; the Spark job sums the same two expressions per item."""
-    codes, vocab = pd.factorize(pd.Series(skus, copy=False), sort=True)
+    vocab, codes = np.unique(np.asarray(skus, dtype=object), return_inverse=True)
     recent = np.asarray(days, dtype="datetime64[D]") >= np.datetime64(first_recent_day, "D")
     w = np.asarray(weights, dtype=np.float64)
     n = len(vocab)

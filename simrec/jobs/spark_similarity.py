@@ -648,6 +648,12 @@ def run(
     _configure(spark)
     export_manifest = read_export_manifest(spark, export_manifest_uri)
     params = resolve_params(export_manifest["params"], overrides)
+    refused = model_params.local_engine_only(params.model)
+    if refused:  # never a silently different model than the one asked for
+        raise ValueError(
+            f"{', '.join(refused)}: only the local engine implements these yet; "
+            "leave them at their off values for the Spark job"
+        )
     # a stale manifest must never describe new partial output
     _delete(spark, layout.similarity_outputs(output_uri)["manifest"])
 

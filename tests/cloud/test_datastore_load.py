@@ -115,8 +115,8 @@ def test_failed_datastore_write_does_not_move_latest(
         ["--similarities", uri, "--models_root", models, "--datastore_project", PROJECT]
     )
     assert code == 1
-    err = capsys.readouterr().err
-    assert err.startswith("load_pipeline: pipeline failed: ") and "reserved" in err
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after Beam's own log lines
+    assert last.startswith("load_pipeline: pipeline failed: ") and "reserved" in last
     assert snapshots.latest_version(models, "default") is None
     assert not storage.exists(layout.model_version(models, "default", RUN_ID))
 

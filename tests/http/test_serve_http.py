@@ -100,12 +100,14 @@ class Serve:
             stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )  # fmt: skip
         deadline = time.monotonic() + 90
-        while True:
+        ready = 0  # in a row, on new connections: every worker loads its own model
+        while ready < 10:
             try:
-                if self.get("/healthz")[0] == ready_status:
-                    break
+                ready = ready + 1 if self.get("/healthz")[0] == ready_status else 0
             except OSError:
-                pass
+                ready = 0
+            if ready:
+                continue
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 pytest.fail("simrec serve did not start:\n" + self.log_path.read_text())
