@@ -28,13 +28,13 @@ _SHARED = ("simrec.core", "simrec.config", "simrec.logs")
 #: unit -> the units it may import (besides itself and the package root ``simrec``).
 ALLOWED: dict[str, tuple[str, ...]] = {
     "simrec.core": (),
-    "simrec.config": ("simrec.core",),
+    "simrec.config": ("simrec.core", "simrec.sql"),
     "simrec.sql": ("simrec.core",),
     "simrec.logs": (),
     "simrec.deploy_contract": (),
     "simrec.stages.cloudevents": (),
     "simrec.generate": ("simrec.core",),
-    "simrec.storage": ("simrec.core",),
+    "simrec.storage": ("simrec.core", "simrec.publishing"),
     "simrec.publishing": ("simrec.core", "simrec.storage"),
     "simrec.jobs": ("simrec.core", "simrec.logs", "simrec.storage", "simrec.publishing"),
     "simrec.adapters": (*_SHARED, "simrec.sql", "simrec.deploy_contract",
