@@ -89,12 +89,12 @@ def table() -> str:
     """The rule as the markdown table ``docs/architecture.md`` shows."""
     rows = ["| layer | unit | may import |", "|---|---|---|"]
     for layer, units in reversed(LAYERS):
-        for unit in units:
+        for i, unit in enumerate(units):
             deps = ", ".join(f"`{d}`" for d in ALLOWED[unit]) or "nothing of simrec"
             banned = FORBIDDEN.get(unit)
             if banned:
                 deps += "; never " + ", ".join(f"`{b}`" for b in banned)
-            rows.append(f"| {layer} | `{unit}` | {deps} |")
+            rows.append(f"| {layer if i == 0 else ''} | `{unit}` | {deps} |")
     return "\n".join(rows)
 
 
