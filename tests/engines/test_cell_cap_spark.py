@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from pyspark.sql import functions as F
-from simrec.similarity_output import neighbor_pairs, read_neighbors, run_local_similarity
 
 from simrec.core.matrix import cell_cap, cell_cap_sql
 from simrec.core.similarity import resolve_params
 from simrec.jobs import spark_similarity as dimsum_job
+from simrec.jobs.local_similarity import run_local_similarity
+from simrec.storage.similarities import neighbor_pairs, read_neighbors
 
 pytestmark = pytest.mark.spark
 
