@@ -14,7 +14,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from simrec import logs
-from simrec.config import Settings
+from simrec.config import Settings, model_settings
+from simrec.core import params as model_params
 from simrec.local.runner import (
     RunLocked,
     Workdir,
@@ -78,11 +79,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         events_schema=args.schema,
         tenant=args.tenant,
         window_days=args.window_days,
-        threshold=args.threshold,
-        top_k=args.top_k,
-        seed=args.seed,
         engine=args.engine,
         catalog_uri=str(Path(args.catalog).resolve()) if args.catalog else None,
+        **model_settings(model_params.overrides_from_args(args)),
     )
     today = dt.datetime.now(dt.UTC).date()
     date = args.date or default_run_date(
@@ -273,9 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--date", type=_date, help="run date; the window is the --window-days days "
                    "before it (default: the day after the newest event not in the future)")
     p.add_argument("--window-days", type=_positive_int)
-    p.add_argument("--threshold", type=float, help="DIMSUM threshold, 0 = exact cosine")
-    p.add_argument("--top-k", type=_positive_int, help="neighbors kept per item")
-    p.add_argument("--seed", type=int)
+    model_params.add_arguments(p)  # one flag per model parameter (--threshold, --top-k, ...)
     p.add_argument("--engine", choices=["spark", "local"], help="similarity engine")
     p.add_argument("--schema", choices=["plain", "ga4"], default="plain")
     p.add_argument("--tenant")

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from simrec import sql as export_sql
 from simrec.core.actions import (
+    ACTIONS,
     GA4_EVENT_ACTIONS,
     ActionWeights,
     format_event_actions,
@@ -22,12 +23,27 @@ from simrec.core.actions import (
 )
 from simrec.core.params import BOUNDS, DEFAULTS, NAMES, USER_WEIGHTING_DESCRIPTION, ModelParams
 
+#: The settings that make up ModelParams, in its order: ``weights`` is one setting per action
+#: (``weight_<action>``). Terraform's ``model`` variable sets exactly these (deploy_contract).
+MODEL_SETTINGS: tuple[str, ...] = tuple(
+    setting
+    for name in NAMES
+    for setting in ([f"weight_{a}" for a in ACTIONS] if name == "weights" else [name])
+)
+
 
 def _model_field(name: str) -> Any:
     """A settings field for a model parameter: its default and bounds from ModelParams."""
     bounds = BOUNDS[name]
     return Field(
         getattr(DEFAULTS, name), ge=bounds.ge, le=bounds.le, description=bounds.description
+    )
+
+
+def _weight_field(action: str) -> Any:
+    """A settings field for one action's weight (ActionWeights: its default, >= 0)."""
+    return Field(
+        getattr(DEFAULTS.weights, action), ge=0, description=f"Weight of a {action} event."
     )
 
 
@@ -82,15 +98,9 @@ class Settings(BaseSettings):
     # --- training parameters ------------------------------------------------------
     window_days: int = Field(30, ge=1, le=3650, description="Days of events per run.")
     # Defaults, bounds and meaning of the model's parameters live in simrec.core.params.
-    weight_browsed: float = Field(
-        DEFAULTS.weights.browsed, ge=0, description="Weight of a browsed event."
-    )
-    weight_basket: float = Field(
-        DEFAULTS.weights.basket, ge=0, description="Weight of a basket event."
-    )
-    weight_purchase: float = Field(
-        DEFAULTS.weights.purchase, ge=0, description="Weight of a purchase event."
-    )
+    weight_browsed: float = _weight_field("browsed")
+    weight_basket: float = _weight_field("basket")
+    weight_purchase: float = _weight_field("purchase")
     threshold: float = _model_field("threshold")
     top_k: int = _model_field("top_k")
     seed: int = _model_field("seed")
@@ -259,12 +269,24 @@ class Settings(BaseSettings):
     @cached_property
     def model(self) -> ModelParams:
         """The model's parameters as this deployment sets them."""
-        fields = {name: getattr(self, name) for name in NAMES if name != "weights"}
+        fields = {name: getattr(self, name) for name in MODEL_SETTINGS if name in NAMES}
         return ModelParams(weights=self.weights, **fields)
 
     @property
     def models_root(self) -> str:
         return self.models_uri or self.data_uri
+
+
+def model_settings(params: dict[str, Any]) -> dict[str, Any]:
+    """Settings fields for values shaped like ModelParams' JSON (``weights`` by action),
+    e.g. the CLI's model flags (simrec.core.params.overrides_from_args)."""
+    fields = {name: value for name, value in params.items() if name != "weights"}
+    for action, weight in params.get("weights", {}).items():
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r} in weights; expected one of "
+                             f"{', '.join(ACTIONS)}")  # fmt: skip
+        fields[f"weight_{action}"] = weight
+    return fields
 
 
 def settings_env_names() -> list[str]:

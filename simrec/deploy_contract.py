@@ -4,14 +4,19 @@ The handlers log with these field names and values, the Dataflow launcher names 
 and staging folders with them, and Terraform builds its log filters, alert conditions and
 lifecycle rules from ``terraform/contract.json``, which is generated from this module
 (``python -m simrec.deploy_contract --write``; tests/test_alert_filters.py fails while the
-file is stale).
+file is stale). ``terraform/model.json``, generated the same way, holds the model
+parameters' defaults and bounds as ``simrec.config.Settings`` validates them (it takes them
+from ``simrec.core.params``): Terraform's ``model`` variable (terraform/model.tf) is checked
+against them at plan time instead of restating them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import typing
 from pathlib import Path
+from typing import Any
 
 #: jsonPayload field holding a handler's decision (simrec.stages.decisions.Decision.action).
 ACTION_FIELD = "action"
@@ -38,9 +43,38 @@ DATAFLOW_TEMP_DIR = "tmp"
 DATAFLOW_STAGING_DIR = "staging"
 
 CONTRACT_FILE = Path(__file__).resolve().parents[1] / "terraform" / "contract.json"
+MODEL_FILE = CONTRACT_FILE.with_name("model.json")
 
 
-def contract() -> dict[str, str]:
+def model_rules() -> dict[str, dict[str, Any]]:
+    """Default and bounds of each model setting, as ``Settings`` validates it.
+
+    ``rule`` is the sentence Terraform's plan-time error shows; ``choices`` is set for a
+    setting that takes one of fixed strings, ``whole`` for an integer one.
+    """
+    # Only the generator needs these: the handlers import this module for its names.
+    from annotated_types import Ge, Le
+
+    from simrec.config import MODEL_SETTINGS, Settings
+
+    rules: dict[str, dict[str, Any]] = {}
+    for name in MODEL_SETTINGS:
+        info = Settings.model_fields[name]
+        choices = list(typing.get_args(info.annotation)) or None
+        ge = next((m.ge for m in info.metadata if isinstance(m, Ge)), None)
+        le = next((m.le for m in info.metadata if isinstance(m, Le)), None)
+        whole = info.annotation is int
+        if choices:
+            rule = "one of " + ", ".join(choices)
+        else:
+            kind = "a whole number" if whole else "a number"
+            rule = f"{kind} in [{ge:g}, {le:g}]" if le is not None else f"{kind} >= {ge:g}"
+        rules[name] = {"default": info.default, "ge": ge, "le": le, "whole": whole,
+                       "choices": choices, "rule": rule}  # fmt: skip
+    return rules
+
+
+def contract() -> dict[str, Any]:
     """What Terraform reads (terraform/contract.json)."""
     return {
         "action_field": ACTION_FIELD,
@@ -57,18 +91,26 @@ def contract() -> dict[str, str]:
     }
 
 
-def render() -> str:
-    return json.dumps(contract(), indent=2, sort_keys=True) + "\n"
+def render(data: dict[str, Any] | None = None) -> str:
+    """A generated file's text (the contract unless ``data`` is given)."""
+    return json.dumps(contract() if data is None else data, indent=2, sort_keys=True) + "\n"
+
+
+#: Each generated file and what it holds.
+GENERATED = {CONTRACT_FILE: contract, MODEL_FILE: model_rules}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Print or write terraform/contract.json.")
-    parser.add_argument("--write", action="store_true", help=f"write {CONTRACT_FILE}")
+    parser = argparse.ArgumentParser(
+        description="Print or write terraform/contract.json and terraform/model.json."
+    )
+    parser.add_argument("--write", action="store_true", help="write both files")
     args = parser.parse_args(argv)
-    if args.write:
-        CONTRACT_FILE.write_text(render())
-    else:
-        print(render(), end="")
+    for path, make in GENERATED.items():
+        if args.write:
+            path.write_text(render(make()))
+        else:
+            print(f"# {path.name}\n{render(make())}", end="")
     return 0
 
 

@@ -47,8 +47,10 @@ locals {
   flex_image      = var.flex_image != "" ? var.flex_image : "${module.storage.repository_url}/flex-load:${var.image_tag}"
 
   # Every SIMREC_* variable the code reads (simrec.config.Settings), set on every function and
-  # on the recommend service, so all of them share one configuration. tests/test_terraform.py
-  # compares these names with simrec.config.settings_env_names().
+  # on the recommend service, so all of them share one configuration: these and the model's
+  # (local.model_env, model.tf). tests/test_terraform.py compares the names with
+  # simrec.config.settings_env_names().
+  environment = merge(local.settings_env, local.model_env)
   settings_env = {
     SIMREC_BACKEND                     = "gcp"
     SIMREC_TENANT                      = var.tenant
@@ -62,19 +64,6 @@ locals {
     SIMREC_PLACEHOLDER_IDS             = var.placeholder_ids
     SIMREC_DUPLICATE_TOLERANCE_SECONDS = tostring(var.duplicate_tolerance_seconds)
     SIMREC_WINDOW_DAYS                 = tostring(var.window_days)
-    SIMREC_WEIGHT_BROWSED              = tostring(var.weight_browsed)
-    SIMREC_WEIGHT_BASKET               = tostring(var.weight_basket)
-    SIMREC_WEIGHT_PURCHASE             = tostring(var.weight_purchase)
-    SIMREC_THRESHOLD                   = tostring(var.threshold)
-    SIMREC_TOP_K                       = tostring(var.top_k)
-    SIMREC_SEED                        = tostring(var.seed)
-    SIMREC_MAX_ITEMS_PER_USER          = tostring(var.max_items_per_user)
-    SIMREC_MIN_ITEMS_PER_USER          = tostring(var.min_items_per_user)
-    SIMREC_HALF_LIFE_DAYS              = tostring(var.half_life_days)
-    SIMREC_USER_WEIGHTING              = var.user_weighting
-    SIMREC_USER_ALPHA                  = tostring(var.user_alpha)
-    SIMREC_SHRINKAGE                   = tostring(var.shrinkage)
-    SIMREC_CELL_CAP_PERCENTILE         = tostring(var.cell_cap_percentile)
     SIMREC_ENGINE                      = "spark"
     SIMREC_GCP_PROJECT                 = var.project_id
     SIMREC_GCP_REGION                  = var.region
@@ -227,7 +216,7 @@ module "functions" {
   nightly_topic_id      = module.pubsub.nightly_topic_id
   dead_letter_topic_id  = module.pubsub.dead_letter_topic_id
   service_accounts      = module.iam.emails
-  environment           = local.settings_env
+  environment           = local.environment
   runtime               = var.functions_runtime
   memory                = var.function_memory
   timeout_seconds       = var.function_timeout_seconds
@@ -249,7 +238,7 @@ module "serving" {
   name_prefix          = var.name_prefix
   image                = local.recommend_image
   service_account      = module.iam.emails.recommend
-  environment          = local.settings_env
+  environment          = local.environment
   min_instances        = var.recommend_min_instances
   max_instances        = var.recommend_max_instances
   cpu                  = var.recommend_cpu

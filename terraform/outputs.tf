@@ -70,7 +70,7 @@ output "service_accounts" {
 
 output "settings_env" {
   description = "The SIMREC_* environment every function and the recommend service get."
-  value       = local.settings_env
+  value       = local.environment
 }
 
 output "project_id" {

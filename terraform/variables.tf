@@ -1,6 +1,7 @@
 # Inputs of the simrec deployment. Variables named like a field of simrec.config.Settings
-# (window_days, top_k, ...) set that field's SIMREC_* variable on every function and on the
+# (window_days, max_n, ...) set that field's SIMREC_* variable on every function and on the
 # recommend service; their defaults are the Settings defaults (tests/test_terraform.py checks).
+# The model's parameters are one variable, `model`, declared in model.tf.
 
 # --- project and naming --------------------------------------------------------------------
 
@@ -256,7 +257,7 @@ variable "catalog_uri" {
   }
 }
 
-# --- training parameters (same names, bounds and defaults as simrec.config.Settings) -------------
+# --- training window (the model's parameters: variable "model", model.tf) ------------------------
 
 variable "window_days" {
   description = "Days of events per run."
@@ -266,149 +267,6 @@ variable "window_days" {
   validation {
     condition     = var.window_days >= 1 && var.window_days <= 3650 && floor(var.window_days) == var.window_days
     error_message = "window_days must be a whole number from 1 to 3650."
-  }
-}
-
-variable "weight_browsed" {
-  description = "Weight of a browsed event."
-  type        = number
-  default     = 0.5
-
-  validation {
-    condition     = var.weight_browsed >= 0
-    error_message = "weight_browsed must be >= 0."
-  }
-}
-
-variable "weight_basket" {
-  description = "Weight of a basket event."
-  type        = number
-  default     = 2
-
-  validation {
-    condition     = var.weight_basket >= 0
-    error_message = "weight_basket must be >= 0."
-  }
-}
-
-variable "weight_purchase" {
-  description = "Weight of a purchase event."
-  type        = number
-  default     = 6
-
-  validation {
-    condition     = var.weight_purchase >= 0
-    error_message = "weight_purchase must be >= 0."
-  }
-}
-
-variable "threshold" {
-  description = "DIMSUM similarity threshold; 0 computes exact cosine."
-  type        = number
-  default     = 0.1
-
-  validation {
-    condition     = var.threshold >= 0 && var.threshold <= 1
-    error_message = "threshold must be between 0 and 1."
-  }
-}
-
-variable "top_k" {
-  description = "Neighbors kept per item."
-  type        = number
-  default     = 100
-
-  validation {
-    condition     = var.top_k >= 1 && var.top_k <= 1000 && floor(var.top_k) == var.top_k
-    error_message = "top_k must be a whole number from 1 to 1000."
-  }
-}
-
-variable "seed" {
-  description = "Seed of DIMSUM sampling."
-  type        = number
-  default     = 42
-
-  validation {
-    condition     = var.seed >= 0 && floor(var.seed) == var.seed
-    error_message = "seed must be a whole number >= 0."
-  }
-}
-
-variable "max_items_per_user" {
-  description = "Heavy users keep only their highest-scored items."
-  type        = number
-  default     = 500
-
-  validation {
-    condition     = var.max_items_per_user >= 2 && floor(var.max_items_per_user) == var.max_items_per_user
-    error_message = "max_items_per_user must be a whole number >= 2."
-  }
-}
-
-variable "min_items_per_user" {
-  description = "Users with fewer distinct items are left out."
-  type        = number
-  default     = 2
-
-  validation {
-    condition     = var.min_items_per_user >= 1 && floor(var.min_items_per_user) == var.min_items_per_user
-    error_message = "min_items_per_user must be a whole number >= 1."
-  }
-}
-
-variable "half_life_days" {
-  description = "Time decay: an event's weight halves every this many days before the run; 0 = off."
-  type        = number
-  default     = 0
-
-  validation {
-    condition     = var.half_life_days >= 0 && var.half_life_days <= 3650
-    error_message = "half_life_days must be between 0 (off) and 3650."
-  }
-}
-
-variable "user_weighting" {
-  description = "Down-weight very active users: 'power' (n**-user_alpha), 'log' (1/log2(1+n)) or 'none'."
-  type        = string
-  default     = "power"
-
-  validation {
-    condition     = contains(["none", "log", "power"], var.user_weighting)
-    error_message = "user_weighting must be none, log or power."
-  }
-}
-
-variable "user_alpha" {
-  description = "Exponent of user_weighting = power."
-  type        = number
-  default     = 0.7
-
-  validation {
-    condition     = var.user_alpha >= 0 && var.user_alpha <= 2
-    error_message = "user_alpha must be between 0 and 2."
-  }
-}
-
-variable "shrinkage" {
-  description = "Similarity shrinkage sim*n/(n+shrinkage), n = users behind the pair; 0 = off."
-  type        = number
-  default     = 20
-
-  validation {
-    condition     = var.shrinkage >= 0
-    error_message = "shrinkage must be >= 0."
-  }
-}
-
-variable "cell_cap_percentile" {
-  description = "Cells (summed action weights) capped at this percentile of the matrix's cells and divided by it; 0 = off (raw sums)."
-  type        = number
-  default     = 50
-
-  validation {
-    condition     = var.cell_cap_percentile >= 0 && var.cell_cap_percentile <= 100
-    error_message = "cell_cap_percentile must be between 0 and 100."
   }
 }
 

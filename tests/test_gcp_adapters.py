@@ -16,6 +16,7 @@ from simrec.adapters import build_adapters
 from simrec.adapters.gcp import BigQueryWarehouse, DataprocWorkflowLauncher, FlexTemplateLauncher
 from simrec.adapters.gcp.bigquery import ExportTimeout, export_script, job_id
 from simrec.adapters.gcp.dataproc import dataproc_request_id
+from simrec.adapters.launch_ports import LoadRequest
 from simrec.config import Settings
 from simrec.core import layout
 from simrec.core.runs import RunParams
@@ -124,13 +125,13 @@ def _flex_launcher(stub, **overrides) -> FlexTemplateLauncher:
 
 
 def _launch(launcher: FlexTemplateLauncher, models_root: str):
-    return launcher.launch(
+    return launcher.launch(LoadRequest(
         similarities_uri=f"{ROOT}/similarities/shop-1/{PARAMS.run_id}",
         models_root=models_root,
         tenant="shop-1",
         model_version=PARAMS.run_id,
         job_name=load.job_name(PARAMS),
-    )
+    ))
 
 
 def test_flex_template_launch_request(grpc_stub, tmp_path) -> None:
@@ -196,8 +197,7 @@ def test_flex_template_published_version_launches_nothing(grpc_stub, tmp_path) -
 
 
 def test_flex_template_needs_a_template_uri(grpc_stub, tmp_path) -> None:
-    launcher = _flex_launcher(grpc_stub)
-    launcher.template_uri = ""
+    launcher = _flex_launcher(grpc_stub, flex_template_uri="")
     with pytest.raises(ValueError, match="SIMREC_FLEX_TEMPLATE_URI"):
         _launch(launcher, str(tmp_path))
 

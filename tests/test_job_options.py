@@ -24,6 +24,7 @@ from simrec.adapters.job_options import (
     load_job_options,
     spark_job_options,
 )
+from simrec.adapters.launch_ports import LoadRequest
 from simrec.adapters.local_launchers import LocalBeamLauncher, LocalSparkLauncher
 from simrec.config import Settings
 from simrec.core.params import NAMES
@@ -112,10 +113,10 @@ def test_local_launchers_run_the_jobs_with_the_same_options(monkeypatch, tmp_pat
     monkeypatch.setattr(local_launchers, "_run", lambda cmd, *a: commands.append(cmd) or 0.0)
     monkeypatch.setattr(local_launchers, "_emit", lambda event: None)
     settings = Settings(**EVERY_SETTING, data_uri=str(tmp_path), engine="spark")
-    LocalBeamLauncher(settings, str(tmp_path)).launch(
+    LocalBeamLauncher(settings, str(tmp_path)).launch(LoadRequest(
         similarities_uri=RUN["similarities_uri"], models_root=str(tmp_path), tenant="t",
         model_version="r", job_name="simrec-load-t-r",
-    )  # fmt: skip
+    ))  # fmt: skip
     expected = load_job_options(settings, **{**RUN, "models_root": str(tmp_path)})
     assert commands[-1] == [sys.executable, "-m", "simrec.jobs.beam_load", *expected.argv()]
     LocalSparkLauncher(settings, str(tmp_path)).submit(

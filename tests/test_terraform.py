@@ -227,7 +227,16 @@ def function(name: str) -> dict:
 
 
 def settings_env() -> dict[str, str]:
+    """local.settings_env: the SIMREC_* variables other than the model's."""
     return module().locals["settings_env"]
+
+
+def model_env_names() -> set[str]:
+    """The SIMREC_* variables model.tf's local.model_env sets: one per rule in model.json."""
+    expr = module().locals["model_env"]
+    assert '"SIMREC_${upper(name)}"' in expr and "local.model_rules" in expr, expr
+    rules = json.loads((TF / "model.json").read_text())
+    return {f"SIMREC_{name.upper()}" for name in rules}
 
 
 def bucket_of(uri_template: str) -> str:
@@ -368,7 +377,8 @@ def test_module_calls_match_module_inputs() -> None:
 # --- settings -------------------------------------------------------------------------------------
 def test_terraform_sets_every_setting_and_nothing_else() -> None:
     settings = set(settings_env_names())
-    terraform = set(settings_env())
+    terraform = set(settings_env()) | model_env_names()
+    assert not set(settings_env()) & model_env_names(), "a model setting is also set directly"
     missing = settings - terraform - NOT_SET_BY_TERRAFORM
     unknown = terraform - settings - PENDING_SETTINGS
     assert not missing, f"settings Terraform does not set: {sorted(missing)}"
@@ -381,8 +391,9 @@ def test_terraform_sets_every_setting_and_nothing_else() -> None:
 
 def test_every_function_and_the_service_get_the_whole_environment() -> None:
     root = module()
+    assert root.locals["environment"] == "${merge(local.settings_env, local.model_env)}"
     for call in ("functions", "serving"):
-        assert root.calls[call]["environment"] == "${local.settings_env}"
+        assert root.calls[call]["environment"] == "${local.environment}"
     for name in FUNCTIONS:
         assert function(name)["environment"] == "${var.environment}"
     serving = module("modules/serving").resource("google_cloud_run_v2_service", "recommend")
@@ -410,7 +421,7 @@ def test_variables_of_settings_share_their_names_and_defaults() -> None:
         if default is not None:
             assert default == fields[name].default, f"{var}: {default} != {fields[name].default}"
             checked += 1
-    assert checked >= 15
+    assert checked >= 5
 
 
 def _evaluate(expr: str, values: dict[str, Any]) -> str:
@@ -441,6 +452,9 @@ def test_minimal_example_makes_valid_settings(monkeypatch: pytest.MonkeyPatch) -
         value = _evaluate(expr, values)
         if env in names:
             monkeypatch.setenv(env, value)
+    # The model's variables: simrec's defaults (tests/cloud/test_terraform_model.py runs them).
+    for name, rule in json.loads((TF / "model.json").read_text()).items():
+        monkeypatch.setenv(f"SIMREC_{name.upper()}", str(rule["default"]))
     settings = Settings()
     assert settings.backend == "gcp" and settings.engine == "spark"
     assert settings.data_uri.startswith("gs://") and settings.models_uri.startswith("gs://")

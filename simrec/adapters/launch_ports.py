@@ -40,15 +40,24 @@ class SparkLauncher(Protocol):
     def workflow_outcome(self, job_id: str, operation: str) -> JobOutcome: ...
 
 
+@dataclass(frozen=True)
+class LoadRequest:
+    """One load to launch: a run's similarities into a model version of a tenant, as the
+    job named ``job_name`` (the launch's idempotency key)."""
+
+    similarities_uri: str
+    models_root: str
+    tenant: str
+    model_version: str
+    job_name: str
+
+    def run(self) -> dict[str, str]:
+        """The run's part, what simrec.adapters.job_options.load_job_options takes."""
+        return {"similarities_uri": self.similarities_uri, "models_root": self.models_root,
+                "tenant": self.tenant, "model_version": self.model_version}  # fmt: skip
+
+
 class BeamLauncher(Protocol):
-    def launch(
-        self,
-        *,
-        similarities_uri: str,
-        models_root: str,
-        tenant: str,
-        model_version: str,
-        job_name: str,
-    ) -> LaunchResult: ...
+    def launch(self, request: LoadRequest) -> LaunchResult: ...
 
     def job_error(self, job_id: str, job_name: str) -> str: ...

@@ -28,7 +28,7 @@ from cloudevents.http import CloudEvent
 
 from simrec import storage
 from simrec.adapters.job_options import LOAD_LABELS, load_job_options, spark_job_options
-from simrec.adapters.launch_ports import JobOutcome, LaunchResult
+from simrec.adapters.launch_ports import JobOutcome, LaunchResult, LoadRequest
 from simrec.config import Settings
 from simrec.core import layout
 from simrec.core.runs import RunParams
@@ -171,21 +171,11 @@ class LocalBeamLauncher:
         self.log_dir = Path(log_dir or ".")
         self.outcomes = _Outcomes(self.log_dir)
 
-    def launch(
-        self,
-        *,
-        similarities_uri: str,
-        models_root: str,
-        tenant: str,
-        model_version: str,
-        job_name: str,
-    ) -> LaunchResult:
+    def launch(self, request: LoadRequest) -> LaunchResult:
         # A complete version is never launched again: the load stage decides that (and
         # settles LATEST) through simrec.publishing before calling any launcher.
-        options = load_job_options(
-            self.settings, similarities_uri=similarities_uri, models_root=models_root,
-            tenant=tenant, model_version=model_version,
-        )  # fmt: skip
+        options = load_job_options(self.settings, **request.run())
+        job_name, model_version = request.job_name, request.model_version
         cmd = [sys.executable, *BEAM_LOAD, *options.argv()]
         log = self.log_dir / f"{job_name}-beam.log"
         state, error, elapsed = _run_job(lambda: _run(cmd, log, job_name, _job_env()), job_name)

@@ -39,11 +39,15 @@ class BadEvent(ValueError):
     """The event is not one this function can act on (never retried usefully)."""
 
 
+def _data(event: CloudEvent) -> Any:
+    """The event's data, decoded when it came as JSON text or bytes."""
+    data = event.data or {}
+    return json.loads(data) if isinstance(data, (bytes, str)) else data
+
+
 def pubsub_payload(event: CloudEvent) -> dict[str, Any]:
     """The JSON object a Pub/Sub message carries (empty message -> ``{}``)."""
-    data = event.data or {}
-    if isinstance(data, (bytes, str)):
-        data = json.loads(data)
+    data = _data(event)
     message = data.get("message") or {}
     raw = message.get("data")
     if not raw:
@@ -59,9 +63,7 @@ def pubsub_payload(event: CloudEvent) -> dict[str, Any]:
 
 def storage_object(event: CloudEvent) -> tuple[str, str]:
     """``(bucket, name)`` of a finalized object."""
-    data = event.data or {}
-    if isinstance(data, (bytes, str)):
-        data = json.loads(data)
+    data = _data(event)
     bucket, name = data.get("bucket"), data.get("name")
     if not bucket or not name:
         raise BadEvent("storage event without bucket or name")
@@ -71,9 +73,7 @@ def storage_object(event: CloudEvent) -> tuple[str, str]:
 def dataflow_job(event: CloudEvent) -> dict[str, Any]:
     """The Job resource (proto3 JSON: ``id``, ``name``, ``currentState``, ``labels``...) a
     Dataflow status-changed event carries."""
-    data = event.data or {}
-    if isinstance(data, (bytes, str)):
-        data = json.loads(data)
+    data = _data(event)
     job = data.get("payload") if isinstance(data, dict) else None
     if not isinstance(job, dict) or not job.get("name") or not job.get("currentState"):
         raise BadEvent("Dataflow event without payload.name and payload.currentState")
@@ -82,9 +82,7 @@ def dataflow_job(event: CloudEvent) -> dict[str, Any]:
 
 def audit_entry(event: CloudEvent) -> dict[str, Any]:
     """The log entry (``protoPayload``, ``operation``...) an audit-log event carries."""
-    data = event.data or {}
-    if isinstance(data, (bytes, str)):
-        data = json.loads(data)
+    data = _data(event)
     if not isinstance(data, dict) or not isinstance(data.get("protoPayload"), dict):
         raise BadEvent("audit log event without protoPayload")
     return data

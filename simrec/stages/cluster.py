@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from simrec import storage
 from simrec.adapters.launch_ports import SparkLauncher
 from simrec.config import Settings
 from simrec.core import layout
 from simrec.core.runs import RunParams, attempt_key
 from simrec.stages import jobs
-from simrec.stages.decisions import LAUNCH_ACTIONS, Decision
+from simrec.stages.decisions import Decision
 
 STAGE = "cluster"
 
@@ -23,13 +22,12 @@ def on_object_finalized(
 ) -> Decision:
     """``attempt``: None for the manifest's event (``jobs.attempt_for_event`` decides); the
     retries of simrec.stages.jobs count up."""
-    kind = layout.classify_object(name)
-    if kind is None or kind[0] != "export":
+    manifest = jobs.manifest_at(bucket, name, "export")
+    if manifest is None:
         return Decision(STAGE, "ignored", reason=f"not an export manifest: {name}")
-    _, tenant, run_id = kind
-    manifest_uri = layout.object_uri(bucket, name)
-    manifest = storage.read_json(manifest_uri)
-    params = RunParams.from_json(manifest["params"])
+    tenant, run_id, params, manifest_uri = (
+        manifest.tenant, manifest.run_id, manifest.params, manifest.uri
+    )
     if params.run_id != run_id or params.tenant != tenant:
         return Decision(
             STAGE, "failed", reason="manifest params do not match its path",
@@ -39,23 +37,14 @@ def on_object_finalized(
     if attempt is None:
         attempt = jobs.attempt_for_event(settings, lambda n: request_id(params, n))
     if attempt is None:
-        return Decision(
-            STAGE, "skipped", reason="a similarity job of this run is running or succeeded",
-            run_id=run_id, tenant=tenant, ids={"output": output},
-        )  # fmt: skip
+        return jobs.busy(STAGE, "similarity", run_id, tenant, output=output)
     result = launcher.submit(
         export_manifest_uri=manifest_uri,
         output_uri=output,
         params=params,
         request_id=request_id(params, attempt),
     )
-    if result.state != "exists":
-        jobs.record_launch(settings, STAGE, bucket, name, params, attempt, result)
-    return Decision(
-        STAGE,
-        LAUNCH_ACTIONS[result.state],
-        reason="similarities already exist" if result.state == "exists" else "",
-        run_id=run_id,
-        tenant=tenant,
-        ids={"request_id": result.job_id, "output": output, **result.details},
-    )
+    return jobs.launched(
+        settings, STAGE, bucket, name, params, attempt, result, run_id=run_id, tenant=tenant,
+        exists="similarities already exist", ids={"request_id": result.job_id, "output": output},
+    )  # fmt: skip

@@ -46,7 +46,7 @@ from simrec.core import layout
 from simrec.core.runs import RunParams
 from simrec.deploy_contract import JOB_END_STAGE
 from simrec.stages.cloudevents import audit_entry, dataflow_job
-from simrec.stages.decisions import JOB_GAVE_UP_ALERT, Decision
+from simrec.stages.decisions import JOB_GAVE_UP_ALERT, LAUNCH_ACTIONS, Decision
 
 #: The stage of every job-end decision (the alerts tell it apart: terraform/contract.json).
 STAGE = JOB_END_STAGE
@@ -106,6 +106,50 @@ def record_launch(
     )  # fmt: skip
     save(settings, record)
     return record
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a launching stage starts from: the manifest its run's previous stage wrote."""
+
+    uri: str
+    tenant: str
+    run_id: str
+    params: RunParams
+
+
+def manifest_at(bucket: str, name: str, kind: str) -> Manifest | None:
+    """The ``kind`` manifest (simrec.core.layout.classify_object) at ``bucket``/``name``;
+    None for any other object."""
+    found = layout.classify_object(name)
+    if found is None or found[0] != kind:
+        return None
+    _, tenant, run_id = found
+    uri = layout.object_uri(bucket, name)
+    return Manifest(uri, tenant, run_id, RunParams.from_json(storage.read_json(uri)["params"]))
+
+
+def busy(stage: str, job: str, run_id: str, tenant: str, **ids: str) -> Decision:
+    """A redelivered manifest event while an attempt runs (or after it succeeded): the run
+    belongs to this module, the stage does nothing."""
+    return Decision(
+        stage, "skipped", reason=f"a {job} job of this run is running or succeeded",
+        run_id=run_id, tenant=tenant, ids=ids,
+    )  # fmt: skip
+
+
+def launched(
+    settings: Settings, stage: str, bucket: str, name: str, params: RunParams, attempt: int,
+    result: LaunchResult, *, run_id: str, tenant: str, exists: str, ids: dict[str, str],
+) -> Decision:  # fmt: skip
+    """A stage's decision on its launch, the job recorded for its end; ``exists``: why
+    nothing was launched when the output already exists (nothing is recorded then)."""
+    if result.state != "exists":
+        record_launch(settings, stage, bucket, name, params, attempt, result)
+    return Decision(
+        stage, LAUNCH_ACTIONS[result.state], reason=exists if result.state == "exists" else "",
+        run_id=run_id, tenant=tenant, ids={**ids, **result.details},
+    )  # fmt: skip
 
 
 def save(settings: Settings, record: JobRecord) -> None:

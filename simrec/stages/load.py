@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 
-from simrec import publishing, storage
-from simrec.adapters.launch_ports import BeamLauncher
+from simrec import publishing
+from simrec.adapters.launch_ports import BeamLauncher, LoadRequest
 from simrec.config import Settings
-from simrec.core import layout
 from simrec.core.runs import RunParams, attempt_key
 from simrec.deploy_contract import DATAFLOW_JOB_PREFIX
 from simrec.stages import jobs
-from simrec.stages.decisions import LAUNCH_ACTIONS, Action, Decision
+from simrec.stages.decisions import Action, Decision
 
 STAGE = "dataflow_launch"
 
@@ -46,13 +45,12 @@ def on_object_finalized(
     the manifest's event (``jobs.attempt_for_event`` decides); the retries of
     simrec.stages.jobs count up.
     """
-    kind = layout.classify_object(name)
-    if kind is None or kind[0] != "similarities":
+    manifest = jobs.manifest_at(bucket, name, "similarities")
+    if manifest is None:
         return Decision(STAGE, "ignored", reason=f"not a similarity manifest: {name}")
-    _, tenant, run_id = kind
-    manifest_uri = layout.object_uri(bucket, name)
-    manifest = storage.read_json(manifest_uri)
-    params = RunParams.from_json(manifest["params"])
+    tenant, run_id, params, manifest_uri = (
+        manifest.tenant, manifest.run_id, manifest.params, manifest.uri
+    )
     models_root = settings.models_root
 
     def published(action: Action, reason: str) -> Decision:
@@ -67,32 +65,18 @@ def on_object_finalized(
     if attempt is None:
         attempt = jobs.attempt_for_event(settings, lambda n: job_name(params, n))
     if attempt is None:
-        # A redelivered manifest event while an attempt runs (or after it succeeded): the
-        # run belongs to simrec.stages.jobs.
-        return Decision(
-            STAGE, "skipped", reason="a load job of this run is running or succeeded",
-            run_id=run_id, tenant=tenant,
-        )  # fmt: skip
+        return jobs.busy(STAGE, "load", run_id, tenant)
     name_of_job = job_name(params, attempt)
     try:
-        result = launcher.launch(
-            similarities_uri=manifest_uri.rsplit("/", 1)[0],
-            models_root=models_root,
-            tenant=tenant,
-            model_version=run_id,
-            job_name=name_of_job,
-        )
+        result = launcher.launch(LoadRequest(
+            similarities_uri=manifest_uri.rsplit("/", 1)[0], models_root=models_root,
+            tenant=tenant, model_version=run_id, job_name=name_of_job,
+        ))  # fmt: skip
     except Exception as exc:
         if not publishing.is_complete(models_root, tenant, run_id):
             raise
         return published("succeeded", f"the load ended with an error after publishing: {exc}")
-    if result.state != "exists":
-        jobs.record_launch(settings, STAGE, bucket, name, params, attempt, result)
-    return Decision(
-        STAGE,
-        LAUNCH_ACTIONS[result.state],
-        reason="model version already published" if result.state == "exists" else "",
-        run_id=run_id,
-        tenant=tenant,
-        ids={"job_name": result.job_id, **result.details},
-    )
+    return jobs.launched(
+        settings, STAGE, bucket, name, params, attempt, result, run_id=run_id, tenant=tenant,
+        exists="model version already published", ids={"job_name": result.job_id},
+    )  # fmt: skip

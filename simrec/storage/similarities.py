@@ -12,10 +12,9 @@ from them. The Spark job writes the same tables with Spark; the readers here rea
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -23,6 +22,9 @@ import pyarrow.parquet as pq
 from simrec import storage
 from simrec.core import layout
 from simrec.core.similarity import TopK
+
+if TYPE_CHECKING:  # pandas only for the evaluation's pairs: the Beam image has none
+    import pandas as pd
 
 
 def _fields(fields: tuple[tuple[str, str], ...]) -> list[pa.Field]:
@@ -104,6 +106,8 @@ def read_items(uri: str) -> pa.Table:
 
 def neighbor_pairs(neighbors: pa.Table) -> pd.DataFrame:
     """Long form: one row per (sku, neighbor) with its rank (0 = best), score, users."""
+    import pandas as pd
+
     lists = pc.list_flatten(neighbors.column(layout.NEIGHBORS))
     lengths = pc.list_value_length(neighbors.column(layout.NEIGHBORS)).to_numpy(
         zero_copy_only=False

@@ -8,6 +8,7 @@ default credentials; empty means Google's.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 PLAINTEXT = "http://"
@@ -35,3 +36,14 @@ def gapic_kwargs(endpoint: str, transport_cls: type, default_endpoint: str = "")
         return {"transport": transport_cls(channel=channel)}
     chosen = endpoint or default_endpoint
     return {"client_options": {"api_endpoint": host_port(chosen)}} if chosen else {}
+
+
+def gapic_client(
+    package: str, service: str, name: str, endpoint: str, default_endpoint: str = ""
+) -> Any:
+    """``google.cloud.<package>``'s ``<name>Client`` (module ``services.<service>``) for
+    ``endpoint``, through :func:`gapic_kwargs` with its ``<name>GrpcTransport``."""
+    module = importlib.import_module(f"google.cloud.{package}.services.{service}")
+    transports = importlib.import_module(f"{module.__name__}.transports")
+    transport = getattr(transports, f"{name}GrpcTransport")
+    return getattr(module, f"{name}Client")(**gapic_kwargs(endpoint, transport, default_endpoint))

@@ -18,7 +18,7 @@ from typing import Any
 from simrec import storage
 from simrec.adapters.gcp import _endpoints
 from simrec.adapters.job_options import LoadJobOptions, load_job_options
-from simrec.adapters.launch_ports import LaunchResult
+from simrec.adapters.launch_ports import LaunchResult, LoadRequest
 from simrec.config import Settings
 from simrec.core import layout
 from simrec.core.snapshot import METADATA_NAME
@@ -48,54 +48,27 @@ class FlexTemplateLauncher:
         self.settings = settings
         self.project = settings.gcp_project
         self.region = settings.gcp_region
-        self.template_uri = settings.flex_template_uri
         self.endpoint = settings.dataflow_endpoint
-        self._flex = flex_client
-        self._jobs = jobs_client
-        self._messages = messages_client
+        self._flex, self._jobs, self._messages = flex_client, jobs_client, messages_client
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FlexTemplateLauncher:
         return cls(settings)
 
-    @property
-    def flex_client(self) -> Any:
-        if self._flex is None:
-            from google.cloud import dataflow_v1beta3
-            from google.cloud.dataflow_v1beta3.services.flex_templates_service.transports import (
-                FlexTemplatesServiceGrpcTransport,
-            )
+    def _lazy(self, attr: str, service: str, name: str) -> Any:
+        """The injected client in ``attr``, else one made on first use (_endpoints)."""
+        if getattr(self, attr) is None:
+            setattr(self, attr, _endpoints.gapic_client("dataflow_v1beta3", service, name,
+                                                        self.endpoint))  # fmt: skip
+        return getattr(self, attr)
 
-            self._flex = dataflow_v1beta3.FlexTemplatesServiceClient(
-                **_endpoints.gapic_kwargs(self.endpoint, FlexTemplatesServiceGrpcTransport)
-            )
-        return self._flex
-
-    @property
-    def messages_client(self) -> Any:
-        if self._messages is None:
-            from google.cloud import dataflow_v1beta3
-            from google.cloud.dataflow_v1beta3.services.messages_v1_beta3.transports import (
-                MessagesV1Beta3GrpcTransport,
-            )
-
-            self._messages = dataflow_v1beta3.MessagesV1Beta3Client(
-                **_endpoints.gapic_kwargs(self.endpoint, MessagesV1Beta3GrpcTransport)
-            )
-        return self._messages
-
-    @property
-    def jobs_client(self) -> Any:
-        if self._jobs is None:
-            from google.cloud import dataflow_v1beta3
-            from google.cloud.dataflow_v1beta3.services.jobs_v1_beta3.transports import (
-                JobsV1Beta3GrpcTransport,
-            )
-
-            self._jobs = dataflow_v1beta3.JobsV1Beta3Client(
-                **_endpoints.gapic_kwargs(self.endpoint, JobsV1Beta3GrpcTransport)
-            )
-        return self._jobs
+    flex_client = property(
+        lambda self: self._lazy("_flex", "flex_templates_service", "FlexTemplatesService")
+    )
+    jobs_client = property(lambda self: self._lazy("_jobs", "jobs_v1_beta3", "JobsV1Beta3"))
+    messages_client = property(
+        lambda self: self._lazy("_messages", "messages_v1_beta3", "MessagesV1Beta3")
+    )
 
     def active_job(self, job_name: str) -> Any | None:
         """The active job named ``job_name``, if any."""
@@ -112,26 +85,20 @@ class FlexTemplateLauncher:
                 return job
         return None
 
-    def launch(
-        self,
-        *,
-        similarities_uri: str,
-        models_root: str,
-        tenant: str,
-        model_version: str,
-        job_name: str,
-    ) -> LaunchResult:
+    def launch(self, request: LoadRequest) -> LaunchResult:
+        job_name, model_version = request.job_name, request.model_version
         if not _JOB_NAME.match(job_name):
             raise ValueError(f"invalid Dataflow job name {job_name!r}")
         if not self.project:
             raise ValueError("SIMREC_GCP_PROJECT is required to launch the Dataflow load")
-        if not self.template_uri.startswith("gs://"):
+        if not self.settings.flex_template_uri.startswith("gs://"):
             raise ValueError(
                 "SIMREC_FLEX_TEMPLATE_URI must be the gs:// path of the load Flex Template, "
-                f"got {self.template_uri!r}"
+                f"got {self.settings.flex_template_uri!r}"
             )
         metadata = layout.join(
-            layout.model_version(models_root, tenant, model_version), METADATA_NAME
+            layout.model_version(request.models_root, request.tenant, model_version),
+            METADATA_NAME,
         )
         if storage.exists(metadata):
             return LaunchResult(
@@ -145,10 +112,7 @@ class FlexTemplateLauncher:
                 {"model_version": model_version, "job_id": active.id,
                  "job_state": active.current_state.name},
             )  # fmt: skip
-        options = load_job_options(
-            self.settings, similarities_uri=similarities_uri, models_root=models_root,
-            tenant=tenant, model_version=model_version,
-        )  # fmt: skip
+        options = load_job_options(self.settings, **request.run())
         return self._launch(job_name, options, model_version)
 
     def _launch(self, job_name: str, options: LoadJobOptions, model_version: str) -> LaunchResult:
@@ -160,7 +124,7 @@ class FlexTemplateLauncher:
             location=self.region,
             launch_parameter=dataflow_v1beta3.LaunchFlexTemplateParameter(
                 job_name=job_name,
-                container_spec_gcs_path=self.template_uri,
+                container_spec_gcs_path=self.settings.flex_template_uri,
                 parameters=options.parameters,
                 environment=dataflow_v1beta3.FlexTemplateRuntimeEnvironment(
                     **options.environment

@@ -58,7 +58,6 @@ class DataprocWorkflowLauncher:
         self.settings = settings
         self.project = settings.gcp_project
         self.region = settings.gcp_region
-        self.template = settings.dataproc_workflow_template
         self.endpoint = settings.dataproc_endpoint
         self._client = client
 
@@ -69,30 +68,22 @@ class DataprocWorkflowLauncher:
     @property
     def client(self) -> Any:
         if self._client is None:
-            from google.cloud import dataproc_v1
-            from google.cloud.dataproc_v1.services.workflow_template_service.transports import (
-                WorkflowTemplateServiceGrpcTransport,
-            )
-
-            self._client = dataproc_v1.WorkflowTemplateServiceClient(
-                **_endpoints.gapic_kwargs(
-                    self.endpoint,
-                    WorkflowTemplateServiceGrpcTransport,
-                    # Regional templates are only served by the regional endpoint.
-                    default_endpoint=f"{self.region}-dataproc.googleapis.com:443",
-                )
-            )
+            self._client = _endpoints.gapic_client(
+                "dataproc_v1", "workflow_template_service", "WorkflowTemplateService",
+                self.endpoint,
+                # Regional templates are only served by the regional endpoint.
+                default_endpoint=f"{self.region}-dataproc.googleapis.com:443",
+            )  # fmt: skip
         return self._client
 
     @property
     def template_name(self) -> str:
         if not self.project:
             raise ValueError("SIMREC_GCP_PROJECT is required to start the Dataproc workflow")
-        if "/" in self.template:  # already a full resource name
-            return self.template
-        return (
-            f"projects/{self.project}/regions/{self.region}/workflowTemplates/{self.template}"
-        )
+        template = self.settings.dataproc_workflow_template
+        if "/" in template:  # already a full resource name
+            return template
+        return f"projects/{self.project}/regions/{self.region}/workflowTemplates/{template}"
 
     def submit(
         self, *, export_manifest_uri: str, output_uri: str, params: RunParams, request_id: str
