@@ -31,7 +31,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "simrec.config": ("simrec.core", "simrec.sql"),
     "simrec.sql": ("simrec.core",),
     "simrec.logs": (),
-    "simrec.deploy_contract": (),
+    "simrec.deploy_contract": ("simrec.config",),
     "simrec.stages.cloudevents": (),
     "simrec.generate": ("simrec.core",),
     "simrec.storage": ("simrec.core", "simrec.publishing"),
