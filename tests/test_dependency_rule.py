@@ -15,7 +15,7 @@ import pytest
 
 from simrec import _layers
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 DOC = REPO / "docs" / "architecture.md"
 SOURCES = ("simrec", "functions", "spark", "beam")
 
