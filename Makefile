@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 WORKDIR ?= .demo
 EVENTS ?= 1000000
 PYTEST_ARGS ?=
+# Every optional group (pyproject.toml): the demo runs the whole pipeline, the suite tests it.
+EXTRAS ?= local,spark,beam,gcp,eval,test,build,bench
 
 .PHONY: install demo test test-fast test-slow lint bench build clean
 
@@ -16,7 +18,7 @@ $(STAMP): pyproject.toml setup.py constraints.txt $(shell find simrec -name '*.p
 	@command -v java >/dev/null || { echo "simrec needs Java 17 for Spark (apt-get install openjdk-17-jre-headless)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt setuptools wheel cython numpy
-	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt --no-build-isolation -e ".[test,build,bench]"
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt --no-build-isolation -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 install: $(STAMP)

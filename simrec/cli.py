@@ -16,6 +16,7 @@ from rich.table import Table
 from simrec import logs
 from simrec.config import Settings, model_settings
 from simrec.core import params as model_params
+from simrec.extras import require
 from simrec.local.runner import (
     RunLocked,
     Workdir,
@@ -219,9 +220,7 @@ def publish_nightly(project: str, topic: str, payload: dict, publisher=None) -> 
     ``topic``: a short name (in ``project``) or ``projects/<p>/topics/<t>``. The client
     honours ``PUBSUB_EMULATOR_HOST``.
     """
-    from google.cloud import pubsub_v1
-
-    publisher = publisher or pubsub_v1.PublisherClient()
+    publisher = publisher or require("google.cloud.pubsub_v1", "gcp").PublisherClient()
     path = topic if topic.startswith("projects/") else publisher.topic_path(project, topic)
     data = json.dumps(payload, sort_keys=True).encode()
     return publisher.publish(path, data, source="simrec-cli").result(timeout=60)
@@ -365,6 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run a command; any failure ends in one ``error:`` line and exit 1 (``--debug``:
     the traceback instead)."""
     args = build_parser().parse_args(argv)
+    logs.configure()
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -113,6 +113,11 @@ class Settings(BaseSettings):
     user_alpha: float = _model_field("user_alpha")
     shrinkage: float = _model_field("shrinkage")
     cell_cap_percentile: float = _model_field("cell_cap_percentile")
+    asymmetric_alpha: float = _model_field("asymmetric_alpha")
+    bm25_b: float = _model_field("bm25_b")
+    bm25_k1: float = _model_field("bm25_k1")
+    popularity_discount: float = _model_field("popularity_discount")
+    popularity_fill: int = _model_field("popularity_fill")
     engine: Literal["spark", "local"] = Field(
         "spark", description="Similarity engine: the Spark job or the single-machine one."
     )

@@ -52,17 +52,14 @@ def model_rules() -> dict[str, dict[str, Any]]:
     ``rule`` is the sentence Terraform's plan-time error shows; ``choices`` is set for a
     setting that takes one of fixed strings, ``whole`` for an integer one.
     """
-    # Only the generator needs these: the handlers import this module for its names.
-    from annotated_types import Ge, Le
-
     from simrec.config import MODEL_SETTINGS, Settings
 
     rules: dict[str, dict[str, Any]] = {}
     for name in MODEL_SETTINGS:
         info = Settings.model_fields[name]
         choices = list(typing.get_args(info.annotation)) or None
-        ge = next((m.ge for m in info.metadata if isinstance(m, Ge)), None)
-        le = next((m.le for m in info.metadata if isinstance(m, Le)), None)
+        ge = next((m.ge for m in info.metadata if hasattr(m, "ge")), None)
+        le = next((m.le for m in info.metadata if hasattr(m, "le")), None)
         whole = info.annotation is int
         if choices:
             rule = "one of " + ", ".join(choices)

@@ -6,8 +6,9 @@
   Cloud Run gives them (resource.type ``cloud_run_revision`` with the labels of the
   google-cloud-logging library's Cloud Run resource: project_id, service_name = the SHORT
   service name (K_SERVICE), revision_name, location, configuration_name; ``severity`` and
-  ``time`` lifted out of the payload as structured logging documents). The failed-decision
-  filter must select every failure line and no other line.
+  ``time`` and ``logging.googleapis.com/sourceLocation`` lifted out of the payload as
+  structured logging documents). The failed-decision filter must select every failure
+  line and no other line.
 - The gave-up filter must select the line a job-end handler writes when a job failed on
   its last attempt, and no other line (a plain failure, a retried attempt); the
   dead-letter filter the subscription Terraform makes, with a name_prefix other than
@@ -246,9 +247,11 @@ def handler_lines(tmp_path_factory) -> dict[str, list[dict]]:
 def log_entry(line: dict, service: str, n: int) -> dict:
     """A handler's JSON line as Cloud Logging stores it for a Cloud Run (functions) service."""
     payload = dict(line)
-    severity = payload.pop("severity", "DEFAULT")
-    timestamp = payload.pop("time", "")
+    severity = payload.pop(logs.SEVERITY, "DEFAULT")
+    timestamp = payload.pop(logs.TIME, "")
+    source = payload.pop(logs.SOURCE_LOCATION, None)
     return {
+        **({"sourceLocation": source} if source else {}),
         "logName": f"projects/{PROJECT}/logs/run.googleapis.com%2Fstderr",
         "resource": {"type": "cloud_run_revision", "labels": {
             "project_id": PROJECT, "service_name": service, "location": REGION,

@@ -56,6 +56,8 @@ def fuzz_model() -> ModelSnapshot:
         users=np.ones(len(indices)),
         popularity=np.arange(n, dtype=np.float64),
         metadata={"version": "fuzz-v1"},
+        trending=np.array([3, 0, 5, 6]),  # /trending answers items
+        trending_scores=np.array([2.0, 1.5, 1.5, 0.5]),
         catalog={
             "sku": skus,
             "category": ["a", "0", None, "a", "b", "0", "a", "b"],

@@ -78,7 +78,9 @@ def _other_value(name: str, value: object) -> object:
         return "log" if value != "log" else "power"
     if name == "min_items_per_user":
         return value + 1
-    return value / 2 if isinstance(value, float) and value else (value or 1) + 1
+    if not value:  # off (0): switched on; 1 is inside every bound
+        return 1
+    return value / 2 if isinstance(value, float) else value + 1
 
 
 def test_every_setting_of_the_model_comes_from_model_params():

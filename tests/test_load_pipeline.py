@@ -51,6 +51,12 @@ SAMPLE_ITEMS: dict[str, tuple[int, float]] = {
 }
 
 
+def item_row(sku: str, users: int, weight: float) -> dict:
+    """An items output row; its trending sums: ``weight`` recent, ``users`` prior."""
+    return {"sku": sku, "users": users, "weight": weight, "recent_weight": weight,
+            "prior_weight": float(users)}  # fmt: skip
+
+
 def write_similarities(
     root: Path,
     neighbors: dict[str, list[tuple[str, float, float]]] = SAMPLE_NEIGHBORS,
@@ -72,7 +78,7 @@ def write_similarities(
         {"sku": s, "neighbors": [{"sku": n, "score": c, "users": u} for n, c, u in v]}
         for s, v in neighbors.items()
     ]
-    stats = [{"sku": s, "users": u, "weight": w} for s, (u, w) in items.items()]
+    stats = [item_row(s, u, w) for s, (u, w) in items.items()]
     for i in range(parts):
         pq.write_table(
             pa.Table.from_pylist(rows[i::parts], schema=NEIGHBORS_SCHEMA),
@@ -111,7 +117,7 @@ def random_neighbors(seed: int, n_items: int = 80, top_k: int = 6):
         lists.setdefault(a, []).append((b, score, float(users)))
         lists.setdefault(b, []).append((a, score, float(users)))
     neighbors = {s: sorted(v, key=lambda e: (-e[1], e[0]))[:top_k] for s, v in lists.items()}
-    items = {s: (rng.randint(1, 40), rng.random()) for s in skus if rng.random() < 0.9}
+    items = {s: (rng.randint(1, 40), rng.uniform(0, 20)) for s in skus if rng.random() < 0.9}
     return neighbors, items
 
 
@@ -145,6 +151,12 @@ def assert_model_matches(snapshot, neighbors, items) -> None:
         pairs = list(zip(-sc, idx, strict=True))
         assert pairs == sorted(pairs), f"row {skus[i]} out of order"
     assert snapshot.popularity.tolist() == [float(items.get(s, (0,))[0]) for s in skus]
+    # Trending (simrec.core.trending), PARAMS' window the default 30 days: 7 recent, 23
+    # prior; smoothing 1, min support 5; growth desc, recent desc, sku asc.
+    growth = {s: (w / 7 + 1) / (u / 23 + 1) for s, (u, w) in items.items() if w >= 5}
+    want = sorted(growth, key=lambda s: (-growth[s], -items[s][1], s))
+    assert [skus[i] for i in snapshot.trending] == want
+    np.testing.assert_allclose(snapshot.trending_scores, [growth[s] for s in want], rtol=1e-12)
 
 
 def file_state(folder: str) -> dict[str, tuple[int, bytes]]:
@@ -183,7 +195,7 @@ def test_read_neighbor_lists_sorts_unsorted_input(tmp_path: Path) -> None:
 
 
 def test_read_item_stats(similarities: str) -> None:
-    expected = [{"sku": s, "users": u, "weight": w} for s, (u, w) in SAMPLE_ITEMS.items()]
+    expected = [item_row(s, u, w) for s, (u, w) in SAMPLE_ITEMS.items()]
     with local_pipeline() as p:
         stats = p | beam_load.ReadItemStats(similarities)
         assert_that(stats, equal_to(expected))
@@ -237,7 +249,7 @@ def test_to_neighbor_entities_default_namespace_and_project_required() -> None:
 def test_build_serving_model() -> None:
     neighbors, items = random_neighbors(seed=11)
     rows = [expected_row(s, v) for s, v in neighbors.items()]
-    stats = [{"sku": s, "users": u, "weight": w} for s, (u, w) in items.items()]
+    stats = [item_row(s, u, w) for s, (u, w) in items.items()]
     meta = {"version": "v1", "tenant": "default", "source": "mem://"}
 
     def check(actual: list) -> None:  # runs inside the pipeline: a failure fails the run
@@ -353,6 +365,7 @@ def test_end_to_end_and_rerun_is_idempotent(tmp_path: Path) -> None:
     assert snapshots.latest_version(models, "default") == RUN_ID
     snapshot = snapshots.read_snapshot(models, "default", RUN_ID)
     assert_model_matches(snapshot, neighbors, items)
+    assert len(snapshot.trending) > 10  # published with the model
     nnz = sum(len(v) for v in neighbors.values())
     assert snapshot.metadata == {
         "format": 1,

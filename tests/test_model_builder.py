@@ -88,6 +88,8 @@ def test_item_stats_normalises_and_rejects_negative_users() -> None:
         "sku": "a",
         "users": 3,
         "weight": 0.0,
+        "recent_weight": 0.0,
+        "prior_weight": 0.0,
     }
     with pytest.raises(ValueError, match="users"):
         model_builder.item_stats({"sku": "a", "users": -1, "weight": 1.0})

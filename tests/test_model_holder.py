@@ -244,7 +244,9 @@ def test_background_load_never_blocks_a_request(
 def test_loaded_model_precomputes_catalog_lookups(root: str) -> None:
     snap = snapshot("v1")
     snap = ModelSnapshot(
-        **{**snap.__dict__, "catalog": {
+        # warm_users 0: rows as built (the cold-item blend: tests/unit/test_content.py)
+        **{**snap.__dict__, "metadata": {**snap.metadata, "content": {"warm_users": 0}},
+           "catalog": {
             "sku": ["c", "a", "zz"],
             "category": ["k2", "k1", "k1"],
             "in_stock": [True, False, True],

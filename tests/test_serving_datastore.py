@@ -48,7 +48,10 @@ def build(rng: random.Random, n_items: int, version: str):
             )
         )
     items = [{"sku": s, "users": rng.randint(0, 9), "weight": 1.0} for s in skus]
-    snapshot = model_builder.build_snapshot(rows, items, {"version": version, "tenant": TENANT})
+    # warm_users 5: items with 0-4 shoppers are cold (blended rows, simrec.core.content),
+    # the others keep their rows as stored: both backends must agree on both kinds.
+    meta = {"version": version, "tenant": TENANT, "content": {"warm_users": 5}}
+    snapshot = model_builder.build_snapshot(rows, items, meta)
     snapshot.catalog = None
     catalog = {
         "sku": skus,

@@ -49,7 +49,9 @@ def model(version: str, tenant: str = TENANT, catalog: dict | None = CATALOG) ->
         scores=np.array(scores),
         users=np.ones(len(indices)),
         popularity=np.array([10.0, 8.0, 9.0, 3.0, 12.0, 0.0]),
-        metadata={"version": version, "tenant": tenant},
+        # warm_users 0: the co-occurrence rows are served as they are (no cold-item blend,
+        # tests/unit/test_content.py has that); catalog-only skus still get content.
+        metadata={"version": version, "tenant": tenant, "content": {"warm_users": 0}},
         catalog=catalog,
     )
 

@@ -57,10 +57,10 @@ IMAGE_GLIBC = DEBIAN_GLIBC[RUN_BASE_IMAGE.rsplit("-", 1)[1]]
 #: The one platform tag the recommend wheel is repaired to (auditwheel refuses if the
 #: compiled kernel needs symbols of a newer glibc).
 IMAGE_PLATFORM = f"manylinux_{IMAGE_GLIBC[0]}_{IMAGE_GLIBC[1]}_{IMAGE_ARCH}"
-#: Pipeline options of Beam's own that the template does not expose.
+#: Exactly what the load pipeline's code imports (tests/unit/test_requirements.py).
 FLEX_REQUIREMENTS = (
-    "apache-beam[gcp]", "numpy", "pyarrow", "fsspec", "gcsfs", "pydantic", "pydantic-settings",
-    "structlog",
+    "apache-beam[gcp]", "numpy", "pyarrow", "fsspec", "gcsfs", "google-cloud-storage",
+    "google-api-core", "google-auth", "pandas", "scipy",
 )  # fmt: skip
 #: Validation of each load pipeline option in the Flex Template metadata.
 FLEX_REGEXES = {

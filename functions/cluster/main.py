@@ -14,8 +14,11 @@ Which event goes where: :mod:`simrec.stages.routes`.
 import functions_framework
 from cloudevents.http import CloudEvent
 
+from simrec import logs
 from simrec.stages import routes
 from simrec.stages.decisions import Decision
+
+logs.configure()
 
 
 @functions_framework.cloud_event

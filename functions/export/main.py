@@ -10,8 +10,11 @@ starts a new attempt. A redelivered message (same event id) starts nothing new. 
 import functions_framework
 from cloudevents.http import CloudEvent
 
+from simrec import logs
 from simrec.stages import routes
 from simrec.stages.decisions import Decision
+
+logs.configure()
 
 
 @functions_framework.cloud_event

@@ -1,6 +1,6 @@
 """recommend: HTTP function serving recommendations from the latest model snapshot.
 
-Routes by path to ``simrec.serving.api`` (``/recommendations``, ``/similar``,
+Routes by path to ``simrec.serving.api`` (``/recommendations``, ``/similar``, ``/trending``,
 ``/healthz``, ``/make_recommendation``, ``/openapi.json``). The app, and with it the
 model holders, is built on the first request from ``SIMREC_*`` settings, so importing
 this module reads nothing. Models load in the background from then on (built in a loader
@@ -18,8 +18,11 @@ import threading
 import flask
 import functions_framework
 
+from simrec import logs
 from simrec.serving.access import Gate
 from simrec.serving.api import ServingApp
+
+logs.configure()
 
 _app: Gate | None = None
 _app_lock = threading.Lock()

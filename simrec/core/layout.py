@@ -5,7 +5,8 @@ exports/<tenant>/dt=YYYY-MM-DD/part-*.parquet     one folder per day
 exports/<tenant>/runs/<run_id>/_MANIFEST.json     written last
 exports/<tenant>/runs/<run_id>/rejects/...        malformed rows with their reason
 similarities/<tenant>/<run_id>/neighbors/*.parquet  sku, neighbors[sku, score, users]
-similarities/<tenant>/<run_id>/items/*.parquet    sku, users, weight (popularity)
+similarities/<tenant>/<run_id>/items/*.parquet    sku, users, weight (popularity),
+                                                  recent_weight, prior_weight (trending)
 similarities/<tenant>/<run_id>/_MANIFEST.json     written last
 models/<tenant>/<version>/...                     immutable serving snapshot
 models/<tenant>/LATEST                            names a complete version; swapped last
@@ -30,7 +31,15 @@ ITEMS = "items"
 #: ``NEIGHBOR_FIELDS`` structs, best first.
 NEIGHBOR_FIELDS = (("sku", "string"), ("score", "double"), ("users", "double"))
 NEIGHBORS_COLUMNS = ("sku", NEIGHBORS)
-ITEMS_FIELDS = (("sku", "string"), ("users", "int64"), ("weight", "double"))
+#: ``recent_weight`` / ``prior_weight``: the item's summed action weights in the recent
+#: days and in the days before (``simrec.core.trending``).
+ITEMS_FIELDS = (
+    ("sku", "string"),
+    ("users", "int64"),
+    ("weight", "double"),
+    ("recent_weight", "double"),
+    ("prior_weight", "double"),
+)
 
 #: The one rule for every name used as a path segment (tenant, run id, model version,
 #: LATEST's content): letters, digits, ``.``, ``_``, ``-``; starts with a letter or digit;

@@ -21,8 +21,9 @@ generated M shop (neutral on MovieLens, whose cells are all equal), and DIMSUM s
 
 Optional quality features (``simrec.core.quality``): with ``half_life_days`` each event's
 weight is multiplied by its time decay before step 1 (so the cap of step 3 ranks decayed
-values); with ``user_weighting`` each kept row is scaled by ``f(n)`` after step 5, ``n``
-= the row's cells.
+values); with ``bm25_b`` > 0 the cells get BM25's saturation and length normalisation
+(:func:`bm25_cells`) after step 5; with ``user_weighting`` each kept row is then scaled by
+``f(n)``, ``n`` = the row's cells.
 
 The Spark job implements the same rule with DataFrame expressions; the two are tested
 against each other.
@@ -93,6 +94,19 @@ def capped_cells(values: np.ndarray, cap: float) -> np.ndarray:
     """``min(value, cap) / cap`` (Spark: ``least(value, cap) / cap``: the same two IEEE
     operations)."""
     return np.minimum(np.asarray(values, dtype=np.float64), cap) / cap
+
+
+def bm25_cells(matrix: sp.csr_matrix, k1: float, b: float) -> np.ndarray:
+    """BM25-style user weighting of the cells (implicit's ``bm25_weight`` without the idf):
+    ``x (k1 + 1) / (k1 (1 - b + b n / avg n) + x)``, ``n`` = the row's cells, ``avg n``
+    their mean over rows with cells. A column's idf factor scales every cell of the column
+    alike, which cosine cancels, so it is left out. Local engine only (Spark: not yet)."""
+    n = np.diff(matrix.indptr).astype(np.float64)
+    if matrix.nnz == 0:
+        return matrix.data.copy()
+    length = (1.0 - b) + b * n / n[n > 0].mean()
+    x = matrix.data
+    return x * (k1 + 1.0) / (k1 * np.repeat(length, np.diff(matrix.indptr)) + x)
 
 
 def build_matrix(
@@ -169,6 +183,8 @@ def build_matrix(
     matrix.sum_duplicates()
     if params.cell_cap_percentile > 0:  # 5.
         matrix.data = capped_cells(matrix.data, cell_cap(matrix.data, params.cell_cap_percentile))
+    if params.bm25_b > 0:
+        matrix.data = bm25_cells(matrix, params.bm25_k1, params.bm25_b)
     if user_weighting != "none":
         # Through the table Spark looks factors up in, so both engines agree to the bit.
         n = np.diff(matrix.indptr)

@@ -8,7 +8,10 @@ definition of the serving model:
 * CSR rows: each item's neighbors by score descending, ties by neighbor index
   ascending, where the score compared is the stored float32 (so the stored order is
   exactly the contract ``ModelSnapshot`` documents);
-* popularity: the items output's distinct-user count, 0 for a sku it does not list.
+* popularity: the items output's distinct-user count, 0 for a sku it does not list;
+* trending: the items output's recent and prior weights ranked by
+  ``simrec.core.trending.ranking`` over the run's window (``metadata["params"]``'s
+  ``window_days``, else ``RunParams``' default).
 
 Neighbor rows come in the normalised form ``{"sku", "items", "scores", "users"}``;
 ``neighbor_row`` turns the Parquet record ``{"sku", "neighbors": [{sku, score, users}]}``
@@ -23,9 +26,14 @@ from typing import Any
 
 import numpy as np
 
+from simrec.core import trending
+from simrec.core.runs import RunParams
 from simrec.core.snapshot import ModelSnapshot
 
 NeighborRow = dict[str, Any]
+#: The items output's weight columns (summed action weights; see ``simrec.core.layout``).
+WEIGHTS = ("weight", "recent_weight", "prior_weight")
+DEFAULT_WINDOW = RunParams.__dataclass_fields__["window_days"].default
 
 
 def neighbor_row(record: Mapping[str, Any]) -> NeighborRow:
@@ -64,17 +72,17 @@ def neighbor_row(record: Mapping[str, Any]) -> NeighborRow:
 
 
 def item_stats(record: Mapping[str, Any]) -> dict[str, Any]:
-    """Normalise one ``items`` Parquet record to ``{"sku", "users", "weight"}``."""
+    """Normalise one ``items`` Parquet record to ``{"sku", "users", "weight",
+    "recent_weight", "prior_weight"}`` (a missing weight is 0)."""
     sku = _sku(record.get("sku"), "item stats")
     users = record.get("users")
     if users is None or int(users) < 0:
         raise ValueError(f"item {sku!r} has an invalid users count {users!r}")
-    weight = record.get("weight")
-    return {
-        "sku": sku,
-        "users": int(users),
-        "weight": 0.0 if weight is None else _finite(weight, f"weight of {sku!r}"),
-    }
+    out: dict[str, Any] = {"sku": sku, "users": int(users)}
+    for name in WEIGHTS:
+        value = record.get(name)
+        out[name] = 0.0 if value is None else _finite(value, f"{name} of {sku!r}")
+    return out
 
 
 def build_snapshot(
@@ -88,11 +96,15 @@ def build_snapshot(
     """
     rows = list(neighbor_rows)
     popularity_by_sku: dict[str, int] = {}
+    trend_by_sku: dict[str, tuple[float, float]] = {}
     for item in item_rows:
         sku = _sku(item.get("sku"), "item stats")
         if sku in popularity_by_sku:
             raise ValueError(f"item {sku!r} appears twice in the items output")
         popularity_by_sku[sku] = int(item.get("users") or 0)
+        trend_by_sku[sku] = (
+            float(item.get("recent_weight") or 0.0), float(item.get("prior_weight") or 0.0)
+        )
 
     vocabulary: set[str] = set(popularity_by_sku)
     seen_rows: set[str] = set()
@@ -120,6 +132,14 @@ def build_snapshot(
     indptr = np.zeros(len(skus) + 1, dtype=np.int64)
     np.cumsum(np.bincount(row_idx, minlength=len(skus)), out=indptr[1:])
     popularity = np.array([popularity_by_sku.get(s, 0) for s in skus], dtype=np.float64)
+    trend = np.array(
+        [trend_by_sku.get(s, (0.0, 0.0)) for s in skus], dtype=np.float64
+    ).reshape(-1, 2)
+    window_days = int((metadata or {}).get("params", {}).get("window_days", DEFAULT_WINDOW))
+    recent_days, prior_days = trending.window_split(window_days)
+    trending_items, trending_scores = trending.ranking(
+        trend[:, 0], trend[:, 1], recent_days, prior_days
+    )
 
     meta = dict(metadata or {})
     meta["counts"] = {
@@ -136,6 +156,8 @@ def build_snapshot(
         users=users[order].astype(np.float32),
         popularity=popularity,
         metadata=meta,
+        trending=trending_items,
+        trending_scores=trending_scores,
     )
 
 
@@ -143,7 +165,9 @@ def same_content(a: ModelSnapshot, b: ModelSnapshot) -> bool:
     """True when two snapshots serve the same model (metadata aside)."""
     return a.skus == b.skus and all(
         np.array_equal(getattr(a, name), getattr(b, name))
-        for name in ("indptr", "indices", "scores", "users", "popularity")
+        for name in (
+            "indptr", "indices", "scores", "users", "popularity", "trending", "trending_scores"
+        )
     )
 
 

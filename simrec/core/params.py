@@ -55,6 +55,24 @@ BOUNDS: dict[str, Bounds] = {
         "matrix's cells and divided by it, so entries lie in [0, 1] without one heavy cell "
         "scaling all others down; 0 = off (raw sums)."
     ),
+    # Levers measured by bench/quality_levers.py (docs/evaluation.md); all off by default.
+    "asymmetric_alpha": Bounds(
+        0, 1, "Asymmetric cosine: sim(i, j) = dot / (n_i^a n_j^(1-a)), n = the item's squared "
+        "norm; 0.5 = cosine (off)."
+    ),
+    "bm25_b": Bounds(
+        0, 1, "BM25-style user weighting: cell x -> x (k1+1) / (k1 (1-b+b n/avg n) + x), "
+        "n = the user's items; 0 = off."
+    ),
+    "bm25_k1": Bounds(0, None, "k1 of bm25_b's saturation (implicit's default 1.2)."),
+    "popularity_discount": Bounds(
+        0, 2, "Neighbour popularity discount: sim(i, j) / users(j)^d (as Personalize SIMS); "
+        "0 = off."
+    ),
+    "popularity_fill": Bounds(
+        0, 1, "1 = top-k slots item-item evidence leaves empty are filled with the most "
+        "popular unseen items; 0 = off (popular items only when there is no evidence)."
+    ),
 }
 USER_WEIGHTING_DESCRIPTION = (
     "Down-weight very active users: row scaled by 1/log2(1+n) ('log') or n**-user_alpha "
@@ -77,6 +95,11 @@ class ModelParams:
     user_alpha: float = 0.7
     shrinkage: float = 20.0
     cell_cap_percentile: float = 50.0
+    asymmetric_alpha: float = 0.5
+    bm25_b: float = 0.0
+    bm25_k1: float = 1.2
+    popularity_discount: float = 0.0
+    popularity_fill: int = 0
 
     def __post_init__(self) -> None:
         for name, bounds in BOUNDS.items():
@@ -122,6 +145,19 @@ class ModelParams:
         if "weights" in data:
             data["weights"] = ActionWeights.from_dict(data["weights"])
         return cls(**data)
+
+
+#: Levers only the single-machine engine implements so far (issue 15.3): the Spark job
+#: should refuse a run that sets one away from its off value (``local_engine_only``).
+LOCAL_ENGINE_ONLY: tuple[str, ...] = (
+    "asymmetric_alpha", "bm25_b", "popularity_discount", "popularity_fill",
+)
+
+
+def local_engine_only(params: ModelParams) -> list[str]:
+    """The :data:`LOCAL_ENGINE_ONLY` levers ``params`` switches on (``bm25_k1`` only
+    matters with ``bm25_b``)."""
+    return [n for n in LOCAL_ENGINE_ONLY if getattr(params, n) != quality.OFF[n]]
 
 
 #: Every parameter's name, in declaration order.

@@ -43,6 +43,11 @@ OFF: dict[str, object] = {
     "user_alpha": 0.5,
     "shrinkage": 0.0,
     "cell_cap_percentile": 0.0,
+    "asymmetric_alpha": 0.5,
+    "bm25_b": 0.0,
+    "bm25_k1": 1.2,
+    "popularity_discount": 0.0,
+    "popularity_fill": 0,
 }
 
 

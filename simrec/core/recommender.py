@@ -16,6 +16,8 @@ Rules (the scoring rules themselves are in ``simrec.core.scoring``):
   ``because``: first the most popular items of the query items' categories and of the
   ``category`` filter (merged by popularity), then the most popular overall; exclusions
   and the mask apply to them too.
+* ``trending``: the model's trending items in their stored order, exclusions and the
+  mask applied (the rule is ``simrec.core.trending``'s, applied when the model is built).
 """
 
 from __future__ import annotations
@@ -148,8 +150,9 @@ class Recommender:
     ) -> list[tuple[int, float]]:
         """``item``'s first ``n`` neighbors (ranked in the model) not excluded and
         allowed, with their similarity; ``row``: its ``(neighbors, scores)`` read
-        elsewhere (the Datastore backend)."""
-        if not 0 <= item < self.snapshot.n_items:
+        elsewhere (the Datastore backend, a cold item's blended row; ``item`` -1: a sku
+        only the catalog lists, ``simrec.core.content``)."""
+        if not (0 <= item < self.snapshot.n_items or (item == -1 and row is not None)):
             raise ValueError(f"item index {item} out of range 0..{self.snapshot.n_items - 1}")
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
@@ -157,6 +160,24 @@ class Recommender:
         skip = set(exclude)
         out: list[tuple[int, float]] = []
         for j, s in zip(cols.tolist(), sims.tolist(), strict=True):
+            if len(out) >= n:
+                break
+            if j not in skip and (allowed is None or allowed[j]):
+                out.append((j, s))
+        return out
+
+    def trending(
+        self, n: int, exclude: Iterable[int] = (), allowed: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
+        """The first ``n`` trending items (ranked in the model, ``simrec.core.trending``)
+        not excluded and allowed, with their growth. No fallback: a model with fewer
+        trending items answers fewer."""
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        skip = set(exclude)
+        out: list[tuple[int, float]] = []
+        for j, s in zip(self.snapshot.trending.tolist(), self.snapshot.trending_scores.tolist(),
+                        strict=True):  # fmt: skip
             if len(out) >= n:
                 break
             if j not in skip and (allowed is None or allowed[j]):

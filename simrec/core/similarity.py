@@ -117,6 +117,7 @@ def _block_topk(
     p: np.ndarray,
     top_k: int,
     shrinkage: float = 0.0,
+    factors: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """Rows of one block -> (row, neighbor, score, users) of its top-K, and its pairs i<j."""
     s_block = s_block.tocoo()
@@ -133,9 +134,10 @@ def _block_topk(
     pairs = int(np.count_nonzero(row < col))
     users = dimsum.estimate_users(cnt, p[row], p[col])
     # Shrinkage (off at 0) after the estimate, before top-K: simrec.core.quality.shrink.
-    score = np.round(
-        quality.shrink(dimsum.clip_similarity(est), users, shrinkage), SCORE_DECIMALS
-    )
+    score = quality.shrink(dimsum.clip_similarity(est), users, shrinkage)
+    if factors is not None:  # similarity variants (neighbour_factors), off by default
+        score = score * factors[0][row] * factors[1][col]
+    score = np.round(score, SCORE_DECIMALS)
     # Top-K per row: sort by (row, score desc, neighbor asc). A full lexsort rather than
     # argpartition because ties must break by sku, and the block is bounded anyway.
     order = np.lexsort((col, -score, row))
@@ -156,6 +158,7 @@ def cosine_topk(
     shrinkage: float = 0.0,
     kernel: str = "auto",
     n_threads: int | None = None,
+    factors: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> TopK:
     """Top-K neighbors per column by (sampled) cosine.
 
@@ -166,13 +169,19 @@ def cosine_topk(
     ``kernel``: ``"cython"`` (compiled, multi-threaded over items, ``n_threads`` defaulting
     to the CPUs this process may use), ``"numpy"`` (the scipy reference, in blocks of
     ``block_cells``) or ``"auto"`` (compiled when built). Both give identical output.
+
+    ``factors`` (``(row, col)``, one value per item, from :func:`neighbour_factors`)
+    multiply pair ``(i, j)``'s score by ``row[i] * col[j]`` before top-K: the similarity
+    variants. Only the NumPy kernel has them (the compiled one and Spark: not yet).
     """
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     quality.validate(shrinkage=shrinkage)
     if kernel not in ("auto", "cython", "numpy"):
         raise ValueError(f"kernel must be auto, cython or numpy, got {kernel!r}")
-    if kernel == "cython" or (kernel == "auto" and _compiled() is not None):
+    if factors is not None and kernel == "cython":
+        raise ValueError("similarity variants (factors) need the numpy kernel")
+    if factors is None and (kernel == "cython" or (kernel == "auto" and _compiled() is not None)):
         return _cosine_topk_compiled(
             matrix, threshold, seed, top_k, user_keys, item_keys, shrinkage, n_threads
         )
@@ -190,7 +199,7 @@ def cosine_topk(
         last = min(n_items, first + block)
         s_block = scaled_t[first:last] @ scaled
         c_block = pattern_t[first:last] @ pattern
-        *arrays, n_pairs = _block_topk(s_block, c_block, first, p, top_k, shrinkage)
+        *arrays, n_pairs = _block_topk(s_block, c_block, first, p, top_k, shrinkage, factors)
         parts.append(tuple(arrays))
         pairs += n_pairs
     if parts:
@@ -470,6 +479,37 @@ def similarity_manifest(
     }
 
 
+def neighbour_factors(
+    matrix: sp.spmatrix, params: ModelParams
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-item ``(row, col)`` score factors of the similarity variants; None when off.
+
+    * asymmetric cosine (``asymmetric_alpha`` = a; Aiolli 2013):
+      ``dot / (n_i^a n_j^(1-a))`` with ``n`` = squared column norm, i.e. the cosine times
+      ``n_i^(1/2-a) * n_j^(a-1/2)``; a = 1/2 is the cosine.
+    * popularity discount (``popularity_discount`` = d, as Amazon Personalize SIMS's
+      popularity discount): the neighbour's score divided by ``users(j)^d``, users(j) =
+      the matrix's rows holding j.
+    """
+    a, d = params.asymmetric_alpha, params.popularity_discount
+    if a == 0.5 and d == 0:
+        return None
+    m = sp.csr_matrix(matrix)
+    n_items = m.shape[1]
+    row = np.ones(n_items)
+    col = np.ones(n_items)
+    if a != 0.5:
+        sq = column_norms(m) ** 2
+        sq[sq == 0] = 1.0
+        row = sq ** (0.5 - a)
+        col = sq ** (a - 0.5)
+    if d > 0:
+        users = np.bincount(m.indices, minlength=n_items).astype(np.float64)
+        users[users == 0] = 1.0
+        col = col * users**-d
+    return row, col
+
+
 def fit_similarities(
     user_ids: object,
     skus: object,
@@ -500,5 +540,6 @@ def fit_similarities(
         dimsum.string_keys(m.user_ids),
         dimsum.string_keys(m.skus),
         shrinkage=params.shrinkage,
+        factors=neighbour_factors(m.matrix, params),
     )
     return m, topk

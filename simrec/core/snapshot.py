@@ -5,7 +5,9 @@ A version folder holds, written in this order:
 * ``arrays.npz``: ``indptr`` (int64, n+1), ``indices`` (int32), ``scores`` (float32),
   ``users`` (float32): row ``i`` of the CSR lists item ``i``'s neighbors sorted by
   score descending (ties: neighbor index ascending); ``popularity`` (float64, n):
-  distinct users per item in the window, for the fallback.
+  distinct users per item in the window, for the fallback; ``trending`` (int32) and
+  ``trending_scores`` (float64): the trending items best first and their growth
+  (``simrec.core.trending``; empty in snapshots built before it).
 * ``skus.json``: the vocabulary, ``skus[i]`` is item ``i``; sorted, unique.
 * ``catalog.parquet`` (optional): the shop's item catalog, one row per sku with
   ``sku`` (string, unique), ``category`` (string, may be null), ``in_stock`` (bool) and
@@ -76,6 +78,12 @@ def catalog_table(catalog: Any) -> Any:
     return table
 
 
+_NO_TRENDING = {
+    "trending": np.zeros(0, dtype=np.int32),
+    "trending_scores": np.zeros(0, dtype=np.float64),
+}
+
+
 @dataclass
 class ModelSnapshot:
     skus: Sequence[str]  # a list, or serving's memory-mapped StringList
@@ -86,6 +94,8 @@ class ModelSnapshot:
     popularity: np.ndarray
     metadata: dict[str, Any] = field(default_factory=dict)
     catalog: Any = None  # optional pyarrow Table, see catalog_table()
+    trending: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+    trending_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
 
     def __post_init__(self) -> None:
         if self.catalog is not None:
@@ -95,6 +105,8 @@ class ModelSnapshot:
         self.scores = np.ascontiguousarray(self.scores, dtype=np.float32)
         self.users = np.ascontiguousarray(self.users, dtype=np.float32)
         self.popularity = np.ascontiguousarray(self.popularity, dtype=np.float64)
+        self.trending = np.ascontiguousarray(self.trending, dtype=np.int32)
+        self.trending_scores = np.ascontiguousarray(self.trending_scores, dtype=np.float64)
         self.validate()
 
     @classmethod
@@ -103,7 +115,7 @@ class ModelSnapshot:
         built and checked by its loader process): no copy and no pass over the data, so
         building it costs the serving process nothing per item."""
         snapshot = cls.__new__(cls)
-        snapshot.__dict__.update({"metadata": {}, "catalog": None, **fields})
+        snapshot.__dict__.update({"metadata": {}, "catalog": None, **_NO_TRENDING, **fields})
         return snapshot
 
     @property
@@ -127,11 +139,15 @@ class ModelSnapshot:
             raise ValueError("indptr must be non-decreasing")
         if nnz and (self.indices.min() < 0 or self.indices.max() >= n):
             raise ValueError("neighbor index out of range")
+        if len(self.trending) != len(self.trending_scores):
+            raise ValueError("trending and trending_scores must have the same length")
+        if len(self.trending) and (self.trending.min() < 0 or self.trending.max() >= n):
+            raise ValueError("trending item index out of range")
         if any(a >= b for a, b in zip(self.skus, self.skus[1:], strict=False)):
             raise ValueError("skus must be sorted and unique")
         # Checked at build and at load alike: JSON has no NaN, so a non-finite score would
         # be served as null, and it breaks every ranking it enters.
-        for name in ("scores", "users", "popularity"):
+        for name in ("scores", "users", "popularity", "trending_scores"):
             values = getattr(self, name)
             if values.size and not np.isfinite(values).all():
                 bad = int(np.count_nonzero(~np.isfinite(values)))
@@ -152,6 +168,8 @@ class ModelSnapshot:
             scores=self.scores,
             users=self.users,
             popularity=self.popularity,
+            trending=self.trending,
+            trending_scores=self.trending_scores,
         )
         meta = {"format": FORMAT_VERSION, **self.metadata}
         files = {

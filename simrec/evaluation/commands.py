@@ -63,8 +63,10 @@ def _split_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the user sample / search")
 
 
-def _prepare(args: argparse.Namespace, console: Console) -> tuple[Any, Any, Any, Settings]:
-    from simrec.evaluation.split import load_events, temporal_split
+def _prepare(
+    args: argparse.Namespace, console: Console, protocol: str = "date"
+) -> tuple[Any, Any, Any, Settings]:
+    from simrec.evaluation.split import choose_split, load_events
 
     settings = Settings()
     with console.status(f"reading {args.events}"):
@@ -75,9 +77,15 @@ def _prepare(args: argparse.Namespace, console: Console) -> tuple[Any, Any, Any,
         console.print(f"dropped {counts['dropped']:,} of {counts['rows']:,} invalid rows")
     window = None if args.all_history else (args.window_days or settings.window_days)
     holdout = None if args.split_date else (args.holdout_days or 30)
-    split = temporal_split(
-        events, holdout_days=holdout, split_date=args.split_date, window_days=window
+    split, why = choose_split(
+        events,
+        protocol,
+        holdout_days=holdout,
+        split_date=args.split_date,
+        window_days=window,
+        holdout_events=getattr(args, "holdout_events", 1),
     )
+    console.print(f"protocol: {why}")
     return events, split, settings.model, settings
 
 
@@ -113,6 +121,13 @@ def _metrics_table(
     return table
 
 
+def _held_out(split: dict[str, Any]) -> str:
+    """What the split holds out, for a table title."""
+    if split.get("protocol") == "per-user":
+        return f"each user's last {split['holdout_events']} event(s) held out"
+    return f"held out from {split['split_date']}"
+
+
 def comparison_line(result: dict[str, Any]) -> str:
     """The paired comparison of the configured model with the best peer, in one line."""
     from simrec.evaluation.metrics import interval_side
@@ -134,7 +149,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from simrec.evaluation.report import render
 
     console = Console(stderr=True)
-    _, split, config, _ = _prepare(args, console)
+    _, split, config, _ = _prepare(args, console, args.protocol)
     console.print(f"split: {json.dumps(split.describe())}")
     with console.status("evaluating") as status:
         result = run_evaluation(
@@ -155,8 +170,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     models = result["models"]
     _out().print(
         _metrics_table(
-            f"{result['protocol']['users_evaluated']:,} users, held out from "
-            f"{result['split']['split_date']}",
+            f"{result['protocol']['users_evaluated']:,} users, " + _held_out(result["split"]),
             {name: m["metrics"] for name, m in models.items()},
             args.k,
             ("emitted pairs", {name: m.get("emitted_pairs") for name, m in models.items()}),
@@ -211,6 +225,15 @@ def add_parsers(sub: Any) -> None:
     """Add ``evaluate`` and ``tune`` to the ``simrec`` sub-command parsers."""
     p = sub.add_parser("evaluate", help="offline evaluation on a temporal split, with a report")
     _split_args(p)
+    p.add_argument(
+        "--protocol", choices=["auto", "date", "per-user"], default="auto",
+        help="date split, per-user split (each user's last events held out), or auto: "
+        "the date split unless it scores fewer than 1000 users (simrec.evaluation.split)",
+    )
+    p.add_argument(
+        "--holdout-events", type=_positive, default=1,
+        help="events held out per user by the per-user split (1)",
+    )
     p.add_argument(
         "--thresholds", type=_thresholds, help="DIMSUM thresholds to compare (0,0.05,0.1,0.2,0.5)"
     )

@@ -3,7 +3,9 @@
 Protocol (docs/evaluation.md):
 
 1. **Split** (:mod:`simrec.evaluation.split`): train on the ``window_days`` days before
-   ``split_date``, hold out ``[split_date, end_date]``.
+   ``split_date``, hold out ``[split_date, end_date]``; or (per-user split) hold out each
+   user's last events and train on the rest. ``split.choose_split`` holds the rule that
+   picks the per-user split when the date split scores too few users.
 2. **Model**: the matrix rule (``simrec.core.matrix.build_matrix``) and the single-machine
    engine (``simrec.core.similarity.cosine_topk``) on the training events, exactly as a
    nightly run on ``split_date`` would (time decay's age 0 is the day before the split),
@@ -46,6 +48,7 @@ from simrec.core.recommender import Recommender
 from simrec.core.similarity import fit_similarities
 from simrec.core.snapshot import ModelSnapshot
 from simrec.evaluation import metrics, peers
+from simrec.evaluation import split as split_module
 from simrec.evaluation.split import Split
 
 DEFAULT_THRESHOLDS = (0.0, 0.05, 0.1, 0.2, 0.5)
@@ -150,15 +153,11 @@ def build_protocol(
     if query_items < 1:
         raise ValueError(f"query_items must be >= 1, got {query_items}")
     train, test = split.train, split.test
-    history = train[["user_id", "sku"]].drop_duplicates()
-    held = test[["user_id", "sku"]].drop_duplicates()
-    new = held.merge(history, on=["user_id", "sku"], how="left", indicator=True)
-    relevant = new.loc[new["_merge"] == "left_only", ["user_id", "sku"]]
-    known = set(history["user_id"].unique())
-    held_users = held["user_id"].unique()
-    eligible = np.sort(relevant["user_id"].unique())
-    eligible = eligible[pd.Index(eligible).isin(list(known))] if len(eligible) else eligible
+    eligible, relevant = split_module.eligible(split)
+    known = set(train["user_id"].unique())
+    held_users = test["user_id"].unique()
     info = {
+        "protocol": split.protocol,
         "held_out_users": int(len(held_users)),
         "cold_users": int(sum(1 for u in held_users if u not in known)),
         "users_only_repeats": int(
@@ -205,15 +204,19 @@ def build_protocol(
 
 
 def recommend(
-    fitted: FittedModel, queries: Queries, weights: ActionWeights, k: int
+    fitted: FittedModel, queries: Queries, weights: ActionWeights, k: int, fill: bool = False
 ) -> tuple[pd.DataFrame, int]:
     """Top-k per user with the serving recommender (``simrec.core.recommender``, its
     popularity fallback included, without categories or because).
 
+    With ``fill`` (``ModelParams.popularity_fill``), slots the kernel leaves empty are
+    filled with the most popular unseen items not already listed (scored below every
+    item-item score). Serving does not fill yet: an evaluation lever.
     Returns ``(user_id, sku, rank, score)`` rows and the number of fallback users.
     """
     snap = fitted.snapshot
     recommender = Recommender(snap)
+    order = scoring.popularity_order(snap.popularity) if fill else None
     users: list[np.ndarray] = []
     items: list[np.ndarray] = []
     scores: list[np.ndarray] = []
@@ -225,11 +228,26 @@ def recommend(
             scoring.Query(q, w), k, exclude=x.tolist(), exclude_query=False, because_k=0
         )
         fallback += rec.fallback
-        if rec.ranked:
-            users.append(np.full(len(rec.ranked), u, dtype=np.int64))
-            items.append(np.asarray(rec.items, dtype=np.int64))
-            scores.append(np.asarray(rec.scores, dtype=np.float64))
+        ids, got = rec.items, rec.scores
+        if fill and rec.ranked and not rec.fallback and len(ids) < k:
+            ids, got = _fill(ids, got, x, order, k)
+        if ids:
+            users.append(np.full(len(ids), u, dtype=np.int64))
+            items.append(np.asarray(ids, dtype=np.int64))
+            scores.append(np.asarray(got, dtype=np.float64))
     return _frame(queries, snap.skus, users, items, scores), fallback
+
+
+def _fill(
+    ids: list[int], got: list[float], excluded: np.ndarray, order: np.ndarray, k: int
+) -> tuple[list[int], list[float]]:
+    """``ids`` padded to ``k`` with the most popular items neither excluded nor listed,
+    scored in popularity order below the lowest item-item score (``popularity_fill``)."""
+    listed = np.concatenate([excluded, np.asarray(ids, dtype=excluded.dtype)])
+    top = order[: k + len(listed)]
+    top = top[~np.isin(top, listed)][: k - len(ids)]
+    pad = min(got) * (1.0 - np.arange(1, len(top) + 1) / (len(top) + 1))
+    return [*ids, *top.tolist()], [*got, *pad.tolist()]
 
 
 def _frame(queries: Queries, skus, users, items, scores) -> pd.DataFrame:
@@ -314,7 +332,9 @@ class Evaluator:
     def evaluate(self, config: ModelParams) -> dict[str, Any]:
         fitted = self.fitted(config)
         t0 = time.perf_counter()
-        recs, fallback = recommend(fitted, self.queries, config.weights, self.k)
+        recs, fallback = recommend(
+            fitted, self.queries, config.weights, self.k, bool(config.popularity_fill)
+        )
         return {
             "config": config.to_json(),
             "metrics": self.measure(recs, config),

@@ -258,6 +258,19 @@ def format_interval(bounds: Any) -> str:
 METRIC_COLUMNS = ("ndcg", "hit_rate", "precision", "recall", "map", "coverage", "mean_popularity")
 
 
+def _held_out(split: dict[str, Any]) -> str:
+    """What the split held out and trained on, in one sentence."""
+    if split.get("protocol") == "per-user":
+        return (
+            f"Each user's last {split['holdout_events']} event(s) held out (per-user split), "
+            f"trained on every other event from {split['train_start']} to {split['end_date']}"
+        )
+    return (
+        f"Held out {split['split_date']} to {split['end_date']}; "
+        f"trained on {split['train_start']} to the day before"
+    )
+
+
 def render(result: dict[str, Any], title: str = "simrec offline evaluation") -> str:
     """The report of a :func:`simrec.evaluation.evaluate.run_evaluation` result."""
     k = result["k"]
@@ -424,8 +437,7 @@ def render(result: dict[str, Any], title: str = "simrec offline evaluation") -> 
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_esc(title)}</title><style>{CSS}</style></head><body>",
         f"<h1>{_esc(title)}</h1>",
-        f'<p class="note">Held out {_esc(split["split_date"])} to {_esc(split["end_date"])}; '
-        f"trained on {_esc(split['train_start'])} to the day before; "
+        f'<p class="note">{_esc(_held_out(split))}; '
         f"{_fmt(split['users_evaluated'])} users evaluated{sampled}, k = {k}. "
         f"{_esc(verdict)}</p>",
         "<h2>Models</h2>",

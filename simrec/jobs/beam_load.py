@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -42,7 +41,7 @@ from apache_beam.io.gcp.datastore.v1new.datastoreio import WriteToDatastore
 from apache_beam.io.gcp.datastore.v1new.types import Entity, Key
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from simrec import publishing, storage
+from simrec import logs, publishing, storage
 from simrec.core import layout, model_builder, tenancy
 from simrec.core.snapshot import ModelSnapshot, catalog_table
 from simrec.storage import snapshots
@@ -54,8 +53,6 @@ DEFAULT_RUNNER = "FnApiRunner"
 ENTITY_KIND = "ItemNeighbors"
 UNINDEXED = ("items", "scores")
 EMULATOR_ENV = "DATASTORE_EMULATOR_HOST"
-
-_LOG = logging.getLogger("load_pipeline")
 
 
 class LoadError(ValueError):
@@ -100,7 +97,8 @@ class ReadNeighborLists(_ReadOutputTable):
 
 
 class ReadItemStats(_ReadOutputTable):
-    """``items/*.parquet`` -> ``{sku, users, weight}`` (popularity for the fallback)."""
+    """``items/*.parquet`` -> ``{sku, users, weight, recent_weight, prior_weight}``
+    (popularity for the fallback, the trending sums)."""
 
     table = layout.ITEMS
     columns = tuple(ITEMS_SCHEMA.names)
@@ -518,7 +516,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: 0 on success, 2 on bad input, 1 when the pipeline fails."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logs.configure()
     try:
         summary = run(argv)
     except LoadError as exc:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from simrec.core.matrix import UserItemMatrix
+from simrec.core import trending
+from simrec.core.matrix import UserItemMatrix, action_weights
 from simrec.core.runs import RunParams
 from simrec.core.similarity import (
     TopK,
@@ -21,19 +23,35 @@ from simrec.core.similarity import (
 from simrec.storage import exports, similarities
 
 
+def _days(df: pd.DataFrame) -> np.ndarray:
+    return pd.to_datetime(df["ts"], utc=True).dt.tz_localize(None).to_numpy("datetime64[D]")
+
+
 def local_similarity(
     events: pa.Table | pd.DataFrame, params: RunParams
 ) -> tuple[UserItemMatrix, TopK]:
     """Matrix rule + cosine top-K in memory for events ``user_id, sku, action[, ts]``
     (``ts``, UTC, only for time decay)."""
     df = events.to_pandas() if isinstance(events, pa.Table) else events
-    days = None
-    if params.model.half_life_days > 0:
-        days = pd.to_datetime(df["ts"], utc=True).dt.tz_localize(None).to_numpy("datetime64[D]")
+    days = _days(df) if params.model.half_life_days > 0 else None
     return fit_similarities(
         df["user_id"], df["sku"], df["action"], params.model, days=days,
         reference_day=params.end_date,
     )
+
+
+def trend_sums(
+    df: pd.DataFrame, params: RunParams, item_skus: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per ``item_skus`` entry (the window's skus, sorted): its summed action weights in
+    the recent days and in the days before (``simrec.core.trending``)."""
+    skus, recent, prior = trending.window_sums(
+        df["sku"], action_weights(df["action"], params.model.weights), _days(df),
+        trending.split_day(params.end_date),
+    )  # fmt: skip
+    if not np.array_equal(skus, item_skus):
+        raise AssertionError("trend sums and the matrix disagree on the window's skus")
+    return recent, prior
 
 
 def run_local_similarity(
@@ -43,11 +61,12 @@ def run_local_similarity(
     t0 = time.perf_counter()
     export_manifest = exports.read_manifest(export_manifest_uri)
     params = params or resolve_params(export_manifest["params"])
-    events = exports.read_events(export_manifest, with_ts=params.model.half_life_days > 0)
+    events = exports.read_events(export_manifest, with_ts=True).to_pandas()
     t1 = time.perf_counter()
     m, topk = local_similarity(events, params)
     neighbors = similarities.neighbors_table(m.skus, topk)
-    items = similarities.items_table(m.item_skus, m.item_users, m.item_weight)
+    recent, prior = trend_sums(events, params, m.item_skus)
+    items = similarities.items_table(m.item_skus, m.item_users, m.item_weight, recent, prior)
     t2 = time.perf_counter()
     outputs = similarities.write_tables(output_uri, neighbors, items)
     counts = {

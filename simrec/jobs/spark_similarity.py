@@ -41,7 +41,8 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from simrec.core import dimsum, layout, quality, similarity
+from simrec import logs
+from simrec.core import dimsum, layout, quality, similarity, trending
 from simrec.core import matrix as matrix_rule
 from simrec.core import params as model_params
 from simrec.core.actions import ACTIONS
@@ -315,7 +316,12 @@ def build_matrix(spark: SparkSession, export_manifest: dict, params: RunParams) 
     model = params.model
     # 1. value per (user, sku)
     decayed = model.half_life_days > 0
-    events = _read_events(spark, export_manifest, decayed).withColumn("w", _weight(params))
+    events = _read_events(spark, export_manifest, with_ts=True).withColumn("w", _weight(params))
+    # The trending sums (simrec.core.trending): undecayed weights, recent days vs before.
+    first_recent = F.lit(trending.split_day(params.end_date).isoformat()).cast("date")
+    events = events.withColumn("recent", F.to_date("ts") >= first_recent).withColumn(
+        "w_raw", F.col("w")
+    )
     value = F.sum("w")
     if decayed:  # fixed-point sums: exact, whatever the order (quality.to_fixed)
         events = _decayed_weight(spark, events, params)
@@ -325,6 +331,8 @@ def build_matrix(spark: SparkSession, export_manifest: dict, params: RunParams) 
         value.alias("value"),
         F.count(F.lit(1)).alias("n_events"),
         F.sum(F.when(bad, 1).otherwise(0)).alias("bad"),
+        F.sum(F.when(F.col("recent"), F.col("w_raw")).otherwise(0.0)).alias("recent_weight"),
+        F.sum(F.when(F.col("recent"), 0.0).otherwise(F.col("w_raw"))).alias("prior_weight"),
     )
     # 2-3. distinct items per user and rank by value desc, sku asc.
     by_value = Window.partitionBy("user_id").orderBy(F.desc("value"), F.asc("sku"))
@@ -335,6 +343,8 @@ def build_matrix(spark: SparkSession, export_manifest: dict, params: RunParams) 
         "value",
         "n_events",
         "bad",
+        "recent_weight",
+        "prior_weight",
         F.sum(F.when(F.col("value") > 0, 1).otherwise(0)).over(whole).alias("n_items"),
         F.row_number().over(by_value).alias("rank"),
     ).persist()
@@ -563,10 +573,14 @@ def _range_topk_fn(shared: Any, top_k: int, shrinkage: float) -> Any:
 
 
 def item_stats(matrix: Matrix) -> DataFrame:
-    """Per sku of the window (before the user filters): distinct users, summed weight."""
+    """Per sku of the window (before the user filters): distinct users, summed weight,
+    and the trending sums (recent and prior weight), in the output schema's order."""
     return matrix.ranked.groupBy("sku").agg(
-        F.count(F.lit(1)).alias("users"), F.sum("value").alias("weight")
-    )
+        F.count(F.lit(1)).alias("users"),
+        F.sum("value").alias("weight"),
+        F.sum("recent_weight").alias("recent_weight"),
+        F.sum("prior_weight").alias("prior_weight"),
+    ).select(*(name for name, _ in layout.ITEMS_FIELDS))
 
 
 def _configure(spark: SparkSession) -> None:
@@ -684,6 +698,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    logs.configure()
     args = parse_args(argv)
     existing = SparkSession.getActiveSession()
     builder = SparkSession.builder.appName("simrec-dimsum").config(

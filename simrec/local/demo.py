@@ -148,6 +148,8 @@ def run_demo(root: Path, n_events: int, serve_forever: str = "auto") -> int:
         top = events["sku"].value_counts().index[0]
         console.print(_items_table(f"GET /similar?sku={top}&n=5",
                                    _get(base, "/similar", sku=top, n=5)["items"]))
+        console.print(_items_table("GET /trending?n=5 (score: growth of the last days)",
+                                   _get(base, "/trending", n=5)["items"]))
         legacy = _get(base, "/make_recommendation", browsed=top, n=3)
         console.print(f"GET /make_recommendation?browsed={top}&n=3 -> {json.dumps(legacy)}")
         prefix = top[: max(1, len(top) - 2)]  # skus sharing all but its last 2 characters

@@ -45,6 +45,7 @@ from urllib.parse import unquote_plus
 import orjson
 
 from simrec.config import Settings
+from simrec.extras import require
 
 log = logging.getLogger(__name__)
 
@@ -124,17 +125,15 @@ class SecretManagerKeys:
 
     def read(self) -> bytes:
         if self._client is None:
-            from google.cloud import secretmanager_v1
-
-            self._client = secretmanager_v1.SecretManagerServiceClient()
+            secretmanager = require("google.cloud.secretmanager_v1", "gcp")
+            self._client = secretmanager.SecretManagerServiceClient()
         response = self._client.access_secret_version(
             request={"name": f"{self.secret}/versions/latest"}
         )
         data = bytes(response.payload.data)
         expected = response.payload.data_crc32c
         if expected:
-            import google_crc32c
-
+            google_crc32c = require("google_crc32c", "gcp")
             if int(google_crc32c.value(data)) != int(expected):
                 raise ValueError(f"{self.secret}: payload CRC32C mismatch")
         return data

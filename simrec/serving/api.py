@@ -39,7 +39,8 @@ import orjson
 from simrec import storage
 from simrec.config import Settings
 from simrec.core import layout
-from simrec.core.scoring import Query
+from simrec.core.recommender import BECAUSE_K, SHARE_DIGITS
+from simrec.core.scoring import Query, make_scorer
 from simrec.core.tenancy import (
     TENANT_PLACEHOLDER,
     check_tenant,
@@ -163,6 +164,7 @@ class ServingApp:
         self.routes: dict[str, Callable[[Params], Response]] = {
             "/recommendations": self._recommendations,
             "/similar": self._similar,
+            "/trending": self._trending,
             "/healthz": self._healthz,
             "/startupz": self._startupz,
             "/make_recommendation": self._make_recommendation,
@@ -320,6 +322,9 @@ class ServingApp:
     def similar(self, args: Mapping[str, Any]) -> Response:
         return self.dispatch("GET", "/similar", normalise_params(args))[0]
 
+    def trending(self, args: Mapping[str, Any]) -> Response:
+        return self.dispatch("GET", "/trending", normalise_params(args))[0]
+
     def healthz(self, args: Mapping[str, Any] | None = None) -> Response:
         return self.dispatch("GET", "/healthz", normalise_params(args or {}))[0]
 
@@ -384,6 +389,27 @@ class ServingApp:
         skus = model.snapshot.skus
         return query, [skus[i] for i in query.items.tolist()]
 
+    def _cold_query(
+        self, model: LoadedModel, pairs: list[tuple[str, str]]
+    ) -> tuple[Any, np.ndarray, np.ndarray, list[str]] | None:
+        """When an input sku is in the catalog only: ``(scorer, rows, weights, query
+        skus)`` over the query's blended rows (``simrec.core.content``); None otherwise
+        (the model's scorer reads the blended rows of model items already) and with the
+        Datastore backend. Weights are summed per sku as in ``_query``."""
+        content = model.content
+        if content is None or self.datastore is not None:
+            return None
+        index, summed = model.sku_index, {}
+        for sku, action in pairs:
+            if sku in index or sku in content.row_of:
+                summed[sku] = summed.get(sku, 0.0) + self.weights[action]
+        if all(sku in index for sku in summed):
+            return None
+        indptr, indices, scores = content.query_rows(summed, index, model.snapshot.neighbors)
+        scorer = make_scorer(indptr, indices, scores, model.n_items)
+        weights = np.fromiter(summed.values(), dtype=np.float64, count=len(summed))
+        return scorer, np.arange(len(summed), dtype=np.int32), weights, list(summed)
+
     def _recommendations(self, params: Params) -> Response:
         n = parse_n(params, self.max_n)
         exclude_seen = parse_bool(params, "exclude_seen", default=True)
@@ -393,6 +419,16 @@ class ServingApp:
         allowed = self._filters(params, model, query.items.tolist())
         excluded = self._excluded(params, model)
         scorer, rows = self._scorer(tenant, model, query)
+        cold = self._cold_query(model, pairs)
+        if cold is not None:  # a catalog-only input sku: the query's blended rows
+            c_scorer, c_rows, c_weights, c_labels = cold
+            seen = query.items.tolist() if exclude_seen else []
+            x = np.array([*excluded, *seen], dtype=np.int32)
+            ranked = c_scorer.recommend(c_rows, c_weights, n, x, allowed, BECAUSE_K, c_labels,
+                                        SHARE_DIGITS, BECAUSE_KEYS)  # fmt: skip
+            if ranked:
+                out = self._entries(model, ranked)
+                return {"items": out, "model_version": model.version, "fallback": False}, 200
         rec = model.recommender.recommend(
             query, n, exclude=excluded, exclude_query=exclude_seen, allowed=allowed,
             category=parse_text(params, "category"), scorer=scorer, rows=rows,
@@ -426,18 +462,38 @@ class ServingApp:
         item = model.sku_index.get(sku)
         allowed = self._filters(params, model, [] if item is None else [item])
         excluded = self._excluded(params, model)
-        if item is None:
+        content = model.content
+        if item is None and (content is None or sku not in content.row_of):
             return {"error": f"unknown sku {sku[:100]!r}", "sku": sku}, 404
         row = None
-        if self.datastore is not None:
+        if item is None:  # in the catalog only: its attributes alone
+            row = (np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32))
+        elif self.datastore is not None:
             try:
                 (row,) = self.datastore.rows(self.namespace(tenant), model, [item])
             except DatastoreUnavailable as exc:
                 log.warning("%s", exc)
                 raise Unavailable("the neighbor store is unavailable; retry") from None
-        similar = model.recommender.similar(item, n, excluded, allowed, row)
+        why = None
+        if content is not None and content.is_cold(item):
+            cooc = model.snapshot.neighbors(item) if row is None else row
+            cols, sims, reasons = content.blended_row(sku, item, cooc)
+            row, why = (cols, sims), dict(zip(cols.tolist(), reasons, strict=True))
+        similar = model.recommender.similar(-1 if item is None else item, n, excluded, allowed,
+                                            row)  # fmt: skip
         out = self._entries(model, [(j, s, None) for j, s in similar])
+        if why is not None:
+            for entry, (j, _) in zip(out, similar, strict=True):
+                entry["reason"] = why[j]
         return {"sku": sku, "items": out, "model_version": model.version}, 200
+
+    def _trending(self, params: Params) -> Response:
+        n = parse_n(params, self.max_n)
+        _, model = self._model(params)
+        allowed = self._filters(params, model, [])
+        trending = model.recommender.trending(n, self._excluded(params, model), allowed)
+        out = self._entries(model, [(j, s, None) for j, s in trending])
+        return {"items": out, "model_version": model.version}, 200
 
     def _healthz(self, params: Params) -> Response:
         try:

@@ -23,6 +23,7 @@ import numpy as np
 from cachetools import TTLCache
 
 from simrec.core.scoring import Scorer, make_scorer
+from simrec.extras import require
 from simrec.serving.model_holder import LoadedModel
 
 ENTITY_KIND = "ItemNeighbors"  # as written by beam/load_pipeline.py
@@ -39,8 +40,7 @@ def default_client_factory(project: str) -> Callable[[str | None], Any]:
     ``DATASTORE_EMULATOR_HOST``."""
 
     def make(namespace: str | None) -> Any:
-        from google.cloud import datastore
-
+        datastore = require("google.cloud.datastore", "gcp")
         return datastore.Client(project=project, namespace=namespace or None)
 
     return make
@@ -134,6 +134,11 @@ class DatastoreNeighbors:
     ) -> tuple[Scorer, np.ndarray]:
         """A scorer whose row ``q`` is the ``q``-th query item, and those row numbers."""
         rows = self.rows(namespace, model, items)
+        content = model.content
+        if content is not None:  # cold items score on their blended rows, as in memory
+            skus = model.snapshot.skus
+            rows = [content.blended_row(skus[i], i, row)[:2] if content.is_cold(i) else row
+                    for i, row in zip(items, rows, strict=True)]  # fmt: skip
         indptr = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum([len(r[0]) for r in rows], out=indptr[1:])
         if rows:

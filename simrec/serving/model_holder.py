@@ -40,11 +40,13 @@ from typing import Any
 
 import numpy as np
 
+from simrec.core.content import ContentIndex, ContentParams
 from simrec.core.recommender import Recommender
 from simrec.core.scoring import Scorer, make_scorer
 from simrec.core.snapshot import ModelSnapshot
 from simrec.serving.catalog import ServingCatalog
 from simrec.serving.model_image import (
+    BLEND_ARRAYS,
     SNAPSHOT_ARRAYS,
     ImageBuildError,
     build_image,
@@ -80,6 +82,7 @@ class LoadedModel:
     scorer: Scorer
     recommender: Recommender
     catalog: ServingCatalog | None = None
+    content: ContentIndex | None = None  # cold-item neighbours, with a catalog
 
     @classmethod
     def from_snapshot(cls, version: str, snapshot: ModelSnapshot) -> LoadedModel:
@@ -101,8 +104,16 @@ class LoadedModel:
         )
         popular = arrays["popular"]
         popular_list, popularity = memoryview(popular), memoryview(snapshot.popularity)
-        scorer = make_scorer(snapshot.indptr, snapshot.indices, snapshot.scores)
+        # With cold items (simrec.core.content) the scorer reads their blended rows.
+        csr = (arrays[name] for name in BLEND_ARRAYS) if BLEND_ARRAYS[0] in arrays else (
+            snapshot.indptr, snapshot.indices, snapshot.scores)  # fmt: skip
+        scorer = make_scorer(*csr)
         catalog = ServingCatalog(arrays) if "catalog_in_stock" in arrays else None
+        content = ContentIndex(
+            StringIndex(arrays, "content_skus"), arrays["content_indptr"],
+            arrays["content_indices"], arrays["content_scores"], snapshot.popularity,
+            ContentParams.from_metadata(metadata),
+        ) if "content_indptr" in arrays else None  # fmt: skip
         return cls(
             version=version,
             snapshot=snapshot,
@@ -120,6 +131,7 @@ class LoadedModel:
                 popular_by_category=None if catalog is None else catalog.popular_by_category,
             ),
             catalog=catalog,
+            content=content,
         )
 
     @property

@@ -41,10 +41,16 @@ from typing import Any
 
 import numpy as np
 
+from simrec.core.content import (
+    ContentIndex,
+    ContentParams,
+    catalog_columns,
+    content_neighbours,
+)
 from simrec.core.scoring import popularity_order
 from simrec.core.snapshot import ModelSnapshot
 from simrec.serving.catalog import catalog_arrays
-from simrec.serving.string_table import string_table
+from simrec.serving.string_table import StringIndex, string_table
 
 Arrays = dict[str, np.ndarray]
 
@@ -54,7 +60,10 @@ IMAGE_NAME = "model.image"
 TEMP_PREFIX = "simrec-model-"
 BUILD_TIMEOUT_SECONDS = 1800.0
 CHILD_NICENESS = 10  # the builder yields the CPU to request threads
-SNAPSHOT_ARRAYS = ("indptr", "indices", "scores", "users", "popularity")
+SNAPSHOT_ARRAYS = (
+    "indptr", "indices", "scores", "users", "popularity", "trending", "trending_scores"
+)  # fmt: skip
+BLEND_ARRAYS = ("blend_indptr", "blend_indices", "blend_scores")  # simrec.core.content
 
 
 class ImageBuildError(RuntimeError):
@@ -70,7 +79,36 @@ def build_image(snapshot: ModelSnapshot) -> Arrays:
     if snapshot.catalog is not None:
         sku_index = {sku: i for i, sku in enumerate(snapshot.skus)}
         arrays.update(catalog_arrays(snapshot.catalog, sku_index, popular))
+        params = ContentParams.from_metadata(snapshot.metadata)
+        arrays.update(
+            content_arrays(snapshot.catalog, snapshot.skus, snapshot.popularity, params)
+        )
+        content = ContentIndex(
+            StringIndex(arrays, "content_skus"), arrays["content_indptr"],
+            arrays["content_indices"], arrays["content_scores"], snapshot.popularity, params,
+        )  # fmt: skip
+        blended = content.blended_matrix(
+            snapshot.skus, snapshot.indptr, snapshot.indices, snapshot.scores
+        )
+        if blended is not None:  # what the scorer reads: cold rows blended, warm as they are
+            arrays.update(zip(BLEND_ARRAYS, blended, strict=True))
     return arrays
+
+
+def content_arrays(
+    catalog: Any, skus: Any, popularity: np.ndarray, params: ContentParams
+) -> Arrays:
+    """The cold-item content neighbours (``simrec.core.content``) as image arrays: built
+    here, with the catalog, so the TF-IDF products run in the loader process."""
+    catalog_skus, indptr, indices, scores = content_neighbours(
+        catalog_columns(catalog), skus, popularity, params
+    )
+    return {
+        **string_table(catalog_skus, "content_skus"),
+        "content_indptr": indptr,
+        "content_indices": indices,
+        "content_scores": scores,
+    }
 
 
 def write_image(path: str, arrays: Mapping[str, np.ndarray], metadata: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from simrec.core import content, trending
 from simrec.core.recommender import BECAUSE_K, SHARE_DIGITS
 from simrec.serving import access
 from simrec.serving.parameters import (
@@ -33,6 +34,7 @@ from simrec.serving.ui import endpoints as ui_endpoints
 SUMMARIES = {
     "/recommendations": "Items for a shopper's recent items, with why.",
     "/similar": "The nearest neighbors of one item.",
+    "/trending": "Items whose events grew most in the last days.",
     "/healthz": "Whether a model is loaded, and which.",
     "/startupz": "The startup probe: the model is loaded, or none is published.",
     "/make_recommendation": "The original service's endpoint (input items kept).",
@@ -61,6 +63,12 @@ filters and exclusions applied, popularity as score. `same_category` keeps items
 input item's category; `price_within=F` items priced from p/F to p*F for an input item's
 price p (items without a price never pass). `/make_recommendation` keeps the input items
 and has no fallback (an empty `result`); its error bodies carry `"result": []` too.
+
+Trending: `/trending` ranks the items by the growth of their weighted events in the
+last {recent_days} days of the nightly run's window against the days before,
+`score = (recent/{recent_days} + {smoothing:g}) / (prior/prior_days + {smoothing:g})` (daily
+rates), items with at least {min_support:g} weighted recent events only; the filters and
+exclusions apply, and there is no fallback (fewer items when fewer trend).
 
 Tenants: `tenant` selects one of the shops this deployment serves ({tenants}); another
 name is a 404 with `field` `tenant`. Until a tenant's model is loaded, and when the
@@ -127,6 +135,13 @@ def _answers() -> dict[str, dict[str, Any]]:
             {"type": "object", "required": ["because"], "properties": {"because": because}},
         ]
     }
+    reasons = [content.REASON_EVENTS, content.REASON_ATTRIBUTES, content.REASON_BOTH]
+    similar = {
+        "allOf": [
+            _ref("Item"),
+            {"type": "object", "properties": {"reason": {"enum": reasons}}},
+        ]
+    }
     return {
         "/recommendations": _json(
             {
@@ -146,11 +161,24 @@ def _answers() -> dict[str, dict[str, Any]]:
                 "required": ["sku", "items", "model_version"],
                 "properties": {
                     "sku": {"type": "string"},
+                    "items": {"type": "array", "items": similar},
+                    "model_version": {"type": "string"},
+                },
+            },
+            "The item's neighbors, most similar first. An item with few or no events (a "
+            "sku only the catalog lists, too) gets neighbors from its attributes blended "
+            "with its events (simrec.core.content); each then has a `reason`.",
+        ),
+        "/trending": _json(
+            {
+                "type": "object",
+                "required": ["items", "model_version"],
+                "properties": {
                     "items": {"type": "array", "items": _ref("Item")},
                     "model_version": {"type": "string"},
                 },
             },
-            "The item's neighbors, most similar first.",
+            "Trending items, fastest growing first; `score` is the growth.",
         ),
         "/make_recommendation": _json(
             {
@@ -204,7 +232,9 @@ def openapi_document(max_n: int, max_skus: int, tenants: Iterable[str]) -> dict[
     tenants = sorted(tenants)
     errors = {
         "400": _json(_ref("Error"), "A parameter is invalid; `field` names it."),
-        "404": _json(_ref("Error"), "Unknown tenant (or sku, for /similar)."),
+        "404": _json(
+            _ref("Error"), "Unknown tenant (or, for /similar, a sku no model or catalog lists)."
+        ),
         "503": _json(_ref("Error"), "No model loaded yet, or the neighbor store failed."),
     }
     answers = _answers()
@@ -224,6 +254,9 @@ def openapi_document(max_n: int, max_skus: int, tenants: Iterable[str]) -> dict[
     shared = [_parameter(PARAMS[name], max_n, max_skus) for name in ("n", "tenant")]
     paths.update(ui_endpoints.openapi_paths(*shared, errors))
     description = RULES.format(
+        recent_days=trending.DEFAULTS.recent_days,
+        smoothing=trending.DEFAULTS.smoothing,
+        min_support=trending.DEFAULTS.min_support,
         max_skus=max_skus,
         max_sku=MAX_SKU_LENGTH,
         max_query=max_query_bytes(max_skus),

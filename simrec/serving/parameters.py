@@ -78,6 +78,7 @@ ENDPOINT_PARAMS: dict[str, tuple[str, ...]] = {
     "/recommendations": ("browsed", "basket", "purchased", "n", "exclude_seen", *FILTERS,
                          "tenant"),  # fmt: skip
     "/similar": ("sku", "n", *FILTERS, "tenant"),
+    "/trending": ("n", "exclude", "in_stock_only", "category", "tenant"),
     "/healthz": ("tenant",),
     "/startupz": (),
     "/make_recommendation": ("browsed", "basket", "purchased", "n", "tenant"),

@@ -39,6 +39,7 @@ from typing import Any
 
 import orjson
 
+from simrec import logs
 from simrec.config import Settings
 from simrec.serving import api
 from simrec.serving.access import Gate, header_map
@@ -246,6 +247,7 @@ def gunicorn_options(
         "keepalive": KEEPALIVE_SECONDS,
         "backlog": 2048,
         "loglevel": "warning",  # start/stop chatter off; errors stay
+        "logconfig_dict": logs.gunicorn_logconfig(),  # its errors as Cloud Logging JSON
         "control_socket_disable": True,  # no ~/.gunicorn socket
         "graceful_timeout": 10,
     }
@@ -282,6 +284,7 @@ def serve(
     """
     from gunicorn.app.base import BaseApplication
 
+    logs.configure()  # before the fork: every worker inherits the one handler
     global HEADER_TIMEOUT_SECONDS
     HEADER_TIMEOUT_SECONDS = header_timeout  # the forked workers inherit it
     options = gunicorn_options(settings, host, port, workers, threads, server, access_log)

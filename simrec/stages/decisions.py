@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from simrec.deploy_contract import FAILED_ACTION
+from simrec import logs
+from simrec.deploy_contract import FAILED_ACTION, FAILED_SEVERITY
 from simrec.deploy_contract import JOB_GAVE_UP_ALERT as JOB_GAVE_UP_ALERT  # re-exported
-from simrec.logs import get_logger
+
+#: The level a failed decision is logged at: the one whose severity the alert selects.
+FAILED_LEVEL = logging.getLevelNamesMapping()[FAILED_SEVERITY]
 
 Action = Literal["ignored", "skipped", "launched", "exported", "succeeded", "resumed", "failed"]
 
@@ -25,11 +29,10 @@ class Decision:
 
     def log(self) -> Decision:
         fields = {k: v for k, v in asdict(self).items() if v not in ("", {}, None)}
-        logger = get_logger()
-        if self.action == FAILED_ACTION:  # severity ERROR: FAILED_SEVERITY
-            logger.error(f"{self.stage}: {self.action}", **fields)
-        else:
-            logger.info(f"{self.stage}: {self.action}", **fields)
+        level = FAILED_LEVEL if self.action == FAILED_ACTION else logging.INFO
+        logs.get_logger(logs.DECISIONS_LOGGER).log(
+            level, f"{self.stage}: {self.action}", extra={logs.FIELDS: fields}
+        )
         return self
 
 

@@ -20,6 +20,8 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from simrec.extras import require
+
 
 def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """The filesystem and path of ``uri``.
@@ -64,8 +66,7 @@ Token = Any
 
 @functools.lru_cache(maxsize=4)
 def _gcs_client(emulator: str, project: str) -> Any:
-    from google.cloud import storage as gcs
-
+    gcs = require("google.cloud.storage", "gcp")
     if emulator:  # the client reads STORAGE_EMULATOR_HOST itself; no credentials there
         from google.auth.credentials import AnonymousCredentials
 
@@ -117,10 +118,11 @@ def write_if_unchanged(uri: str, data: bytes, token: Token) -> bool:
     the file is re-checked, then replaced by rename.
     """
     if uri.startswith("gs://"):
+        blob = _gcs_blob(uri)
         from google.api_core.exceptions import PreconditionFailed
 
         try:
-            _gcs_blob(uri).upload_from_string(data, if_generation_match=token)
+            blob.upload_from_string(data, if_generation_match=token)
         except PreconditionFailed:
             return False
         return True

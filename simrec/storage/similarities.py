@@ -2,7 +2,8 @@
 
 ```
 <output>/neighbors/*.parquet   sku, neighbors: list<struct<sku, score, users>> (sorted)
-<output>/items/*.parquet       sku, users (distinct users), weight (summed weight)
+<output>/items/*.parquet       sku, users (distinct users), weight (summed weight),
+                               recent_weight, prior_weight (simrec.core.trending)
 <output>/_MANIFEST.json        written last
 ```
 
@@ -54,12 +55,19 @@ def neighbors_table(skus: np.ndarray, topk: TopK) -> pa.Table:
     return table.filter(pa.array(np.diff(topk.indptr) > 0))
 
 
-def items_table(skus: np.ndarray, users: np.ndarray, weight: np.ndarray) -> pa.Table:
+def items_table(
+    skus: np.ndarray,
+    users: np.ndarray,
+    weight: np.ndarray,
+    recent_weight: np.ndarray,
+    prior_weight: np.ndarray,
+) -> pa.Table:
     return pa.Table.from_arrays(
         [
             pa.array(np.asarray(skus, dtype=object), type=pa.string()),
             pa.array(np.asarray(users, dtype=np.int64)),
-            pa.array(np.asarray(weight, dtype=np.float64)),
+            *(pa.array(np.asarray(w, dtype=np.float64))
+              for w in (weight, recent_weight, prior_weight)),
         ],
         schema=ITEMS_SCHEMA,
     )

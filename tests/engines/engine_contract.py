@@ -5,7 +5,8 @@ against every storage backend), every engine that writes a similarity run (the
 single-machine engine, the Spark job's broadcast and shuffle plans) is held to the same
 tests here: the output schema and layout of :mod:`simrec.core.layout`, exact cosine
 against a scipy oracle, the matrix rule's cap and minimum on a hand-made shop, top-K,
-the DIMSUM threshold (sampling), determinism for a seed, empty input and bad rows.
+the DIMSUM threshold (sampling), determinism for a seed, empty input and bad rows, and
+the items table's trending sums.
 
 A subclass names its ``engine`` (the manifest's) and implements :meth:`compute`. Runs
 are cached per class and output name, so each configuration runs once per engine.
@@ -22,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 import scipy.sparse as sp
 
-from simrec.core import dimsum, layout
+from simrec.core import dimsum, layout, trending
 from simrec.core.actions import ACTIONS, ActionWeights
 from simrec.core.matrix import build_matrix
 from simrec.core.runs import RunParams
@@ -169,6 +170,26 @@ class EngineContract:
         assert items["sku"].tolist() == want.index.tolist()
         assert items["users"].tolist() == want["users"].tolist()
         np.testing.assert_allclose(items["weight"], want["weight"], rtol=1e-12)
+
+    def test_items_carry_the_trending_sums(self, exported_shop):
+        """Per sku, its summed action weights on the recent days (``simrec.core.trending``:
+        from ``split_day`` to the window's last day) and before, undecayed: the same with
+        time decay on."""
+        events = exported_shop.events
+        first_recent = trending.split_day(exported_shop.params.end_date)
+        w = events["action"].map(ActionWeights().as_dict())
+        recent = pd.to_datetime(events["ts"], utc=True).dt.date >= first_recent
+        want = events.assign(r=w.where(recent, 0.0), p=w.where(~recent, 0.0)).groupby("sku")
+        want = want.agg(recent_weight=("r", "sum"), prior_weight=("p", "sum"))
+        assert (want["recent_weight"] > 0).sum() > 10 and (want["prior_weight"] > 0).sum() > 10
+        for name, overrides in (("exact", {"threshold": 0.0, "top_k": ALL}),
+                                ("decayed-top3", {"threshold": 0.0, "top_k": 3,
+                                                  "half_life_days": 7.0})):  # fmt: skip
+            manifest = self.run(exported_shop, name, overrides)
+            items = similarities.read_items(manifest["outputs"][layout.ITEMS]).to_pandas()
+            assert items["sku"].tolist() == want.index.tolist(), name
+            for column in ("recent_weight", "prior_weight"):
+                np.testing.assert_allclose(items[column], want[column], rtol=1e-12, err_msg=name)
 
     # --- the numbers ---------------------------------------------------------------------
     def test_threshold_zero_is_exact_cosine(self, exported_shop):

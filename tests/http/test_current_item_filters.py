@@ -46,7 +46,8 @@ def snapshot(catalog: dict | None) -> ModelSnapshot:
         scores=np.array(scores),
         users=np.ones(len(indices)),
         popularity=np.array([5.0, 4.0, 3.0, 8.0, 2.0, 1.0, 6.0, 7.0]),
-        metadata={"version": "v1", "tenant": TENANT},
+        # warm_users 0: the rows above as served (cold-item blend: tests/unit/test_content.py)
+        metadata={"version": "v1", "tenant": TENANT, "content": {"warm_users": 0}},
         catalog=catalog,
     )
 
