@@ -12,8 +12,8 @@ from __future__ import annotations
 #: (layer, units) from the bottom up; every unit names what it may import, below.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("pure core", ("simrec.core",)),
-    ("shared rules", ("simrec.config", "simrec.sql", "simrec.logs", "simrec.deploy_contract",
-                      "simrec.stages.cloudevents", "simrec.generate")),
+    ("shared rules", ("simrec.config", "simrec.sql", "simrec.logs", "simrec.extras",
+                      "simrec.deploy_contract", "simrec.stages.cloudevents", "simrec.generate")),
     ("objects", ("simrec.storage", "simrec.publishing")),
     ("jobs, ports", ("simrec.jobs", "simrec.adapters")),
     ("stages, serving, evaluation", ("simrec.stages", "simrec.serving", "simrec.evaluation")),
@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                       "functions.recommend", "spark", "beam")),
 )  # fmt: skip
 
-_SHARED = ("simrec.core", "simrec.config", "simrec.logs")
+_SHARED = ("simrec.core", "simrec.config", "simrec.logs", "simrec.extras")
 
 #: unit -> the units it may import (besides itself and the package root ``simrec``).
 ALLOWED: dict[str, tuple[str, ...]] = {
@@ -31,10 +31,11 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "simrec.config": ("simrec.core", "simrec.sql"),
     "simrec.sql": ("simrec.core",),
     "simrec.logs": (),
+    "simrec.extras": (),
     "simrec.deploy_contract": ("simrec.config",),
     "simrec.stages.cloudevents": (),
     "simrec.generate": ("simrec.core",),
-    "simrec.storage": ("simrec.core", "simrec.publishing"),
+    "simrec.storage": ("simrec.core", "simrec.extras", "simrec.publishing"),
     "simrec.publishing": ("simrec.core", "simrec.storage"),
     "simrec.jobs": ("simrec.core", "simrec.logs", "simrec.storage", "simrec.publishing"),
     "simrec.adapters": (*_SHARED, "simrec.sql", "simrec.deploy_contract",
