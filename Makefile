@@ -10,7 +10,8 @@ PYTEST_ARGS ?=
 # Every optional group (pyproject.toml): the demo runs the whole pipeline, the suite tests it.
 EXTRAS ?= local,spark,beam,gcp,eval,test,build,bench
 
-.PHONY: install demo test test-fast test-slow lint bench build clean
+.PHONY: install demo test test-fast test-slow test-unit test-engines test-cloud test-http lint bench \
+	build clean
 
 include mk/terraform.mk
 
@@ -29,8 +30,17 @@ demo: $(STAMP)
 test: $(STAMP) $(CHECKOV)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The tier for every change, under two minutes on 2 cores: every folder, without the tests
+# that start Spark or an emulator, build the deploy artifacts, run the whole local chain,
+# or belong to the nightly tier.
+FAST := not spark and not emulator and not build and not chain and not slow
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not spark and not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "$(FAST)" $(PYTEST_ARGS)
+
+# One folder of tests/ (unit, engines, cloud, http), e.g. `make test-engines`.
+TEST_FOLDERS := unit engines cloud http
+$(addprefix test-,$(TEST_FOLDERS)): test-%: $(STAMP)
+	$(PY) -m pytest tests/$* $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)

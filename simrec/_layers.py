@@ -1,6 +1,6 @@
 """The dependency rule: which part of the code may import which (the one definition).
 
-``tests/test_dependency_rule.py`` checks every import of every module against it, and
+``tests/unit/test_dependency_rule.py`` checks every import of every module against it, and
 ``docs/architecture.md`` shows its table as printed by ``python -m simrec._layers``
 (the test compares the two). A module belongs to the longest unit naming a prefix of
 its dotted name (``simrec.stages.cloudevents`` before ``simrec.stages``); a unit may

@@ -3,7 +3,7 @@
 The handlers log with these field names and values, the Dataflow launcher names its jobs
 and staging folders with them, and Terraform builds its log filters, alert conditions and
 lifecycle rules from ``terraform/contract.json``, which is generated from this module
-(``python -m simrec.deploy_contract --write``; tests/test_alert_filters.py fails while the
+(``python -m simrec.deploy_contract --write``; tests/cloud/test_alert_filters.py fails while the
 file is stale). ``terraform/model.json``, generated the same way, holds the model
 parameters' defaults and bounds as ``simrec.config.Settings`` validates them (it takes them
 from ``simrec.core.params``): Terraform's ``model`` variable (terraform/model.tf) is checked

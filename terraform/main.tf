@@ -48,7 +48,7 @@ locals {
 
   # Every SIMREC_* variable the code reads (simrec.config.Settings), set on every function and
   # on the recommend service, so all of them share one configuration: these and the model's
-  # (local.model_env, model.tf). tests/test_terraform.py compares the names with
+  # (local.model_env, model.tf). tests/cloud/test_terraform.py compares the names with
   # simrec.config.settings_env_names().
   environment = merge(local.settings_env, local.model_env)
   settings_env = {
@@ -92,7 +92,7 @@ locals {
     SIMREC_DATAPROC_WORKFLOW_TEMPLATE = module.dataproc.workflow_template_name
     SIMREC_FLEX_TEMPLATE_URI          = module.dataflow.flex_template_uri
     SIMREC_DATAFLOW_SERVICE_ACCOUNT   = module.iam.emails.dataflow
-    # Not Settings fields yet (tests/test_terraform.py lists them as pending): the launch
+    # Not Settings fields yet (tests/cloud/test_terraform.py lists them as pending): the launch
     # environment of the Dataflow job, which bounds its cost.
     SIMREC_DATAFLOW_MAX_WORKERS  = tostring(var.dataflow_max_workers)
     SIMREC_DATAFLOW_MACHINE_TYPE = var.dataflow_machine_type

@@ -1,6 +1,6 @@
 # Inputs of the simrec deployment. Variables named like a field of simrec.config.Settings
 # (window_days, max_n, ...) set that field's SIMREC_* variable on every function and on the
-# recommend service; their defaults are the Settings defaults (tests/test_terraform.py checks).
+# recommend service; their defaults are the Settings defaults (tests/cloud/test_terraform.py checks).
 # The model's parameters are one variable, `model`, declared in model.tf.
 
 # --- project and naming --------------------------------------------------------------------

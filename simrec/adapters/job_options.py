@@ -3,7 +3,7 @@
 Both launchers of a job use the same function: the local one turns the options into the
 job's command line, the cloud one into its launch request (Flex Template parameters and
 launch environment; Dataproc workflow template parameters). So a setting reaches the job
-the same way on both, and tests/test_job_options.py checks every parameter the Flex
+the same way on both, and tests/cloud/test_job_options.py checks every parameter the Flex
 Template metadata and the Dataproc template declare against these functions.
 """
 

@@ -4,7 +4,7 @@ Generated from the declarations the parser enforces (``simrec.serving.parameters
 every parameter, its kind, which endpoint takes it, the limits) and the answer shapes
 below, so the rules are written once. ``readme_table`` renders the README's API table
 from it (``tests/http/test_api_docs.py`` keeps the two equal) and a property-based fuzz
-(``tests/test_api_fuzz.py``, schemathesis) checks the running app against it: every
+(``tests/http/test_api_fuzz.py``, schemathesis) checks the running app against it: every
 documented parameter, status and body shape, so a client generator or a gateway can rely
 on it.
 """

@@ -29,7 +29,7 @@ from simrec.core.matrix import build_matrix
 from simrec.core.runs import RunParams
 from simrec.core.similarity import column_norms, fit_similarities, resolve_params
 from simrec.storage import similarities
-from tests.plugins.data import BINARY_WEIGHTS, PLAIN, ExportedShop, export_events
+from tests.builders import BINARY_WEIGHTS, PLAIN, ExportedShop, export_events
 
 ALL = 1000  # top_k at least the number of items: every pair is listed
 SAMPLED = {"threshold": 0.2, "top_k": ALL}  # samples on the dense shop at test size

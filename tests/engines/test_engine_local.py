@@ -6,8 +6,8 @@ from typing import Any
 
 from simrec.core.similarity import resolve_params
 from simrec.jobs.local_similarity import run_local_similarity
+from tests.builders import ExportedShop
 from tests.engines.engine_contract import EngineContract
-from tests.plugins.data import ExportedShop
 
 
 class TestLocalEngine(EngineContract):

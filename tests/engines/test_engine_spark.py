@@ -11,8 +11,8 @@ import pytest
 from simrec.core.similarity import resolve_params
 from simrec.jobs import spark_similarity
 from simrec.jobs.local_similarity import run_local_similarity
+from tests.builders import ExportedShop
 from tests.engines.engine_contract import SAMPLED, EngineContract, pairs_of
-from tests.plugins.data import ExportedShop
 
 pytestmark = pytest.mark.spark
 

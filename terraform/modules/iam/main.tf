@@ -415,7 +415,7 @@ resource "google_project_iam_member" "build_gcf_sources_reader" {
 # --- propagation --------------------------------------------------------------------------------
 
 # Every grant above, then the documented wait; the functions, their triggers, the service
-# and the uptime check come after this (tests/test_terraform.py checks the chain).
+# and the uptime check come after this (tests/cloud/test_terraform.py checks the chain).
 resource "time_sleep" "grants" {
   create_duration = local.propagation_wait
 

@@ -1,4 +1,4 @@
-# The filters of the alerts, in one place and from variables only: tests/test_alert_filters.py
+# The filters of the alerts, in one place and from variables only: tests/cloud/test_alert_filters.py
 # renders this file with Terraform and runs each filter on the log entries the handlers
 # really write (and on the job and subscription series of a failed run).
 #   failed_decision      a pipeline function logged a "failed" decision (simrec.stages.decisions:

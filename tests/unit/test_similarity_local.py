@@ -1,0 +1,208 @@
+"""The single-machine engine against scipy, its sampling statistics, and its output stage.
+
+Oracle: exact cosine computed here with scipy (normalised columns, A^T A) from the matrix
+rule's matrix. Tolerance 1e-9 (scores are rounded to 12 decimals by design).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import scipy.sparse as sp
+
+from simrec import storage
+from simrec.core import dimsum
+from simrec.core.actions import ActionWeights
+from simrec.core.matrix import build_matrix
+from simrec.core.similarity import TopK, column_norms, cosine_topk, resolve_params, sample
+from simrec.jobs.local_similarity import run_local_similarity
+from simrec.storage.similarities import (
+    NEIGHBORS_SCHEMA,
+    neighbor_pairs,
+    read_neighbors,
+)
+from tests.builders import BINARY_WEIGHTS, PLAIN
+
+ALL = 10**6  # top_k large enough to keep every pair
+
+
+def exact_cosine(matrix: sp.csr_matrix) -> np.ndarray:
+    """Dense exact cosine with a zero diagonal: the oracle."""
+    unit = matrix @ sp.diags(1.0 / column_norms(matrix))
+    cos = (unit.T @ unit).toarray()
+    np.fill_diagonal(cos, 0.0)
+    return cos
+
+
+def dense(topk: TopK, field: str = "scores") -> np.ndarray:
+    n = topk.n_items
+    return sp.csr_matrix((getattr(topk, field), topk.neighbors, topk.indptr), (n, n)).toarray()
+
+
+@pytest.fixture(scope="module")
+def shop(shop_events):
+    m = build_matrix(shop_events["user_id"], shop_events["sku"], shop_events["action"], PLAIN)
+    return m, dimsum.string_keys(m.user_ids), dimsum.string_keys(m.skus)
+
+
+@pytest.fixture(scope="module")
+def dense_shop(dense_shop_events):
+    """Where sampling really happens at test size (see tests/shops.py)."""
+    ev = dense_shop_events
+    m = build_matrix(ev["user_id"], ev["sku"], ev["action"], PLAIN.replace(weights=BINARY_WEIGHTS))
+    return m, dimsum.string_keys(m.user_ids), dimsum.string_keys(m.skus)
+
+
+def test_threshold_zero_is_exact_cosine(shop):
+    m, uk, ik = shop
+    topk = cosine_topk(m.matrix, 0.0, 42, ALL, uk, ik)
+    cos = exact_cosine(m.matrix)
+    np.testing.assert_allclose(dense(topk), cos, atol=1e-9, rtol=0)
+    binary = (m.matrix > 0).astype(np.float64)
+    counts = (binary.T @ binary).toarray()
+    np.fill_diagonal(counts, 0)
+    np.testing.assert_array_equal(dense(topk, "users"), counts)
+    per_user = np.diff(m.matrix.indptr)
+    assert topk.emitted_pairs == int((per_user * (per_user - 1) // 2).sum())
+    assert topk.pairs == int(np.count_nonzero(np.triu(cos)))
+    assert topk.gamma == np.inf and topk.neighbor_rows == m.matrix.shape[1]
+
+
+def test_top_k_order_and_truncation(shop):
+    m, uk, ik = shop
+    full = cosine_topk(m.matrix, 0.0, 42, ALL, uk, ik)
+    top = cosine_topk(m.matrix, 0.0, 42, 5, uk, ik)
+    assert (np.diff(top.indptr) == np.minimum(5, np.diff(full.indptr))).all()
+    for i in range(full.n_items):
+        nb = full.neighbors[full.indptr[i] : full.indptr[i + 1]]
+        sc = full.scores[full.indptr[i] : full.indptr[i + 1]]
+        expected = sorted(zip(-sc, nb, strict=True))  # score desc, neighbor asc
+        assert list(zip(-sc, nb, strict=True)) == expected
+        assert top.neighbors[top.indptr[i] : top.indptr[i + 1]].tolist() == nb[:5].tolist()
+
+
+def test_blocks_do_not_change_the_result(shop):
+    m, uk, ik = shop
+    one = cosine_topk(m.matrix, 0.2, 7, 10, uk, ik)
+    many = cosine_topk(m.matrix, 0.2, 7, 10, uk, ik, block_cells=3_000)  # 10 items a block
+    for f in ("indptr", "neighbors", "scores", "users"):
+        np.testing.assert_array_equal(getattr(one, f), getattr(many, f))
+    assert (one.pairs, one.emitted_pairs) == (many.pairs, many.emitted_pairs)
+
+
+def test_sample_is_the_shared_keep_rule(dense_shop):
+    m, uk, ik = dense_shop
+    scaled, pattern, p, g = sample(m.matrix, 0.2, 5, uk, ik)
+    assert (p < 1).sum() > 10 and g == dimsum.gamma(0.2, m.matrix.shape[1])
+    coo = m.matrix.tocoo()
+    keep = dimsum.keep_mask(5, uk[coo.row], ik[coo.col], p[coo.col])
+    kept = sp.csr_matrix((np.ones(keep.sum()), (coo.row[keep], coo.col[keep])), m.matrix.shape)
+    assert (kept != pattern).nnz == 0
+    _, q = dimsum.probabilities_and_scales(column_norms(m.matrix), 0.2, None, m.matrix.data.max())
+    want = (m.matrix.multiply(kept) @ sp.diags(1 / q)).toarray()
+    np.testing.assert_allclose(scaled.toarray(), want, rtol=1e-15)
+
+
+def test_sampling_is_deterministic_and_seeded(dense_shop):
+    m, uk, ik = dense_shop
+    a = cosine_topk(m.matrix, 0.2, 42, 20, uk, ik)
+    b = cosine_topk(m.matrix, 0.2, 42, 20, uk, ik)
+    c = cosine_topk(m.matrix, 0.2, 43, 20, uk, ik)
+    exact = cosine_topk(m.matrix, 0.0, 42, 20, uk, ik)
+    for f in ("indptr", "neighbors", "scores", "users"):
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+    assert not np.array_equal(a.scores, c.scores)
+    assert a.emitted_pairs < exact.emitted_pairs and a.pairs <= exact.pairs
+
+
+def test_sampled_estimates_are_unbiased(dense_shop):
+    """Over 40 seeds the mean unclipped estimate of the sampled pairs' total is exact
+    (within 5%: the estimator is heavy-tailed, so the sample mean runs a little low)."""
+    m, uk, ik = dense_shop
+    p, _ = dimsum.probabilities_and_scales(column_norms(m.matrix), 0.2, None, m.matrix.data.max())
+    cos = exact_cosine(m.matrix)
+    sampled = np.triu(np.outer(p, p) < 1, 1)
+    totals = []
+    for seed in range(40):
+        scaled, *_ = sample(m.matrix, 0.2, seed, uk, ik)
+        totals.append((scaled.T @ scaled).toarray()[sampled].sum())
+    assert sampled.sum() > 1000
+    assert np.mean(totals) / cos[sampled].sum() == pytest.approx(1.0, abs=0.05)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_estimates_above_threshold_are_accurate(dense_shop, seed):
+    """>= 80% of pairs with exact cosine >= threshold are estimated within 20%, on data
+    where sampling really happens (p < 1 for many columns, fewer emitted pairs)."""
+    m, uk, ik = dense_shop
+    p, _ = dimsum.probabilities_and_scales(column_norms(m.matrix), 0.2, None, m.matrix.data.max())
+    topk = cosine_topk(m.matrix, 0.2, seed, ALL, uk, ik)
+    exact = cosine_topk(m.matrix, 0.0, seed, ALL, uk, ik)
+    cos = exact_cosine(m.matrix)
+    above = np.triu(cos >= 0.2)
+    rel = np.abs(dense(topk)[above] - cos[above]) / cos[above]
+    assert (p < 1).sum() >= 10 and topk.emitted_pairs < exact.emitted_pairs
+    assert above.sum() > 100
+    assert (rel <= 0.2).mean() >= 0.8
+
+
+def test_resolve_params_overrides_and_validates(exported_shop):
+    base = exported_shop.manifest["params"]
+    params = resolve_params(base, {"threshold": 0.0, "top_k": 7, "weights": {"purchase": 1}})
+    assert params.model.threshold == 0.0 and params.model.top_k == 7
+    assert params.model.weights == ActionWeights(purchase=1.0)
+    assert params.model.seed == base["seed"]
+    assert resolve_params(base, {"threshold": None}).model.threshold == base["threshold"]
+    with pytest.raises(ValueError, match="unknown parameter"):
+        resolve_params(base, {"tenant": "x"})
+    with pytest.raises(ValueError, match="threshold"):
+        resolve_params(base, {"threshold": 2})
+    with pytest.raises(ValueError, match="min_items_per_user"):
+        resolve_params(base, {"min_items_per_user": 10, "max_items_per_user": 5})
+
+
+def test_rerun_overwrites_cleanly(exported_shop):
+    out = exported_shop.similarities_uri("local-rerun")
+    params = resolve_params(exported_shop.manifest["params"], {"top_k": 3})
+    first = run_local_similarity(exported_shop.manifest_uri, out, params)
+    stale = os.path.join(first["outputs"]["neighbors"], "part-99999.parquet")
+    with open(stale, "wb") as f:
+        f.write(b"left over from an older run")
+    second = run_local_similarity(exported_shop.manifest_uri, out, params)
+    assert not os.path.exists(stale)
+    assert first["counts"] == second["counts"]
+    assert read_neighbors(first["outputs"]["neighbors"]).equals(
+        read_neighbors(second["outputs"]["neighbors"])
+    )
+
+
+def test_not_an_export_manifest(tmp_path):
+    uri = str(tmp_path / "_MANIFEST.json")
+    storage.write_json(uri, {"stage": "similarities"})
+    with pytest.raises(ValueError, match="not an export manifest"):
+        run_local_similarity(uri, str(tmp_path / "out"))
+
+
+def test_neighbor_pairs_long_form():
+    table = pa.Table.from_pylist(
+        [
+            {
+                "sku": "A",
+                "neighbors": [
+                    {"sku": "B", "score": 0.9, "users": 3.0},
+                    {"sku": "C", "score": 0.1, "users": 1.0},
+                ],
+            },
+            {"sku": "B", "neighbors": [{"sku": "A", "score": 0.9, "users": 3.0}]},
+        ],
+        schema=NEIGHBORS_SCHEMA,
+    )
+    long = neighbor_pairs(table)
+    assert long[["sku", "neighbor", "rank"]].values.tolist() == [
+        ["A", "B", 0],
+        ["A", "C", 1],
+        ["B", "A", 0],
+    ]
