@@ -22,6 +22,7 @@ from simrec.local.runner import (
     Workdir,
     default_run_date,
     failure_summary,
+    local_settings,
     prepare,
     print_summary,
     run_pipeline,
@@ -42,13 +43,6 @@ def _date(text: str) -> dt.date:
         return dt.date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a YYYY-MM-DD date: {text!r}") from None
-
-
-def local_settings(workdir: Workdir, **overrides) -> Settings:
-    """Settings of the embedded default in a work folder; CLI flags override env."""
-    values = {k: v for k, v in overrides.items() if v is not None}
-    values.setdefault("reports_uri", str(workdir.root))  # summary.json, evaluation/ (/ui)
-    return Settings(backend="local", data_uri=str(workdir.bucket), models_uri="", **values)
 
 
 # --- commands ------------------------------------------------------------------------

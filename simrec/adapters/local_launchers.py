@@ -24,12 +24,22 @@ import sys
 import time
 from pathlib import Path
 
+from cloudevents.http import CloudEvent
+
 from simrec import storage
 from simrec.adapters.job_options import LOAD_LABELS, load_job_options, spark_job_options
 from simrec.adapters.launch_ports import JobOutcome, LaunchResult, LoadRequest
 from simrec.config import Settings
 from simrec.core import layout
 from simrec.core.runs import RunParams
+from simrec.stages.cloudevents import JOB_WATCH, make_dataflow_event, make_pubsub_event
+
+#: The local topics' prefix, as Terraform names topics (``<prefix>-<role>``).
+LOCAL_PREFIX = "simrec"
+JOB_WATCH_TOPIC = f"{LOCAL_PREFIX}-{JOB_WATCH}"
+#: Events the local jobs emitted (as Dataflow or Cloud Scheduler would send them), which
+#: the local dispatcher (:mod:`simrec.local.dispatcher`) delivers on its next ``drain``.
+OUTBOX: list[CloudEvent] = []
 
 #: How each job is started after the interpreter (``python -m <module>``).
 SPARK_JOB = ("-m", "simrec.jobs.spark_similarity")
@@ -73,10 +83,8 @@ def _job_env() -> dict[str, str]:
     return {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
 
 
-def _emit(event) -> None:
-    from simrec.local.dispatcher import emit
-
-    emit(event)
+def _emit(event: CloudEvent) -> None:
+    OUTBOX.append(event)
 
 
 class _Outcomes:
@@ -128,7 +136,7 @@ class LocalSparkLauncher:
             self.settings, export_manifest_uri=export_manifest_uri, output_uri=output_uri
         )
         if self.engine == "local":
-            from simrec.local.similarity import run_local_similarity
+            from simrec.jobs.local_similarity import run_local_similarity
 
             def work() -> None:
                 run_local_similarity(export_manifest_uri, output_uri, params)
@@ -141,9 +149,6 @@ class LocalSparkLauncher:
 
         state, error, elapsed = _run_job(work, request_id)
         self.outcomes.write(request_id, state, error)
-        from simrec.local.dispatcher import JOB_WATCH_TOPIC
-        from simrec.stages.cloudevents import make_pubsub_event
-
         _emit(make_pubsub_event("local", JOB_WATCH_TOPIC, {}))  # as Cloud Scheduler's tick
         details = {"engine": self.engine, "seconds": round(elapsed, 3),
                    "operation": f"local/{request_id}", "job_state": state}  # fmt: skip
@@ -176,8 +181,6 @@ class LocalBeamLauncher:
         state, error, elapsed = _run_job(lambda: _run(cmd, log, job_name, _job_env()), job_name)
         self.outcomes.write(job_name, state, error)
         job_id = f"local-{job_name}"
-        from simrec.stages.cloudevents import make_dataflow_event
-
         _emit(make_dataflow_event(
             "local", self.settings.gcp_region,
             {"id": job_id, "name": job_name, "type": "JOB_TYPE_BATCH",

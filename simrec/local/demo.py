@@ -24,7 +24,14 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from simrec.local.runner import Workdir, default_run_date, prepare, print_summary, run_pipeline
+from simrec.local.runner import (
+    Workdir,
+    default_run_date,
+    local_settings,
+    prepare,
+    print_summary,
+    run_pipeline,
+)
 
 
 def _free_port() -> int:
@@ -84,7 +91,6 @@ def _items_table(title: str, items: list[dict], key: str = "sku") -> Table:
 
 
 def run_demo(root: Path, n_events: int, serve_forever: str = "auto") -> int:
-    from simrec.cli import local_settings
     from simrec.generate import generate_events, write_events
 
     console = Console()

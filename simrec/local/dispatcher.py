@@ -25,27 +25,19 @@ from typing import Any
 
 from cloudevents.http import CloudEvent
 
+from simrec.adapters.local_launchers import JOB_WATCH_TOPIC as JOB_WATCH_TOPIC  # re-exported
+from simrec.adapters.local_launchers import LOCAL_PREFIX, OUTBOX
 from simrec.config import Settings, settings_to_env
-from simrec.stages.cloudevents import make_pubsub_event, make_storage_event
+from simrec.stages.cloudevents import NIGHTLY, make_pubsub_event, make_storage_event
 from simrec.stages.routes import FUNCTIONS as ROUTED
-from simrec.stages.routes import JOB_WATCH, NIGHTLY, subscribers
+from simrec.stages.routes import subscribers
 
-#: The local topics, named as Terraform names them (``<prefix>-<role>``).
-LOCAL_PREFIX = "simrec"
+#: The local topics, named as Terraform names them (``<prefix>-<role>``); the job-watch
+#: topic is the one the local Spark launcher ticks.
 NIGHTLY_TOPIC = f"{LOCAL_PREFIX}-{NIGHTLY}"
-JOB_WATCH_TOPIC = f"{LOCAL_PREFIX}-{JOB_WATCH}"
 
 #: function name -> its entry point (same names as the Cloud Functions).
 FUNCTIONS = {name: name for name in ROUTED}
-
-#: Events emitted by local jobs, delivered by the next ``drain``.
-_OUTBOX: list[CloudEvent] = []
-
-
-def emit(event: CloudEvent) -> None:
-    """Queue an event a local job emits (as Dataflow or Cloud Scheduler would send it)."""
-    _OUTBOX.append(event)
-
 
 @dataclass
 class Delivery:
@@ -130,7 +122,7 @@ class LocalCloud:
         self.deliveries = Deliveries()
         self._seen = dict(self._objects())
         self._generation = time.time_ns() // 1000
-        _OUTBOX.clear()
+        OUTBOX.clear()
 
     # --- the bucket ----------------------------------------------------------------
     def _objects(self) -> Iterator[tuple[str, tuple[int, int]]]:
@@ -184,7 +176,7 @@ class LocalCloud:
         until the bucket is quiet and nothing is queued."""
         while True:
             new = self._new_objects()
-            if not new and not _OUTBOX:
+            if not new and not OUTBOX:
                 return
             for name, size in new:
                 self._generation += 1
@@ -192,6 +184,6 @@ class LocalCloud:
                 for function in subscribers(event):
                     self._deliver(function, event)
             if not new:
-                event = _OUTBOX.pop(0)
+                event = OUTBOX.pop(0)
                 for function in subscribers(event):
                     self._deliver(function, event)

@@ -55,6 +55,13 @@ class Workdir:
         return self.root / "logs" / "functions.jsonl"
 
 
+def local_settings(workdir: Workdir, **overrides) -> Settings:
+    """Settings of the embedded default in a work folder; CLI flags override env."""
+    values = {k: v for k, v in overrides.items() if v is not None}
+    values.setdefault("reports_uri", str(workdir.root))  # summary.json, evaluation/ (/ui)
+    return Settings(backend="local", data_uri=str(workdir.bucket), models_uri="", **values)
+
+
 def _relevant(function: str, event: CloudEvent) -> bool:
     """Whether a delivery is the one that makes ``function`` act (for the display)."""
     if function == "export":

@@ -21,6 +21,10 @@ from typing import Any
 
 from cloudevents.http import CloudEvent
 
+#: Roles of the Pub/Sub topics: a topic id is ``<prefix>-<role>``.
+NIGHTLY, JOB_WATCH = "nightly", "job-watch"
+TOPIC_ROLES = (NIGHTLY, JOB_WATCH)
+
 PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
 DATAFLOW_STATUS_CHANGED = "google.cloud.dataflow.job.v1beta3.statusChanged"

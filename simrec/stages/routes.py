@@ -33,18 +33,17 @@ from simrec.stages import cluster, export, jobs, load
 from simrec.stages.cloudevents import (
     AUDIT_LOG_WRITTEN,
     DATAFLOW_STATUS_CHANGED,
+    JOB_WATCH,
+    NIGHTLY,
     PUBSUB_PUBLISHED,
     STORAGE_FINALIZED,
+    TOPIC_ROLES,
     BadEvent,
     pubsub_payload,
     storage_object,
     topic_of,
 )
 from simrec.stages.decisions import Decision, guarded
-
-#: Roles of the Pub/Sub topics: a topic id is ``<prefix>-<role>``.
-NIGHTLY, JOB_WATCH = "nightly", "job-watch"
-TOPIC_ROLES = (NIGHTLY, JOB_WATCH)
 
 Handler = Callable[[CloudEvent, Settings, Any], Decision]
 

@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 from simrec.core.matrix import cell_cap, cell_cap_sql
 from simrec.core.similarity import resolve_params
 from simrec.jobs import spark_similarity as dimsum_job
-from simrec.local.similarity import run_local_similarity
+from simrec.jobs.local_similarity import run_local_similarity
 from simrec.storage.similarities import neighbor_pairs, read_neighbors
 
 pytestmark = pytest.mark.spark

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from simrec.core.similarity import resolve_params
-from simrec.local.similarity import run_local_similarity
+from simrec.jobs.local_similarity import run_local_similarity
 from tests.builders import ExportedShop
 from tests.engines.engine_contract import EngineContract
 

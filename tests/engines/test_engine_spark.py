@@ -10,7 +10,7 @@ import pytest
 
 from simrec.core.similarity import resolve_params
 from simrec.jobs import spark_similarity
-from simrec.local.similarity import run_local_similarity
+from simrec.jobs.local_similarity import run_local_similarity
 from tests.builders import ExportedShop
 from tests.engines.engine_contract import SAMPLED, EngineContract, pairs_of
 

@@ -17,7 +17,7 @@ from simrec.core.matrix import build_matrix
 from simrec.core.runs import RUN_CONTROL, RunParams
 from simrec.core.similarity import column_norms, cosine_topk, resolve_params
 from simrec.jobs import spark_similarity
-from simrec.local.similarity import run_local_similarity
+from simrec.jobs.local_similarity import run_local_similarity
 from simrec.storage.similarities import neighbor_pairs, read_neighbors
 from tests.builders import PLAIN
 

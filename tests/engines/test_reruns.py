@@ -22,7 +22,7 @@ from simrec.adapters import local_launchers
 from simrec.cli import local_settings, main
 from simrec.core import layout
 from simrec.generate import generate_events, write_events
-from simrec.local import similarity as local_similarity
+from simrec.jobs import local_similarity
 from simrec.local.runner import RunLocked, Workdir, run_lock
 from simrec.stages import jobs, load
 from simrec.storage import snapshots

@@ -30,7 +30,7 @@ from simrec import publishing
 from simrec.adapters import local_launchers
 from simrec.cli import main
 from simrec.core.events import MAX_SKU_LENGTH, REJECT_REASONS
-from simrec.local import similarity as local_similarity
+from simrec.jobs import local_similarity
 from simrec.local.runner import Workdir
 from simrec.storage import snapshots
 

@@ -18,7 +18,7 @@ from simrec.core import dimsum
 from simrec.core.actions import ActionWeights
 from simrec.core.matrix import build_matrix
 from simrec.core.similarity import TopK, column_norms, cosine_topk, resolve_params, sample
-from simrec.local.similarity import run_local_similarity
+from simrec.jobs.local_similarity import run_local_similarity
 from simrec.storage.similarities import (
     NEIGHBORS_SCHEMA,
     neighbor_pairs,
