@@ -25,7 +25,6 @@ from typing import Any
 
 from cloudevents.http import CloudEvent
 
-from simrec.adapters.local_launchers import JOB_WATCH_TOPIC as JOB_WATCH_TOPIC  # re-exported
 from simrec.adapters.local_launchers import LOCAL_PREFIX, OUTBOX
 from simrec.config import Settings, settings_to_env
 from simrec.stages.cloudevents import NIGHTLY, make_pubsub_event, make_storage_event

@@ -95,10 +95,6 @@ class Unavailable(Exception):
     """No model yet, or the Datastore read failed: answered 503 ``{"error"}``."""
 
 
-# --- model holders: the process's one cache, simrec.serving.model_holder.HOLDERS -------
-get_holder = HOLDERS.get
-clear_holders = HOLDERS.clear
-
 
 # --- the app --------------------------------------------------------------------------
 class ServingApp:

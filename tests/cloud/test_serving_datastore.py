@@ -77,7 +77,7 @@ def put_rows(rows, namespace: str | None, version: str) -> None:
 
 @pytest.fixture
 def setup(datastore_host: str, tmp_path: Path):
-    api.clear_holders()
+    api.HOLDERS.clear()
     root = str(tmp_path / "models")
     rows, snapshot = build(random.Random(5), 60, "v1")
     snapshots.write_snapshot(root, TENANT, snapshot)
@@ -85,7 +85,7 @@ def setup(datastore_host: str, tmp_path: Path):
     settings = Settings(models_uri=root, tenant=TENANT, model_refresh_seconds=0,
                         datastore_project=PROJECT)
     yield root, settings, snapshot
-    api.clear_holders()
+    api.HOLDERS.clear()
 
 
 def random_query(rng: random.Random, skus: list[str]) -> dict[str, str]:
@@ -194,7 +194,7 @@ def test_two_tenants_loaded_by_beam_are_served_separately(
     from tests.builders import random_neighbors, write_similarities
     from tests.cloud.test_datastore_load import _entities
 
-    api.clear_holders()
+    api.HOLDERS.clear()
     bucket, models = tmp_path / "bucket", str(tmp_path / "bucket")
     lists = {}
     for tenant, seed in (("shopA", 11), ("shopB", 12)):

@@ -19,11 +19,11 @@ import pytest
 
 from simrec import publishing, storage
 from simrec.adapters import local_launchers
-from simrec.cli import local_settings, main
+from simrec.cli import main
 from simrec.core import layout
 from simrec.generate import generate_events, write_events
 from simrec.jobs import local_similarity
-from simrec.local.runner import RunLocked, Workdir, run_lock
+from simrec.local.runner import RunLocked, Workdir, local_settings, run_lock
 from simrec.stages import jobs, load
 from simrec.storage import snapshots
 

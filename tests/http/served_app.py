@@ -7,7 +7,6 @@ from __future__ import annotations
 import http.client
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,15 +17,10 @@ import pytest
 
 from simrec.core.snapshot import ModelSnapshot
 from simrec.storage import snapshots
+from tests.net import free_port
 
 TENANT = "default"
 VERSION = "ui-v1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def catalog_model(version: str = VERSION, n: int = 40) -> ModelSnapshot:
@@ -67,36 +61,39 @@ def catalog_model(version: str = VERSION, n: int = 40) -> ModelSnapshot:
     )
 
 
-class ServedApp:
-    """``python -m simrec.serving.server`` with ``env`` (``SIMREC_*``) until ``stop``."""
+class ServerProcess:
+    """A server command as a real process on ``self.port`` until ``stop``.
 
-    def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_dir / f"server-{self.port}.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+    Ready once ``/healthz`` answers ``ready_status`` on ten new connections in a row:
+    each worker loads its own model, and one ready worker says nothing of the others."""
+
+    def __init__(self, argv: list[str], log_path: Path, env: dict[str, str],
+                 ready_status: int = 200) -> None:  # fmt: skip
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "simrec.serving.server", "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", "1"],
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            argv, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "SIMREC_MODEL_REFRESH_SECONDS": "1", **env},
         )  # fmt: skip
         deadline = time.monotonic() + 90
-        while True:
+        ready = 0
+        while ready < 10:
             try:
-                if self.get("/healthz")[0] == 200:
-                    break
+                ready = ready + 1 if self.request("/healthz")[0] == ready_status else 0
             except OSError:
-                pass
+                ready = 0
+            if ready:
+                continue
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 pytest.fail("the server did not start:\n" + self.log_path.read_text())
             time.sleep(0.2)
 
-    def get(
+    def request(
         self, target: str, headers: dict[str, str] | None = None, method: str = "GET"
     ) -> tuple[int, dict[str, str], bytes]:
-        """``(status, headers (lower-case names), body)`` of one request."""
+        """``(status, headers (lower-case names), body)`` of one request on a new
+        connection."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
             conn.request(method, target, headers=headers or {})
@@ -115,6 +112,21 @@ class ServedApp:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
         self._log.close()
+
+
+class ServedApp(ServerProcess):
+    """``python -m simrec.serving.server`` (one worker) with ``env`` (``SIMREC_*``)."""
+
+    def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        super().__init__(
+            [sys.executable, "-m", "simrec.serving.server", "--host", "127.0.0.1",
+             "--port", str(self.port), "--workers", "1"],
+            log_dir / f"server-{self.port}.log", env,
+        )  # fmt: skip
+
+    get = ServerProcess.request
 
 
 def publish(root: str, snapshot: ModelSnapshot) -> None:

@@ -70,13 +70,13 @@ def fuzz_model() -> ModelSnapshot:
 
 @pytest.fixture
 def api_schema(tmp_path: Path):
-    api.clear_holders()
+    api.HOLDERS.clear()
     root = str(tmp_path / "models")
     snapshots.write_snapshot(root, "default", fuzz_model())
     app = ServingApp(Settings(models_uri=root, tenant="default", serving_tenants="other"))
     assert app.holder.get() is not None
     yield schemathesis.openapi.from_wsgi("/openapi.json", app)
-    api.clear_holders()
+    api.HOLDERS.clear()
 
 
 PATHS = list(api.ENDPOINTS)  # the app's routes: the document must list each

@@ -53,7 +53,7 @@ def snapshot(catalog: dict | None) -> ModelSnapshot:
 
 
 def client_for(tmp_path: Path, catalog: dict | None = CATALOG) -> Client:
-    api.clear_holders()
+    api.HOLDERS.clear()
     root = str(tmp_path / "models")
     snapshots.write_snapshot(root, TENANT, snapshot(catalog))
     return Client(ServingApp(Settings(models_uri=root, tenant=TENANT)))
@@ -62,7 +62,7 @@ def client_for(tmp_path: Path, catalog: dict | None = CATALOG) -> Client:
 @pytest.fixture
 def client(tmp_path: Path):
     yield client_for(tmp_path)
-    api.clear_holders()
+    api.HOLDERS.clear()
 
 
 def get(client: Client, path: str, query: str) -> tuple[dict, int]:
@@ -156,4 +156,4 @@ def test_the_filters_need_a_catalog_and_a_price(tmp_path: Path) -> None:
     body, status = get(client_for(tmp_path / "text", catalog=text_price), "/similar",
                        "sku=a&price_within=2")  # fmt: skip
     assert status == 400 and body["field"] == "price_within"
-    api.clear_holders()
+    api.HOLDERS.clear()

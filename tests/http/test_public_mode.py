@@ -46,11 +46,11 @@ def public(tmp_path_factory: pytest.TempPathFactory):
         "SIMREC_RATE_LIMIT_PER_MINUTE": "3", "SIMREC_RATE_LIMIT_BURST": str(BURST),
     }  # fmt: skip
     app = ServedApp(tmp, env)
-    api.clear_holders()
+    api.HOLDERS.clear()
     local = ServingApp(Settings(data_uri=bucket, tenant=TENANT, model_refresh_seconds=0))
     yield app, local, keys
     app.stop()
-    api.clear_holders()
+    api.HOLDERS.clear()
 
 
 def error(body: bytes) -> tuple[str, str]:
@@ -130,10 +130,10 @@ def test_cloud_function_applies_the_same_gate(tmp_path: Path, monkeypatch) -> No
                         "SIMREC_TENANT": TENANT, "SIMREC_ALLOWED_ORIGINS": SHOP,
                         "SIMREC_API_KEYS": str(keys)}.items():  # fmt: skip
         monkeypatch.setenv(name, value)
-    api.clear_holders()
+    api.HOLDERS.clear()
     client = create_app(target="recommend", source=SOURCE).test_client()
     client.get("/healthz")
-    api.get_holder(bucket, TENANT, 60.0, background=True).wait_for_loader(30)
+    api.HOLDERS.get(bucket, TENANT, 60.0, background=True).wait_for_loader(30)
     response = client.get(QUERY)
     assert response.status_code == 401 and response.get_json()["field"] == "key"
     response = client.get(QUERY, headers={"X-Api-Key": KEY_A, "Origin": SHOP})
@@ -145,4 +145,4 @@ def test_cloud_function_applies_the_same_gate(tmp_path: Path, monkeypatch) -> No
     page = client.get("/ui")
     assert page.status_code == 200 and page.mimetype == "text/html"
     assert b"/ui/app.js" in page.data
-    api.clear_holders()
+    api.HOLDERS.clear()

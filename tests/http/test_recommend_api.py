@@ -67,9 +67,9 @@ def models_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("SIMREC_MODELS_URI", root)
     monkeypatch.setenv("SIMREC_TENANT", TENANT)
     monkeypatch.setenv("SIMREC_MODEL_REFRESH_SECONDS", "30")
-    api.clear_holders()
+    api.HOLDERS.clear()
     yield root
-    api.clear_holders()
+    api.HOLDERS.clear()
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ def clock(models_root: str) -> FakeClock:
 
 
 def function_holder(models_root: str) -> api.ModelHolder:
-    return api.get_holder(models_root, TENANT, 30.0, background=True)
+    return api.HOLDERS.get(models_root, TENANT, 30.0, background=True)
 
 
 def started(client, models_root: str):

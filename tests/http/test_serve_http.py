@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import random
 import select
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -34,6 +31,7 @@ from simrec.serving import api
 from simrec.serving import server as server_module
 from simrec.serving.api import ServingApp
 from simrec.storage import snapshots
+from tests.http.served_app import ServerProcess
 from tests.net import free_port
 
 TENANT = "default"
@@ -86,52 +84,21 @@ def expected_answers(tmp: Path, snapshot: ModelSnapshot, requests: list[str]) ->
     return out
 
 
-class Serve:
+class Serve(ServerProcess):
     """A ``simrec serve`` process on a free 127.0.0.1 port (stopped by ``stop``)."""
 
     def __init__(self, tmp_path: Path, workdir: Path, *args: str, ready_status: int = 200):
         self.port = free_port()
-        self.log_path = tmp_path / f"serve-{self.port}.log"
-        env = {**os.environ, "SIMREC_MODEL_REFRESH_SECONDS": "1"}
         simrec = str(Path(sys.executable).parent / "simrec")
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
+        super().__init__(
             [simrec, "serve", "--workdir", str(workdir), "--port", str(self.port), *args],
-            stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + 90
-        ready = 0  # in a row, on new connections: every worker loads its own model
-        while ready < 10:
-            try:
-                ready = ready + 1 if self.get("/healthz")[0] == ready_status else 0
-            except OSError:
-                ready = 0
-            if ready:
-                continue
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail("simrec serve did not start:\n" + self.log_path.read_text())
-            time.sleep(0.2)
+            tmp_path / f"serve-{self.port}.log", {}, ready_status,
+        )
 
     def get(self, target: str) -> tuple[int, str, bytes]:
         """``(status, content type, body)`` of one GET on a new connection."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            conn.request("GET", target)
-            response = conn.getresponse()
-            return response.status, response.getheader("Content-Type", ""), response.read()
-        finally:
-            conn.close()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        self._log.close()
+        status, headers, body = self.request(target)
+        return status, headers.get("content-type", ""), body
 
 
 @pytest.fixture
@@ -145,7 +112,7 @@ def server(tmp_path: Path):
 
 
 def test_model_swap_under_concurrent_requests(server, tmp_path: Path) -> None:
-    api.clear_holders()
+    api.HOLDERS.clear()
     port, bucket = server
     v1, v2 = random_model("http-v1", 1), random_model("http-v2", 2)
     requests = paths(random.Random(3), v1.skus, 200)

@@ -58,11 +58,11 @@ def model(version: str, tenant: str = TENANT, catalog: dict | None = CATALOG) ->
 
 @pytest.fixture
 def root(tmp_path: Path) -> str:
-    api.clear_holders()
+    api.HOLDERS.clear()
     root = str(tmp_path / "models")
     snapshots.write_snapshot(root, TENANT, model("v1"))
     yield root
-    api.clear_holders()
+    api.HOLDERS.clear()
 
 
 def make_client(root: str, **settings) -> Client:
@@ -160,7 +160,7 @@ def test_fallback_prefers_the_input_items_categories(client: Client) -> None:
 
 
 def test_filters_need_a_catalog(tmp_path: Path) -> None:
-    api.clear_holders()
+    api.HOLDERS.clear()
     root = str(tmp_path / "plain")
     snapshots.write_snapshot(root, TENANT, model("p1", catalog=None))
     client = make_client(root)
@@ -170,7 +170,7 @@ def test_filters_need_a_catalog(tmp_path: Path) -> None:
     assert status == 400 and body["field"] == "category"
     body, status = get(client, "/recommendations", browsed="a")
     assert status == 200 and "category" not in body["items"][0]
-    api.clear_holders()
+    api.HOLDERS.clear()
 
 
 def test_tenants_select_their_model(root: str) -> None:
@@ -392,7 +392,7 @@ def test_cloud_run_startup_probe_asks_startupz() -> None:
 def test_startupz_waits_for_a_published_model_but_not_for_none(tmp_path) -> None:
     """Before the first nightly run (no LATEST) the probe passes, so the first deploy starts;
     once LATEST names a model, a new instance is not ready until that model is loaded."""
-    api.clear_holders()
+    api.HOLDERS.clear()
     root = str(tmp_path / "models")
     settings = Settings(models_uri=root, tenant=TENANT, model_refresh_seconds=0)
 
@@ -406,7 +406,7 @@ def test_startupz_waits_for_a_published_model_but_not_for_none(tmp_path) -> None
     status, body = get(app, "/startupz")
     assert status == 200 and body["model_version"] is None
     assert get(app, "/healthz")[0] == 503  # healthz still says: no model
-    api.clear_holders()
+    api.HOLDERS.clear()
     snapshots.write_snapshot(root, TENANT, model("v1"))
     fresh = ServingApp(settings)
     fresh.holder.published = True  # LATEST seen by a load still running
@@ -414,7 +414,7 @@ def test_startupz_waits_for_a_published_model_but_not_for_none(tmp_path) -> None
     fresh.holder.refresh()
     status, body = get(fresh, "/startupz")
     assert status == 200 and body["model_version"] == "v1"
-    api.clear_holders()
+    api.HOLDERS.clear()
 
 
 def test_routes_are_the_documented_endpoints() -> None:

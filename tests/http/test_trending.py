@@ -38,7 +38,7 @@ CATALOG = {
 
 
 def client_for(tmp_path: Path, catalog: dict | None = CATALOG) -> Client:
-    api.clear_holders()
+    api.HOLDERS.clear()
     items = [{"sku": s, "users": 1, "weight": r + p, "recent_weight": r, "prior_weight": p}
              for s, r, p in ITEMS]  # fmt: skip
     rows = [{"sku": "a", "items": ["b"], "scores": [0.5], "users": [1.0]}]

@@ -55,11 +55,11 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     )
     app = ServedApp(tmp, {"SIMREC_DATA_URI": bucket, "SIMREC_MODELS_URI": "",
                           "SIMREC_TENANT": TENANT, "SIMREC_REPORTS_URI": str(reports)})  # fmt: skip
-    api.clear_holders()
+    api.HOLDERS.clear()
     local = ServingApp(Settings(data_uri=bucket, tenant=TENANT, model_refresh_seconds=0))
     yield app, local
     app.stop()
-    api.clear_holders()
+    api.HOLDERS.clear()
 
 
 @pytest.fixture
@@ -232,7 +232,7 @@ def test_sections_of_later_endpoints_light_up_when_the_document_lists_them(
 
     bucket = str(tmp_path / "bucket")
     publish(bucket, catalog_model())
-    api.clear_holders()
+    api.HOLDERS.clear()
     service = ServingApp(Settings(data_uri=bucket, tenant=TENANT, model_refresh_seconds=0))
     doc = service.dispatch("GET", "/openapi.json", "")[0][0]
     doc["paths"] = {**doc["paths"], "/trending": {}, "/bought-together": {}}
@@ -255,7 +255,7 @@ def test_sections_of_later_endpoints_light_up_when_the_document_lists_them(
     wait.until(lambda d: rows(d, "bought"))
     assert browser.find_element(By.ID, "bought-section").is_displayed()
     assert [(r["sku"], r["score"]) for r in rows(browser, "bought")] == [("sku-009", "0.7500")]
-    api.clear_holders()
+    api.HOLDERS.clear()
 
 
 SHOP_PAGE = """<!doctype html><html><body><pre id="out">waiting</pre><script>

@@ -26,12 +26,12 @@ def setup(tmp_path: Path):
     bucket, reports = str(tmp_path / "bucket"), tmp_path / "reports"
     model = catalog_model()
     publish(bucket, model)
-    api.clear_holders()
+    api.HOLDERS.clear()
     settings = Settings(data_uri=bucket, tenant=TENANT, model_refresh_seconds=0,
                         reports_uri=str(reports))  # fmt: skip
     service = ServingApp(settings)
     yield Client(Gate(service)), model, bucket, reports
-    api.clear_holders()
+    api.HOLDERS.clear()
 
 
 def get(client: Client, target: str) -> tuple[int, dict]:
@@ -90,7 +90,7 @@ def test_runs_latest_with_and_without_the_run_files(setup) -> None:
     (reports / "evaluation").mkdir(parents=True)
     (reports / "summary.json").write_text(json.dumps({"run_id": VERSION}))
     (reports / "evaluation" / "report.html").write_text("<html><title>r</title></html>")
-    api.clear_holders()
+    api.HOLDERS.clear()
     endpoints._manifests._data.clear()
     _, body = get(client, "/runs/latest")
     assert body["export"] == {"counts": {"read": 9}}

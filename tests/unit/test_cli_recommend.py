@@ -19,11 +19,11 @@ from tests.http.test_current_item_filters import CATALOG, snapshot
 
 @pytest.fixture
 def workdir(tmp_path: Path):
-    api.clear_holders()
+    api.HOLDERS.clear()
     settings = local_settings(Workdir(tmp_path))
     snapshots.write_snapshot(settings.models_root, settings.tenant, snapshot(CATALOG))
     yield tmp_path, ServingApp(settings)
-    api.clear_holders()
+    api.HOLDERS.clear()
 
 
 def run(capsys, *argv: str) -> tuple[int, dict]:
