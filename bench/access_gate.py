@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     keys = work / "keys.json"
     keys.write_text(json.dumps({f"shop-{i}": access.key_hash(f"key-{i}") for i in range(100)}))
     base = dict(models_uri=root, tenant=tenant, model_refresh_seconds=0)
-    api.clear_holders()
+    api.HOLDERS.clear()
     service = ServingApp(Settings(**base))
     service.start()
     private = access.Gate(service, Settings(**base))

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from simrec import logs, storage
+from simrec.adapters.local_launchers import JOB_WATCH_TOPIC
 from simrec.cli import local_settings
 from simrec.core import layout
 from simrec.generate import generate_events
 from simrec.local.dispatcher import (
     FUNCTIONS,
-    JOB_WATCH_TOPIC,
     NIGHTLY_TOPIC,
     LocalCloud,
     load_function,
