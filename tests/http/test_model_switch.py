@@ -27,6 +27,7 @@ from simrec.serving import model_holder, model_image
 from simrec.serving.api import ServingApp
 from simrec.serving.model_holder import HolderRegistry, LoadedModel, ModelHolder
 from simrec.storage import snapshots
+from tests.http.shops import snapshot_from_rows
 
 TENANT = "shop"
 SKUS = ["a", "b", "c", "d", "e", "ü-1", "日本"]
@@ -36,21 +37,13 @@ CATEGORY = ["k1", "k2", None, "k1", "k2", "k3", "k1"]
 def snapshot(version: str, scale: float = 1.0) -> ModelSnapshot:
     rows = {0: [(1, 0.75), (2, 0.375)], 1: [(0, 0.75), (3, 0.5), (5, 0.25)],
             2: [(0, 0.375)], 3: [(6, 0.5), (1, 0.125)], 5: [(1, 0.25)]}  # fmt: skip
-    indptr, indices, scores = [0], [], []
-    for i in range(len(SKUS)):
-        for j, s in rows.get(i, []):
-            indices.append(j)
-            scores.append(s * scale)
-        indptr.append(len(indices))
     listed = [*SKUS[:-1], "not-in-model"]  # 日本 unlisted: no category, not in stock
-    return ModelSnapshot(
-        skus=SKUS,
-        indptr=np.array(indptr),
-        indices=np.array(indices),
-        scores=np.array(scores),
-        users=np.ones(len(indices)),
-        popularity=np.array([10.0, 8.0, 5.0, 3.0, 12.0, 0.0, 7.0]),
-        metadata={"version": version, "tenant": TENANT},
+    return snapshot_from_rows(
+        SKUS,
+        rows,
+        [10.0, 8.0, 5.0, 3.0, 12.0, 0.0, 7.0],
+        {"version": version, "tenant": TENANT},
+        scale=scale,
         catalog={
             "sku": listed,
             "category": CATEGORY[:-1] + ["k9"],

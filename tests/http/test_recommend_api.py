@@ -13,6 +13,7 @@ from simrec.core.snapshot import ModelSnapshot
 from simrec.serving import api
 from simrec.serving.api import ServingApp
 from simrec.storage import snapshots
+from tests.http.shops import snapshot_from_rows
 
 SOURCE = str(Path(__file__).resolve().parents[2] / "functions" / "recommend" / "main.py")
 TENANT = "shop"
@@ -35,21 +36,8 @@ POPULARITY = [10.0, 8.0, 5.0, 3.0, 12.0, 0.0]
 
 
 def model(version: str, scale: float = 1.0) -> ModelSnapshot:
-    indptr, indices, scores = [0], [], []
-    for i in range(len(SKUS)):
-        for j, s in ROWS.get(i, []):
-            indices.append(j)
-            scores.append(s * scale)
-        indptr.append(len(indices))
-    return ModelSnapshot(
-        skus=SKUS,
-        indptr=np.array(indptr),
-        indices=np.array(indices),
-        scores=np.array(scores),
-        users=np.ones(len(indices)),
-        popularity=np.array(POPULARITY),
-        metadata={"version": version, "tenant": TENANT},
-    )
+    metadata = {"version": version, "tenant": TENANT}
+    return snapshot_from_rows(SKUS, ROWS, POPULARITY, metadata, scale=scale)
 
 
 class FakeClock:

@@ -7,7 +7,6 @@ import json
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
 from werkzeug.test import Client
 
@@ -18,42 +17,16 @@ from simrec.serving import api
 from simrec.serving.api import ServingApp
 from simrec.serving.parameters import MAX_SKU_LENGTH, RECOMMEND_PARAMS, max_query_bytes
 from simrec.storage import snapshots
+from tests.http.shops import CATALOG, catalog_shop
 
 TENANT = "shop"
-#   a -> b 0.75, c 0.375        popularity: a 10, b 8, c 9, d 3, e 12, f 0
-#   b -> a 0.75, d 0.5, c 0.25  catalog: a X in, b X out, c Y in, d Y in, e X in,
-#   c -> a 0.375, b 0.25                 f not listed (no category, not in stock)
-#   d -> b 0.5, f 0.3
-SKUS = ["a", "b", "c", "d", "e", "f"]
-ROWS = {0: [(1, 0.75), (2, 0.375)], 1: [(0, 0.75), (3, 0.5), (2, 0.25)],
-        2: [(0, 0.375), (1, 0.25)], 3: [(1, 0.5), (5, 0.3)]}  # fmt: skip
-CATALOG = {
-    "sku": ["a", "b", "c", "d", "e", "zzz"],
-    "category": ["X", "X", "Y", "Y", "X", "Z"],
-    "in_stock": [True, False, True, True, True, True],
-    "price": [10.0, 20.0, 5.5, 7.0, 1.0, 2.0],
-}
 
 
 def model(version: str, tenant: str = TENANT, catalog: dict | None = CATALOG) -> ModelSnapshot:
-    indptr, indices, scores = [0], [], []
-    for i in range(len(SKUS)):
-        for j, s in ROWS.get(i, []):
-            indices.append(j)
-            scores.append(s)
-        indptr.append(len(indices))
-    return ModelSnapshot(
-        skus=SKUS,
-        indptr=np.array(indptr),
-        indices=np.array(indices),
-        scores=np.array(scores),
-        users=np.ones(len(indices)),
-        popularity=np.array([10.0, 8.0, 9.0, 3.0, 12.0, 0.0]),
-        # warm_users 0: the co-occurrence rows are served as they are (no cold-item blend,
-        # tests/unit/test_content.py has that); catalog-only skus still get content.
-        metadata={"version": version, "tenant": tenant, "content": {"warm_users": 0}},
-        catalog=catalog,
-    )
+    # warm_users 0: the co-occurrence rows are served as they are (no cold-item blend,
+    # tests/unit/test_content.py has that); catalog-only skus still get content.
+    metadata = {"version": version, "tenant": tenant, "content": {"warm_users": 0}}
+    return catalog_shop(metadata, catalog)
 
 
 @pytest.fixture
