@@ -35,7 +35,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "simrec.deploy_contract": ("simrec.config",),
     "simrec.stages.cloudevents": (),
     "simrec.generate": ("simrec.core",),
-    "simrec.storage": ("simrec.core", "simrec.extras", "simrec.publishing"),
+    "simrec.storage": ("simrec.core", "simrec.extras"),
     "simrec.publishing": ("simrec.core", "simrec.storage"),
     "simrec.jobs": ("simrec.core", "simrec.logs", "simrec.storage", "simrec.publishing"),
     "simrec.adapters": (*_SHARED, "simrec.sql", "simrec.deploy_contract",

@@ -28,10 +28,10 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+from simrec import publishing  # noqa: E402
 from simrec.config import Settings  # noqa: E402
 from simrec.core.snapshot import ModelSnapshot  # noqa: E402
 from simrec.serving.api import ServingApp  # noqa: E402
-from simrec.storage import snapshots  # noqa: E402
 from tests.http.shops import catalog_shop  # noqa: E402
 
 ENDPOINTS = ("/recommendations", "/similar", "/make_recommendation")
@@ -83,7 +83,7 @@ def queries(skus: list[str], categories: list[str], rng: random.Random, count: i
 def serve_lines(snapshot: ModelSnapshot, count: int, seed: int) -> list[bytes]:
     tenant = snapshot.metadata["tenant"]
     root = tempfile.mkdtemp(prefix="simrec-responses-")
-    snapshots.write_snapshot(root, tenant, snapshot)
+    publishing.write_snapshot(root, tenant, snapshot)
     app = ServingApp(Settings(models_uri=root, tenant=tenant))
     categories = sorted({c for c in snapshot.catalog["category"].to_pylist() if c})
     lines = []

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from simrec import publishing
 from simrec.core.snapshot import ModelSnapshot
-from simrec.storage import snapshots
 from tests.http.shops import snapshot_from_rows
 from tests.net import free_port
 
@@ -126,4 +126,4 @@ class ServedApp(ServerProcess):
 
 
 def publish(root: str, snapshot: ModelSnapshot) -> None:
-    snapshots.write_snapshot(root, TENANT, snapshot)
+    publishing.write_snapshot(root, TENANT, snapshot)

@@ -21,12 +21,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from simrec import publishing
 from simrec.config import Settings
 from simrec.core.snapshot import ModelSnapshot
 from simrec.serving import api
 from simrec.serving.api import ServingApp
 from simrec.serving.parameters import FILTERS
-from simrec.storage import snapshots
 from tests.http.shops import snapshot_from_rows
 
 CHECKS = [
@@ -68,7 +68,7 @@ def fuzz_model() -> ModelSnapshot:
 def api_schema(tmp_path: Path):
     api.HOLDERS.clear()
     root = str(tmp_path / "models")
-    snapshots.write_snapshot(root, "default", fuzz_model())
+    publishing.write_snapshot(root, "default", fuzz_model())
     app = ServingApp(Settings(models_uri=root, tenant="default", serving_tenants="other"))
     assert app.holder.get() is not None
     yield schemathesis.openapi.from_wsgi("/openapi.json", app)

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from werkzeug.test import Client
 
+from simrec import publishing
 from simrec.config import Settings
 from simrec.core.snapshot import ModelSnapshot
 from simrec.serving import api
 from simrec.serving.api import ServingApp
-from simrec.storage import snapshots
 from tests.http.shops import snapshot_from_rows
 
 TENANT = "shop"
@@ -42,7 +42,7 @@ def snapshot(catalog: dict | None) -> ModelSnapshot:
 def client_for(tmp_path: Path, catalog: dict | None = CATALOG) -> Client:
     api.HOLDERS.clear()
     root = str(tmp_path / "models")
-    snapshots.write_snapshot(root, TENANT, snapshot(catalog))
+    publishing.write_snapshot(root, TENANT, snapshot(catalog))
     return Client(ServingApp(Settings(models_uri=root, tenant=TENANT)))
 
 

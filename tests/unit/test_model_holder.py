@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simrec import storage
+from simrec import publishing, storage
 from simrec.core import layout
 from simrec.core.snapshot import ModelSnapshot
 from simrec.serving import model_holder
@@ -75,7 +75,7 @@ def test_no_model_then_first_model(root: str, calls: dict[str, int]) -> None:
     assert holder.get() is None  # within the retry interval: LATEST not read again
     assert calls["latest"] == 1
 
-    snapshots.write_snapshot(root, TENANT, snapshot("v1"))
+    publishing.write_snapshot(root, TENANT, snapshot("v1"))
     clock.now += MISSING_RETRY_SECONDS  # before a first model, retried every second
     model = holder.get()
     assert model is not None and model.version == "v1"
@@ -86,12 +86,12 @@ def test_no_model_then_first_model(root: str, calls: dict[str, int]) -> None:
 
 def test_swaps_on_latest_change_and_not_before_refresh(root: str, calls: dict) -> None:
     clock = FakeClock()
-    snapshots.write_snapshot(root, TENANT, snapshot("v1"))
+    publishing.write_snapshot(root, TENANT, snapshot("v1"))
     holder = ModelHolder(root, TENANT, refresh_seconds=60, clock=clock)
     first = holder.get()
     assert first is not None and first.version == "v1"
 
-    snapshots.write_snapshot(root, TENANT, snapshot("v2", top_score=0.5))
+    publishing.write_snapshot(root, TENANT, snapshot("v2", top_score=0.5))
     clock.now += 59
     assert holder.get() is first  # not due yet
     clock.now += 1
@@ -104,7 +104,7 @@ def test_swaps_on_latest_change_and_not_before_refresh(root: str, calls: dict) -
 
 def test_no_reload_when_latest_is_unchanged(root: str, calls: dict) -> None:
     clock = FakeClock()
-    snapshots.write_snapshot(root, TENANT, snapshot("v1"))
+    publishing.write_snapshot(root, TENANT, snapshot("v1"))
     holder = ModelHolder(root, TENANT, refresh_seconds=10, clock=clock)
     first = holder.get()
     for _ in range(3):
@@ -118,7 +118,7 @@ def test_failed_load_keeps_serving_the_old_model(
     root: str, calls: dict, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock = FakeClock()
-    snapshots.write_snapshot(root, TENANT, snapshot("v1"))
+    publishing.write_snapshot(root, TENANT, snapshot("v1"))
     holder = ModelHolder(root, TENANT, refresh_seconds=10, clock=clock)
     first = holder.get()
 
@@ -142,7 +142,7 @@ def test_failed_load_keeps_serving_the_old_model(
     assert "loading model 'v3'" in caplog.text
 
     # Once the version is fixed, the next check loads it.
-    snapshots.write_snapshot(root, TENANT, snapshot("v3"))
+    publishing.write_snapshot(root, TENANT, snapshot("v3"))
     clock.now += 10
     assert holder.get().version == "v3"
 
@@ -151,7 +151,7 @@ def test_failed_latest_read_keeps_serving(
     root: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock = FakeClock()
-    snapshots.write_snapshot(root, TENANT, snapshot("v1"))
+    publishing.write_snapshot(root, TENANT, snapshot("v1"))
     holder = ModelHolder(root, TENANT, refresh_seconds=5, clock=clock)
     first = holder.get()
 
@@ -169,10 +169,10 @@ def test_zero_refresh_never_rechecks_once_loaded(root: str, calls: dict) -> None
     clock = FakeClock()
     holder = ModelHolder(root, TENANT, refresh_seconds=0, clock=clock)
     assert holder.get() is None
-    snapshots.write_snapshot(root, TENANT, snapshot("v1"))
+    publishing.write_snapshot(root, TENANT, snapshot("v1"))
     clock.now += MISSING_RETRY_SECONDS
     assert holder.get().version == "v1"
-    snapshots.write_snapshot(root, TENANT, snapshot("v2"))
+    publishing.write_snapshot(root, TENANT, snapshot("v2"))
     clock.now += 1e9
     assert holder.get().version == "v1"
     assert calls == {"latest": 2, "load": 1}
@@ -183,10 +183,10 @@ def test_requests_keep_the_old_model_while_one_thread_loads(
     root: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = FakeClock()
-    snapshots.write_snapshot(root, TENANT, snapshot("v1"))
+    publishing.write_snapshot(root, TENANT, snapshot("v1"))
     holder = ModelHolder(root, TENANT, refresh_seconds=10, clock=clock)
     first = holder.get()
-    snapshots.write_snapshot(root, TENANT, snapshot("v2"))
+    publishing.write_snapshot(root, TENANT, snapshot("v2"))
 
     entered, release = threading.Event(), threading.Event()
     read = snapshots.read_snapshot
@@ -219,11 +219,11 @@ def test_background_load_never_blocks_a_request(
 ) -> None:
     """``simrec serve``'s holders: the request finding a new version does not wait for it."""
     clock = FakeClock()
-    snapshots.write_snapshot(root, TENANT, snapshot("v1"))
+    publishing.write_snapshot(root, TENANT, snapshot("v1"))
     holder = ModelHolder(root, TENANT, refresh_seconds=10, clock=clock, background=True)
     first = holder.start()  # at server start, before the first request
     assert first is not None and first.version == "v1"
-    snapshots.write_snapshot(root, TENANT, snapshot("v2"))
+    publishing.write_snapshot(root, TENANT, snapshot("v2"))
 
     release = threading.Event()
     read = snapshots.read_snapshot
@@ -253,7 +253,7 @@ def test_loaded_model_precomputes_catalog_lookups(root: str) -> None:
             "colour": ["red", "blue", "green"],
         }}
     )
-    snapshots.write_snapshot(root, TENANT, snap)
+    publishing.write_snapshot(root, TENANT, snap)
     model = ModelHolder(root, TENANT, refresh_seconds=0).get()
     catalog = model.catalog
     assert catalog is not None
@@ -274,7 +274,7 @@ def test_background_holder_never_loads_on_the_request_path(
     """Before the first model too: get() answers None at once (the endpoint: 503) while
     the loader thread loads; the request that finds the model loaded gets it."""
     clock = FakeClock()
-    snapshots.write_snapshot(root, TENANT, snapshot("v1"))
+    publishing.write_snapshot(root, TENANT, snapshot("v1"))
     holder = ModelHolder(root, TENANT, refresh_seconds=10, clock=clock, background=True)
     release = threading.Event()
     read = snapshots.read_snapshot
@@ -299,7 +299,7 @@ def test_latest_naming_a_path_is_never_read(
     root: str, calls: dict, caplog: pytest.LogCaptureFixture, pointer: str
 ) -> None:
     clock = FakeClock()
-    snapshots.write_snapshot(root, TENANT, snapshot("v1"))
+    publishing.write_snapshot(root, TENANT, snapshot("v1"))
     holder = ModelHolder(root, TENANT, refresh_seconds=10, clock=clock)
     first = holder.get()
     storage.write_bytes(layout.latest_pointer(root, TENANT), pointer.encode())
@@ -313,7 +313,7 @@ def test_latest_naming_a_path_is_never_read(
 def test_non_finite_scores_are_rejected_at_load(root: str, caplog) -> None:
     bad = snapshot("v1")
     bad.scores[0] = np.nan
-    snapshots.write_snapshot(root, TENANT, bad)
+    publishing.write_snapshot(root, TENANT, bad)
     holder = ModelHolder(root, TENANT, refresh_seconds=10, clock=FakeClock())
     with caplog.at_level(logging.ERROR, logger=model_holder.__name__):
         assert holder.get() is None
@@ -324,14 +324,14 @@ def test_one_loader_thread_per_holder_woken_by_requests(root: str) -> None:
     """A due refresh costs the request an event set: the same loader thread runs every
     check, and ``close`` (a dropped holder) ends it."""
     clock = FakeClock()
-    snapshots.write_snapshot(root, TENANT, snapshot("v1"))
+    publishing.write_snapshot(root, TENANT, snapshot("v1"))
     holder = ModelHolder(root, TENANT, refresh_seconds=10, clock=clock, background=True)
     holder.start(wait=False)
     holder.wait_for_loader(30)
     loader = holder._loader
     assert holder.get().version == "v1" and loader is not None and loader.is_alive()
     for version in ("v2", "v3"):
-        snapshots.write_snapshot(root, TENANT, snapshot(version))
+        publishing.write_snapshot(root, TENANT, snapshot(version))
         clock.now += 10
         assert holder.get().version != version  # answered by the current model at once
         holder.wait_for_loader(30)
