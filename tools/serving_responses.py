@@ -6,7 +6,7 @@ Run it on two checkouts and compare the outputs byte for byte::
     python tools/serving_responses.py --out after.jsonl    # on the branch
     cmp before.jsonl after.jsonl
 
-Shops: the hand-built catalog shop of ``tests/http/shops.py``, a synthetic
+Shops: the hand-built catalog shop of ``tests/shops.py``, a synthetic
 5,000-item shop with a catalog (``bench/common.synthetic_model``) and a generated event
 log run through the evaluation's fit. Requests are drawn with a fixed seed over every
 endpoint, list parameter, filter, ``exclude``/``exclude_seen``, unknown skus, the
@@ -32,7 +32,7 @@ from simrec import publishing  # noqa: E402
 from simrec.config import Settings  # noqa: E402
 from simrec.core.snapshot import ModelSnapshot  # noqa: E402
 from simrec.serving.api import ServingApp  # noqa: E402
-from tests.http.shops import catalog_shop  # noqa: E402
+from tests.shops import catalog_shop  # noqa: E402
 
 ENDPOINTS = ("/recommendations", "/similar", "/make_recommendation")
 

@@ -17,8 +17,8 @@ import pytest
 
 from simrec import publishing
 from simrec.core.snapshot import ModelSnapshot
-from tests.http.shops import snapshot_from_rows
 from tests.net import free_port
+from tests.shops import snapshot_from_rows
 
 TENANT = "default"
 VERSION = "ui-v1"

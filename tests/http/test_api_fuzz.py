@@ -27,7 +27,7 @@ from simrec.core.snapshot import ModelSnapshot
 from simrec.serving import api
 from simrec.serving.api import ServingApp
 from simrec.serving.parameters import FILTERS
-from tests.http.shops import snapshot_from_rows
+from tests.shops import snapshot_from_rows
 
 CHECKS = [
     not_a_server_error,

@@ -14,7 +14,7 @@ from simrec.config import Settings
 from simrec.core.snapshot import ModelSnapshot
 from simrec.serving import api
 from simrec.serving.api import ServingApp
-from tests.http.shops import snapshot_from_rows
+from tests.shops import snapshot_from_rows
 
 TENANT = "shop"
 SKUS = ["a", "b", "c", "d", "e", "f", "g", "h"]

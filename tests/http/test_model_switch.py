@@ -27,7 +27,7 @@ from simrec.serving import model_holder, model_image
 from simrec.serving.api import ServingApp
 from simrec.serving.model_holder import HolderRegistry, LoadedModel, ModelHolder
 from simrec.storage import snapshots
-from tests.http.shops import snapshot_from_rows
+from tests.shops import snapshot_from_rows
 
 TENANT = "shop"
 SKUS = ["a", "b", "c", "d", "e", "ü-1", "日本"]

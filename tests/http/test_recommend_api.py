@@ -13,7 +13,7 @@ from simrec.config import Settings
 from simrec.core.snapshot import ModelSnapshot
 from simrec.serving import api
 from simrec.serving.api import ServingApp
-from tests.http.shops import snapshot_from_rows
+from tests.shops import snapshot_from_rows
 
 SOURCE = str(Path(__file__).resolve().parents[2] / "functions" / "recommend" / "main.py")
 TENANT = "shop"

@@ -33,6 +33,7 @@ from simrec.serving import server as server_module
 from simrec.serving.api import ServingApp
 from tests.http.served_app import ServerProcess
 from tests.net import free_port
+from tests.shops import snapshot_from_rows
 
 TENANT = "default"
 
@@ -40,22 +41,14 @@ TENANT = "default"
 def random_model(version: str, seed: int) -> ModelSnapshot:
     rng = random.Random(seed)
     n = 120
-    indptr, indices, scores = [0], [], []
+    rows = {}
     for i in range(n):
         others = rng.sample([j for j in range(n) if j != i], rng.randint(0, 10))
         row = sorted(((rng.random(), j) for j in others), key=lambda t: (-np.float32(t[0]), t[1]))
-        indices += [j for _, j in row]
-        scores += [s for s, _ in row]
-        indptr.append(len(indices))
-    return ModelSnapshot(
-        skus=[f"p{i:03d}" for i in range(n)],
-        indptr=np.array(indptr),
-        indices=np.array(indices),
-        scores=np.array(scores),
-        users=np.ones(len(indices)),
-        popularity=np.array([rng.randint(0, 50) for _ in range(n)], dtype=np.float64),
-        metadata={"version": version, "tenant": TENANT},
-    )
+        rows[i] = [(j, s) for s, j in row]
+    popularity = np.array([rng.randint(0, 50) for _ in range(n)], dtype=np.float64)
+    skus = [f"p{i:03d}" for i in range(n)]
+    return snapshot_from_rows(skus, rows, popularity, {"version": version, "tenant": TENANT})
 
 
 def paths(rng: random.Random, skus: list[str], count: int) -> list[str]:

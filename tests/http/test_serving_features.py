@@ -17,7 +17,7 @@ from simrec.serving import api
 from simrec.serving.api import ServingApp
 from simrec.serving.parameters import MAX_SKU_LENGTH, RECOMMEND_PARAMS, max_query_bytes
 from simrec.storage import snapshots
-from tests.http.shops import CATALOG, catalog_shop
+from tests.shops import CATALOG, catalog_shop
 
 TENANT = "shop"
 
