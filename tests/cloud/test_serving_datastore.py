@@ -19,18 +19,11 @@ from simrec.jobs import beam_load
 from simrec.serving import api
 from simrec.serving.api import ServingApp
 from simrec.serving.datastore_backend import DatastoreNeighbors, default_client_factory
+from tests.clock import FakeClock
 
 pytestmark = pytest.mark.emulator
 PROJECT = "simrec-test"
 TENANT = "shop"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def build(rng: random.Random, n_items: int, version: str):
@@ -133,7 +126,7 @@ def test_same_answers_as_the_memory_backend(setup) -> None:
 
 def test_one_get_multi_per_request_and_the_cache(setup) -> None:
     root, settings, snapshot = setup
-    clock = Clock()
+    clock = FakeClock()
     store = DatastoreNeighbors(default_client_factory(PROJECT), cache_items=1000,
                                 cache_seconds=60, timer=clock)
     app = ServingApp(settings.model_copy(update={"serving_backend": "datastore"}),

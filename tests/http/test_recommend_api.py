@@ -13,6 +13,7 @@ from simrec.config import Settings
 from simrec.core.snapshot import ModelSnapshot
 from simrec.serving import api
 from simrec.serving.api import ServingApp
+from tests.clock import FakeClock
 from tests.shops import snapshot_from_rows
 
 SOURCE = str(Path(__file__).resolve().parents[2] / "functions" / "recommend" / "main.py")
@@ -38,14 +39,6 @@ POPULARITY = [10.0, 8.0, 5.0, 3.0, 12.0, 0.0]
 def model(version: str, scale: float = 1.0) -> ModelSnapshot:
     metadata = {"version": version, "tenant": TENANT}
     return snapshot_from_rows(SKUS, ROWS, POPULARITY, metadata, scale=scale)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
