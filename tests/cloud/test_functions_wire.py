@@ -48,6 +48,7 @@ from tests.cloud.wire import (
     PROJECT,
     REGION,
     FunctionServer,
+    dimsum_node,
     gcp_settings_env,
     refresh_gcsfs,
 )
@@ -69,6 +70,13 @@ def _function(name: str, target: str | None = None):
         signature_type="cloudevent",
     )  # fmt: skip
     return app.test_client()
+
+
+def _job_function(name: str, max_attempts: int, monkeypatch: pytest.MonkeyPatch):
+    """A job stage's function, allowed ``max_attempts`` attempts of its job: it launches
+    the job, and hears how it went on the same function."""
+    monkeypatch.setenv("SIMREC_JOB_MAX_ATTEMPTS", str(max_attempts))
+    return _function(name)
 
 
 def _post(client, event: CloudEvent):
@@ -363,8 +371,7 @@ def test_dataflow_launch_retries_a_failed_load_on_its_status_event_then_alerts(
 ) -> None:
     from google.cloud import dataflow_v1beta3
 
-    monkeypatch.setenv("SIMREC_JOB_MAX_ATTEMPTS", "2")
-    launch = events = _function("dataflow_launch")  # launches, and hears how the job ended
+    launch = events = _job_function("dataflow_launch", 2, monkeypatch)
     name = f"similarities/default/{PARAMS.run_id}/_MANIFEST.json"
     body = {"stage": "similarities", "run_id": PARAMS.run_id, "tenant": "default",
             "params": PARAMS.to_json()}  # fmt: skip
@@ -404,8 +411,7 @@ def test_cluster_polls_dataproc_workflows_on_the_watch_tick(
     from simrec.adapters.gcp.dataproc import dataproc_request_id
     from simrec.stages import cluster
 
-    monkeypatch.setenv("SIMREC_JOB_MAX_ATTEMPTS", "2")
-    launch = events = _function("cluster")  # launches, and polls on the tick / audit entry
+    launch = events = _job_function("cluster", 2, monkeypatch)
     assert _post(launch, _export_manifest_event(gcs)).status_code == 200
     tick = make_pubsub_event(PROJECT, "simrec-job-watch", {})  # Cloud Scheduler's message
     refresh_gcsfs()
@@ -414,8 +420,7 @@ def test_cluster_polls_dataproc_workflows_on_the_watch_tick(
     quota = "Insufficient 'CPUS' quota. Requested 12.0, available 8.0."
     grpc_stub.finish_workflow(operation, dataproc_v1.WorkflowMetadata(
         create_cluster=dataproc_v1.ClusterOperation(done=True, error=quota),
-        graph=dataproc_v1.WorkflowGraph(nodes=[dataproc_v1.WorkflowNode(
-            step_id="dimsum", state=dataproc_v1.WorkflowNode.NodeState.BLOCKED)]),
+        graph=dataproc_v1.WorkflowGraph(nodes=[dimsum_node("BLOCKED")]),
     ), error=quota)  # fmt: skip
     assert _post(events, tick).status_code == 200
 
@@ -442,8 +447,7 @@ def test_a_redelivered_manifest_starts_no_second_job_but_a_rerun_after_giving_up
     starts the next attempt under its own job name (jobs.attempt_for_event)."""
     from google.cloud import dataflow_v1beta3
 
-    monkeypatch.setenv("SIMREC_JOB_MAX_ATTEMPTS", "1")
-    launch = events = _function("dataflow_launch")  # launches, and hears how the job ended
+    launch = events = _job_function("dataflow_launch", 1, monkeypatch)
     name = f"similarities/default/{PARAMS.run_id}/_MANIFEST.json"
     body = {"stage": "similarities", "run_id": PARAMS.run_id, "tenant": "default",
             "params": PARAMS.to_json()}  # fmt: skip
@@ -496,8 +500,7 @@ def test_cluster_polls_at_once_on_the_workflows_last_audit_entry(
 ) -> None:
     from google.cloud import dataproc_v1
 
-    monkeypatch.setenv("SIMREC_JOB_MAX_ATTEMPTS", "1")
-    launch = events = _function("cluster")  # launches, and polls on the tick / audit entry
+    launch = events = _job_function("cluster", 1, monkeypatch)
     assert _post(launch, _export_manifest_event(gcs)).status_code == 200
     [operation] = grpc_stub.operations.values()
     refresh_gcsfs()
@@ -505,9 +508,7 @@ def test_cluster_polls_at_once_on_the_workflows_last_audit_entry(
     assert grpc_stub.get_operation_requests == []  # the start entry polls nothing
     failed = "Job failed with message [Py4JJavaError: ...]"
     grpc_stub.finish_workflow(operation, dataproc_v1.WorkflowMetadata(
-        graph=dataproc_v1.WorkflowGraph(nodes=[dataproc_v1.WorkflowNode(
-            step_id="dimsum", job_id="dimsum-x1", error=failed,
-            state=dataproc_v1.WorkflowNode.NodeState.FAILED)]),
+        graph=dataproc_v1.WorkflowGraph(nodes=[dimsum_node("FAILED", "dimsum-x1", failed)]),
     ), error="Workflow failed")  # fmt: skip
     assert _post(events, _audit_event(operation, last=True)).status_code == 200
 

@@ -51,6 +51,14 @@ PUBSUB = EmulatorSpec("pubsub", "pubsub-emulator", "PUBSUB_EMULATOR_HOST")
 EVENTS_TABLE = f"{PROJECT}.shop.events"
 
 
+def dimsum_node(state: str, job_id: str = "", error: str = "") -> dataproc_v1.WorkflowNode:
+    """The workflow's one job node (step ``dimsum``) in ``state``, as Dataproc reports it."""
+    return dataproc_v1.WorkflowNode(
+        step_id="dimsum", job_id=job_id, error=error,
+        state=dataproc_v1.WorkflowNode.NodeState[state],
+    )  # fmt: skip
+
+
 def gcp_settings_env(bigquery_url: str, grpc_endpoint: str) -> dict[str, str]:
     """The deployment's ``SIMREC_*`` settings on the gcp backend, its APIs pointed at the
     loopback stand-ins (the BigQuery fake, the Dataproc/Dataflow gRPC stub)."""
