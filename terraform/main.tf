@@ -54,8 +54,8 @@ locals {
   settings_env = {
     SIMREC_BACKEND                     = "gcp"
     SIMREC_TENANT                      = var.tenant
-    SIMREC_DATA_URI                    = "gs://${module.storage.data_bucket}"
-    SIMREC_MODELS_URI                  = "gs://${module.storage.models_bucket}"
+    SIMREC_DATA_URI                    = "gs://${module.storage.buckets.data}"
+    SIMREC_MODELS_URI                  = "gs://${module.storage.buckets.models}"
     SIMREC_EVENTS_SOURCE               = var.events_source
     SIMREC_EVENTS_SCHEMA               = var.events_schema
     SIMREC_GA4_EVENT_ACTIONS           = var.ga4_event_actions
@@ -86,9 +86,9 @@ locals {
     SIMREC_RATE_LIMIT_PER_MINUTE    = tostring(var.rate_limit_per_minute)
     SIMREC_RATE_LIMIT_BURST         = tostring(var.rate_limit_burst)
     # The /ui page shows an evaluation report uploaded there (docs/deploy.md).
-    SIMREC_REPORTS_URI = "gs://${module.storage.models_bucket}/reports/${var.tenant}"
+    SIMREC_REPORTS_URI = "gs://${module.storage.buckets.models}/reports/${var.tenant}"
     # Where the cloud launchers find what Terraform made.
-    SIMREC_STAGING_URI                = "gs://${module.storage.staging_bucket}"
+    SIMREC_STAGING_URI                = "gs://${module.storage.buckets.staging}"
     SIMREC_DATAPROC_WORKFLOW_TEMPLATE = module.dataproc.workflow_template_name
     SIMREC_FLEX_TEMPLATE_URI          = module.dataflow.flex_template_uri
     SIMREC_DATAFLOW_SERVICE_ACCOUNT   = module.iam.emails.dataflow
@@ -134,9 +134,9 @@ module "iam" {
   project_id      = var.project_id
   project_number  = data.google_project.this.number
   name_prefix     = var.name_prefix
-  data_bucket     = module.storage.data_bucket
-  models_bucket   = module.storage.models_bucket
-  staging_bucket  = module.storage.staging_bucket
+  data_bucket     = module.storage.buckets.data
+  models_bucket   = module.storage.buckets.models
+  staging_bucket  = module.storage.buckets.staging
   repository_id   = module.storage.repository_id
   region          = var.region
   events_project  = local.events_project
@@ -169,8 +169,8 @@ module "dataproc" {
   project_id               = var.project_id
   region                   = var.region
   name_prefix              = var.name_prefix
-  staging_bucket           = module.storage.staging_bucket
-  data_bucket              = module.storage.data_bucket
+  staging_bucket           = module.storage.buckets.staging
+  data_bucket              = module.storage.buckets.data
   artifacts_dir            = local.artifacts_dir
   service_account          = module.iam.emails.dataproc
   image_version            = var.dataproc_image_version
@@ -191,7 +191,7 @@ module "dataflow" {
   source = "./modules/dataflow"
 
   project_id                = var.project_id
-  staging_bucket            = module.storage.staging_bucket
+  staging_bucket            = module.storage.buckets.staging
   artifacts_dir             = local.artifacts_dir
   flex_image                = local.flex_image
   enable_datastore          = var.enable_datastore
@@ -210,8 +210,8 @@ module "functions" {
   region                = var.region
   name_prefix           = var.name_prefix
   artifacts_dir         = local.artifacts_dir
-  staging_bucket        = module.storage.staging_bucket
-  data_bucket           = module.storage.data_bucket
+  staging_bucket        = module.storage.buckets.staging
+  data_bucket           = module.storage.buckets.data
   repository_id         = module.storage.repository_id
   nightly_topic_id      = module.pubsub.nightly_topic_id
   dead_letter_topic_id  = module.pubsub.dead_letter_topic_id

@@ -10,17 +10,17 @@ output "api_keys_secret" {
 
 output "data_bucket" {
   description = "Bucket of exports/ and similarities/ (SIMREC_DATA_URI)."
-  value       = module.storage.data_bucket
+  value       = module.storage.buckets.data
 }
 
 output "models_bucket" {
   description = "Bucket of models/<tenant>/<version>/ and models/<tenant>/LATEST (SIMREC_MODELS_URI)."
-  value       = module.storage.models_bucket
+  value       = module.storage.buckets.models
 }
 
 output "staging_bucket" {
   description = "Bucket of function sources, Spark job files, the Flex Template spec and job temp files."
-  value       = module.storage.staging_bucket
+  value       = module.storage.buckets.staging
 }
 
 output "nightly_topic" {

@@ -85,8 +85,8 @@ PLANTED = [
         "no resource type google_pubsub_topics", id="unknown-type",
     ),
     pytest.param(
-        "modules/storage/main.tf", "  versioning {\n", "  versioning = {\n",
-        "google_storage_bucket.models: versioning is a block, written as an argument",
+        "modules/storage/main.tf", "      action {\n", "      action = {\n",
+        "google_storage_bucket.bucket: lifecycle_rule.action is a block, written as an argument",
         id="block-as-argument",
     ),
     pytest.param(

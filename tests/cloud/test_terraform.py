@@ -66,6 +66,7 @@ class Module:
     outputs: dict[str, dict] = field(default_factory=dict)
     settings: list[dict] = field(default_factory=list)  # terraform {} blocks
     providers: list[dict] = field(default_factory=list)
+    moved: list[dict] = field(default_factory=list)  # moved {from, to} blocks
     text: str = ""
 
     def resource(self, kind: str, name: str) -> dict:
@@ -103,6 +104,7 @@ def module(rel: str = "") -> Module:
             mod.outputs.update(item)
         mod.settings += doc.get("terraform", [])
         mod.providers += doc.get("provider", [])
+        mod.moved += doc.get("moved", [])
     return mod
 
 
@@ -128,6 +130,8 @@ def block(body: dict, name: str) -> dict:
 # --- following references -------------------------------------------------------------------------
 SINGLE = re.compile(r"^\$\{([A-Za-z0-9_.\[\]\"']+)\}$")
 EMBEDDED = re.compile(r"\$\{([A-Za-z0-9_.\[\]\"']+)\}")
+#: An output mapping each instance of a for_each resource to an attribute.
+FOR_MAP = re.compile(r"^\$\{\{for (\w+), (\w+) in ([\w.]+) : \1 => \2\.(\w+)\}\}$")
 
 
 def resolve(rel: str, expr: Any, each: tuple[str, Any] | None = None) -> Any:
@@ -167,7 +171,12 @@ def resolve(rel: str, expr: Any, each: tuple[str, Any] | None = None) -> Any:
         out_name = out.split(".")[0]
         child = child_of(name)
         value = resolve(child, module(child).outputs[out_name]["value"])
-        return _index(value, out[len(out_name) :], rel, each)
+        tail = out[len(out_name) :]
+        if isinstance(value, str) and (per := FOR_MAP.match(value)) and tail.startswith("."):
+            key = re.match(r"\.(\w+)", tail).group(1)
+            value = f'{child}:{per.group(3)}["{key}"].{per.group(4)}'
+            tail = tail[len(key) + 1 :]
+        return _index(value, tail, rel, each)
     if head == "each" and each is not None:
         if rest == "key":
             return each[0]
@@ -486,11 +495,11 @@ def test_scheduler_publishes_to_the_topic_export_listens_to() -> None:
 def test_storage_triggers_watch_the_bucket_their_manifest_is_written_to() -> None:
     data_bucket = bucket_of(settings_env()["SIMREC_DATA_URI"])
     models_bucket = bucket_of(settings_env()["SIMREC_MODELS_URI"])
-    assert data_bucket == "modules/storage:google_storage_bucket.data.name"
+    assert data_bucket == 'modules/storage:google_storage_bucket.bucket["data"].name'
     assert models_bucket != data_bucket
     storage = module("modules/storage")
     bucket_region = resolve(
-        storage.rel, storage.resource("google_storage_bucket", "data")["location"]
+        storage.rel, storage.resource("google_storage_bucket", "bucket")["location"]
     )
     for name in ("cluster", "dataflow_launch"):
         fn = function(name)
@@ -678,8 +687,8 @@ def test_conditional_grants_cover_only_their_prefixes() -> None:
     (so it cannot move a LATEST pointer); each write grant is limited to the prefixes its
     code writes; the build account reads the Cloud Functions source bucket of the region."""
     objects = "projects/_/buckets"
-    staging = "modules/storage:google_storage_bucket.staging.name"
-    models = "modules/storage:google_storage_bucket.models.name"
+    staging = 'modules/storage:google_storage_bucket.bucket["staging"].name'
+    models = 'modules/storage:google_storage_bucket.bucket["models"].name'
     worker = _condition("dataproc_worker")
     assert f'!resource.name.startsWith("{objects}/{models}/")' in worker
     # Only storage requests are narrowed: the role's other services do not supply names.
@@ -757,24 +766,30 @@ def test_each_identity_gets_only_the_listed_grants() -> None:
 
 def test_buckets_are_private_and_models_are_versioned() -> None:
     storage = module("modules/storage")
-    buckets = storage.of_kind("google_storage_bucket")
+    (name,) = storage.of_kind("google_storage_bucket")
+    bucket = storage.resource("google_storage_bucket", name)
+    assert bucket["for_each"] == "${local.buckets}"
+    buckets = storage.locals["buckets"]
     assert set(buckets) == {"data", "models", "staging"}
-    for name, body in buckets.items():
-        assert body["uniform_bucket_level_access"] is True, name
-        assert body["public_access_prevention"] == "enforced", name
-        assert resolve(storage.rel, body["location"]) == "var.region", name
-    assert block(buckets["models"], "versioning")["enabled"] is True
+    assert bucket["uniform_bucket_level_access"] is True
+    assert bucket["public_access_prevention"] == "enforced"
+    assert resolve(storage.rel, bucket["location"]) == "var.region"
+    # Versioning and every lifecycle rule come from the bucket's entry, argument by argument.
+    dynamic = {k: v for d in bucket["dynamic"] for k, v in d.items()}
+    assert dynamic["versioning"]["for_each"] == "${each.value.versioning ? [true] : []}"
+    assert dynamic["lifecycle_rule"]["for_each"] == "${each.value.lifecycle_rules}"
+    (content,) = dynamic["lifecycle_rule"]["content"]
+    used = set().union(*(rule.keys() for b in buckets.values() for rule in b["lifecycle_rules"]))
+    assert {"action", *block(content, "condition")} == used
+    assert [b["versioning"] for b in buckets.values()] == [False, True, False]
     rules = {
-        tuple(block(r, "condition").get("matches_prefix", [])): block(r, "condition").get("age")
-        for r in buckets["data"]["lifecycle_rule"]
+        tuple(r.get("matches_prefix", [])): r.get("age") for r in buckets["data"]["lifecycle_rules"]
     }
     assert rules[("exports/",)] == "${var.export_retention_days}"
     assert rules[("similarities/",)] == "${var.similarities_retention_days}"
     # Artifacts Terraform uploads are outside the expiring prefixes of the staging bucket.
-    (staging_rule,) = buckets["staging"]["lifecycle_rule"]
-    assert not any(
-        p.startswith("artifacts/") for p in block(staging_rule, "condition")["matches_prefix"]
-    )
+    (staging_rule,) = buckets["staging"]["lifecycle_rules"]
+    assert not any(p.startswith("artifacts/") for p in staging_rule["matches_prefix"])
     for rel, kind in (
         ("modules/functions", "source"),
         ("modules/dataproc", "job_file"),
@@ -1101,9 +1116,8 @@ def test_staging_lifecycle_expires_the_folders_the_dataflow_launch_uses() -> Non
     env = request.launch_parameter.environment
     used = [env.temp_location, env.staging_location]
     storage = module("modules/storage")
-    (rule,) = storage.resource("google_storage_bucket", "staging")["lifecycle_rule"]
-    condition = block(rule, "condition")
-    assert block(rule, "action")["type"] == "Delete"
+    (condition,) = storage.locals["buckets"]["staging"]["lifecycle_rules"]
+    assert condition["action"] == "Delete"
     prefixes = [
         f"{d}/" for d in _dataflow_dirs()
     ] + [p for p in condition["matches_prefix"] if "${" not in p]  # fmt: skip
