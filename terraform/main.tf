@@ -104,6 +104,22 @@ locals {
   }
 }
 
+# `make build` writes every file the modules upload (functions/*.zip, spark/, flex/): one
+# check of them all, so a plan without a build stops here with the list of what is missing.
+locals {
+  build_files         = concat(module.functions.build_files, module.dataproc.build_files, module.dataflow.build_files)
+  missing_build_files = [for f in local.build_files : f if !fileexists(f)]
+}
+
+resource "terraform_data" "build" {
+  lifecycle {
+    precondition {
+      condition     = length(local.missing_build_files) == 0
+      error_message = "${join(", ", local.missing_build_files)} missing: run `make build` first (or set artifacts_dir)."
+    }
+  }
+}
+
 resource "google_project_service" "enabled" {
   for_each = toset(local.services)
 

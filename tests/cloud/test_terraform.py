@@ -803,19 +803,30 @@ def test_artifacts_come_from_make_build_and_are_guarded() -> None:
     assert module().locals["artifacts_dir"] == (
         '${var.artifacts_dir != "" ? var.artifacts_dir : "${path.root}/../build"}'
     )
+    # One check of every file a module uploads stops the plan before anything is uploaded.
+    root = module()
+    check = root.resource("terraform_data", "build")
+    (precondition,) = block(check, "lifecycle")["precondition"]
+    assert precondition["condition"] == "${length(local.missing_build_files) == 0}"
+    assert "local.missing_build_files" in precondition["error_message"]
+    assert "fileexists(f)" in root.locals["missing_build_files"]
     expected = {
-        "modules/functions": ("source", ["functions/{name}.zip"]),
-        "modules/dataproc": ("job_file", ["spark/dimsum_job.py", "spark/simrec.zip"]),
+        "modules/functions": ("source", "sources", ["functions/{name}.zip"]),
+        "modules/dataproc": ("job_file", "job_files", ["spark/dimsum_job.py", "spark/simrec.zip"]),
     }
-    for rel, (name, files) in expected.items():
+    for rel, (name, files_local, files) in expected.items():
         mod = module(rel)
         obj = mod.resource("google_storage_bucket_object", name)
-        (precondition,) = block(obj, "lifecycle")["precondition"]
-        assert precondition["condition"] == "${fileexists(each.value)}"
+        assert obj["for_each"] == f"${{local.{files_local}}}"
+        assert obj["source"] == "${each.value}"
         assert "try(filemd5(each.value)" in obj["name"]
+        assert mod.outputs["build_files"]["value"] == f"${{values(local.{files_local})}}"
+        assert f"module.{call_of(rel)}.build_files" in root.locals["build_files"]
         text = json.dumps(mod.locals)
         for file in files:
             assert file.replace("{name}", "${name}") in text, file
+    assert module("modules/dataflow").outputs["build_files"]["value"] == ["${local.metadata_file}"]
+    assert "module.dataflow.build_files" in root.locals["build_files"]
     flex = module("modules/dataflow")
     assert flex.locals["metadata_file"] == "${var.artifacts_dir}/flex/metadata.json"
     assert resolve("", settings_env()["SIMREC_FLEX_TEMPLATE_URI"]).startswith(

@@ -17,3 +17,8 @@ output "job_file_uris" {
   description = "gs:// URIs of the job's main file and py-files."
   value       = { for k, o in google_storage_bucket_object.job_file : k => "gs://${o.bucket}/${o.name}" }
 }
+
+output "build_files" {
+  description = "Files of `make build` the module uploads (the root checks they exist)."
+  value       = values(local.job_files)
+}

@@ -35,20 +35,13 @@ locals {
 }
 
 # The object name carries the zip's hash, so a new build redeploys the function; without the
-# zip (static checks, no `make build`) the precondition stops the plan with a clear message.
+# zip (static checks, no `make build`) the root's terraform_data.build stops the plan.
 resource "google_storage_bucket_object" "source" {
   for_each = local.sources
 
   bucket = var.staging_bucket
   name   = "artifacts/functions/${each.key}-${try(filemd5(each.value), "missing")}.zip"
   source = each.value
-
-  lifecycle {
-    precondition {
-      condition     = fileexists(each.value)
-      error_message = "${each.value} is missing: run `make build` first (or set artifacts_dir)."
-    }
-  }
 }
 
 resource "google_cloudfunctions2_function" "fn" {

@@ -12,3 +12,8 @@ output "triggers" {
   description = "Eventarc trigger of each function."
   value       = { for k, f in google_cloudfunctions2_function.fn : k => f.event_trigger[0].trigger }
 }
+
+output "build_files" {
+  description = "Files of `make build` the module uploads (the root checks they exist)."
+  value       = values(local.sources)
+}
