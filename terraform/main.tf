@@ -80,7 +80,7 @@ locals {
     SIMREC_DATASTORE_CACHE_SECONDS     = tostring(var.datastore_cache_seconds)
     SIMREC_CATALOG_URI                 = var.catalog_uri
     # Public mode (simrec.serving.access): keys in Secret Manager, CORS origins, rate limit.
-    SIMREC_API_KEYS                 = module.serving.api_keys_secret
+    SIMREC_API_KEYS                 = module.serving.service.api_keys_secret
     SIMREC_API_KEYS_REFRESH_SECONDS = tostring(var.api_keys_refresh_seconds)
     SIMREC_ALLOWED_ORIGINS          = var.allowed_origins
     SIMREC_RATE_LIMIT_PER_MINUTE    = tostring(var.rate_limit_per_minute)
@@ -89,7 +89,7 @@ locals {
     SIMREC_REPORTS_URI = "gs://${module.storage.buckets.models}/reports/${var.tenant}"
     # Where the cloud launchers find what Terraform made.
     SIMREC_STAGING_URI                = "gs://${module.storage.buckets.staging}"
-    SIMREC_DATAPROC_WORKFLOW_TEMPLATE = module.dataproc.workflow_template_name
+    SIMREC_DATAPROC_WORKFLOW_TEMPLATE = module.dataproc.workflow_template.name
     SIMREC_FLEX_TEMPLATE_URI          = module.dataflow.flex_template_uri
     SIMREC_DATAFLOW_SERVICE_ACCOUNT   = module.iam.emails.dataflow
     # Not Settings fields yet (tests/cloud/test_terraform.py lists them as pending): the launch
@@ -229,8 +229,8 @@ module "functions" {
   staging_bucket        = module.storage.buckets.staging
   data_bucket           = module.storage.buckets.data
   repository_id         = module.storage.repository_id
-  nightly_topic_id      = module.pubsub.nightly_topic_id
-  dead_letter_topic_id  = module.pubsub.dead_letter_topic_id
+  nightly_topic_id      = module.pubsub.topics.nightly.id
+  dead_letter_topic_id  = module.pubsub.topics.dead_letter.id
   service_accounts      = module.iam.emails
   environment           = local.environment
   runtime               = var.functions_runtime
@@ -279,9 +279,9 @@ module "monitoring" {
   name_prefix              = var.name_prefix
   function_services        = module.functions.service_names
   dataproc_cluster_prefix  = module.dataproc.cluster_name_prefix
-  dead_letter_subscription = module.pubsub.dead_letter_subscription_name
-  endpoint_url             = module.serving.url
-  service_name             = module.serving.service_name
+  dead_letter_subscription = module.pubsub.topics.dead_letter.subscription
+  endpoint_url             = module.serving.service.url
+  service_name             = module.serving.service.name
   public_endpoint          = var.public_endpoint
   alert_emails             = var.alert_emails
   uptime_check_period      = var.uptime_check_period
