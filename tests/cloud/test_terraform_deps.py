@@ -257,3 +257,10 @@ def test_the_graph_has_no_cycle() -> None:
     for rel in _rels():
         for address in sorted(_all_resources(rel)):
             assert address not in reachable(address), f"{address} depends on itself"
+            # _direct drops self-references (an attribute read of its own); depends_on
+            # naming the resource itself is what plan refuses ("Self-referential block").
+            rel_, _, ref = address.partition(":")
+            kind, _, name = ref.removeprefix("data.").partition(".")
+            table = module(rel_).data if ref.startswith("data.") else module(rel_).resources
+            own = _deps_of_value(rel_, table[(kind, name)].get("depends_on", []))
+            assert address not in own, f"{address} lists itself in depends_on"
