@@ -259,12 +259,13 @@ def test_job_records_grants_are_exactly_what_the_retry_and_watch_write() -> None
     wait = iam.resource("time_sleep", "grants")["depends_on"]
     # The functions that record launches: the stages of the job records (simrec.stages.jobs).
     for identity, name in ((cluster.STAGE, "cluster"), (load.STAGE, "launch")):
-        writer = iam.resource("google_storage_bucket_iam_member", f"{name}_job_records_writer")
+        writer = iam.locals["grants"][f"{name}_job_records_writer"]
         assert writer["member"] == f"${{local.member.{identity}}}"
-        assert (writer["bucket"], writer["role"]) == ("${var.data_bucket}",
-                                                      "roles/storage.objectUser")  # fmt: skip
-        assert writer["condition"][0]["expression"] == "${local.job_records_only}"
-        assert f"${{google_storage_bucket_iam_member.{name}_job_records_writer}}" in wait
+        assert (writer["on"], writer["bucket"], writer["role"]) == (
+            "bucket", "${var.data_bucket}", "roles/storage.objectUser")  # fmt: skip
+        assert writer["condition"] == "${local.job_records_condition}"
+        assert "${google_storage_bucket_iam_member.grant}" in wait
+    assert iam.locals["job_records_condition"]["expression"] == "${local.job_records_only}"
 
 
 def test_a_redelivered_launch_never_reopens_a_handled_job(tmp_path) -> None:

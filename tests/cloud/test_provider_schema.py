@@ -64,7 +64,7 @@ def test_the_checker_sees_every_module(schemas) -> None:
         doc = _load(path)
         seen += sum(len(named) for item in doc.get("resource", []) for t, named in item.items()
                     if t.startswith("google_"))  # fmt: skip
-    assert seen >= 50
+    assert seen >= 35  # 41 blocks: the grants are one block per kind (modules/iam)
 
 
 PLANTED = [

@@ -648,8 +648,17 @@ EXPECTED_GRANTS = {
 AGENTS = {"pubsub.googleapis.com": "pubsub-agent", "eventarc.googleapis.com": "eventarc-agent"}
 
 
-def _grant(kind: str, body: dict) -> tuple[str, str, str]:
-    """(identity, role, where); ``where`` ends in ``?`` for a conditional grant."""
+#: The resource type that makes a grant of local.grants, by the ``on`` of the grant.
+GRANT_KINDS = {
+    "project": "google_project_iam_member",
+    "bucket": "google_storage_bucket_iam_member",
+    "service_account": "google_service_account_iam_member",
+    "repository": "google_artifact_registry_repository_iam_member",
+}
+
+
+def _grant(body: dict, on: str) -> tuple[str, str, str]:
+    """(identity, role, where) of a grant; ``where`` ends in ``?`` for a conditional grant."""
     member = body["member"]
     who = re.fullmatch(r"\$\{local\.member\.(\w+)\}", member)
     agent = re.fullmatch(r'\$\{local\.agent_member\["([\w.]+)"\]\}', member)
@@ -665,26 +674,33 @@ def _grant(kind: str, body: dict) -> tuple[str, str, str]:
     if role == "${google_project_iam_custom_role.workflow_runner.id}":
         role = "custom:workflow_runner"
     where = {
-        "google_project_iam_member": lambda: "project",
-        "google_storage_bucket_iam_member": lambda: (
+        "project": lambda: "project",
+        "bucket": lambda: (
             "bucket:" + re.fullmatch(r"\$\{var\.(\w+)_bucket\}", body["bucket"]).group(1)
         ),
-        "google_service_account_iam_member": lambda: (
-            "sa:"
-            + re.fullmatch(
-                r'\$\{google_service_account\.sa\["(\w+)"\]\.name\}', body["service_account_id"]
-            ).group(1)
-        ),
-        "google_artifact_registry_repository_iam_member": lambda: "repository",
-        "google_bigquery_dataset_iam_member": lambda: "dataset:events",
-    }[kind]()
+        "service_account": lambda: "sa:" + body["service_account"],
+        "repository": lambda: "repository",
+        "dataset": lambda: "dataset:events",
+    }[on]()
     return identity, role, where + ("?" if "condition" in body else "")
 
 
-def _condition(name: str, kind: str = "google_project_iam_member") -> str:
+def iam_grants() -> dict[str, dict]:
+    """Every grant of modules/iam by name: the entries of local.grants, and the one dataset
+    grant (a resource of its own), each with its ``on``."""
     iam = module("modules/iam")
-    expression = block(iam.resource(kind, name), "condition")["expression"]
-    return resolve(iam.rel, expression)
+    dataset = iam.resource("google_bigquery_dataset_iam_member", "export_events_reader")
+    return {**iam.locals["grants"], "export_events_reader": {**dataset, "on": "dataset"}}
+
+
+def _grants() -> set[tuple[str, str, str]]:
+    return {_grant(body, body["on"]) for body in iam_grants().values()}
+
+
+def _condition(name: str) -> str:
+    iam = module("modules/iam")
+    condition = resolve(iam.rel, iam_grants()[name]["condition"])
+    return resolve(iam.rel, condition["expression"])
 
 
 def test_conditional_grants_cover_only_their_prefixes() -> None:
@@ -699,14 +715,11 @@ def test_conditional_grants_cover_only_their_prefixes() -> None:
     # Only storage requests are narrowed: the role's other services do not supply names.
     assert worker.startswith('resource.service != "storage.googleapis.com" || (')
     assert f'!resource.name.startsWith("{objects}/{staging}/objects/artifacts/")' in worker
-    dataproc = _condition("dataproc_staging_writer", "google_storage_bucket_iam_member")
+    dataproc = _condition("dataproc_staging_writer")
     assert dataproc == (
         f'resource.name.startsWith("{objects}/{staging}/objects/google-cloud-dataproc-metainfo/")'
     )
-    dataflow = module("modules/iam").resource(
-        "google_storage_bucket_iam_member", "dataflow_staging_writer"
-    )
-    expression = block(dataflow, "condition")["expression"]
+    expression = iam_grants()["dataflow_staging_writer"]["condition"]["expression"]
     assert "for d in var.dataflow_writable_dirs" in expression
     assert module().calls["iam"]["dataflow_writable_dirs"] == "${local.dataflow_dirs}"
     assert "artifacts" not in " ".join(_dataflow_dirs())
@@ -716,10 +729,7 @@ def test_conditional_grants_cover_only_their_prefixes() -> None:
         'root:data.google_project.this.number-var.region")'
     )
     # No runtime account may write a bucket as a whole where the code only reads it.
-    grants = {
-        _grant(k, b) for (k, _), b in module("modules/iam").resources.items()
-        if k.endswith("_iam_member")
-    }  # fmt: skip
+    grants = _grants()
     for identity in ("dataproc", "dataflow", "cluster", "dataflow_launch", "recommend"):
         assert (identity, "roles/storage.objectUser", "bucket:staging") not in grants
     assert not [g for g in grants if g[1] == "roles/bigquery.readSessionUser"]
@@ -736,11 +746,7 @@ def _dataflow_dirs() -> list[str]:
 
 def test_each_identity_gets_only_the_listed_grants() -> None:
     iam = module("modules/iam")
-    grants = {
-        _grant(kind, body)
-        for (kind, _), body in iam.resources.items()
-        if kind.endswith("_iam_member")
-    }
+    grants = _grants()
     unexpected, missing = sorted(grants - EXPECTED_GRANTS), sorted(EXPECTED_GRANTS - grants)
     assert grants == EXPECTED_GRANTS, f"unexpected: {unexpected}, missing: {missing}"
     custom = iam.resource("google_project_iam_custom_role", "workflow_runner")
@@ -749,20 +755,41 @@ def test_each_identity_gets_only_the_listed_grants() -> None:
         "dataproc.workflowTemplates.get",
         "dataproc.operations.get",
     }
+    # One resource per kind makes the grants on that kind, with the grant's condition.
+    assert iam.locals["grants_on"] == (
+        '${{for on in ["project", "bucket", "service_account", "repository"] : '
+        "on => {for k, g in local.grants : k => g if g.on == on && try(g.when, true)}}}"
+    )
+    assert {g["on"] for g in iam.locals["grants"].values()} == set(GRANT_KINDS)
+    for on, kind in GRANT_KINDS.items():
+        body = iam.resource(kind, "grant")
+        assert body["for_each"] == f"${{local.grants_on.{on}}}"
+        assert (body["role"], body["member"]) == ("${each.value.role}", "${each.value.member}")
+        conditional = any("condition" in g for g in iam.locals["grants"].values() if g["on"] == on)
+        if conditional:
+            (dynamic,) = [d["condition"] for d in body["dynamic"] if "condition" in d]
+            assert dynamic["for_each"] == "${try([each.value.condition], [])}"
+            (content,) = dynamic["content"]
+            assert set(content) == {"title", "description", "expression"}
+        else:
+            assert "dynamic" not in body and "condition" not in body, kind
     # Conditional grants follow the settings that need them.
-    assert iam.resource("google_project_iam_member", "dataflow_datastore_user")["count"] == (
-        "${var.datastore_write ? 1 : 0}"
-    )
-    assert iam.resource("google_project_iam_member", "recommend_datastore_viewer")["count"] == (
-        "${var.datastore_read ? 1 : 0}"
-    )
+    whens = {k: g["when"] for k, g in iam.locals["grants"].items() if "when" in g}
+    assert whens == {
+        "dataflow_datastore_user": "${var.datastore_write}",
+        "recommend_datastore_viewer": "${var.datastore_read}",
+    }
     assert module().calls["iam"]["datastore_read"] == '${var.serving_backend == "datastore"}'
     # No basic roles anywhere, and every binding says why it exists.
+    basic = {"roles/owner", "roles/editor", "roles/viewer"}
+    assert not {g["role"] for g in iam_grants().values()} & basic
     for rel in ["", *[f"modules/{m}" for m in MODULES]]:
         for (kind, _), body in module(rel).resources.items():
             if kind.endswith("_iam_member"):
-                assert body["role"] not in {"roles/owner", "roles/editor", "roles/viewer"}
-    for match in re.finditer(r'\nresource "google_\w+_iam_member"', iam.text):
+                assert body["role"] not in basic
+    for name, grant in iam.locals["grants"].items():
+        assert len(grant["why"]) > 10, f"grant {name} does not say why it exists"
+    for match in re.finditer(r'\nresource "google_\w+_iam_member" "(?!grant")', iam.text):
         before = iam.text[: match.start()].rstrip("\n").splitlines()[-1]
         assert before.lstrip().startswith("#"), (
             f"no comment above {iam.text[match.start() :][:80]!r}"
