@@ -230,6 +230,7 @@ module "functions" {
   data_bucket           = module.storage.buckets.data
   repository_id         = module.storage.repository_id
   nightly_topic_id      = module.pubsub.topics.nightly.id
+  job_watch_topic_id    = module.pubsub.topics.job_watch.id
   dead_letter_topic_id  = module.pubsub.topics.dead_letter.id
   service_accounts      = module.iam.emails
   environment           = local.environment
@@ -279,7 +280,7 @@ module "monitoring" {
   name_prefix              = var.name_prefix
   function_services        = module.functions.service_names
   dataproc_cluster_prefix  = module.dataproc.cluster_name_prefix
-  dead_letter_subscription = module.pubsub.topics.dead_letter.subscription
+  dead_letter_subscription = module.pubsub.dead_letter_subscription_name
   endpoint_url             = module.serving.service.url
   service_name             = module.serving.service.name
   public_endpoint          = var.public_endpoint

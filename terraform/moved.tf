@@ -184,3 +184,30 @@ moved {
   from = module.iam.google_project_iam_member.recommend_datastore_viewer[0]
   to   = module.iam.google_project_iam_member.grant["recommend_datastore_viewer"]
 }
+
+# The topics and scheduler jobs: one resource each, for_each in modules/pubsub (the job-watch
+# pair came from modules/functions).
+moved {
+  from = module.pubsub.google_pubsub_topic.nightly
+  to   = module.pubsub.google_pubsub_topic.topic["nightly"]
+}
+
+moved {
+  from = module.pubsub.google_pubsub_topic.dead_letter
+  to   = module.pubsub.google_pubsub_topic.topic["dead_letter"]
+}
+
+moved {
+  from = module.functions.google_pubsub_topic.job_watch
+  to   = module.pubsub.google_pubsub_topic.topic["job_watch"]
+}
+
+moved {
+  from = module.pubsub.google_cloud_scheduler_job.nightly
+  to   = module.pubsub.google_cloud_scheduler_job.job["nightly"]
+}
+
+moved {
+  from = module.functions.google_cloud_scheduler_job.job_watch
+  to   = module.pubsub.google_cloud_scheduler_job.job["job_watch"]
+}

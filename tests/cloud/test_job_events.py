@@ -196,8 +196,11 @@ def test_job_end_triggers_deliver_to_the_function_that_launched_the_job() -> Non
     status = fns.resource("google_eventarc_trigger", "dataflow_status")
     watch = fns.resource("google_eventarc_trigger", "job_watch")
     audit = fns.resource("google_eventarc_trigger", "dataproc_audit")
-    topic = fns.resource("google_pubsub_topic", "job_watch")
-    role = resolve(fns.rel, topic["name"]).removeprefix("var.name_prefix-")
+    pubsub = module("modules/pubsub")  # the job-watch topic and its scheduler job
+    topic = pubsub.resource("google_pubsub_topic", "topic")
+    assert topic["name"] == '${var.name_prefix}-${replace(each.key, "_", "-")}'
+    assert {"job_watch"} <= set(pubsub.locals["topics"]) & set(pubsub.locals["schedules"])
+    role = "job_watch".replace("_", "-")
     expected = {
         "dataflow_status": (status, (DATAFLOW_STATUS_CHANGED, "")),
         "job_watch": (watch, (PUBSUB_PUBLISHED, role)),
@@ -216,9 +219,12 @@ def test_job_end_triggers_deliver_to_the_function_that_launched_the_job() -> Non
     criteria = {c["attribute"]: resolve(fns.rel, c["value"]) for c in audit["matching_criteria"]}
     assert criteria == {"type": AUDIT_LOG_WRITTEN, "serviceName": jobs.DATAPROC_SERVICE,
                         "methodName": jobs.INSTANTIATE_METHOD}  # fmt: skip
-    assert watch["transport"][0]["pubsub"][0]["topic"] == "${google_pubsub_topic.job_watch.id}"
-    scheduler = fns.resource("google_cloud_scheduler_job", "job_watch")
-    assert scheduler["pubsub_target"][0]["topic_name"] == "${google_pubsub_topic.job_watch.id}"
+    assert watch["transport"][0]["pubsub"][0]["topic"] == "${var.job_watch_topic_id}"
+    topic_id = module().calls["functions"]["job_watch_topic_id"]
+    assert topic_id == "${module.pubsub.topics.job_watch.id}"
+    scheduler = pubsub.resource("google_cloud_scheduler_job", "job")
+    target = scheduler["pubsub_target"][0]["topic_name"]
+    assert target == "${google_pubsub_topic.topic[each.key].id}"
     invoker = fns.resource("google_cloud_run_v2_service_iam_member", "trigger_invoker")
     assert invoker["for_each"] == "${google_cloudfunctions2_function.fn}"
     assert invoker["member"] == "serviceAccount:${var.service_accounts.trigger}"

@@ -80,8 +80,8 @@ PLANTED = [
         "argument location", id="missing-required-argument",
     ),
     pytest.param(
-        "modules/pubsub/main.tf", 'resource "google_pubsub_topic" "dead_letter"',
-        'resource "google_pubsub_topics" "dead_letter"',
+        "modules/pubsub/main.tf", 'resource "google_pubsub_topic" "topic"',
+        'resource "google_pubsub_topics" "topic"',
         "no resource type google_pubsub_topics", id="unknown-type",
     ),
     pytest.param(

@@ -131,7 +131,7 @@ def block(body: dict, name: str) -> dict:
 SINGLE = re.compile(r"^\$\{([A-Za-z0-9_.\[\]\"']+)\}$")
 EMBEDDED = re.compile(r"\$\{([A-Za-z0-9_.\[\]\"']+)\}")
 #: An output mapping each instance of a for_each resource to an attribute.
-FOR_MAP = re.compile(r"^\$\{\{for (\w+), (\w+) in ([\w.]+) : \1 => \2\.(\w+)\}\}$")
+FOR_MAP = re.compile(r"^\$\{\{for (\w+), (\w+) in ([\w.]+) : \1 => (.+)\}\}$")
 
 
 def resolve(rel: str, expr: Any, each: tuple[str, Any] | None = None) -> Any:
@@ -174,7 +174,12 @@ def resolve(rel: str, expr: Any, each: tuple[str, Any] | None = None) -> Any:
         tail = out[len(out_name) :]
         if isinstance(value, str) and (per := FOR_MAP.match(value)) and tail.startswith("."):
             key = re.match(r"\.(\w+)", tail).group(1)
-            value = f'{child}:{per.group(3)}["{key}"].{per.group(4)}'
+            instance = f'{child}:{per.group(3)}["{key}"]'
+            attrs = dict(re.findall(rf"(\w+) = {per.group(2)}\.(\w+)", per.group(4)))
+            if not attrs:  # k => v.attr
+                attrs = {"": re.fullmatch(rf"{per.group(2)}\.(\w+)", per.group(4)).group(1)}
+            value = {a: f"{instance}.{attr}" for a, attr in attrs.items()}
+            value = value.pop("") if "" in value else value
             tail = tail[len(key) + 1 :]
         return _index(value, tail, rel, each)
     if head == "each" and each is not None:
@@ -328,8 +333,8 @@ def test_outputs_name_the_endpoint_buckets_and_topics() -> None:
     )
     topics = resolve("", outputs["topics"]["value"])
     assert topics == {
-        "nightly": "modules/pubsub:google_pubsub_topic.nightly.name",
-        "dead_letter": "modules/pubsub:google_pubsub_topic.dead_letter.name",
+        "nightly": 'modules/pubsub:google_pubsub_topic.topic["nightly"].name',
+        "dead_letter": 'modules/pubsub:google_pubsub_topic.topic["dead_letter"].name',
     }
 
 
@@ -479,10 +484,14 @@ def test_minimal_example_makes_valid_settings(monkeypatch: pytest.MonkeyPatch) -
 # --- wiring --------------------------------------------------------------------------------
 def test_scheduler_publishes_to_the_topic_export_listens_to() -> None:
     pubsub = module("modules/pubsub")
-    job = pubsub.resource("google_cloud_scheduler_job", "nightly")
+    job = pubsub.resource("google_cloud_scheduler_job", "job")
+    assert job["for_each"] == "${local.schedules}"
     target = block(job, "pubsub_target")
-    topic = resolve(pubsub.rel, target["topic_name"])
-    assert topic == "modules/pubsub:google_pubsub_topic.nightly.id"
+    assert target["topic_name"] == "${google_pubsub_topic.topic[each.key].id}"
+    nightly = pubsub.locals["schedules"]["nightly"]
+    target = {**target, "data": nightly["data"]}
+    topic = resolve(pubsub.rel, '${google_pubsub_topic.topic["nightly"].id}')
+    assert topic == 'modules/pubsub:google_pubsub_topic.topic["nightly"].id'
     # The payload is {"tenant": <tenant>}, the same tenant the functions are configured with.
     assert re.fullmatch(
         r"\$\{base64encode\(jsonencode\(\{\s*tenant\s*=\s*var\.tenant\s*\}\)\)\}", target["data"]
@@ -886,7 +895,7 @@ def test_dead_letter_wiring_passes_what_the_script_needs() -> None:
     assert set(exec_["environment"]) == set(_script_variables())
     assert exec_["environment"]["TRIGGER"] == "${each.value}"
     assert resolve(mod.rel, exec_["environment"]["DEAD_LETTER_TOPIC"]) == (
-        "modules/pubsub:google_pubsub_topic.dead_letter.id"
+        'modules/pubsub:google_pubsub_topic.topic["dead_letter"].id'
     )
     assert os.access(DEAD_LETTER_SCRIPT, os.X_OK)
 

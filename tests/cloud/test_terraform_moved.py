@@ -25,6 +25,11 @@ OLD_ADDRESSES = {
     "module.iam.google_service_account_iam_member.pubsub_token_creator",
     "module.iam.google_artifact_registry_repository_iam_member.build_image_writer",
     "module.iam.google_project_iam_member.dataflow_datastore_user[0]",
+    "module.pubsub.google_pubsub_topic.nightly",
+    "module.pubsub.google_pubsub_topic.dead_letter",
+    "module.functions.google_pubsub_topic.job_watch",
+    "module.pubsub.google_cloud_scheduler_job.nightly",
+    "module.functions.google_cloud_scheduler_job.job_watch",
 }
 ADDRESS = re.compile(r'^\$\{(?:module\.(\w+)\.)?(\w+)\.(\w+)(?:\["([\w-]+)"\]|\[(\d+)\])?\}$')
 

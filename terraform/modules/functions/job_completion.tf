@@ -14,12 +14,6 @@
 # The functions keep their own identities; what their retry/watch logic adds (writing the
 # job records under jobs/ of the data bucket) is granted in the iam module, before the wait.
 
-variable "job_watch_schedule" {
-  description = "How often the Dataproc workflows still running are polled (cron, UTC)."
-  type        = string
-  default     = "*/10 * * * *"
-}
-
 locals {
   dataflow_status_changed = "google.cloud.dataflow.job.v1beta3.statusChanged"
   audit_log_written       = "google.cloud.audit.log.v1.written"
@@ -82,30 +76,7 @@ resource "google_eventarc_trigger" "dataproc_audit" {
   }
 }
 
-# The job-watch tick: Cloud Scheduler -> topic -> trigger -> cluster. The topic id ends in
-# "-job-watch" (simrec.stages.routes.JOB_WATCH): that is how cluster tells the tick apart.
-resource "google_pubsub_topic" "job_watch" {
-  project = var.project_id
-  name    = "${var.name_prefix}-job-watch"
-
-  # A tick is stale once the next one is due.
-  message_retention_duration = "3600s"
-}
-
-resource "google_cloud_scheduler_job" "job_watch" {
-  project     = var.project_id
-  region      = var.region
-  name        = "${var.name_prefix}-job-watch"
-  description = "Makes the cluster function poll the Dataproc workflows still running."
-  schedule    = var.job_watch_schedule
-  time_zone   = "Etc/UTC"
-
-  pubsub_target {
-    topic_name = google_pubsub_topic.job_watch.id
-    data       = base64encode("{}")
-  }
-}
-
+# The job-watch tick: Cloud Scheduler -> topic (both in modules/pubsub) -> trigger -> cluster.
 resource "google_eventarc_trigger" "job_watch" {
   project         = var.project_id
   location        = var.region
@@ -120,7 +91,7 @@ resource "google_eventarc_trigger" "job_watch" {
 
   transport {
     pubsub {
-      topic = google_pubsub_topic.job_watch.id
+      topic = var.job_watch_topic_id
     }
   }
 

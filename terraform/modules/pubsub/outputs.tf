@@ -1,7 +1,9 @@
 output "topics" {
-  description = "Full id (projects/P/topics/T) and short name of the nightly and the dead-letter topic; dead_letter.subscription: short name of the subscription that keeps dead letters."
-  value = {
-    nightly     = { id = google_pubsub_topic.nightly.id, name = google_pubsub_topic.nightly.name }
-    dead_letter = { id = google_pubsub_topic.dead_letter.id, name = google_pubsub_topic.dead_letter.name, subscription = google_pubsub_subscription.dead_letter.name }
-  }
+  description = "Full id (projects/P/topics/T) and short name of each topic (nightly, job_watch, dead_letter)."
+  value       = { for k, t in google_pubsub_topic.topic : k => { id = t.id, name = t.name } }
+}
+
+output "dead_letter_subscription_name" {
+  description = "Short name of the subscription that keeps dead letters."
+  value       = google_pubsub_subscription.dead_letter.name
 }
