@@ -18,7 +18,14 @@ from typing import Any
 
 import pytest
 
-from tests.cloud.test_terraform import MODULES, Module, _strings, child_of, module
+from tests.cloud.test_terraform import (
+    GRANT_KINDS,
+    MODULES,
+    Module,
+    _strings,
+    child_of,
+    module,
+)
 
 REF = re.compile(
     r"(?<![\w.])(?:(data)\.)?((?:google|time|terraform)_[a-z0-9_]+|terraform_data)\.([a-z0-9_]+)"
@@ -121,9 +128,15 @@ def reachable(address: str) -> frozenset[str]:
 
 
 def _grants_in(rel: str, *names: str) -> list[str]:
+    """The resources that make the named grants (all of the module's without names): a
+    grant of modules/iam's local.grants is made by the grant resource of its kind."""
     mod = module(rel)
     found = [f"{rel}:{k}.{n}" for k, n in mod.resources if k.endswith("_iam_member")]
-    return [a for a in found if not names or a.rsplit(".", 1)[1] in names]
+    table = mod.locals.get("grants", {})
+    unknown = set(names) - set(table) - {a.rsplit(".", 1)[1] for a in found}
+    assert not unknown, f"{rel} makes no grant {sorted(unknown)}"
+    by_entry = {f"{rel}:{GRANT_KINDS[table[n]['on']]}.grant" for n in names if n in table}
+    return [a for a in found if not names or a.rsplit(".", 1)[1] in names or a in by_entry]
 
 
 # Every resource that uses a grant or a service agent: (address, grants it needs, waits).
