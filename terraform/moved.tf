@@ -211,3 +211,19 @@ moved {
   from = module.functions.google_cloud_scheduler_job.job_watch
   to   = module.pubsub.google_cloud_scheduler_job.job["job_watch"]
 }
+
+# The job-end Eventarc triggers: one resource, for_each in modules/functions.
+moved {
+  from = module.functions.google_eventarc_trigger.dataflow_status
+  to   = module.functions.google_eventarc_trigger.job_end["dataflow_status"]
+}
+
+moved {
+  from = module.functions.google_eventarc_trigger.dataproc_audit
+  to   = module.functions.google_eventarc_trigger.job_end["dataproc_audit"]
+}
+
+moved {
+  from = module.functions.google_eventarc_trigger.job_watch
+  to   = module.functions.google_eventarc_trigger.job_end["job_watch"]
+}

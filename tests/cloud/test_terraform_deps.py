@@ -153,13 +153,10 @@ USERS = {
     ),
     # The job-end triggers (job_completion.tf): Eventarc (its agent, the trigger identity's
     # event receiver, Pub/Sub token creation for the push); then their dead-letter policy.
-    **{
-        f"modules/functions:google_eventarc_trigger.{name}": (
-            _grants_in(IAM, "trigger_event_receiver", "eventarc_agent", "pubsub_token_creator"),
-            [GRANTS_WAIT, AGENTS_WAIT],
-        )
-        for name in ("dataflow_status", "dataproc_audit", "job_watch")
-    },
+    "modules/functions:google_eventarc_trigger.job_end": (
+        _grants_in(IAM, "trigger_event_receiver", "eventarc_agent", "pubsub_token_creator"),
+        [GRANTS_WAIT, AGENTS_WAIT],
+    ),
     "modules/serving:google_cloud_run_v2_service.recommend": (
         _grants_in(IAM, "recommend_models_reader", "recommend_datastore_viewer"), [GRANTS_WAIT]
     ),

@@ -30,6 +30,9 @@ OLD_ADDRESSES = {
     "module.functions.google_pubsub_topic.job_watch",
     "module.pubsub.google_cloud_scheduler_job.nightly",
     "module.functions.google_cloud_scheduler_job.job_watch",
+    "module.functions.google_eventarc_trigger.dataflow_status",
+    "module.functions.google_eventarc_trigger.dataproc_audit",
+    "module.functions.google_eventarc_trigger.job_watch",
 }
 ADDRESS = re.compile(r'^\$\{(?:module\.(\w+)\.)?(\w+)\.(\w+)(?:\["([\w-]+)"\]|\[(\d+)\])?\}$')
 

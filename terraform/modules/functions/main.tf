@@ -115,11 +115,7 @@ locals {
   # (job_completion.tf).
   dead_letter_triggers = merge(
     { for name, fn in google_cloudfunctions2_function.fn : name => fn.event_trigger[0].trigger },
-    {
-      dataflow_status = google_eventarc_trigger.dataflow_status.id
-      dataproc_audit  = google_eventarc_trigger.dataproc_audit.id
-      job_watch       = google_eventarc_trigger.job_watch.id
-    },
+    { for name, trigger in google_eventarc_trigger.job_end : name => trigger.id },
   )
 }
 
