@@ -93,6 +93,7 @@ resource "google_project_iam_custom_role" "workflow_runner" {
   ]
 }
 
+# The Cloud Storage service agent (local.gcs_agent): it publishes the object events.
 data "google_storage_project_service_account" "gcs" {
   project = var.project_id
 }
