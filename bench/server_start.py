@@ -20,7 +20,6 @@ import argparse
 import http.client
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, cached_model, write_results  # noqa: E402
+from http_load import stop_server  # noqa: E402
 
 from simrec.core.snapshot import ModelSnapshot  # noqa: E402
 from simrec.storage import snapshots  # noqa: E402
@@ -84,13 +84,7 @@ def measure(tree: Path, bucket: str, sku: str, workers: int, ready: int) -> dict
                 time.sleep(0.01)
         out["ready_s"] = time.monotonic() - t0
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-        log.close()
+        stop_server(proc, log)
     return out
 
 

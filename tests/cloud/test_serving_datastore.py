@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -112,12 +113,19 @@ def random_query(rng: random.Random, skus: list[str]) -> dict[str, str]:
     return query
 
 
+def both_backends(
+    settings: Settings, **store: Any
+) -> tuple[ServingApp, DatastoreNeighbors, ServingApp]:
+    """``(memory app, Datastore store, Datastore app)`` over the same published model."""
+    neighbors = DatastoreNeighbors(default_client_factory(PROJECT), **store)
+    remote = ServingApp(settings.model_copy(update={"serving_backend": "datastore"}),
+                        datastore=neighbors)  # fmt: skip
+    return ServingApp(settings), neighbors, remote
+
+
 def test_same_answers_as_the_memory_backend(setup) -> None:
     root, settings, snapshot = setup
-    memory = ServingApp(settings)
-    store = DatastoreNeighbors(default_client_factory(PROJECT), cache_items=1000)
-    remote = ServingApp(settings.model_copy(update={"serving_backend": "datastore"}),
-                        datastore=store)
+    memory, store, remote = both_backends(settings, cache_items=1000)
     rng = random.Random(9)
     compared = 0
     for _ in range(120):
@@ -162,10 +170,7 @@ def test_catalog_only_skus_are_answered_as_in_memory(setup) -> None:
     rule with either backend; a query mixing it with model items reads their lists from
     Datastore in one round trip."""
     root, settings, snapshot = setup
-    memory = ServingApp(settings)
-    store = DatastoreNeighbors(default_client_factory(PROJECT), cache_items=0)
-    remote = ServingApp(settings.model_copy(update={"serving_backend": "datastore"}),
-                        datastore=store)
+    memory, store, remote = both_backends(settings, cache_items=0)  # every read counted
     rng = random.Random(4)
     for sku in NEW:
         body, status = memory.similar({"sku": sku, "n": "5"})
