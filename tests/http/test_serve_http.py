@@ -112,12 +112,13 @@ def server(tmp_path: Path):
     serve.stop()
 
 
-def test_workers_accept_only_once_their_model_is_loaded(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", server_module.SERVERS)
+def test_workers_accept_only_once_their_model_is_loaded(tmp_path: Path, kind: str) -> None:
     """With the model published before the start, no worker answers before it has loaded
     it: the first answer is 200 and so is every later one, whichever worker takes it."""
     workdir = tmp_path / "work"
     snapshots.write_snapshot(str(workdir / "bucket"), TENANT, random_model("http-v1", 1))
-    serve = Serve(tmp_path, workdir, "--workers", "2")
+    serve = Serve(tmp_path, workdir, "--workers", "2", "--server", kind)
     try:
         assert serve.not_ready == []
         assert [serve.get("/similar?sku=p001")[0] for _ in range(20)] == [200] * 20
