@@ -142,3 +142,27 @@ def test_a_snapshot_written_before_trending_loads_with_an_empty_list() -> None:
     np.savez(buf, **old)
     loaded = ModelSnapshot.from_files({**files, "arrays.npz": buf.getvalue()})
     assert loaded.trending.tolist() == [] and loaded.trending_scores.tolist() == []
+
+
+def test_the_deployments_trending_parameters_reach_the_jobs(monkeypatch) -> None:
+    """SIMREC_TRENDING_* (Terraform's model.json sets them on every function) -> the
+    nightly request's run -> the export manifest's params the Spark job and the load
+    resolve (simrec.core.similarity.resolve_params), and the jobs' own flags."""
+    import argparse
+
+    from simrec.core import params as model_params
+    from simrec.core.similarity import resolve_params
+    from simrec.stages.requests import run_params
+
+    monkeypatch.setenv("SIMREC_TRENDING_RECENT_DAYS", "3")
+    monkeypatch.setenv("SIMREC_TRENDING_SMOOTHING", "0.5")
+    run = run_params({"date": "2024-03-10"}, Settings(), dt.date(2024, 3, 10))
+    manifest = run.to_json()
+    assert (manifest["trending_recent_days"], manifest["trending_smoothing"]) == (3, 0.5)
+    assert resolve_params(manifest).model == run.model
+    parser = argparse.ArgumentParser()
+    model_params.add_arguments(parser)
+    flags = parser.parse_args(["--trending-min-support", "2"])
+    assert resolve_params(manifest, model_params.overrides_from_args(flags)).model == (
+        run.model.replace(trending_min_support=2.0)
+    )
