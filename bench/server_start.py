@@ -106,11 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         sku = base.skus[0]
         trees = {"baseline": args.tree} if args.tree else {}
         trees["this tree"] = ROOT
-        results = {
-            name: [measure(tree, bucket, sku, args.workers, args.ready)
-                   for _ in range(args.repeats)]
-            for name, tree in trees.items()
-        }  # fmt: skip
+        results: dict[str, list[dict]] = {name: [] for name in trees}
+        for _ in range(args.repeats):  # interleaved: the machine's load drifts
+            for name, tree in trees.items():
+                results[name].append(measure(tree, bucket, sku, args.workers, args.ready))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     lines = [f"### Server start ({args.workers} workers, M model, {args.ready} 200s in a row)",
