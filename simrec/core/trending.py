@@ -31,8 +31,8 @@ import numpy as np
 
 from simrec.core.params import DEFAULTS, ModelParams
 
+#: The default of ``trending_recent_days`` (the helpers' default argument).
 RECENT_DAYS = DEFAULTS.trending_recent_days
-
 
 
 def split_day(end_date: dt.date, recent_days: int = RECENT_DAYS) -> dt.date:
