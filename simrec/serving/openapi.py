@@ -54,7 +54,9 @@ numeric `price` column. Unknown parameter names are a 400, except on
 {lenient}. Any violation: 400 `{{"error", "field"}}` naming the parameter.
 
 Scoring: `score(j) = sum over input items i of weight(action of i) x sim(i, j)`; an item
-given under several actions gets the sum of their weights; unknown skus are ignored.
+given under several actions gets the sum of their weights; an input sku only the catalog
+lists (a new item) scores with its neighbors from its attributes (as on `/similar`), on
+either serving backend; other unknown skus are ignored.
 `/recommendations` leaves the input items out unless `exclude_seen=false`, the `exclude`
 skus always. `because` names the (up to {because_k}) input items whose terms contributed
 most to an item's score, with their share of it ({share_digits} decimals). When nothing
