@@ -47,7 +47,7 @@ def trend_sums(
     the recent days and in the days before (``simrec.core.trending``)."""
     skus, recent, prior = trending.window_sums(
         df["sku"], action_weights(df["action"], params.model.weights), _days(df),
-        trending.split_day(params.end_date),
+        trending.split_day(params.end_date, params.model.trending_recent_days),
     )  # fmt: skip
     if not np.array_equal(skus, item_skus):
         raise AssertionError("trend sums and the matrix disagree on the window's skus")

@@ -318,7 +318,9 @@ def build_matrix(spark: SparkSession, export_manifest: dict, params: RunParams) 
     decayed = model.half_life_days > 0
     events = _read_events(spark, export_manifest, with_ts=True).withColumn("w", _weight(params))
     # The trending sums (simrec.core.trending): undecayed weights, recent days vs before.
-    first_recent = F.lit(trending.split_day(params.end_date).isoformat()).cast("date")
+    first_recent = F.lit(
+        trending.split_day(params.end_date, model.trending_recent_days).isoformat()
+    ).cast("date")
     events = events.withColumn("recent", F.to_date("ts") >= first_recent).withColumn(
         "w_raw", F.col("w")
     )
