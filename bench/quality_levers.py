@@ -38,12 +38,8 @@ from common import write_results  # noqa: E402
 from simrec.core.params import DEFAULTS, ModelParams  # noqa: E402
 from simrec.evaluation import peers  # noqa: E402
 from simrec.evaluation.evaluate import Evaluator  # noqa: E402
-from simrec.evaluation.split import (  # noqa: E402
-    REPEAT_ITEMS,
-    choose_split,
-    load_events,
-    repeat_heavy,
-)
+from simrec.evaluation.events import load_events  # noqa: E402
+from simrec.evaluation.split import REPEAT_ITEMS, choose_split, repeat_heavy  # noqa: E402
 
 DATA = Path("/work/shared/data")
 FILES = {"or": "online_retail_uci.csv.gz", "ml": "movielens_latest_small.csv.gz"}

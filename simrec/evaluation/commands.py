@@ -66,7 +66,8 @@ def _split_args(p: argparse.ArgumentParser) -> None:
 def _prepare(
     args: argparse.Namespace, console: Console, protocol: str = "date"
 ) -> tuple[Any, Any, Any, Settings]:
-    from simrec.evaluation.split import choose_split, load_events
+    from simrec.evaluation.events import load_events
+    from simrec.evaluation.split import choose_split
 
     settings = Settings()
     with console.status(f"reading {args.events}"):
