@@ -118,6 +118,7 @@ class Settings(BaseSettings):
     bm25_k1: float = _model_field("bm25_k1")
     popularity_discount: float = _model_field("popularity_discount")
     popularity_fill: int = _model_field("popularity_fill")
+    tune_holdout_days: int = _model_field("tune_holdout_days")
     engine: Literal["spark", "local"] = Field(
         "spark", description="Similarity engine: the Spark job or the single-machine one."
     )

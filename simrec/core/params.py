@@ -73,6 +73,11 @@ BOUNDS: dict[str, Bounds] = {
         0, 1, "1 = top-k slots item-item evidence leaves empty are filled with the most "
         "popular unseen items; 0 = off (popular items only when there is no evidence)."
     ),
+    "tune_holdout_days": Bounds(
+        0, 60, "Per-shop tuning (simrec.evaluation.nightly): the run holds out its window's "
+        "last N days, picks the best of a small grid of quality settings on them by "
+        "NDCG@10, then trains on the whole window with it; 0 = off."
+    ),
 }
 USER_WEIGHTING_DESCRIPTION = (
     "Down-weight very active users: row scaled by 1/log2(1+n) ('log') or n**-user_alpha "
@@ -100,6 +105,7 @@ class ModelParams:
     bm25_k1: float = 1.2
     popularity_discount: float = 0.0
     popularity_fill: int = 0
+    tune_holdout_days: int = 0
 
     def __post_init__(self) -> None:
         for name, bounds in BOUNDS.items():

@@ -3,6 +3,7 @@ memory, writing the same output layout and manifest as the Spark job."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -20,6 +21,7 @@ from simrec.core.similarity import (
     similarity_manifest,
     stage_timings,
 )
+from simrec.evaluation import nightly
 from simrec.storage import exports, similarities
 
 
@@ -63,9 +65,15 @@ def run_local_similarity(
     params = params or resolve_params(export_manifest["params"])
     events = exports.read_events(export_manifest, with_ts=True).to_pandas()
     t1 = time.perf_counter()
-    m, topk = local_similarity(events, params)
+    trained, tuning = params, None
+    if params.model.tune_holdout_days:
+        model, tuning = nightly.tune(
+            nightly.window_events(events), params.model, params.end_date, "local"
+        )
+        trained = dataclasses.replace(params, model=model)
+    m, topk = local_similarity(events, trained)
     neighbors = similarities.neighbors_table(m.skus, topk)
-    recent, prior = trend_sums(events, params, m.item_skus)
+    recent, prior = trend_sums(events, trained, m.item_skus)
     items = similarities.items_table(m.item_skus, m.item_users, m.item_weight, recent, prior)
     t2 = time.perf_counter()
     outputs = similarities.write_tables(output_uri, neighbors, items)
@@ -85,6 +93,7 @@ def run_local_similarity(
         counts=counts,
         gamma=topk.gamma,
         timings=stage_timings(t0, t1, t2, t3),
+        tuning=tuning,
     )
     similarities.write_manifest(output_uri, manifest)
     return manifest

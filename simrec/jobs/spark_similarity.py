@@ -20,8 +20,8 @@ whatever the partitioning. Output: the layout of ``simrec.core.layout``
 (``<output>/neighbors``, ``<output>/items``, then ``<output>/_MANIFEST.json``; a stale
 manifest is deleted first).
 
-:func:`run` is the job as named steps: :func:`read_export_manifest`,
-:func:`build_matrix`, :func:`column_stats`, :func:`choose_plan`,
+:func:`run` is the job as named steps: :func:`read_export_manifest`, :func:`tuned`
+(the nightly tuning, when on), :func:`build_matrix`, :func:`column_stats`, :func:`choose_plan`,
 :func:`broadcast_topk` / :func:`shuffle_topk`, :func:`pair_counts`,
 :func:`write_tables`, :func:`write_manifest`.
 """
@@ -29,6 +29,7 @@ manifest is deleted first).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -48,6 +49,7 @@ from simrec.core import params as model_params
 from simrec.core.actions import ACTIONS
 from simrec.core.runs import RunParams
 from simrec.core.similarity import resolve_params, similarity_manifest, stage_timings
+from simrec.evaluation import nightly
 
 LOCAL_SHUFFLE_PARTITIONS = 8
 #: Cells per user-partition (at least one partition per core): large, so each task
@@ -608,6 +610,19 @@ def topk(
     return step(spark, matrix, cols, params)
 
 
+def tuned(
+    spark: SparkSession, export_manifest: dict, params: RunParams
+) -> tuple[RunParams, dict[str, Any] | None]:
+    """0b. With ``tune_holdout_days``, the nightly tuning step on the driver
+    (simrec.evaluation.nightly, the local engine's fits on the window's events, which the
+    Spark job's output equals bit for bit): the parameters to train with, and its record."""
+    if not params.model.tune_holdout_days:
+        return params, None
+    events = nightly.window_events(_read_events(spark, export_manifest, with_ts=True).toPandas())
+    model, record = nightly.tune(events, params.model, params.end_date, "spark")
+    return dataclasses.replace(params, model=model), record
+
+
 def pair_counts(ranked_pairs: DataFrame) -> dict[str, int]:
     """The manifest's pair counts: the per-row shares the top-K steps emitted, summed."""
     stats = ranked_pairs.agg(
@@ -657,12 +672,13 @@ def run(
     # a stale manifest must never describe new partial output
     _delete(spark, layout.similarity_outputs(output_uri)["manifest"])
 
-    matrix = build_matrix(spark, export_manifest, params)
-    cols = column_stats(matrix, params)
+    trained, tuning = tuned(spark, export_manifest, params)
+    matrix = build_matrix(spark, export_manifest, trained)
+    cols = column_stats(matrix, trained)
     counts = matrix.counts
     chosen = choose_plan(plan, counts["cells"], broadcast_max_cells)
     t1 = time.perf_counter()
-    ranked_pairs = topk(spark, matrix, cols, params, chosen).persist()
+    ranked_pairs = topk(spark, matrix, cols, trained, chosen).persist()
     counts.update(pair_counts(ranked_pairs))
     t2 = time.perf_counter()
 
@@ -681,6 +697,7 @@ def run(
         gamma=cols.gamma,
         timings=stage_timings(t0, t1, t2, t3),
         plan=chosen,
+        tuning=tuning,
     )
     write_manifest(spark, output_uri, manifest)
     return manifest

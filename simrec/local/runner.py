@@ -21,6 +21,7 @@ from simrec import publishing, storage
 from simrec.config import Settings
 from simrec.core import layout, tenancy
 from simrec.core.runs import RunParams
+from simrec.evaluation import nightly
 from simrec.local.dispatcher import NIGHTLY_TOPIC, Delivery, LocalCloud
 from simrec.stages import jobs
 from simrec.stages import progress as run_progress
@@ -217,6 +218,7 @@ def build_summary(
         "pairs": counts.get("pairs"),
         "neighbor_rows": counts.get("neighbor_rows"),
         "engine": sims.get("engine"),
+        "tuning": sims.get("tuning"),
         "model_version": version,
         "attempt": params.attempt,
         "latest": latest,
@@ -314,6 +316,7 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         value = summary.get(key)
         table.add_row(key.replace("_", " "), "-" if value is None else f"{value:,}")
     table.add_row("engine", str(summary.get("engine")))
+    table.add_row("tuning", nightly.describe(summary.get("tuning")))
     table.add_row("model version", str(summary.get("model_version")))
     for retry in summary.get("retries", []):
         table.add_row(
