@@ -21,7 +21,6 @@ from simrec import publishing, storage
 from simrec.config import Settings
 from simrec.core import layout, tenancy
 from simrec.core.runs import RunParams
-from simrec.evaluation import nightly
 from simrec.local.dispatcher import NIGHTLY_TOPIC, Delivery, LocalCloud
 from simrec.stages import jobs
 from simrec.stages import progress as run_progress
@@ -316,7 +315,9 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         value = summary.get(key)
         table.add_row(key.replace("_", " "), "-" if value is None else f"{value:,}")
     table.add_row("engine", str(summary.get("engine")))
-    table.add_row("tuning", nightly.describe(summary.get("tuning")))
+    from simrec.evaluation.nightly import describe  # pandas: the local extra's
+
+    table.add_row("tuning", describe(summary.get("tuning")))
     table.add_row("model version", str(summary.get("model_version")))
     for retry in summary.get("retries", []):
         table.add_row(
