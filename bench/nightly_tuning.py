@@ -24,13 +24,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_results  # noqa: E402
-from quality_levers import DATA, FILES  # noqa: E402
+from quality_levers import shared_datasets  # noqa: E402
 
 from simrec.core.params import DEFAULTS  # noqa: E402
 from simrec.evaluation import nightly  # noqa: E402
 from simrec.evaluation.evaluate import Evaluator  # noqa: E402
-from simrec.evaluation.events import load_events  # noqa: E402
-from simrec.evaluation.split import choose_split, repeat_heavy  # noqa: E402
+from simrec.evaluation.split import choose_split  # noqa: E402
 
 
 def run_dataset(name: str, events: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -81,17 +80,8 @@ def main() -> int:
     ap.add_argument("--protocol", default="auto", choices=["auto", "date", "per-user"])
     ap.add_argument("--max-users", type=int)
     args = ap.parse_args()
-    results, cache = [], {}
-    for name in args.datasets.split(","):
-        source = "or" if name == "repeat" else name
-        path = DATA / FILES[source]
-        if not path.exists():
-            print(f"{name}: {path} absent, skipped")
-            continue
-        if source not in cache:
-            cache[source] = load_events(str(path))[0]
-        events = repeat_heavy(cache[source]) if name == "repeat" else cache[source]
-        label = {"or": "Online Retail", "ml": "MovieLens", "repeat": "repeat-heavy"}[name]
+    results = []
+    for label, events in shared_datasets(args.datasets.split(",")):
         print(f"{label} ...", flush=True)
         results.append(run_dataset(label, events, args))
         print(markdown(results[-1:]), flush=True)

@@ -1,69 +1,49 @@
 """The nightly tuning through the whole local chain: a failed tuning step keeps the served
 model; a tuned run records its choice in the similarity manifest and the run summary
-(keys from simrec.evaluation.nightly.RECORD_KEYS), and trains with it."""
+(keys from simrec.evaluation.nightly.RECORD_KEYS), and trains with it. The shop and the
+run command are test_reruns' (its 10 days hold 141 scored shoppers in the last 3)."""
 
 from __future__ import annotations
-
-import datetime as dt
-import json
-from pathlib import Path
 
 import pytest
 
 from simrec import storage
-from simrec.cli import main
 from simrec.core import layout
 from simrec.core.params import ModelParams
 from simrec.core.runs import RunParams
 from simrec.evaluation import nightly
-from simrec.generate import generate_events, write_events
-from simrec.local.runner import Workdir
-from simrec.storage import snapshots
+from tests.engines.test_reruns import TENANT, bucket, events, run, served, summary
 
 pytestmark = pytest.mark.chain
-END = dt.date(2024, 3, 20)
-TENANT = "default"
-
-
-@pytest.fixture(scope="module")
-def events(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("events") / "events.csv"
-    write_events(generate_events(12_000, days=14, end_date=END, seed=4), path)
-    return path
-
-
-def run(events: Path, workdir: Path, *extra: str) -> int:
-    return main(["run", "--events", str(events), "--workdir", str(workdir),
-                 "--engine", "local", "--window-days", "14", *extra])  # fmt: skip
+__all__ = ["events"]  # the shop fixture, shared with test_reruns
 
 
 def test_failed_tuning_keeps_the_served_model_then_a_tuned_run_records_its_choice(
     events, tmp_path, monkeypatch
 ):
     workdir = tmp_path / "w"
-    bucket = str(Workdir(workdir).bucket)
     assert run(events, workdir) == 0
-    served = snapshots.latest_version(bucket, TENANT)
-    assert served is not None
+    first = served(workdir)
+    assert first is not None
 
     def broken(*args, **kwargs):
         raise RuntimeError("tuning step crashed")
 
     monkeypatch.setattr(nightly, "tune", broken)
     assert run(events, workdir, "--tune-holdout-days", "3") == 1
-    assert snapshots.latest_version(bucket, TENANT) == served  # LATEST untouched
+    assert served(workdir) == first  # LATEST untouched
     monkeypatch.undo()
 
     assert run(events, workdir, "--tune-holdout-days", "3") == 0
-    summary = json.loads((workdir / "summary.json").read_text())
-    assert summary["run_id"] != served  # the setting is in the run id hash
-    record = summary["tuning"]
+    done = summary(workdir)
+    assert done["run_id"] != first  # the setting is in the run id hash
+    record = done["tuning"]
     assert set(record) == set(nightly.RECORD_KEYS)
     assert record["status"] == nightly.TUNED, record["reason"]
     assert record["engine"] == "local" and record["holdout_days"] == 3
-    manifest = storage.read_json(layout.similarities_manifest(bucket, TENANT, summary["run_id"]))
-    assert manifest["tuning"] == record
+    uri = layout.similarities_manifest(bucket(workdir), TENANT, done["run_id"])
+    assert storage.read_json(uri)["tuning"] == record
     chosen = ModelParams.from_json(record["chosen"]["params"])
-    configured = RunParams.from_json(summary["params"]).model
+    configured = RunParams.from_json(done["params"]).model
     assert chosen == configured.replace(**record["chosen"]["changes"])
-    assert snapshots.latest_version(bucket, TENANT) == summary["model_version"]
+    assert served(workdir) == done["model_version"]
