@@ -155,8 +155,9 @@ class ModelParams:
 
 #: Levers only the single-machine engine implements so far (issue 15.3): the Spark job
 #: should refuse a run that sets one away from its off value (``local_engine_only``).
+#: (``bm25_b``: both engines, the matrix rule's step after the cap.)
 LOCAL_ENGINE_ONLY: tuple[str, ...] = (
-    "asymmetric_alpha", "bm25_b", "popularity_discount", "popularity_fill",
+    "asymmetric_alpha", "popularity_discount", "popularity_fill",
 )
 
 

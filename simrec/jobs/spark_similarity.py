@@ -360,6 +360,10 @@ def build_matrix(spark: SparkSession, export_manifest: dict, params: RunParams) 
         F.sum(
             F.when(kept_user & (F.col("n_items") > model.max_items_per_user), 1).otherwise(0)
         ).alias("capped_users"),
+        # The matrix's cells: each kept user's row holds min(n_items, max_items_per_user).
+        F.sum(
+            F.when(kept_user, F.least("n_items", F.lit(model.max_items_per_user))).otherwise(0)
+        ).alias("matrix_cells"),
     ).first()
     counts = {k: int(stats[k] or 0) for k in ("events", "users", "users_kept", "capped_users")}
     if stats["bad"]:
@@ -376,16 +380,28 @@ def build_matrix(spark: SparkSession, export_manifest: dict, params: RunParams) 
         found = matrix.agg(F.expr(matrix_rule.cell_cap_sql(model.cell_cap_percentile))).first()[0]
         cap = F.lit(1.0 if found is None else float(found))
         matrix = matrix.withColumn("value", F.least(F.col("value"), cap) / cap)
+    if model.bm25_b > 0:  # simrec.core.matrix.bm25_cells: the same IEEE operations, in order
+        k1, b = model.bm25_k1, model.bm25_b
+        mean_n = (stats["matrix_cells"] or 0) / max(1, counts["users_kept"])
+        length = F.lit(1.0 - b) + F.lit(b) * _row_cells(model) / F.lit(float(mean_n or 1.0))
+        matrix = matrix.withColumn(
+            "value", F.col("value") * F.lit(k1 + 1.0) / (F.lit(k1) * length + F.col("value"))
+        )
     if model.user_weighting != "none":  # row scale f(n), n = the user's cells after the cap
         table = quality.user_factor_table(
             model.max_items_per_user, model.user_weighting, model.user_alpha
         )
-        matrix = matrix.withColumn(
-            "n", F.least(F.col("n_items"), F.lit(model.max_items_per_user)).cast("int")
-        ).join(_lookup(spark, "n", "f", table), "n")
+        matrix = matrix.withColumn("n", _row_cells(model).cast("int")).join(
+            _lookup(spark, "n", "f", table), "n"
+        )
         matrix = matrix.withColumn("value", F.col("value") * F.col("f"))
     matrix = matrix.select("user_id", "sku", "value").persist()
     return Matrix(matrix, ranked, counts)
+
+
+def _row_cells(model: model_params.ModelParams) -> Any:
+    """The user's cells in the matrix (``n`` of user weighting and BM25)."""
+    return F.least(F.col("n_items"), F.lit(model.max_items_per_user))
 
 
 def column_stats(matrix: Matrix, params: RunParams) -> Columns:
