@@ -27,6 +27,7 @@ Rules, each defined here once:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from typing import Any
@@ -35,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from simrec.core.params import LOCAL_ENGINE_ONLY, ModelParams
+from simrec.core.runs import RunParams
 from simrec.evaluation.evaluate import DEFAULT_QUERY_ITEMS, Evaluator
 from simrec.evaluation.split import COLUMNS, scored_users, temporal_split
 
@@ -146,6 +148,18 @@ def tune(
         timings_s=round(time.perf_counter() - t0, 3),
     )
     return chosen, record
+
+
+def tuned_run(
+    exported: pd.DataFrame, params: RunParams, engine: str
+) -> tuple[RunParams, dict[str, Any] | None]:
+    """The similarity job's step: the run's parameters with the chosen model, and the
+    record (``None``, parameters unchanged, when tuning is off). ``exported``: the
+    window's events as exported (``user_id, sku, action, ts``)."""
+    if not params.model.tune_holdout_days:
+        return params, None
+    model, record = tune(window_events(exported), params.model, params.end_date, engine)
+    return dataclasses.replace(params, model=model), record
 
 
 def _skipped(record: dict[str, Any], reason: str, t0: float) -> dict[str, Any]:

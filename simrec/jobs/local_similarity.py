@@ -3,7 +3,6 @@ memory, writing the same output layout and manifest as the Spark job."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Any
 
@@ -65,12 +64,7 @@ def run_local_similarity(
     params = params or resolve_params(export_manifest["params"])
     events = exports.read_events(export_manifest, with_ts=True).to_pandas()
     t1 = time.perf_counter()
-    trained, tuning = params, None
-    if params.model.tune_holdout_days:
-        model, tuning = nightly.tune(
-            nightly.window_events(events), params.model, params.end_date, "local"
-        )
-        trained = dataclasses.replace(params, model=model)
+    trained, tuning = nightly.tuned_run(events, params, "local")  # as set (tuning off)
     m, topk = local_similarity(events, trained)
     neighbors = similarities.neighbors_table(m.skus, topk)
     recent, prior = trend_sums(events, trained, m.item_skus)

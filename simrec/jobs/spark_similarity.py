@@ -29,7 +29,6 @@ manifest is deleted first).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import sys
@@ -632,11 +631,10 @@ def tuned(
     """0b. With ``tune_holdout_days``, the nightly tuning step on the driver
     (simrec.evaluation.nightly, the local engine's fits on the window's events, which the
     Spark job's output equals bit for bit): the parameters to train with, and its record."""
-    if not params.model.tune_holdout_days:
+    if not params.model.tune_holdout_days:  # off: the events are not even read
         return params, None
-    events = nightly.window_events(_read_events(spark, export_manifest, with_ts=True).toPandas())
-    model, record = nightly.tune(events, params.model, params.end_date, "spark")
-    return dataclasses.replace(params, model=model), record
+    events = _read_events(spark, export_manifest, with_ts=True).toPandas()
+    return nightly.tuned_run(events, params, "spark")
 
 
 def pair_counts(ranked_pairs: DataFrame) -> dict[str, int]:
