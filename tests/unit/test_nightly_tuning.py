@@ -153,3 +153,11 @@ def test_evaluation_scores_the_tuned_model_and_reports_the_choice():
     off = run_evaluation(split, BASE.replace(tune_holdout_days=0), thresholds=(0.0,))
     assert off["tuning"] is None and "tuned" not in off["models"]
     assert 'id="table-tuning"' in render(off)
+    # A record that chose: its candidates, the chosen row, its interval and the test figure.
+    _, tuned = nightly.tune(shop, BASE, END, "local")
+    tuned["test_vs_configured"] = {"difference": 0.25, "low": 0.125, "high": 0.375}
+    html = render({**off, "tuning": tuned})
+    # One row per candidate instead of the one "off" row.
+    assert html.count("<tr") - render(off).count("<tr") == len(tuned["candidates"]) - 1
+    assert '<tr class="best"><td>shrinkage=5</td>' in html
+    assert "Chosen: validation NDCG@10" in html and "+0.2500 [0.1250, 0.3750] (above 0)" in html
