@@ -39,3 +39,13 @@ def test_spark_tunes_on_the_window_and_trains_with_the_choice(spark, exported_sh
         shop.manifest_uri, shop.similarities_uri("local-with-choice"), trained
     )
     _assert_same(spark_run, local_run)
+
+
+@pytest.mark.parametrize("lever", LOCAL_ENGINE_ONLY)
+def test_spark_refuses_the_levers_its_grid_leaves_out(spark, exported_shop, lever):
+    on = {"asymmetric_alpha": 0.3, "popularity_discount": 0.2, "popularity_fill": 1}[lever]
+    with pytest.raises(ValueError, match=f"{lever}: only the local engine"):
+        spark_similarity.run(
+            spark, exported_shop.manifest_uri, exported_shop.similarities_uri("refused"),
+            {lever: on},
+        )
