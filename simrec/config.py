@@ -122,6 +122,7 @@ class Settings(BaseSettings):
     trending_recent_days: int = _model_field("trending_recent_days")
     trending_min_support: float = _model_field("trending_min_support")
     trending_smoothing: float = _model_field("trending_smoothing")
+    tune_holdout_days: int = _model_field("tune_holdout_days")
     engine: Literal["spark", "local"] = Field(
         "spark", description="Similarity engine: the Spark job or the single-machine one."
     )

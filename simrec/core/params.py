@@ -86,6 +86,11 @@ BOUNDS: dict[str, Bounds] = {
         None, None, "Trending: added to both daily rates (weighted events a day), so an "
         "item new in the recent days has a finite growth.", gt=0,
     ),
+    "tune_holdout_days": Bounds(
+        0, 60, "Per-shop tuning (simrec.evaluation.nightly): the run holds out its window's "
+        "last N days, picks the best of a small grid of quality settings on them by "
+        "NDCG@10, then trains on the whole window with it; 0 = off."
+    ),
 }
 #: The trending parameters, named ``trending_<name>`` among the model's.
 TRENDING: tuple[str, ...] = tuple(n for n in BOUNDS if n.startswith("trending_"))
@@ -118,6 +123,7 @@ class ModelParams:
     trending_recent_days: int = 7
     trending_min_support: float = 5.0
     trending_smoothing: float = 1.0
+    tune_holdout_days: int = 0
 
     def __post_init__(self) -> None:
         for name, bounds in BOUNDS.items():
@@ -171,8 +177,9 @@ class ModelParams:
 
 #: Levers only the single-machine engine implements so far (issue 15.3): the Spark job
 #: should refuse a run that sets one away from its off value (``local_engine_only``).
+#: (``bm25_b``: both engines, the matrix rule's step after the cap.)
 LOCAL_ENGINE_ONLY: tuple[str, ...] = (
-    "asymmetric_alpha", "bm25_b", "popularity_discount", "popularity_fill",
+    "asymmetric_alpha", "popularity_discount", "popularity_fill",
 )
 
 
