@@ -78,6 +78,16 @@ def catalog_table(catalog: Any) -> Any:
     return table
 
 
+#: The arrays of ``arrays.npz``, in their order there, with the dtype each is held in.
+ARRAY_DTYPES: dict[str, type[np.generic]] = {
+    "indptr": np.int64,
+    "indices": np.int32,
+    "scores": np.float32,
+    "users": np.float32,
+    "popularity": np.float64,
+    "trending": np.int32,
+    "trending_scores": np.float64,
+}
 _NO_TRENDING = {
     "trending": np.zeros(0, dtype=np.int32),
     "trending_scores": np.zeros(0, dtype=np.float64),
@@ -100,13 +110,8 @@ class ModelSnapshot:
     def __post_init__(self) -> None:
         if self.catalog is not None:
             self.catalog = catalog_table(self.catalog)
-        self.indptr = np.ascontiguousarray(self.indptr, dtype=np.int64)
-        self.indices = np.ascontiguousarray(self.indices, dtype=np.int32)
-        self.scores = np.ascontiguousarray(self.scores, dtype=np.float32)
-        self.users = np.ascontiguousarray(self.users, dtype=np.float32)
-        self.popularity = np.ascontiguousarray(self.popularity, dtype=np.float64)
-        self.trending = np.ascontiguousarray(self.trending, dtype=np.int32)
-        self.trending_scores = np.ascontiguousarray(self.trending_scores, dtype=np.float64)
+        for name, dtype in ARRAY_DTYPES.items():
+            setattr(self, name, np.ascontiguousarray(getattr(self, name), dtype=dtype))
         self.validate()
 
     @classmethod
@@ -161,16 +166,7 @@ class ModelSnapshot:
     def to_files(self) -> dict[str, bytes]:
         """File name -> content, in the order they must be written."""
         buf = io.BytesIO()
-        np.savez(
-            buf,
-            indptr=self.indptr,
-            indices=self.indices,
-            scores=self.scores,
-            users=self.users,
-            popularity=self.popularity,
-            trending=self.trending,
-            trending_scores=self.trending_scores,
-        )
+        np.savez(buf, **{name: getattr(self, name) for name in ARRAY_DTYPES})
         meta = {"format": FORMAT_VERSION, **self.metadata}
         files = {
             ARRAYS_NAME: buf.getvalue(),

@@ -159,24 +159,18 @@ class ToNeighborEntities(beam.PTransform):
 
 
 class WriteNeighborsToDatastore(beam.PTransform):
-    """ToNeighborEntities | WriteToDatastore (upserts: a rerun overwrites, never adds).
+    """``entities`` | WriteToDatastore into their project (upserts: a rerun overwrites,
+    never adds).
 
     ``throttle_rampup=None`` follows Datastore's ramp-up advice against the real service
     and turns it off against the emulator, where it would only sleep (1 write/s/worker).
     Returns the (empty) write output, usable as a completion barrier.
     """
 
-    def __init__(
-        self,
-        project: str,
-        namespace: str | None,
-        model_version: str,
-        updated_at: dt.datetime | None = None,
-        throttle_rampup: bool | None = None,
-    ) -> None:
+    def __init__(self, entities: ToNeighborEntities, throttle_rampup: bool | None = None) -> None:
         super().__init__()
-        self._entities = ToNeighborEntities(project, namespace, model_version, updated_at)
-        self._project = project
+        self._entities = entities
+        self._project = entities._project
         if throttle_rampup is None:
             throttle_rampup = not os.environ.get(EMULATOR_ENV)
         self._rampup = throttle_rampup
@@ -451,12 +445,11 @@ def build_pipeline(p: beam.Pipeline, options: PipelineOptions) -> BuiltPipeline:
     items = p | "ReadItemStats" >> ReadItemStats(plan.similarities)
     written = None
     if plan.datastore_project:
+        entities = ToNeighborEntities(
+            plan.datastore_project, plan.datastore_namespace, plan.version, plan.created_at
+        )
         written = neighbors | "WriteNeighborsToDatastore" >> WriteNeighborsToDatastore(
-            plan.datastore_project,
-            plan.datastore_namespace,
-            plan.version,
-            updated_at=plan.created_at,
-            throttle_rampup=plan.throttle_rampup,
+            entities, throttle_rampup=plan.throttle_rampup
         )
     model = (neighbors, items) | "BuildServingModel" >> BuildServingModel(
         plan.metadata(), plan.catalog

@@ -79,15 +79,8 @@ def run_local_similarity(
     }
     t3 = time.perf_counter()
     manifest = similarity_manifest(
-        export_manifest=export_manifest,
-        export_manifest_uri=export_manifest_uri,
-        params=params,
-        engine="local",
-        outputs=outputs,
-        counts=counts,
-        gamma=topk.gamma,
-        timings=stage_timings(t0, t1, t2, t3),
-        tuning=tuning,
-    )
+        export_manifest, export_manifest_uri, params, engine="local", outputs=outputs,
+        counts=counts, gamma=topk.gamma, timings=stage_timings(t0, t1, t2, t3), tuning=tuning,
+    )  # fmt: skip
     similarities.write_manifest(output_uri, manifest)
     return manifest

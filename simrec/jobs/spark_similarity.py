@@ -704,17 +704,10 @@ def run(
         df.unpersist()
     t3 = time.perf_counter()
     manifest = similarity_manifest(
-        export_manifest=export_manifest,
-        export_manifest_uri=export_manifest_uri,
-        params=params,
-        engine="spark",
-        outputs=outputs,
-        counts=counts,
-        gamma=cols.gamma,
-        timings=stage_timings(t0, t1, t2, t3),
-        plan=chosen,
+        export_manifest, export_manifest_uri, params, engine="spark", outputs=outputs,
+        counts=counts, gamma=cols.gamma, timings=stage_timings(t0, t1, t2, t3), plan=chosen,
         tuning=tuning,
-    )
+    )  # fmt: skip
     write_manifest(spark, output_uri, manifest)
     return manifest
 

@@ -18,6 +18,7 @@ from simrec.core import content
 from simrec.core import params as model_params
 from simrec.core.recommender import BECAUSE_K, SHARE_DIGITS
 from simrec.serving import access
+from simrec.serving.json_schemas import catalog_item, obj, response
 from simrec.serving.parameters import (
     BOOLEANS,
     CATALOG_FILTERS,
@@ -86,10 +87,6 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
 def _schema(param: Param, max_n: int, max_skus: int) -> dict[str, Any]:
     """The JSON schema of a parameter's kind (what ``parameters`` parses)."""
     kind = param.kind
@@ -125,19 +122,17 @@ def _answers() -> dict[str, dict[str, Any]]:
     because = {
         "type": "array",
         "maxItems": BECAUSE_K,
-        "items": {
-            "type": "object",
-            "required": ["sku", "share"],
-            "properties": {
+        "items": obj(
+            {
                 "sku": {"type": "string"},
                 "share": {"type": "number", "minimum": 0, "maximum": 1},
-            },
-        },
+            }
+        ),
     }
     recommended = {
         "allOf": [
             _ref("Item"),
-            {"type": "object", "required": ["because"], "properties": {"because": because}},
+            obj({"because": because}),
         ]
     }
     reasons = [content.REASON_EVENTS, content.REASON_ATTRIBUTES, content.REASON_BOTH]
@@ -148,87 +143,68 @@ def _answers() -> dict[str, dict[str, Any]]:
         ]
     }
     return {
-        "/recommendations": _json(
-            {
-                "type": "object",
-                "required": ["items", "model_version", "fallback"],
-                "properties": {
+        "/recommendations": response(
+            obj(
+                {
                     "items": {"type": "array", "items": recommended},
                     "model_version": {"type": "string"},
                     "fallback": {"type": "boolean"},
-                },
-            },
+                }
+            ),
             "Ranked items; `fallback` when they are popular items.",
         ),
-        "/similar": _json(
-            {
-                "type": "object",
-                "required": ["sku", "items", "model_version"],
-                "properties": {
+        "/similar": response(
+            obj(
+                {
                     "sku": {"type": "string"},
                     "items": {"type": "array", "items": similar},
                     "model_version": {"type": "string"},
-                },
-            },
+                }
+            ),
             "The item's neighbors, most similar first. An item with few or no events (a "
             "sku only the catalog lists, too) gets neighbors from its attributes blended "
             "with its events (simrec.core.content); each then has a `reason`.",
         ),
-        "/trending": _json(
-            {
-                "type": "object",
-                "required": ["items", "model_version"],
-                "properties": {
+        "/trending": response(
+            obj(
+                {
                     "items": {"type": "array", "items": _ref("Item")},
                     "model_version": {"type": "string"},
-                },
-            },
+                }
+            ),
             "Trending items, fastest growing first; `score` is the growth.",
         ),
-        "/make_recommendation": _json(
-            {
-                "type": "object",
-                "required": ["result"],
-                "properties": {
+        "/make_recommendation": response(
+            obj(
+                {
                     "result": {
                         "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": ["item", "score"],
-                            "properties": {
-                                "item": {"type": "string"},
-                                "score": {"type": "number"},
-                            },
-                        },
+                        "items": obj({"item": {"type": "string"}, "score": {"type": "number"}}),
                     }
-                },
-            },
+                }
+            ),
             "Ranked items (empty when nothing scores).",
         ),
-        "/healthz": _json(
-            {
-                "type": "object",
-                "required": ["status", "model_version", "items"],
-                "properties": {
+        "/healthz": response(
+            obj(
+                {
                     "status": {"const": "ok"},
                     "model_version": {"type": "string"},
                     "items": {"type": "integer", "minimum": 0},
-                },
-            },
+                }
+            ),
             "A model is loaded.",
         ),
-        "/startupz": _json(
-            {
-                "type": "object",
-                "required": ["status", "model_version"],
-                "properties": {
+        "/startupz": response(
+            obj(
+                {
                     "status": {"type": "string"},
                     "model_version": {"type": ["string", "null"]},
-                },
-            },
+                }
+            ),
             "Ready to take traffic.",
         ),
-        "/openapi.json": _json({"type": "object"}, "The OpenAPI document."),
+        "/openapi.json": response({"type": "object"}, "The OpenAPI document."),
     }
 
 
@@ -236,11 +212,11 @@ def openapi_document(max_n: int, max_skus: int, tenants: Iterable[str]) -> dict[
     """The document for an app with these limits."""
     tenants = sorted(tenants)
     errors = {
-        "400": _json(_ref("Error"), "A parameter is invalid; `field` names it."),
-        "404": _json(
+        "400": response(_ref("Error"), "A parameter is invalid; `field` names it."),
+        "404": response(
             _ref("Error"), "Unknown tenant (or, for /similar, a sku no model or catalog lists)."
         ),
-        "503": _json(_ref("Error"), "No model loaded yet, or the neighbor store failed."),
+        "503": response(_ref("Error"), "No model loaded yet, or the neighbor store failed."),
     }
     answers = _answers()
     paths: dict[str, Any] = {}
@@ -282,26 +258,16 @@ def openapi_document(max_n: int, max_skus: int, tenants: Iterable[str]) -> dict[
         "paths": paths,
         "components": {
             "schemas": {
-                "Item": {
-                    "type": "object",
-                    "required": ["sku", "score"],
-                    "properties": {
-                        "sku": {"type": "string"},
-                        "score": {"type": "number"},
-                        "category": {"type": ["string", "null"]},
-                        "in_stock": {"type": "boolean"},
-                        "attributes": {"type": "object"},
-                    },
-                },
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "properties": {
+                "Item": catalog_item({"sku": {"type": "string"}, "score": {"type": "number"}}),
+                "Error": obj(
+                    {
                         "error": {"type": "string"},
                         "field": {"type": "string"},
                         "status": {"type": "string"},
                     },
-                },
+                    "field",
+                    "status",
+                ),
             }
         },
     }

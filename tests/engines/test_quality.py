@@ -16,10 +16,10 @@ from simrec.core import dimsum, quality
 from simrec.core.matrix import build_matrix
 from simrec.core.runs import RUN_CONTROL, RunParams
 from simrec.core.similarity import column_norms, cosine_topk, resolve_params
-from simrec.jobs import spark_similarity
 from simrec.jobs.local_similarity import run_local_similarity
 from simrec.storage.similarities import neighbor_pairs, read_neighbors
 from tests.builders import PLAIN
+from tests.engines.spark_vs_local import spark_and_local_runs
 
 DAY = dt.date(2024, 3, 10)
 
@@ -208,15 +208,7 @@ def _assert_same(a: dict, b: dict) -> None:
 @pytest.mark.parametrize("plan", ["broadcast", "shuffle"])
 def test_spark_equals_local_with_features_on(spark, request, shop_name, overrides, plan):
     shop = request.getfixturevalue(shop_name)
-    params = resolve_params(shop.manifest["params"], overrides)
-    spark_run = spark_similarity.run(
-        spark, shop.manifest_uri, shop.similarities_uri(f"spark-quality-{plan}"), overrides,
-        plan=plan,
-    )
-    local_run = run_local_similarity(
-        shop.manifest_uri, shop.similarities_uri("local-quality"), params
-    )
-    assert spark_run["params"] == local_run["params"] == params.to_json()
+    spark_run, local_run = spark_and_local_runs(spark, shop, overrides, plan, "quality")
     _assert_same(spark_run, local_run)
     plain = run_local_similarity(
         shop.manifest_uri, shop.similarities_uri("local-plain"),

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from werkzeug.test import Client
 
+from simrec import publishing
 from simrec.config import Settings
 from simrec.core import model_builder
 from simrec.core.snapshot import catalog_table
 from simrec.serving import api
 from simrec.serving.api import ServingApp
-from simrec.storage import snapshots
 from tests.http.served_app import TENANT as SERVED_TENANT
 from tests.http.served_app import ServedApp, catalog_model, publish
 
@@ -48,7 +48,7 @@ def client_for(tmp_path: Path, catalog: dict | None = CATALOG) -> Client:
     if catalog is not None:
         snap.catalog = catalog_table(catalog)
     root = str(tmp_path / "models")
-    snapshots.write_snapshot(root, TENANT, snap)
+    publishing.write_snapshot(root, TENANT, snap)
     return Client(ServingApp(Settings(models_uri=root, tenant=TENANT)))
 
 

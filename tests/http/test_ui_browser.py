@@ -19,20 +19,10 @@ from simrec.config import Settings
 from simrec.serving import access, api, ui
 from simrec.serving.access import Gate
 from simrec.serving.api import ServingApp
+from tests.chromium import CHROMIUM, CHROMIUM_FLAGS
 from tests.http.served_app import TENANT, VERSION, ServedApp, catalog_model, publish
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 REPORT_TITLE = "simrec offline evaluation (test)"
 
 pytestmark = pytest.mark.skipif(
