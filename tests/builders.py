@@ -66,12 +66,16 @@ class ExportedShop:
 
 
 def export_events(root: str | Path, events: pd.DataFrame, params: RunParams) -> ExportedShop:
-    """Write ``events`` as the export stage does: day partitions, then the manifest last."""
+    """Write ``events`` as the export stage does: day partitions, then the manifest last.
+    The grouping columns (``layout.GROUP_COLUMNS``) are written when ``events`` has them
+    (else the partitions lack them, as exports made before they existed)."""
     root = str(root)
     ts = pd.to_datetime(events["ts"], utc=True)
     day = ts.dt.date
     in_window = (day >= params.start_date) & (day <= params.end_date)
+    groups = [c for c in layout.GROUP_COLUMNS if c in events.columns]
     window = events.loc[in_window, ["user_id", "sku", "action"]].assign(ts=ts[in_window])
+    window = window.assign(**{c: events.loc[in_window, c] for c in groups})
     window = window.reset_index(drop=True)
     schema = pa.schema(
         [
@@ -79,6 +83,7 @@ def export_events(root: str | Path, events: pd.DataFrame, params: RunParams) -> 
             ("sku", pa.string()),
             ("action", pa.string()),
             ("ts", pa.timestamp("us", tz="UTC")),
+            *((c, pa.string()) for c in groups),
         ]
     )
     counts = []  # (day, reason, event_name, rows) groups, as the warehouse's counts query
