@@ -69,8 +69,8 @@ def summary(basket_key: str, basket_actions: str, events: int, fell_back: int,
 def describe(entry: dict[str, object]) -> str:
     """One line of the run summary for a manifest's ``bought_together`` entry."""
     key = entry["basket_key"]
-    text = (f"bought together: {entry['baskets']:,} baskets ({entry['basket_actions']}) "
-            f"by {entry['grouped_by']}, {entry['neighbor_rows']:,} items with neighbours")  # fmt: skip
+    text = (f"bought together: {entry['baskets']:,} baskets ({entry['basket_actions']}) by "
+            f"{entry['grouped_by']}, {entry['neighbor_rows']:,} items with neighbours")
     if entry["grouped_by"] != key:
         text += f"; no event has a {key} id: fell back to day (user and UTC day)"
     elif entry["events_without_key"]:

@@ -45,7 +45,9 @@ GA4_GROUPS: dict[str, str] = {
                        "WHERE p.key = 'ga_session_id' LIMIT 1)",
 }
 #: The GA4 columns each grouping expression reads (a local export may lack them).
-GA4_GROUP_SOURCES: dict[str, str] = {layout.ORDER_ID: "ecommerce", layout.SESSION_ID: "event_params"}
+GA4_GROUP_SOURCES: dict[str, str] = {
+    layout.ORDER_ID: "ecommerce", layout.SESSION_ID: "event_params"
+}
 #: GA4 shopper key: ``user_pseudo_id`` (always set, one per device and browser) or
 #: ``user_id`` (the shop's login id when the shopper signed in, else user_pseudo_id: one
 #: person across devices, but a shopper's visits before the login stay a second user).
