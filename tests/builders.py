@@ -178,20 +178,27 @@ def write_similarities(
     run_id: str = RUN_ID,
     parts: int = 2,
     manifest: bool = True,
+    bought_together: dict[str, list[tuple[str, float, float]]] | None = None,
 ) -> str:
     """A similarity run folder in the Spark job's layout (``parts`` part files per table,
-    Spark's ``_SUCCESS`` marker) with the production manifest; returns its URI."""
+    Spark's ``_SUCCESS`` marker) with the production manifest; returns its URI. Without
+    ``bought_together`` the run has no such table (as runs made before it)."""
     folder = Path(root) / "similarities" / tenant / run_id
     uris = layout.similarity_outputs(str(folder))
-    rows = [
-        {"sku": s, "neighbors": [{"sku": n, "score": c, "users": u} for n, c, u in v]}
-        for s, v in neighbors.items()
-    ]
+
+    def lists(table: dict[str, list[tuple[str, float, float]]]) -> list[dict]:
+        return [{"sku": s, "neighbors": [{"sku": n, "score": c, "users": u} for n, c, u in v]}
+                for s, v in table.items()]  # fmt: skip
+
     stats = [item_row(s, u, w) for s, (u, w) in items.items()]
-    for name, records, schema in (
-        ("neighbors", rows, similarities.NEIGHBORS_SCHEMA),
+    tables = [
+        ("neighbors", lists(neighbors), similarities.NEIGHBORS_SCHEMA),
         ("items", stats, similarities.ITEMS_SCHEMA),
-    ):
+    ]
+    if bought_together is not None:
+        tables.append((layout.BOUGHT_TOGETHER, lists(bought_together),
+                       similarities.NEIGHBORS_SCHEMA))  # fmt: skip
+    for name, records, schema in tables:
         Path(uris[name]).mkdir(parents=True, exist_ok=True)
         for i in range(parts):
             table = pa.Table.from_pylist(records[i::parts], schema=schema)
