@@ -58,6 +58,9 @@ def fuzz_model() -> ModelSnapshot:
         metadata={"version": "fuzz-v1"},
         trending=np.array([3, 0, 5, 6]),  # /trending answers items
         trending_scores=np.array([2.0, 1.5, 1.5, 0.5]),
+        # /bought-together's second neighbour table: the same lists, for the fuzz.
+        bt_indptr=np.array(indptr), bt_indices=np.array(indices), bt_scores=np.array(scores),
+        bt_users=np.ones(len(indices)),
         catalog={
             "sku": skus,
             "category": ["a", "0", None, "a", "b", "0", "a", "b"],
