@@ -323,7 +323,8 @@ def _bt_rows(snapshot) -> dict[str, list[tuple[str, float, float]]]:
 def test_bought_together_is_loaded_and_published_with_the_model(tmp_path: Path) -> None:
     neighbors, items = random_neighbors(seed=5)
     skus = sorted(items)
-    together = {skus[0]: [(skus[2], 0.25, 3.0), (skus[1], 0.5, 4.0)], skus[3]: [(skus[0], 1.0, 1.0)]}
+    together = {skus[0]: [(skus[2], 0.25, 3.0), (skus[1], 0.5, 4.0)],
+                skus[3]: [(skus[0], 1.0, 1.0)]}  # fmt: skip
     uri = write_similarities(tmp_path, neighbors, items, bought_together=together)
     models = str(tmp_path / "bucket")
     summary = beam_load.run(["--similarities", uri, "--models_root", models])
