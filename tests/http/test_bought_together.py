@@ -8,12 +8,9 @@ from pathlib import Path
 
 from werkzeug.test import Client
 
-from simrec.config import Settings
 from simrec.core import model_builder
 from simrec.core.snapshot import catalog_table
-from simrec.serving import api
-from simrec.serving.api import ServingApp
-from simrec.storage import snapshots
+from tests.http.served_app import get_json, model_client
 
 TENANT = "shop"
 ITEMS = [{"sku": s, "users": u, "weight": 1.0} for s, u in
@@ -28,18 +25,14 @@ CATALOG = {"sku": list("abcde"), "category": ["X", "X", "Y", "Y", "X"],
 
 
 def client_for(tmp_path: Path, together: list | None = TOGETHER) -> Client:
-    api.HOLDERS.clear()
     snap = model_builder.build_snapshot(RELATED, ITEMS, {"version": "v1", "tenant": TENANT},
                                         together)  # fmt: skip
     snap.catalog = catalog_table(CATALOG)
-    root = str(tmp_path / "models")
-    snapshots.write_snapshot(root, TENANT, snap)
-    return Client(ServingApp(Settings(models_uri=root, tenant=TENANT)))
+    return model_client(tmp_path, TENANT, snap)
 
 
 def get(client: Client, query: str) -> tuple[int, dict]:
-    response = client.get("/bought-together?" + query)
-    return response.status_code, response.get_json()
+    return get_json(client, "/bought-together", query)
 
 
 def ranked(body: dict) -> list[tuple[str, float]]:
