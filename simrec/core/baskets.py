@@ -72,7 +72,7 @@ def describe(entry: dict[str, object]) -> str:
     text = (f"bought together: {entry['baskets']:,} baskets ({entry['basket_actions']}) by "
             f"{entry['grouped_by']}, {entry['neighbor_rows']:,} items with neighbours")
     if entry["grouped_by"] != key:
-        text += f"; no event has a {key} id: fell back to day (user and UTC day)"
+        text += f"; no {key} id on any event: fell back to day (user and UTC day)"
     elif entry["events_without_key"]:
         text += f"; {entry['events_without_key']:,} events without a {key} id grouped by day"
     return text
