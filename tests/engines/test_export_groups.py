@@ -16,6 +16,7 @@ from simrec.adapters.warehouse_local import DuckDBWarehouse
 from simrec.core import layout
 from simrec.core.runs import RunParams
 from simrec.stages.export import run_export
+from tests.engines.test_export_input import GA4  # the export's documented shape
 
 PARAMS = RunParams("shop", dt.date(2024, 3, 1), window_days=29)  # 2024-02-01 .. 2024-02-29
 COLUMNS = ["user_id", "sku", "action", *layout.GROUP_COLUMNS]
@@ -55,21 +56,6 @@ def test_plain_grouping_column_of_a_refused_kind_is_named(tmp_path: Path) -> Non
                              "ts": ["2024-02-03"], "order_id": [1.5]}), src)  # fmt: skip
     with pytest.raises(ValueError, match="'order_id' \\(order_id\\) is DOUBLE"):
         run_export(PARAMS, DuckDBWarehouse(), str(src), "plain", str(tmp_path / "data"))
-
-
-# The GA4 BigQuery export's shape (developers.google.com/analytics/bigquery/event-schema):
-# event_params is a repeated record of key and value{string,int,float,double}_value;
-# ga_session_id is an INT64 in value.int_value; ecommerce.transaction_id a STRING.
-ITEM = pa.struct([("item_id", pa.string()), ("quantity", pa.int64())])
-VALUE = pa.struct([("string_value", pa.string()), ("int_value", pa.int64()),
-                   ("float_value", pa.float64()), ("double_value", pa.float64())])  # fmt: skip
-PARAM = pa.struct([("key", pa.string()), ("value", VALUE)])
-GA4 = pa.schema([
-    ("event_date", pa.string()), ("event_timestamp", pa.int64()), ("event_name", pa.string()),
-    ("user_pseudo_id", pa.string()), ("user_id", pa.string()),
-    ("event_params", pa.list_(PARAM)), ("ecommerce", pa.struct([("transaction_id", pa.string())])),
-    ("items", pa.list_(ITEM)),
-])  # fmt: skip
 
 
 def _ga4_event(name: str, sku: str, session: int | None, order: str | None, i: int) -> dict:
