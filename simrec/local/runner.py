@@ -218,6 +218,7 @@ def build_summary(
         "neighbor_rows": counts.get("neighbor_rows"),
         "bought_together": sims.get("bought_together"),  # simrec.core.baskets.summary
         "engine": sims.get("engine"),
+        "tuning": sims.get("tuning"),
         "model_version": version,
         "attempt": params.attempt,
         "latest": latest,
@@ -317,6 +318,9 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     if summary.get("bought_together"):  # says so when it fell back to days
         table.add_row("bought together", baskets.describe(summary["bought_together"]))
     table.add_row("engine", str(summary.get("engine")))
+    from simrec.evaluation.nightly import describe  # pandas: the local extra's
+
+    table.add_row("tuning", describe(summary.get("tuning")))
     table.add_row("model version", str(summary.get("model_version")))
     for retry in summary.get("retries", []):
         table.add_row(
