@@ -54,7 +54,7 @@ def summary(basket_key: str, basket_actions: str, events: int, fell_back: int,
             baskets: int, neighbor_rows: int) -> dict[str, object]:  # fmt: skip
     """The similarity manifest's ``bought_together`` entry (the run summary prints it):
     ``grouped_by`` is ``day`` when no event of the basket actions had the key."""
-    grouped_by = basket_key if basket_key == "day" or fell_back < events else "day"
+    grouped_by = "day" if events and fell_back == events else basket_key
     return {
         "basket_key": basket_key,
         "basket_actions": basket_actions,
@@ -69,6 +69,8 @@ def summary(basket_key: str, basket_actions: str, events: int, fell_back: int,
 def describe(entry: dict[str, object]) -> str:
     """One line of the run summary for a manifest's ``bought_together`` entry."""
     key = entry["basket_key"]
+    if not entry["events"]:
+        return f"bought together: no events of its actions ({entry['basket_actions']})"
     text = (f"bought together: {entry['baskets']:,} baskets ({entry['basket_actions']}) by "
             f"{entry['grouped_by']}, {entry['neighbor_rows']:,} items with neighbours")
     if entry["grouped_by"] != key:

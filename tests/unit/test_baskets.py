@@ -58,3 +58,5 @@ def test_summary_says_when_it_fell_back_to_days() -> None:
     assert "no order id on any event: fell back to day" in baskets.describe(entry)
     partial = baskets.summary("order", "strict", 10, 2, 3, 4)
     assert partial["grouped_by"] == "order" and "2 events without" in baskets.describe(partial)
+    none = baskets.summary("order", "strict", 0, 0, 0, 0)
+    assert none["grouped_by"] == "order" and "no events" in baskets.describe(none)
