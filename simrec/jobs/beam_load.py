@@ -96,6 +96,13 @@ class ReadNeighborLists(_ReadOutputTable):
     normalise = staticmethod(model_builder.neighbor_row)
 
 
+class ReadBoughtTogether(ReadNeighborLists):
+    """``bought_together/*.parquet`` (the second neighbour model, same columns) ->
+    ``{sku, items, scores, users}``."""
+
+    table = layout.BOUGHT_TOGETHER
+
+
 class ReadItemStats(_ReadOutputTable):
     """``items/*.parquet`` -> ``{sku, users, weight, recent_weight, prior_weight}``
     (popularity for the fallback, the trending sums)."""
@@ -198,17 +205,19 @@ def _build_model(
     items: list[dict[str, Any]],
     metadata: dict[str, Any],
     catalog_uri: str | None = None,
+    together: list[dict[str, Any]] | None = None,
 ) -> ModelSnapshot:
     if not rows:
         raise ValueError(f"no neighbor rows in {metadata.get('source')}: nothing to load")
-    snapshot = model_builder.build_snapshot(rows, items, metadata)
+    snapshot = model_builder.build_snapshot(rows, items, metadata, together)
     if catalog_uri:
         snapshot.catalog = read_catalog(catalog_uri)
     return snapshot
 
 
 class BuildServingModel(beam.PTransform):
-    """``(neighbor rows, item rows)`` -> one ``ModelSnapshot``.
+    """``(neighbor rows, item rows[, bought-together rows])`` -> one ``ModelSnapshot``
+    (the bought-together model published with it, in the same version).
 
     Both inputs are gathered on one worker: the snapshot is a single set of arrays, and
     a global combine is the one place that sees every row.
@@ -221,13 +230,18 @@ class BuildServingModel(beam.PTransform):
         self._metadata = dict(metadata)
         self._catalog = catalog_uri
 
-    def expand(self, inputs: tuple[beam.PCollection, beam.PCollection]) -> beam.PCollection:
-        neighbors, items = inputs
+    def expand(self, inputs: tuple[beam.PCollection, ...]) -> beam.PCollection:
+        neighbors, items, *together = inputs
         rows = neighbors | "GatherNeighbors" >> beam.combiners.ToList()
         stats = items | "GatherItems" >> beam.combiners.ToList()
+        extra = {}
+        if together:
+            gathered = together[0] | "GatherBoughtTogether" >> beam.combiners.ToList()
+            extra["together"] = beam.pvalue.AsSingleton(gathered)
         return rows | "Build" >> beam.Map(
-            _build_model, beam.pvalue.AsSingleton(stats), self._metadata, self._catalog
-        )
+            _build_model, beam.pvalue.AsSingleton(stats), self._metadata, self._catalog,
+            **extra,
+        )  # fmt: skip
 
 
 def publish_snapshot(
@@ -317,6 +331,8 @@ class LoadPlan:
     datastore_namespace: str | None = None
     throttle_rampup: bool | None = None
     catalog: str | None = None
+    #: The run has a bought-together table (runs made before it have none).
+    bought_together: bool = False
 
     @property
     def publish(self) -> bool:
@@ -435,6 +451,7 @@ def plan_load(options: PipelineOptions) -> LoadPlan:
         datastore_namespace=namespace,
         throttle_rampup=rampup,
         catalog=opts.catalog or None,
+        bought_together=_parquet_rows(outputs[layout.BOUGHT_TOGETHER]) is not None,
     )
 
 
@@ -451,9 +468,10 @@ def build_pipeline(p: beam.Pipeline, options: PipelineOptions) -> BuiltPipeline:
         written = neighbors | "WriteNeighborsToDatastore" >> WriteNeighborsToDatastore(
             entities, throttle_rampup=plan.throttle_rampup
         )
-    model = (neighbors, items) | "BuildServingModel" >> BuildServingModel(
-        plan.metadata(), plan.catalog
-    )
+    inputs: tuple[beam.PCollection, ...] = (neighbors, items)
+    if plan.bought_together:
+        inputs += (p | "ReadBoughtTogether" >> ReadBoughtTogether(plan.similarities),)
+    model = inputs | "BuildServingModel" >> BuildServingModel(plan.metadata(), plan.catalog)
     published = model | "PublishServingModel" >> PublishServingModel(
         plan.models_root,
         plan.tenant,

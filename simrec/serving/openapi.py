@@ -28,6 +28,7 @@ from simrec.serving.parameters import (
     MAX_SKU_LENGTH,
     MAX_TENANT_LENGTH,
     PARAMS,
+    REPEATED,
     Param,
     max_query_bytes,
 )
@@ -36,6 +37,7 @@ from simrec.serving.ui import endpoints as ui_endpoints
 SUMMARIES = {
     "/recommendations": "Items for a shopper's recent items, with why.",
     "/similar": "The nearest neighbors of one item.",
+    "/bought-together": "Items bought together with the basket's items.",
     "/trending": "Items whose events grew most in the last days.",
     "/healthz": "Whether a model is loaded, and which.",
     "/startupz": "The startup probe: the model is loaded, or none is published.",
@@ -67,6 +69,11 @@ filters and exclusions applied, popularity as score. `same_category` keeps items
 input item's category; `price_within=F` items priced from p/F to p*F for an input item's
 price p (items without a price never pass). `/make_recommendation` keeps the input items
 and has no fallback (an empty `result`); its error bodies carry `"result": []` too.
+
+Bought together: `/bought-together?sku=X&sku=Y` scores like `/recommendations` over the
+second neighbour model (items in the same order, session or day, `SIMREC_BASKET_KEY`),
+each given sku with weight 1; the given skus are left out, unknown ones ignored. A model
+published before bought-together existed answers the fallback.
 
 Trending: `/trending` ranks the items by the growth of their weighted events in the
 last {recent_days} days of the nightly run's window against the days before,
@@ -105,13 +112,20 @@ def _schema(param: Param, max_n: int, max_skus: int) -> dict[str, Any]:
     raise AssertionError(f"no schema for parameter kind {kind!r}")
 
 
-def _parameter(param: Param, max_n: int, max_skus: int) -> dict[str, Any]:
+def _parameter(
+    param: Param, max_n: int, max_skus: int, repeated: bool = False
+) -> dict[str, Any]:
+    schema = _schema(param, max_n, max_skus)
+    if repeated:  # parameters.REPEATED: name=a&name=b
+        schema = {"type": "array", "items": schema, "minItems": 1, "maxItems": max_skus}
     out = {
         "name": param.name,
         "in": "query",
-        "schema": _schema(param, max_n, max_skus),
+        "schema": schema,
         "description": param.description,
     }
+    if repeated:
+        out.update(style="form", explode=True)
     if param.required:
         out["required"] = True
     return out
@@ -142,16 +156,16 @@ def _answers() -> dict[str, dict[str, Any]]:
             {"type": "object", "properties": {"reason": {"enum": reasons}}},
         ]
     }
+    ranked = obj(
+        {
+            "items": {"type": "array", "items": recommended},
+            "model_version": {"type": "string"},
+            "fallback": {"type": "boolean"},
+        }
+    )
     return {
         "/recommendations": response(
-            obj(
-                {
-                    "items": {"type": "array", "items": recommended},
-                    "model_version": {"type": "string"},
-                    "fallback": {"type": "boolean"},
-                }
-            ),
-            "Ranked items; `fallback` when they are popular items.",
+            ranked, "Ranked items; `fallback` when they are popular items."
         ),
         "/similar": response(
             obj(
@@ -164,6 +178,12 @@ def _answers() -> dict[str, dict[str, Any]]:
             "The item's neighbors, most similar first. An item with few or no events (a "
             "sku only the catalog lists, too) gets neighbors from its attributes blended "
             "with its events (simrec.core.content); each then has a `reason`.",
+        ),
+        "/bought-together": response(
+            ranked,
+            "Items most often in the same baskets as the given ones (the second neighbor "
+            "model), `score` the summed similarity; `fallback` when they are popular items "
+            "(no given sku has bought-together neighbors, or the model has none).",
         ),
         "/trending": response(
             obj(
@@ -226,7 +246,10 @@ def openapi_document(max_n: int, max_skus: int, tenants: Iterable[str]) -> dict[
             "summary": SUMMARIES[path],
         }
         if names:
-            operation["parameters"] = [_parameter(PARAMS[n], max_n, max_skus) for n in names]
+            operation["parameters"] = [
+                _parameter(PARAMS[n], max_n, max_skus, n in REPEATED.get(path, ()))
+                for n in names
+            ]
         operation["responses"] = {"200": answers[path]}
         if path != "/openapi.json":
             operation["responses"].update(errors)

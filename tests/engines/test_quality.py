@@ -14,6 +14,7 @@ import scipy.sparse as sp
 from simrec.config import Settings
 from simrec.core import dimsum, quality
 from simrec.core.matrix import build_matrix
+from simrec.core.params import HASH_NEUTRAL
 from simrec.core.runs import RUN_CONTROL, RunParams
 from simrec.core.similarity import column_norms, cosine_topk, resolve_params
 from simrec.jobs.local_similarity import run_local_similarity
@@ -143,8 +144,8 @@ def test_run_params_round_trip_and_stable_ids():
         half_life_days=14.0, user_weighting="power", user_alpha=0.3, shrinkage=20.0
     ))
     assert RunParams.from_json(on.to_json()) == on
-    legacy = {  # manifests written before the quality features and before attempts
-        k: v for k, v in base.to_json().items() if k not in quality.OFF and k not in RUN_CONTROL
+    legacy = {  # manifests written before the later parameters and before attempts
+        k: v for k, v in base.to_json().items() if k not in HASH_NEUTRAL and k not in RUN_CONTROL
     }
     assert RunParams.from_json(legacy) == base  # manifests written before the features
     # With the features off the id is the one of a run made before they existed.

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -130,3 +131,24 @@ class ServedApp(ServerProcess):
 
 def publish(root: str, snapshot: ModelSnapshot) -> None:
     publishing.write_snapshot(root, TENANT, snapshot)
+
+
+def model_client(tmp_path: Path, tenant: str, snapshot: ModelSnapshot) -> Any:
+    """A werkzeug test client of the WSGI app serving ``snapshot`` as ``tenant``'s
+    published model (the holders cleared first)."""
+    from werkzeug.test import Client
+
+    from simrec.config import Settings
+    from simrec.serving import api
+    from simrec.serving.api import ServingApp
+
+    api.HOLDERS.clear()
+    root = str(tmp_path / "models")
+    publishing.write_snapshot(root, tenant, snapshot)
+    return Client(ServingApp(Settings(models_uri=root, tenant=tenant)))
+
+
+def get_json(client: Any, path: str, query: str) -> tuple[int, dict]:
+    """``GET path?query`` on a test client: status and JSON body."""
+    response = client.get(f"{path}?{query}")
+    return response.status_code, response.get_json()

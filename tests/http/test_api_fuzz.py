@@ -7,6 +7,7 @@ examples) through the real WSGI app over a model with a catalog; no response may
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,7 @@ def fuzz_model() -> ModelSnapshot:
         others = [j for j in range(n) if j != i][: int(rng.integers(0, 4))]
         draws = sorted(((float(np.float32(rng.random())), j) for j in others), key=lambda t: -t[0])
         rows[i] = [(j, s) for s, j in draws]
-    return snapshot_from_rows(
+    snap = snapshot_from_rows(
         skus,
         rows,
         np.arange(n, dtype=np.float64),
@@ -62,6 +63,11 @@ def fuzz_model() -> ModelSnapshot:
             "note": ["x"] * n,
         },
     )
+    # /bought-together's second neighbor table: the same lists, for the fuzz.
+    return dataclasses.replace(
+        snap, bt_indptr=snap.indptr, bt_indices=snap.indices, bt_scores=snap.scores,
+        bt_users=snap.users,
+    )  # fmt: skip
 
 
 @pytest.fixture
