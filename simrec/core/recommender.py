@@ -157,12 +157,17 @@ class Recommender:
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         cols, sims = self.snapshot.neighbors(item) if row is None else row
+        if allowed is not None:  # the mask over the row at once, not per neighbor
+            keep = allowed[cols] != 0
+            cols, sims = cols[keep], sims[keep]
         skip = set(exclude)
+        if not skip:
+            return list(zip(cols[:n].tolist(), sims[:n].tolist(), strict=True))
         out: list[tuple[int, float]] = []
         for j, s in zip(cols.tolist(), sims.tolist(), strict=True):
             if len(out) >= n:
                 break
-            if j not in skip and (allowed is None or allowed[j]):
+            if j not in skip:
                 out.append((j, s))
         return out
 

@@ -333,6 +333,8 @@ class ServingApp:
     ) -> np.ndarray | None:
         """The item mask of the catalog filters (``parameters.CATALOG_FILTERS``), the
         current-item ones relative to ``items``; None without filters."""
+        if params.keys().isdisjoint(CATALOG_FILTERS):
+            return None
         category = parse_text(params, "category")
         in_stock_only = parse_bool(params, "in_stock_only", default=False)
         same_category = parse_bool(params, "same_category", default=False)
@@ -375,15 +377,31 @@ class ServingApp:
             log.warning("%s", exc)
             raise Unavailable("the neighbor store is unavailable; retry") from None
 
-    def _query(self, model: LoadedModel, pairs: list[tuple[str, str]]) -> tuple[Query, list]:
-        """Known input skus -> the query (unknown skus are ignored) and its items' skus."""
-        index, weights = model.sku_index, self.weights
-        known = [(i, sku, action) for sku, action in pairs if (i := index.get(sku)) is not None]
+    def _query(
+        self, model: LoadedModel, pairs: list[tuple[str, str]]
+    ) -> tuple[Query, list, bool]:
+        """Known input skus -> the query (unknown skus are ignored), its items' skus and
+        whether every input sku is a model item."""
+        weights = self.weights
+        found = model.sku_index.lookup([sku for sku, _ in pairs])
+        if None not in found:  # every sku known: no per-pair filtering
+            query = Query.from_pairs(
+                zip(found, [weights[action] for _, action in pairs], strict=True)
+            )
+            if len(query) == len(pairs):  # no repeats: the skus in query order, as given
+                return query, [sku for sku, _ in pairs], True
+            return query, self._labels(model, query), True
+        known = [(i, sku, action) for i, (sku, action) in zip(found, pairs, strict=True)
+                 if i is not None]  # fmt: skip
         query = Query.from_pairs((i, weights[action]) for i, _, action in known)
-        if len(query) == len(known):  # no repeats: the skus in query order, as given
-            return query, [sku for _, sku, _ in known]
+        if len(query) == len(known):
+            return query, [sku for _, sku, _ in known], False
+        return query, self._labels(model, query), False
+
+    @staticmethod
+    def _labels(model: LoadedModel, query: Query) -> list[str]:
         skus = model.snapshot.skus
-        return query, [skus[i] for i in query.items.tolist()]
+        return [skus[i] for i in query.items.tolist()]
 
     def _cold_query(
         self, model: LoadedModel, pairs: list[tuple[str, str]]
@@ -411,11 +429,12 @@ class ServingApp:
         exclude_seen = parse_bool(params, "exclude_seen", default=True)
         pairs = parse_sku_lists(params, self.max_skus)
         tenant, model = self._model(params)
-        query, labels = self._query(model, pairs)
+        query, labels, all_known = self._query(model, pairs)
         allowed = self._filters(params, model, query.items.tolist())
         excluded = self._excluded(params, model)
         scorer, rows = self._scorer(tenant, model, query)
-        cold = self._cold_query(model, pairs)
+        # Only an input sku the model does not know can be a catalog-only one.
+        cold = None if all_known else self._cold_query(model, pairs)
         if cold is not None:  # a catalog-only input sku: the query's blended rows
             c_scorer, c_rows, c_weights, c_labels = cold
             seen = query.items.tolist() if exclude_seen else []
@@ -427,7 +446,8 @@ class ServingApp:
                 return {"items": out, "model_version": model.version, "fallback": False}, 200
         rec = model.recommender.recommend(
             query, n, exclude=excluded, exclude_query=exclude_seen, allowed=allowed,
-            category=parse_text(params, "category"), scorer=scorer, rows=rows,
+            category=None if allowed is None else parse_text(params, "category"),
+            scorer=scorer, rows=rows,
             labels=labels, because_keys=BECAUSE_KEYS,
         )  # fmt: skip
         out = self._entries(model, rec.ranked)
@@ -472,8 +492,12 @@ class ServingApp:
                 raise Unavailable("the neighbor store is unavailable; retry") from None
         why = None
         if content is not None and content.is_cold(item):
-            cooc = model.snapshot.neighbors(item) if row is None else row
-            cols, sims, reasons = content.blended_row(sku, item, cooc)
+            # A model item's blended row is in the image (memory backend): read it.
+            served = None if row is not None or item is None else content.served_row(item)
+            if served is None:
+                cooc = model.snapshot.neighbors(item) if row is None else row
+                served = content.blended_row(sku, item, cooc)
+            cols, sims, reasons = served
             row, why = (cols, sims), dict(zip(cols.tolist(), reasons, strict=True))
         similar = model.recommender.similar(-1 if item is None else item, n, excluded, allowed,
                                             row)  # fmt: skip
@@ -517,7 +541,7 @@ class ServingApp:
         n = parse_n(params, self.max_n)
         pairs = parse_sku_lists(params, self.max_skus)
         tenant, model = self._model(params)
-        query, _ = self._query(model, pairs)
+        query, _, _ = self._query(model, pairs)
         if not len(query):
             return {"result": []}, 200
         scorer, rows = self._scorer(tenant, model, query)
