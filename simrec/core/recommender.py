@@ -120,23 +120,24 @@ class Recommender:
         the kernel) instead of ``(label, share)`` tuples.
         """
         items = query.items
-        indices = items.tolist()
-        excluded = [*exclude, *indices] if exclude_query else list(exclude)
-        if indices:
+        if len(items):
             if not exclude:  # the common case: the query items, already int32
                 x = items if exclude_query else _EMPTY_I32
             else:
-                x = np.array(excluded, dtype=np.int32)
+                x = np.array([*exclude, *items.tolist()] if exclude_query else exclude,
+                             dtype=np.int32)  # fmt: skip
             if scorer is None:
                 scorer, rows = self.scorer, items
             ranked = scorer.recommend(
                 rows, query.weights, n, x, allowed, because_k,
-                indices if labels is None else labels, SHARE_DIGITS, because_keys,
+                items.tolist() if labels is None else labels, SHARE_DIGITS, because_keys,
             )  # fmt: skip
             if ranked or not fallback:
                 return Recommendations(ranked, False)
         if not fallback:
             return Recommendations([], False)
+        indices = items.tolist()
+        excluded = [*exclude, *indices] if exclude_query else list(exclude)
         popular = self.most_popular(n, excluded, allowed, indices, category)
         return Recommendations([(j, s, []) for j, s in popular], True)
 

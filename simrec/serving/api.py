@@ -458,17 +458,14 @@ class ServingApp:
         ``(item, score, because entries or None)``, copied from the catalog's per-item
         entries."""
         skus, catalog = model.snapshot.skus, model.catalog
-        cached, entry = (None, None) if catalog is None else (catalog.entries.get, catalog.entry)
-        out = []
-        for j, s, because in ranked:
-            if cached is None:
-                item = {"sku": skus[j], "score": s}
-            else:
-                item = (cached(j) or entry(j, skus[j])).copy()
-                item["score"] = s
+        if catalog is None:
+            out = [{"sku": skus[j], "score": s} for j, s, _ in ranked]
+        else:
+            cached, entry = catalog.entries.get, catalog.entry
+            out = [{**(cached(j) or entry(j, skus[j])), "score": s} for j, s, _ in ranked]
+        for item, (_, _, because) in zip(out, ranked, strict=True):
             if because is not None:
                 item["because"] = because
-            out.append(item)
         return out
 
     def _similar(self, params: Params) -> Response:
