@@ -48,10 +48,12 @@ def requests(snapshot) -> list[tuple[str, str]]:  # noqa: ANN001 - a ModelSnapsh
     for k in range(600):
         i = int(n_items * rng.random() ** 1.5)
         f = filters[k % len(filters)]
-        out.append(("/similar", f"sku={skus[i]}&n={1 + k % 40}{f.replace('exclude_seen=false&', '')}"))
+        similar_f = f.replace("exclude_seen=false&", "")
+        out.append(("/similar", f"sku={skus[i]}&n={1 + k % 40}{similar_f}"))
         hist = ",".join(skus[int(n_items * rng.random() ** 1.5)] for _ in range(1 + k % 7))
         out.append(("/recommendations", f"browsed={hist}&n={1 + k % 30}{f}"))
-        out.append(("/recommendations", f"basket=%20{hist.replace(',', '%2C+')}&exclude={skus[i]}{f}"))
+        escaped = hist.replace(",", "%2C+")
+        out.append(("/recommendations", f"basket=%20{escaped}&exclude={skus[i]}{f}"))
         out.append(("/make_recommendation", f"purchased={hist}&n={1 + k % 20}&extra=1"))
     for f in filters:
         out.append(("/trending", f"n=25{f}" if "same" not in f and "price" not in f else "n=5"))
