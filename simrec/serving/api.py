@@ -124,6 +124,9 @@ class ServingApp:
         self.background_load = background_load
         weights = s.weights
         self.weights = {action: weights.of(action) for _, action in SKU_LISTS}
+        # Query.from_pairs' weight rule, checked once (an invalid weight still fails each
+        # request there, as before).
+        self.weights_valid = all(0.0 <= w < math.inf for w in self.weights.values())
         extra = {t.strip() for t in s.serving_tenants.split(",") if t.strip()}
         self.any_tenant = "*" in extra
         self.tenants = ({s.tenant} | extra) - {"*"}
@@ -385,10 +388,16 @@ class ServingApp:
         weights = self.weights
         found = model.sku_index.lookup([sku for sku, _ in pairs])
         if None not in found:  # every sku known: no per-pair filtering
-            query = Query.from_pairs(
-                zip(found, [weights[action] for _, action in pairs], strict=True)
-            )
-            if len(query) == len(pairs):  # no repeats: the skus in query order, as given
+            w = [weights[action] for _, action in pairs]
+            if self.weights_valid and len(set(found)) == len(found):
+                # No repeats: Query.from_pairs' arrays without its summing loop; the
+                # skus in query order, as given.
+                query = object.__new__(Query)
+                object.__setattr__(query, "items", np.array(found, dtype=np.int32))
+                object.__setattr__(query, "weights", np.array(w, dtype=np.float64))
+                return query, [sku for sku, _ in pairs], True
+            query = Query.from_pairs(zip(found, w, strict=True))
+            if len(query) == len(pairs):
                 return query, [sku for sku, _ in pairs], True
             return query, self._labels(model, query), True
         known = [(i, sku, action) for i, (sku, action) in zip(found, pairs, strict=True)
@@ -430,7 +439,10 @@ class ServingApp:
         pairs = parse_sku_lists(params, self.max_skus)
         tenant, model = self._model(params)
         query, labels, all_known = self._query(model, pairs)
-        allowed = self._filters(params, model, query.items.tolist())
+        allowed = (
+            None if params.keys().isdisjoint(CATALOG_FILTERS)
+            else self._filters(params, model, query.items.tolist())
+        )  # fmt: skip
         excluded = self._excluded(params, model)
         scorer, rows = self._scorer(tenant, model, query)
         # Only an input sku the model does not know can be a catalog-only one.

@@ -28,7 +28,9 @@ QUERY_OVERHEAD_BYTES = 4_096  # parameter names, n, flags, category, tenant, exc
 MAX_TENANT_LENGTH = 64
 BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 _DIGITS = re.compile(r"[0-9]+")
-_SPACE = re.compile(r"\s")
+# A sku list with nothing to strip (``\s`` is what ``str.strip`` strips: both test
+# ``Py_UNICODE_ISSPACE``), no empty entry and no entry over MAX_SKU_LENGTH.
+_CLEAN_LIST = re.compile(rf"[^\s,]{{1,{MAX_SKU_LENGTH}}}(?:,[^\s,]{{1,{MAX_SKU_LENGTH}}})*")
 _DECIMAL = re.compile(r"[0-9]+(\.[0-9]*)?([eE][+-]?[0-9]+)?|\.[0-9]+([eE][+-]?[0-9]+)?")
 
 Kind = Literal["skus", "sku", "n", "flag", "text", "factor", "tenant"]
@@ -202,15 +204,10 @@ def split_skus(values: list[str], name: str = "sku") -> list[str]:
     """Comma-separated entries, stripped; empty entries ignored; length checked."""
     out: list[str] = []
     for value in values:
-        parts = value.split(",")
-        # The common case, nothing to strip or drop: the parts as they are. (``\s`` is
-        # what ``str.strip`` strips: both test ``Py_UNICODE_ISSPACE``.)
-        if "" not in parts and _SPACE.search(value) is None and (
-            max(map(len, parts)) <= MAX_SKU_LENGTH
-        ):
-            out += parts
+        if _CLEAN_LIST.fullmatch(value) is not None:
+            out += value.split(",")  # the common case: nothing to strip, drop or refuse
             continue
-        for s in parts:
+        for s in value.split(","):
             s = s.strip()
             if s:
                 if len(s) > MAX_SKU_LENGTH:
