@@ -48,7 +48,13 @@ test-slow: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check simrec functions spark beam tests bench
 
+# wrk drives bench/http_load.py (a Debian package): installed when absent and apt-get can.
+WRK_INSTALL := command -v wrk >/dev/null || { command -v apt-get >/dev/null && \
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq wrk; } || \
+	echo "wrk not installed (apt-get install -y wrk): bench/http_load.py will say it skipped"
 bench: $(STAMP)
+	@$(WRK_INSTALL)
 	$(PY) bench/run_all.py
 
 build: $(STAMP)

@@ -13,6 +13,10 @@ workers and the same 127.0.0.1 port settings:
    browsed/basket/purchased, some unknown skus, n from 5 to 50, some
    ``exclude_seen=false``, ``exclude=``, ``in_stock_only`` and ``category`` filters, and
    20 % ``/similar``. Every request is one that must answer 200.
+   The servers run side by side, and ``--rounds`` rounds of ``trivial`` then ``mixed``
+   alternate between them (a phase's figures: requests over the rounds' summed time,
+   the rounds' median percentiles), so a change in the shared machine's load reaches
+   every candidate alike.
 3. For the production server only, ``switch``: the same mixed load while LATEST moves
    to another complete version (written before the phase) at 40 % of it, so the server
    loads and swaps the model under load; its p99 is compared with ``mixed`` (the same
@@ -78,8 +82,16 @@ end
 
 function response(status, headers, body)
   if status ~= 200 then errors_status = errors_status + 1 end
-  local n, v = 0, nil
-  for m in string.gmatch(body, '"model_version":"([^"]*)"') do n = n + 1; v = m end
+  -- plain finds (memchr speed), not a pattern tried at every byte: wrk shares the
+  -- machine's cores with the server, and its Lua time would count against the load
+  local n, v, pos = 0, nil, 1
+  while true do
+    local s, e = string.find(body, '"model_version":"', pos, true)
+    if not s then break end
+    local q = string.find(body, '"', e + 1, true)
+    if not q then break end
+    n = n + 1; v = string.sub(body, e + 1, q - 1); pos = q + 1
+  end
   if n ~= 1 then no_version = no_version + 1 else versions[v] = (versions[v] or 0) + 1 end
 end
 
@@ -179,6 +191,25 @@ def run_wrk(wrk: str, args: argparse.Namespace, script: Path, url: str, duration
     return r
 
 
+def merge(runs: list[dict]) -> dict:
+    """One phase over its rounds: counts summed, throughput over the summed time,
+    latency percentiles the rounds' median, max the largest."""
+    out: dict = {"rounds_requests_per_s": [r["requests_per_s"] for r in runs]}
+    for key in ("requests", "duration_us", "bytes", "connect_errors", "read_errors",
+                "write_errors", "status_errors", "timeouts", "bad_status", "no_version",
+                "errors"):  # fmt: skip
+        out[key] = sum(r[key] for r in runs)
+    for key in ("p50_us", "p90_us", "p99_us"):
+        out[key] = float(np.median([r[key] for r in runs]))
+    out["max_us"] = max(r["max_us"] for r in runs)
+    out["versions"] = {}
+    for r in runs:
+        for version, count in r["versions"].items():
+            out["versions"][version] = out["versions"].get(version, 0) + count
+    out["requests_per_s"] = out["requests"] / (out["duration_us"] / 1e6)
+    return out
+
+
 def start_server(args: argparse.Namespace, workdir: Path, server: str) -> tuple:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -212,9 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--switches", type=int, default=1, help="model switches in 'switch'")
     parser.add_argument("--threads", type=int, default=4, help="gthread's threads per worker")
     parser.add_argument("--servers", default=",".join(SERVERS))
-    parser.add_argument("--quick", action="store_true", help="4-second phases")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="trivial+mixed rounds per server, alternating between servers")
+    parser.add_argument("--quick", action="store_true", help="4-second phases, 2 rounds")
     args = parser.parse_args(argv)
     duration = 4 if args.quick else args.duration
+    rounds_n = 2 if args.quick else args.rounds
     servers = [x for x in args.servers.split(",") if x]
 
     wrk = shutil.which("wrk")
@@ -248,39 +282,49 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, dict] = {}
     switches: list[float] = []
-    for server in servers:
-        storage.write_bytes(latest, b"load-v1")
-        proc, log, url = start_server(args, workdir, server)
-        try:
+    storage.write_bytes(latest, b"load-v1")
+    running: dict[str, tuple] = {}
+    try:
+        # Every candidate up at once and the rounds alternating between them, so a
+        # change in the machine's load (2 shared cores) reaches all of them alike.
+        for server in servers:
+            running[server] = start_server(args, workdir, server)
+        for _, _, url in running.values():
             wait_ready(url)
             for p in paths[:20]:  # warm every worker and check the mix answers 200
                 with urllib.request.urlopen(url + p, timeout=5) as r:
                     assert r.status == 200, p
-            phases = {
-                "trivial": run_wrk(wrk, args, trivial, url, duration),
-                "mixed": run_wrk(wrk, args, script, url, duration),
-            }
-            if server == PRODUCTION_SERVER:
-                stop = threading.Event()
+        rounds: dict[str, list[dict]] = {server: [] for server in servers}
+        for _ in range(rounds_n):
+            for server, (_, _, url) in running.items():
+                rounds[server].append({
+                    "trivial": run_wrk(wrk, args, trivial, url, duration),
+                    "mixed": run_wrk(wrk, args, script, url, duration),
+                })  # fmt: skip
+        for server, done in rounds.items():
+            results[server] = {ph: merge([r[ph] for r in done]) for ph in ("trivial", "mixed")}
+        if PRODUCTION_SERVER in running:
+            url = running[PRODUCTION_SERVER][2]
+            stop = threading.Event()
 
-                def flip(stop: threading.Event) -> None:
-                    started = time.monotonic()
-                    gap = duration / (len(switch_versions) + 1)
-                    for k, version in enumerate(switch_versions):
-                        wait = started + (0.4 * duration if k == 0 else gap * (k + 1))
-                        if stop.wait(max(0.0, wait - time.monotonic())):
-                            return
-                        storage.write_bytes(latest, version.encode())
-                        switches.append(round(time.monotonic() - started, 2))
+            def flip(stop: threading.Event) -> None:
+                started = time.monotonic()
+                gap = duration / (len(switch_versions) + 1)
+                for k, version in enumerate(switch_versions):
+                    wait = started + (0.4 * duration if k == 0 else gap * (k + 1))
+                    if stop.wait(max(0.0, wait - time.monotonic())):
+                        return
+                    storage.write_bytes(latest, version.encode())
+                    switches.append(round(time.monotonic() - started, 2))
 
-                flipper = threading.Thread(target=flip, args=(stop,), daemon=True)
-                flipper.start()
-                phases["switch"] = run_wrk(wrk, args, script, url, duration)
-                stop.set()
-                flipper.join()
-        finally:
+            flipper = threading.Thread(target=flip, args=(stop,), daemon=True)
+            flipper.start()
+            results[PRODUCTION_SERVER]["switch"] = run_wrk(wrk, args, script, url, duration)
+            stop.set()
+            flipper.join()
+    finally:
+        for proc, log, _ in running.values():
             stop_server(proc, log)
-        results[server] = phases
 
     prod = results.get(PRODUCTION_SERVER)
     ratios: dict[str, float] = {}
@@ -311,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
                     + (f" --threads {args.threads}" if s == "gthread" else "") for s in results},
         "production_server": PRODUCTION_SERVER,
         "load": f"wrk -t{args.wrk_threads} -c{args.connections} -d{duration}s per phase, "
+        f"{rounds_n} rounds of trivial+mixed alternating between the servers (all running), "
         f"{len(paths)} mixed request paths",
         "results": results,
         "ratios": ratios,

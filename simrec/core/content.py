@@ -44,6 +44,8 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 REASON_EVENTS = "events"
 REASON_ATTRIBUTES = "attributes"
 REASON_BOTH = "events+attributes"
+#: A blended row's per-neighbour source bits (1 events, 2 attributes) -> its reason.
+REASON_OF_SOURCES = {1: REASON_EVENTS, 2: REASON_ATTRIBUTES, 3: REASON_BOTH}
 
 
 @dataclass(frozen=True)
@@ -283,6 +285,10 @@ class ContentIndex:
         self.indptr, self.indices, self.scores = indptr, indices, scores
         self.popularity = popularity
         self.params = params
+        # The blended CSR with its source bits (``blended_matrix(..., sources=True)``),
+        # when the serving image holds it: a cold item's served row is then read, not
+        # merged per request.
+        self.blended: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def build(
@@ -318,6 +324,24 @@ class ContentIndex:
         cols, sims = cooc
         if not self.is_cold(item):
             return cols, sims, [REASON_EVENTS] * len(cols)
+        cols, sims, sources = self._blend(sku, item, cooc)
+        return cols, sims, [REASON_OF_SOURCES[b] for b in sources]
+
+    def served_row(self, item: int) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
+        """Model item ``item``'s blended row as ``blended_row`` gives it, read from
+        ``blended`` (None without it)."""
+        if self.blended is None:
+            return None
+        indptr, indices, scores, sources = self.blended
+        lo, hi = indptr[item], indptr[item + 1]
+        reasons = list(map(REASON_OF_SOURCES.__getitem__, sources[lo:hi].tolist()))
+        return indices[lo:hi], scores[lo:hi], reasons
+
+    def _blend(
+        self, sku: str, item: int | None, cooc: tuple[np.ndarray, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """A cold row's blend: model indices, float32 scores, source bits."""
+        cols, sims = cooc
         w = cooc_weight(0.0 if item is None else self.popularity[item], self.params)
         acc: dict[int, float] = {}
         source: dict[int, int] = {}  # bit 1: events, bit 2: attributes
@@ -331,36 +355,51 @@ class ContentIndex:
         limit = max(len(cols), self.params.top_k)
         ranked = sorted(((j, s) for j, s in acc.items() if s > 0), key=lambda t: (-t[1], t[0]))
         ranked = ranked[:limit]
-        names = {1: REASON_EVENTS, 2: REASON_ATTRIBUTES, 3: REASON_BOTH}
         return (
             np.array([j for j, _ in ranked], dtype=np.int32),
             np.array([s for _, s in ranked], dtype=np.float32),
-            [names[source[j]] for j, _ in ranked],
+            [source[j] for j, _ in ranked],
         )
 
     def blended_matrix(
-        self, skus: Sequence[str], indptr: np.ndarray, indices: np.ndarray, scores: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        self,
+        skus: Sequence[str],
+        indptr: np.ndarray,
+        indices: np.ndarray,
+        scores: np.ndarray,
+        sources: bool = False,
+    ) -> tuple[np.ndarray, ...] | None:
         """The model's CSR with every cold item's row replaced by its blended row (warm
-        rows copied as they are), for the scorer; None when no item is cold."""
+        rows copied as they are), for the scorer; None when no item is cold. With
+        ``sources``, a fourth array: each entry's source bits (``REASON_OF_SOURCES``)."""
         n = len(skus)
         cold = [i for i in range(n) if self.is_cold(i)]
         if not cold:
             return None
         rows: list[tuple[np.ndarray, np.ndarray]] = []
+        bits: list[np.ndarray] = []
         is_cold = np.zeros(n, dtype=bool)
         is_cold[cold] = True
         for i in range(n):
             lo, hi = int(indptr[i]), int(indptr[i + 1])
             row = (indices[lo:hi], scores[lo:hi])
-            rows.append(self.blended_row(skus[i], i, row)[:2] if is_cold[i] else row)
+            if is_cold[i]:
+                cols, sims, source = self._blend(skus[i], i, row)
+                rows.append((cols, sims))
+                bits.append(np.array(source, dtype=np.uint8))
+            else:
+                rows.append(row)
+                bits.append(np.ones(hi - lo, dtype=np.uint8))
         out = np.zeros(n + 1, dtype=np.int64)
         np.cumsum([len(c) for c, _ in rows], out=out[1:])
-        return (
+        matrix = (
             out,
             np.concatenate([c for c, _ in rows]).astype(np.int32) if n else indices[:0],
             np.concatenate([v for _, v in rows]).astype(np.float32) if n else scores[:0],
         )
+        if not sources:
+            return matrix
+        return (*matrix, np.concatenate(bits) if n else np.zeros(0, dtype=np.uint8))
 
     def query_rows(
         self,

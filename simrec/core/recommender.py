@@ -134,23 +134,24 @@ class Recommender:
         the kernel) instead of ``(label, share)`` tuples.
         """
         items = query.items
-        indices = items.tolist()
-        excluded = [*exclude, *indices] if exclude_query else list(exclude)
-        if indices:
+        if len(items):
             if not exclude:  # the common case: the query items, already int32
                 x = items if exclude_query else _EMPTY_I32
             else:
-                x = np.array(excluded, dtype=np.int32)
+                x = np.array([*exclude, *items.tolist()] if exclude_query else exclude,
+                             dtype=np.int32)  # fmt: skip
             if scorer is None:
                 scorer, rows = self.scorer, items
             ranked = scorer.recommend(
                 rows, query.weights, n, x, allowed, because_k,
-                indices if labels is None else labels, SHARE_DIGITS, because_keys,
+                items.tolist() if labels is None else labels, SHARE_DIGITS, because_keys,
             )  # fmt: skip
             if ranked or not fallback:
                 return Recommendations(ranked, False)
         if not fallback:
             return Recommendations([], False)
+        indices = items.tolist()
+        excluded = [*exclude, *indices] if exclude_query else list(exclude)
         popular = self.most_popular(n, excluded, allowed, indices, category)
         return Recommendations([(j, s, []) for j, s in popular], True)
 
@@ -171,7 +172,13 @@ class Recommender:
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         cols, sims = self.snapshot.neighbors(item) if row is None else row
-        return _first(zip(cols.tolist(), sims.tolist(), strict=True), n, exclude, allowed)
+        if allowed is not None:  # the mask over the row at once, not per neighbor
+            keep = allowed[cols] != 0
+            cols, sims = cols[keep], sims[keep]
+        skip = set(exclude)
+        if not skip:
+            return list(zip(cols[:n].tolist(), sims[:n].tolist(), strict=True))
+        return _first(zip(cols.tolist(), sims.tolist(), strict=True), n, skip, None)
 
     def trending(
         self, n: int, exclude: Iterable[int] = (), allowed: np.ndarray | None = None

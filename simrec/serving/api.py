@@ -136,6 +136,9 @@ class ServingApp:
         self.background_load = background_load
         weights = s.weights
         self.weights = {action: weights.of(action) for _, action in SKU_LISTS}
+        # Query.from_pairs' weight rule, checked once (an invalid weight still fails each
+        # request there, as before).
+        self.weights_valid = all(0.0 <= w < math.inf for w in self.weights.values())
         extra = {t.strip() for t in s.serving_tenants.split(",") if t.strip()}
         self.any_tenant = "*" in extra
         self.tenants = ({s.tenant} | extra) - {"*"}
@@ -349,6 +352,8 @@ class ServingApp:
     ) -> np.ndarray | None:
         """The item mask of the catalog filters (``parameters.CATALOG_FILTERS``), the
         current-item ones relative to ``items``; None without filters."""
+        if params.keys().isdisjoint(CATALOG_FILTERS):
+            return None
         category = parse_text(params, "category")
         in_stock_only = parse_bool(params, "in_stock_only", default=False)
         same_category = parse_bool(params, "same_category", default=False)
@@ -397,15 +402,37 @@ class ServingApp:
             rows = self.datastore.rows(self.namespace(tenant), model, items)
         return dict(zip(items, rows, strict=True)).__getitem__
 
-    def _query(self, model: LoadedModel, pairs: list[tuple[str, str]]) -> tuple[Query, list]:
-        """Known input skus -> the query (unknown skus are ignored) and its items' skus."""
-        index, weights = model.sku_index, self.weights
-        known = [(i, sku, action) for sku, action in pairs if (i := index.get(sku)) is not None]
+    def _query(
+        self, model: LoadedModel, pairs: list[tuple[str, str]]
+    ) -> tuple[Query, list, bool]:
+        """Known input skus -> the query (unknown skus are ignored), its items' skus and
+        whether every input sku is a model item."""
+        weights = self.weights
+        found = model.sku_index.lookup([sku for sku, _ in pairs])
+        if None not in found:  # every sku known: no per-pair filtering
+            w = [weights[action] for _, action in pairs]
+            if self.weights_valid and len(set(found)) == len(found):
+                # No repeats: Query.from_pairs' arrays without its summing loop; the
+                # skus in query order, as given.
+                query = object.__new__(Query)
+                object.__setattr__(query, "items", np.array(found, dtype=np.int32))
+                object.__setattr__(query, "weights", np.array(w, dtype=np.float64))
+                return query, [sku for sku, _ in pairs], True
+            query = Query.from_pairs(zip(found, w, strict=True))
+            if len(query) == len(pairs):
+                return query, [sku for sku, _ in pairs], True
+            return query, self._labels(model, query), True
+        known = [(i, sku, action) for i, (sku, action) in zip(found, pairs, strict=True)
+                 if i is not None]  # fmt: skip
         query = Query.from_pairs((i, weights[action]) for i, _, action in known)
-        if len(query) == len(known):  # no repeats: the skus in query order, as given
-            return query, [sku for _, sku, _ in known]
+        if len(query) == len(known):
+            return query, [sku for _, sku, _ in known], False
+        return query, self._labels(model, query), False
+
+    @staticmethod
+    def _labels(model: LoadedModel, query: Query) -> list[str]:
         skus = model.snapshot.skus
-        return query, [skus[i] for i in query.items.tolist()]
+        return [skus[i] for i in query.items.tolist()]
 
     def _cold_query(
         self, tenant: str, model: LoadedModel, pairs: list[tuple[str, str]]
@@ -435,10 +462,14 @@ class ServingApp:
         exclude_seen = parse_bool(params, "exclude_seen", default=True)
         pairs = parse_sku_lists(params, self.max_skus)
         tenant, model = self._model(params)
-        query, labels = self._query(model, pairs)
-        allowed = self._filters(params, model, query.items.tolist())
+        query, labels, all_known = self._query(model, pairs)
+        allowed = (
+            None if params.keys().isdisjoint(CATALOG_FILTERS)
+            else self._filters(params, model, query.items.tolist())
+        )  # fmt: skip
         excluded = self._excluded(params, model)
-        cold = self._cold_query(tenant, model, pairs)
+        # Only an input sku the model does not know can be a catalog-only one.
+        cold = None if all_known else self._cold_query(tenant, model, pairs)
         if cold is not None:  # a catalog-only input sku: the query's blended rows
             c_scorer, c_rows, c_weights, c_labels = cold
             seen = query.items.tolist() if exclude_seen else []
@@ -451,7 +482,8 @@ class ServingApp:
         scorer, rows = self._scorer(tenant, model, query)
         rec = model.recommender.recommend(
             query, n, exclude=excluded, exclude_query=exclude_seen, allowed=allowed,
-            category=parse_text(params, "category"), scorer=scorer, rows=rows,
+            category=None if allowed is None else parse_text(params, "category"),
+            scorer=scorer, rows=rows,
             labels=labels, because_keys=BECAUSE_KEYS,
         )  # fmt: skip
         out = self._entries(model, rec.ranked)
@@ -462,17 +494,14 @@ class ServingApp:
         ``(item, score, because entries or None)``, copied from the catalog's per-item
         entries."""
         skus, catalog = model.snapshot.skus, model.catalog
-        cached, entry = (None, None) if catalog is None else (catalog.entries.get, catalog.entry)
-        out = []
-        for j, s, because in ranked:
-            if cached is None:
-                item = {"sku": skus[j], "score": s}
-            else:
-                item = (cached(j) or entry(j, skus[j])).copy()
-                item["score"] = s
+        if catalog is None:
+            out = [{"sku": skus[j], "score": s} for j, s, _ in ranked]
+        else:
+            cached, entry = catalog.entries.get, catalog.entry
+            out = [{**(cached(j) or entry(j, skus[j])), "score": s} for j, s, _ in ranked]
+        for item, (_, _, because) in zip(out, ranked, strict=True):
             if because is not None:
                 item["because"] = because
-            out.append(item)
         return out
 
     def _similar(self, params: Params) -> Response:
@@ -492,8 +521,12 @@ class ServingApp:
             row = self._neighbors(tenant, model, [item])(item)
         why = None
         if content is not None and content.is_cold(item):
-            cooc = model.snapshot.neighbors(item) if row is None else row
-            cols, sims, reasons = content.blended_row(sku, item, cooc)
+            # A model item's blended row is in the image (memory backend): read it.
+            served = None if row is not None or item is None else content.served_row(item)
+            if served is None:
+                cooc = model.snapshot.neighbors(item) if row is None else row
+                served = content.blended_row(sku, item, cooc)
+            cols, sims, reasons = served
             row, why = (cols, sims), dict(zip(cols.tolist(), reasons, strict=True))
         similar = model.recommender.similar(-1 if item is None else item, n, excluded, allowed,
                                             row)  # fmt: skip
@@ -564,7 +597,7 @@ class ServingApp:
         n = parse_n(params, self.max_n)
         pairs = parse_sku_lists(params, self.max_skus)
         tenant, model = self._model(params)
-        query, _ = self._query(model, pairs)
+        query, _, _ = self._query(model, pairs)
         if not len(query):
             return {"result": []}, 200
         scorer, rows = self._scorer(tenant, model, query)

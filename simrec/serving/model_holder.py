@@ -47,6 +47,7 @@ from simrec.core.snapshot import ModelSnapshot
 from simrec.serving.catalog import ServingCatalog
 from simrec.serving.model_image import (
     BLEND_ARRAYS,
+    BLEND_SOURCES,
     SNAPSHOT_ARRAYS,
     ImageBuildError,
     build_image,
@@ -117,6 +118,8 @@ class LoadedModel:
             arrays["content_indices"], arrays["content_scores"], snapshot.popularity,
             ContentParams.from_metadata(metadata),
         ) if "content_indptr" in arrays else None  # fmt: skip
+        if content is not None and BLEND_SOURCES in arrays:
+            content.blended = tuple(arrays[n] for n in (*BLEND_ARRAYS, BLEND_SOURCES))  # type: ignore[assignment]
         shared = {
             "popularity": popularity,
             "popular": popular_list,

@@ -65,6 +65,7 @@ SNAPSHOT_ARRAYS = (
     *BOUGHT_TOGETHER_ARRAYS,  # empty when the snapshot has no bought-together model
 )  # fmt: skip
 BLEND_ARRAYS = ("blend_indptr", "blend_indices", "blend_scores")  # simrec.core.content
+BLEND_SOURCES = "blend_sources"  # each blended entry's source bits (its /similar reason)
 
 
 class ImageBuildError(RuntimeError):
@@ -89,10 +90,10 @@ def build_image(snapshot: ModelSnapshot) -> Arrays:
             arrays["content_indices"], arrays["content_scores"], snapshot.popularity, params,
         )  # fmt: skip
         blended = content.blended_matrix(
-            snapshot.skus, snapshot.indptr, snapshot.indices, snapshot.scores
+            snapshot.skus, snapshot.indptr, snapshot.indices, snapshot.scores, sources=True
         )
         if blended is not None:  # what the scorer reads: cold rows blended, warm as they are
-            arrays.update(zip(BLEND_ARRAYS, blended, strict=True))
+            arrays.update(zip((*BLEND_ARRAYS, BLEND_SOURCES), blended, strict=True))
     return arrays
 
 

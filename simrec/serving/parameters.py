@@ -28,6 +28,9 @@ QUERY_OVERHEAD_BYTES = 4_096  # parameter names, n, flags, category, tenant, exc
 MAX_TENANT_LENGTH = 64
 BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 _DIGITS = re.compile(r"[0-9]+")
+# A sku list with nothing to strip (``\s`` is what ``str.strip`` strips: both test
+# ``Py_UNICODE_ISSPACE``), no empty entry and no entry over MAX_SKU_LENGTH.
+_CLEAN_LIST = re.compile(rf"[^\s,]{{1,{MAX_SKU_LENGTH}}}(?:,[^\s,]{{1,{MAX_SKU_LENGTH}}})*")
 _DECIMAL = re.compile(r"[0-9]+(\.[0-9]*)?([eE][+-]?[0-9]+)?|\.[0-9]+([eE][+-]?[0-9]+)?")
 
 Kind = Literal["skus", "sku", "n", "flag", "text", "factor", "tenant"]
@@ -204,8 +207,11 @@ def parse_factor(params: Params, name: str) -> float | None:
 
 def split_skus(values: list[str], name: str = "sku") -> list[str]:
     """Comma-separated entries, stripped; empty entries ignored; length checked."""
-    out = []
+    out: list[str] = []
     for value in values:
+        if _CLEAN_LIST.fullmatch(value) is not None:
+            out += value.split(",")  # the common case: nothing to strip, drop or refuse
+            continue
         for s in value.split(","):
             s = s.strip()
             if s:

@@ -11,9 +11,11 @@ that merely started later (bench/server_start.py). Only a tenant with no model p
 yet (or a failed load) is answered 503 (``/healthz`` too), and later versions load in the
 background as before.
 
-Two worker models (``SERVERS``), measured side by side by ``bench/http_load.py`` (one run,
-1 worker, 16 connections: uvicorn 1.9x gthread's mixed-request throughput, 1.3x on a
-trivial endpoint) and chosen on that and on what follows:
+Two worker models (``SERVERS``), measured side by side by ``bench/http_load.py`` (both
+running, rounds alternating between them, 1 worker, 16 connections, 2 shared cores: uvicorn
+1.04-1.17x gthread's mixed-request throughput and 1.1-1.6x on a trivial endpoint over
+two runs of 2026-12-04; 1.9x / 1.3x in an earlier one) and chosen on that and on what
+follows:
 
 * ``uvicorn`` (the default, ``PRODUCTION_SERVER``): one asyncio event loop per worker
   (uvicorn's h11 protocol through ``uvicorn-worker``), ``AsgiApp`` calling the WSGI-free

@@ -127,6 +127,16 @@ class StringIndex(Mapping[str, int]):
                 return i
             slot = (slot + 1) & mask
 
+    def lookup(self, keys: list[str]) -> list[int | None]:
+        """``[get(k) for k in keys]`` at a dict's speed for strings looked up before (the
+        request path's bulk form: one method call per request, not per sku)."""
+        found = self._found.get
+        out = [found(k) for k in keys]
+        if None in out:
+            get = self.get
+            out = [get(k) if i is None else i for i, k in zip(out, keys, strict=True)]
+        return out
+
     def __getitem__(self, key: str) -> int:
         i = self.get(key)
         if i is None:

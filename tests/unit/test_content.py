@@ -179,13 +179,19 @@ def test_params_from_model_metadata() -> None:
         ContentParams.from_metadata({"content": {"warm": 3}})
 
 
-def test_blended_matrix_replaces_only_cold_rows() -> None:
+def _cold_and_warm() -> tuple:
+    """A model of 4 items (a, c cold; b, e warm) over CATALOG, with its CSR."""
     model_skus = ["a", "b", "c", "e"]
-    popularity = np.array([3.0, 100.0, 0.0, 60.0])  # a, c cold; b, e warm
+    popularity = np.array([3.0, 100.0, 0.0, 60.0])
     index = ContentIndex.build(CATALOG, model_skus, popularity)
     indptr = np.array([0, 2, 3, 3, 4])
     indices = np.array([1, 3, 0, 1], dtype=np.int32)
     scores = np.array([0.5, 0.25, 0.5, 0.125], dtype=np.float32)
+    return model_skus, popularity, index, indptr, indices, scores
+
+
+def test_blended_matrix_replaces_only_cold_rows() -> None:
+    model_skus, popularity, index, indptr, indices, scores = _cold_and_warm()
     out_ptr, out_idx, out_scores = index.blended_matrix(model_skus, indptr, indices, scores)
     for i, sku in enumerate(model_skus):
         lo, hi = indptr[i], indptr[i + 1]
@@ -204,3 +210,19 @@ def test_blended_matrix_replaces_only_cold_rows() -> None:
     assert out_ptr[3] == out_ptr[2]
     warm = ContentIndex.build(CATALOG, model_skus, np.full(4, 100.0))
     assert warm.blended_matrix(model_skus, indptr, indices, scores) is None
+
+
+def test_served_row_reads_the_blended_matrix_as_blended_row_gives_it() -> None:
+    model_skus, popularity, index, indptr, indices, scores = _cold_and_warm()
+    assert index.served_row(0) is None  # nothing stored yet: the caller blends
+    blended = index.blended_matrix(model_skus, indptr, indices, scores, sources=True)
+    assert blended is not None and blended[3].dtype == np.uint8
+    index.blended = blended  # type: ignore[assignment]
+    for i, sku in enumerate(model_skus):
+        lo, hi = indptr[i], indptr[i + 1]
+        cols, sims, reasons = index.blended_row(sku, i, (indices[lo:hi], scores[lo:hi]))
+        got = index.served_row(i)
+        assert got is not None
+        assert got[0].tolist() == cols.tolist() and got[1].tobytes() == sims.tobytes(), sku
+        assert got[2] == reasons, sku
+    assert set(index.served_row(0)[2]) <= set(content.REASON_OF_SOURCES.values())  # type: ignore[index]

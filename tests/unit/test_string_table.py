@@ -44,3 +44,11 @@ def test_collisions_are_probed_and_duplicates_rejected() -> None:
 def test_an_empty_table() -> None:
     arrays = string_table([], "e")
     assert len(StringList(arrays, "e")) == 0 and StringIndex(arrays, "e").get("a") is None
+
+
+def test_lookup_is_get_over_a_list_of_keys() -> None:
+    index = StringIndex(string_table(WORDS, "w"), "w")
+    keys = ["sku-1", "nope", "日本", "sku-1", "", "\ud800"]
+    assert index.lookup(keys) == [index.get(k) for k in keys] == [3, None, 5, 3, 0, None]
+    assert index.lookup(keys) == [3, None, 5, 3, 0, None]  # from the cache this time
+    assert index.lookup([]) == []
