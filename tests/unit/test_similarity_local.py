@@ -93,17 +93,27 @@ def test_blocks_do_not_change_the_result(shop):
     assert (one.pairs, one.emitted_pairs) == (many.pairs, many.emitted_pairs)
 
 
+def entry_p(matrix: sp.csr_matrix, threshold: float) -> sp.csr_matrix:
+    """The oracle's keep probabilities: ``min(1, sqrt(gamma) a_uj / c_j)`` per entry."""
+    g = dimsum.gamma(threshold, matrix.shape[1])
+    unit = matrix @ sp.diags(1.0 / column_norms(matrix))
+    return unit.multiply(np.sqrt(g)).minimum(1.0).tocsr()
+
+
 def test_sample_is_the_shared_keep_rule(dense_shop):
     m, uk, ik = dense_shop
-    scaled, pattern, p, g = sample(m.matrix, 0.2, 5, uk, ik)
-    assert (p < 1).sum() > 10 and g == dimsum.gamma(0.2, m.matrix.shape[1])
-    coo = m.matrix.tocoo()
-    keep = dimsum.keep_mask(5, uk[coo.row], ik[coo.col], p[coo.col])
-    kept = sp.csr_matrix((np.ones(keep.sum()), (coo.row[keep], coo.col[keep])), m.matrix.shape)
-    assert (kept != pattern).nnz == 0
-    _, q = dimsum.probabilities_and_scales(column_norms(m.matrix), 0.2, None, m.matrix.data.max())
-    want = (m.matrix.multiply(kept) @ sp.diags(1 / q)).toarray()
-    np.testing.assert_allclose(scaled.toarray(), want, rtol=1e-15)
+    scaled, pattern, g = sample(m.matrix, 0.2, 5, uk, ik)
+    assert g == dimsum.gamma(0.2, m.matrix.shape[1])
+    p = entry_p(m.matrix, 0.2).tocoo()
+    assert (p.data < 1).sum() > 1000  # entries really sampled
+    keep = dimsum.uniform(5, uk[p.row], ik[p.col]) < p.data
+    kept = sp.csr_matrix((1 / p.data[keep], (p.row[keep], p.col[keep])), m.matrix.shape)
+    np.testing.assert_allclose(pattern.toarray(), kept.toarray(), rtol=1e-15)  # weights 1/p
+    unit = (m.matrix @ sp.diags(1.0 / column_norms(m.matrix))).toarray()
+    want = np.where(kept.toarray() > 0, unit * kept.toarray(), 0.0)  # a / (p c)
+    np.testing.assert_allclose(scaled.toarray(), want, rtol=1e-12)
+    g_sq = 1 / np.sqrt(g)
+    assert np.all(scaled.data >= g_sq * (1 - 1e-12))  # a kept entry is max(a / c, 1/sqrt g)
 
 
 def test_sampling_is_deterministic_and_seeded(dense_shop):
@@ -122,15 +132,22 @@ def test_sampled_estimates_are_unbiased(dense_shop):
     """Over 40 seeds the mean unclipped estimate of the sampled pairs' total is exact
     (within 5%: the estimator is heavy-tailed, so the sample mean runs a little low)."""
     m, uk, ik = dense_shop
-    p, _ = dimsum.probabilities_and_scales(column_norms(m.matrix), 0.2, None, m.matrix.data.max())
     cos = exact_cosine(m.matrix)
-    sampled = np.triu(np.outer(p, p) < 1, 1)
-    totals = []
+    p = entry_p(m.matrix, 0.2)
+    some = sp.csr_matrix(((p.data < 1).astype(float), p.indices, p.indptr), p.shape)
+    touched = (some.T @ m.matrix.astype(bool).astype(float)).toarray() > 0
+    sampled = np.triu(touched | touched.T, 1)
+    ones = m.matrix.astype(bool).astype(float)
+    users = (ones.T @ ones).toarray()
+    totals, user_totals = [], []
     for seed in range(40):
-        scaled, *_ = sample(m.matrix, 0.2, seed, uk, ik)
+        scaled, weights, _ = sample(m.matrix, 0.2, seed, uk, ik)
         totals.append((scaled.T @ scaled).toarray()[sampled].sum())
+        user_totals.append((weights.T @ weights).toarray()[sampled].sum())
     assert sampled.sum() > 1000
     assert np.mean(totals) / cos[sampled].sum() == pytest.approx(1.0, abs=0.05)
+    # The users behind a pair (Horvitz-Thompson: weights 1 / p) are unbiased too.
+    assert np.mean(user_totals) / users[sampled].sum() == pytest.approx(1.0, abs=0.05)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -138,13 +155,13 @@ def test_estimates_above_threshold_are_accurate(dense_shop, seed):
     """>= 80% of pairs with exact cosine >= threshold are estimated within 20%, on data
     where sampling really happens (p < 1 for many columns, fewer emitted pairs)."""
     m, uk, ik = dense_shop
-    p, _ = dimsum.probabilities_and_scales(column_norms(m.matrix), 0.2, None, m.matrix.data.max())
+    p = entry_p(m.matrix, 0.2)
     topk = cosine_topk(m.matrix, 0.2, seed, ALL, uk, ik)
     exact = cosine_topk(m.matrix, 0.0, seed, ALL, uk, ik)
     cos = exact_cosine(m.matrix)
     above = np.triu(cos >= 0.2)
     rel = np.abs(dense(topk)[above] - cos[above]) / cos[above]
-    assert (p < 1).sum() >= 10 and topk.emitted_pairs < exact.emitted_pairs
+    assert (p.data < 1).sum() >= 1000 and topk.emitted_pairs < exact.emitted_pairs
     assert above.sum() > 100
     assert (rel <= 0.2).mean() >= 0.8
 
