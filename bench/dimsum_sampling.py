@@ -36,19 +36,21 @@ from simrec.core import dimsum, similarity  # noqa: E402
 from simrec.core import matrix as matrix_rule  # noqa: E402
 from simrec.core.params import ModelParams  # noqa: E402
 from simrec.evaluation.evaluate import Evaluator  # noqa: E402
-from simrec.evaluation.split import load_events, temporal_split  # noqa: E402
+from simrec.evaluation.split import choose_split, load_events, temporal_split  # noqa: E402
 
 DATA = Path("/work/shared/data")
 THRESHOLDS = tuple(float(t) for t in os.environ.get("THRESHOLDS", "0.1,0.2,0.5,1").split(","))
 
 
 def split_of(name: str) -> object:
+    """``simrec evaluate``'s split (protocol ``auto``: the per-user split where the date
+    split scores fewer than 1,000 users, as on MovieLens)."""
     if name == "ml":
         ev, _ = load_events(str(DATA / "movielens_latest_small.csv.gz"))
-        return temporal_split(ev, holdout_days=365)
+        return choose_split(ev, "auto", holdout_days=365)[0]
     if name == "or":
         ev, _ = load_events(str(DATA / "online_retail_uci.csv.gz"))
-        return temporal_split(ev, holdout_days=30, window_days=365)
+        return choose_split(ev, "auto", holdout_days=30, window_days=365)[0]
     from simrec.generate import generate_events, write_events
 
     path = Path("/tmp/samp/M.parquet")
