@@ -60,7 +60,8 @@ PAIRS_PER_CHUNK = 4_000_000
 #: item-range tasks), ``shuffle`` (DIMSUM's pair shuffle) or ``auto`` (broadcast when the
 #: matrix has at most ``BROADCAST_MAX_CELLS`` cells).
 PLANS = ("auto", "broadcast", "shuffle")
-#: About 24 bytes a cell (CSR + CSC of the sampled matrix) in every executor: 0.5 GB.
+#: About 40 bytes a kept cell (CSR + CSC of the sampled matrix, values and DIMSUM weights)
+#: in every executor: 0.8 GB at most.
 BROADCAST_MAX_CELLS = 20_000_000
 #: Item ranges per core in the broadcast plan (a few, so a slow range does not hold all).
 TASKS_PER_CORE = 4
