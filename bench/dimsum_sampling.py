@@ -181,23 +181,24 @@ def main() -> int:
 
 def acceptance_table(rows: list[dict], threshold: float) -> str:
     """Markdown: per dataset and variant at ``threshold``, the ratios vs exact and whether
-    issue 15.1's target (emitted <= 30%, NDCG@10 >= 98% of exact) is met."""
+    issue 15.1's target (emitted <= 30%, NDCG@10 >= 98% of exact, with the default seed
+    and in the mean over seeds) is met."""
     out = [
         f"acceptance at threshold {threshold:g} (ratios vs the same variant's exact model)",
-        "| dataset | variant | emitted / exact | NDCG@10 / exact | recall@10 of true "
-        "neighbours | target |",
-        "|---|---|---:|---:|---:|---|",
+        "| dataset | variant | emitted / exact | NDCG@10 / exact (default seed) | "
+        "NDCG@10 / exact (mean over seeds) | recall@10 of true neighbours | target |",
+        "|---|---|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         if r["threshold"] != threshold:
             continue
-        ok = r["emitted_ratio"] <= 0.30 and r["ndcg_ratio"] >= 0.98
+        ok = r["emitted_ratio"] <= 0.30 and min(r["ndcg_ratio"], r["ndcg_ratio_mean"]) >= 0.98
         out.append(
             f"| {r['dataset']} | {r['variant']} | {r['emitted_ratio']:.3f} | "
-            f"{r['ndcg_ratio']:.3f} | {r['recall10_nbrs']:.3f} | {'met' if ok else 'missed'} |"
+            f"{r['ndcg_ratio']:.3f} | {r['ndcg_ratio_mean']:.3f} ({r['seeds']}) | "
+            f"{r['recall10_nbrs']:.3f} | {'met' if ok else 'missed'} |"
         )
     return "\n".join(out)
-
 
 if __name__ == "__main__":
     raise SystemExit(main())
