@@ -20,8 +20,9 @@ shared with the twin, so both give bit-identical results:
   first ``k`` kept.
 
 Items are independent, so they are spread over OpenMP threads (dynamic schedule: a few
-popular items have long rows); each thread owns a dense accumulator, counters, a touched
-list and a candidate buffer of ``n_items`` entries, all zero between items. Results go to
+popular items have long rows); each thread owns dense value and weight accumulators,
+seen flags, a touched list and a candidate buffer of ``n_items`` entries, all zero
+between items. Results go to
 fixed slots of ``k`` per item, so the output does not depend on the thread count.
 """
 
