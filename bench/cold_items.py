@@ -35,7 +35,7 @@ from simrec.core.content import ContentIndex, ContentParams
 from simrec.core.params import ModelParams
 from simrec.evaluation import metrics
 from simrec.evaluation.evaluate import fit
-from simrec.generate import default_sizes, generate_catalog, generate_events
+from simrec.generate import default_sizes, generate_events, shop_catalog
 from simrec.serving import model_image
 
 SEED = 7
@@ -45,30 +45,6 @@ KEPT_USERS = (0, 1, 3, 10)
 BLEND_KS = (0.5, 1.0, 5.0)
 EXPONENTS = (0.0, 1.0, 2.0, 4.0)  # popularity_exponent of the content score
 K = 10
-WORDS = [f"w{i}" for i in range(400)]
-
-
-def shop_catalog(n_items: int, n_categories: int, seed: int) -> pd.DataFrame:
-    """``generate_catalog`` plus brand, price and title drawn around each category."""
-    base = generate_catalog(n_items, n_categories, seed)
-    rng = np.random.default_rng([seed, 99])
-    cat = base["category"].to_numpy()
-    cat_brands = rng.integers(0, 60, (n_categories, 3))
-    cat_price = rng.lognormal(3.0, 1.0, n_categories)
-    cat_words = rng.integers(0, len(WORDS), (n_categories, 6))
-    brand = cat_brands[cat, rng.integers(0, 3, n_items)]
-    brand = np.where(rng.random(n_items) < 0.2, rng.integers(0, 60, n_items), brand)
-    price = cat_price[cat] * rng.lognormal(0.0, 0.3, n_items)
-    titles = []
-    for i in range(n_items):
-        own = [WORDS[w] for w in rng.choice(cat_words[cat[i]], 2, replace=False)]
-        titles.append(" ".join([*own, WORDS[rng.integers(len(WORDS))], f"model{i % 97}"]))
-    return pd.DataFrame({
-        "sku": base["sku"], "category": [f"cat{c}" for c in cat],
-        "brand": [f"brand{b}" for b in brand], "price": price.round(2), "title": titles,
-    })  # fmt: skip
-
-
 def ranked(first: Any, popular: list[int], skip: int, k: int = K) -> list[int]:
     """``first`` (item indices, best first) padded with popular items, ``skip`` left out."""
     out: list[int] = []

@@ -36,7 +36,8 @@ from simrec.core import dimsum, similarity  # noqa: E402
 from simrec.core import matrix as matrix_rule  # noqa: E402
 from simrec.core.params import ModelParams  # noqa: E402
 from simrec.evaluation.evaluate import Evaluator  # noqa: E402
-from simrec.evaluation.split import choose_split, load_events, temporal_split  # noqa: E402
+from simrec.evaluation.events import load_events  # noqa: E402
+from simrec.evaluation.split import choose_split, temporal_split  # noqa: E402
 
 DATA = Path("/work/shared/data")
 THRESHOLDS = tuple(float(t) for t in os.environ.get("THRESHOLDS", "0.1,0.2,0.5,1").split(","))

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +39,8 @@ from common import write_results  # noqa: E402
 from simrec.core.params import DEFAULTS, ModelParams  # noqa: E402
 from simrec.evaluation import peers  # noqa: E402
 from simrec.evaluation.evaluate import Evaluator  # noqa: E402
-from simrec.evaluation.split import (  # noqa: E402
-    REPEAT_ITEMS,
-    choose_split,
-    load_events,
-    repeat_heavy,
-)
+from simrec.evaluation.events import load_events  # noqa: E402
+from simrec.evaluation.split import REPEAT_ITEMS, choose_split, repeat_heavy  # noqa: E402
 
 DATA = Path("/work/shared/data")
 FILES = {"or": "online_retail_uci.csv.gz", "ml": "movielens_latest_small.csv.gz"}
@@ -65,6 +62,25 @@ LEVERS: dict[str, dict[str, Any]] = {
     "fill": {"popularity_fill": 1},
     "top_k=20 (existing param)": {"top_k": 20},
 }
+
+
+def shared_datasets(
+    names: list[str], repeat_items: int = REPEAT_ITEMS
+) -> Iterator[tuple[str, pd.DataFrame]]:
+    """``(label, events)`` of each named shared dataset present (``or``, ``ml``, and
+    ``repeat``: the repeat-heavy shop built from Online Retail); absent ones are said."""
+    cache: dict[str, pd.DataFrame] = {}
+    for name in names:
+        source = "or" if name == "repeat" else name
+        path = DATA / FILES[source]
+        if not path.exists():
+            print(f"{name}: {path} absent, skipped")
+            continue
+        if source not in cache:
+            cache[source] = load_events(str(path))[0]
+        events = repeat_heavy(cache[source], repeat_items) if name == "repeat" else cache[source]
+        yield {"or": "Online Retail", "ml": "MovieLens", "repeat": "repeat-heavy shop "
+               f"(Online Retail purchases of its {repeat_items} most-bought items)"}[name], events
 
 
 def repeat_share(events: pd.DataFrame) -> float:
@@ -164,20 +180,7 @@ def main() -> int:
     if unknown:
         raise SystemExit(f"unknown levers {sorted(unknown)}; known: {', '.join(LEVERS)}")
     results = []
-    cache: dict[str, pd.DataFrame] = {}
-    for name in args.datasets.split(","):
-        source = "or" if name == "repeat" else name
-        path = DATA / FILES[source]
-        if not path.exists():
-            print(f"{name}: {path} absent, skipped")
-            continue
-        if source not in cache:
-            cache[source] = load_events(str(path))[0]
-        events = (
-            repeat_heavy(cache[source], args.repeat_items) if name == "repeat" else cache[source]
-        )
-        label = {"or": "Online Retail", "ml": "MovieLens", "repeat": "repeat-heavy shop "
-                 f"(Online Retail purchases of its {args.repeat_items} most-bought items)"}[name]
+    for label, events in shared_datasets(args.datasets.split(","), args.repeat_items):
         print(f"{label} ...", flush=True)
         results.append(run_dataset(label, events, levers, args.max_users, args.protocol))
         print(markdown(results[-1:]), flush=True)

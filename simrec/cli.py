@@ -350,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--project", help="default: SIMREC_GCP_PROJECT")
     p.add_argument(
-        "--topic", help="nightly topic (Terraform output nightly_topic; default simrec-nightly)"
+        "--topic", help="nightly topic (Terraform output topics.nightly; default simrec-nightly)"
     )
     p.set_defaults(func=cmd_cloud_rerun)
 

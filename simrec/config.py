@@ -36,7 +36,8 @@ def _model_field(name: str) -> Any:
     """A settings field for a model parameter: its default and bounds from ModelParams."""
     bounds = BOUNDS[name]
     return Field(
-        getattr(DEFAULTS, name), ge=bounds.ge, le=bounds.le, description=bounds.description
+        getattr(DEFAULTS, name), ge=bounds.ge, le=bounds.le, gt=bounds.gt,
+        description=bounds.description,
     )
 
 
@@ -118,6 +119,10 @@ class Settings(BaseSettings):
     bm25_k1: float = _model_field("bm25_k1")
     popularity_discount: float = _model_field("popularity_discount")
     popularity_fill: int = _model_field("popularity_fill")
+    trending_recent_days: int = _model_field("trending_recent_days")
+    trending_min_support: float = _model_field("trending_min_support")
+    trending_smoothing: float = _model_field("trending_smoothing")
+    tune_holdout_days: int = _model_field("tune_holdout_days")
     engine: Literal["spark", "local"] = Field(
         "spark", description="Similarity engine: the Spark job or the single-machine one."
     )

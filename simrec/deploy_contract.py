@@ -49,7 +49,8 @@ MODEL_FILE = CONTRACT_FILE.with_name("model.json")
 def model_rules() -> dict[str, dict[str, Any]]:
     """Default and bounds of each model setting, as ``Settings`` validates it.
 
-    ``rule`` is the sentence Terraform's plan-time error shows; ``choices`` is set for a
+    ``gt`` is an exclusive lower bound (a value must be above it); ``rule`` is the sentence
+    Terraform's plan-time error shows; ``choices`` is set for a
     setting that takes one of fixed strings, ``whole`` for an integer one.
     """
     from simrec.config import MODEL_SETTINGS, Settings
@@ -60,13 +61,15 @@ def model_rules() -> dict[str, dict[str, Any]]:
         choices = list(typing.get_args(info.annotation)) or None
         ge = next((m.ge for m in info.metadata if hasattr(m, "ge")), None)
         le = next((m.le for m in info.metadata if hasattr(m, "le")), None)
+        gt = next((m.gt for m in info.metadata if hasattr(m, "gt")), None)
         whole = info.annotation is int
         if choices:
             rule = "one of " + ", ".join(choices)
         else:
             kind = "a whole number" if whole else "a number"
-            rule = f"{kind} in [{ge:g}, {le:g}]" if le is not None else f"{kind} >= {ge:g}"
-        rules[name] = {"default": info.default, "ge": ge, "le": le, "whole": whole,
+            low = f"> {gt:g}" if gt is not None else f">= {ge:g}"
+            rule = f"{kind} in [{ge:g}, {le:g}]" if le is not None else f"{kind} {low}"
+        rules[name] = {"default": info.default, "ge": ge, "gt": gt, "le": le, "whole": whole,
                        "choices": choices, "rule": rule}  # fmt: skip
     return rules
 

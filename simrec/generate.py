@@ -83,6 +83,55 @@ def generate_catalog(n_items: int, n_categories: int, seed: int = 42) -> pd.Data
     )
 
 
+TITLE_WORDS = tuple(f"w{i}" for i in range(400))
+#: Prefix of the catalog-only skus ``shop_catalog`` adds (items no event names yet).
+NEW_SKU_PREFIX = "NEW-"
+
+
+def shop_catalog(
+    n_items: int, n_categories: int, seed: int = 42, new_items: int = 0
+) -> pd.DataFrame:
+    """``generate_catalog`` as a shop publishes it (``sku, category, in_stock, brand,
+    price, title``; brand, price and title drawn around each category), plus
+    ``new_items`` catalog-only items (``NEW-...``, drawn the same way): cold items
+    ``generate_events`` never names, answered from their attributes
+    (``simrec.core.content``)."""
+    base = generate_catalog(n_items, n_categories, seed)
+    rng = np.random.default_rng([seed, 99])
+    cat = base["category"].to_numpy()
+    cat_brands = rng.integers(0, 60, (n_categories, 3))
+    cat_price = rng.lognormal(3.0, 1.0, n_categories)
+    cat_words = rng.integers(0, len(TITLE_WORDS), (n_categories, 6))
+
+    def draw(rng: np.random.Generator, cat: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:
+        n = len(cat)
+        brand = cat_brands[cat, rng.integers(0, 3, n)]
+        brand = np.where(rng.random(n) < 0.2, rng.integers(0, 60, n), brand)
+        price = cat_price[cat] * rng.lognormal(0.0, 0.3, n)
+        titles = []
+        for i in range(n):
+            own = [TITLE_WORDS[w] for w in rng.choice(cat_words[cat[i]], 2, replace=False)]
+            titles.append(" ".join([*own, TITLE_WORDS[rng.integers(len(TITLE_WORDS))],
+                                    f"model{i % 97}"]))  # fmt: skip
+        return brand, price, titles
+
+    brand, price, titles = draw(rng, cat)
+    skus = base["sku"].tolist()
+    if new_items:
+        extra = np.random.default_rng([seed, 100])
+        new_cat = extra.integers(0, n_categories, new_items)
+        new_brand, new_price, new_titles = draw(extra, new_cat)
+        skus += list(_ids(NEW_SKU_PREFIX, new_items, 3).to_pylist())
+        cat = np.concatenate([cat, new_cat])
+        brand, price = np.concatenate([brand, new_brand]), np.concatenate([price, new_price])
+        titles += new_titles
+    return pd.DataFrame({
+        "sku": pd.array(skus, dtype="str"), "category": [f"cat{c}" for c in cat],
+        "in_stock": True, "brand": [f"brand{b}" for b in brand], "price": price.round(2),
+        "title": titles,
+    })  # fmt: skip
+
+
 def generate_events(
     n_events: int,
     n_users: int | None = None,

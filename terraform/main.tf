@@ -54,8 +54,8 @@ locals {
   settings_env = {
     SIMREC_BACKEND                     = "gcp"
     SIMREC_TENANT                      = var.tenant
-    SIMREC_DATA_URI                    = "gs://${module.storage.data_bucket}"
-    SIMREC_MODELS_URI                  = "gs://${module.storage.models_bucket}"
+    SIMREC_DATA_URI                    = "gs://${module.storage.buckets.data}"
+    SIMREC_MODELS_URI                  = "gs://${module.storage.buckets.models}"
     SIMREC_EVENTS_SOURCE               = var.events_source
     SIMREC_EVENTS_SCHEMA               = var.events_schema
     SIMREC_GA4_EVENT_ACTIONS           = var.ga4_event_actions
@@ -80,16 +80,16 @@ locals {
     SIMREC_DATASTORE_CACHE_SECONDS     = tostring(var.datastore_cache_seconds)
     SIMREC_CATALOG_URI                 = var.catalog_uri
     # Public mode (simrec.serving.access): keys in Secret Manager, CORS origins, rate limit.
-    SIMREC_API_KEYS                 = module.serving.api_keys_secret
+    SIMREC_API_KEYS                 = module.serving.service.api_keys_secret
     SIMREC_API_KEYS_REFRESH_SECONDS = tostring(var.api_keys_refresh_seconds)
     SIMREC_ALLOWED_ORIGINS          = var.allowed_origins
     SIMREC_RATE_LIMIT_PER_MINUTE    = tostring(var.rate_limit_per_minute)
     SIMREC_RATE_LIMIT_BURST         = tostring(var.rate_limit_burst)
     # The /ui page shows an evaluation report uploaded there (docs/deploy.md).
-    SIMREC_REPORTS_URI = "gs://${module.storage.models_bucket}/reports/${var.tenant}"
+    SIMREC_REPORTS_URI = "gs://${module.storage.buckets.models}/reports/${var.tenant}"
     # Where the cloud launchers find what Terraform made.
-    SIMREC_STAGING_URI                = "gs://${module.storage.staging_bucket}"
-    SIMREC_DATAPROC_WORKFLOW_TEMPLATE = module.dataproc.workflow_template_name
+    SIMREC_STAGING_URI                = "gs://${module.storage.buckets.staging}"
+    SIMREC_DATAPROC_WORKFLOW_TEMPLATE = module.dataproc.workflow_template.name
     SIMREC_FLEX_TEMPLATE_URI          = module.dataflow.flex_template_uri
     SIMREC_DATAFLOW_SERVICE_ACCOUNT   = module.iam.emails.dataflow
     # Not Settings fields yet (tests/cloud/test_terraform.py lists them as pending): the launch
@@ -101,6 +101,22 @@ locals {
     # Attempts of a failed Dataproc/Dataflow job before the function that launched it gives
     # the run up and alerts (simrec.stages.jobs; issue 11).
     SIMREC_JOB_MAX_ATTEMPTS = tostring(var.job_max_attempts)
+  }
+}
+
+# `make build` writes every file the modules upload (functions/*.zip, spark/, flex/): one
+# check of them all, so a plan without a build stops here with the list of what is missing.
+locals {
+  build_files         = concat(module.functions.build_files, module.dataproc.build_files, module.dataflow.build_files)
+  missing_build_files = [for f in local.build_files : f if !fileexists(f)]
+}
+
+resource "terraform_data" "build" {
+  lifecycle {
+    precondition {
+      condition     = length(local.missing_build_files) == 0
+      error_message = "${join(", ", local.missing_build_files)} missing: run `make build` first (or set artifacts_dir)."
+    }
   }
 }
 
@@ -134,9 +150,9 @@ module "iam" {
   project_id      = var.project_id
   project_number  = data.google_project.this.number
   name_prefix     = var.name_prefix
-  data_bucket     = module.storage.data_bucket
-  models_bucket   = module.storage.models_bucket
-  staging_bucket  = module.storage.staging_bucket
+  data_bucket     = module.storage.buckets.data
+  models_bucket   = module.storage.buckets.models
+  staging_bucket  = module.storage.buckets.staging
   repository_id   = module.storage.repository_id
   region          = var.region
   events_project  = local.events_project
@@ -169,8 +185,8 @@ module "dataproc" {
   project_id               = var.project_id
   region                   = var.region
   name_prefix              = var.name_prefix
-  staging_bucket           = module.storage.staging_bucket
-  data_bucket              = module.storage.data_bucket
+  staging_bucket           = module.storage.buckets.staging
+  data_bucket              = module.storage.buckets.data
   artifacts_dir            = local.artifacts_dir
   service_account          = module.iam.emails.dataproc
   image_version            = var.dataproc_image_version
@@ -191,7 +207,7 @@ module "dataflow" {
   source = "./modules/dataflow"
 
   project_id                = var.project_id
-  staging_bucket            = module.storage.staging_bucket
+  staging_bucket            = module.storage.buckets.staging
   artifacts_dir             = local.artifacts_dir
   flex_image                = local.flex_image
   enable_datastore          = var.enable_datastore
@@ -210,11 +226,12 @@ module "functions" {
   region                = var.region
   name_prefix           = var.name_prefix
   artifacts_dir         = local.artifacts_dir
-  staging_bucket        = module.storage.staging_bucket
-  data_bucket           = module.storage.data_bucket
+  staging_bucket        = module.storage.buckets.staging
+  data_bucket           = module.storage.buckets.data
   repository_id         = module.storage.repository_id
-  nightly_topic_id      = module.pubsub.nightly_topic_id
-  dead_letter_topic_id  = module.pubsub.dead_letter_topic_id
+  nightly_topic_id      = module.pubsub.topics.nightly.id
+  job_watch_topic_id    = module.pubsub.topics.job_watch.id
+  dead_letter_topic_id  = module.pubsub.topics.dead_letter.id
   service_accounts      = module.iam.emails
   environment           = local.environment
   runtime               = var.functions_runtime
@@ -264,8 +281,8 @@ module "monitoring" {
   function_services        = module.functions.service_names
   dataproc_cluster_prefix  = module.dataproc.cluster_name_prefix
   dead_letter_subscription = module.pubsub.dead_letter_subscription_name
-  endpoint_url             = module.serving.url
-  service_name             = module.serving.service_name
+  endpoint_url             = module.serving.service.url
+  service_name             = module.serving.service.name
   public_endpoint          = var.public_endpoint
   alert_emails             = var.alert_emails
   uptime_check_period      = var.uptime_check_period

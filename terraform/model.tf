@@ -39,6 +39,7 @@ locals {
     for name, value in local.model_set : "${name} must be ${local.model_rules[name].rule}, got ${value}" if !(
       local.model_rules[name].choices != null ? contains(local.model_rules[name].choices, value) : alltrue([
         local.model_rules[name].ge == null ? true : value >= local.model_rules[name].ge,
+        local.model_rules[name].gt == null ? true : value > local.model_rules[name].gt,
         local.model_rules[name].le == null ? true : value <= local.model_rules[name].le,
         local.model_rules[name].whole ? floor(value) == value : true,
       ])

@@ -120,7 +120,8 @@ def serve_lines(snapshot: ModelSnapshot, count: int, seed: int) -> list[bytes]:
 def evaluation_line() -> bytes:
     from simrec.core.params import ModelParams
     from simrec.evaluation.evaluate import Evaluator, recommend
-    from simrec.evaluation.split import load_events, temporal_split
+    from simrec.evaluation.events import load_events
+    from simrec.evaluation.split import temporal_split
     from simrec.generate import generate_events, write_events
 
     end = dt.date(2024, 3, 31)

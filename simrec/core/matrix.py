@@ -99,7 +99,8 @@ def bm25_cells(matrix: sp.csr_matrix, k1: float, b: float) -> np.ndarray:
     """BM25-style user weighting of the cells (implicit's ``bm25_weight`` without the idf):
     ``x (k1 + 1) / (k1 (1 - b + b n / avg n) + x)``, ``n`` = the row's cells, ``avg n``
     their mean over rows with cells. A column's idf factor scales every cell of the column
-    alike, which cosine cancels, so it is left out. Local engine only (Spark: not yet)."""
+    alike, which cosine cancels, so it is left out. The Spark job computes the same
+    operations in the same order (``avg n`` = the matrix's cells / its rows)."""
     n = np.diff(matrix.indptr).astype(np.float64)
     if matrix.nnz == 0:
         return matrix.data.copy()

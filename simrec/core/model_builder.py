@@ -10,8 +10,9 @@ definition of the serving model:
   exactly the contract ``ModelSnapshot`` documents);
 * popularity: the items output's distinct-user count, 0 for a sku it does not list;
 * trending: the items output's recent and prior weights ranked by
-  ``simrec.core.trending.ranking`` over the run's window (``metadata["params"]``'s
-  ``window_days``, else ``RunParams``' default).
+  ``simrec.core.trending.ranking`` over the run's window with the run's trending
+  parameters (``metadata["params"]``'s ``window_days`` and ``trending_*``, else their
+  defaults: the values of runs made before they were parameters).
 
 Neighbor rows come in the normalised form ``{"sku", "items", "scores", "users"}``;
 ``neighbor_row`` turns the Parquet record ``{"sku", "neighbors": [{sku, score, users}]}``
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from simrec.core import trending
+from simrec.core.params import DEFAULTS, TRENDING
 from simrec.core.runs import RunParams
 from simrec.core.snapshot import ModelSnapshot
 
@@ -135,10 +137,12 @@ def build_snapshot(
     trend = np.array(
         [trend_by_sku.get(s, (0.0, 0.0)) for s in skus], dtype=np.float64
     ).reshape(-1, 2)
-    window_days = int((metadata or {}).get("params", {}).get("window_days", DEFAULT_WINDOW))
-    recent_days, prior_days = trending.window_split(window_days)
+    run = (metadata or {}).get("params", {})
+    window_days = int(run.get("window_days", DEFAULT_WINDOW))
+    model = DEFAULTS.replace(**{n: run[n] for n in TRENDING if n in run})
+    recent_days, prior_days = trending.window_split(window_days, model.trending_recent_days)
     trending_items, trending_scores = trending.ranking(
-        trend[:, 0], trend[:, 1], recent_days, prior_days
+        trend[:, 0], trend[:, 1], recent_days, prior_days, model
     )
 
     meta = dict(metadata or {})

@@ -34,6 +34,8 @@ class Bounds:
     ge: float | None = None
     le: float | None = None
     description: str = ""
+    #: Exclusive lower bound (a value must be above it), for a parameter 0 breaks.
+    gt: float | None = None
 
 
 #: Range and meaning of each numeric parameter; Settings builds its fields from these.
@@ -74,7 +76,25 @@ BOUNDS: dict[str, Bounds] = {
         0, 1, "1 = top-k slots item-item evidence leaves empty are filled with the most "
         "popular unseen items; 0 = off (popular items only when there is no evidence)."
     ),
+    # The trending rule (simrec.core.trending), computed in the same nightly run.
+    "trending_recent_days": Bounds(
+        1, 3650, "Trending: days at the end of the run's window that count as recent."
+    ),
+    "trending_min_support": Bounds(
+        0, None, "Trending: least (weighted) recent events for an item to trend."
+    ),
+    "trending_smoothing": Bounds(
+        None, None, "Trending: added to both daily rates (weighted events a day), so an "
+        "item new in the recent days has a finite growth.", gt=0,
+    ),
+    "tune_holdout_days": Bounds(
+        0, 60, "Per-shop tuning (simrec.evaluation.nightly): the run holds out its window's "
+        "last N days, picks the best of a small grid of quality settings on them by "
+        "NDCG@10, then trains on the whole window with it; 0 = off."
+    ),
 }
+#: The trending parameters, named ``trending_<name>`` among the model's.
+TRENDING: tuple[str, ...] = tuple(n for n in BOUNDS if n.startswith("trending_"))
 USER_WEIGHTING_DESCRIPTION = (
     "Down-weight very active users: row scaled by 1/log2(1+n) ('log') or n**-user_alpha "
     "('power'), n = the user's items; 'none' = off."
@@ -101,6 +121,10 @@ class ModelParams:
     bm25_k1: float = 1.2
     popularity_discount: float = 0.0
     popularity_fill: int = 0
+    trending_recent_days: int = 7
+    trending_min_support: float = 5.0
+    trending_smoothing: float = 1.0
+    tune_holdout_days: int = 0
 
     def __post_init__(self) -> None:
         for name, bounds in BOUNDS.items():
@@ -110,8 +134,12 @@ class ModelParams:
             if not math.isfinite(value) or (
                 (bounds.ge is not None and value < bounds.ge)
                 or (bounds.le is not None and value > bounds.le)
+                or (bounds.gt is not None and value <= bounds.gt)
             ):
                 raise ValueError(f"{name} must be in {_range(bounds)}, got {value!r}")
+            whole = self.__dataclass_fields__[name].type == "int"
+            if whole and value != int(value):
+                raise ValueError(f"{name} must be a whole number, got {value!r}")
         if self.max_items_per_user < self.min_items_per_user:
             raise ValueError(
                 f"max_items_per_user ({self.max_items_per_user}) must be >= "
@@ -150,8 +178,9 @@ class ModelParams:
 
 #: Levers only the single-machine engine implements so far (issue 15.3): the Spark job
 #: should refuse a run that sets one away from its off value (``local_engine_only``).
+#: (``bm25_b``: both engines, the matrix rule's step after the cap.)
 LOCAL_ENGINE_ONLY: tuple[str, ...] = (
-    "asymmetric_alpha", "bm25_b", "popularity_discount", "popularity_fill",
+    "asymmetric_alpha", "popularity_discount", "popularity_fill",
 )
 
 
@@ -165,12 +194,20 @@ def local_engine_only(params: ModelParams) -> list[str]:
 NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ModelParams))
 #: The product defaults.
 DEFAULTS = ModelParams()
+#: Parameters added after run ids were first hashed, at the value runs made before them
+#: had: a run with these values keeps the id it had then (RunParams.params_hash).
+HASH_NEUTRAL: dict[str, object] = {
+    **quality.OFF, **{n: getattr(DEFAULTS, n) for n in TRENDING},
+}
 
 
 def _range(bounds: Bounds) -> str:
-    lo = "-inf" if bounds.ge is None else f"{bounds.ge:g}"
+    if bounds.gt is not None:
+        lo = f"({bounds.gt:g}"
+    else:
+        lo = "[-inf" if bounds.ge is None else f"[{bounds.ge:g}"
     hi = "inf" if bounds.le is None else f"{bounds.le:g}"
-    return f"[{lo}, {hi}]"
+    return f"{lo}, {hi}]"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

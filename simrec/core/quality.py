@@ -48,6 +48,7 @@ OFF: dict[str, object] = {
     "bm25_k1": 1.2,
     "popularity_discount": 0.0,
     "popularity_fill": 0,
+    "tune_holdout_days": 0,
 }
 
 

@@ -7,8 +7,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from simrec.core import quality
-from simrec.core.params import ModelParams
+from simrec.core.params import HASH_NEUTRAL, ModelParams
 
 #: RunParams fields that control how a run is carried out and never change its run id hash.
 RUN_CONTROL: tuple[str, ...] = ("attempt", "publish")
@@ -100,13 +99,13 @@ class RunParams:
 
     @property
     def params_hash(self) -> str:
-        # Quality features that are off are left out: such runs keep the ids they had
-        # before the features existed.
+        # Parameters at the value runs had before they existed (quality features off,
+        # trending at its defaults) are left out: such runs keep the ids they had.
         payload = {
             k: v
             for k, v in self.to_json().items()
             if k not in ("tenant", "date", *RUN_CONTROL)
-            and not (k in quality.OFF and v == quality.OFF[k])
+            and not (k in HASH_NEUTRAL and v == HASH_NEUTRAL[k])
         }
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:8]

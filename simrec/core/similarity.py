@@ -453,9 +453,12 @@ def similarity_manifest(
     gamma: float,
     timings: dict[str, float],
     plan: str | None = None,
+    tuning: dict | None = None,
 ) -> dict:
     """The similarity manifest of docs/architecture.md (``gamma`` null when exact;
-    ``plan``: how the Spark job computed the pairs, null for the single-machine engine)."""
+    ``plan``: how the Spark job computed the pairs, null for the single-machine engine;
+    ``tuning``: the nightly tuning's record, null when off; ``params`` stay the run's, so
+    the manifest still names its run id, and the record holds the parameters trained)."""
     keys = (
         "events",
         "users",
@@ -481,6 +484,7 @@ def similarity_manifest(
         "counts": {k: int(counts[k]) for k in keys},
         "gamma": None if math.isinf(gamma) else float(gamma),
         "plan": plan,
+        "tuning": tuning,
         "timings": {k: round(float(v), 3) for k, v in timings.items()},
         "created_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }

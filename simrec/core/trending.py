@@ -15,50 +15,32 @@ not top the list; ``smoothing`` (events a day) keeps items new in the recent day
 an infinite growth and ranks them by their recent rate. Ranked by growth descending,
 then recent weight descending, then item index (sku order) ascending. As Algolia's
 "trending items", the list is global and filtered by category at request time.
+
+The three parameters are model parameters (``trending_recent_days``,
+``trending_min_support``, ``trending_smoothing`` of :class:`~simrec.core.params.ModelParams`,
+declared there with their defaults and bounds), so they are settings, CLI flags and
+Terraform ``model`` attributes like the others, travel in the run's manifests and change
+its run id.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
-from dataclasses import dataclass
 
 import numpy as np
 
+from simrec.core.params import DEFAULTS, ModelParams
 
-@dataclass(frozen=True)
-class TrendingParams:
-    """The trending rule's parameters, declared once with their defaults."""
-
-    #: Days at the end of the window that count as recent.
-    recent_days: int = 7
-    #: Least recent (weighted) events for an item to trend.
-    min_support: float = 5.0
-    #: Added to both daily rates (weighted events a day).
-    smoothing: float = 1.0
-
-    def __post_init__(self) -> None:
-        if isinstance(self.recent_days, bool) or not isinstance(self.recent_days, int) or (
-            self.recent_days < 1
-        ):
-            raise ValueError(f"recent_days must be an integer >= 1, got {self.recent_days!r}")
-        for name in ("min_support", "smoothing"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if self.smoothing <= 0:
-            raise ValueError(f"smoothing must be > 0, got {self.smoothing!r}")
+#: The default of ``trending_recent_days`` (the helpers' default argument).
+RECENT_DAYS = DEFAULTS.trending_recent_days
 
 
-DEFAULTS = TrendingParams()
-
-
-def split_day(end_date: dt.date, recent_days: int = DEFAULTS.recent_days) -> dt.date:
+def split_day(end_date: dt.date, recent_days: int = RECENT_DAYS) -> dt.date:
     """The first recent day: events on or after it are recent (UTC days)."""
     return end_date - dt.timedelta(days=recent_days - 1)
 
 
-def window_split(window_days: int, recent_days: int = DEFAULTS.recent_days) -> tuple[int, int]:
+def window_split(window_days: int, recent_days: int = RECENT_DAYS) -> tuple[int, int]:
     """``(recent days, prior days)`` of a window of ``window_days`` days."""
     recent = min(recent_days, window_days)
     return recent, window_days - recent
@@ -87,7 +69,7 @@ def growth(
     prior: np.ndarray,
     recent_days: int,
     prior_days: int,
-    smoothing: float = DEFAULTS.smoothing,
+    smoothing: float = DEFAULTS.trending_smoothing,
 ) -> np.ndarray:
     """The growth of each item (see the module docstring)."""
     recent_rate = np.asarray(recent, dtype=np.float64) / recent_days
@@ -100,13 +82,13 @@ def ranking(
     prior: np.ndarray,
     recent_days: int,
     prior_days: int,
-    params: TrendingParams = DEFAULTS,
+    params: ModelParams = DEFAULTS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(item indices, growth)`` of the trending items, best first: items with
-    ``recent >= min_support``, by growth desc, recent desc, index asc."""
+    ``recent >= params.trending_min_support``, by growth desc, recent desc, index asc."""
     recent = np.asarray(recent, dtype=np.float64)
-    score = growth(recent, prior, recent_days, prior_days, params.smoothing)
+    score = growth(recent, prior, recent_days, prior_days, params.trending_smoothing)
     index = np.arange(len(recent))
     order = np.lexsort((index, -recent, -score))
-    order = order[recent[order] >= params.min_support]
+    order = order[recent[order] >= params.trending_min_support]
     return order.astype(np.int32), score[order]

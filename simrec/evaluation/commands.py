@@ -66,7 +66,8 @@ def _split_args(p: argparse.ArgumentParser) -> None:
 def _prepare(
     args: argparse.Namespace, console: Console, protocol: str = "date"
 ) -> tuple[Any, Any, Any, Settings]:
-    from simrec.evaluation.split import choose_split, load_events
+    from simrec.evaluation.events import load_events
+    from simrec.evaluation.split import choose_split
 
     settings = Settings()
     with console.status(f"reading {args.events}"):
@@ -149,7 +150,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from simrec.evaluation.report import render
 
     console = Console(stderr=True)
-    _, split, config, _ = _prepare(args, console, args.protocol)
+    _, split, config, settings = _prepare(args, console, args.protocol)
     console.print(f"split: {json.dumps(split.describe())}")
     with console.status("evaluating") as status:
         result = run_evaluation(
@@ -160,6 +161,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             query_items=args.query_items,
             max_users=args.max_users,
             seed=args.seed,
+            engine=settings.engine,
             progress=lambda msg: status.update(f"evaluating: {msg}"),
         )
     result["events"] = str(args.events)
@@ -180,6 +182,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for name, reason in result["skipped_peers"].items():
         _out().print(f"peer {name} skipped: {reason}")
     _out().print(comparison_line(result))
+    if result["tuning"] is not None:
+        from simrec.evaluation.nightly import describe
+
+        _out().print(f"nightly tuning: {describe(result['tuning'])}")
     _out().print(f"wrote {out / 'evaluation.json'} and {out / 'report.html'}")
     return 0
 

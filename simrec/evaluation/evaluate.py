@@ -386,9 +386,15 @@ def run_evaluation(
     query_items: int = DEFAULT_QUERY_ITEMS,
     max_users: int | None = None,
     seed: int = 0,
+    engine: str = "local",
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Every comparison of the issue on one split; the JSON of ``evaluation.json``."""
+    """Every comparison of the issue on one split; the JSON of ``evaluation.json``.
+
+    With ``config.tune_holdout_days``, the nightly tuning step (simrec.evaluation.nightly,
+    for ``engine``) runs on the training events as a run on the split date would, and its
+    choice is scored as model ``tuned``; ``tuning`` holds its record and, on the test
+    split, the tuned minus the configured model (paired bootstrap)."""
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()
     ev = Evaluator(split, k, query_items, max_users, seed)
@@ -410,6 +416,14 @@ def run_evaluation(
     say("configured model")
     models["configured"] = {"kind": "configured", **ev.evaluate(config)}
     keys["configured"] = config
+    tuning = None
+    if config.tune_holdout_days:
+        from simrec.evaluation import nightly
+
+        say("nightly tuning on the training days")
+        tuned, tuning = nightly.tune(split.train, config, split.reference_day, engine)
+        models["tuned"] = {"kind": "tuned", **ev.evaluate(tuned)}
+        keys["tuned"] = tuned
 
     sweep = []
     for t in sorted({float(t) for t in thresholds}):
@@ -458,6 +472,8 @@ def run_evaluation(
         "seed": seed,
         "differences": ev.compare(config, keys[best]),
     }
+    if tuning is not None:
+        tuning["test_vs_configured"] = ev.compare(keys["tuned"], config)["ndcg"]
 
     distribution = {
         "bins": np.linspace(0.0, 1.0, SCORE_BINS + 1).round(4).tolist(),
@@ -472,6 +488,7 @@ def run_evaluation(
         "models": models,
         "skipped_peers": skipped,
         "comparison": comparison,
+        "tuning": tuning,
         "thresholds": sweep,
         "weightings": weightings,
         "features": features,

@@ -30,6 +30,7 @@ TABLES = {
     "table-features": "Quality features",
     "table-split": "Split and protocol",
     "table-config": "Configured model",
+    "table-tuning": "Nightly tuning: the candidates on the held-out last days of training",
 }
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf")
 W, H = 720, 320
@@ -271,6 +272,42 @@ def _held_out(split: dict[str, Any]) -> str:
     )
 
 
+def _tuning(record: dict[str, Any] | None, k: int) -> list[str]:
+    """The tuning section: every candidate's validation metrics, the choice, and how the
+    chosen model did on the test split against the configured one."""
+    if record is None:
+        return [_table("table-tuning", ["", "value"], [["tuning", "off (tune_holdout_days = 0)"]]),
+                '<p class="note">Set tune_holdout_days to see the choice a nightly run would '
+                "make (simrec/evaluation/nightly.py).</p>"]  # fmt: skip
+    rows = [
+        [", ".join(f"{n}={v:g}" for n, v in c["changes"].items()) or "configured",
+         *[c["metrics"][m] for m in ("ndcg", "hit_rate", "recall", "coverage")]]
+        for c in record["candidates"]
+    ]  # fmt: skip
+    chosen = next((i for i, c in enumerate(record["candidates"])
+                   if c["changes"] == record["chosen"]["changes"]), None)  # fmt: skip
+    table = _table("table-tuning", ["candidate", *[f"validation {m}@{k}" for m in
+                                                 ("ndcg", "hit_rate", "recall", "coverage")]],
+                   rows, chosen)  # fmt: skip
+    note = f"{record['status']}: {record['reason']}."
+    if record.get("validation"):
+        v = record["validation"]
+        d = v["vs_configured"]
+        note += (
+            f" Chosen: validation NDCG@{k} {v['metrics']['ndcg']:.4f} "
+            f"{format_interval(v['intervals']['ndcg'])}, minus the configured model "
+            f"{d['difference']:+.4f} {format_interval([d['low'], d['high']])}."
+        )
+    test = record.get("test_vs_configured")
+    if test:
+        note += (
+            f" On this report's test split, tuned minus configured NDCG@{k}: "
+            f"{test['difference']:+.4f} {format_interval([test['low'], test['high']])} "
+            f"({interval_side(test['low'], test['high'])})."
+        )
+    return [table, f'<p class="note">{_esc(note)}</p>']
+
+
 def render(result: dict[str, Any], title: str = "simrec offline evaluation") -> str:
     """The report of a :func:`simrec.evaluation.evaluate.run_evaluation` result."""
     k = result["k"]
@@ -461,6 +498,8 @@ def render(result: dict[str, Any], title: str = "simrec offline evaluation") -> 
         _figure("plot-features", f_plot,
                 "Each feature added to plain cosine, and removed from the configured model."),
         f_table,
+        "<h2>Nightly tuning</h2>",
+        *_tuning(result.get("tuning"), k),
         "<h2>Neighbor scores</h2>",
         _figure("plot-score-distribution", d_plot,
                 "Histogram of the neighbor scores kept (top-K per item), 20 bins on [0, 1]."),

@@ -1,12 +1,10 @@
-"""Reading events for evaluation and the temporal split.
+"""The temporal split of events ``user_id, sku, action, day`` (:data:`COLUMNS`; read by
+:func:`simrec.evaluation.events.load_events`, or a run's window of exported days).
 
-Events are read through the export query (:mod:`simrec.sql` on the embedded warehouse,
-:class:`simrec.adapters.warehouse_local.DuckDBWarehouse`), the path a nightly run takes:
-the same sources (plain CSV, CSV.gz or Parquet, or a GA4 export; a file, folder or glob),
-the same trimming, placeholders and validation, and each event's day as the export gives
-it (plain: UTC; GA4: the property's time zone). Offline metrics are thus computed on what
-production trains on. The split is by day: everything before ``split_date`` may train,
-nothing on or after it does (tested: no leakage); the held-out period is
+Pure pandas, like the rest of the protocol, so the nightly tuning step
+(:mod:`simrec.evaluation.nightly`) runs it inside the Spark job. The split is by day:
+everything before ``split_date`` may train, nothing on or after it does (tested: no
+leakage); the held-out period is
 ``[split_date, end_date]``. The per-user split (:func:`per_user_split`) holds out each
 user's last events instead; :func:`choose_split` picks between them by one rule
 (:data:`MIN_SCORED_USERS`).
@@ -15,64 +13,12 @@ user's last events instead; :func:`choose_split` picks between them by one rule
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from simrec import sql as export_sql
-from simrec.adapters.warehouse_local import DuckDBWarehouse
-from simrec.core.events import REJECT_REASONS
-from simrec.core.runs import RunParams
-
 COLUMNS = ("user_id", "sku", "action", "day")
-#: The tenant name of the export run that reads evaluation events (it writes nothing).
-EVALUATION_TENANT = "evaluation"
-
-
-def load_events(
-    path: str,
-    schema: export_sql.Schema = "plain",
-    rules: export_sql.ExportRules | None = None,
-    columns: Mapping[str, str] | None = None,
-) -> tuple[pd.DataFrame, dict]:
-    """The valid events of ``path`` as ``user_id, sku, action, day`` (``datetime64[s]``),
-    in the export's order (day, ts, user, sku, action).
-
-    Every day is read: one export window from 0001-01-01 to 9999-12-30.
-    Returns the events and ``{"rows": .., "dropped": .., "reasons": {reason: rows}}``:
-    ``dropped`` counts the rows the export rejects, ``reasons`` every row not kept.
-    """
-    warehouse = DuckDBWarehouse(columns=columns, rules=rules)
-    params = RunParams(tenant=EVALUATION_TENANT, date=dt.date.max,
-                       window_days=(dt.date.max - dt.date.min).days)  # fmt: skip
-    con = warehouse.connect()
-    try:
-        con.execute("SET enable_progress_bar = false")
-        table, _ = warehouse.query(con, params, path, schema)
-        counts = con.execute(export_sql.to_duckdb(export_sql.render_counts_sql(table))).fetchall()
-        df = con.execute(
-            f"SELECT user_id, sku, action, dt AS day FROM {table} WHERE reason IS NULL "
-            "ORDER BY dt, ts, user_id, sku, action"
-        ).df()
-    finally:
-        con.close()
-    reasons: dict[str, int] = {}
-    for _, reason, _, n in counts:
-        if reason is not None:
-            reasons[reason] = reasons.get(reason, 0) + int(n)
-    if df.empty:
-        raise ValueError(f"no valid events in {path}")
-    df["day"] = pd.to_datetime(df["day"]).astype("datetime64[s]")
-    for c in ("user_id", "sku", "action"):
-        df[c] = df[c].astype(object)
-    info = {
-        "rows": int(sum(int(n) for *_, n in counts)),
-        "dropped": int(sum(n for r, n in reasons.items() if r in REJECT_REASONS)),
-        "reasons": dict(sorted(reasons.items())),
-    }
-    return df[list(COLUMNS)], info
 
 
 #: The two split protocols of ``simrec evaluate``.

@@ -20,6 +20,7 @@ from simrec.core.similarity import (
     similarity_manifest,
     stage_timings,
 )
+from simrec.evaluation import nightly
 from simrec.storage import exports, similarities
 
 
@@ -47,7 +48,7 @@ def trend_sums(
     the recent days and in the days before (``simrec.core.trending``)."""
     skus, recent, prior = trending.window_sums(
         df["sku"], action_weights(df["action"], params.model.weights), _days(df),
-        trending.split_day(params.end_date),
+        trending.split_day(params.end_date, params.model.trending_recent_days),
     )  # fmt: skip
     if not np.array_equal(skus, item_skus):
         raise AssertionError("trend sums and the matrix disagree on the window's skus")
@@ -63,9 +64,10 @@ def run_local_similarity(
     params = params or resolve_params(export_manifest["params"])
     events = exports.read_events(export_manifest, with_ts=True).to_pandas()
     t1 = time.perf_counter()
-    m, topk = local_similarity(events, params)
+    trained, tuning = nightly.tuned_run(events, params, "local")  # as set (tuning off)
+    m, topk = local_similarity(events, trained)
     neighbors = similarities.neighbors_table(m.skus, topk)
-    recent, prior = trend_sums(events, params, m.item_skus)
+    recent, prior = trend_sums(events, trained, m.item_skus)
     items = similarities.items_table(m.item_skus, m.item_users, m.item_weight, recent, prior)
     t2 = time.perf_counter()
     outputs = similarities.write_tables(output_uri, neighbors, items)
@@ -85,6 +87,7 @@ def run_local_similarity(
         counts=counts,
         gamma=topk.gamma,
         timings=stage_timings(t0, t1, t2, t3),
+        tuning=tuning,
     )
     similarities.write_manifest(output_uri, manifest)
     return manifest

@@ -20,8 +20,8 @@ whatever the partitioning. Output: the layout of ``simrec.core.layout``
 (``<output>/neighbors``, ``<output>/items``, then ``<output>/_MANIFEST.json``; a stale
 manifest is deleted first).
 
-:func:`run` is the job as named steps: :func:`read_export_manifest`,
-:func:`build_matrix`, :func:`column_stats`, :func:`choose_plan`,
+:func:`run` is the job as named steps: :func:`read_export_manifest`, :func:`tuned`
+(the nightly tuning, when on), :func:`build_matrix`, :func:`column_stats`, :func:`choose_plan`,
 :func:`broadcast_topk` / :func:`shuffle_topk`, :func:`pair_counts`,
 :func:`write_tables`, :func:`write_manifest`.
 """
@@ -48,6 +48,7 @@ from simrec.core import params as model_params
 from simrec.core.actions import ACTIONS
 from simrec.core.runs import RunParams
 from simrec.core.similarity import resolve_params, similarity_manifest, stage_timings
+from simrec.evaluation import nightly
 
 LOCAL_SHUFFLE_PARTITIONS = 8
 #: Cells per user-partition (at least one partition per core): large, so each task
@@ -323,7 +324,9 @@ def build_matrix(spark: SparkSession, export_manifest: dict, params: RunParams) 
     decayed = model.half_life_days > 0
     events = _read_events(spark, export_manifest, with_ts=True).withColumn("w", _weight(params))
     # The trending sums (simrec.core.trending): undecayed weights, recent days vs before.
-    first_recent = F.lit(trending.split_day(params.end_date).isoformat()).cast("date")
+    first_recent = F.lit(
+        trending.split_day(params.end_date, model.trending_recent_days).isoformat()
+    ).cast("date")
     events = events.withColumn("recent", F.to_date("ts") >= first_recent).withColumn(
         "w_raw", F.col("w")
     )
@@ -363,6 +366,10 @@ def build_matrix(spark: SparkSession, export_manifest: dict, params: RunParams) 
         F.sum(
             F.when(kept_user & (F.col("n_items") > model.max_items_per_user), 1).otherwise(0)
         ).alias("capped_users"),
+        # The matrix's cells: each kept user's row holds min(n_items, max_items_per_user).
+        F.sum(
+            F.when(kept_user, F.least("n_items", F.lit(model.max_items_per_user))).otherwise(0)
+        ).alias("matrix_cells"),
     ).first()
     counts = {k: int(stats[k] or 0) for k in ("events", "users", "users_kept", "capped_users")}
     if stats["bad"]:
@@ -379,16 +386,28 @@ def build_matrix(spark: SparkSession, export_manifest: dict, params: RunParams) 
         found = matrix.agg(F.expr(matrix_rule.cell_cap_sql(model.cell_cap_percentile))).first()[0]
         cap = F.lit(1.0 if found is None else float(found))
         matrix = matrix.withColumn("value", F.least(F.col("value"), cap) / cap)
+    if model.bm25_b > 0:  # simrec.core.matrix.bm25_cells: the same IEEE operations, in order
+        k1, b = model.bm25_k1, model.bm25_b
+        mean_n = (stats["matrix_cells"] or 0) / max(1, counts["users_kept"])
+        length = F.lit(1.0 - b) + F.lit(b) * _row_cells(model) / F.lit(float(mean_n or 1.0))
+        matrix = matrix.withColumn(
+            "value", F.col("value") * F.lit(k1 + 1.0) / (F.lit(k1) * length + F.col("value"))
+        )
     if model.user_weighting != "none":  # row scale f(n), n = the user's cells after the cap
         table = quality.user_factor_table(
             model.max_items_per_user, model.user_weighting, model.user_alpha
         )
-        matrix = matrix.withColumn(
-            "n", F.least(F.col("n_items"), F.lit(model.max_items_per_user)).cast("int")
-        ).join(_lookup(spark, "n", "f", table), "n")
+        matrix = matrix.withColumn("n", _row_cells(model).cast("int")).join(
+            _lookup(spark, "n", "f", table), "n"
+        )
         matrix = matrix.withColumn("value", F.col("value") * F.col("f"))
     matrix = matrix.select("user_id", "sku", "value").persist()
     return Matrix(matrix, ranked, counts)
+
+
+def _row_cells(model: model_params.ModelParams) -> Any:
+    """The user's cells in the matrix (``n`` of user weighting and BM25)."""
+    return F.least(F.col("n_items"), F.lit(model.max_items_per_user))
 
 
 def column_stats(matrix: Matrix, params: RunParams) -> Columns:
@@ -609,6 +628,18 @@ def topk(
     return step(spark, matrix, cols, params)
 
 
+def tuned(
+    spark: SparkSession, export_manifest: dict, params: RunParams
+) -> tuple[RunParams, dict[str, Any] | None]:
+    """0b. With ``tune_holdout_days``, the nightly tuning step on the driver
+    (simrec.evaluation.nightly, the local engine's fits on the window's events, which the
+    Spark job's output equals bit for bit): the parameters to train with, and its record."""
+    if not params.model.tune_holdout_days:  # off: the events are not even read
+        return params, None
+    events = _read_events(spark, export_manifest, with_ts=True).toPandas()
+    return nightly.tuned_run(events, params, "spark")
+
+
 def pair_counts(ranked_pairs: DataFrame) -> dict[str, int]:
     """The manifest's pair counts: the per-row shares the top-K steps emitted, summed."""
     stats = ranked_pairs.agg(
@@ -658,12 +689,13 @@ def run(
     # a stale manifest must never describe new partial output
     _delete(spark, layout.similarity_outputs(output_uri)["manifest"])
 
-    matrix = build_matrix(spark, export_manifest, params)
-    cols = column_stats(matrix, params)
+    trained, tuning = tuned(spark, export_manifest, params)
+    matrix = build_matrix(spark, export_manifest, trained)
+    cols = column_stats(matrix, trained)
     counts = matrix.counts
     chosen = choose_plan(plan, counts["cells"], broadcast_max_cells)
     t1 = time.perf_counter()
-    ranked_pairs = topk(spark, matrix, cols, params, chosen).persist()
+    ranked_pairs = topk(spark, matrix, cols, trained, chosen).persist()
     counts.update(pair_counts(ranked_pairs))
     t2 = time.perf_counter()
 
@@ -682,6 +714,7 @@ def run(
         gamma=cols.gamma,
         timings=stage_timings(t0, t1, t2, t3),
         plan=chosen,
+        tuning=tuning,
     )
     write_manifest(spark, output_uri, manifest)
     return manifest

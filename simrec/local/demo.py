@@ -1,8 +1,10 @@
 """``make demo``: a generated shop through the whole nightly pipeline, then served.
 
-Generates a deterministic shop (about a million events), runs export -> DIMSUM ->
+Generates a deterministic shop (about a million events) and its catalog (with a few new
+items no event names yet, ``simrec.generate.shop_catalog``), runs export -> DIMSUM ->
 load through the same handlers the cloud runs, starts the HTTP endpoint on localhost
-with the production server, asks it for sample recommendations and prints a summary.
+with the production server, prints one example answer of each endpoint (a new item's
+``/similar`` and ``/recommendations`` from its attributes among them) and a summary.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from simrec.local.runner import (
     print_summary,
     run_pipeline,
 )
+
+NEW_ITEMS = 5  # catalog-only items of the demo shop
 
 
 def _free_port() -> int:
@@ -81,17 +85,28 @@ def _sample_shoppers(events: pd.DataFrame, count: int = 3) -> list[dict[str, str
 
 
 def _items_table(title: str, items: list[dict], key: str = "sku") -> Table:
+    """Rank, sku and score of each item, and its ``reason`` where the answer has one."""
     table = Table(title=title, title_justify="left")
     table.add_column("#", justify="right")
     table.add_column(key)
     table.add_column("score", justify="right")
+    reasons = any("reason" in item for item in items)
+    if reasons:
+        table.add_column("reason")
     for rank, item in enumerate(items, 1):
-        table.add_row(str(rank), item[key], f"{item['score']:.3f}")
+        cells = [str(rank), item[key], f"{item['score']:.3f}"]
+        table.add_row(*cells, *([item.get("reason", "")] if reasons else []))
     return table
 
 
 def run_demo(root: Path, n_events: int, serve_forever: str = "auto") -> int:
-    from simrec.generate import generate_events, write_events
+    from simrec.generate import (
+        NEW_SKU_PREFIX,
+        default_sizes,
+        generate_events,
+        shop_catalog,
+        write_events,
+    )
 
     console = Console()
     workdir = Workdir(root)
@@ -111,8 +126,20 @@ def run_demo(root: Path, n_events: int, serve_forever: str = "auto") -> int:
         f"{events['ts'].min():%Y-%m-%d} .. {events['ts'].max():%Y-%m-%d}"
     )
 
+    # The shop's catalog: its items' attributes and a few new items no event names yet.
+    catalog_path = workdir.root / f"catalog-{n_events}.parquet"
+    if not catalog_path.exists():
+        _, n_items, n_categories = default_sizes(n_events)
+        shop_catalog(n_items, n_categories, seed=42, new_items=NEW_ITEMS).to_parquet(
+            catalog_path, index=False
+        )
+    console.print(f"catalog {catalog_path.name}: every product and {NEW_ITEMS} new ones "
+                  f"({NEW_SKU_PREFIX}...) without events yet")  # fmt: skip
+
     console.rule("[bold]2. the nightly pipeline (same handlers as on Google Cloud)")
-    settings = local_settings(workdir, events_source=str(events_path))
+    settings = local_settings(
+        workdir, events_source=str(events_path), catalog_uri=str(catalog_path)
+    )
     newest = events["ts"].max().date()
     params = prepare(settings, default_run_date(newest, newest))
     workdir.log.parent.mkdir(parents=True, exist_ok=True)
@@ -150,6 +177,12 @@ def run_demo(root: Path, n_events: int, serve_forever: str = "auto") -> int:
                                    _get(base, "/similar", sku=top, n=5)["items"]))
         console.print(_items_table("GET /trending?n=5 (score: growth of the last days)",
                                    _get(base, "/trending", n=5)["items"]))
+        new = f"{NEW_SKU_PREFIX}000"  # a new item: neighbours from its attributes
+        console.print(_items_table(f"GET /similar?sku={new}&n=5 (a new item, no events yet)",
+                                   _get(base, "/similar", sku=new, n=5)["items"]))  # fmt: skip
+        cold = _get(base, "/recommendations", browsed=new, n=5)
+        console.print(_items_table(f"GET /recommendations?browsed={new}&n=5 (fallback "
+                                   f"{str(cold['fallback']).lower()})", cold["items"]))
         legacy = _get(base, "/make_recommendation", browsed=top, n=3)
         console.print(f"GET /make_recommendation?browsed={top}&n=3 -> {json.dumps(legacy)}")
         prefix = top[: max(1, len(top) - 2)]  # skus sharing all but its last 2 characters
@@ -160,6 +193,9 @@ def run_demo(root: Path, n_events: int, serve_forever: str = "auto") -> int:
         pairs = (run["similarities"] or {}).get("counts", {}).get("pairs")
         console.print(f"GET /runs/latest -> model {run['model_version']}, {pairs} pairs, "
                       f"report {run['report']}")
+        doc = _get(base, "/openapi.json")
+        console.print(f"GET /openapi.json -> OpenAPI {doc['openapi']}, "
+                      f"{len(doc['paths'])} paths: " + " ".join(sorted(doc["paths"])))
         console.print(f"the page: {base}/ui  (search, neighbours, basket, the run's summary)")
 
         console.rule("[bold]4. summary")

@@ -217,6 +217,7 @@ def build_summary(
         "pairs": counts.get("pairs"),
         "neighbor_rows": counts.get("neighbor_rows"),
         "engine": sims.get("engine"),
+        "tuning": sims.get("tuning"),
         "model_version": version,
         "attempt": params.attempt,
         "latest": latest,
@@ -314,6 +315,9 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         value = summary.get(key)
         table.add_row(key.replace("_", " "), "-" if value is None else f"{value:,}")
     table.add_row("engine", str(summary.get("engine")))
+    from simrec.evaluation.nightly import describe  # pandas: the local extra's
+
+    table.add_row("tuning", describe(summary.get("tuning")))
     table.add_row("model version", str(summary.get("model_version")))
     for retry in summary.get("retries", []):
         table.add_row(

@@ -30,7 +30,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -94,6 +95,16 @@ _STATUS = {
 class Unavailable(Exception):
     """No model yet, or the Datastore read failed: answered 503 ``{"error"}``."""
 
+
+
+@contextmanager
+def _store_errors() -> Iterator[None]:
+    """A failed Datastore read: logged, the request answered 503."""
+    try:
+        yield
+    except DatastoreUnavailable as exc:
+        log.warning("%s", exc)
+        raise Unavailable("the neighbor store is unavailable; retry") from None
 
 
 # --- the app --------------------------------------------------------------------------
@@ -369,11 +380,17 @@ class ServingApp:
         per-request matrix of the query items' neighbor lists with the Datastore."""
         if self.datastore is None or not len(query):
             return None, None
-        try:
+        with _store_errors():
             return self.datastore.scorer(self.namespace(tenant), model, query.items.tolist())
-        except DatastoreUnavailable as exc:
-            log.warning("%s", exc)
-            raise Unavailable("the neighbor store is unavailable; retry") from None
+
+    def _neighbors(self, tenant: str, model: LoadedModel, items: list[int]) -> Any:
+        """``neighbors(i)``: model item ``i``'s co-occurrence row, from the snapshot in
+        memory, else from the Datastore (``items``, the ones asked for, in one read)."""
+        if self.datastore is None:
+            return model.snapshot.neighbors
+        with _store_errors():
+            rows = self.datastore.rows(self.namespace(tenant), model, items)
+        return dict(zip(items, rows, strict=True)).__getitem__
 
     def _query(self, model: LoadedModel, pairs: list[tuple[str, str]]) -> tuple[Query, list]:
         """Known input skus -> the query (unknown skus are ignored) and its items' skus."""
@@ -386,14 +403,15 @@ class ServingApp:
         return query, [skus[i] for i in query.items.tolist()]
 
     def _cold_query(
-        self, model: LoadedModel, pairs: list[tuple[str, str]]
+        self, tenant: str, model: LoadedModel, pairs: list[tuple[str, str]]
     ) -> tuple[Any, np.ndarray, np.ndarray, list[str]] | None:
         """When an input sku is in the catalog only: ``(scorer, rows, weights, query
-        skus)`` over the query's blended rows (``simrec.core.content``); None otherwise
-        (the model's scorer reads the blended rows of model items already) and with the
-        Datastore backend. Weights are summed per sku as in ``_query``."""
+        skus)`` over the query's blended rows (``simrec.core.content``), the model items'
+        co-occurrence rows read from either backend; None otherwise (the model's scorer
+        reads the blended rows of model items already). Weights are summed per sku as in
+        ``_query``."""
         content = model.content
-        if content is None or self.datastore is not None:
+        if content is None:
             return None
         index, summed = model.sku_index, {}
         for sku, action in pairs:
@@ -401,7 +419,8 @@ class ServingApp:
                 summed[sku] = summed.get(sku, 0.0) + self.weights[action]
         if all(sku in index for sku in summed):
             return None
-        indptr, indices, scores = content.query_rows(summed, index, model.snapshot.neighbors)
+        neighbors = self._neighbors(tenant, model, [index[s] for s in summed if s in index])
+        indptr, indices, scores = content.query_rows(summed, index, neighbors)
         scorer = make_scorer(indptr, indices, scores, model.n_items)
         weights = np.fromiter(summed.values(), dtype=np.float64, count=len(summed))
         return scorer, np.arange(len(summed), dtype=np.int32), weights, list(summed)
@@ -414,8 +433,7 @@ class ServingApp:
         query, labels = self._query(model, pairs)
         allowed = self._filters(params, model, query.items.tolist())
         excluded = self._excluded(params, model)
-        scorer, rows = self._scorer(tenant, model, query)
-        cold = self._cold_query(model, pairs)
+        cold = self._cold_query(tenant, model, pairs)
         if cold is not None:  # a catalog-only input sku: the query's blended rows
             c_scorer, c_rows, c_weights, c_labels = cold
             seen = query.items.tolist() if exclude_seen else []
@@ -425,6 +443,7 @@ class ServingApp:
             if ranked:
                 out = self._entries(model, ranked)
                 return {"items": out, "model_version": model.version, "fallback": False}, 200
+        scorer, rows = self._scorer(tenant, model, query)
         rec = model.recommender.recommend(
             query, n, exclude=excluded, exclude_query=exclude_seen, allowed=allowed,
             category=parse_text(params, "category"), scorer=scorer, rows=rows,
@@ -465,11 +484,7 @@ class ServingApp:
         if item is None:  # in the catalog only: its attributes alone
             row = (np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32))
         elif self.datastore is not None:
-            try:
-                (row,) = self.datastore.rows(self.namespace(tenant), model, [item])
-            except DatastoreUnavailable as exc:
-                log.warning("%s", exc)
-                raise Unavailable("the neighbor store is unavailable; retry") from None
+            row = self._neighbors(tenant, model, [item])(item)
         why = None
         if content is not None and content.is_cold(item):
             cooc = model.snapshot.neighbors(item) if row is None else row

@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from simrec.core import content, trending
+from simrec.core import content
+from simrec.core import params as model_params
 from simrec.core.recommender import BECAUSE_K, SHARE_DIGITS
 from simrec.serving import access
 from simrec.serving.parameters import (
@@ -53,7 +54,9 @@ numeric `price` column. Unknown parameter names are a 400, except on
 {lenient}. Any violation: 400 `{{"error", "field"}}` naming the parameter.
 
 Scoring: `score(j) = sum over input items i of weight(action of i) x sim(i, j)`; an item
-given under several actions gets the sum of their weights; unknown skus are ignored.
+given under several actions gets the sum of their weights; an input sku only the catalog
+lists (a new item) scores with its neighbors from its attributes (as on `/similar`), on
+either serving backend; other unknown skus are ignored.
 `/recommendations` leaves the input items out unless `exclude_seen=false`, the `exclude`
 skus always. `because` names the (up to {because_k}) input items whose terms contributed
 most to an item's score, with their share of it ({share_digits} decimals). When nothing
@@ -68,7 +71,9 @@ Trending: `/trending` ranks the items by the growth of their weighted events in 
 last {recent_days} days of the nightly run's window against the days before,
 `score = (recent/{recent_days} + {smoothing:g}) / (prior/prior_days + {smoothing:g})` (daily
 rates), items with at least {min_support:g} weighted recent events only; the filters and
-exclusions apply, and there is no fallback (fewer items when fewer trend).
+exclusions apply, and there is no fallback (fewer items when fewer trend). These are the
+defaults of the model parameters `trending_recent_days`, `trending_min_support` and
+`trending_smoothing` (settings `SIMREC_TRENDING_*`, Terraform `model`).
 
 Tenants: `tenant` selects one of the shops this deployment serves ({tenants}); another
 name is a 404 with `field` `tenant`. Until a tenant's model is loaded, and when the
@@ -254,9 +259,9 @@ def openapi_document(max_n: int, max_skus: int, tenants: Iterable[str]) -> dict[
     shared = [_parameter(PARAMS[name], max_n, max_skus) for name in ("n", "tenant")]
     paths.update(ui_endpoints.openapi_paths(*shared, errors))
     description = RULES.format(
-        recent_days=trending.DEFAULTS.recent_days,
-        smoothing=trending.DEFAULTS.smoothing,
-        min_support=trending.DEFAULTS.min_support,
+        recent_days=model_params.DEFAULTS.trending_recent_days,
+        smoothing=model_params.DEFAULTS.trending_smoothing,
+        min_support=model_params.DEFAULTS.trending_min_support,
         max_skus=max_skus,
         max_sku=MAX_SKU_LENGTH,
         max_query=max_query_bytes(max_skus),

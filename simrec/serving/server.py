@@ -2,8 +2,14 @@
 
 The same ``ServingApp`` the Cloud Function handler uses, so ``simrec serve`` answers
 exactly what the deployed service answers. Each gunicorn worker process builds its own
-app (and model holders) after the fork and starts loading the model in the background at
-once; until it is loaded ``/healthz`` (and every endpoint) answers 503.
+app (and model holders) after the fork and loads the default tenant's published model
+*before* it accepts a connection (``ReadyAfterLoad``; a heartbeat thread keeps gunicorn
+from taking the long load for a hung worker). All workers share the listening socket, so
+while one worker still loads, connections go to those that are ready, or wait in the
+backlog until the first is: with several workers a client never gets a 503 from a worker
+that merely started later (bench/server_start.py). Only a tenant with no model published
+yet (or a failed load) is answered 503 (``/healthz`` too), and later versions load in the
+background as before.
 
 Two worker models (``SERVERS``), measured side by side by ``bench/http_load.py`` (one run,
 1 worker, 16 connections: uvicorn 1.9x gthread's mixed-request throughput, 1.3x on a
@@ -34,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import threading
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -51,6 +58,7 @@ HEADER_TIMEOUT_SECONDS = 10.0  # a request's line and headers must arrive within
 KEEPALIVE_SECONDS = 30  # an idle kept-alive connection is closed after this
 LINGER_SECONDS = 2.0  # after an error answer, input is read and dropped this long
 HEADER_FIELDS_BYTES = 16_384  # room for the request's header fields besides its line
+HEARTBEAT_SECONDS = 1.0  # a worker loading its first model tells the arbiter it lives
 
 
 def max_request_line(max_skus: int) -> int:
@@ -211,11 +219,34 @@ def _h11_protocol() -> type:
     return HeaderTimeoutH11Protocol
 
 
+class ReadyAfterLoad:
+    """Mixin of a gunicorn worker class: the app is built (its model loaded, see
+    ``serve``) before the worker serves, with the worker's heartbeat kept meanwhile.
+
+    gunicorn builds the app in ``load_wsgi``, before the worker's accept loop, but only
+    the loop notifies the arbiter: a load longer than ``timeout`` would be killed."""
+
+    notify: Callable[[], None]
+
+    def load_wsgi(self) -> None:
+        loaded = threading.Event()
+
+        def beat() -> None:
+            while not loaded.wait(HEARTBEAT_SECONDS):
+                self.notify()
+
+        threading.Thread(target=beat, name="load-heartbeat", daemon=True).start()
+        try:
+            super().load_wsgi()  # type: ignore[misc]
+        finally:
+            loaded.set()
+
+
 def uvicorn_worker_class() -> type:
     """The gunicorn worker class for ``uvicorn`` (``uvicorn-worker`` with our protocol)."""
     from uvicorn_worker import UvicornWorker
 
-    class SimrecUvicornWorker(UvicornWorker):
+    class SimrecUvicornWorker(ReadyAfterLoad, UvicornWorker):
         CONFIG_KWARGS = {"loop": "asyncio", "http": _h11_protocol(), "lifespan": "off"}
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -226,6 +257,16 @@ def uvicorn_worker_class() -> type:
             )
 
     return SimrecUvicornWorker
+
+
+def gthread_worker_class() -> type:
+    """gunicorn's ``gthread`` worker that loads its model before serving."""
+    from gunicorn.workers.gthread import ThreadWorker
+
+    class SimrecThreadWorker(ReadyAfterLoad, ThreadWorker):
+        pass
+
+    return SimrecThreadWorker
 
 
 # --- gunicorn -------------------------------------------------------------------------------
@@ -254,7 +295,8 @@ def gunicorn_options(
     line = max_request_line(settings.max_skus_per_request)
     if server == "gthread":
         # gunicorn caps the line at 8190 bytes unless 0 (unlimited) is given.
-        options.update(worker_class="gthread", threads=threads, limit_request_line=0)
+        options.update(worker_class="simrec.serving.server.SimrecThreadWorker",
+                       threads=threads, limit_request_line=0)  # fmt: skip
     else:
         options.update(
             worker_class="simrec.serving.server.SimrecUvicornWorker", limit_request_line=line
@@ -296,10 +338,9 @@ def serve(
 
         def load(self) -> Callable[..., Iterable[bytes]] | AsgiApp:
             service = ServingApp(settings, background_load=True)
-            # Load in the background from now on: the worker heartbeats meanwhile (a
-            # large model may take longer than gunicorn's worker timeout) and answers
-            # 503 until the model is loaded, which the readiness probe waits for.
-            service.start(wait=False)
+            # The default tenant's model before this worker accepts (ReadyAfterLoad keeps
+            # its heartbeat); other tenants and later versions load in the background.
+            service.start(wait=True)
             return Gate(service) if server == "gthread" else AsgiApp(service)
 
     _Gunicorn().run()
@@ -308,6 +349,8 @@ def serve(
 def __getattr__(name: str) -> Any:  # gunicorn imports the worker class by dotted name
     if name == "SimrecUvicornWorker":
         return uvicorn_worker_class()
+    if name == "SimrecThreadWorker":
+        return gthread_worker_class()
     raise AttributeError(name)
 
 

@@ -193,40 +193,55 @@ def test_job_end_triggers_deliver_to_the_function_that_launched_the_job() -> Non
     fns = module("modules/functions")
     service = "${google_cloudfunctions2_function.fn[\"%s\"].service_config[0].service}"
     assert set(fns.of_kind("google_cloudfunctions2_function")) == {"fn"}  # no fifth function
-    status = fns.resource("google_eventarc_trigger", "dataflow_status")
-    watch = fns.resource("google_eventarc_trigger", "job_watch")
-    audit = fns.resource("google_eventarc_trigger", "dataproc_audit")
-    topic = fns.resource("google_pubsub_topic", "job_watch")
-    role = resolve(fns.rel, topic["name"]).removeprefix("var.name_prefix-")
+    trigger = fns.resource("google_eventarc_trigger", "job_end")  # one per job_end_triggers
+    assert trigger["for_each"] == "${local.job_end_triggers}"
+    assert trigger["name"] == '${var.name_prefix}-${replace(each.key, "_", "-")}'
+    assert trigger["service_account"] == "${var.service_accounts.trigger}"
+    assert trigger["event_data_content_type"] == "application/json"
+    dynamic = {k: v for d in trigger["dynamic"] for k, v in d.items()}
+    assert dynamic["matching_criteria"]["for_each"] == "${each.value.criteria}"
+    assert dynamic["matching_criteria"]["content"] == [
+        {"attribute": "${matching_criteria.key}", "value": "${matching_criteria.value}"}
+    ]
+    assert dynamic["transport"]["for_each"] == "${each.value.topics}"
+    assert dynamic["transport"]["content"] == [{"pubsub": [{"topic": "${transport.value}"}]}]
+    target = trigger["destination"][0]["cloud_run_service"][0]["service"]
+    assert target == (service % "x").replace('"x"', "each.value.function")
+    pubsub = module("modules/pubsub")  # the job-watch topic and its scheduler job
+    topic = pubsub.resource("google_pubsub_topic", "topic")
+    assert topic["name"] == '${var.name_prefix}-${replace(each.key, "_", "-")}'
+    assert {"job_watch"} <= set(pubsub.locals["topics"]) & set(pubsub.locals["schedules"])
+    role = "job_watch".replace("_", "-")
     expected = {
-        "dataflow_status": (status, (DATAFLOW_STATUS_CHANGED, "")),
-        "job_watch": (watch, (PUBSUB_PUBLISHED, role)),
-        "dataproc_audit": (audit, (AUDIT_LOG_WRITTEN, "")),
+        "dataflow_status": (DATAFLOW_STATUS_CHANGED, ""),
+        "job_watch": (PUBSUB_PUBLISHED, role),
+        "dataproc_audit": (AUDIT_LOG_WRITTEN, ""),
     }
     assert role == routes.JOB_WATCH
-    for name, (trigger, key) in expected.items():
+    triggers = fns.locals["job_end_triggers"]
+    assert set(triggers) == set(expected)
+    for name, key in expected.items():
         [function] = routes.ROUTES[key]
-        target = trigger["destination"][0]["cloud_run_service"][0]["service"]
-        assert resolve(fns.rel, target) == resolve(fns.rel, service % function), name
-        assert trigger["service_account"] == "${var.service_accounts.trigger}", name
-        assert trigger["event_data_content_type"] == "application/json", name
-        criteria = {c["attribute"]: resolve(fns.rel, c["value"])
-                    for c in trigger["matching_criteria"]}  # fmt: skip
+        assert triggers[name]["function"] == function, name
+        criteria = {a: resolve(fns.rel, v) for a, v in triggers[name]["criteria"].items()}
         assert criteria["type"] == key[0], name
-    criteria = {c["attribute"]: resolve(fns.rel, c["value"]) for c in audit["matching_criteria"]}
+    criteria = {a: resolve(fns.rel, v) for a, v in triggers["dataproc_audit"]["criteria"].items()}
     assert criteria == {"type": AUDIT_LOG_WRITTEN, "serviceName": jobs.DATAPROC_SERVICE,
                         "methodName": jobs.INSTANTIATE_METHOD}  # fmt: skip
-    assert watch["transport"][0]["pubsub"][0]["topic"] == "${google_pubsub_topic.job_watch.id}"
-    scheduler = fns.resource("google_cloud_scheduler_job", "job_watch")
-    assert scheduler["pubsub_target"][0]["topic_name"] == "${google_pubsub_topic.job_watch.id}"
+    assert triggers["job_watch"]["topics"] == ["${var.job_watch_topic_id}"]
+    assert triggers["dataflow_status"]["topics"] == triggers["dataproc_audit"]["topics"] == []
+    topic_id = module().calls["functions"]["job_watch_topic_id"]
+    assert topic_id == "${module.pubsub.topics.job_watch.id}"
+    scheduler = pubsub.resource("google_cloud_scheduler_job", "job")
+    target = scheduler["pubsub_target"][0]["topic_name"]
+    assert target == "${google_pubsub_topic.topic[each.key].id}"
     invoker = fns.resource("google_cloud_run_v2_service_iam_member", "trigger_invoker")
     assert invoker["for_each"] == "${google_cloudfunctions2_function.fn}"
     assert invoker["member"] == "serviceAccount:${var.service_accounts.trigger}"
     # Their subscriptions get the dead-letter policy by the module's one hook.
     hooks = fns.resource("terraform_data", "dead_letter")
     assert hooks["for_each"] == "${local.dead_letter_triggers}"
-    triggers = fns.locals["dead_letter_triggers"]
-    assert all(f"google_eventarc_trigger.{name}.id" in triggers for name in expected)
+    assert "google_eventarc_trigger.job_end" in fns.locals["dead_letter_triggers"]
 
 
 def test_every_identity_terraform_names_is_one_the_iam_module_makes() -> None:
@@ -259,12 +274,13 @@ def test_job_records_grants_are_exactly_what_the_retry_and_watch_write() -> None
     wait = iam.resource("time_sleep", "grants")["depends_on"]
     # The functions that record launches: the stages of the job records (simrec.stages.jobs).
     for identity, name in ((cluster.STAGE, "cluster"), (load.STAGE, "launch")):
-        writer = iam.resource("google_storage_bucket_iam_member", f"{name}_job_records_writer")
+        writer = iam.locals["grants"][f"{name}_job_records_writer"]
         assert writer["member"] == f"${{local.member.{identity}}}"
-        assert (writer["bucket"], writer["role"]) == ("${var.data_bucket}",
-                                                      "roles/storage.objectUser")  # fmt: skip
-        assert writer["condition"][0]["expression"] == "${local.job_records_only}"
-        assert f"${{google_storage_bucket_iam_member.{name}_job_records_writer}}" in wait
+        assert (writer["on"], writer["bucket"], writer["role"]) == (
+            "bucket", "${var.data_bucket}", "roles/storage.objectUser")  # fmt: skip
+        assert writer["condition"] == "${local.job_records_condition}"
+        assert "${google_storage_bucket_iam_member.grant}" in wait
+    assert iam.locals["job_records_condition"]["expression"] == "${local.job_records_only}"
 
 
 def test_a_redelivered_launch_never_reopens_a_handled_job(tmp_path) -> None:

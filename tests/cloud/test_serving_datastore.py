@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from simrec.storage import snapshots
 pytestmark = pytest.mark.emulator
 PROJECT = "simrec-test"
 TENANT = "shop"
+NEW = [f"new{i}" for i in range(4)]  # catalog-only skus (simrec.core.content)
 
 
 class Clock:
@@ -53,11 +55,15 @@ def build(rng: random.Random, n_items: int, version: str):
     meta = {"version": version, "tenant": TENANT, "content": {"warm_users": 5}}
     snapshot = model_builder.build_snapshot(rows, items, meta)
     snapshot.catalog = None
+    # The catalog also lists NEW items, in no neighbour list (cold items with no events).
+    listed = skus + NEW
     catalog = {
-        "sku": skus,
-        "category": [f"c{i % 3}" for i in range(n_items)],
-        "in_stock": [i % 4 != 0 for i in range(n_items)],
-    }
+        "sku": listed,
+        "category": [f"c{i % 3}" for i in range(len(listed))],
+        "in_stock": [i % 4 != 0 for i in range(len(listed))],
+        "title": [f"thing {rng.choice(['red', 'blue', 'green'])} {i % 5}"
+                  for i in range(len(listed))],
+    }  # fmt: skip
     from simrec.core.snapshot import catalog_table
 
     snapshot.catalog = catalog_table(catalog)
@@ -107,12 +113,19 @@ def random_query(rng: random.Random, skus: list[str]) -> dict[str, str]:
     return query
 
 
+def both_backends(
+    settings: Settings, **store: Any
+) -> tuple[ServingApp, DatastoreNeighbors, ServingApp]:
+    """``(memory app, Datastore store, Datastore app)`` over the same published model."""
+    neighbors = DatastoreNeighbors(default_client_factory(PROJECT), **store)
+    remote = ServingApp(settings.model_copy(update={"serving_backend": "datastore"}),
+                        datastore=neighbors)  # fmt: skip
+    return ServingApp(settings), neighbors, remote
+
+
 def test_same_answers_as_the_memory_backend(setup) -> None:
     root, settings, snapshot = setup
-    memory = ServingApp(settings)
-    store = DatastoreNeighbors(default_client_factory(PROJECT), cache_items=1000)
-    remote = ServingApp(settings.model_copy(update={"serving_backend": "datastore"}),
-                        datastore=store)
+    memory, store, remote = both_backends(settings, cache_items=1000)
     rng = random.Random(9)
     compared = 0
     for _ in range(120):
@@ -150,6 +163,28 @@ def test_one_get_multi_per_request_and_the_cache(setup) -> None:
     assert store.round_trips == 3
     app.recommendations({"browsed": "unknown-to-the-model"})
     assert store.round_trips == 3  # unknown skus never reach Datastore
+
+
+def test_catalog_only_skus_are_answered_as_in_memory(setup) -> None:
+    """A catalog-only input sku (a new item) gets its attribute neighbours from the same
+    rule with either backend; a query mixing it with model items reads their lists from
+    Datastore in one round trip."""
+    root, settings, snapshot = setup
+    memory, store, remote = both_backends(settings, cache_items=0)  # every read counted
+    rng = random.Random(4)
+    for sku in NEW:
+        body, status = memory.similar({"sku": sku, "n": "5"})
+        assert status == 200 and {it["reason"] for it in body["items"]} == {"attributes"}
+        assert remote.similar({"sku": sku, "n": "5"}) == (body, status)
+        query = {"browsed": sku, "n": "10"}
+        body, status = memory.recommendations(query)
+        assert status == 200 and body["items"] and not body["fallback"]
+        assert remote.recommendations(query) == (body, status)
+        mixed = {"browsed": f"{sku},{rng.choice(snapshot.skus)}",
+                 "purchased": rng.choice(snapshot.skus), "n": "10"}  # fmt: skip
+        before = store.round_trips
+        assert remote.recommendations(mixed) == memory.recommendations(mixed)
+        assert store.round_trips == before + 1
 
 
 def test_tenant_namespace_and_outage(setup, tmp_path: Path) -> None:

@@ -66,6 +66,7 @@ class Module:
     outputs: dict[str, dict] = field(default_factory=dict)
     settings: list[dict] = field(default_factory=list)  # terraform {} blocks
     providers: list[dict] = field(default_factory=list)
+    moved: list[dict] = field(default_factory=list)  # moved {from, to} blocks
     text: str = ""
 
     def resource(self, kind: str, name: str) -> dict:
@@ -103,6 +104,7 @@ def module(rel: str = "") -> Module:
             mod.outputs.update(item)
         mod.settings += doc.get("terraform", [])
         mod.providers += doc.get("provider", [])
+        mod.moved += doc.get("moved", [])
     return mod
 
 
@@ -128,6 +130,8 @@ def block(body: dict, name: str) -> dict:
 # --- following references -------------------------------------------------------------------------
 SINGLE = re.compile(r"^\$\{([A-Za-z0-9_.\[\]\"']+)\}$")
 EMBEDDED = re.compile(r"\$\{([A-Za-z0-9_.\[\]\"']+)\}")
+#: An output mapping each instance of a for_each resource to an attribute.
+FOR_MAP = re.compile(r"^\$\{\{for (\w+), (\w+) in ([\w.]+) : \1 => (.+)\}\}$")
 
 
 def resolve(rel: str, expr: Any, each: tuple[str, Any] | None = None) -> Any:
@@ -167,7 +171,17 @@ def resolve(rel: str, expr: Any, each: tuple[str, Any] | None = None) -> Any:
         out_name = out.split(".")[0]
         child = child_of(name)
         value = resolve(child, module(child).outputs[out_name]["value"])
-        return _index(value, out[len(out_name) :], rel, each)
+        tail = out[len(out_name) :]
+        if isinstance(value, str) and (per := FOR_MAP.match(value)) and tail.startswith("."):
+            key = re.match(r"\.(\w+)", tail).group(1)
+            instance = f'{child}:{per.group(3)}["{key}"]'
+            attrs = dict(re.findall(rf"(\w+) = {per.group(2)}\.(\w+)", per.group(4)))
+            if not attrs:  # k => v.attr
+                attrs = {"": re.fullmatch(rf"{per.group(2)}\.(\w+)", per.group(4)).group(1)}
+            value = {a: f"{instance}.{attr}" for a, attr in attrs.items()}
+            value = value.pop("") if "" in value else value
+            tail = tail[len(key) + 1 :]
+        return _index(value, tail, rel, each)
     if head == "each" and each is not None:
         if rest == "key":
             return each[0]
@@ -251,8 +265,10 @@ def test_every_module_parses_and_has_its_files() -> None:
     assert {child_of(c) for c in root.calls} == {f"modules/{m}" for m in MODULES}
     for name in MODULES:
         folder = TF / "modules" / name
-        assert {"main.tf", "variables.tf", "outputs.tf"} <= {p.name for p in folder.glob("*.tf")}
         mod = module(f"modules/{name}")
+        # outputs.tf where the module has outputs (monitoring has none: nothing reads them).
+        files = {"main.tf", "variables.tf"} | ({"outputs.tf"} if mod.outputs else set())
+        assert files <= {p.name for p in folder.glob("*.tf")}
         assert mod.resources, f"{name} declares no resource"
         assert not mod.providers, f"{name} configures a provider (only the root may)"
     assert (TF / "examples" / "minimal.tfvars").is_file() and (TF / "README.md").is_file()
@@ -303,20 +319,23 @@ def test_readme_documents_every_variable_and_output() -> None:
 
 def test_outputs_name_the_endpoint_buckets_and_topics() -> None:
     outputs = module().outputs
-    assert {
-        "endpoint_url",
-        "data_bucket",
-        "models_bucket",
-        "staging_bucket",
-        "nightly_topic",
-        "dead_letter_topic",
-    } <= set(outputs)
+    # What make (terraform output -raw) and docs/deploy.md read stands alone.
+    make = (ROOT / "mk" / "terraform.mk").read_text()
+    read = set(re.findall(r"\$\(TF_OUT\) (\w+)", make))
+    assert read == {"project_id", "recommend_image", "flex_image", "endpoint_url"}
+    assert read | {"api_keys_secret", "buckets", "topics"} <= set(outputs)
     assert resolve("", outputs["endpoint_url"]["value"]) == (
         "modules/serving:google_cloud_run_v2_service.recommend.uri"
     )
-    assert resolve("", outputs["nightly_topic"]["value"]) == (
-        "modules/pubsub:google_pubsub_topic.nightly.name"
+    assert outputs["buckets"]["value"] == "${module.storage.buckets}"
+    assert module("modules/storage").outputs["buckets"]["value"] == (
+        "${{for k, b in google_storage_bucket.bucket : k => b.name}}"
     )
+    topics = resolve("", outputs["topics"]["value"])
+    assert topics == {
+        "nightly": 'modules/pubsub:google_pubsub_topic.topic["nightly"].name',
+        "dead_letter": 'modules/pubsub:google_pubsub_topic.topic["dead_letter"].name',
+    }
 
 
 # --- what `terraform validate` would check, statically -------------------------------
@@ -465,10 +484,14 @@ def test_minimal_example_makes_valid_settings(monkeypatch: pytest.MonkeyPatch) -
 # --- wiring --------------------------------------------------------------------------------
 def test_scheduler_publishes_to_the_topic_export_listens_to() -> None:
     pubsub = module("modules/pubsub")
-    job = pubsub.resource("google_cloud_scheduler_job", "nightly")
+    job = pubsub.resource("google_cloud_scheduler_job", "job")
+    assert job["for_each"] == "${local.schedules}"
     target = block(job, "pubsub_target")
-    topic = resolve(pubsub.rel, target["topic_name"])
-    assert topic == "modules/pubsub:google_pubsub_topic.nightly.id"
+    assert target["topic_name"] == "${google_pubsub_topic.topic[each.key].id}"
+    nightly = pubsub.locals["schedules"]["nightly"]
+    target = {**target, "data": nightly["data"]}
+    topic = resolve(pubsub.rel, '${google_pubsub_topic.topic["nightly"].id}')
+    assert topic == 'modules/pubsub:google_pubsub_topic.topic["nightly"].id'
     # The payload is {"tenant": <tenant>}, the same tenant the functions are configured with.
     assert re.fullmatch(
         r"\$\{base64encode\(jsonencode\(\{\s*tenant\s*=\s*var\.tenant\s*\}\)\)\}", target["data"]
@@ -486,11 +509,11 @@ def test_scheduler_publishes_to_the_topic_export_listens_to() -> None:
 def test_storage_triggers_watch_the_bucket_their_manifest_is_written_to() -> None:
     data_bucket = bucket_of(settings_env()["SIMREC_DATA_URI"])
     models_bucket = bucket_of(settings_env()["SIMREC_MODELS_URI"])
-    assert data_bucket == "modules/storage:google_storage_bucket.data.name"
+    assert data_bucket == 'modules/storage:google_storage_bucket.bucket["data"].name'
     assert models_bucket != data_bucket
     storage = module("modules/storage")
     bucket_region = resolve(
-        storage.rel, storage.resource("google_storage_bucket", "data")["location"]
+        storage.rel, storage.resource("google_storage_bucket", "bucket")["location"]
     )
     for name in ("cluster", "dataflow_launch"):
         fn = function(name)
@@ -634,8 +657,17 @@ EXPECTED_GRANTS = {
 AGENTS = {"pubsub.googleapis.com": "pubsub-agent", "eventarc.googleapis.com": "eventarc-agent"}
 
 
-def _grant(kind: str, body: dict) -> tuple[str, str, str]:
-    """(identity, role, where); ``where`` ends in ``?`` for a conditional grant."""
+#: The resource type that makes a grant of local.grants, by the ``on`` of the grant.
+GRANT_KINDS = {
+    "project": "google_project_iam_member",
+    "bucket": "google_storage_bucket_iam_member",
+    "service_account": "google_service_account_iam_member",
+    "repository": "google_artifact_registry_repository_iam_member",
+}
+
+
+def _grant(body: dict, on: str) -> tuple[str, str, str]:
+    """(identity, role, where) of a grant; ``where`` ends in ``?`` for a conditional grant."""
     member = body["member"]
     who = re.fullmatch(r"\$\{local\.member\.(\w+)\}", member)
     agent = re.fullmatch(r'\$\{local\.agent_member\["([\w.]+)"\]\}', member)
@@ -651,26 +683,33 @@ def _grant(kind: str, body: dict) -> tuple[str, str, str]:
     if role == "${google_project_iam_custom_role.workflow_runner.id}":
         role = "custom:workflow_runner"
     where = {
-        "google_project_iam_member": lambda: "project",
-        "google_storage_bucket_iam_member": lambda: (
+        "project": lambda: "project",
+        "bucket": lambda: (
             "bucket:" + re.fullmatch(r"\$\{var\.(\w+)_bucket\}", body["bucket"]).group(1)
         ),
-        "google_service_account_iam_member": lambda: (
-            "sa:"
-            + re.fullmatch(
-                r'\$\{google_service_account\.sa\["(\w+)"\]\.name\}', body["service_account_id"]
-            ).group(1)
-        ),
-        "google_artifact_registry_repository_iam_member": lambda: "repository",
-        "google_bigquery_dataset_iam_member": lambda: "dataset:events",
-    }[kind]()
+        "service_account": lambda: "sa:" + body["service_account"],
+        "repository": lambda: "repository",
+        "dataset": lambda: "dataset:events",
+    }[on]()
     return identity, role, where + ("?" if "condition" in body else "")
 
 
-def _condition(name: str, kind: str = "google_project_iam_member") -> str:
+def iam_grants() -> dict[str, dict]:
+    """Every grant of modules/iam by name: the entries of local.grants, and the one dataset
+    grant (a resource of its own), each with its ``on``."""
     iam = module("modules/iam")
-    expression = block(iam.resource(kind, name), "condition")["expression"]
-    return resolve(iam.rel, expression)
+    dataset = iam.resource("google_bigquery_dataset_iam_member", "export_events_reader")
+    return {**iam.locals["grants"], "export_events_reader": {**dataset, "on": "dataset"}}
+
+
+def _grants() -> set[tuple[str, str, str]]:
+    return {_grant(body, body["on"]) for body in iam_grants().values()}
+
+
+def _condition(name: str) -> str:
+    iam = module("modules/iam")
+    condition = resolve(iam.rel, iam_grants()[name]["condition"])
+    return resolve(iam.rel, condition["expression"])
 
 
 def test_conditional_grants_cover_only_their_prefixes() -> None:
@@ -678,21 +717,18 @@ def test_conditional_grants_cover_only_their_prefixes() -> None:
     (so it cannot move a LATEST pointer); each write grant is limited to the prefixes its
     code writes; the build account reads the Cloud Functions source bucket of the region."""
     objects = "projects/_/buckets"
-    staging = "modules/storage:google_storage_bucket.staging.name"
-    models = "modules/storage:google_storage_bucket.models.name"
+    staging = 'modules/storage:google_storage_bucket.bucket["staging"].name'
+    models = 'modules/storage:google_storage_bucket.bucket["models"].name'
     worker = _condition("dataproc_worker")
     assert f'!resource.name.startsWith("{objects}/{models}/")' in worker
     # Only storage requests are narrowed: the role's other services do not supply names.
     assert worker.startswith('resource.service != "storage.googleapis.com" || (')
     assert f'!resource.name.startsWith("{objects}/{staging}/objects/artifacts/")' in worker
-    dataproc = _condition("dataproc_staging_writer", "google_storage_bucket_iam_member")
+    dataproc = _condition("dataproc_staging_writer")
     assert dataproc == (
         f'resource.name.startsWith("{objects}/{staging}/objects/google-cloud-dataproc-metainfo/")'
     )
-    dataflow = module("modules/iam").resource(
-        "google_storage_bucket_iam_member", "dataflow_staging_writer"
-    )
-    expression = block(dataflow, "condition")["expression"]
+    expression = iam_grants()["dataflow_staging_writer"]["condition"]["expression"]
     assert "for d in var.dataflow_writable_dirs" in expression
     assert module().calls["iam"]["dataflow_writable_dirs"] == "${local.dataflow_dirs}"
     assert "artifacts" not in " ".join(_dataflow_dirs())
@@ -702,10 +738,7 @@ def test_conditional_grants_cover_only_their_prefixes() -> None:
         'root:data.google_project.this.number-var.region")'
     )
     # No runtime account may write a bucket as a whole where the code only reads it.
-    grants = {
-        _grant(k, b) for (k, _), b in module("modules/iam").resources.items()
-        if k.endswith("_iam_member")
-    }  # fmt: skip
+    grants = _grants()
     for identity in ("dataproc", "dataflow", "cluster", "dataflow_launch", "recommend"):
         assert (identity, "roles/storage.objectUser", "bucket:staging") not in grants
     assert not [g for g in grants if g[1] == "roles/bigquery.readSessionUser"]
@@ -722,11 +755,7 @@ def _dataflow_dirs() -> list[str]:
 
 def test_each_identity_gets_only_the_listed_grants() -> None:
     iam = module("modules/iam")
-    grants = {
-        _grant(kind, body)
-        for (kind, _), body in iam.resources.items()
-        if kind.endswith("_iam_member")
-    }
+    grants = _grants()
     unexpected, missing = sorted(grants - EXPECTED_GRANTS), sorted(EXPECTED_GRANTS - grants)
     assert grants == EXPECTED_GRANTS, f"unexpected: {unexpected}, missing: {missing}"
     custom = iam.resource("google_project_iam_custom_role", "workflow_runner")
@@ -735,20 +764,41 @@ def test_each_identity_gets_only_the_listed_grants() -> None:
         "dataproc.workflowTemplates.get",
         "dataproc.operations.get",
     }
+    # One resource per kind makes the grants on that kind, with the grant's condition.
+    assert iam.locals["grants_on"] == (
+        '${{for on in ["project", "bucket", "service_account", "repository"] : '
+        "on => {for k, g in local.grants : k => g if g.on == on && try(g.when, true)}}}"
+    )
+    assert {g["on"] for g in iam.locals["grants"].values()} == set(GRANT_KINDS)
+    for on, kind in GRANT_KINDS.items():
+        body = iam.resource(kind, "grant")
+        assert body["for_each"] == f"${{local.grants_on.{on}}}"
+        assert (body["role"], body["member"]) == ("${each.value.role}", "${each.value.member}")
+        conditional = any("condition" in g for g in iam.locals["grants"].values() if g["on"] == on)
+        if conditional:
+            (dynamic,) = [d["condition"] for d in body["dynamic"] if "condition" in d]
+            assert dynamic["for_each"] == "${try([each.value.condition], [])}"
+            (content,) = dynamic["content"]
+            assert set(content) == {"title", "description", "expression"}
+        else:
+            assert "dynamic" not in body and "condition" not in body, kind
     # Conditional grants follow the settings that need them.
-    assert iam.resource("google_project_iam_member", "dataflow_datastore_user")["count"] == (
-        "${var.datastore_write ? 1 : 0}"
-    )
-    assert iam.resource("google_project_iam_member", "recommend_datastore_viewer")["count"] == (
-        "${var.datastore_read ? 1 : 0}"
-    )
+    whens = {k: g["when"] for k, g in iam.locals["grants"].items() if "when" in g}
+    assert whens == {
+        "dataflow_datastore_user": "${var.datastore_write}",
+        "recommend_datastore_viewer": "${var.datastore_read}",
+    }
     assert module().calls["iam"]["datastore_read"] == '${var.serving_backend == "datastore"}'
     # No basic roles anywhere, and every binding says why it exists.
+    basic = {"roles/owner", "roles/editor", "roles/viewer"}
+    assert not {g["role"] for g in iam_grants().values()} & basic
     for rel in ["", *[f"modules/{m}" for m in MODULES]]:
         for (kind, _), body in module(rel).resources.items():
             if kind.endswith("_iam_member"):
-                assert body["role"] not in {"roles/owner", "roles/editor", "roles/viewer"}
-    for match in re.finditer(r'\nresource "google_\w+_iam_member"', iam.text):
+                assert body["role"] not in basic
+    for name, grant in iam.locals["grants"].items():
+        assert len(grant["why"]) > 10, f"grant {name} does not say why it exists"
+    for match in re.finditer(r'\nresource "google_\w+_iam_member" "(?!grant")', iam.text):
         before = iam.text[: match.start()].rstrip("\n").splitlines()[-1]
         assert before.lstrip().startswith("#"), (
             f"no comment above {iam.text[match.start() :][:80]!r}"
@@ -757,24 +807,30 @@ def test_each_identity_gets_only_the_listed_grants() -> None:
 
 def test_buckets_are_private_and_models_are_versioned() -> None:
     storage = module("modules/storage")
-    buckets = storage.of_kind("google_storage_bucket")
+    (name,) = storage.of_kind("google_storage_bucket")
+    bucket = storage.resource("google_storage_bucket", name)
+    assert bucket["for_each"] == "${local.buckets}"
+    buckets = storage.locals["buckets"]
     assert set(buckets) == {"data", "models", "staging"}
-    for name, body in buckets.items():
-        assert body["uniform_bucket_level_access"] is True, name
-        assert body["public_access_prevention"] == "enforced", name
-        assert resolve(storage.rel, body["location"]) == "var.region", name
-    assert block(buckets["models"], "versioning")["enabled"] is True
+    assert bucket["uniform_bucket_level_access"] is True
+    assert bucket["public_access_prevention"] == "enforced"
+    assert resolve(storage.rel, bucket["location"]) == "var.region"
+    # Versioning and every lifecycle rule come from the bucket's entry, argument by argument.
+    dynamic = {k: v for d in bucket["dynamic"] for k, v in d.items()}
+    assert dynamic["versioning"]["for_each"] == "${each.value.versioning ? [true] : []}"
+    assert dynamic["lifecycle_rule"]["for_each"] == "${each.value.lifecycle_rules}"
+    (content,) = dynamic["lifecycle_rule"]["content"]
+    used = set().union(*(rule.keys() for b in buckets.values() for rule in b["lifecycle_rules"]))
+    assert {"action", *block(content, "condition")} == used
+    assert [b["versioning"] for b in buckets.values()] == [False, True, False]
     rules = {
-        tuple(block(r, "condition").get("matches_prefix", [])): block(r, "condition").get("age")
-        for r in buckets["data"]["lifecycle_rule"]
+        tuple(r.get("matches_prefix", [])): r.get("age") for r in buckets["data"]["lifecycle_rules"]
     }
     assert rules[("exports/",)] == "${var.export_retention_days}"
     assert rules[("similarities/",)] == "${var.similarities_retention_days}"
     # Artifacts Terraform uploads are outside the expiring prefixes of the staging bucket.
-    (staging_rule,) = buckets["staging"]["lifecycle_rule"]
-    assert not any(
-        p.startswith("artifacts/") for p in block(staging_rule, "condition")["matches_prefix"]
-    )
+    (staging_rule,) = buckets["staging"]["lifecycle_rules"]
+    assert not any(p.startswith("artifacts/") for p in staging_rule["matches_prefix"])
     for rel, kind in (
         ("modules/functions", "source"),
         ("modules/dataproc", "job_file"),
@@ -788,19 +844,30 @@ def test_artifacts_come_from_make_build_and_are_guarded() -> None:
     assert module().locals["artifacts_dir"] == (
         '${var.artifacts_dir != "" ? var.artifacts_dir : "${path.root}/../build"}'
     )
+    # One check of every file a module uploads stops the plan before anything is uploaded.
+    root = module()
+    check = root.resource("terraform_data", "build")
+    (precondition,) = block(check, "lifecycle")["precondition"]
+    assert precondition["condition"] == "${length(local.missing_build_files) == 0}"
+    assert "local.missing_build_files" in precondition["error_message"]
+    assert "fileexists(f)" in root.locals["missing_build_files"]
     expected = {
-        "modules/functions": ("source", ["functions/{name}.zip"]),
-        "modules/dataproc": ("job_file", ["spark/dimsum_job.py", "spark/simrec.zip"]),
+        "modules/functions": ("source", "sources", ["functions/{name}.zip"]),
+        "modules/dataproc": ("job_file", "job_files", ["spark/dimsum_job.py", "spark/simrec.zip"]),
     }
-    for rel, (name, files) in expected.items():
+    for rel, (name, files_local, files) in expected.items():
         mod = module(rel)
         obj = mod.resource("google_storage_bucket_object", name)
-        (precondition,) = block(obj, "lifecycle")["precondition"]
-        assert precondition["condition"] == "${fileexists(each.value)}"
+        assert obj["for_each"] == f"${{local.{files_local}}}"
+        assert obj["source"] == "${each.value}"
         assert "try(filemd5(each.value)" in obj["name"]
+        assert mod.outputs["build_files"]["value"] == f"${{values(local.{files_local})}}"
+        assert f"module.{call_of(rel)}.build_files" in root.locals["build_files"]
         text = json.dumps(mod.locals)
         for file in files:
             assert file.replace("{name}", "${name}") in text, file
+    assert module("modules/dataflow").outputs["build_files"]["value"] == ["${local.metadata_file}"]
+    assert "module.dataflow.build_files" in root.locals["build_files"]
     flex = module("modules/dataflow")
     assert flex.locals["metadata_file"] == "${var.artifacts_dir}/flex/metadata.json"
     assert resolve("", settings_env()["SIMREC_FLEX_TEMPLATE_URI"]).startswith(
@@ -828,7 +895,7 @@ def test_dead_letter_wiring_passes_what_the_script_needs() -> None:
     assert set(exec_["environment"]) == set(_script_variables())
     assert exec_["environment"]["TRIGGER"] == "${each.value}"
     assert resolve(mod.rel, exec_["environment"]["DEAD_LETTER_TOPIC"]) == (
-        "modules/pubsub:google_pubsub_topic.dead_letter.id"
+        'modules/pubsub:google_pubsub_topic.topic["dead_letter"].id'
     )
     assert os.access(DEAD_LETTER_SCRIPT, os.X_OK)
 
@@ -1101,9 +1168,8 @@ def test_staging_lifecycle_expires_the_folders_the_dataflow_launch_uses() -> Non
     env = request.launch_parameter.environment
     used = [env.temp_location, env.staging_location]
     storage = module("modules/storage")
-    (rule,) = storage.resource("google_storage_bucket", "staging")["lifecycle_rule"]
-    condition = block(rule, "condition")
-    assert block(rule, "action")["type"] == "Delete"
+    (condition,) = storage.locals["buckets"]["staging"]["lifecycle_rules"]
+    assert condition["action"] == "Delete"
     prefixes = [
         f"{d}/" for d in _dataflow_dirs()
     ] + [p for p in condition["matches_prefix"] if "${" not in p]  # fmt: skip

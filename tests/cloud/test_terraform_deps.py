@@ -18,7 +18,14 @@ from typing import Any
 
 import pytest
 
-from tests.cloud.test_terraform import MODULES, Module, _strings, child_of, module
+from tests.cloud.test_terraform import (
+    GRANT_KINDS,
+    MODULES,
+    Module,
+    _strings,
+    child_of,
+    module,
+)
 
 REF = re.compile(
     r"(?<![\w.])(?:(data)\.)?((?:google|time|terraform)_[a-z0-9_]+|terraform_data)\.([a-z0-9_]+)"
@@ -121,9 +128,15 @@ def reachable(address: str) -> frozenset[str]:
 
 
 def _grants_in(rel: str, *names: str) -> list[str]:
+    """The resources that make the named grants (all of the module's without names): a
+    grant of modules/iam's local.grants is made by the grant resource of its kind."""
     mod = module(rel)
     found = [f"{rel}:{k}.{n}" for k, n in mod.resources if k.endswith("_iam_member")]
-    return [a for a in found if not names or a.rsplit(".", 1)[1] in names]
+    table = mod.locals.get("grants", {})
+    unknown = set(names) - set(table) - {a.rsplit(".", 1)[1] for a in found}
+    assert not unknown, f"{rel} makes no grant {sorted(unknown)}"
+    by_entry = {f"{rel}:{GRANT_KINDS[table[n]['on']]}.grant" for n in names if n in table}
+    return [a for a in found if not names or a.rsplit(".", 1)[1] in names or a in by_entry]
 
 
 # Every resource that uses a grant or a service agent: (address, grants it needs, waits).
@@ -140,13 +153,10 @@ USERS = {
     ),
     # The job-end triggers (job_completion.tf): Eventarc (its agent, the trigger identity's
     # event receiver, Pub/Sub token creation for the push); then their dead-letter policy.
-    **{
-        f"modules/functions:google_eventarc_trigger.{name}": (
-            _grants_in(IAM, "trigger_event_receiver", "eventarc_agent", "pubsub_token_creator"),
-            [GRANTS_WAIT, AGENTS_WAIT],
-        )
-        for name in ("dataflow_status", "dataproc_audit", "job_watch")
-    },
+    "modules/functions:google_eventarc_trigger.job_end": (
+        _grants_in(IAM, "trigger_event_receiver", "eventarc_agent", "pubsub_token_creator"),
+        [GRANTS_WAIT, AGENTS_WAIT],
+    ),
     "modules/serving:google_cloud_run_v2_service.recommend": (
         _grants_in(IAM, "recommend_models_reader", "recommend_datastore_viewer"), [GRANTS_WAIT]
     ),
@@ -257,3 +267,10 @@ def test_the_graph_has_no_cycle() -> None:
     for rel in _rels():
         for address in sorted(_all_resources(rel)):
             assert address not in reachable(address), f"{address} depends on itself"
+            # _direct drops self-references (an attribute read of its own); depends_on
+            # naming the resource itself is what plan refuses ("Self-referential block").
+            rel_, _, ref = address.partition(":")
+            kind, _, name = ref.removeprefix("data.").partition(".")
+            table = module(rel_).data if ref.startswith("data.") else module(rel_).resources
+            own = _deps_of_value(rel_, table[(kind, name)].get("depends_on", []))
+            assert address not in own, f"{address} lists itself in depends_on"

@@ -100,6 +100,7 @@ def test_what_model_leaves_out_takes_simrecs_default(tmp_path: Path) -> None:
         ({"half_life_days": 4000}, "half_life_days"),
         ({"user_alpha": -0.1}, "user_alpha"),
         ({"user_weighting": "cubic"}, "user_weighting"),
+        ({"trending_smoothing": 0}, "trending_smoothing"),  # an exclusive bound (gt)
         ({"weights": {"purchase": -1}}, "weight_purchase"),
     ],
 )

@@ -26,6 +26,7 @@ import scipy.sparse as sp
 from simrec.core import dimsum, layout, trending
 from simrec.core.actions import ACTIONS, ActionWeights
 from simrec.core.matrix import build_matrix
+from simrec.core.params import DEFAULTS
 from simrec.core.runs import RunParams
 from simrec.core.similarity import column_norms, fit_similarities, resolve_params
 from simrec.storage import similarities
@@ -174,17 +175,20 @@ class EngineContract:
     def test_items_carry_the_trending_sums(self, exported_shop):
         """Per sku, its summed action weights on the recent days (``simrec.core.trending``:
         from ``split_day`` to the window's last day) and before, undecayed: the same with
-        time decay on."""
+        time decay on; split at the run's own ``trending_recent_days``."""
         events = exported_shop.events
-        first_recent = trending.split_day(exported_shop.params.end_date)
         w = events["action"].map(ActionWeights().as_dict())
-        recent = pd.to_datetime(events["ts"], utc=True).dt.date >= first_recent
-        want = events.assign(r=w.where(recent, 0.0), p=w.where(~recent, 0.0)).groupby("sku")
-        want = want.agg(recent_weight=("r", "sum"), prior_weight=("p", "sum"))
-        assert (want["recent_weight"] > 0).sum() > 10 and (want["prior_weight"] > 0).sum() > 10
+        days = pd.to_datetime(events["ts"], utc=True).dt.date
         for name, overrides in (("exact", {"threshold": 0.0, "top_k": ALL}),
                                 ("decayed-top3", {"threshold": 0.0, "top_k": 3,
-                                                  "half_life_days": 7.0})):  # fmt: skip
+                                                  "half_life_days": 7.0}),
+                                ("recent-3", {"threshold": 0.0, "top_k": 3,
+                                              "trending_recent_days": 3})):  # fmt: skip
+            recent_days = overrides.get("trending_recent_days", DEFAULTS.trending_recent_days)
+            recent = days >= trending.split_day(exported_shop.params.end_date, recent_days)
+            want = events.assign(r=w.where(recent, 0.0), p=w.where(~recent, 0.0))
+            want = want.groupby("sku").agg(recent_weight=("r", "sum"), prior_weight=("p", "sum"))
+            assert (want["recent_weight"] > 0).sum() > 10 and (want["prior_weight"] > 0).sum() > 10
             manifest = self.run(exported_shop, name, overrides)
             items = similarities.read_items(manifest["outputs"][layout.ITEMS]).to_pandas()
             assert items["sku"].tolist() == want.index.tolist(), name

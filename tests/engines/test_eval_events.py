@@ -17,7 +17,7 @@ from simrec.core import layout
 from simrec.core.events import MAX_SKU_LENGTH
 from simrec.core.runs import RunParams
 from simrec.evaluation import split as split_mod
-from simrec.evaluation.split import load_events
+from simrec.evaluation.events import load_events
 from simrec.sql import ExportRules
 
 #: Each row exercises one export rule the old evaluation reader did not apply.

@@ -197,7 +197,13 @@ def _assert_same(a: dict, b: dict) -> None:
             {"threshold": 0.2, "top_k": 1000, "half_life_days": 10.0,
              "user_weighting": "power", "user_alpha": 0.7, "shrinkage": 2.0},
         ),
+        (  # BM25 after the cap, on rows cut to max_items_per_user, before the power
+            "exported_shop",
+            {"threshold": 0.0, "top_k": 20, "bm25_b": 0.75, "bm25_k1": 1.2,
+             "cell_cap_percentile": 50.0, "user_weighting": "power", "max_items_per_user": 6},
+        ),
     ],
+    ids=["decay-log-shrink", "dense-sampled", "bm25"],
 )
 @pytest.mark.parametrize("plan", ["broadcast", "shuffle"])
 def test_spark_equals_local_with_features_on(spark, request, shop_name, overrides, plan):

@@ -64,8 +64,9 @@ def catalog_model(version: str = VERSION, n: int = 40) -> ModelSnapshot:
 class ServerProcess:
     """A server command as a real process on ``self.port`` until ``stop``.
 
-    Ready once ``/healthz`` answers ``ready_status`` on ten new connections in a row:
-    each worker loads its own model, and one ready worker says nothing of the others."""
+    Ready once ``/healthz`` answers ``ready_status``: a worker accepts connections only
+    once it has loaded the published model (``simrec.serving.server.ReadyAfterLoad``), so
+    the first answer speaks for every worker."""
 
     def __init__(self, argv: list[str], log_path: Path, env: dict[str, str],
                  ready_status: int = 200) -> None:  # fmt: skip
@@ -76,14 +77,16 @@ class ServerProcess:
             env={**os.environ, "SIMREC_MODEL_REFRESH_SECONDS": "1", **env},
         )  # fmt: skip
         deadline = time.monotonic() + 90
-        ready = 0
-        while ready < 10:
+        #: The statuses answered before ``ready_status`` (a worker up before its model).
+        self.not_ready: list[int] = []
+        while True:
             try:
-                ready = ready + 1 if self.request("/healthz")[0] == ready_status else 0
+                status = self.request("/healthz")[0]
+                if status == ready_status:
+                    break
+                self.not_ready.append(status)
             except OSError:
-                ready = 0
-            if ready:
-                continue
+                pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 pytest.fail("the server did not start:\n" + self.log_path.read_text())

@@ -6,7 +6,8 @@
   closed with a JSON 408 after the header timeout.
 * Every limit the API documents is reachable, and every refusal (including an over-long
   request line) is JSON.
-* ``/healthz`` is 503 until a model is loaded, which happens in the background.
+* A worker accepts connections only once it has loaded the published model; ``/healthz``
+  is 503 while no model is published, and a model published later loads in the background.
 """
 
 from __future__ import annotations
@@ -109,6 +110,20 @@ def server(tmp_path: Path):
     serve = Serve(tmp_path, workdir, "--workers", "2")
     yield serve.port, bucket
     serve.stop()
+
+
+@pytest.mark.parametrize("kind", server_module.SERVERS)
+def test_workers_accept_only_once_their_model_is_loaded(tmp_path: Path, kind: str) -> None:
+    """With the model published before the start, no worker answers before it has loaded
+    it: the first answer is 200 and so is every later one, whichever worker takes it."""
+    workdir = tmp_path / "work"
+    snapshots.write_snapshot(str(workdir / "bucket"), TENANT, random_model("http-v1", 1))
+    serve = Serve(tmp_path, workdir, "--workers", "2", "--server", kind)
+    try:
+        assert serve.not_ready == []
+        assert [serve.get("/similar?sku=p001")[0] for _ in range(20)] == [200] * 20
+    finally:
+        serve.stop()
 
 
 def test_model_swap_under_concurrent_requests(server, tmp_path: Path) -> None:

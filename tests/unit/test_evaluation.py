@@ -17,8 +17,9 @@ from simrec.core.actions import ActionWeights
 from simrec.core.params import ModelParams
 from simrec.evaluation import evaluate as ev_mod
 from simrec.evaluation.evaluate import Evaluator, fit, run_evaluation
+from simrec.evaluation.events import load_events
 from simrec.evaluation.peers import PopularityPeer
-from simrec.evaluation.split import load_events, temporal_split, validation_split
+from simrec.evaluation.split import temporal_split, validation_split
 from simrec.generate import generate_events, write_events
 
 END = dt.date(2024, 3, 31)

@@ -135,3 +135,22 @@ def test_ten_million_events():
     assert len(df) == 10_000_000
     assert df["sku"].nunique() > 50_000
     assert df.memory_usage(deep=True).sum() < 1.5e9
+
+
+def test_shop_catalog_adds_catalog_only_items_no_event_names() -> None:
+    """The demo's catalog: every generated item with its attributes, and new items (cold:
+    no events) drawn the same way; the items before them do not depend on how many."""
+    from simrec.core.snapshot import catalog_table
+    from simrec.generate import NEW_SKU_PREFIX, shop_catalog
+
+    n_events = 5_000
+    _, n_items, n_cats = default_sizes(n_events)
+    catalog = shop_catalog(n_items, n_cats, seed=42, new_items=3)
+    events = generate_events(n_events, seed=42, end_date=dt.date(2026, 11, 30))
+    new = catalog["sku"][catalog["sku"].str.startswith(NEW_SKU_PREFIX)].tolist()
+    assert new == ["NEW-000", "NEW-001", "NEW-002"]
+    assert not set(new) & set(events["sku"]) and set(events["sku"]) <= set(catalog["sku"])
+    assert catalog[["brand", "price", "title"]].notna().all().all()
+    plain = shop_catalog(n_items, n_cats, seed=42)
+    assert plain.equals(catalog.iloc[:n_items].reset_index(drop=True))
+    assert catalog_table(catalog).num_rows == n_items + 3  # a catalog the load accepts

@@ -9,9 +9,11 @@ import io
 import numpy as np
 import pytest
 
+from simrec.config import Settings
 from simrec.core import model_builder, trending
+from simrec.core.params import DEFAULTS, ModelParams
+from simrec.core.runs import RunParams
 from simrec.core.snapshot import ModelSnapshot
-from simrec.core.trending import TrendingParams
 
 #        A      B      C      D      G       H
 RECENT = [4.0, 2.0, 6.0, 1.0, 10.0, 4.0]
@@ -19,7 +21,7 @@ PRIOR = [4.0, 0.0, 16.0, 0.0, 12.0, 4.0]
 # recent_days 2, prior_days 4, smoothing 1: growth = (r/2 + 1) / (p/4 + 1)
 #   A (2+1)/(1+1) = 1.5   B (1+1)/(0+1) = 2   C (3+1)/(4+1) = 0.8
 #   D (0.5+1)/1 = 1.5 but recent 1 < min_support 2   G (5+1)/(3+1) = 1.5   H = A
-HAND = TrendingParams(recent_days=2, min_support=2.0, smoothing=1.0)
+HAND = DEFAULTS.replace(trending_recent_days=2, trending_min_support=2.0, trending_smoothing=1.0)
 
 
 def test_growth_and_ranking_on_hand_computed_numbers() -> None:
@@ -37,7 +39,8 @@ def test_growth_and_ranking_on_hand_computed_numbers() -> None:
 def test_no_prior_days_and_min_support_zero() -> None:
     # A window no longer than the recent days has no prior rate: growth = (r/d + s) / s.
     np.testing.assert_allclose(trending.growth([3.0, 0.0], [5.0, 0.0], 3, 0, 0.5), [3.0, 1.0])
-    items, _ = trending.ranking([0.0, 0.0], [1.0, 0.0], 1, 1, TrendingParams(min_support=0))
+    no_support = DEFAULTS.replace(trending_min_support=0)
+    items, _ = trending.ranking([0.0, 0.0], [1.0, 0.0], 1, 1, no_support)
     assert items.tolist() == [1, 0]  # growth 1 beats 0.5; zero support admitted
 
 
@@ -62,13 +65,31 @@ def test_window_sums_split_weights_at_the_first_recent_day() -> None:
 
 @pytest.mark.parametrize(
     ("changes", "message"),
-    [({"recent_days": 0}, "recent_days"), ({"recent_days": 1.5}, "recent_days"),
-     ({"min_support": -1}, "min_support"), ({"smoothing": 0}, "smoothing"),
-     ({"smoothing": float("nan")}, "smoothing")],
+    [({"trending_recent_days": 0}, "trending_recent_days"),
+     ({"trending_recent_days": 1.5}, "trending_recent_days"),
+     ({"trending_min_support": -1}, "trending_min_support"),
+     ({"trending_smoothing": 0}, "trending_smoothing"),
+     ({"trending_smoothing": float("nan")}, "trending_smoothing")],
 )  # fmt: skip
 def test_params_are_validated(changes: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        TrendingParams(**changes)
+        ModelParams(**changes)
+    with pytest.raises(ValueError, match=message):  # the settings' own bounds say the same
+        Settings(**changes)
+
+
+def test_trending_params_are_settings_and_change_the_run_id_only_when_set() -> None:
+    """Declared once (ModelParams): read from SIMREC_TRENDING_*, carried in the run's
+    JSON; at their defaults a run keeps the id it had before they were parameters."""
+    settings = Settings(trending_recent_days=3, trending_min_support=1.5)
+    assert (settings.model.trending_recent_days, settings.model.trending_min_support) == (3, 1.5)
+    run = RunParams("t", dt.date(2024, 3, 10), model=settings.model)
+    assert RunParams.from_json(run.to_json()) == run
+    default = RunParams("t", dt.date(2024, 3, 10))
+    assert run.run_id != default.run_id
+    old = {k: v for k, v in default.to_json().items() if not k.startswith("trending_")}
+    assert RunParams.from_json(old) == default  # a manifest written before: the defaults
+    assert default.run_id == "2024-03-10-f6a078f6"  # its id before trending was a parameter
 
 
 def test_model_builder_ranks_the_items_output_over_the_runs_window() -> None:
@@ -89,6 +110,13 @@ def test_model_builder_ranks_the_items_output_over_the_runs_window() -> None:
     # Without the window in the metadata, RunParams' default (30 days: 7 recent, 23 prior).
     default = model_builder.build_snapshot(rows, items, {})
     assert default.trending_scores[0] == pytest.approx((14 / 7 + 1) / (3 / 23 + 1))
+    # The run's own trending parameters: recent 5 days, prior 5; support 3; smoothing 2.
+    run = {"window_days": 10, "trending_recent_days": 5, "trending_min_support": 3.0,
+           "trending_smoothing": 2.0}  # fmt: skip
+    tuned = model_builder.build_snapshot(rows, items, {"params": run})
+    # y: (7/5 + 2) / 2 = 1.7;  x: (14/5 + 2) / (3/5 + 2) = 4.8 / 2.6;  z: (3/5 + 2) / 2 = 1.3
+    assert [tuned.skus[i] for i in tuned.trending] == ["x", "y", "z"]
+    np.testing.assert_allclose(tuned.trending_scores, [4.8 / 2.6, 1.7, 1.3], rtol=1e-15)
 
 
 def test_snapshot_rejects_a_bad_trending_list() -> None:
@@ -114,3 +142,27 @@ def test_a_snapshot_written_before_trending_loads_with_an_empty_list() -> None:
     np.savez(buf, **old)
     loaded = ModelSnapshot.from_files({**files, "arrays.npz": buf.getvalue()})
     assert loaded.trending.tolist() == [] and loaded.trending_scores.tolist() == []
+
+
+def test_the_deployments_trending_parameters_reach_the_jobs(monkeypatch) -> None:
+    """SIMREC_TRENDING_* (Terraform's model.json sets them on every function) -> the
+    nightly request's run -> the export manifest's params the Spark job and the load
+    resolve (simrec.core.similarity.resolve_params), and the jobs' own flags."""
+    import argparse
+
+    from simrec.core import params as model_params
+    from simrec.core.similarity import resolve_params
+    from simrec.stages.requests import run_params
+
+    monkeypatch.setenv("SIMREC_TRENDING_RECENT_DAYS", "3")
+    monkeypatch.setenv("SIMREC_TRENDING_SMOOTHING", "0.5")
+    run = run_params({"date": "2024-03-10"}, Settings(), dt.date(2024, 3, 10))
+    manifest = run.to_json()
+    assert (manifest["trending_recent_days"], manifest["trending_smoothing"]) == (3, 0.5)
+    assert resolve_params(manifest).model == run.model
+    parser = argparse.ArgumentParser()
+    model_params.add_arguments(parser)
+    flags = parser.parse_args(["--trending-min-support", "2"])
+    assert resolve_params(manifest, model_params.overrides_from_args(flags)).model == (
+        run.model.replace(trending_min_support=2.0)
+    )

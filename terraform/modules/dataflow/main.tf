@@ -8,7 +8,7 @@ locals {
   spec_object   = "artifacts/flex/simrec-load.json"
 
   # Without `make build` (static checks) the name alone keeps the file parseable; the
-  # precondition below stops a real plan.
+  # root's terraform_data.build stops a real plan.
   metadata = try(jsondecode(file(local.metadata_file)), { name = "simrec-load", parameters = [] })
 }
 
@@ -21,13 +21,6 @@ resource "google_storage_bucket_object" "flex_spec" {
     sdkInfo  = { language = "PYTHON" }
     metadata = local.metadata
   })
-
-  lifecycle {
-    precondition {
-      condition     = fileexists(local.metadata_file)
-      error_message = "${local.metadata_file} is missing: run `make build` first (or set artifacts_dir)."
-    }
-  }
 }
 
 # Firestore in Datastore mode: the neighbor lists (Beam WriteToDatastore). Only the

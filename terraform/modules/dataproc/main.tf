@@ -20,13 +20,6 @@ resource "google_storage_bucket_object" "job_file" {
   # under a running workflow.
   name   = "artifacts/spark/${try(filemd5(each.value), "missing")}/${each.key}"
   source = each.value
-
-  lifecycle {
-    precondition {
-      condition     = fileexists(each.value)
-      error_message = "${each.value} is missing: run `make build` first (or set artifacts_dir)."
-    }
-  }
 }
 
 resource "google_dataproc_workflow_template" "dimsum" {

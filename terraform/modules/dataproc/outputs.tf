@@ -1,11 +1,6 @@
-output "workflow_template_id" {
-  description = "Full name of the workflow template (projects/P/locations/R/workflowTemplates/T)."
-  value       = google_dataproc_workflow_template.dimsum.id
-}
-
-output "workflow_template_name" {
-  description = "Id of the workflow template the cluster function instantiates (SIMREC_DATAPROC_WORKFLOW_TEMPLATE)."
-  value       = google_dataproc_workflow_template.dimsum.name
+output "workflow_template" {
+  description = "Full name (id: projects/P/locations/R/workflowTemplates/T) and id (name: what the cluster function instantiates, SIMREC_DATAPROC_WORKFLOW_TEMPLATE) of the workflow template."
+  value       = { id = google_dataproc_workflow_template.dimsum.id, name = google_dataproc_workflow_template.dimsum.name }
 }
 
 output "cluster_name_prefix" {
@@ -13,7 +8,7 @@ output "cluster_name_prefix" {
   value       = local.cluster_name_prefix
 }
 
-output "job_file_uris" {
-  description = "gs:// URIs of the job's main file and py-files."
-  value       = { for k, o in google_storage_bucket_object.job_file : k => "gs://${o.bucket}/${o.name}" }
+output "build_files" {
+  description = "Files of `make build` the module uploads (the root checks they exist)."
+  value       = values(local.job_files)
 }

@@ -14,119 +14,66 @@
 # The functions keep their own identities; what their retry/watch logic adds (writing the
 # job records under jobs/ of the data bucket) is granted in the iam module, before the wait.
 
-variable "job_watch_schedule" {
-  description = "How often the Dataproc workflows still running are polled (cron, UTC)."
-  type        = string
-  default     = "*/10 * * * *"
-}
-
 locals {
   dataflow_status_changed = "google.cloud.dataflow.job.v1beta3.statusChanged"
   audit_log_written       = "google.cloud.audit.log.v1.written"
   dataproc_service        = "dataproc.googleapis.com"
   instantiate_method      = "google.cloud.dataproc.v1.WorkflowTemplateService.InstantiateWorkflowTemplate"
-  job_completion_services = {
-    cluster         = google_cloudfunctions2_function.fn["cluster"].service_config[0].service
-    dataflow_launch = google_cloudfunctions2_function.fn["dataflow_launch"].service_config[0].service
-  }
-}
 
-# Dataflow job status changes of this project and region -> dataflow_launch.
-resource "google_eventarc_trigger" "dataflow_status" {
-  project         = var.project_id
-  location        = var.region
-  name            = "${var.name_prefix}-dataflow-status"
-  service_account = var.service_accounts.trigger
-
-  matching_criteria {
-    attribute = "type"
-    value     = local.dataflow_status_changed
-  }
-  event_data_content_type = "application/json"
-
-  destination {
-    cloud_run_service {
-      service = local.job_completion_services.dataflow_launch
-      region  = var.region
+  # Each job-end trigger: the function it delivers to, the CloudEvent attributes it matches
+  # and, for a Pub/Sub trigger, its topic.
+  job_end_triggers = {
+    # Dataflow job status changes of this project and region -> dataflow_launch.
+    dataflow_status = {
+      function = "dataflow_launch"
+      criteria = { type = local.dataflow_status_changed }
+      topics   = []
+    }
+    # Dataproc workflow runs: the Admin Activity audit entries of InstantiateWorkflowTemplate
+    # (always written) -> cluster, which acts on the operation's last one.
+    dataproc_audit = {
+      function = "cluster"
+      criteria = { type = local.audit_log_written, serviceName = local.dataproc_service, methodName = local.instantiate_method }
+      topics   = []
+    }
+    # The job-watch tick: Cloud Scheduler -> topic (both in modules/pubsub) -> cluster.
+    job_watch = {
+      function = "cluster"
+      criteria = { type = local.pubsub_published }
+      topics   = [var.job_watch_topic_id]
     }
   }
 }
 
-# Dataproc workflow runs: the Admin Activity audit entries of InstantiateWorkflowTemplate
-# (always written) -> cluster, which acts on the operation's last one.
-resource "google_eventarc_trigger" "dataproc_audit" {
+resource "google_eventarc_trigger" "job_end" {
+  for_each = local.job_end_triggers
+
   project         = var.project_id
   location        = var.region
-  name            = "${var.name_prefix}-dataproc-audit"
+  name            = "${var.name_prefix}-${replace(each.key, "_", "-")}"
   service_account = var.service_accounts.trigger
 
-  matching_criteria {
-    attribute = "type"
-    value     = local.audit_log_written
-  }
-  matching_criteria {
-    attribute = "serviceName"
-    value     = local.dataproc_service
-  }
-  matching_criteria {
-    attribute = "methodName"
-    value     = local.instantiate_method
-  }
-  event_data_content_type = "application/json"
-
-  destination {
-    cloud_run_service {
-      service = local.job_completion_services.cluster
-      region  = var.region
+  dynamic "matching_criteria" {
+    for_each = each.value.criteria
+    content {
+      attribute = matching_criteria.key
+      value     = matching_criteria.value
     }
   }
-}
-
-# The job-watch tick: Cloud Scheduler -> topic -> trigger -> cluster. The topic id ends in
-# "-job-watch" (simrec.stages.routes.JOB_WATCH): that is how cluster tells the tick apart.
-resource "google_pubsub_topic" "job_watch" {
-  project = var.project_id
-  name    = "${var.name_prefix}-job-watch"
-
-  # A tick is stale once the next one is due.
-  message_retention_duration = "3600s"
-}
-
-resource "google_cloud_scheduler_job" "job_watch" {
-  project     = var.project_id
-  region      = var.region
-  name        = "${var.name_prefix}-job-watch"
-  description = "Makes the cluster function poll the Dataproc workflows still running."
-  schedule    = var.job_watch_schedule
-  time_zone   = "Etc/UTC"
-
-  pubsub_target {
-    topic_name = google_pubsub_topic.job_watch.id
-    data       = base64encode("{}")
-  }
-}
-
-resource "google_eventarc_trigger" "job_watch" {
-  project         = var.project_id
-  location        = var.region
-  name            = "${var.name_prefix}-job-watch"
-  service_account = var.service_accounts.trigger
-
-  matching_criteria {
-    attribute = "type"
-    value     = local.pubsub_published
-  }
   event_data_content_type = "application/json"
 
-  transport {
-    pubsub {
-      topic = google_pubsub_topic.job_watch.id
+  dynamic "transport" {
+    for_each = each.value.topics
+    content {
+      pubsub {
+        topic = transport.value
+      }
     }
   }
 
   destination {
     cloud_run_service {
-      service = local.job_completion_services.cluster
+      service = google_cloudfunctions2_function.fn[each.value.function].service_config[0].service
       region  = var.region
     }
   }

@@ -35,20 +35,13 @@ locals {
 }
 
 # The object name carries the zip's hash, so a new build redeploys the function; without the
-# zip (static checks, no `make build`) the precondition stops the plan with a clear message.
+# zip (static checks, no `make build`) the root's terraform_data.build stops the plan.
 resource "google_storage_bucket_object" "source" {
   for_each = local.sources
 
   bucket = var.staging_bucket
   name   = "artifacts/functions/${each.key}-${try(filemd5(each.value), "missing")}.zip"
   source = each.value
-
-  lifecycle {
-    precondition {
-      condition     = fileexists(each.value)
-      error_message = "${each.value} is missing: run `make build` first (or set artifacts_dir)."
-    }
-  }
 }
 
 resource "google_cloudfunctions2_function" "fn" {
@@ -122,11 +115,7 @@ locals {
   # (job_completion.tf).
   dead_letter_triggers = merge(
     { for name, fn in google_cloudfunctions2_function.fn : name => fn.event_trigger[0].trigger },
-    {
-      dataflow_status = google_eventarc_trigger.dataflow_status.id
-      dataproc_audit  = google_eventarc_trigger.dataproc_audit.id
-      job_watch       = google_eventarc_trigger.job_watch.id
-    },
+    { for name, trigger in google_eventarc_trigger.job_end : name => trigger.id },
   )
 }
 

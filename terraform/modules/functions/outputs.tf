@@ -3,12 +3,7 @@ output "service_names" {
   value       = { for k, f in google_cloudfunctions2_function.fn : k => reverse(split("/", f.service_config[0].service))[0] }
 }
 
-output "function_ids" {
-  description = "Full id of each function."
-  value       = { for k, f in google_cloudfunctions2_function.fn : k => f.id }
-}
-
-output "triggers" {
-  description = "Eventarc trigger of each function."
-  value       = { for k, f in google_cloudfunctions2_function.fn : k => f.event_trigger[0].trigger }
+output "build_files" {
+  description = "Files of `make build` the module uploads (the root checks they exist)."
+  value       = values(local.sources)
 }

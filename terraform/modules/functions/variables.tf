@@ -43,6 +43,11 @@ variable "nightly_topic_id" {
   type        = string
 }
 
+variable "job_watch_topic_id" {
+  description = "Full id of the job-watch topic (modules/pubsub): its ticks make cluster poll the running workflows."
+  type        = string
+}
+
 variable "dead_letter_topic_id" {
   description = "Topic that receives events after the last failed delivery."
   type        = string

@@ -77,32 +77,7 @@ locals {
   member = { for k, sa in google_service_account.sa : k => "serviceAccount:${sa.email}" }
 }
 
-# --- export -----------------------------------------------------------------------------------
-
-# Runs the export query (EXPORT DATA / query jobs) in this project.
-resource "google_project_iam_member" "export_job_user" {
-  project = var.project_id
-  role    = "roles/bigquery.jobUser"
-  member  = local.member.export
-}
-
-# Reads the events table(s): only the one dataset named by events_source.
-resource "google_bigquery_dataset_iam_member" "export_events_reader" {
-  project    = var.events_project
-  dataset_id = var.events_dataset
-  role       = "roles/bigquery.dataViewer"
-  member     = local.member.export
-}
-
-# Writes exports/<tenant>/dt=*/ (EXPORT DATA overwrites a day's files, so delete too), the
-# rejects and the manifest; reads existing partitions to skip days already exported.
-resource "google_storage_bucket_iam_member" "export_data_writer" {
-  bucket = var.data_bucket
-  role   = "roles/storage.objectUser"
-  member = local.member.export
-}
-
-# --- cluster ----------------------------------------------------------------------------------
+# --- cluster: its custom role -----------------------------------------------------------------
 
 # Instantiate the workflow template and poll it; nothing else in Dataproc (no cluster or
 # job administration: the workflow creates and deletes its own managed cluster).
@@ -118,298 +93,269 @@ resource "google_project_iam_custom_role" "workflow_runner" {
   ]
 }
 
-# The cluster function holds that role on the project (workflow templates live there).
-resource "google_project_iam_member" "cluster_workflow_runner" {
-  project = var.project_id
-  role    = google_project_iam_custom_role.workflow_runner.id
-  member  = local.member.cluster
-}
-
-# The managed cluster runs as the Dataproc identity: the caller must be allowed to act as it.
-resource "google_service_account_iam_member" "cluster_acts_as_dataproc" {
-  service_account_id = google_service_account.sa["dataproc"].name
-  role               = "roles/iam.serviceAccountUser"
-  member             = local.member.cluster
-}
-
-# Reads the export manifest and checks whether the run's similarity manifest exists.
-resource "google_storage_bucket_iam_member" "cluster_data_reader" {
-  bucket = var.data_bucket
-  role   = "roles/storage.objectViewer"
-  member = local.member.cluster
-}
-
-# Writes its job records (jobs/ only; its data-bucket role above stays read-only).
-resource "google_storage_bucket_iam_member" "cluster_job_records_writer" {
-  bucket = var.data_bucket
-  role   = "roles/storage.objectUser"
-  member = local.member.cluster
-
-  condition {
-    title       = "simrec job records"
-    description = "Only the job records under ${local.job_records_prefix} of the data bucket."
-    expression  = local.job_records_only
-  }
-}
-
-# --- dataflow_launch ----------------------------------------------------------------------------
-
-# Launches the Flex Template job (dataflow.jobs.create) and reads job state for idempotency.
-resource "google_project_iam_member" "launch_dataflow_developer" {
-  project = var.project_id
-  role    = "roles/dataflow.developer"
-  member  = local.member.dataflow_launch
-}
-
-# The job runs as the Dataflow identity: the caller must be allowed to act as it.
-resource "google_service_account_iam_member" "launch_acts_as_dataflow" {
-  service_account_id = google_service_account.sa["dataflow"].name
-  role               = "roles/iam.serviceAccountUser"
-  member             = local.member.dataflow_launch
-}
-
-# Reads the Flex Template spec file.
-resource "google_storage_bucket_iam_member" "launch_staging_reader" {
-  bucket = var.staging_bucket
-  role   = "roles/storage.objectViewer"
-  member = local.member.dataflow_launch
-}
-
-# Reads the similarity manifest.
-resource "google_storage_bucket_iam_member" "launch_data_reader" {
-  bucket = var.data_bucket
-  role   = "roles/storage.objectViewer"
-  member = local.member.dataflow_launch
-}
-
-# Checks whether the model version is already published (a redelivery starts nothing).
-resource "google_storage_bucket_iam_member" "launch_models_reader" {
-  bucket = var.models_bucket
-  role   = "roles/storage.objectViewer"
-  member = local.member.dataflow_launch
-}
-
-# Writes its job records (jobs/ only; its data-bucket role above stays read-only).
-resource "google_storage_bucket_iam_member" "launch_job_records_writer" {
-  bucket = var.data_bucket
-  role   = "roles/storage.objectUser"
-  member = local.member.dataflow_launch
-
-  condition {
-    title       = "simrec job records"
-    description = "Only the job records under ${local.job_records_prefix} of the data bucket."
-    expression  = local.job_records_only
-  }
-}
-
-# --- Dataproc VMs -------------------------------------------------------------------------------
-
-# Required of every Dataproc VM identity (agent, logging, metrics, the Dataproc-managed temp
-# bucket). The role also carries project-wide storage.objects permissions: the condition
-# takes away the models bucket (the Spark job never touches it, so it can never move a
-# LATEST pointer) and the deployed code under artifacts/ (read-only through the grant below).
-resource "google_project_iam_member" "dataproc_worker" {
-  project = var.project_id
-  role    = "roles/dataproc.worker"
-  member  = local.member.dataproc
-
-  condition {
-    title       = "not models, not artifacts"
-    description = "No object access in the models bucket or under artifacts/ of the staging bucket."
-    # Scoped to Cloud Storage: the role's other permissions (Dataproc agent, Logging,
-    # Monitoring) are for services that may not supply resource.name, so the condition must
-    # not depend on it for them (IAM docs: other services do not recognize resource
-    # attributes).
-    expression = "resource.service != \"storage.googleapis.com\" || (!resource.name.startsWith(\"${local.objects}/${var.models_bucket}/\") && !resource.name.startsWith(\"${local.objects}/${var.staging_bucket}/objects/artifacts/\"))"
-  }
-}
-
-# Reads exports/ (partitions + manifest), writes similarities/ (parts, then the manifest).
-resource "google_storage_bucket_iam_member" "dataproc_data_writer" {
-  bucket = var.data_bucket
-  role   = "roles/storage.objectUser"
-  member = local.member.dataproc
-}
-
-# Reads the job files under artifacts/spark/ (never writes them).
-resource "google_storage_bucket_iam_member" "dataproc_staging_reader" {
-  bucket = var.staging_bucket
-  role   = "roles/storage.objectViewer"
-  member = local.member.dataproc
-}
-
-# Writes driver output and cluster metadata: only under the cluster staging prefix.
-resource "google_storage_bucket_iam_member" "dataproc_staging_writer" {
-  bucket = var.staging_bucket
-  role   = "roles/storage.objectUser"
-  member = local.member.dataproc
-
-  condition {
-    title       = "dataproc staging output"
-    description = "Objects under google-cloud-dataproc-metainfo/ only."
-    expression  = "resource.name.startsWith(\"${local.objects}/${var.staging_bucket}/objects/google-cloud-dataproc-metainfo/\")"
-  }
-}
-
-# --- Dataflow workers ---------------------------------------------------------------------------
-
-# Required of every Dataflow worker identity.
-resource "google_project_iam_member" "dataflow_worker" {
-  project = var.project_id
-  role    = "roles/dataflow.worker"
-  member  = local.member.dataflow
-}
-
-# Reads similarities/ (never writes the data bucket).
-resource "google_storage_bucket_iam_member" "dataflow_data_reader" {
-  bucket = var.data_bucket
-  role   = "roles/storage.objectViewer"
-  member = local.member.dataflow
-}
-
-# Writes models/<tenant>/<version>/ and then models/<tenant>/LATEST.
-resource "google_storage_bucket_iam_member" "dataflow_models_writer" {
-  bucket = var.models_bucket
-  role   = "roles/storage.objectUser"
-  member = local.member.dataflow
-}
-
-# Reads the Flex Template spec under artifacts/flex/ (never writes it).
-resource "google_storage_bucket_iam_member" "dataflow_staging_reader" {
-  bucket = var.staging_bucket
-  role   = "roles/storage.objectViewer"
-  member = local.member.dataflow
-}
-
-# Temp and staging files of the job: only under the launcher's temp_location and
-# staging_location (terraform/contract.json).
-resource "google_storage_bucket_iam_member" "dataflow_staging_writer" {
-  bucket = var.staging_bucket
-  role   = "roles/storage.objectUser"
-  member = local.member.dataflow
-
-  condition {
-    title       = "dataflow temp and staging"
-    description = "Objects under the job's temp and staging folders only."
-    expression  = join(" || ", [for d in var.dataflow_writable_dirs : "resource.name.startsWith(\"${local.objects}/${var.staging_bucket}/objects/${d}/\")"])
-  }
-}
-
-# Pulls the Flex Template launcher/worker image.
-resource "google_artifact_registry_repository_iam_member" "dataflow_image_reader" {
-  project    = var.project_id
-  location   = var.region
-  repository = local.repository_name
-  role       = "roles/artifactregistry.reader"
-  member     = local.member.dataflow
-}
-
-# Writes the neighbor entities (only when the Datastore write is on).
-resource "google_project_iam_member" "dataflow_datastore_user" {
-  count   = var.datastore_write ? 1 : 0
-  project = var.project_id
-  role    = "roles/datastore.user"
-  member  = local.member.dataflow
-}
-
-# --- recommend ------------------------------------------------------------------------------------
-
-# Reads models/<tenant>/LATEST and the snapshot it points at.
-resource "google_storage_bucket_iam_member" "recommend_models_reader" {
-  bucket = var.models_bucket
-  role   = "roles/storage.objectViewer"
-  member = local.member.recommend
-}
-
-# Reads neighbor entities (only with serving_backend = "datastore").
-resource "google_project_iam_member" "recommend_datastore_viewer" {
-  count   = var.datastore_read ? 1 : 0
-  project = var.project_id
-  role    = "roles/datastore.viewer"
-  member  = local.member.recommend
-}
-
-# --- Eventarc ------------------------------------------------------------------------------------
-
-# The triggers' identity receives events (run.invoker on each function is granted in the
-# functions module, on that function's service only).
-resource "google_project_iam_member" "trigger_event_receiver" {
-  project = var.project_id
-  role    = "roles/eventarc.eventReceiver"
-  member  = local.member.trigger
-}
-
-# Pub/Sub mints the OIDC token of the trigger identity for the push to the function.
-resource "google_service_account_iam_member" "pubsub_token_creator" {
-  service_account_id = google_service_account.sa["trigger"].name
-  role               = "roles/iam.serviceAccountTokenCreator"
-  member             = local.agent_member["pubsub.googleapis.com"]
-
-  depends_on = [time_sleep.agents]
-}
-
-# The Eventarc service agent reads the buckets' notification setup and manages the
-# triggers' transport (its documented role; granted explicitly so the first trigger does
-# not wait for the automatic grant).
-resource "google_project_iam_member" "eventarc_agent" {
-  project = var.project_id
-  role    = "roles/eventarc.serviceAgent"
-  member  = local.agent_member["eventarc.googleapis.com"]
-
-  depends_on = [time_sleep.agents]
-}
-
+# The Cloud Storage service agent (local.gcs_agent): it publishes the object events.
 data "google_storage_project_service_account" "gcs" {
   project = var.project_id
 }
 
-# Cloud Storage publishes the object-finalized events to Eventarc's Pub/Sub transport.
-resource "google_project_iam_member" "gcs_agent_publisher" {
+# --- grants -------------------------------------------------------------------------------------
+
+locals {
+  # Every grant: one role (role) for one identity (member) on one resource (on: the project, a
+  # bucket, a service account or the repository), with why the code needs it, where the
+  # role is wider than the code's use the IAM condition that narrows it, and where a setting
+  # decides whether the grant is needed, that setting (when). The keys were the
+  # names of the grants' own resources before (terraform/moved.tf).
+  grants = {
+    # --- export
+    export_job_user = {
+      on  = "project", role = "roles/bigquery.jobUser", member = local.member.export
+      why = "Runs the export query (EXPORT DATA / query jobs) in this project."
+    }
+    export_data_writer = {
+      on  = "bucket", bucket = var.data_bucket, role = "roles/storage.objectUser", member = local.member.export
+      why = "Writes exports/<tenant>/dt=*/ (EXPORT DATA overwrites a day's files, so delete too), the rejects and the manifest; reads existing partitions to skip days already exported."
+    }
+
+    # --- cluster
+    cluster_workflow_runner = {
+      on  = "project", role = google_project_iam_custom_role.workflow_runner.id, member = local.member.cluster
+      why = "Holds the workflow-runner role on the project (workflow templates live there)."
+    }
+    cluster_acts_as_dataproc = {
+      on  = "service_account", service_account = "dataproc", role = "roles/iam.serviceAccountUser", member = local.member.cluster
+      why = "The managed cluster runs as the Dataproc identity: the caller must be allowed to act as it."
+    }
+    cluster_data_reader = {
+      on  = "bucket", bucket = var.data_bucket, role = "roles/storage.objectViewer", member = local.member.cluster
+      why = "Reads the export manifest and checks whether the run's similarity manifest exists."
+    }
+    cluster_job_records_writer = {
+      on        = "bucket", bucket = var.data_bucket, role = "roles/storage.objectUser", member = local.member.cluster
+      why       = "Writes its job records (jobs/ only; its data-bucket role above stays read-only)."
+      condition = local.job_records_condition
+    }
+
+    # --- dataflow_launch
+    launch_dataflow_developer = {
+      on  = "project", role = "roles/dataflow.developer", member = local.member.dataflow_launch
+      why = "Launches the Flex Template job (dataflow.jobs.create) and reads job state for idempotency."
+    }
+    launch_acts_as_dataflow = {
+      on  = "service_account", service_account = "dataflow", role = "roles/iam.serviceAccountUser", member = local.member.dataflow_launch
+      why = "The job runs as the Dataflow identity: the caller must be allowed to act as it."
+    }
+    launch_staging_reader = {
+      on  = "bucket", bucket = var.staging_bucket, role = "roles/storage.objectViewer", member = local.member.dataflow_launch
+      why = "Reads the Flex Template spec file."
+    }
+    launch_data_reader = {
+      on  = "bucket", bucket = var.data_bucket, role = "roles/storage.objectViewer", member = local.member.dataflow_launch
+      why = "Reads the similarity manifest."
+    }
+    launch_models_reader = {
+      on  = "bucket", bucket = var.models_bucket, role = "roles/storage.objectViewer", member = local.member.dataflow_launch
+      why = "Checks whether the model version is already published (a redelivery starts nothing)."
+    }
+    launch_job_records_writer = {
+      on        = "bucket", bucket = var.data_bucket, role = "roles/storage.objectUser", member = local.member.dataflow_launch
+      why       = "Writes its job records (jobs/ only; its data-bucket role above stays read-only)."
+      condition = local.job_records_condition
+    }
+
+    # --- Dataproc VMs
+    dataproc_worker = {
+      on  = "project", role = "roles/dataproc.worker", member = local.member.dataproc
+      why = "Required of every Dataproc VM identity (agent, logging, metrics, the Dataproc-managed temp bucket). The role also carries project-wide storage.objects permissions: the condition takes away the models bucket (the Spark job never touches it, so it can never move a LATEST pointer) and the deployed code under artifacts/ (read-only through dataproc_staging_reader)."
+      condition = {
+        title       = "not models, not artifacts"
+        description = "No object access in the models bucket or under artifacts/ of the staging bucket."
+        # Scoped to Cloud Storage: the role's other permissions (Dataproc agent, Logging,
+        # Monitoring) are for services that may not supply resource.name, so the condition
+        # must not depend on it for them (IAM docs: other services do not recognize
+        # resource attributes).
+        expression = "resource.service != \"storage.googleapis.com\" || (!resource.name.startsWith(\"${local.objects}/${var.models_bucket}/\") && !resource.name.startsWith(\"${local.objects}/${var.staging_bucket}/objects/artifacts/\"))"
+      }
+    }
+    dataproc_data_writer = {
+      on  = "bucket", bucket = var.data_bucket, role = "roles/storage.objectUser", member = local.member.dataproc
+      why = "Reads exports/ (partitions + manifest), writes similarities/ (parts, then the manifest)."
+    }
+    dataproc_staging_reader = {
+      on  = "bucket", bucket = var.staging_bucket, role = "roles/storage.objectViewer", member = local.member.dataproc
+      why = "Reads the job files under artifacts/spark/ (never writes them)."
+    }
+    dataproc_staging_writer = {
+      on  = "bucket", bucket = var.staging_bucket, role = "roles/storage.objectUser", member = local.member.dataproc
+      why = "Writes driver output and cluster metadata: only under the cluster staging prefix."
+      condition = {
+        title       = "dataproc staging output"
+        description = "Objects under google-cloud-dataproc-metainfo/ only."
+        expression  = "resource.name.startsWith(\"${local.objects}/${var.staging_bucket}/objects/google-cloud-dataproc-metainfo/\")"
+      }
+    }
+
+    # --- Dataflow workers
+    dataflow_worker = {
+      on  = "project", role = "roles/dataflow.worker", member = local.member.dataflow
+      why = "Required of every Dataflow worker identity."
+    }
+    dataflow_data_reader = {
+      on  = "bucket", bucket = var.data_bucket, role = "roles/storage.objectViewer", member = local.member.dataflow
+      why = "Reads similarities/ (never writes the data bucket)."
+    }
+    dataflow_models_writer = {
+      on  = "bucket", bucket = var.models_bucket, role = "roles/storage.objectUser", member = local.member.dataflow
+      why = "Writes models/<tenant>/<version>/ and then models/<tenant>/LATEST."
+    }
+    dataflow_staging_reader = {
+      on  = "bucket", bucket = var.staging_bucket, role = "roles/storage.objectViewer", member = local.member.dataflow
+      why = "Reads the Flex Template spec under artifacts/flex/ (never writes it)."
+    }
+    dataflow_staging_writer = {
+      on  = "bucket", bucket = var.staging_bucket, role = "roles/storage.objectUser", member = local.member.dataflow
+      why = "Temp and staging files of the job: only under the launcher's temp_location and staging_location (terraform/contract.json)."
+      condition = {
+        title       = "dataflow temp and staging"
+        description = "Objects under the job's temp and staging folders only."
+        expression  = join(" || ", [for d in var.dataflow_writable_dirs : "resource.name.startsWith(\"${local.objects}/${var.staging_bucket}/objects/${d}/\")"])
+      }
+    }
+    dataflow_image_reader = {
+      on  = "repository", role = "roles/artifactregistry.reader", member = local.member.dataflow
+      why = "Pulls the Flex Template launcher/worker image."
+    }
+
+    # --- recommend
+    recommend_models_reader = {
+      on  = "bucket", bucket = var.models_bucket, role = "roles/storage.objectViewer", member = local.member.recommend
+      why = "Reads models/<tenant>/LATEST and the snapshot it points at."
+    }
+
+    # --- Eventarc
+    trigger_event_receiver = {
+      on  = "project", role = "roles/eventarc.eventReceiver", member = local.member.trigger
+      why = "The triggers' identity receives events (run.invoker on each function is granted in the functions module, on that function's service only)."
+    }
+    pubsub_token_creator = {
+      on  = "service_account", service_account = "trigger", role = "roles/iam.serviceAccountTokenCreator", member = local.agent_member["pubsub.googleapis.com"]
+      why = "Pub/Sub mints the OIDC token of the trigger identity for the push to the function."
+    }
+    eventarc_agent = {
+      on  = "project", role = "roles/eventarc.serviceAgent", member = local.agent_member["eventarc.googleapis.com"]
+      why = "The Eventarc service agent reads the buckets' notification setup and manages the triggers' transport (its documented role; granted explicitly so the first trigger does not wait for the automatic grant)."
+    }
+    gcs_agent_publisher = {
+      on  = "project", role = "roles/pubsub.publisher", member = local.gcs_agent
+      why = "Cloud Storage publishes the object-finalized events to Eventarc's Pub/Sub transport."
+    }
+
+    # --- function builds
+    build_log_writer = {
+      on  = "project", role = "roles/logging.logWriter", member = local.member.build
+      why = "Build logs."
+    }
+    build_image_writer = {
+      on  = "repository", role = "roles/artifactregistry.writer", member = local.member.build
+      why = "Pushes the function images to the project's repository."
+    }
+    build_source_reader = {
+      on  = "bucket", bucket = var.staging_bucket, role = "roles/storage.objectViewer", member = local.member.build
+      why = "Reads the function source zips."
+    }
+    build_gcf_sources_reader = {
+      on  = "project", role = "roles/storage.objectViewer", member = local.member.build
+      why = "Reads the copy of each source that Cloud Functions puts in gcf-v2-sources-<number>-<region>, where Cloud Build fetches it. That bucket is created by the first function deploy, so the grant is on the project, conditioned on the bucket's name (valid before it exists)."
+      condition = {
+        title       = "gcf-v2-sources bucket"
+        description = "Objects of the Cloud Functions source bucket of this region only."
+        expression  = "resource.name.startsWith(\"${local.objects}/${local.gcf_sources_bucket}\")"
+      }
+    }
+
+    # --- Datastore: only where a setting needs it (when)
+    dataflow_datastore_user = {
+      on  = "project", role = "roles/datastore.user", member = local.member.dataflow, when = var.datastore_write
+      why = "Writes the neighbor entities (only when the Datastore write is on)."
+    }
+    recommend_datastore_viewer = {
+      on  = "project", role = "roles/datastore.viewer", member = local.member.recommend, when = var.datastore_read
+      why = "Reads neighbor entities (only with serving_backend = \"datastore\")."
+    }
+  }
+
+  job_records_condition = {
+    title       = "simrec job records"
+    description = "Only the job records under ${local.job_records_prefix} of the data bucket."
+    expression  = local.job_records_only
+  }
+
+  grants_on = { for on in ["project", "bucket", "service_account", "repository"] : on => { for k, g in local.grants : k => g if g.on == on && try(g.when, true) } }
+}
+
+# Reads the events table(s): only the one dataset named by events_source.
+resource "google_bigquery_dataset_iam_member" "export_events_reader" {
+  project    = var.events_project
+  dataset_id = var.events_dataset
+  role       = "roles/bigquery.dataViewer"
+  member     = local.member.export
+}
+
+# One resource per kind of place a grant is on; agents' grants wait for the agents to exist.
+resource "google_project_iam_member" "grant" {
+  for_each = local.grants_on.project
+
   project = var.project_id
-  role    = "roles/pubsub.publisher"
-  member  = local.gcs_agent
+  role    = each.value.role
+  member  = each.value.member
+
+  dynamic "condition" {
+    for_each = try([each.value.condition], [])
+    content {
+      title       = condition.value.title
+      description = condition.value.description
+      expression  = condition.value.expression
+    }
+  }
 
   depends_on = [time_sleep.agents]
 }
 
-# --- function builds ---------------------------------------------------------------------------
+resource "google_storage_bucket_iam_member" "grant" {
+  for_each = local.grants_on.bucket
 
-# Build logs.
-resource "google_project_iam_member" "build_log_writer" {
-  project = var.project_id
-  role    = "roles/logging.logWriter"
-  member  = local.member.build
+  bucket = each.value.bucket
+  role   = each.value.role
+  member = each.value.member
+
+  dynamic "condition" {
+    for_each = try([each.value.condition], [])
+    content {
+      title       = condition.value.title
+      description = condition.value.description
+      expression  = condition.value.expression
+    }
+  }
 }
 
-# Pushes the function images to the project's repository.
-resource "google_artifact_registry_repository_iam_member" "build_image_writer" {
+resource "google_service_account_iam_member" "grant" {
+  for_each = local.grants_on.service_account
+
+  service_account_id = google_service_account.sa[each.value.service_account].name
+  role               = each.value.role
+  member             = each.value.member
+
+  depends_on = [time_sleep.agents]
+}
+
+resource "google_artifact_registry_repository_iam_member" "grant" {
+  for_each = local.grants_on.repository
+
   project    = var.project_id
   location   = var.region
   repository = local.repository_name
-  role       = "roles/artifactregistry.writer"
-  member     = local.member.build
-}
-
-# Reads the function source zips.
-resource "google_storage_bucket_iam_member" "build_source_reader" {
-  bucket = var.staging_bucket
-  role   = "roles/storage.objectViewer"
-  member = local.member.build
-}
-
-# Reads the copy of each source that Cloud Functions puts in gcf-v2-sources-<number>-<region>,
-# where Cloud Build fetches it. That bucket is created by the first function deploy, so
-# the grant is on the project, conditioned on the bucket's name (valid before it exists).
-resource "google_project_iam_member" "build_gcf_sources_reader" {
-  project = var.project_id
-  role    = "roles/storage.objectViewer"
-  member  = local.member.build
-
-  condition {
-    title       = "gcf-v2-sources bucket"
-    description = "Objects of the Cloud Functions source bucket of this region only."
-    expression  = "resource.name.startsWith(\"${local.objects}/${local.gcf_sources_bucket}\")"
-  }
+  role       = each.value.role
+  member     = each.value.member
 }
 
 # --- propagation --------------------------------------------------------------------------------
@@ -420,39 +366,10 @@ resource "time_sleep" "grants" {
   create_duration = local.propagation_wait
 
   depends_on = [
-    google_project_iam_member.export_job_user,
     google_bigquery_dataset_iam_member.export_events_reader,
-    google_storage_bucket_iam_member.export_data_writer,
-    google_project_iam_member.cluster_workflow_runner,
-    google_service_account_iam_member.cluster_acts_as_dataproc,
-    google_storage_bucket_iam_member.cluster_data_reader,
-    google_storage_bucket_iam_member.cluster_job_records_writer,
-    google_project_iam_member.launch_dataflow_developer,
-    google_service_account_iam_member.launch_acts_as_dataflow,
-    google_storage_bucket_iam_member.launch_staging_reader,
-    google_storage_bucket_iam_member.launch_data_reader,
-    google_storage_bucket_iam_member.launch_models_reader,
-    google_storage_bucket_iam_member.launch_job_records_writer,
-    google_project_iam_member.dataproc_worker,
-    google_storage_bucket_iam_member.dataproc_data_writer,
-    google_storage_bucket_iam_member.dataproc_staging_reader,
-    google_storage_bucket_iam_member.dataproc_staging_writer,
-    google_project_iam_member.dataflow_worker,
-    google_storage_bucket_iam_member.dataflow_data_reader,
-    google_storage_bucket_iam_member.dataflow_models_writer,
-    google_storage_bucket_iam_member.dataflow_staging_reader,
-    google_storage_bucket_iam_member.dataflow_staging_writer,
-    google_artifact_registry_repository_iam_member.dataflow_image_reader,
-    google_project_iam_member.dataflow_datastore_user,
-    google_storage_bucket_iam_member.recommend_models_reader,
-    google_project_iam_member.recommend_datastore_viewer,
-    google_project_iam_member.trigger_event_receiver,
-    google_service_account_iam_member.pubsub_token_creator,
-    google_project_iam_member.eventarc_agent,
-    google_project_iam_member.gcs_agent_publisher,
-    google_project_iam_member.build_log_writer,
-    google_artifact_registry_repository_iam_member.build_image_writer,
-    google_storage_bucket_iam_member.build_source_reader,
-    google_project_iam_member.build_gcf_sources_reader,
+    google_project_iam_member.grant,
+    google_storage_bucket_iam_member.grant,
+    google_service_account_iam_member.grant,
+    google_artifact_registry_repository_iam_member.grant,
   ]
 }

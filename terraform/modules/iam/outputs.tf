@@ -3,11 +3,6 @@ output "emails" {
   value       = { for k, sa in google_service_account.sa : k => sa.email }
 }
 
-output "members" {
-  description = "IAM member string (serviceAccount:...) per identity."
-  value       = local.member
-}
-
 output "agents" {
   description = "E-mail of each Google-managed service agent the deployment grants to (by API; storage: the Cloud Storage agent)."
   value = merge(
@@ -16,11 +11,6 @@ output "agents" {
   )
   # Whoever grants a role to an agent waits for the new agents to propagate first.
   depends_on = [time_sleep.agents]
-}
-
-output "grants_ready" {
-  description = "Id of the wait that follows every grant: depend on it (or on this module) before using a grant."
-  value       = time_sleep.grants.id
 }
 
 output "propagation_wait" {

@@ -111,7 +111,7 @@ resource "google_cloud_run_v2_service_iam_member" "uptime_invoker" {
 resource "time_sleep" "uptime_invoker" {
   create_duration = var.propagation_wait
 
-  depends_on = [google_cloud_run_v2_service_iam_member.uptime_invoker, time_sleep.uptime_invoker]
+  depends_on = [google_cloud_run_v2_service_iam_member.uptime_invoker]
 }
 
 # GET /healthz is 200 only while a model is loaded, so this also catches a service that

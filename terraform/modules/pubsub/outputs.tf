@@ -1,29 +1,9 @@
-output "nightly_topic_id" {
-  description = "Full id of the nightly topic (projects/P/topics/T)."
-  value       = google_pubsub_topic.nightly.id
-}
-
-output "nightly_topic_name" {
-  description = "Short name of the nightly topic."
-  value       = google_pubsub_topic.nightly.name
-}
-
-output "dead_letter_topic_id" {
-  description = "Full id of the dead-letter topic."
-  value       = google_pubsub_topic.dead_letter.id
-}
-
-output "dead_letter_topic_name" {
-  description = "Short name of the dead-letter topic."
-  value       = google_pubsub_topic.dead_letter.name
+output "topics" {
+  description = "Full id (projects/P/topics/T) and short name of each topic (nightly, job_watch, dead_letter)."
+  value       = { for k, t in google_pubsub_topic.topic : k => { id = t.id, name = t.name } }
 }
 
 output "dead_letter_subscription_name" {
   description = "Short name of the subscription that keeps dead letters."
   value       = google_pubsub_subscription.dead_letter.name
-}
-
-output "scheduler_job" {
-  description = "Name of the nightly Cloud Scheduler job."
-  value       = google_cloud_scheduler_job.nightly.name
 }

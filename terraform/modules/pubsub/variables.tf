@@ -32,3 +32,9 @@ variable "schedule_time_zone" {
   description = "Time zone of the schedule."
   type        = string
 }
+
+variable "job_watch_schedule" {
+  description = "How often the Dataproc workflows still running are polled (cron, UTC)."
+  type        = string
+  default     = "*/10 * * * *"
+}

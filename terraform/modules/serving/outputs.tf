@@ -1,14 +1,8 @@
-output "url" {
-  description = "HTTPS URL of the service."
-  value       = google_cloud_run_v2_service.recommend.uri
-}
-
-output "service_name" {
-  description = "Name of the Cloud Run service."
-  value       = google_cloud_run_v2_service.recommend.name
-}
-
-output "api_keys_secret" {
-  description = "Resource name of the API keys secret (projects/P/secrets/S) in public mode, else empty (SIMREC_API_KEYS)."
-  value       = var.public ? "projects/${var.project_id}/secrets/${google_secret_manager_secret.api_keys[0].secret_id}" : ""
+output "service" {
+  description = "The recommend service: url (HTTPS), name (of the Cloud Run service) and api_keys_secret (resource name projects/P/secrets/S of the API keys in public mode, else empty: SIMREC_API_KEYS)."
+  value = {
+    url             = google_cloud_run_v2_service.recommend.uri
+    name            = google_cloud_run_v2_service.recommend.name
+    api_keys_secret = var.public ? "projects/${var.project_id}/secrets/${google_secret_manager_secret.api_keys[0].secret_id}" : ""
+  }
 }

@@ -1,16 +1,6 @@
-output "data_bucket" {
-  description = "Name of the data bucket."
-  value       = google_storage_bucket.data.name
-}
-
-output "models_bucket" {
-  description = "Name of the models bucket."
-  value       = google_storage_bucket.models.name
-}
-
-output "staging_bucket" {
-  description = "Name of the staging bucket."
-  value       = google_storage_bucket.staging.name
+output "buckets" {
+  description = "Name of each bucket (data, models, staging)."
+  value       = { for k, b in google_storage_bucket.bucket : k => b.name }
 }
 
 output "repository_id" {
