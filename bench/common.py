@@ -21,6 +21,7 @@ OUT = ROOT / ".bench"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from simrec import publishing  # noqa: E402
 from simrec.core.snapshot import ModelSnapshot  # noqa: E402
 
 SIZES = {"S": (5_000, 50), "M": (50_000, 100), "L": (200_000, 100)}
@@ -142,6 +143,6 @@ def cached_model(size: str = "M", catalog: bool = True) -> tuple[str, ModelSnaps
     if snapshots.latest_version(root, tenant) is None:
         snapshot = synthetic_model(n_items, k, version=version, catalog=catalog)
         snapshot.metadata["tenant"] = tenant
-        snapshots.write_snapshot(root, tenant, snapshot)
+        publishing.write_snapshot(root, tenant, snapshot)
     latest = snapshots.latest_version(root, tenant)
     return root, snapshots.read_snapshot(root, tenant, latest)

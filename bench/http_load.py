@@ -48,11 +48,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from common import cached_model, write_results  # noqa: E402
 
-from simrec import storage  # noqa: E402
+from simrec import publishing, storage  # noqa: E402
 from simrec.core import layout  # noqa: E402
 from simrec.core.snapshot import ModelSnapshot  # noqa: E402
 from simrec.serving.server import PRODUCTION_SERVER, SERVERS  # noqa: E402
-from simrec.storage import snapshots
 
 TENANT = "default"
 LUA = r"""
@@ -230,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="simrec-http-"))
     bucket = str(workdir / "bucket")
     meta = {"tenant": TENANT}
-    snapshots.write_snapshot(bucket, TENANT, ModelSnapshot(
+    publishing.write_snapshot(bucket, TENANT, ModelSnapshot(
         **{**base.__dict__, "metadata": {**meta, "version": "load-v1"}}))  # fmt: skip
     # Other complete versions (other scores) for the switch phase; only LATEST moves then.
     switch_versions = [f"load-v{k}" for k in range(2, 2 + args.switches)]

@@ -29,12 +29,11 @@ import numpy as np  # noqa: E402
 from common import cached_model, write_results  # noqa: E402
 from http_load import TENANT, request_paths  # noqa: E402
 
-from simrec import storage  # noqa: E402
+from simrec import publishing, storage  # noqa: E402
 from simrec.config import Settings  # noqa: E402
 from simrec.core import layout  # noqa: E402
 from simrec.core.snapshot import ModelSnapshot  # noqa: E402
 from simrec.serving.api import ServingApp  # noqa: E402
-from simrec.storage import snapshots
 
 
 def stats(samples: list[float]) -> dict[str, float]:
@@ -69,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     _, base = cached_model("M")
     root = tempfile.mkdtemp(prefix="simrec-switch-")
     meta = {"tenant": TENANT}
-    snapshots.write_snapshot(root, TENANT, ModelSnapshot(
+    publishing.write_snapshot(root, TENANT, ModelSnapshot(
         **{**base.__dict__, "metadata": {**meta, "version": "sw-v1"}}))  # fmt: skip
     v2 = ModelSnapshot(**{**base.__dict__, "scores": base.scores * np.float32(0.5),
                           "metadata": {**meta, "version": "sw-v2"}})  # fmt: skip

@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, cached_model, write_results  # noqa: E402
 from http_load import stop_server  # noqa: E402
 
+from simrec import publishing  # noqa: E402
 from simrec.core.snapshot import ModelSnapshot  # noqa: E402
-from simrec.storage import snapshots  # noqa: E402
 from tests.net import free_port  # noqa: E402
 
 TENANT = "default"
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         bucket = str(workdir / "bucket")
         meta = {"tenant": TENANT, "version": "start-v1"}
         model = ModelSnapshot(**{**base.__dict__, "metadata": meta})
-        snapshots.write_snapshot(bucket, TENANT, model)
+        publishing.write_snapshot(bucket, TENANT, model)
         sku = base.skus[0]
         trees = {"baseline": args.tree} if args.tree else {}
         trees["this tree"] = ROOT

@@ -38,7 +38,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "simrec.deploy_contract": ("simrec.config",),
     "simrec.stages.cloudevents": (),
     "simrec.generate": ("simrec.core",),
-    "simrec.storage": ("simrec.core", "simrec.extras", "simrec.publishing"),
+    "simrec.storage": ("simrec.core", "simrec.extras"),
     "simrec.publishing": ("simrec.core", "simrec.storage"),
     "simrec.evaluation": ("simrec.core",),
     "simrec.jobs": ("simrec.core", "simrec.logs", "simrec.storage", "simrec.publishing",

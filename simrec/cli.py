@@ -52,13 +52,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     with console.status(f"generating {args.events:,} events"):
         events = generate_events(
-            n_events=args.events,
-            n_users=args.users,
-            n_items=args.items,
-            days=args.days,
-            end_date=args.end_date,
-            seed=args.seed,
-        )
+            args.events, n_users=args.users, n_items=args.items, days=args.days,
+            end_date=args.end_date, seed=args.seed,
+        )  # fmt: skip
         write_events(events, args.out)
     console.print(
         f"wrote {len(events):,} events, {events['user_id'].nunique():,} users, "
@@ -165,25 +161,32 @@ def _endpoint_query(args: argparse.Namespace, path: str) -> dict[str, str]:
     return query
 
 
-def cmd_similar(args: argparse.Namespace) -> int:
+def _answer(args: argparse.Namespace, path: str) -> tuple[dict, int | None]:
+    """The endpoint's body, and the exit code once it is printed as JSON (asked for with
+    ``--json``, or an error); None when the caller prints it as a table."""
     service = _load_service(args.workdir, args.tenant)
-    body, status = service.similar(_endpoint_query(args, "/similar"))
+    endpoint = service.similar if path == "/similar" else service.recommendations
+    body, status = endpoint(_endpoint_query(args, path))
     if args.json or status != 200:
         print(json.dumps(body, indent=2))
-        return 0 if status == 200 else 1
-    _print_items(f"items similar to {args.sku} (model {body['model_version']})", body["items"])
-    return 0
+        return body, 0 if status == 200 else 1
+    return body, None
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    body, code = _answer(args, "/similar")
+    if code is None:
+        title = f"items similar to {args.sku} (model {body['model_version']})"
+        _print_items(title, body["items"])
+    return code or 0
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    service = _load_service(args.workdir, args.tenant)
-    body, status = service.recommendations(_endpoint_query(args, "/recommendations"))
-    if args.json or status != 200:
-        print(json.dumps(body, indent=2))
-        return 0 if status == 200 else 1
-    suffix = " (fallback: popular items)" if body["fallback"] else ""
-    _print_items(f"recommendations (model {body['model_version']}){suffix}", body["items"])
-    return 0
+    body, code = _answer(args, "/recommendations")
+    if code is None:
+        suffix = " (fallback: popular items)" if body["fallback"] else ""
+        _print_items(f"recommendations (model {body['model_version']}){suffix}", body["items"])
+    return code or 0
 
 
 def _endpoint_options(p: argparse.ArgumentParser, path: str) -> None:

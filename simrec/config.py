@@ -21,7 +21,15 @@ from simrec.core.actions import (
     format_event_actions,
     parse_event_actions,
 )
-from simrec.core.params import BOUNDS, DEFAULTS, NAMES, USER_WEIGHTING_DESCRIPTION, ModelParams
+from simrec.core.params import (
+    BASKET_ACTIONS_DESCRIPTION,
+    BASKET_KEY_DESCRIPTION,
+    BOUNDS,
+    DEFAULTS,
+    NAMES,
+    USER_WEIGHTING_DESCRIPTION,
+    ModelParams,
+)
 
 #: The settings that make up ModelParams, in its order: ``weights`` is one setting per action
 #: (``weight_<action>``). Terraform's ``model`` variable sets exactly these (deploy_contract).
@@ -123,6 +131,12 @@ class Settings(BaseSettings):
     trending_min_support: float = _model_field("trending_min_support")
     trending_smoothing: float = _model_field("trending_smoothing")
     tune_holdout_days: int = _model_field("tune_holdout_days")
+    basket_key: Literal["order", "session", "day"] = Field(
+        DEFAULTS.basket_key, description=BASKET_KEY_DESCRIPTION
+    )
+    basket_actions: Literal["strict", "relaxed"] = Field(
+        DEFAULTS.basket_actions, description=BASKET_ACTIONS_DESCRIPTION
+    )
     engine: Literal["spark", "local"] = Field(
         "spark", description="Similarity engine: the Spark job or the single-machine one."
     )

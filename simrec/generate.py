@@ -9,7 +9,9 @@ The model, fully vectorised (10 million events take seconds):
 * about 85% of events are ``browsed``, 10% ``basket`` and 5% ``purchase``; a basket
   follows a browse of the same item by the same user minutes later, and a purchase
   mostly follows a basket;
-* events are spread uniformly over ``days`` days ending with ``end_date`` (inclusive).
+* events are spread uniformly over ``days`` days ending with ``end_date`` (inclusive);
+* a user's purchases less than ``ORDER_GAP_S`` apart are one order: they share an
+  ``order_id`` (other events have none), so bought-together has baskets.
 
 The same arguments and seed always give the same events.
 """
@@ -41,6 +43,10 @@ ACTIVITY_SIGMA = 1.0
 FAVOURITE_SHARE = 0.85  # share of browses that fall in the user's favourite categories
 MAX_FAVOURITES = 3
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+ORDER_GAP_S = 86_400  # a user's purchases closer than this are one order (a day: the
+# log has about one purchase per user, so shorter gaps leave almost no multi-item orders)
+#: The generated log's columns: the event columns and the order id.
+COLUMNS: tuple[str, ...] = (*EVENT_COLUMNS, "order_id")
 
 
 def default_sizes(n_events: int) -> tuple[int, int, int]:
@@ -141,7 +147,8 @@ def generate_events(
     end_date: dt.date | None = None,
     seed: int = 42,
 ) -> pd.DataFrame:
-    """Events ``user_id, sku, action, ts`` (ts: UTC timestamp), sorted by ts.
+    """Events ``user_id, sku, action, ts, order_id`` (ts: UTC timestamp; order_id only
+    on purchases), sorted by ts.
 
     ``end_date`` defaults to yesterday (UTC), so a run dated today covers the log; pass it
     explicitly for reproducible output.
@@ -229,16 +236,33 @@ def generate_events(
             "sku": strings(items[order], pa.array(catalog["sku"].to_numpy())),
             "action": strings(actions[order], action_vocab),
             "ts": pd.to_datetime(times[order], unit="s", utc=True),
+            "order_id": _order_ids(users[order], times[order], actions[order] == 2),
         },
-        columns=list(EVENT_COLUMNS),
+        columns=list(COLUMNS),
     )
+
+
+def _order_ids(users: np.ndarray, times: np.ndarray, purchase: np.ndarray) -> pd.Series:
+    """``O-<n>`` per purchase (a new order when the user's previous purchase is at least
+    ``ORDER_GAP_S`` earlier), null for other events. Drawn from no random numbers, so
+    the other columns are those of a log without orders."""
+    out = np.full(len(users), None, dtype=object)
+    idx = np.flatnonzero(purchase)
+    if len(idx):
+        by_user = idx[np.lexsort((times[idx], users[idx]))]
+        u, t = users[by_user], times[by_user]
+        new = np.ones(len(by_user), dtype=bool)
+        new[1:] = (u[1:] != u[:-1]) | (t[1:] - t[:-1] >= ORDER_GAP_S)
+        out[by_user] = np.char.add("O-", (np.cumsum(new) - 1).astype(str)).astype(object)
+    return pd.Series(pd.array(out, dtype="str"))
 
 
 def _events_table(df: pd.DataFrame) -> pa.Table:
     missing = [c for c in EVENT_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"events are missing columns {missing}")
-    table = pa.Table.from_pandas(df[list(EVENT_COLUMNS)], preserve_index=False)
+    columns = [c for c in COLUMNS if c in df.columns]  # the order id when there is one
+    table = pa.Table.from_pandas(df[columns], preserve_index=False)
     ts = table.column("ts")
     if not pa.types.is_timestamp(ts.type):
         raise ValueError(f"ts must be a timestamp column, got {ts.type}")

@@ -182,3 +182,9 @@ def publish_version(
     """Write the version, then move LATEST to it if the policy allows."""
     write_version(models_root, tenant, snapshot)
     return settle_latest(models_root, tenant, snapshot.version, publish=publish)
+
+
+def write_snapshot(models_root: str, tenant: str, snapshot: ModelSnapshot) -> str:
+    """Write a complete version and publish it explicitly (tests, tools, benchmarks);
+    its folder."""
+    return publish_version(models_root, tenant, snapshot, publish=True).folder

@@ -66,12 +66,16 @@ class ExportedShop:
 
 
 def export_events(root: str | Path, events: pd.DataFrame, params: RunParams) -> ExportedShop:
-    """Write ``events`` as the export stage does: day partitions, then the manifest last."""
+    """Write ``events`` as the export stage does: day partitions, then the manifest last.
+    The grouping columns (``layout.GROUP_COLUMNS``) are written when ``events`` has them
+    (else the partitions lack them, as exports made before they existed)."""
     root = str(root)
     ts = pd.to_datetime(events["ts"], utc=True)
     day = ts.dt.date
     in_window = (day >= params.start_date) & (day <= params.end_date)
+    groups = [c for c in layout.GROUP_COLUMNS if c in events.columns]
     window = events.loc[in_window, ["user_id", "sku", "action"]].assign(ts=ts[in_window])
+    window = window.assign(**{c: events.loc[in_window, c] for c in groups})
     window = window.reset_index(drop=True)
     schema = pa.schema(
         [
@@ -79,6 +83,7 @@ def export_events(root: str | Path, events: pd.DataFrame, params: RunParams) -> 
             ("sku", pa.string()),
             ("action", pa.string()),
             ("ts", pa.timestamp("us", tz="UTC")),
+            *((c, pa.string()) for c in groups),
         ]
     )
     counts = []  # (day, reason, event_name, rows) groups, as the warehouse's counts query
@@ -173,20 +178,27 @@ def write_similarities(
     run_id: str = RUN_ID,
     parts: int = 2,
     manifest: bool = True,
+    bought_together: dict[str, list[tuple[str, float, float]]] | None = None,
 ) -> str:
     """A similarity run folder in the Spark job's layout (``parts`` part files per table,
-    Spark's ``_SUCCESS`` marker) with the production manifest; returns its URI."""
+    Spark's ``_SUCCESS`` marker) with the production manifest; returns its URI. Without
+    ``bought_together`` the run has no such table (as runs made before it)."""
     folder = Path(root) / "similarities" / tenant / run_id
     uris = layout.similarity_outputs(str(folder))
-    rows = [
-        {"sku": s, "neighbors": [{"sku": n, "score": c, "users": u} for n, c, u in v]}
-        for s, v in neighbors.items()
-    ]
+
+    def lists(table: dict[str, list[tuple[str, float, float]]]) -> list[dict]:
+        return [{"sku": s, "neighbors": [{"sku": n, "score": c, "users": u} for n, c, u in v]}
+                for s, v in table.items()]  # fmt: skip
+
     stats = [item_row(s, u, w) for s, (u, w) in items.items()]
-    for name, records, schema in (
-        ("neighbors", rows, similarities.NEIGHBORS_SCHEMA),
+    tables = [
+        ("neighbors", lists(neighbors), similarities.NEIGHBORS_SCHEMA),
         ("items", stats, similarities.ITEMS_SCHEMA),
-    ):
+    ]
+    if bought_together is not None:
+        tables.append((layout.BOUGHT_TOGETHER, lists(bought_together),
+                       similarities.NEIGHBORS_SCHEMA))  # fmt: skip
+    for name, records, schema in tables:
         Path(uris[name]).mkdir(parents=True, exist_ok=True)
         for i in range(parts):
             table = pa.Table.from_pylist(records[i::parts], schema=schema)

@@ -8,14 +8,17 @@ through a ``MonkeyPatch`` for the run and undoes it afterwards.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from simrec import logs
 from simrec.config import settings_env_names
 from tests.paths import SHARED_DATA
 
@@ -51,3 +54,12 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared datasets not present at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture
+def log_buffer() -> Iterator[io.StringIO]:
+    """The JSON lines :mod:`simrec.logs` writes while the test runs (stderr again after)."""
+    buffer = io.StringIO()
+    logs.configure(stream=buffer)
+    yield buffer
+    logs.configure(stream=sys.stderr)

@@ -6,7 +6,7 @@ Run it on two checkouts and compare the outputs byte for byte::
     python tools/serving_responses.py --out after.jsonl    # on the branch
     cmp before.jsonl after.jsonl
 
-Shops: the hand-built catalog shop of ``tests/test_serving_features.py``, a synthetic
+Shops: the hand-built catalog shop of ``tests/shops.py``, a synthetic
 5,000-item shop with a catalog (``bench/common.synthetic_model``) and a generated event
 log run through the evaluation's fit. Requests are drawn with a fixed seed over every
 endpoint, list parameter, filter, ``exclude``/``exclude_seen``, unknown skus, the
@@ -23,45 +23,22 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+from simrec import publishing  # noqa: E402
 from simrec.config import Settings  # noqa: E402
 from simrec.core.snapshot import ModelSnapshot  # noqa: E402
 from simrec.serving.api import ServingApp  # noqa: E402
-from simrec.storage import snapshots  # noqa: E402
+from tests.shops import catalog_shop  # noqa: E402
 
 ENDPOINTS = ("/recommendations", "/similar", "/make_recommendation")
 
 
 def hand_shop() -> ModelSnapshot:
-    skus = ["a", "b", "c", "d", "e", "f"]
-    rows = {0: [(1, 0.75), (2, 0.375)], 1: [(0, 0.75), (3, 0.5), (2, 0.25)],
-            2: [(0, 0.375), (1, 0.25)], 3: [(1, 0.5), (5, 0.3)]}  # fmt: skip
-    indptr, indices, scores = [0], [], []
-    for i in range(len(skus)):
-        for j, s in rows.get(i, []):
-            indices.append(j)
-            scores.append(s)
-        indptr.append(len(indices))
-    return ModelSnapshot(
-        skus=skus,
-        indptr=np.array(indptr),
-        indices=np.array(indices),
-        scores=np.array(scores),
-        users=np.ones(len(indices)),
-        popularity=np.array([10.0, 8.0, 9.0, 3.0, 12.0, 0.0]),
-        metadata={"version": "hand-v1", "tenant": "hand"},
-        catalog={
-            "sku": ["a", "b", "c", "d", "e", "zzz"],
-            "category": ["X", "X", "Y", "Y", "X", "Z"],
-            "in_stock": [True, False, True, True, True, True],
-            "price": [10.0, 20.0, 5.5, 7.0, 1.0, 2.0],
-        },
-    )
+    return catalog_shop({"version": "hand-v1", "tenant": "hand"})
 
 
 def synthetic_shop() -> ModelSnapshot:
@@ -106,7 +83,7 @@ def queries(skus: list[str], categories: list[str], rng: random.Random, count: i
 def serve_lines(snapshot: ModelSnapshot, count: int, seed: int) -> list[bytes]:
     tenant = snapshot.metadata["tenant"]
     root = tempfile.mkdtemp(prefix="simrec-responses-")
-    snapshots.write_snapshot(root, tenant, snapshot)
+    publishing.write_snapshot(root, tenant, snapshot)
     app = ServingApp(Settings(models_uri=root, tenant=tenant))
     categories = sorted({c for c in snapshot.catalog["category"].to_pylist() if c})
     lines = []

@@ -46,6 +46,9 @@ GA4_JSON_COLUMNS = {
     "event_date": "VARCHAR", "event_timestamp": "BIGINT", "event_name": "VARCHAR",
     "user_pseudo_id": "VARCHAR", "user_id": "VARCHAR",
     "items": "STRUCT(item_id VARCHAR, quantity BIGINT)[]",
+    "event_params": "STRUCT(key VARCHAR, value STRUCT(string_value VARCHAR, "
+                    "int_value BIGINT, float_value DOUBLE, double_value DOUBLE))[]",
+    "ecommerce": "STRUCT(transaction_id VARCHAR)",
 }  # fmt: skip
 _INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT",
                   "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT"}  # fmt: skip
@@ -322,9 +325,10 @@ class DuckDBWarehouse:
                         f"SELECT * FROM {src.relation}")  # fmt: skip
             desc = con.execute(f"SELECT * FROM {SOURCE_VIEW} LIMIT 0").description
         types = {d[0]: str(d[1]) for d in desc}
-        if schema == "ga4":
+        if schema == "ga4":  # the mapping: the grouping columns the export can fill
             _check_ga4_columns(types, self.rules, src.where)
-            return src, {}
+            sources = export_sql.GA4_GROUP_SOURCES
+            return src, {g: g for g, column in sources.items() if column in types}
         mapping = export_sql.resolve_columns(list(types), self.columns)
         kinds = {c: (duckdb_kind(t), t) for c, t in types.items()}
         export_sql.check_column_kinds(mapping, kinds, src.where)
@@ -340,9 +344,11 @@ class DuckDBWarehouse:
         """
         for parallel in (True, False):
             src, columns = self.create_source_view(con, source, schema, parallel)
-            text = export_sql.to_duckdb(
-                export_sql.render_export_sql(schema, SOURCE_VIEW, columns, self.rules)
-            )
+            ga4 = schema == "ga4"
+            text = export_sql.to_duckdb(export_sql.render_export_sql(
+                schema, SOURCE_VIEW, None if ga4 else columns, self.rules,
+                **({"ga4_groups": columns} if ga4 else {}),
+            ))  # fmt: skip
             values = export_sql.query_parameters(params, self.rules, schema)
             try:
                 con.execute(f"CREATE OR REPLACE TEMP TABLE {_RESULT} AS {text}", values)
@@ -376,7 +382,8 @@ class DuckDBWarehouse:
             os.makedirs(run_dir, exist_ok=True)
             if any(reason is None for _, reason, _, _ in counts):
                 con.execute(
-                    f"COPY (SELECT user_id, sku, action, CAST(ts AS TIMESTAMPTZ) AS ts, dt "
+                    f"COPY (SELECT user_id, sku, action, CAST(ts AS TIMESTAMPTZ) AS ts, "
+                    f"{', '.join(layout.GROUP_COLUMNS)}, dt "
                     f"FROM {table} WHERE reason IS NULL ORDER BY dt, ts, user_id, sku, action) "
                     f"TO {_literal(staging)} (FORMAT parquet, PARTITION_BY (dt), "
                     "FILENAME_PATTERN 'part-{i}')"

@@ -1,12 +1,14 @@
 """Where every object of a run lives, relative to a bucket root.
 
 ```
-exports/<tenant>/dt=YYYY-MM-DD/part-*.parquet     one folder per day
+exports/<tenant>/dt=YYYY-MM-DD/part-*.parquet     one folder per day: user_id, sku,
+                                                  action, ts, order_id, session_id
 exports/<tenant>/runs/<run_id>/_MANIFEST.json     written last
 exports/<tenant>/runs/<run_id>/rejects/...        malformed rows with their reason
 similarities/<tenant>/<run_id>/neighbors/*.parquet  sku, neighbors[sku, score, users]
 similarities/<tenant>/<run_id>/items/*.parquet    sku, users, weight (popularity),
                                                   recent_weight, prior_weight (trending)
+similarities/<tenant>/<run_id>/bought_together/*.parquet  as neighbors, over baskets
 similarities/<tenant>/<run_id>/_MANIFEST.json     written last
 models/<tenant>/<version>/...                     immutable serving snapshot
 models/<tenant>/LATEST                            names a complete version; swapped last
@@ -21,9 +23,20 @@ import re
 
 MANIFEST_NAME = "_MANIFEST.json"
 LATEST_NAME = "LATEST"
-#: The similarity output's two tables, one sub-folder each, in every engine.
+#: The similarity output's tables, one sub-folder each, in every engine.
 NEIGHBORS = "neighbors"
 ITEMS = "items"
+#: The second neighbour model (frequently bought together, issue 16.1): neighbors'
+#: columns, computed by the same steps over a basket x item matrix. Absent in runs made
+#: before it existed.
+BOUGHT_TOGETHER = "bought_together"
+#: The grouping columns of an export day partition (nullable strings, besides the event
+#: columns): the order and the session an event belongs to, where the source has them.
+#: ``simrec.core.params.BASKET_KEYS`` names which one makes a basket.
+ORDER_ID = "order_id"
+SESSION_ID = "session_id"
+GROUP_COLUMNS = (ORDER_ID, SESSION_ID)
+BASKET_KEY_COLUMNS: dict[str, str | None] = {"order": ORDER_ID, "session": SESSION_ID, "day": None}
 
 #: The similarity output's columns, as Arrow type names: the one schema every engine
 #: writes (``simrec.storage.similarities`` renders it in Arrow, the Spark job as DDL) and
@@ -99,6 +112,7 @@ def similarity_outputs(output_uri: str) -> dict[str, str]:
     return {
         NEIGHBORS: join(output_uri, NEIGHBORS),
         ITEMS: join(output_uri, ITEMS),
+        BOUGHT_TOGETHER: join(output_uri, BOUGHT_TOGETHER),
         "manifest": join(output_uri, MANIFEST_NAME),
     }
 

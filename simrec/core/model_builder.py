@@ -14,6 +14,9 @@ definition of the serving model:
   parameters (``metadata["params"]``'s ``window_days`` and ``trending_*``, else their
   defaults: the values of runs made before they were parameters).
 
+The bought-together rows (``layout.BOUGHT_TOGETHER``, the same form) become a second CSR
+over the same vocabulary, sorted by the same rule; without them the snapshot has none.
+
 Neighbor rows come in the normalised form ``{"sku", "items", "scores", "users"}``;
 ``neighbor_row`` turns the Parquet record ``{"sku", "neighbors": [{sku, score, users}]}``
 into it.
@@ -30,7 +33,7 @@ import numpy as np
 from simrec.core import trending
 from simrec.core.params import DEFAULTS, TRENDING
 from simrec.core.runs import RunParams
-from simrec.core.snapshot import ModelSnapshot
+from simrec.core.snapshot import BOUGHT_TOGETHER_ARRAYS, ModelSnapshot
 
 NeighborRow = dict[str, Any]
 #: The items output's weight columns (summed action weights; see ``simrec.core.layout``).
@@ -91,12 +94,15 @@ def build_snapshot(
     neighbor_rows: Iterable[Mapping[str, Any]],
     item_rows: Iterable[Mapping[str, Any]],
     metadata: Mapping[str, Any] | None = None,
+    bought_together_rows: Iterable[Mapping[str, Any]] | None = None,
 ) -> ModelSnapshot:
-    """The snapshot for these rows; ``metadata["counts"]`` gains items, neighbor_rows, nnz.
+    """The snapshot for these rows; ``metadata["counts"]`` gains items, neighbor_rows, nnz
+    (and bought_together_rows with the bought-together rows).
 
     Raises ``ValueError`` on duplicate skus or rows whose lists disagree in length.
     """
     rows = list(neighbor_rows)
+    together = None if bought_together_rows is None else list(bought_together_rows)
     popularity_by_sku: dict[str, int] = {}
     trend_by_sku: dict[str, tuple[float, float]] = {}
     for item in item_rows:
@@ -109,30 +115,12 @@ def build_snapshot(
         )
 
     vocabulary: set[str] = set(popularity_by_sku)
-    seen_rows: set[str] = set()
-    for row in rows:
-        sku = _sku(row.get("sku"), "item")
-        if sku in seen_rows:
-            raise ValueError(f"item {sku!r} has two neighbor rows")
-        seen_rows.add(sku)
-        n = len(row["items"])
-        if len(row["scores"]) != n or len(row["users"]) != n:
-            raise ValueError(f"item {sku!r}: items, scores and users differ in length")
-        vocabulary.add(sku)
-        vocabulary.update(row["items"])
+    for table in (rows, together or []):
+        _check_rows(table, vocabulary)
 
     skus = sorted(vocabulary)
     index = {sku: i for i, sku in enumerate(skus)}
-    lengths = [len(row["items"]) for row in rows]
-    nnz = int(sum(lengths))
-    row_idx = np.repeat(np.array([index[r["sku"]] for r in rows], dtype=np.int64), lengths)
-    nbr_idx = np.fromiter((index[s] for r in rows for s in r["items"]), dtype=np.int32, count=nnz)
-    scores = np.fromiter((s for r in rows for s in r["scores"]), dtype=np.float64, count=nnz)
-    users = np.fromiter((u for r in rows for u in r["users"]), dtype=np.float64, count=nnz)
-    scores32 = scores.astype(np.float32)
-    order = np.lexsort((nbr_idx, -scores32, row_idx))
-    indptr = np.zeros(len(skus) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(row_idx, minlength=len(skus)), out=indptr[1:])
+    indptr, indices, scores, users, lengths = _csr(rows, index)
     popularity = np.array([popularity_by_sku.get(s, 0) for s in skus], dtype=np.float64)
     trend = np.array(
         [trend_by_sku.get(s, (0.0, 0.0)) for s in skus], dtype=np.float64
@@ -150,19 +138,59 @@ def build_snapshot(
         **dict(meta.get("counts") or {}),
         "items": len(skus),
         "neighbor_rows": sum(1 for n in lengths if n),
-        "nnz": nnz,
+        "nnz": int(indptr[-1]),
     }
+    bought: dict[str, np.ndarray] = {}
+    if together is not None:
+        bt = _csr(together, index)
+        bought = dict(zip(("bt_indptr", "bt_indices", "bt_scores", "bt_users"), bt[:4],
+                          strict=True))  # fmt: skip
+        meta["counts"]["bought_together_rows"] = sum(1 for n in bt[4] if n)
     return ModelSnapshot(
         skus=skus,
         indptr=indptr,
-        indices=nbr_idx[order],
-        scores=scores32[order],
-        users=users[order].astype(np.float32),
+        indices=indices,
+        scores=scores,
+        users=users,
         popularity=popularity,
         metadata=meta,
         trending=trending_items,
         trending_scores=trending_scores,
+        **bought,
     )
+
+
+def _check_rows(rows: list[Mapping[str, Any]], vocabulary: set[str]) -> None:
+    """One row per sku, lists of one length; their skus join ``vocabulary``."""
+    seen_rows: set[str] = set()
+    for row in rows:
+        sku = _sku(row.get("sku"), "item")
+        if sku in seen_rows:
+            raise ValueError(f"item {sku!r} has two neighbor rows")
+        seen_rows.add(sku)
+        n = len(row["items"])
+        if len(row["scores"]) != n or len(row["users"]) != n:
+            raise ValueError(f"item {sku!r}: items, scores and users differ in length")
+        vocabulary.add(sku)
+        vocabulary.update(row["items"])
+
+
+def _csr(
+    rows: list[Mapping[str, Any]], index: Mapping[str, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[int]]:
+    """``(indptr, indices, scores float32, users float32, row lengths)``: each row's
+    neighbors by stored float32 score descending, ties by neighbor index ascending."""
+    lengths = [len(row["items"]) for row in rows]
+    nnz = int(sum(lengths))
+    row_idx = np.repeat(np.array([index[r["sku"]] for r in rows], dtype=np.int64), lengths)
+    nbr_idx = np.fromiter((index[s] for r in rows for s in r["items"]), dtype=np.int32, count=nnz)
+    scores = np.fromiter((s for r in rows for s in r["scores"]), dtype=np.float64, count=nnz)
+    users = np.fromiter((u for r in rows for u in r["users"]), dtype=np.float64, count=nnz)
+    scores32 = scores.astype(np.float32)
+    order = np.lexsort((nbr_idx, -scores32, row_idx))
+    indptr = np.zeros(len(index) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(row_idx, minlength=len(index)), out=indptr[1:])
+    return indptr, nbr_idx[order], scores32[order], users[order].astype(np.float32), lengths
 
 
 def same_content(a: ModelSnapshot, b: ModelSnapshot) -> bool:
@@ -170,7 +198,8 @@ def same_content(a: ModelSnapshot, b: ModelSnapshot) -> bool:
     return a.skus == b.skus and all(
         np.array_equal(getattr(a, name), getattr(b, name))
         for name in (
-            "indptr", "indices", "scores", "users", "popularity", "trending", "trending_scores"
+            "indptr", "indices", "scores", "users", "popularity", "trending", "trending_scores",
+            *BOUGHT_TOGETHER_ARRAYS,
         )
     )
 

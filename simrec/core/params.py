@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simrec.core import quality
-from simrec.core.actions import ActionWeights
+from simrec.core.actions import ACTIONS, ActionWeights
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,30 @@ BOUNDS: dict[str, Bounds] = {
 }
 #: The trending parameters, named ``trending_<name>`` among the model's.
 TRENDING: tuple[str, ...] = tuple(n for n in BOUNDS if n.startswith("trending_"))
+#: Frequently bought together (issue 16.1): the grouping key that makes a basket. A
+#: basket is one user's events with the same key value: ``order`` (the export's
+#: ``order_id``: plain ``order_id`` column, GA4 ``transaction_id``), ``session`` (the
+#: export's ``session_id``: plain ``session_id`` column, GA4 ``ga_session_id``) or ``day``
+#: (the UTC day of the event). An event without a value for the key falls back to its day.
+BASKET_KEYS: tuple[str, ...] = ("order", "session", "day")
+#: Which events a basket holds: ``strict`` only purchases (co-purchases); ``relaxed``
+#: every action whose default weight is at least the basket's (add to cart, wishlist,
+#: checkout and purchase: co-baskets), browsing left out as no intent to buy.
+BASKET_ACTIONS: dict[str, tuple[str, ...]] = {
+    "strict": ("purchase",),
+    "relaxed": tuple(a for a in ACTIONS if getattr(ActionWeights(), a) >= ActionWeights().basket),
+}
+BASKET_KEY_DESCRIPTION = (
+    "Bought together: what makes one basket: 'order' (order_id / GA4 transaction_id), "
+    "'session' (session_id / GA4 ga_session_id) or 'day' (user and UTC day); events "
+    "without the key fall back to their day."
+)
+#: The bought-together parameters (``basket_<name>``) among the model's.
+BASKET_PARAMS: tuple[str, ...] = ("basket_key", "basket_actions")
+BASKET_ACTIONS_DESCRIPTION = (
+    "Bought together: 'strict' = purchases only (co-purchases); 'relaxed' = basket and "
+    "purchase events (co-baskets)."
+)
 USER_WEIGHTING_DESCRIPTION = (
     "Down-weight very active users: row scaled by 1/log2(1+n) ('log') or n**-user_alpha "
     "('power'), n = the user's items; 'none' = off."
@@ -125,6 +149,8 @@ class ModelParams:
     trending_min_support: float = 5.0
     trending_smoothing: float = 1.0
     tune_holdout_days: int = 0
+    basket_key: str = "order"
+    basket_actions: str = "strict"
 
     def __post_init__(self) -> None:
         for name, bounds in BOUNDS.items():
@@ -145,6 +171,12 @@ class ModelParams:
                 f"max_items_per_user ({self.max_items_per_user}) must be >= "
                 f"min_items_per_user ({self.min_items_per_user})"
             )
+        if self.basket_key not in BASKET_KEYS:
+            raise ValueError(f"basket_key must be one of {', '.join(BASKET_KEYS)}, "
+                             f"got {self.basket_key!r}")  # fmt: skip
+        if self.basket_actions not in BASKET_ACTIONS:
+            raise ValueError(f"basket_actions must be one of {', '.join(BASKET_ACTIONS)}, "
+                             f"got {self.basket_actions!r}")  # fmt: skip
         quality.validate(self.half_life_days, self.user_weighting, self.user_alpha, self.shrinkage)
 
     def replace(self, **changes: Any) -> ModelParams:
@@ -153,6 +185,14 @@ class ModelParams:
     def plain(self) -> ModelParams:
         """Exact cosine without the quality features (same weights and user limits)."""
         return self.replace(threshold=0.0, **quality.OFF)
+
+    def basket(self) -> ModelParams:
+        """The bought-together model's parameters: the same matrix rule over baskets
+        (rows = baskets instead of users), with the weight of every action
+        ``basket_actions`` leaves out set to 0, so its events make no cell."""
+        kept = BASKET_ACTIONS[self.basket_actions]
+        weights = {a: (w if a in kept else 0.0) for a, w in self.weights.as_dict().items()}
+        return self.replace(weights=ActionWeights.from_dict(weights))
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -197,7 +237,7 @@ DEFAULTS = ModelParams()
 #: Parameters added after run ids were first hashed, at the value runs made before them
 #: had: a run with these values keeps the id it had then (RunParams.params_hash).
 HASH_NEUTRAL: dict[str, object] = {
-    **quality.OFF, **{n: getattr(DEFAULTS, n) for n in TRENDING},
+    **quality.OFF, **{n: getattr(DEFAULTS, n) for n in (*TRENDING, *BASKET_PARAMS)},
 }
 
 
@@ -219,6 +259,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         elif f.name == "user_weighting":
             parser.add_argument(flag, choices=list(quality.USER_WEIGHTINGS),
                                 help=USER_WEIGHTING_DESCRIPTION)
+        elif f.name == "basket_key":
+            parser.add_argument(flag, choices=list(BASKET_KEYS), help=BASKET_KEY_DESCRIPTION)
+        elif f.name == "basket_actions":
+            parser.add_argument(flag, choices=list(BASKET_ACTIONS),
+                                help=BASKET_ACTIONS_DESCRIPTION)
         else:
             kind = type(getattr(DEFAULTS, f.name))
             parser.add_argument(flag, type=kind, help=BOUNDS[f.name].description)

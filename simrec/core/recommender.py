@@ -38,6 +38,20 @@ Because = list[Any]  # (query item label, share of the item's score), or a dict 
 Ranked = list[tuple[int, float, Because]]  # (item index, score, because), best first
 
 
+def _first(
+    ranked: Iterable[tuple[int, float]], n: int, exclude: Iterable[int], allowed: np.ndarray | None
+) -> list[tuple[int, float]]:
+    """The first ``n`` of ``ranked`` ``(item, value)`` pairs not excluded and allowed."""
+    skip = set(exclude)
+    out: list[tuple[int, float]] = []
+    for j, s in ranked:
+        if len(out) >= n:
+            break
+        if j not in skip and (allowed is None or allowed[j]):
+            out.append((j, s))
+    return out
+
+
 class Recommendations(NamedTuple):
     """``ranked``: ``(item index, score, because)``, best first; ``fallback``: popular
     items because nothing scored. (A named tuple: the cheapest object to build.)"""
@@ -157,14 +171,7 @@ class Recommender:
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         cols, sims = self.snapshot.neighbors(item) if row is None else row
-        skip = set(exclude)
-        out: list[tuple[int, float]] = []
-        for j, s in zip(cols.tolist(), sims.tolist(), strict=True):
-            if len(out) >= n:
-                break
-            if j not in skip and (allowed is None or allowed[j]):
-                out.append((j, s))
-        return out
+        return _first(zip(cols.tolist(), sims.tolist(), strict=True), n, exclude, allowed)
 
     def trending(
         self, n: int, exclude: Iterable[int] = (), allowed: np.ndarray | None = None
@@ -174,15 +181,8 @@ class Recommender:
         trending items answers fewer."""
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
-        skip = set(exclude)
-        out: list[tuple[int, float]] = []
-        for j, s in zip(self.snapshot.trending.tolist(), self.snapshot.trending_scores.tolist(),
-                        strict=True):  # fmt: skip
-            if len(out) >= n:
-                break
-            if j not in skip and (allowed is None or allowed[j]):
-                out.append((j, s))
-        return out
+        trend = self.snapshot.trending.tolist(), self.snapshot.trending_scores.tolist()
+        return _first(zip(*trend, strict=True), n, exclude, allowed)
 
     def most_popular(
         self,

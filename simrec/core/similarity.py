@@ -443,10 +443,10 @@ def stage_timings(start: float, read: float, computed: float, written: float) ->
 
 
 def similarity_manifest(
-    *,
     export_manifest: dict,
     export_manifest_uri: str,
     params: RunParams,
+    *,
     engine: str,
     outputs: dict[str, str],
     counts: dict[str, int],
@@ -522,27 +522,14 @@ def neighbour_factors(
 
 
 def fit_similarities(
-    user_ids: object,
-    skus: object,
-    actions: object,
-    params: ModelParams,
-    *,
-    days: object = None,
-    reference_day: object = None,
+    user_ids: object, skus: object, actions: object, params: ModelParams, **decay: object
 ) -> tuple[UserItemMatrix, TopK]:
     """Matrix rule, then cosine top-K, both from one set of model parameters.
 
-    ``days``/``reference_day`` are only read when time decay is on.
+    ``decay``: :func:`build_matrix`'s ``days``/``reference_day``, read only when time
+    decay is on.
     """
-    decay = params.half_life_days > 0
-    m = build_matrix(
-        user_ids,
-        skus,
-        actions,
-        params,
-        days=days if decay else None,
-        reference_day=reference_day,
-    )
+    m = build_matrix(user_ids, skus, actions, params, **decay)
     topk = cosine_topk(
         m.matrix,
         params.threshold,

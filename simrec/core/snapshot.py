@@ -7,7 +7,10 @@ A version folder holds, written in this order:
   score descending (ties: neighbor index ascending); ``popularity`` (float64, n):
   distinct users per item in the window, for the fallback; ``trending`` (int32) and
   ``trending_scores`` (float64): the trending items best first and their growth
-  (``simrec.core.trending``; empty in snapshots built before it).
+  (``simrec.core.trending``; empty in snapshots built before it); ``bt_indptr``,
+  ``bt_indices``, ``bt_scores``, ``bt_users``: the second neighbour model (frequently
+  bought together, ``simrec.core.baskets``) in the same form over the same vocabulary,
+  absent in snapshots built before it (serving then answers from the fallback).
 * ``skus.json``: the vocabulary, ``skus[i]`` is item ``i``; sorted, unique.
 * ``catalog.parquet`` (optional): the shop's item catalog, one row per sku with
   ``sku`` (string, unique), ``category`` (string, may be null), ``in_stock`` (bool) and
@@ -78,10 +81,30 @@ def catalog_table(catalog: Any) -> Any:
     return table
 
 
+#: The arrays of ``arrays.npz``, in their order there, with the dtype each is held in.
+ARRAY_DTYPES: dict[str, type[np.generic]] = {
+    "indptr": np.int64,
+    "indices": np.int32,
+    "scores": np.float32,
+    "users": np.float32,
+    "popularity": np.float64,
+    "trending": np.int32,
+    "trending_scores": np.float64,
+}
 _NO_TRENDING = {
     "trending": np.zeros(0, dtype=np.int32),
     "trending_scores": np.zeros(0, dtype=np.float64),
 }
+#: The bought-together CSR arrays and their dtypes (all empty: the snapshot has none).
+BOUGHT_TOGETHER_ARRAYS: dict[str, type] = {
+    "bt_indptr": np.int64, "bt_indices": np.int32, "bt_scores": np.float32,
+    "bt_users": np.float32,
+}  # fmt: skip
+_NO_BOUGHT_TOGETHER = {name: np.zeros(0, dtype=t) for name, t in BOUGHT_TOGETHER_ARRAYS.items()}
+
+
+def _empty(dtype: type) -> np.ndarray:
+    return field(default_factory=lambda: np.zeros(0, dtype=dtype))
 
 
 @dataclass
@@ -96,17 +119,16 @@ class ModelSnapshot:
     catalog: Any = None  # optional pyarrow Table, see catalog_table()
     trending: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
     trending_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+    bt_indptr: np.ndarray = _empty(np.int64)  # empty: no bought-together model
+    bt_indices: np.ndarray = _empty(np.int32)
+    bt_scores: np.ndarray = _empty(np.float32)
+    bt_users: np.ndarray = _empty(np.float32)
 
     def __post_init__(self) -> None:
         if self.catalog is not None:
             self.catalog = catalog_table(self.catalog)
-        self.indptr = np.ascontiguousarray(self.indptr, dtype=np.int64)
-        self.indices = np.ascontiguousarray(self.indices, dtype=np.int32)
-        self.scores = np.ascontiguousarray(self.scores, dtype=np.float32)
-        self.users = np.ascontiguousarray(self.users, dtype=np.float32)
-        self.popularity = np.ascontiguousarray(self.popularity, dtype=np.float64)
-        self.trending = np.ascontiguousarray(self.trending, dtype=np.int32)
-        self.trending_scores = np.ascontiguousarray(self.trending_scores, dtype=np.float64)
+        for name, dtype in {**ARRAY_DTYPES, **BOUGHT_TOGETHER_ARRAYS}.items():
+            setattr(self, name, np.ascontiguousarray(getattr(self, name), dtype=dtype))
         self.validate()
 
     @classmethod
@@ -115,7 +137,9 @@ class ModelSnapshot:
         built and checked by its loader process): no copy and no pass over the data, so
         building it costs the serving process nothing per item."""
         snapshot = cls.__new__(cls)
-        snapshot.__dict__.update({"metadata": {}, "catalog": None, **_NO_TRENDING, **fields})
+        snapshot.__dict__.update(
+            {"metadata": {}, "catalog": None, **_NO_TRENDING, **_NO_BOUGHT_TOGETHER, **fields}
+        )
         return snapshot
 
     @property
@@ -126,19 +150,51 @@ class ModelSnapshot:
     def version(self) -> str:
         return str(self.metadata.get("version", ""))
 
+    @property
+    def has_bought_together(self) -> bool:
+        return len(self.bt_indptr) > 0
+
+    def bought_together(self) -> ModelSnapshot | None:
+        """The bought-together model as a snapshot of its own (same vocabulary, popularity
+        and catalog), so the one recommender serves it; None when this one has none."""
+        if not self.has_bought_together:
+            return None
+        return ModelSnapshot.prevalidated(
+            skus=self.skus, indptr=self.bt_indptr, indices=self.bt_indices,
+            scores=self.bt_scores, users=self.bt_users, popularity=self.popularity,
+            metadata=self.metadata, catalog=self.catalog,
+        )  # fmt: skip
+
     def validate(self) -> None:
+        self._validate_csr(self.indptr, self.indices, self.scores, self.users, "")
+        if self.has_bought_together or len(self.bt_indices):
+            self._validate_csr(self.bt_indptr, self.bt_indices, self.bt_scores, self.bt_users,
+                               "bought-together ")  # fmt: skip
+        self._validate_rest()
+
+    def _validate_csr(
+        self, indptr: np.ndarray, indices: np.ndarray, scores: np.ndarray, users: np.ndarray,
+        what: str,
+    ) -> None:  # fmt: skip
         n = len(self.skus)
-        if len(self.indptr) != n + 1 or self.indptr[0] != 0:
-            raise ValueError("indptr must have n_items + 1 entries starting at 0")
-        nnz = int(self.indptr[-1])
-        if not (len(self.indices) == len(self.scores) == len(self.users) == nnz):
-            raise ValueError("indices, scores and users must have indptr[-1] entries")
+        if len(indptr) != n + 1 or indptr[0] != 0:
+            raise ValueError(f"{what}indptr must have n_items + 1 entries starting at 0")
+        nnz = int(indptr[-1])
+        if not (len(indices) == len(scores) == len(users) == nnz):
+            raise ValueError(f"{what}indices, scores and users must have indptr[-1] entries")
+        if np.any(np.diff(indptr) < 0):
+            raise ValueError(f"{what}indptr must be non-decreasing")
+        if nnz and (indices.min() < 0 or indices.max() >= n):
+            raise ValueError(f"{what}neighbor index out of range")
+        for name, values in (("scores", scores), ("users", users)):
+            if values.size and not np.isfinite(values).all():
+                bad = int(np.count_nonzero(~np.isfinite(values)))
+                raise ValueError(f"{what}{name} has {bad} non-finite value(s) (NaN or inf)")
+
+    def _validate_rest(self) -> None:
+        n = len(self.skus)
         if len(self.popularity) != n:
             raise ValueError("popularity must have one entry per item")
-        if np.any(np.diff(self.indptr) < 0):
-            raise ValueError("indptr must be non-decreasing")
-        if nnz and (self.indices.min() < 0 or self.indices.max() >= n):
-            raise ValueError("neighbor index out of range")
         if len(self.trending) != len(self.trending_scores):
             raise ValueError("trending and trending_scores must have the same length")
         if len(self.trending) and (self.trending.min() < 0 or self.trending.max() >= n):
@@ -146,8 +202,9 @@ class ModelSnapshot:
         if any(a >= b for a, b in zip(self.skus, self.skus[1:], strict=False)):
             raise ValueError("skus must be sorted and unique")
         # Checked at build and at load alike: JSON has no NaN, so a non-finite score would
-        # be served as null, and it breaks every ranking it enters.
-        for name in ("scores", "users", "popularity", "trending_scores"):
+        # be served as null, and it breaks every ranking it enters (scores and users: in
+        # _validate_csr).
+        for name in ("popularity", "trending_scores"):
             values = getattr(self, name)
             if values.size and not np.isfinite(values).all():
                 bad = int(np.count_nonzero(~np.isfinite(values)))
@@ -163,13 +220,9 @@ class ModelSnapshot:
         buf = io.BytesIO()
         np.savez(
             buf,
-            indptr=self.indptr,
-            indices=self.indices,
-            scores=self.scores,
-            users=self.users,
-            popularity=self.popularity,
-            trending=self.trending,
-            trending_scores=self.trending_scores,
+            **{name: getattr(self, name) for name in ARRAY_DTYPES},
+            **({name: getattr(self, name) for name in BOUGHT_TOGETHER_ARRAYS}
+               if self.has_bought_together else {}),  # fmt: skip
         )
         meta = {"format": FORMAT_VERSION, **self.metadata}
         files = {

@@ -13,6 +13,7 @@ Notation: ``R_u`` = relevant items of user ``u``; ``rel_u(r)`` = 1 when the item
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,37 +29,31 @@ def _relevant(rating_true: pd.DataFrame, col_user: str, col_item: str) -> pd.Dat
     return rating_true[[col_user, col_item]].drop_duplicates()
 
 
-def _hits(
-    rating_true: pd.DataFrame,
-    rating_pred: pd.DataFrame,
-    k: int,
-    col_user: str,
-    col_item: str,
-    col_rank: str,
-) -> tuple[pd.DataFrame, pd.Series]:
-    """Rows (user, rank) of relevant recommendations at rank <= k; |R_u| per user."""
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    true = _relevant(rating_true, col_user, col_item)
-    n_rel = true.groupby(col_user, sort=False).size()
-    pred = rating_pred.loc[rating_pred[col_rank] <= k, [col_user, col_item, col_rank]]
-    pred = pred.drop_duplicates([col_user, col_item])
-    hits = pred.merge(true, on=[col_user, col_item], how="inner")
-    return hits[[col_user, col_rank]], n_rel
+def _catalog_items(catalog: pd.Series | np.ndarray | list) -> pd.Index:
+    items = pd.Index(pd.unique(pd.Series(catalog)))
+    if len(items) == 0:
+        raise ValueError("catalog is empty")
+    return items
 
 
 def _per_user(
     rating_true: pd.DataFrame,
     rating_pred: pd.DataFrame,
     k: int,
-    col_user: str,
-    col_item: str,
-    col_rank: str,
+    col_user: str = USER,
+    col_item: str = ITEM,
+    col_rank: str = RANK,
 ) -> pd.DataFrame:
     """Each evaluated user's term of every mean metric (index: the users of ``rating_true``,
     sorted). The mean of a column over the users is the metric: the one definition."""
-    hits, n_rel = _hits(rating_true, rating_pred, k, col_user, col_item, col_rank)
-    n_rel = n_rel.sort_index()
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    true = _relevant(rating_true, col_user, col_item)
+    n_rel = true.groupby(col_user, sort=False).size().sort_index()  # |R_u|
+    # the relevant recommendations at rank <= k
+    pred = rating_pred.loc[rating_pred[col_rank] <= k, [col_user, col_item, col_rank]]
+    pred = pred.drop_duplicates([col_user, col_item])
+    hits = pred.merge(true, on=[col_user, col_item], how="inner")[[col_user, col_rank]]
     hits = hits.sort_values([col_user, col_rank], kind="stable")
     user = hits[col_user].to_numpy()
     rank = hits[col_rank].to_numpy(dtype=np.float64)
@@ -84,87 +79,58 @@ def _per_user(
     )
 
 
-def hit_rate_at_k(
-    rating_true: pd.DataFrame,
-    rating_pred: pd.DataFrame,
-    k: int = 10,
-    col_user: str = USER,
-    col_item: str = ITEM,
-    col_rank: str = RANK,
-) -> float:
+def _user_mean(column: str, doc: str) -> Callable[..., float]:
+    """The public metric over :func:`_per_user`'s ``column``: its mean over the users
+    (``columns``: ``col_user`` / ``col_item`` / ``col_rank``)."""
+
+    def metric(
+        rating_true: pd.DataFrame, rating_pred: pd.DataFrame, k: int = 10, **columns: str
+    ) -> float:
+        return float(_per_user(rating_true, rating_pred, k, **columns)[column].mean())
+
+    metric.__name__ = metric.__qualname__ = f"{column}_at_k"
+    metric.__doc__ = doc
+    return metric
+
+
+hit_rate_at_k = _user_mean(
+    "hit_rate",
     """Share of users with at least one relevant item in their top k.
 
     ``HR@k = (1/|U|) sum_u [hits_u > 0]``
-    """
-    return float(_per_user(rating_true, rating_pred, k, col_user, col_item, col_rank)
-                 ["hit_rate"].mean())  # fmt: skip
-
-
-def precision_at_k(
-    rating_true: pd.DataFrame,
-    rating_pred: pd.DataFrame,
-    k: int = 10,
-    col_user: str = USER,
-    col_item: str = ITEM,
-    col_rank: str = RANK,
-) -> float:
+    """,
+)
+precision_at_k = _user_mean(
+    "precision",
     """Relevant share of the k slots (a shorter list still has k slots).
 
     ``P@k = (1/|U|) sum_u hits_u / k``
-    """
-    return float(_per_user(rating_true, rating_pred, k, col_user, col_item, col_rank)
-                 ["precision"].mean())  # fmt: skip
-
-
-def recall_at_k(
-    rating_true: pd.DataFrame,
-    rating_pred: pd.DataFrame,
-    k: int = 10,
-    col_user: str = USER,
-    col_item: str = ITEM,
-    col_rank: str = RANK,
-) -> float:
+    """,
+)
+recall_at_k = _user_mean(
+    "recall",
     """Share of each user's relevant items found in the top k.
 
     ``R@k = (1/|U|) sum_u hits_u / |R_u|``
-    """
-    return float(_per_user(rating_true, rating_pred, k, col_user, col_item, col_rank)
-                 ["recall"].mean())  # fmt: skip
-
-
-def ndcg_at_k(
-    rating_true: pd.DataFrame,
-    rating_pred: pd.DataFrame,
-    k: int = 10,
-    col_user: str = USER,
-    col_item: str = ITEM,
-    col_rank: str = RANK,
-) -> float:
+    """,
+)
+ndcg_at_k = _user_mean(
+    "ndcg",
     """Normalised discounted cumulative gain with binary relevance.
 
     ``DCG_u = sum_{r<=k} rel_u(r) / log2(r + 1)``,
     ``IDCG_u = sum_{r=1}^{min(k, |R_u|)} 1 / log2(r + 1)``,
     ``NDCG@k = (1/|U|) sum_u DCG_u / IDCG_u``
-    """
-    return float(_per_user(rating_true, rating_pred, k, col_user, col_item, col_rank)
-                 ["ndcg"].mean())  # fmt: skip
-
-
-def map_at_k(
-    rating_true: pd.DataFrame,
-    rating_pred: pd.DataFrame,
-    k: int = 10,
-    col_user: str = USER,
-    col_item: str = ITEM,
-    col_rank: str = RANK,
-) -> float:
+    """,
+)
+map_at_k = _user_mean(
+    "map",
     """Mean average precision, normalised by the most hits a top k can hold.
 
     ``AP_u = (1/min(k, |R_u|)) sum_{r<=k} rel_u(r) * P_u@r`` with
     ``P_u@r = (hits among ranks 1..r) / r``; ``MAP@k = (1/|U|) sum_u AP_u``
-    """
-    return float(_per_user(rating_true, rating_pred, k, col_user, col_item, col_rank)
-                 ["map"].mean())  # fmt: skip
+    """,
+)
 
 
 def catalog_coverage(
@@ -179,9 +145,7 @@ def catalog_coverage(
     ``coverage@k = |{items at rank <= k for some user} ∩ C| / |C|``, ``C`` = catalog
     (here: the items of the training period).
     """
-    items = pd.Index(pd.unique(pd.Series(catalog)))
-    if len(items) == 0:
-        raise ValueError("catalog is empty")
+    items = _catalog_items(catalog)
     shown = pd.unique(rating_pred.loc[rating_pred[col_rank] <= k, col_item])
     return float(items.isin(shown).sum() / len(items))
 
@@ -271,9 +235,7 @@ def user_scores(
     ]
     row = users.get_indexer(pred[col_user])
     pop = popularity.reindex(pred[col_item].to_numpy()).fillna(0.0).to_numpy(dtype=np.float64)
-    items = pd.Index(pd.unique(pd.Series(catalog)))
-    if len(items) == 0:
-        raise ValueError("catalog is empty")
+    items = _catalog_items(catalog)
     col = items.get_indexer(pred[col_item])
     in_catalog = col >= 0
     shown = sp.csr_matrix(
@@ -346,18 +308,3 @@ def interval_side(low: float | None, high: float | None) -> str | None:
         return None
     return "above 0" if low > 0 else "below 0" if high < 0 else "across 0"
 
-
-def all_metrics(
-    rating_true: pd.DataFrame,
-    rating_pred: pd.DataFrame,
-    catalog: pd.Series | np.ndarray | list,
-    popularity: pd.Series,
-    k: int = 10,
-    col_user: str = USER,
-    col_item: str = ITEM,
-    col_rank: str = RANK,
-) -> dict[str, float]:
-    """Every metric above at ``k``, keyed as in :data:`METRICS`."""
-    return user_scores(
-        rating_true, rating_pred, catalog, popularity, k, col_user, col_item, col_rank
-    ).point()

@@ -96,6 +96,13 @@ class ReadNeighborLists(_ReadOutputTable):
     normalise = staticmethod(model_builder.neighbor_row)
 
 
+class ReadBoughtTogether(ReadNeighborLists):
+    """``bought_together/*.parquet`` (the second neighbour model, same columns) ->
+    ``{sku, items, scores, users}``."""
+
+    table = layout.BOUGHT_TOGETHER
+
+
 class ReadItemStats(_ReadOutputTable):
     """``items/*.parquet`` -> ``{sku, users, weight, recent_weight, prior_weight}``
     (popularity for the fallback, the trending sums)."""
@@ -159,24 +166,18 @@ class ToNeighborEntities(beam.PTransform):
 
 
 class WriteNeighborsToDatastore(beam.PTransform):
-    """ToNeighborEntities | WriteToDatastore (upserts: a rerun overwrites, never adds).
+    """``entities`` | WriteToDatastore into their project (upserts: a rerun overwrites,
+    never adds).
 
     ``throttle_rampup=None`` follows Datastore's ramp-up advice against the real service
     and turns it off against the emulator, where it would only sleep (1 write/s/worker).
     Returns the (empty) write output, usable as a completion barrier.
     """
 
-    def __init__(
-        self,
-        project: str,
-        namespace: str | None,
-        model_version: str,
-        updated_at: dt.datetime | None = None,
-        throttle_rampup: bool | None = None,
-    ) -> None:
+    def __init__(self, entities: ToNeighborEntities, throttle_rampup: bool | None = None) -> None:
         super().__init__()
-        self._entities = ToNeighborEntities(project, namespace, model_version, updated_at)
-        self._project = project
+        self._entities = entities
+        self._project = entities._project
         if throttle_rampup is None:
             throttle_rampup = not os.environ.get(EMULATOR_ENV)
         self._rampup = throttle_rampup
@@ -204,17 +205,19 @@ def _build_model(
     items: list[dict[str, Any]],
     metadata: dict[str, Any],
     catalog_uri: str | None = None,
+    together: list[dict[str, Any]] | None = None,
 ) -> ModelSnapshot:
     if not rows:
         raise ValueError(f"no neighbor rows in {metadata.get('source')}: nothing to load")
-    snapshot = model_builder.build_snapshot(rows, items, metadata)
+    snapshot = model_builder.build_snapshot(rows, items, metadata, together)
     if catalog_uri:
         snapshot.catalog = read_catalog(catalog_uri)
     return snapshot
 
 
 class BuildServingModel(beam.PTransform):
-    """``(neighbor rows, item rows)`` -> one ``ModelSnapshot``.
+    """``(neighbor rows, item rows[, bought-together rows])`` -> one ``ModelSnapshot``
+    (the bought-together model published with it, in the same version).
 
     Both inputs are gathered on one worker: the snapshot is a single set of arrays, and
     a global combine is the one place that sees every row.
@@ -227,13 +230,18 @@ class BuildServingModel(beam.PTransform):
         self._metadata = dict(metadata)
         self._catalog = catalog_uri
 
-    def expand(self, inputs: tuple[beam.PCollection, beam.PCollection]) -> beam.PCollection:
-        neighbors, items = inputs
+    def expand(self, inputs: tuple[beam.PCollection, ...]) -> beam.PCollection:
+        neighbors, items, *together = inputs
         rows = neighbors | "GatherNeighbors" >> beam.combiners.ToList()
         stats = items | "GatherItems" >> beam.combiners.ToList()
+        extra = {}
+        if together:
+            gathered = together[0] | "GatherBoughtTogether" >> beam.combiners.ToList()
+            extra["together"] = beam.pvalue.AsSingleton(gathered)
         return rows | "Build" >> beam.Map(
-            _build_model, beam.pvalue.AsSingleton(stats), self._metadata, self._catalog
-        )
+            _build_model, beam.pvalue.AsSingleton(stats), self._metadata, self._catalog,
+            **extra,
+        )  # fmt: skip
 
 
 def publish_snapshot(
@@ -323,6 +331,8 @@ class LoadPlan:
     datastore_namespace: str | None = None
     throttle_rampup: bool | None = None
     catalog: str | None = None
+    #: The run has a bought-together table (runs made before it have none).
+    bought_together: bool = False
 
     @property
     def publish(self) -> bool:
@@ -441,6 +451,7 @@ def plan_load(options: PipelineOptions) -> LoadPlan:
         datastore_namespace=namespace,
         throttle_rampup=rampup,
         catalog=opts.catalog or None,
+        bought_together=_parquet_rows(outputs[layout.BOUGHT_TOGETHER]) is not None,
     )
 
 
@@ -451,16 +462,16 @@ def build_pipeline(p: beam.Pipeline, options: PipelineOptions) -> BuiltPipeline:
     items = p | "ReadItemStats" >> ReadItemStats(plan.similarities)
     written = None
     if plan.datastore_project:
-        written = neighbors | "WriteNeighborsToDatastore" >> WriteNeighborsToDatastore(
-            plan.datastore_project,
-            plan.datastore_namespace,
-            plan.version,
-            updated_at=plan.created_at,
-            throttle_rampup=plan.throttle_rampup,
+        entities = ToNeighborEntities(
+            plan.datastore_project, plan.datastore_namespace, plan.version, plan.created_at
         )
-    model = (neighbors, items) | "BuildServingModel" >> BuildServingModel(
-        plan.metadata(), plan.catalog
-    )
+        written = neighbors | "WriteNeighborsToDatastore" >> WriteNeighborsToDatastore(
+            entities, throttle_rampup=plan.throttle_rampup
+        )
+    inputs: tuple[beam.PCollection, ...] = (neighbors, items)
+    if plan.bought_together:
+        inputs += (p | "ReadBoughtTogether" >> ReadBoughtTogether(plan.similarities),)
+    model = inputs | "BuildServingModel" >> BuildServingModel(plan.metadata(), plan.catalog)
     published = model | "PublishServingModel" >> PublishServingModel(
         plan.models_root,
         plan.tenant,

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from simrec.core import trending
+from simrec.core import baskets, trending
 from simrec.core.matrix import UserItemMatrix, action_weights
 from simrec.core.runs import RunParams
 from simrec.core.similarity import (
@@ -41,6 +41,27 @@ def local_similarity(
     )
 
 
+def basket_similarity(
+    events: pd.DataFrame, params: RunParams
+) -> tuple[UserItemMatrix, TopK, dict[str, object]]:
+    """The bought-together model (``simrec.core.baskets``): the same matrix rule and
+    cosine top-K over a basket x item matrix, and its manifest entry."""
+    model = params.model
+    column = baskets.key_column(model.basket_key)
+    keys = None if column is None or column not in events else events[column]
+    ids, fell_back = baskets.basket_ids(events["user_id"], keys, _days(events))
+    basket_params = model.basket()
+    m, topk = fit_similarities(
+        ids, events["sku"], events["action"], basket_params,
+        days=_days(events) if model.half_life_days > 0 else None, reference_day=params.end_date,
+    )  # fmt: skip
+    used = action_weights(events["action"], basket_params.weights) > 0
+    entry = baskets.summary(model.basket_key, model.basket_actions, int(used.sum()),
+                            int((fell_back & used).sum()), m.counts["users_kept"],
+                            topk.neighbor_rows)  # fmt: skip
+    return m, topk, entry
+
+
 def trend_sums(
     df: pd.DataFrame, params: RunParams, item_skus: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -62,15 +83,17 @@ def run_local_similarity(
     t0 = time.perf_counter()
     export_manifest = exports.read_manifest(export_manifest_uri)
     params = params or resolve_params(export_manifest["params"])
-    events = exports.read_events(export_manifest, with_ts=True).to_pandas()
+    events = exports.read_events(export_manifest, with_ts=True, with_groups=True).to_pandas()
     t1 = time.perf_counter()
     trained, tuning = nightly.tuned_run(events, params, "local")  # as set (tuning off)
     m, topk = local_similarity(events, trained)
     neighbors = similarities.neighbors_table(m.skus, topk)
     recent, prior = trend_sums(events, trained, m.item_skus)
     items = similarities.items_table(m.item_skus, m.item_users, m.item_weight, recent, prior)
+    bm, btopk, bought = basket_similarity(events, params)
+    together = similarities.neighbors_table(bm.skus, btopk)
     t2 = time.perf_counter()
-    outputs = similarities.write_tables(output_uri, neighbors, items)
+    outputs = similarities.write_tables(output_uri, neighbors, items, together)
     counts = {
         **m.counts,
         "emitted_pairs": topk.emitted_pairs,
@@ -79,15 +102,9 @@ def run_local_similarity(
     }
     t3 = time.perf_counter()
     manifest = similarity_manifest(
-        export_manifest=export_manifest,
-        export_manifest_uri=export_manifest_uri,
-        params=params,
-        engine="local",
-        outputs=outputs,
-        counts=counts,
-        gamma=topk.gamma,
-        timings=stage_timings(t0, t1, t2, t3),
-        tuning=tuning,
-    )
+        export_manifest, export_manifest_uri, params, engine="local", outputs=outputs,
+        counts=counts, gamma=topk.gamma, timings=stage_timings(t0, t1, t2, t3), tuning=tuning,
+    )  # fmt: skip
+    manifest["bought_together"] = bought
     similarities.write_manifest(output_uri, manifest)
     return manifest

@@ -29,6 +29,7 @@ manifest is deleted first).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -42,7 +43,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from simrec import logs
-from simrec.core import dimsum, layout, quality, similarity, trending
+from simrec.core import baskets, dimsum, layout, quality, similarity, trending
 from simrec.core import matrix as matrix_rule
 from simrec.core import params as model_params
 from simrec.core.actions import ACTIONS
@@ -316,13 +317,18 @@ class Columns:
     gamma: float
 
 
-def build_matrix(spark: SparkSession, export_manifest: dict, params: RunParams) -> Matrix:
+def build_matrix(
+    spark: SparkSession, export_manifest: dict, params: RunParams, events: DataFrame | None = None
+) -> Matrix:
     """The matrix rule (``simrec.core.matrix``) with DataFrame expressions: one window,
-    one shuffle. Every event is counted; invalid ones are an error."""
+    one shuffle. Every event is counted; invalid ones are an error. ``events``: rows
+    other than the export's users (the baskets of :func:`basket_events`)."""
     model = params.model
     # 1. value per (user, sku)
     decayed = model.half_life_days > 0
-    events = _read_events(spark, export_manifest, with_ts=True).withColumn("w", _weight(params))
+    if events is None:
+        events = _read_events(spark, export_manifest, with_ts=True)
+    events = events.withColumn("w", _weight(params))
     # The trending sums (simrec.core.trending): undecayed weights, recent days vs before.
     first_recent = F.lit(
         trending.split_day(params.end_date, model.trending_recent_days).isoformat()
@@ -661,6 +667,55 @@ def write_tables(
     return outputs
 
 
+# --- frequently bought together (simrec.core.baskets): the same steps over baskets -----
+def basket_events(spark: SparkSession, export_manifest: dict, basket_key: str) -> DataFrame:
+    """The export's events with ``user_id`` replaced by the basket id of
+    ``simrec.core.baskets.basket_ids`` (the same strings), and ``fell_back``: the event
+    had no value for the key. Partitions without the grouping columns read as null."""
+    uris = [day["uri"] for day in export_manifest.get("days", [])]
+    column = baskets.key_column(basket_key)
+    if not uris:
+        schema = T.StructType([*EVENT_SCHEMA.fields, T.StructField("ts", T.TimestampType())])
+        events = spark.createDataFrame([], schema)
+    else:
+        events = spark.read.option("mergeSchema", "true").parquet(*uris)
+    key = F.col(column) if column is not None and column in events.columns else F.lit(None)
+    day = F.concat(F.lit(baskets.DAY_PREFIX), F.date_format("ts", "yyyy-MM-dd"))
+    group = F.coalesce(F.concat(F.lit(baskets.KEY_PREFIX), key.cast("string")), day)
+    return events.select(
+        F.concat(F.col("user_id"), F.lit(baskets.SEPARATOR), group).alias("user_id"),
+        "sku", "action", "ts", key.isNull().alias("fell_back"),
+    )  # fmt: skip
+
+
+def bought_together(
+    spark: SparkSession, export_manifest: dict, params: RunParams, output_uri: str,
+    plan: str, broadcast_max_cells: int,
+) -> tuple[str, dict[str, Any]]:  # fmt: skip
+    """The second neighbour model: matrix rule, column stats and top-K of the related
+    items, over baskets with ``ModelParams.basket``'s weights; written to its own table.
+    Returns the table's URI and the manifest's ``bought_together`` entry."""
+    model = params.model
+    basket_params = dataclasses.replace(params, model=model.basket())
+    events = basket_events(spark, export_manifest, model.basket_key).persist()
+    matrix = build_matrix(spark, export_manifest, basket_params, events.drop("fell_back"))
+    cols = column_stats(matrix, basket_params)
+    chosen = choose_plan(plan, matrix.counts["cells"], broadcast_max_cells)
+    ranked = topk(spark, matrix, cols, basket_params, chosen)
+    uri = layout.similarity_outputs(output_uri)[layout.BOUGHT_TOGETHER]
+    ranked.select(*layout.NEIGHBORS_COLUMNS).write.mode("overwrite").parquet(uri)
+    kept = F.col("action").isin(*model_params.BASKET_ACTIONS[model.basket_actions])
+    used = events.agg(F.sum(F.when(kept, 1).otherwise(0)).alias("events"),
+                      F.sum(F.when(kept & F.col("fell_back"), 1).otherwise(0)).alias("fell"),
+                      ).first()  # fmt: skip
+    entry = baskets.summary(model.basket_key, model.basket_actions, int(used["events"] or 0),
+                            int(used["fell"] or 0), matrix.counts["users_kept"],
+                            spark.read.parquet(uri).count())  # fmt: skip
+    for df in (events, matrix.cells, matrix.ranked):
+        df.unpersist()
+    return uri, entry
+
+
 def write_manifest(spark: SparkSession, output_uri: str, manifest: dict[str, Any]) -> None:
     """8. The manifest, last: its presence says the tables are complete."""
     uri = layout.similarity_outputs(output_uri)["manifest"]
@@ -703,19 +758,16 @@ def run(
     counts["neighbor_rows"] = spark.read.parquet(outputs[layout.NEIGHBORS]).count()
     for df in (ranked_pairs, matrix.cells, matrix.ranked):
         df.unpersist()
+    outputs[layout.BOUGHT_TOGETHER], bought = bought_together(
+        spark, export_manifest, params, output_uri, plan, broadcast_max_cells
+    )
     t3 = time.perf_counter()
     manifest = similarity_manifest(
-        export_manifest=export_manifest,
-        export_manifest_uri=export_manifest_uri,
-        params=params,
-        engine="spark",
-        outputs=outputs,
-        counts=counts,
-        gamma=cols.gamma,
-        timings=stage_timings(t0, t1, t2, t3),
-        plan=chosen,
+        export_manifest, export_manifest_uri, params, engine="spark", outputs=outputs,
+        counts=counts, gamma=cols.gamma, timings=stage_timings(t0, t1, t2, t3), plan=chosen,
         tuning=tuning,
-    )
+    )  # fmt: skip
+    manifest["bought_together"] = bought
     write_manifest(spark, output_uri, manifest)
     return manifest
 

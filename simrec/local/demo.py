@@ -84,6 +84,17 @@ def _sample_shoppers(events: pd.DataFrame, count: int = 3) -> list[dict[str, str
     return shoppers
 
 
+def _bought_item(events: pd.DataFrame) -> str:
+    """The sku in the most multi-item orders (a log without orders: the most popular)."""
+    if "order_id" in events:
+        orders = events.dropna(subset=["order_id"]).drop_duplicates(["order_id", "sku"])
+        sizes = orders.groupby("order_id")["sku"].transform("size")
+        counts = orders.loc[sizes >= 2, "sku"].value_counts()
+        if len(counts):
+            return str(counts.index[0])
+    return str(events["sku"].value_counts().index[0])
+
+
 def _items_table(title: str, items: list[dict], key: str = "sku") -> Table:
     """Rank, sku and score of each item, and its ``reason`` where the answer has one."""
     table = Table(title=title, title_justify="left")
@@ -175,6 +186,9 @@ def run_demo(root: Path, n_events: int, serve_forever: str = "auto") -> int:
         top = events["sku"].value_counts().index[0]
         console.print(_items_table(f"GET /similar?sku={top}&n=5",
                                    _get(base, "/similar", sku=top, n=5)["items"]))
+        basket = _bought_item(events)
+        console.print(_items_table(f"GET /bought-together?sku={basket}&n=5 (same orders)",
+                                   _get(base, "/bought-together", sku=basket, n=5)["items"]))
         console.print(_items_table("GET /trending?n=5 (score: growth of the last days)",
                                    _get(base, "/trending", n=5)["items"]))
         new = f"{NEW_SKU_PREFIX}000"  # a new item: neighbours from its attributes

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from simrec import publishing, storage
 from simrec.config import Settings
-from simrec.core import layout, tenancy
+from simrec.core import baskets, layout, tenancy
 from simrec.core.runs import RunParams
 from simrec.local.dispatcher import NIGHTLY_TOPIC, Delivery, LocalCloud
 from simrec.stages import jobs
@@ -216,6 +216,7 @@ def build_summary(
         "emitted_pairs": counts.get("emitted_pairs"),
         "pairs": counts.get("pairs"),
         "neighbor_rows": counts.get("neighbor_rows"),
+        "bought_together": sims.get("bought_together"),  # simrec.core.baskets.summary
         "engine": sims.get("engine"),
         "tuning": sims.get("tuning"),
         "model_version": version,
@@ -314,6 +315,8 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     for key in ("users", "users_kept", "items", "cells", "emitted_pairs", "pairs"):
         value = summary.get(key)
         table.add_row(key.replace("_", " "), "-" if value is None else f"{value:,}")
+    if summary.get("bought_together"):  # says so when it fell back to days
+        table.add_row("bought together", baskets.describe(summary["bought_together"]))
     table.add_row("engine", str(summary.get("engine")))
     from simrec.evaluation.nightly import describe  # pandas: the local extra's
 

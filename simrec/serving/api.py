@@ -69,6 +69,7 @@ from simrec.serving.parameters import (
     parse_factor,
     parse_n,
     parse_query_string,
+    parse_repeated,
     parse_sku,
     parse_sku_lists,
     parse_text,
@@ -171,6 +172,7 @@ class ServingApp:
         self.routes: dict[str, Callable[[Params], Response]] = {
             "/recommendations": self._recommendations,
             "/similar": self._similar,
+            "/bought-together": self._bought_together,
             "/trending": self._trending,
             "/healthz": self._healthz,
             "/startupz": self._startupz,
@@ -328,6 +330,9 @@ class ServingApp:
 
     def similar(self, args: Mapping[str, Any]) -> Response:
         return self.dispatch("GET", "/similar", normalise_params(args))[0]
+
+    def bought_together(self, args: Mapping[str, Any]) -> Response:
+        return self.dispatch("GET", "/bought-together", normalise_params(args))[0]
 
     def trending(self, args: Mapping[str, Any]) -> Response:
         return self.dispatch("GET", "/trending", normalise_params(args))[0]
@@ -497,6 +502,33 @@ class ServingApp:
             for entry, (j, _) in zip(out, similar, strict=True):
                 entry["reason"] = why[j]
         return {"sku": sku, "items": out, "model_version": model.version}, 200
+
+    def _bought_together(self, params: Params) -> Response:
+        """The basket's items scored over the bought-together model by the one
+        recommender (weight 1 each); the fallback when they have no neighbours there or
+        the model was published without one. Both serving backends read its lists from
+        the snapshot (the Datastore holds the related-items lists only)."""
+        n = parse_n(params, self.max_n)
+        skus = parse_repeated(params, "sku", self.max_skus)
+        _, model = self._model(params)
+        index = model.sku_index
+        known = [(i, sku) for sku in dict.fromkeys(skus) if (i := index.get(sku)) is not None]
+        items = [i for i, _ in known]
+        allowed = self._filters(params, model, items)
+        excluded = self._excluded(params, model)
+        category = parse_text(params, "category")
+        recommender = model.bought_together
+        if recommender is None:  # a model published before bought-together existed
+            popular = model.recommender.most_popular(n, [*excluded, *items], allowed, items,
+                                                     category)  # fmt: skip
+            out = self._entries(model, [(j, s, []) for j, s in popular])
+            return {"items": out, "model_version": model.version, "fallback": True}, 200
+        rec = recommender.recommend(
+            Query.from_pairs((i, 1.0) for i in items), n, exclude=excluded, allowed=allowed,
+            category=category, labels=[sku for _, sku in known], because_keys=BECAUSE_KEYS,
+        )  # fmt: skip
+        out = self._entries(model, rec.ranked)
+        return {"items": out, "model_version": model.version, "fallback": rec.fallback}, 200
 
     def _trending(self, params: Params) -> Response:
         n = parse_n(params, self.max_n)

@@ -83,6 +83,9 @@ class LoadedModel:
     recommender: Recommender
     catalog: ServingCatalog | None = None
     content: ContentIndex | None = None  # cold-item neighbours, with a catalog
+    #: The second neighbour model (frequently bought together); None in snapshots
+    #: built before it: /bought-together then answers the popularity fallback.
+    bought_together: Recommender | None = None
 
     @classmethod
     def from_snapshot(cls, version: str, snapshot: ModelSnapshot) -> LoadedModel:
@@ -114,6 +117,13 @@ class LoadedModel:
             arrays["content_indices"], arrays["content_scores"], snapshot.popularity,
             ContentParams.from_metadata(metadata),
         ) if "content_indptr" in arrays else None  # fmt: skip
+        shared = {
+            "popularity": popularity,
+            "popular": popular_list,
+            "category": None if catalog is None else catalog.category,
+            "popular_by_category": None if catalog is None else catalog.popular_by_category,
+        }
+        together = snapshot.bought_together()
         return cls(
             version=version,
             snapshot=snapshot,
@@ -122,16 +132,10 @@ class LoadedModel:
             popular_list=popular_list,
             popularity=popularity,
             scorer=scorer,
-            recommender=Recommender(
-                snapshot,
-                scorer=scorer,
-                popularity=popularity,
-                popular=popular_list,
-                category=None if catalog is None else catalog.category,
-                popular_by_category=None if catalog is None else catalog.popular_by_category,
-            ),
+            recommender=Recommender(snapshot, scorer=scorer, **shared),
             catalog=catalog,
             content=content,
+            bought_together=None if together is None else Recommender(together, **shared),
         )
 
     @property

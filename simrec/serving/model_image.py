@@ -48,7 +48,7 @@ from simrec.core.content import (
     content_neighbours,
 )
 from simrec.core.scoring import popularity_order
-from simrec.core.snapshot import ModelSnapshot
+from simrec.core.snapshot import BOUGHT_TOGETHER_ARRAYS, ModelSnapshot
 from simrec.serving.catalog import catalog_arrays
 from simrec.serving.string_table import StringIndex, string_table
 
@@ -61,7 +61,8 @@ TEMP_PREFIX = "simrec-model-"
 BUILD_TIMEOUT_SECONDS = 1800.0
 CHILD_NICENESS = 10  # the builder yields the CPU to request threads
 SNAPSHOT_ARRAYS = (
-    "indptr", "indices", "scores", "users", "popularity", "trending", "trending_scores"
+    "indptr", "indices", "scores", "users", "popularity", "trending", "trending_scores",
+    *BOUGHT_TOGETHER_ARRAYS,  # empty when the snapshot has no bought-together model
 )  # fmt: skip
 BLEND_ARRAYS = ("blend_indptr", "blend_indices", "blend_scores")  # simrec.core.content
 

@@ -18,6 +18,7 @@ from simrec.core import content
 from simrec.core import params as model_params
 from simrec.core.recommender import BECAUSE_K, SHARE_DIGITS
 from simrec.serving import access
+from simrec.serving.json_schemas import catalog_item, obj, response
 from simrec.serving.parameters import (
     BOOLEANS,
     CATALOG_FILTERS,
@@ -27,6 +28,7 @@ from simrec.serving.parameters import (
     MAX_SKU_LENGTH,
     MAX_TENANT_LENGTH,
     PARAMS,
+    REPEATED,
     Param,
     max_query_bytes,
 )
@@ -35,6 +37,7 @@ from simrec.serving.ui import endpoints as ui_endpoints
 SUMMARIES = {
     "/recommendations": "Items for a shopper's recent items, with why.",
     "/similar": "The nearest neighbors of one item.",
+    "/bought-together": "Items bought together with the basket's items.",
     "/trending": "Items whose events grew most in the last days.",
     "/healthz": "Whether a model is loaded, and which.",
     "/startupz": "The startup probe: the model is loaded, or none is published.",
@@ -67,6 +70,11 @@ input item's category; `price_within=F` items priced from p/F to p*F for an inpu
 price p (items without a price never pass). `/make_recommendation` keeps the input items
 and has no fallback (an empty `result`); its error bodies carry `"result": []` too.
 
+Bought together: `/bought-together?sku=X&sku=Y` scores like `/recommendations` over the
+second neighbour model (items in the same order, session or day, `SIMREC_BASKET_KEY`),
+each given sku with weight 1; the given skus are left out, unknown ones ignored. A model
+published before bought-together existed answers the fallback.
+
 Trending: `/trending` ranks the items by the growth of their weighted events in the
 last {recent_days} days of the nightly run's window against the days before,
 `score = (recent/{recent_days} + {smoothing:g}) / (prior/prior_days + {smoothing:g})` (daily
@@ -84,10 +92,6 @@ and names it.
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 def _schema(param: Param, max_n: int, max_skus: int) -> dict[str, Any]:
@@ -108,13 +112,20 @@ def _schema(param: Param, max_n: int, max_skus: int) -> dict[str, Any]:
     raise AssertionError(f"no schema for parameter kind {kind!r}")
 
 
-def _parameter(param: Param, max_n: int, max_skus: int) -> dict[str, Any]:
+def _parameter(
+    param: Param, max_n: int, max_skus: int, repeated: bool = False
+) -> dict[str, Any]:
+    schema = _schema(param, max_n, max_skus)
+    if repeated:  # parameters.REPEATED: name=a&name=b
+        schema = {"type": "array", "items": schema, "minItems": 1, "maxItems": max_skus}
     out = {
         "name": param.name,
         "in": "query",
-        "schema": _schema(param, max_n, max_skus),
+        "schema": schema,
         "description": param.description,
     }
+    if repeated:
+        out.update(style="form", explode=True)
     if param.required:
         out["required"] = True
     return out
@@ -125,19 +136,17 @@ def _answers() -> dict[str, dict[str, Any]]:
     because = {
         "type": "array",
         "maxItems": BECAUSE_K,
-        "items": {
-            "type": "object",
-            "required": ["sku", "share"],
-            "properties": {
+        "items": obj(
+            {
                 "sku": {"type": "string"},
                 "share": {"type": "number", "minimum": 0, "maximum": 1},
-            },
-        },
+            }
+        ),
     }
     recommended = {
         "allOf": [
             _ref("Item"),
-            {"type": "object", "required": ["because"], "properties": {"because": because}},
+            obj({"because": because}),
         ]
     }
     reasons = [content.REASON_EVENTS, content.REASON_ATTRIBUTES, content.REASON_BOTH]
@@ -147,88 +156,75 @@ def _answers() -> dict[str, dict[str, Any]]:
             {"type": "object", "properties": {"reason": {"enum": reasons}}},
         ]
     }
+    ranked = obj(
+        {
+            "items": {"type": "array", "items": recommended},
+            "model_version": {"type": "string"},
+            "fallback": {"type": "boolean"},
+        }
+    )
     return {
-        "/recommendations": _json(
-            {
-                "type": "object",
-                "required": ["items", "model_version", "fallback"],
-                "properties": {
-                    "items": {"type": "array", "items": recommended},
-                    "model_version": {"type": "string"},
-                    "fallback": {"type": "boolean"},
-                },
-            },
-            "Ranked items; `fallback` when they are popular items.",
+        "/recommendations": response(
+            ranked, "Ranked items; `fallback` when they are popular items."
         ),
-        "/similar": _json(
-            {
-                "type": "object",
-                "required": ["sku", "items", "model_version"],
-                "properties": {
+        "/similar": response(
+            obj(
+                {
                     "sku": {"type": "string"},
                     "items": {"type": "array", "items": similar},
                     "model_version": {"type": "string"},
-                },
-            },
+                }
+            ),
             "The item's neighbors, most similar first. An item with few or no events (a "
             "sku only the catalog lists, too) gets neighbors from its attributes blended "
             "with its events (simrec.core.content); each then has a `reason`.",
         ),
-        "/trending": _json(
-            {
-                "type": "object",
-                "required": ["items", "model_version"],
-                "properties": {
+        "/bought-together": response(
+            ranked,
+            "Items most often in the same baskets as the given ones (the second neighbor "
+            "model), `score` the summed similarity; `fallback` when they are popular items "
+            "(no given sku has bought-together neighbors, or the model has none).",
+        ),
+        "/trending": response(
+            obj(
+                {
                     "items": {"type": "array", "items": _ref("Item")},
                     "model_version": {"type": "string"},
-                },
-            },
+                }
+            ),
             "Trending items, fastest growing first; `score` is the growth.",
         ),
-        "/make_recommendation": _json(
-            {
-                "type": "object",
-                "required": ["result"],
-                "properties": {
+        "/make_recommendation": response(
+            obj(
+                {
                     "result": {
                         "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": ["item", "score"],
-                            "properties": {
-                                "item": {"type": "string"},
-                                "score": {"type": "number"},
-                            },
-                        },
+                        "items": obj({"item": {"type": "string"}, "score": {"type": "number"}}),
                     }
-                },
-            },
+                }
+            ),
             "Ranked items (empty when nothing scores).",
         ),
-        "/healthz": _json(
-            {
-                "type": "object",
-                "required": ["status", "model_version", "items"],
-                "properties": {
+        "/healthz": response(
+            obj(
+                {
                     "status": {"const": "ok"},
                     "model_version": {"type": "string"},
                     "items": {"type": "integer", "minimum": 0},
-                },
-            },
+                }
+            ),
             "A model is loaded.",
         ),
-        "/startupz": _json(
-            {
-                "type": "object",
-                "required": ["status", "model_version"],
-                "properties": {
+        "/startupz": response(
+            obj(
+                {
                     "status": {"type": "string"},
                     "model_version": {"type": ["string", "null"]},
-                },
-            },
+                }
+            ),
             "Ready to take traffic.",
         ),
-        "/openapi.json": _json({"type": "object"}, "The OpenAPI document."),
+        "/openapi.json": response({"type": "object"}, "The OpenAPI document."),
     }
 
 
@@ -236,11 +232,11 @@ def openapi_document(max_n: int, max_skus: int, tenants: Iterable[str]) -> dict[
     """The document for an app with these limits."""
     tenants = sorted(tenants)
     errors = {
-        "400": _json(_ref("Error"), "A parameter is invalid; `field` names it."),
-        "404": _json(
+        "400": response(_ref("Error"), "A parameter is invalid; `field` names it."),
+        "404": response(
             _ref("Error"), "Unknown tenant (or, for /similar, a sku no model or catalog lists)."
         ),
-        "503": _json(_ref("Error"), "No model loaded yet, or the neighbor store failed."),
+        "503": response(_ref("Error"), "No model loaded yet, or the neighbor store failed."),
     }
     answers = _answers()
     paths: dict[str, Any] = {}
@@ -250,7 +246,10 @@ def openapi_document(max_n: int, max_skus: int, tenants: Iterable[str]) -> dict[
             "summary": SUMMARIES[path],
         }
         if names:
-            operation["parameters"] = [_parameter(PARAMS[n], max_n, max_skus) for n in names]
+            operation["parameters"] = [
+                _parameter(PARAMS[n], max_n, max_skus, n in REPEATED.get(path, ()))
+                for n in names
+            ]
         operation["responses"] = {"200": answers[path]}
         if path != "/openapi.json":
             operation["responses"].update(errors)
@@ -282,26 +281,16 @@ def openapi_document(max_n: int, max_skus: int, tenants: Iterable[str]) -> dict[
         "paths": paths,
         "components": {
             "schemas": {
-                "Item": {
-                    "type": "object",
-                    "required": ["sku", "score"],
-                    "properties": {
-                        "sku": {"type": "string"},
-                        "score": {"type": "number"},
-                        "category": {"type": ["string", "null"]},
-                        "in_stock": {"type": "boolean"},
-                        "attributes": {"type": "object"},
-                    },
-                },
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "properties": {
+                "Item": catalog_item({"sku": {"type": "string"}, "score": {"type": "number"}}),
+                "Error": obj(
+                    {
                         "error": {"type": "string"},
                         "field": {"type": "string"},
                         "status": {"type": "string"},
                     },
-                },
+                    "field",
+                    "status",
+                ),
             }
         },
     }

@@ -57,7 +57,8 @@ PARAMS: dict[str, Param] = {
         Param("browsed", "skus", "Comma-separated skus the shopper looked at."),
         Param("basket", "skus", "Comma-separated skus the shopper put in the basket."),
         Param("purchased", "skus", "Comma-separated skus the shopper bought."),
-        Param("sku", "sku", "The item.", required=True),
+        Param("sku", "sku", "The item (/bought-together: the basket's items, sku repeated).",
+              required=True),  # fmt: skip
         Param("n", "n", "How many items to return."),
         Param("exclude_seen", "flag", "Leave the input items out (default true)."),
         # The filters: on the catalog, and on the current (input) items' attributes.
@@ -78,6 +79,7 @@ ENDPOINT_PARAMS: dict[str, tuple[str, ...]] = {
     "/recommendations": ("browsed", "basket", "purchased", "n", "exclude_seen", *FILTERS,
                          "tenant"),  # fmt: skip
     "/similar": ("sku", "n", *FILTERS, "tenant"),
+    "/bought-together": ("sku", "n", *FILTERS, "tenant"),
     "/trending": ("n", "exclude", "in_stock_only", "category", "tenant"),
     "/healthz": ("tenant",),
     "/startupz": (),
@@ -85,6 +87,9 @@ ENDPOINT_PARAMS: dict[str, tuple[str, ...]] = {
     "/openapi.json": (),
 }
 RECOMMEND_PARAMS = ENDPOINT_PARAMS["/recommendations"]
+#: Parameters an endpoint takes repeated (``sku=X&sku=Y``), each value one entry, at
+#: most ``max_skus`` of them (``parse_repeated``; OpenAPI: an exploded array).
+REPEATED: dict[str, tuple[str, ...]] = {"/bought-together": ("sku",)}
 # Unknown names are rejected (a typo such as ``purchase=`` would silently give fallback
 # results) except here: the original service's endpoint ignored them, and the document.
 LENIENT = ("/make_recommendation", "/openapi.json")
@@ -235,6 +240,19 @@ def parse_text(params: Params, name: str) -> str | None:
     if len(text) > MAX_SKU_LENGTH:
         raise BadRequest(name, f"{name} is longer than {MAX_SKU_LENGTH} characters")
     return text
+
+
+def parse_repeated(params: Params, name: str, max_skus: int) -> list[str]:
+    """A :data:`REPEATED` sku parameter: each value one sku (stripped, non-empty, at
+    most ``MAX_SKU_LENGTH``), at least one, at most ``max_skus``, in the order given."""
+    values = [v.strip() for v in params.get(name, ())]
+    if not values or not all(values):
+        raise BadRequest(name, f"give the items as {name}=<sku>, repeated for several")
+    if len(values) > max_skus:
+        raise BadRequest(name, f"too many skus: more than {max_skus} in {name}")
+    if any(len(v) > MAX_SKU_LENGTH for v in values):
+        raise BadRequest(name, f"a sku in {name} is longer than {MAX_SKU_LENGTH}")
+    return values
 
 
 def parse_sku(params: Params) -> str:

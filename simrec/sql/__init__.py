@@ -18,6 +18,7 @@ from importlib import resources
 from string import Template
 from typing import Literal, get_args
 
+from simrec.core import layout
 from simrec.core.actions import ACTIONS, GA4_EVENT_ACTIONS
 from simrec.core.events import EVENT_COLUMNS, MAX_SKU_LENGTH, SourceError
 from simrec.core.runs import RunParams
@@ -28,7 +29,7 @@ SCHEMAS: tuple[str, ...] = get_args(Schema)
 #: Columns of the export query's result, in order (see export_events.sql).
 OUTPUT_COLUMNS: tuple[str, ...] = (
     "user_id", "sku", "action", "ts", "dt", "reason",
-    "raw_user_id", "raw_sku", "raw_action", "raw_ts",
+    "raw_user_id", "raw_sku", "raw_action", "raw_ts", *layout.GROUP_COLUMNS,
 )  # fmt: skip
 #: Columns of the counts query (:func:`render_counts_sql`), the manifest's input.
 COUNTS_COLUMNS: tuple[str, ...] = ("dt", "reason", "event_name", "row_count")
@@ -36,6 +37,17 @@ COUNTS_COLUMNS: tuple[str, ...] = ("dt", "reason", "event_name", "row_count")
 #: Plain-table column names by event field; ``ts`` falls back to ``date`` when absent.
 DEFAULT_COLUMNS: dict[str, str] = {c: c for c in EVENT_COLUMNS}
 TS_FALLBACKS: tuple[str, ...] = ("ts", "date")
+#: GA4 grouping columns (``layout.GROUP_COLUMNS``): the order is the purchase's
+#: ``ecommerce.transaction_id``, the session the ``ga_session_id`` event parameter.
+GA4_GROUPS: dict[str, str] = {
+    layout.ORDER_ID: "e.ecommerce.transaction_id",
+    layout.SESSION_ID: "(SELECT p.value.int_value FROM UNNEST(e.event_params) AS p "
+                       "WHERE p.key = 'ga_session_id' LIMIT 1)",
+}
+#: The GA4 columns each grouping expression reads (a local export may lack them).
+GA4_GROUP_SOURCES: dict[str, str] = {
+    layout.ORDER_ID: "ecommerce", layout.SESSION_ID: "event_params"
+}
 #: GA4 shopper key: ``user_pseudo_id`` (always set, one per device and browser) or
 #: ``user_id`` (the shop's login id when the shopper signed in, else user_pseudo_id: one
 #: person across devices, but a shopper's visits before the login stay a second user).
@@ -152,7 +164,9 @@ def resolve_columns(
         raise ValueError(
             f"events source lacks {', '.join(missing)}; it has {sorted(by_lower.values())}"
         )
-    return {field: by_lower[name.lower()] for field, name in wanted.items()}
+    found = {field: by_lower[name.lower()] for field, name in wanted.items()}
+    found.update({g: by_lower[g] for g in layout.GROUP_COLUMNS if g in by_lower})
+    return found
 
 
 #: Column kinds a plain source's fields may have: an integer id reads as its digits, a
@@ -163,6 +177,8 @@ FIELD_KINDS: dict[str, tuple[str, ...]] = {
     "sku": ("text", "integer", "null"),
     "action": ("text", "null"),
     "ts": ("text", "timestamp", "date", "null"),
+    layout.ORDER_ID: ("text", "integer", "null"),
+    layout.SESSION_ID: ("text", "integer", "null"),
 }
 
 
@@ -189,20 +205,25 @@ def render_export_sql(
     table: str,
     columns: Mapping[str, str] | None = None,
     rules: ExportRules | None = None,
+    ga4_groups: Iterable[str] = tuple(GA4_GROUPS),
 ) -> str:
     """The export query in BigQuery dialect for one source.
 
     ``table``: the exact table to read (plain: ``project.dataset.events``; GA4: the
     wildcard, see :func:`ga4_table`; locally a DuckDB view name). ``columns``: for plain,
     the resolved mapping (:func:`resolve_columns`; defaults if omitted). ``rules``: the
-    GA4 event mapping and user key (the other rules are query parameters).
+    GA4 event mapping and user key (the other rules are query parameters). The plain
+    mapping's ``order_id`` / ``session_id`` entries (present when the table has those
+    columns) fill the grouping columns, else they are NULL; ``ga4_groups``: the GA4
+    grouping columns the source can fill (BigQuery's export always has both).
     """
     rules = rules or ExportRules()
     if schema == "plain":
         cols = dict(DEFAULT_COLUMNS)
         cols.update(columns or {})
+        groups = {g: _ident(cols[g]) if g in cols else "NULL" for g in layout.GROUP_COLUMNS}
         source = Template(_load("source_plain.sql")).substitute(
-            table=_table(table), **{k: _ident(cols[k]) for k in EVENT_COLUMNS}
+            table=_table(table), **{k: _ident(cols[k]) for k in EVENT_COLUMNS}, **groups
         )
     elif schema == "ga4":
         if columns:
@@ -216,6 +237,7 @@ def render_export_sql(
             user_key=GA4_USER_KEYS[rules.user_key],
             event_cases=cases,
             event_names=_literals(rules.event_actions),
+            **{g: GA4_GROUPS[g] if g in set(ga4_groups) else "NULL" for g in GA4_GROUPS},
         )
     else:
         raise ValueError(f"unknown events schema {schema!r}; expected one of {SCHEMAS}")

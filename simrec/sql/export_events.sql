@@ -13,6 +13,7 @@
 --   ignored               BOOL       an event the mapping does not use (GA4)
 --   not_chosen            BOOL       multi-item rule: the event counts other items (GA4)
 --   duplicate_in_event    BOOL       the item is listed earlier in the same event (GA4)
+--   raw_order_id, raw_session_id STRING  the order / session of the event, or NULL
 -- Output: one row per row read, in one pass over the source: `reason` is NULL for a
 -- valid event, else a reason of simrec.core.events.SKIP_REASONS (outside the window, an
 -- ignored event: only counted) or the first failing check in REJECT_REASONS order. `dt`
@@ -30,6 +31,8 @@ normalised AS (
     ignored,
     not_chosen,
     duplicate_in_event,
+    NULLIF(TRIM(raw_order_id), '') AS order_id,
+    NULLIF(TRIM(raw_session_id), '') AS session_id,
     raw_user_id,
     raw_sku,
     raw_action,
@@ -73,5 +76,7 @@ SELECT
   raw_user_id,
   raw_sku,
   raw_action,
-  raw_ts
+  raw_ts,
+  order_id,
+  session_id
 FROM classified

@@ -9,7 +9,9 @@
   -- count (a view_item listing related items names the viewed one by its quantity);
   -- otherwise every item counts. An item listed again in one event counts once. The
   -- export has no event id: an event is its (user, name, timestamp), so copies sent with
-  -- the very same microsecond count as one event.
+  -- the very same microsecond count as one event. The order is the event's
+  -- ecommerce.transaction_id, the session its ga_session_id event parameter (an INT64
+  -- in value.int_value, unique per user); NULL where the export lacks them.
   SELECT
     raw_user_id,
     raw_sku,
@@ -26,7 +28,9 @@
     ROW_NUMBER() OVER (
       PARTITION BY raw_user_id, raw_action, raw_ts, TRIM(raw_sku), COALESCE(quantity, 0) > 0
       ORDER BY item_index
-    ) > 1 AS duplicate_in_event
+    ) > 1 AS duplicate_in_event,
+    raw_order_id,
+    raw_session_id
   FROM (
     SELECT
       CAST(${user_key} AS STRING) AS raw_user_id,
@@ -40,7 +44,9 @@ ${event_cases}
       PARSE_DATE('%Y%m%d', _TABLE_SUFFIX) AS table_day,
       e.event_name IS NULL OR e.event_name NOT IN (${event_names}) AS ignored,
       item.quantity AS quantity,
-      item_index
+      item_index,
+      CAST(${order_id} AS STRING) AS raw_order_id,
+      CAST(${session_id} AS STRING) AS raw_session_id
     FROM ${table} AS e
     LEFT JOIN UNNEST(e.items) AS item WITH OFFSET AS item_index
     WHERE

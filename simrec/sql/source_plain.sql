@@ -1,4 +1,5 @@
-  -- Plain events table (user_id, sku, action, ts; names injected). Any column type is
+  -- Plain events table (user_id, sku, action, ts and, when the table has them,
+  -- order_id / session_id; names injected, an absent one is NULL). Any column type is
   -- read through STRING, so a TIMESTAMP, a DATE ('2024-03-01' = midnight UTC) or a text
   -- timestamp all parse the same way; anything else is a bad timestamp. A row whose ts
   -- cannot be parsed cannot be placed in a window, so every run counts it as a reject.
@@ -12,5 +13,7 @@
     CAST(NULL AS DATE) AS table_day,
     FALSE AS ignored,
     FALSE AS not_chosen,
-    FALSE AS duplicate_in_event
+    FALSE AS duplicate_in_event,
+    CAST(${order_id} AS STRING) AS raw_order_id,
+    CAST(${session_id} AS STRING) AS raw_session_id
   FROM ${table}

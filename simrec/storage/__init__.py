@@ -174,9 +174,10 @@ def remove(uri: str, recursive: bool = False) -> None:
         fs.rm(path, recursive=recursive)
 
 
-def read_parquet_folder(uri: str, columns: list[str] | None = None) -> Any:
+def read_parquet_folder(uri: str, columns: list[str] | None = None, schema: Any = None) -> Any:
     """Every Parquet file under ``uri`` as one Arrow table. Files starting with ``_`` or
-    ``.`` (Spark's ``_SUCCESS``, a writer's temporary files) are skipped."""
+    ``.`` (Spark's ``_SUCCESS``, a writer's temporary files) are skipped. With ``schema``
+    (a pyarrow schema) the files are read as that schema: a column a file lacks is null."""
     import pyarrow.dataset as pads
 
     fs, path = filesystem(uri)
@@ -187,4 +188,5 @@ def read_parquet_folder(uri: str, columns: list[str] | None = None) -> Any:
     )
     if not files:
         raise FileNotFoundError(f"no parquet files under {uri}")
-    return pads.dataset(files, filesystem=fs, format="parquet").to_table(columns=columns)
+    dataset = pads.dataset(files, schema=schema, filesystem=fs, format="parquet")
+    return dataset.to_table(columns=columns)

@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 
 from simrec import storage
+from simrec.core import layout
 
 #: The event columns every export day partition has (``ts``, UTC, for time decay).
 EVENT_COLUMNS = ("user_id", "sku", "action")
@@ -25,16 +26,21 @@ def read_manifest(uri: str) -> dict[str, Any]:
     return manifest
 
 
-def read_events(export_manifest: dict[str, Any], with_ts: bool = False) -> pa.Table:
-    """The valid events (user_id, sku, action[, ts]) of the day partitions an export lists."""
-    columns = [*EVENT_COLUMNS, *(["ts"] if with_ts else [])]
-    tables = [
-        storage.read_parquet_folder(day["uri"], columns)
-        for day in export_manifest.get("days", [])
-    ]
+def read_events(
+    export_manifest: dict[str, Any], with_ts: bool = False, with_groups: bool = False
+) -> pa.Table:
+    """The valid events (user_id, sku, action[, ts][, order_id, session_id]) of the day
+    partitions an export lists. The grouping columns are null in partitions written
+    before the export had them."""
+    columns = [*EVENT_COLUMNS, *(["ts"] if with_ts else []),
+               *(layout.GROUP_COLUMNS if with_groups else ())]  # fmt: skip
     schema = pa.schema(
         [(c, pa.timestamp("us", tz="UTC") if c == "ts" else pa.string()) for c in columns]
     )
+    tables = [
+        storage.read_parquet_folder(day["uri"], columns, schema if with_groups else None)
+        for day in export_manifest.get("days", [])
+    ]
     if not tables:
         return schema.empty_table()
     return pa.concat_tables([t.cast(schema) for t in tables])

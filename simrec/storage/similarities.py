@@ -4,6 +4,8 @@
 <output>/neighbors/*.parquet   sku, neighbors: list<struct<sku, score, users>> (sorted)
 <output>/items/*.parquet       sku, users (distinct users), weight (summed weight),
                                recent_weight, prior_weight (simrec.core.trending)
+<output>/bought_together/*.parquet  as neighbors, over baskets (simrec.core.baskets);
+                               absent in runs made before it
 <output>/_MANIFEST.json        written last
 ```
 
@@ -74,18 +76,22 @@ def items_table(
 
 
 # --- writing -----------------------------------------------------------------------
-def write_tables(output_uri: str, neighbors: pa.Table, items: pa.Table) -> dict[str, str]:
+def write_tables(
+    output_uri: str, neighbors: pa.Table, items: pa.Table, bought_together: pa.Table
+) -> dict[str, str]:
     """Replace the output's tables. The stale manifest goes first, so no reader ever
     takes old tables for new ones; call :func:`write_manifest` after this."""
     uris = layout.similarity_outputs(output_uri)
     storage.remove(uris["manifest"])
-    for name, table in ((layout.NEIGHBORS, neighbors), (layout.ITEMS, items)):
+    tables = ((layout.NEIGHBORS, neighbors), (layout.ITEMS, items),
+              (layout.BOUGHT_TOGETHER, bought_together))  # fmt: skip
+    for name, table in tables:
         storage.remove(uris[name], recursive=True)
         fs, path = storage.filesystem(layout.join(uris[name], PART_NAME))
         fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         with fs.open(path, "wb") as f:
             pq.write_table(table, f, compression="zstd")
-    return {layout.NEIGHBORS: uris[layout.NEIGHBORS], layout.ITEMS: uris[layout.ITEMS]}
+    return {name: uris[name] for name, _ in tables}
 
 
 def write_manifest(output_uri: str, manifest: dict[str, Any]) -> str:

@@ -17,14 +17,6 @@ from simrec.core.snapshot import (
 )
 
 
-def write_snapshot(models_root: str, tenant: str, snapshot: ModelSnapshot) -> str:
-    """Write a complete version and publish it explicitly (tests and tools): the policy
-    lives in :mod:`simrec.publishing`; pipelines call it directly."""
-    from simrec import publishing
-
-    return publishing.publish_version(models_root, tenant, snapshot, publish=True).folder
-
-
 def latest_version(models_root: str, tenant: str) -> str | None:
     """The version LATEST names, or None before the first model.
 

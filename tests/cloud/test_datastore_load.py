@@ -124,11 +124,12 @@ def test_failed_datastore_write_does_not_move_latest(
 def test_rampup_throttling_is_off_only_against_the_emulator(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    entities = beam_load.ToNeighborEntities(PROJECT, None, "v")
     monkeypatch.delenv("DATASTORE_EMULATOR_HOST", raising=False)
-    assert beam_load.WriteNeighborsToDatastore(PROJECT, None, "v")._rampup is True
+    assert beam_load.WriteNeighborsToDatastore(entities)._rampup is True
     monkeypatch.setenv("DATASTORE_EMULATOR_HOST", "127.0.0.1:1")
-    assert beam_load.WriteNeighborsToDatastore(PROJECT, None, "v")._rampup is False
-    explicit = beam_load.WriteNeighborsToDatastore(PROJECT, None, "v", throttle_rampup=True)
+    assert beam_load.WriteNeighborsToDatastore(entities)._rampup is False
+    explicit = beam_load.WriteNeighborsToDatastore(entities, throttle_rampup=True)
     assert explicit._rampup is True
 
 

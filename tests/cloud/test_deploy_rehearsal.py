@@ -33,7 +33,7 @@ from simrec.config import Settings
 from simrec.core import layout
 from simrec.stages.cloudevents import STORAGE_FINALIZED, make_pubsub_event
 from simrec.stages.load import job_name
-from tests.cloud.wire import BUCKET, PROJECT, REGION, refresh_gcsfs
+from tests.cloud.wire import BUCKET, EVENTS_TABLE, PROJECT, gcp_settings_env, refresh_gcsfs
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.build  # builds or installs the deploy artifacts: minutes
@@ -125,18 +125,8 @@ def _gcp_env(fake_bigquery, gcs, grpc_stub) -> dict[str, str]:
     return {
         "PATH": os.environ["PATH"],
         "HOME": os.environ.get("HOME", "/tmp"),
-        "SIMREC_BACKEND": "gcp",
-        "SIMREC_GCP_PROJECT": PROJECT,
-        "SIMREC_GCP_REGION": REGION,
-        "SIMREC_DATA_URI": f"gs://{BUCKET}",
+        **gcp_settings_env(fake_bigquery.url, grpc_stub.endpoint),
         "SIMREC_MODELS_URI": f"gs://{BUCKET}",
-        "SIMREC_EVENTS_SOURCE": f"{PROJECT}.shop.events",
-        "SIMREC_WINDOW_DAYS": "3",
-        "SIMREC_BIGQUERY_ENDPOINT": fake_bigquery.url,
-        "SIMREC_DATAPROC_ENDPOINT": grpc_stub.endpoint,
-        "SIMREC_DATAFLOW_ENDPOINT": grpc_stub.endpoint,
-        "SIMREC_FLEX_TEMPLATE_URI": "gs://simrec-staging/flex/load.json",
-        "SIMREC_STAGING_URI": "gs://simrec-staging",
         # The emulator without credentials, for google-cloud-storage and gcsfs (fsspec
         # reads FSSPEC_<PROTOCOL>_<ARG>).
         "STORAGE_EMULATOR_HOST": gcs.url,
@@ -196,7 +186,7 @@ def test_each_environment_holds_only_its_own_requirements(rehearsal) -> None:
 
 def test_export_function_runs_from_its_archive(rehearsal, fake_bigquery, gcs, grpc_stub) -> None:
     date, params = _params()
-    fake_bigquery.tables[f"{PROJECT}.shop.events"] = ["user_id", "sku", "action", "ts"]
+    fake_bigquery.tables[EVENTS_TABLE] = ["user_id", "sku", "action", "ts"]
     fake_bigquery.counts = [(params.days()[0].isoformat(), None, 4), (None, "empty_sku", 1)]
     # The fake executes nothing: stand in for its EXPORT DATA of the one day with rows (the
     # export stage checks that every day its manifest lists exists before writing it).

@@ -20,8 +20,6 @@ import datetime as dt
 import io
 import json
 import os
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,7 +27,7 @@ from cloudevents.conversion import to_structured
 from cloudevents.http import CloudEvent
 from functions_framework import create_app
 
-from simrec import logs, storage
+from simrec import storage
 from simrec.config import Settings
 from simrec.core import layout
 from simrec.stages.cloudevents import (
@@ -44,22 +42,21 @@ from simrec.stages.jobs import STAGE
 from simrec.stages.load import job_name
 from simrec.stages.requests import run_params
 from simrec.storage import snapshots
-from tests.cloud.wire import BUCKET, PROJECT, REGION, FunctionServer, refresh_gcsfs
+from tests.cloud.wire import (
+    BUCKET,
+    EVENTS_TABLE,
+    PROJECT,
+    REGION,
+    FunctionServer,
+    dimsum_node,
+    gcp_settings_env,
+    refresh_gcsfs,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_DATE = dt.date(2024, 3, 1)
 #: The run the functions derive from the nightly message and the deployment's settings.
 PARAMS = run_params({"date": RUN_DATE.isoformat()}, Settings(window_days=3), RUN_DATE)
-TABLE = f"{PROJECT}.shop.events"
-
-
-@pytest.fixture
-def decision_log() -> Iterator[io.StringIO]:
-    """The JSON lines the in-process handlers log."""
-    buffer = io.StringIO()
-    logs.configure(stream=buffer)
-    yield buffer
-    logs.configure(stream=sys.stderr)
 
 
 def decisions(buffer: io.StringIO) -> list[dict]:
@@ -73,6 +70,13 @@ def _function(name: str, target: str | None = None):
         signature_type="cloudevent",
     )  # fmt: skip
     return app.test_client()
+
+
+def _job_function(name: str, max_attempts: int, monkeypatch: pytest.MonkeyPatch):
+    """A job stage's function, allowed ``max_attempts`` attempts of its job: it launches
+    the job, and hears how it went on the same function."""
+    monkeypatch.setenv("SIMREC_JOB_MAX_ATTEMPTS", str(max_attempts))
+    return _function(name)
 
 
 def _post(client, event: CloudEvent):
@@ -158,22 +162,10 @@ def test_pubsub_push_delivers_the_nightly_message_to_the_export_function(
 # --- export on the gcp backend: BigQuery fake + GCS emulator ----------------------------
 @pytest.fixture
 def gcp_env(monkeypatch, gcs, grpc_stub, fake_bigquery):
-    env = {
-        "SIMREC_BACKEND": "gcp",
-        "SIMREC_GCP_PROJECT": PROJECT,
-        "SIMREC_GCP_REGION": REGION,
-        "SIMREC_DATA_URI": f"gs://{BUCKET}",
-        "SIMREC_EVENTS_SOURCE": TABLE,
-        "SIMREC_WINDOW_DAYS": "3",
-        "SIMREC_BIGQUERY_ENDPOINT": fake_bigquery.url,
-        "SIMREC_DATAPROC_ENDPOINT": grpc_stub.endpoint,
-        "SIMREC_DATAFLOW_ENDPOINT": grpc_stub.endpoint,
-        "SIMREC_FLEX_TEMPLATE_URI": "gs://simrec-staging/flex/load.json",
-        "SIMREC_STAGING_URI": "gs://simrec-staging",
-    }
+    env = gcp_settings_env(fake_bigquery.url, grpc_stub.endpoint)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    fake_bigquery.tables[TABLE] = ["user_id", "sku", "action", "ts"]
+    fake_bigquery.tables[EVENTS_TABLE] = ["user_id", "sku", "action", "ts"]
     fake_bigquery.counts = [(PARAMS.days()[0].isoformat(), None, 4), (None, "empty_sku", 1)]
     # The fake executes nothing: stand in for its EXPORT DATA of the one day with rows
     # (the export stage checks every day its manifest lists exists before writing it).
@@ -193,13 +185,13 @@ def _export_manifest_exists() -> bool:
 
 
 def test_export_function_on_bigquery_runs_one_job_for_two_deliveries(
-    gcp_env, fake_bigquery, decision_log
+    gcp_env, fake_bigquery, log_buffer
 ) -> None:
     client = _function("export")
     assert _post(client, _nightly()).status_code == 200
     assert _post(client, _nightly()).status_code == 200
 
-    first, second = decisions(decision_log)
+    first, second = decisions(log_buffer)
     assert first["action"] == "exported" and first["ids"]["rows_valid"] == 4
     assert second["action"] == "resumed" and "re-emitted the export manifest" in second["reason"]
     assert len(fake_bigquery.inserts) == 1 and len(fake_bigquery.jobs) == 1
@@ -212,7 +204,7 @@ def test_export_function_on_bigquery_runs_one_job_for_two_deliveries(
 
 
 def test_forced_rerun_is_a_new_attempt_with_its_own_bigquery_job(
-    gcp_env, fake_bigquery, decision_log
+    gcp_env, fake_bigquery, log_buffer
 ) -> None:
     client = _function("export")
     forced = make_pubsub_event(PROJECT, "nightly", {"date": RUN_DATE.isoformat(), "force": True})
@@ -220,7 +212,7 @@ def test_forced_rerun_is_a_new_attempt_with_its_own_bigquery_job(
     assert _post(client, forced).status_code == 200
     assert _post(client, forced).status_code == 200  # redelivered: same event id
 
-    first, second, redelivered = decisions(decision_log)
+    first, second, redelivered = decisions(log_buffer)
     attempt = dataclasses.replace(PARAMS, attempt=1)
     assert (first["action"], first["run_id"]) == ("exported", PARAMS.run_id)
     assert (second["action"], second["run_id"]) == ("exported", attempt.run_id)
@@ -234,7 +226,7 @@ def test_forced_rerun_is_a_new_attempt_with_its_own_bigquery_job(
 
 
 def test_export_function_failure_leaves_no_manifest_and_redelivery_reruns(
-    gcp_env, fake_bigquery, decision_log
+    gcp_env, fake_bigquery, log_buffer
 ) -> None:
     client = _function("export")
     fake_bigquery.outcome = "failed"
@@ -243,7 +235,7 @@ def test_export_function_failure_leaves_no_manifest_and_redelivery_reruns(
 
     fake_bigquery.outcome = "done"
     assert _post(client, _nightly()).status_code == 200
-    failed, exported = decisions(decision_log)
+    failed, exported = decisions(log_buffer)
     assert failed["action"] == "failed" and failed["severity"] == "ERROR"
     assert "simulated failure" in failed["reason"]
     assert exported["action"] == "exported" and exported["run_id"] == PARAMS.run_id
@@ -262,7 +254,7 @@ def _export_manifest_event(gcs) -> CloudEvent:
 
 
 def test_cluster_function_starts_one_workflow_for_a_redelivered_manifest(
-    gcp_env, gcs, grpc_stub, decision_log
+    gcp_env, gcs, grpc_stub, log_buffer
 ) -> None:
     client = _function("cluster")
     part = _storage_event(gcs, "exports/default/dt=2024-02-27/part-0.parquet", b"PAR1")
@@ -271,7 +263,7 @@ def test_cluster_function_starts_one_workflow_for_a_redelivered_manifest(
     assert _post(client, event).status_code == 200
     assert _post(client, event).status_code == 200
 
-    ignored, first, second = decisions(decision_log)
+    ignored, first, second = decisions(log_buffer)
     assert ignored["action"] == "ignored"
     assert first["action"] == second["action"] == "launched"
     assert first["ids"]["request_id"] == second["ids"]["request_id"]
@@ -289,7 +281,7 @@ def test_cluster_function_starts_one_workflow_for_a_redelivered_manifest(
 
 # --- dataflow_launch: GCS object event -> Flex Template over gRPC -----------------------
 def test_dataflow_launch_function_launches_one_job_and_skips_published_versions(
-    gcp_env, gcs, grpc_stub, decision_log
+    gcp_env, gcs, grpc_stub, log_buffer
 ) -> None:
     from google.cloud import dataflow_v1beta3
 
@@ -307,7 +299,7 @@ def test_dataflow_launch_function_launches_one_job_and_skips_published_versions(
     refresh_gcsfs()
     assert _post(client, event).status_code == 200  # after the model is published
 
-    launched, running, published = decisions(decision_log)
+    launched, running, published = decisions(log_buffer)
     assert launched["action"] == "launched" and launched["ids"]["job_name"] == job_name(PARAMS)
     assert running["action"] == published["action"] == "skipped"
     # the complete version was never pointed at (the stub job wrote no LATEST): repaired
@@ -325,7 +317,7 @@ def test_dataflow_launch_function_launches_one_job_and_skips_published_versions(
 
 
 def test_dataflow_launch_redelivery_of_an_older_night_never_moves_latest_back(
-    gcp_env, gcs, grpc_stub, decision_log
+    gcp_env, gcs, grpc_stub, log_buffer
 ) -> None:
     bucket = gcs.client().bucket(BUCKET)
     newer = dataclasses.replace(PARAMS, date=RUN_DATE + dt.timedelta(days=1))
@@ -342,7 +334,7 @@ def test_dataflow_launch_redelivery_of_an_older_night_never_moves_latest_back(
             "params": PARAMS.to_json()}  # fmt: skip
     assert _post(_function("dataflow_launch"), _storage_event(gcs, name, json.dumps(body).encode())
                  ).status_code == 200
-    [skipped] = decisions(decision_log)
+    [skipped] = decisions(log_buffer)
     assert skipped["action"] == "skipped" and "kept aside" in skipped["reason"]
     assert bucket.blob("models/default/LATEST").download_as_bytes() == newer.run_id.encode()
     assert grpc_stub.launch_requests == []
@@ -375,12 +367,11 @@ def _status_event(job) -> CloudEvent:
 
 
 def test_dataflow_launch_retries_a_failed_load_on_its_status_event_then_alerts(
-    gcp_env, gcs, grpc_stub, decision_log, monkeypatch
+    gcp_env, gcs, grpc_stub, log_buffer, monkeypatch
 ) -> None:
     from google.cloud import dataflow_v1beta3
 
-    monkeypatch.setenv("SIMREC_JOB_MAX_ATTEMPTS", "2")
-    launch = events = _function("dataflow_launch")  # launches, and hears how the job ended
+    launch = events = _job_function("dataflow_launch", 2, monkeypatch)
     name = f"similarities/default/{PARAMS.run_id}/_MANIFEST.json"
     body = {"stage": "similarities", "run_id": PARAMS.run_id, "tenant": "default",
             "params": PARAMS.to_json()}  # fmt: skip
@@ -398,7 +389,7 @@ def test_dataflow_launch_retries_a_failed_load_on_its_status_event_then_alerts(
         assert _post(events, _status_event(job)).status_code == 200
     assert _post(events, _status_event(job)).status_code == 200  # redelivered
 
-    lines = decisions(decision_log)
+    lines = decisions(log_buffer)
     assert [(d["stage"], d["action"]) for d in lines] == [
         ("dataflow_launch", "launched"), ("dataflow_launch", "launched"),
         (STAGE, "failed"), (STAGE, "failed"), (STAGE, "skipped"),
@@ -413,15 +404,14 @@ def test_dataflow_launch_retries_a_failed_load_on_its_status_event_then_alerts(
 
 
 def test_cluster_polls_dataproc_workflows_on_the_watch_tick(
-    gcp_env, gcs, grpc_stub, decision_log, monkeypatch
+    gcp_env, gcs, grpc_stub, log_buffer, monkeypatch
 ) -> None:
     from google.cloud import dataproc_v1
 
     from simrec.adapters.gcp.dataproc import dataproc_request_id
     from simrec.stages import cluster
 
-    monkeypatch.setenv("SIMREC_JOB_MAX_ATTEMPTS", "2")
-    launch = events = _function("cluster")  # launches, and polls on the tick / audit entry
+    launch = events = _job_function("cluster", 2, monkeypatch)
     assert _post(launch, _export_manifest_event(gcs)).status_code == 200
     tick = make_pubsub_event(PROJECT, "simrec-job-watch", {})  # Cloud Scheduler's message
     refresh_gcsfs()
@@ -430,12 +420,11 @@ def test_cluster_polls_dataproc_workflows_on_the_watch_tick(
     quota = "Insufficient 'CPUS' quota. Requested 12.0, available 8.0."
     grpc_stub.finish_workflow(operation, dataproc_v1.WorkflowMetadata(
         create_cluster=dataproc_v1.ClusterOperation(done=True, error=quota),
-        graph=dataproc_v1.WorkflowGraph(nodes=[dataproc_v1.WorkflowNode(
-            step_id="dimsum", state=dataproc_v1.WorkflowNode.NodeState.BLOCKED)]),
+        graph=dataproc_v1.WorkflowGraph(nodes=[dimsum_node("BLOCKED")]),
     ), error=quota)  # fmt: skip
     assert _post(events, tick).status_code == 200
 
-    lines = decisions(decision_log)
+    lines = decisions(log_buffer)
     assert [(d["stage"], d["action"]) for d in lines] == [
         ("cluster", "launched"), (STAGE, "ignored"), ("cluster", "launched"),
         (STAGE, "failed"),
@@ -451,15 +440,14 @@ def test_cluster_polls_dataproc_workflows_on_the_watch_tick(
 
 
 def test_a_redelivered_manifest_starts_no_second_job_but_a_rerun_after_giving_up_does(
-    gcp_env, gcs, grpc_stub, decision_log, monkeypatch
+    gcp_env, gcs, grpc_stub, log_buffer, monkeypatch
 ) -> None:
     """While a load runs, a redelivered manifest event starts nothing; once the run gave up,
     the manifest event of the documented recovery (`simrec cloud rerun` re-emits it)
     starts the next attempt under its own job name (jobs.attempt_for_event)."""
     from google.cloud import dataflow_v1beta3
 
-    monkeypatch.setenv("SIMREC_JOB_MAX_ATTEMPTS", "1")
-    launch = events = _function("dataflow_launch")  # launches, and hears how the job ended
+    launch = events = _job_function("dataflow_launch", 1, monkeypatch)
     name = f"similarities/default/{PARAMS.run_id}/_MANIFEST.json"
     body = {"stage": "similarities", "run_id": PARAMS.run_id, "tenant": "default",
             "params": PARAMS.to_json()}  # fmt: skip
@@ -474,7 +462,7 @@ def test_a_redelivered_manifest_starts_no_second_job_but_a_rerun_after_giving_up
     refresh_gcsfs()
     assert _post(launch, manifest_event).status_code == 200  # the rerun's re-emitted manifest
 
-    lines = decisions(decision_log)
+    lines = decisions(log_buffer)
     assert [(d["stage"], d["action"]) for d in lines] == [
         ("dataflow_launch", "launched"), ("dataflow_launch", "skipped"),
         (STAGE, "failed"), ("dataflow_launch", "launched"),
@@ -508,12 +496,11 @@ def _audit_event(operation: str, *, last: bool) -> CloudEvent:
 
 
 def test_cluster_polls_at_once_on_the_workflows_last_audit_entry(
-    gcp_env, gcs, grpc_stub, decision_log, monkeypatch
+    gcp_env, gcs, grpc_stub, log_buffer, monkeypatch
 ) -> None:
     from google.cloud import dataproc_v1
 
-    monkeypatch.setenv("SIMREC_JOB_MAX_ATTEMPTS", "1")
-    launch = events = _function("cluster")  # launches, and polls on the tick / audit entry
+    launch = events = _job_function("cluster", 1, monkeypatch)
     assert _post(launch, _export_manifest_event(gcs)).status_code == 200
     [operation] = grpc_stub.operations.values()
     refresh_gcsfs()
@@ -521,13 +508,11 @@ def test_cluster_polls_at_once_on_the_workflows_last_audit_entry(
     assert grpc_stub.get_operation_requests == []  # the start entry polls nothing
     failed = "Job failed with message [Py4JJavaError: ...]"
     grpc_stub.finish_workflow(operation, dataproc_v1.WorkflowMetadata(
-        graph=dataproc_v1.WorkflowGraph(nodes=[dataproc_v1.WorkflowNode(
-            step_id="dimsum", job_id="dimsum-x1", error=failed,
-            state=dataproc_v1.WorkflowNode.NodeState.FAILED)]),
+        graph=dataproc_v1.WorkflowGraph(nodes=[dimsum_node("FAILED", "dimsum-x1", failed)]),
     ), error="Workflow failed")  # fmt: skip
     assert _post(events, _audit_event(operation, last=True)).status_code == 200
 
-    lines = decisions(decision_log)
+    lines = decisions(log_buffer)
     assert [(d["stage"], d["action"]) for d in lines] == [
         ("cluster", "launched"), (STAGE, "ignored"), (STAGE, "failed"),
     ]

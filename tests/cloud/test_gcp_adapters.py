@@ -25,15 +25,17 @@ from simrec.stages import load
 from simrec.stages.export import run_export
 from tests.cloud.wire import (
     BUCKET,
+    EVENTS_TABLE,
     PROJECT,
     REGION,
     dataflow_clients,
     dataflow_messages_client,
     dataproc_client,
+    dimsum_node,
 )
 
 PARAMS = RunParams(tenant="shop-1", date=dt.date(2024, 3, 1), window_days=3)
-TABLE = f"{PROJECT}.shop.events"
+TABLE = EVENTS_TABLE
 ROOT = f"gs://{BUCKET}"
 TEMPLATE = "gs://simrec-staging/flex/load.json"
 
@@ -379,15 +381,6 @@ def _workflow(stub, tmp_path) -> tuple[DataprocWorkflowLauncher, str]:
     return launcher, result.details["operation"]
 
 
-def _node(state: str, job_id: str = "", error: str = "") -> dict:
-    from google.cloud import dataproc_v1
-
-    return dataproc_v1.WorkflowNode(
-        step_id="dimsum", job_id=job_id, error=error,
-        state=dataproc_v1.WorkflowNode.NodeState[state],
-    )  # fmt: skip
-
-
 def test_dataproc_outcome_of_a_workflow_that_never_started_its_job(grpc_stub, tmp_path) -> None:
     from google.cloud import dataproc_v1
 
@@ -397,7 +390,7 @@ def test_dataproc_outcome_of_a_workflow_that_never_started_its_job(grpc_stub, tm
     grpc_stub.finish_workflow(operation, dataproc_v1.WorkflowMetadata(
         state=dataproc_v1.WorkflowMetadata.State.DONE,
         create_cluster=dataproc_v1.ClusterOperation(done=True, error=quota),
-        graph=dataproc_v1.WorkflowGraph(nodes=[_node("BLOCKED")]),
+        graph=dataproc_v1.WorkflowGraph(nodes=[dimsum_node("BLOCKED")]),
     ), error=quota)  # fmt: skip
     outcome = launcher.workflow_outcome("simrec-dimsum-x", operation)
     assert outcome.state == "failed"
@@ -412,14 +405,14 @@ def test_dataproc_outcome_of_a_failed_and_of_a_completed_job(grpc_stub, tmp_path
     launcher, operation = _workflow(grpc_stub, tmp_path)
     failed = "Job failed with message [ValueError: no rows]"
     grpc_stub.finish_workflow(operation, dataproc_v1.WorkflowMetadata(
-        graph=dataproc_v1.WorkflowGraph(nodes=[_node("FAILED", "dimsum-abc", failed)]),
+        graph=dataproc_v1.WorkflowGraph(nodes=[dimsum_node("FAILED", "dimsum-abc", failed)]),
     ), error="Workflow failed")  # fmt: skip
     outcome = launcher.workflow_outcome("simrec-dimsum-x", operation)
     assert (outcome.state, outcome.detail) == ("failed", "job dimsum FAILED")
     assert failed in outcome.error and "Workflow failed" in outcome.error
 
     grpc_stub.finish_workflow(operation, dataproc_v1.WorkflowMetadata(
-        graph=dataproc_v1.WorkflowGraph(nodes=[_node("COMPLETED", "dimsum-abc")]),
+        graph=dataproc_v1.WorkflowGraph(nodes=[dimsum_node("COMPLETED", "dimsum-abc")]),
     ))  # fmt: skip
     assert launcher.workflow_outcome("simrec-dimsum-x", operation).state == "succeeded"
 

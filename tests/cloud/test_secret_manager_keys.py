@@ -17,6 +17,7 @@ from google.cloud import secretmanager_v1
 from simrec.config import Settings
 from simrec.serving import access
 from simrec.serving.api import ServingApp
+from tests.clock import FakeClock
 
 SECRET = "projects/shop-project/secrets/simrec-api-keys"
 
@@ -48,15 +49,7 @@ def document(**keys: str) -> bytes:
     return json.dumps({name: access.key_hash(key) for name, key in keys.items()}).encode()
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def refreshed(keys: access.Keys, clock: Clock, seconds: float) -> None:
+def refreshed(keys: access.Keys, clock: FakeClock, seconds: float) -> None:
     """Move the clock past the refresh interval and let the background re-read finish."""
     clock.now += seconds
     keys.name_of("anything")  # starts the re-read
@@ -80,7 +73,7 @@ def test_settings_choose_secret_manager_and_the_request_is_the_documented_one() 
 
 def test_rotation_is_picked_up_by_a_running_gate(tmp_path) -> None:
     fake = FakeSecretManagerClient(document(shop_a="old"))
-    clock = Clock()
+    clock = FakeClock()
     keys = access.Keys(access.SecretManagerKeys(SECRET, fake), 30, clock=clock)
     service = ServingApp(Settings(models_uri=str(tmp_path), model_refresh_seconds=0))
     gate = access.Gate(service, keys=keys)
@@ -102,7 +95,7 @@ def test_rotation_is_picked_up_by_a_running_gate(tmp_path) -> None:
 
 def test_a_corrupt_or_broken_version_keeps_the_last_good_keys() -> None:
     fake = FakeSecretManagerClient(document(shop_a="good"))
-    clock = Clock()
+    clock = FakeClock()
     keys = access.Keys(access.SecretManagerKeys(SECRET, fake), 30, clock=clock)
     fake.add_version(document(shop_a="other"))
     fake.corrupt = True

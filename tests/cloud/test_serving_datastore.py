@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from google.cloud import datastore
 
+from simrec import publishing
 from simrec.config import Settings
 from simrec.core import model_builder
 from simrec.core.tenancy import datastore_namespace
@@ -19,20 +20,12 @@ from simrec.jobs import beam_load
 from simrec.serving import api
 from simrec.serving.api import ServingApp
 from simrec.serving.datastore_backend import DatastoreNeighbors, default_client_factory
-from simrec.storage import snapshots
+from tests.clock import FakeClock
 
 pytestmark = pytest.mark.emulator
 PROJECT = "simrec-test"
 TENANT = "shop"
 NEW = [f"new{i}" for i in range(4)]  # catalog-only skus (simrec.core.content)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def build(rng: random.Random, n_items: int, version: str):
@@ -86,7 +79,7 @@ def setup(datastore_host: str, tmp_path: Path):
     api.HOLDERS.clear()
     root = str(tmp_path / "models")
     rows, snapshot = build(random.Random(5), 60, "v1")
-    snapshots.write_snapshot(root, TENANT, snapshot)
+    publishing.write_snapshot(root, TENANT, snapshot)
     put_rows(rows, datastore_namespace("", TENANT), "v1")
     settings = Settings(models_uri=root, tenant=TENANT, model_refresh_seconds=0,
                         datastore_project=PROJECT)
@@ -146,7 +139,7 @@ def test_same_answers_as_the_memory_backend(setup) -> None:
 
 def test_one_get_multi_per_request_and_the_cache(setup) -> None:
     root, settings, snapshot = setup
-    clock = Clock()
+    clock = FakeClock()
     store = DatastoreNeighbors(default_client_factory(PROJECT), cache_items=1000,
                                 cache_seconds=60, timer=clock)
     app = ServingApp(settings.model_copy(update={"serving_backend": "datastore"}),
@@ -190,7 +183,7 @@ def test_catalog_only_skus_are_answered_as_in_memory(setup) -> None:
 def test_tenant_namespace_and_outage(setup, tmp_path: Path) -> None:
     root, settings, _ = setup
     rows, snap2 = build(random.Random(6), 30, "t2")
-    snapshots.write_snapshot(root, "shop2", snap2)
+    publishing.write_snapshot(root, "shop2", snap2)
     put_rows(rows, datastore_namespace("", "shop2"), "t2")
     ds_settings = settings.model_copy(
         update={"serving_backend": "datastore", "serving_tenants": "shop2"}

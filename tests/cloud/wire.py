@@ -48,6 +48,33 @@ REGION = "europe-west1"
 BUCKET = "simrec-data"
 
 PUBSUB = EmulatorSpec("pubsub", "pubsub-emulator", "PUBSUB_EMULATOR_HOST")
+EVENTS_TABLE = f"{PROJECT}.shop.events"
+
+
+def dimsum_node(state: str, job_id: str = "", error: str = "") -> dataproc_v1.WorkflowNode:
+    """The workflow's one job node (step ``dimsum``) in ``state``, as Dataproc reports it."""
+    return dataproc_v1.WorkflowNode(
+        step_id="dimsum", job_id=job_id, error=error,
+        state=dataproc_v1.WorkflowNode.NodeState[state],
+    )  # fmt: skip
+
+
+def gcp_settings_env(bigquery_url: str, grpc_endpoint: str) -> dict[str, str]:
+    """The deployment's ``SIMREC_*`` settings on the gcp backend, its APIs pointed at the
+    loopback stand-ins (the BigQuery fake, the Dataproc/Dataflow gRPC stub)."""
+    return {
+        "SIMREC_BACKEND": "gcp",
+        "SIMREC_GCP_PROJECT": PROJECT,
+        "SIMREC_GCP_REGION": REGION,
+        "SIMREC_DATA_URI": f"gs://{BUCKET}",
+        "SIMREC_EVENTS_SOURCE": EVENTS_TABLE,
+        "SIMREC_WINDOW_DAYS": "3",
+        "SIMREC_BIGQUERY_ENDPOINT": bigquery_url,
+        "SIMREC_DATAPROC_ENDPOINT": grpc_endpoint,
+        "SIMREC_DATAFLOW_ENDPOINT": grpc_endpoint,
+        "SIMREC_FLEX_TEMPLATE_URI": "gs://simrec-staging/flex/load.json",
+        "SIMREC_STAGING_URI": "gs://simrec-staging",
+    }
 
 
 # --- gRPC stub: Dataproc + Dataflow ------------------------------------------------------

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 import scipy.sparse as sp
 
-from simrec.core import dimsum, layout, trending
+from simrec.core import baskets, dimsum, layout, trending
 from simrec.core.actions import ACTIONS, ActionWeights
 from simrec.core.matrix import build_matrix
 from simrec.core.params import DEFAULTS
@@ -63,11 +63,10 @@ def columns(fields: Any) -> list[tuple[str, Any]]:
     return [(f.name, f.type) for f in fields]
 
 
-def pairs_of(manifest: dict[str, Any]) -> pd.DataFrame:
-    """The run's neighbor lists in long form (sku, neighbor, rank, score, users)."""
-    return similarities.neighbor_pairs(
-        similarities.read_neighbors(manifest["outputs"][layout.NEIGHBORS])
-    )
+def pairs_of(manifest: dict[str, Any], table: str = layout.NEIGHBORS) -> pd.DataFrame:
+    """The run's neighbor lists (or ``table``'s) in long form (sku, neighbor, rank,
+    score, users)."""
+    return similarities.neighbor_pairs(similarities.read_neighbors(manifest["outputs"][table]))
 
 
 def scipy_cosine(events: pd.DataFrame, weights: ActionWeights | None = None):
@@ -80,12 +79,21 @@ def scipy_cosine(events: pd.DataFrame, weights: ActionWeights | None = None):
     return m, cos
 
 
-def core_pairs(shop: ExportedShop, overrides: dict[str, Any]) -> tuple[pd.DataFrame, Any]:
+def core_pairs(
+    shop: ExportedShop, overrides: dict[str, Any], bought_together: bool = False
+) -> tuple[pd.DataFrame, Any]:
     """The core's own result in memory (matrix rule + sampled cosine top-K), long form:
-    what every engine's output must be, for the same parameters and seed."""
+    what every engine's output must be, for the same parameters and seed. With
+    ``bought_together``: over the baskets of ``simrec.core.baskets`` instead of users."""
     params = resolve_params(shop.manifest["params"], overrides).model
     ev = shop.events
-    m, topk = fit_similarities(ev["user_id"], ev["sku"], ev["action"], params)
+    rows_of = ev["user_id"]
+    if bought_together:
+        column = baskets.key_column(params.basket_key)
+        days = pd.to_datetime(ev["ts"], utc=True).dt.tz_localize(None).to_numpy("datetime64[D]")
+        rows_of, _ = baskets.basket_ids(ev["user_id"], ev.get(column), days)
+        params = params.basket()
+    m, topk = fit_similarities(rows_of, ev["sku"], ev["action"], params)
     rows = np.repeat(np.arange(topk.n_items), np.diff(topk.indptr))
     starts = np.repeat(topk.indptr[:-1], np.diff(topk.indptr))
     long = pd.DataFrame({
@@ -134,9 +142,9 @@ class EngineContract:
         manifest = self.run(exported_shop, "exact", {"threshold": 0.0, "top_k": ALL})
         out = os.path.dirname(manifest["outputs"][layout.NEIGHBORS])
         uris = layout.similarity_outputs(out)
-        assert manifest["outputs"] == {k: uris[k] for k in (layout.NEIGHBORS, layout.ITEMS)}
-        assert sorted(os.listdir(out)) == sorted([layout.MANIFEST_NAME, layout.NEIGHBORS,
-                                                  layout.ITEMS])  # fmt: skip
+        tables = (layout.NEIGHBORS, layout.ITEMS, layout.BOUGHT_TOGETHER)
+        assert manifest["outputs"] == {k: uris[k] for k in tables}
+        assert sorted(os.listdir(out)) == sorted([layout.MANIFEST_NAME, *tables])
         assert similarities.read_manifest(out) == manifest
         assert manifest["stage"] == "similarities" and manifest["engine"] == self.engine
         assert manifest["run_id"] == exported_shop.params.run_id
@@ -154,11 +162,11 @@ class EngineContract:
         )
         assert columns(items.schema) == columns(similarities.ITEMS_SCHEMA)
         assert neighbors.num_rows == manifest["counts"]["neighbor_rows"]
-        for name in (layout.NEIGHBORS, layout.ITEMS):  # every part file has every column
+        for name in tables:  # every part file has every column
             for part in (p for p in os.listdir(uris[name]) if p.endswith(".parquet")):
                 schema = pq.read_schema(os.path.join(uris[name], part))
-                want = similarities.NEIGHBORS_SCHEMA if name == layout.NEIGHBORS else (
-                    similarities.ITEMS_SCHEMA)  # fmt: skip
+                want = similarities.ITEMS_SCHEMA if name == layout.ITEMS else (
+                    similarities.NEIGHBORS_SCHEMA)  # fmt: skip
                 assert schema.names == want.names
 
     def test_items_are_the_windows_popularity(self, exported_shop):
@@ -283,6 +291,69 @@ class EngineContract:
         assert other["params"]["seed"] == 3
         assert not pairs_of(other)["score"].equals(pairs_of(first)["score"])
 
+    # --- frequently bought together (simrec.core.baskets) --------------------------------
+    def test_bought_together_is_the_cores_cosine_over_orders(self, exported_shop):
+        overrides = {"threshold": 0.0, "top_k": ALL}
+        manifest = self.run(exported_shop, "exact", overrides)
+        got = pairs_of(manifest, layout.BOUGHT_TOGETHER)
+        want, _ = core_pairs(exported_shop, overrides, bought_together=True)
+        assert len(want) > 20
+        assert_same_pairs(got, want)
+        ev = exported_shop.events
+        purchases = ev[ev["action"] == "purchase"]
+        assert manifest["bought_together"] == {
+            "basket_key": "order", "basket_actions": "strict", "grouped_by": "order",
+            "events": len(purchases), "events_without_key": 0,
+            "baskets": int((purchases.groupby("order_id")["sku"].nunique() >= 2).sum()),
+            "neighbor_rows": got["sku"].nunique(),
+        }  # fmt: skip
+
+    def test_bought_together_without_the_key_falls_back_to_days(self, exported_shop):
+        """The shop has no session ids: relaxed co-baskets by user and day."""
+        overrides = {"threshold": 0.0, "top_k": 5, "basket_key": "session",
+                     "basket_actions": "relaxed"}  # fmt: skip
+        manifest = self.run(exported_shop, "relaxed-session", overrides)
+        want, _ = core_pairs(exported_shop, overrides, bought_together=True)
+        assert_same_pairs(pairs_of(manifest, layout.BOUGHT_TOGETHER), want)
+        entry = manifest["bought_together"]
+        ev = exported_shop.events
+        used = ev["action"].isin(["basket", "purchase"]).sum()
+        assert (entry["grouped_by"], entry["events"], entry["events_without_key"]) == (
+            "day", used, used)  # fmt: skip
+        assert "fell back to day" in baskets.describe(entry)
+
+    def test_bought_together_hand_made_against_scipy(self, tmp_path_factory):
+        model = PLAIN.replace(threshold=0.0, top_k=ALL)
+        params = RunParams(tenant="orders", date=HAND_DAY, window_days=2, model=model)
+        rows = [  # (user, sku, action, order): baskets o1 {A, B}, o2 {A, C}, o3 {A, B, C},
+            ("U1", "A", "purchase", "o1"), ("U1", "B", "purchase", "o1"),  # U2's day {C, D}
+            ("U1", "A", "purchase", "o2"), ("U1", "C", "purchase", "o2"),
+            ("U2", "A", "purchase", "o3"), ("U2", "B", "purchase", "o3"),
+            ("U2", "C", "purchase", "o3"), ("U2", "B", "purchase", "o3"),
+            ("U2", "C", "purchase", None), ("U2", "D", "purchase", None),
+            ("U3", "A", "browsed", "o4"), ("U3", "D", "basket", "o4"),  # strict: no cells
+        ]  # fmt: skip
+        events = pd.DataFrame(rows, columns=["user_id", "sku", "action", "order_id"]).assign(
+            ts=pd.Timestamp("2024-02-29T12:00:00Z")
+        )
+        manifest = self.run(export_events(tmp_path_factory.mktemp("orders"), events, params),
+                            "orders", {})  # fmt: skip
+        # Basket x item matrix (A, B, C, D): summed purchase weights (6 each).
+        a = 6.0 * sp.csr_matrix(np.array([[1, 1, 0, 0], [1, 0, 1, 0], [1, 2, 1, 0],
+                                          [0, 0, 1, 1]], float))  # fmt: skip
+        unit = a @ sp.diags(1.0 / column_norms(a))
+        cos = (unit.T @ unit).toarray()
+        np.fill_diagonal(cos, 0.0)
+        got = pairs_of(manifest, layout.BOUGHT_TOGETHER)
+        skus = "ABCD"
+        want = {(skus[i], skus[j]): cos[i, j] for i in range(4) for j in range(4) if cos[i, j]}
+        assert {(r.sku, r.neighbor): pytest.approx(r.score, abs=SCORE_TOL)
+                for r in got.itertuples()} == want  # fmt: skip
+        assert got.set_index(["sku", "neighbor"]).loc[("A", "B"), "users"] == 2.0  # o1, o3
+        entry = manifest["bought_together"]
+        assert (entry["baskets"], entry["events"], entry["events_without_key"]) == (4, 10, 2)
+        assert entry["grouped_by"] == "order"
+
     # --- edges ---------------------------------------------------------------------------
     def test_empty_export_writes_empty_tables(self, tmp_path_factory, exported_shop):
         empty = pd.DataFrame({"user_id": [], "sku": [], "action": [], "ts": []}).astype(
@@ -295,6 +366,8 @@ class EngineContract:
         neighbors = similarities.read_neighbors(manifest["outputs"][layout.NEIGHBORS])
         assert neighbors.num_rows == 0
         assert similarities.read_items(manifest["outputs"][layout.ITEMS]).num_rows == 0
+        assert pairs_of(manifest, layout.BOUGHT_TOGETHER).empty
+        assert manifest["bought_together"]["baskets"] == 0
 
     def test_bad_rows_fail_clearly_and_write_no_manifest(self, tmp_path_factory):
         params = RunParams(tenant="bad", date=HAND_DAY, window_days=2, model=PLAIN)

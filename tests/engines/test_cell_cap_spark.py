@@ -9,9 +9,9 @@ from pyspark.sql import functions as F
 
 from simrec.core.matrix import cell_cap, cell_cap_sql
 from simrec.core.similarity import resolve_params
-from simrec.jobs import spark_similarity as dimsum_job
 from simrec.jobs.local_similarity import run_local_similarity
 from simrec.storage.similarities import neighbor_pairs, read_neighbors
+from tests.engines.spark_vs_local import spark_and_local_runs
 
 pytestmark = pytest.mark.spark
 
@@ -49,13 +49,7 @@ def _pairs(manifest: dict):  # noqa: ANN202
 @pytest.mark.parametrize("plan", ["broadcast", "shuffle"])
 def test_spark_equals_local_with_the_cap(spark, request, shop_name, overrides, plan):
     shop = request.getfixturevalue(shop_name)
-    params = resolve_params(shop.manifest["params"], overrides)
-    spark_run = dimsum_job.run(
-        spark, shop.manifest_uri, shop.similarities_uri(f"spark-cap-{plan}"), overrides,
-        plan=plan,
-    )
-    local = run_local_similarity(shop.manifest_uri, shop.similarities_uri("local-cap"), params)
-    assert spark_run["params"] == local["params"] == params.to_json()
+    spark_run, local = spark_and_local_runs(spark, shop, overrides, plan, "cap")
     assert spark_run["counts"] == local["counts"]
     a, b = _pairs(spark_run), _pairs(local)
     merged = a.merge(b, on=["sku", "neighbor"], how="outer", indicator=True)

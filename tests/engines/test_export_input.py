@@ -142,9 +142,17 @@ def test_parquet_integer_ids_are_read_as_their_digits(tmp_path: Path) -> None:
 # --- GA4 file layouts ----------------------------------------------------------------------
 ITEM = pa.struct([("item_id", pa.string()), ("item_name", pa.string()),
                   ("quantity", pa.int64()), ("price", pa.float64())])  # fmt: skip
+# The GA4 BigQuery export's shape (developers.google.com/analytics/bigquery/event-schema):
+# event_params is a repeated record of key and value{string,int,float,double}_value (the
+# session's ga_session_id an INT64 in value.int_value); ecommerce.transaction_id a STRING.
+VALUE = pa.struct([("string_value", pa.string()), ("int_value", pa.int64()),
+                   ("float_value", pa.float64()), ("double_value", pa.float64())])  # fmt: skip
+PARAM = pa.struct([("key", pa.string()), ("value", VALUE)])
 GA4 = pa.schema([("event_date", pa.string()), ("event_timestamp", pa.int64()),
                  ("event_name", pa.string()), ("user_pseudo_id", pa.string()),
-                 ("user_id", pa.string()), ("items", pa.list_(ITEM))])  # fmt: skip
+                 ("user_id", pa.string()), ("event_params", pa.list_(PARAM)),
+                 ("ecommerce", pa.struct([("transaction_id", pa.string())])),
+                 ("items", pa.list_(ITEM))])  # fmt: skip
 
 
 def _events(day: str, user: str, skus: list[str]) -> list[dict]:

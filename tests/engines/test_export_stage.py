@@ -224,7 +224,7 @@ def test_crafted_csv_every_row_accounted_for(tmp_path: Path) -> None:
         f"exports/shop/runs/{PARAMS.run_id}/rejects/part-0.parquet",
     ]
     schema = pq.read_schema(root / "exports/shop/dt=2024-02-10/part-0.parquet")
-    assert schema.names == ["user_id", "sku", "action", "ts"]
+    assert schema.names == ["user_id", "sku", "action", "ts", *layout.GROUP_COLUMNS]
     assert schema.field("ts").type == pa.timestamp("us", tz="UTC")
 
 

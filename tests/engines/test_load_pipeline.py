@@ -295,6 +295,7 @@ def test_end_to_end_and_rerun_is_idempotent(tmp_path: Path) -> None:
         "counts": {"items": len(snapshot.skus), "neighbor_rows": len(neighbors), "nnz": nnz},
     }
     assert summary["counts"] == snapshot.metadata["counts"]
+    assert snapshot.bought_together() is None  # a run made before it: none
     folder = layout.model_version(models, "default", RUN_ID)
     assert summary["model"] == folder
     before = file_state(folder)
@@ -305,6 +306,56 @@ def test_end_to_end_and_rerun_is_idempotent(tmp_path: Path) -> None:
     assert file_state(folder) == before
     assert (os.stat(latest).st_mtime_ns, Path(latest).read_bytes()) == latest_before
     assert sorted(os.listdir(layout.models(models, "default"))) == [RUN_ID, "LATEST"]
+
+
+def _bt_rows(snapshot) -> dict[str, list[tuple[str, float, float]]]:
+    """The snapshot's bought-together CSR back as {sku: [(neighbor, score, users)]}."""
+    bt = snapshot.bought_together()
+    out = {}
+    for i, sku in enumerate(bt.skus):
+        lo, hi = bt.indptr[i], bt.indptr[i + 1]
+        if hi > lo:
+            out[sku] = [(bt.skus[j], float(c), float(u)) for j, c, u in
+                        zip(bt.indices[lo:hi], bt.scores[lo:hi], bt.users[lo:hi], strict=True)]
+    return out
+
+
+def test_bought_together_is_loaded_and_published_with_the_model(tmp_path: Path) -> None:
+    neighbors, items = random_neighbors(seed=5)
+    skus = sorted(items)
+    together = {skus[0]: [(skus[2], 0.25, 3.0), (skus[1], 0.5, 4.0)],
+                skus[3]: [(skus[0], 1.0, 1.0)]}  # fmt: skip
+    uri = write_similarities(tmp_path, neighbors, items, bought_together=together)
+    models = str(tmp_path / "bucket")
+    summary = beam_load.run(["--similarities", uri, "--models_root", models])
+    snapshot = snapshots.read_snapshot(models, "default", summary["version"])
+    assert_model_matches(snapshot, neighbors, items)  # the related items unchanged
+    assert _bt_rows(snapshot) == {skus[0]: [(skus[1], 0.5, 4.0), (skus[2], 0.25, 3.0)],
+                                  skus[3]: [(skus[0], 1.0, 1.0)]}  # fmt: skip
+    assert snapshot.metadata["counts"]["bought_together_rows"] == 2
+
+
+def test_build_serving_model_with_bought_together() -> None:
+    neighbors, items = random_neighbors(seed=11)
+    rows = [expected_row(s, v) for s, v in neighbors.items()]
+    stats = [item_row(s, u, w) for s, (u, w) in items.items()]
+    sku = sorted(items)[0]
+    together = [expected_row(sku, [("zz-only-in-baskets", 0.5, 2.0)])]
+
+    def check(actual: list) -> None:
+        (snapshot,) = actual
+        assert "zz-only-in-baskets" in snapshot.skus  # the vocabulary covers both models
+        assert _bt_rows(snapshot) == {sku: [("zz-only-in-baskets", 0.5, 2.0)]}
+        assert snapshot.bought_together().neighbors(snapshot.skus.index(sku))[0].tolist() == [
+            snapshot.skus.index("zz-only-in-baskets")]  # fmt: skip
+
+    with local_pipeline() as p:
+        model = (
+            p | "Rows" >> beam.Create(rows),
+            p | "Items" >> beam.Create(stats),
+            p | "Together" >> beam.Create(together),
+        ) | beam_load.BuildServingModel({"version": "v1", "source": "mem://"})
+        assert_that(model, check)
 
 
 def test_model_version_option_and_tenant_default(tmp_path: Path) -> None:

@@ -14,12 +14,13 @@ import scipy.sparse as sp
 from simrec.config import Settings
 from simrec.core import dimsum, quality
 from simrec.core.matrix import build_matrix
+from simrec.core.params import HASH_NEUTRAL
 from simrec.core.runs import RUN_CONTROL, RunParams
 from simrec.core.similarity import column_norms, cosine_topk, resolve_params
-from simrec.jobs import spark_similarity
 from simrec.jobs.local_similarity import run_local_similarity
 from simrec.storage.similarities import neighbor_pairs, read_neighbors
 from tests.builders import PLAIN
+from tests.engines.spark_vs_local import spark_and_local_runs
 
 DAY = dt.date(2024, 3, 10)
 
@@ -143,8 +144,8 @@ def test_run_params_round_trip_and_stable_ids():
         half_life_days=14.0, user_weighting="power", user_alpha=0.3, shrinkage=20.0
     ))
     assert RunParams.from_json(on.to_json()) == on
-    legacy = {  # manifests written before the quality features and before attempts
-        k: v for k, v in base.to_json().items() if k not in quality.OFF and k not in RUN_CONTROL
+    legacy = {  # manifests written before the later parameters and before attempts
+        k: v for k, v in base.to_json().items() if k not in HASH_NEUTRAL and k not in RUN_CONTROL
     }
     assert RunParams.from_json(legacy) == base  # manifests written before the features
     # With the features off the id is the one of a run made before they existed.
@@ -208,15 +209,7 @@ def _assert_same(a: dict, b: dict) -> None:
 @pytest.mark.parametrize("plan", ["broadcast", "shuffle"])
 def test_spark_equals_local_with_features_on(spark, request, shop_name, overrides, plan):
     shop = request.getfixturevalue(shop_name)
-    params = resolve_params(shop.manifest["params"], overrides)
-    spark_run = spark_similarity.run(
-        spark, shop.manifest_uri, shop.similarities_uri(f"spark-quality-{plan}"), overrides,
-        plan=plan,
-    )
-    local_run = run_local_similarity(
-        shop.manifest_uri, shop.similarities_uri("local-quality"), params
-    )
-    assert spark_run["params"] == local_run["params"] == params.to_json()
+    spark_run, local_run = spark_and_local_runs(spark, shop, overrides, plan, "quality")
     _assert_same(spark_run, local_run)
     plain = run_local_similarity(
         shop.manifest_uri, shop.similarities_uri("local-plain"),

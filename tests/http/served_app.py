@@ -11,13 +11,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from simrec import publishing
 from simrec.core.snapshot import ModelSnapshot
-from simrec.storage import snapshots
 from tests.net import free_port
+from tests.shops import snapshot_from_rows
 
 TENANT = "default"
 VERSION = "ui-v1"
@@ -28,23 +30,18 @@ def catalog_model(version: str = VERSION, n: int = 40) -> ModelSnapshot:
     stock and two attributes, and distinct popularities."""
     rng = np.random.default_rng(7)
     skus = [f"sku-{i:03d}" for i in range(n)]
-    indptr, indices, scores = [0], [], []
+    rows = {}
     for i in range(n):
         others = rng.choice([j for j in range(n) if j != i], size=int(rng.integers(1, 6)),
                             replace=False)  # fmt: skip
-        row = sorted(((float(np.float32(rng.random())), int(j)) for j in others),
-                     key=lambda t: (-t[0], t[1]))  # fmt: skip
-        indices += [j for _, j in row]
-        scores += [s for s, _ in row]
-        indptr.append(len(indices))
-    return ModelSnapshot(
-        skus=skus,
-        indptr=np.array(indptr),
-        indices=np.array(indices),
-        scores=np.array(scores),
-        users=np.ones(len(indices)),
-        popularity=np.array([float((i * 7) % n + 1) for i in range(n)]),
-        metadata={
+        draws = sorted(((float(np.float32(rng.random())), int(j)) for j in others),
+                       key=lambda t: (-t[0], t[1]))  # fmt: skip
+        rows[i] = [(j, s) for s, j in draws]
+    return snapshot_from_rows(
+        skus,
+        rows,
+        [float((i * 7) % n + 1) for i in range(n)],
+        {
             "version": version,
             "tenant": TENANT,
             "created_at": "2026-12-04T00:00:00Z",
@@ -133,4 +130,25 @@ class ServedApp(ServerProcess):
 
 
 def publish(root: str, snapshot: ModelSnapshot) -> None:
-    snapshots.write_snapshot(root, TENANT, snapshot)
+    publishing.write_snapshot(root, TENANT, snapshot)
+
+
+def model_client(tmp_path: Path, tenant: str, snapshot: ModelSnapshot) -> Any:
+    """A werkzeug test client of the WSGI app serving ``snapshot`` as ``tenant``'s
+    published model (the holders cleared first)."""
+    from werkzeug.test import Client
+
+    from simrec.config import Settings
+    from simrec.serving import api
+    from simrec.serving.api import ServingApp
+
+    api.HOLDERS.clear()
+    root = str(tmp_path / "models")
+    publishing.write_snapshot(root, tenant, snapshot)
+    return Client(ServingApp(Settings(models_uri=root, tenant=tenant)))
+
+
+def get_json(client: Any, path: str, query: str) -> tuple[int, dict]:
+    """``GET path?query`` on a test client: status and JSON body."""
+    response = client.get(f"{path}?{query}")
+    return response.status_code, response.get_json()

@@ -7,6 +7,7 @@ examples) through the real WSGI app over a model with a catalog; no response may
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +22,13 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from simrec import publishing
 from simrec.config import Settings
 from simrec.core.snapshot import ModelSnapshot
 from simrec.serving import api
 from simrec.serving.api import ServingApp
 from simrec.serving.parameters import FILTERS
-from simrec.storage import snapshots
+from tests.shops import snapshot_from_rows
 
 CHECKS = [
     not_a_server_error,
@@ -41,21 +43,16 @@ def fuzz_model() -> ModelSnapshot:
     skus = sorted(["0", "1", "a", "b", "c", "x", "\u00e9", "A"])
     rng = np.random.default_rng(0)
     n = len(skus)
-    indptr, indices, scores = [0], [], []
+    rows = {}
     for i in range(n):
         others = [j for j in range(n) if j != i][: int(rng.integers(0, 4))]
-        row = sorted(((float(np.float32(rng.random())), j) for j in others), key=lambda t: -t[0])
-        indices += [j for _, j in row]
-        scores += [s for s, _ in row]
-        indptr.append(len(indices))
-    return ModelSnapshot(
-        skus=skus,
-        indptr=np.array(indptr),
-        indices=np.array(indices),
-        scores=np.array(scores),
-        users=np.ones(len(indices)),
-        popularity=np.arange(n, dtype=np.float64),
-        metadata={"version": "fuzz-v1"},
+        draws = sorted(((float(np.float32(rng.random())), j) for j in others), key=lambda t: -t[0])
+        rows[i] = [(j, s) for s, j in draws]
+    snap = snapshot_from_rows(
+        skus,
+        rows,
+        np.arange(n, dtype=np.float64),
+        {"version": "fuzz-v1"},
         trending=np.array([3, 0, 5, 6]),  # /trending answers items
         trending_scores=np.array([2.0, 1.5, 1.5, 0.5]),
         catalog={
@@ -66,13 +63,18 @@ def fuzz_model() -> ModelSnapshot:
             "note": ["x"] * n,
         },
     )
+    # /bought-together's second neighbor table: the same lists, for the fuzz.
+    return dataclasses.replace(
+        snap, bt_indptr=snap.indptr, bt_indices=snap.indices, bt_scores=snap.scores,
+        bt_users=snap.users,
+    )  # fmt: skip
 
 
 @pytest.fixture
 def api_schema(tmp_path: Path):
     api.HOLDERS.clear()
     root = str(tmp_path / "models")
-    snapshots.write_snapshot(root, "default", fuzz_model())
+    publishing.write_snapshot(root, "default", fuzz_model())
     app = ServingApp(Settings(models_uri=root, tenant="default", serving_tenants="other"))
     assert app.holder.get() is not None
     yield schemathesis.openapi.from_wsgi("/openapi.json", app)

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 from werkzeug.test import Client
 
+from simrec import publishing
 from simrec.config import Settings
 from simrec.core.snapshot import ModelSnapshot
 from simrec.serving import api
 from simrec.serving.api import ServingApp
-from simrec.storage import snapshots
+from tests.shops import snapshot_from_rows
 
 TENANT = "shop"
 SKUS = ["a", "b", "c", "d", "e", "f", "g", "h"]
@@ -33,29 +33,16 @@ CATALOG = {
 
 
 def snapshot(catalog: dict | None) -> ModelSnapshot:
-    indptr, indices, scores = [0], [], []
-    for i in range(len(SKUS)):
-        for j, s in ROWS.get(i, []):
-            indices.append(j)
-            scores.append(s)
-        indptr.append(len(indices))
-    return ModelSnapshot(
-        skus=SKUS,
-        indptr=np.array(indptr),
-        indices=np.array(indices),
-        scores=np.array(scores),
-        users=np.ones(len(indices)),
-        popularity=np.array([5.0, 4.0, 3.0, 8.0, 2.0, 1.0, 6.0, 7.0]),
-        # warm_users 0: the rows above as served (cold-item blend: tests/unit/test_content.py)
-        metadata={"version": "v1", "tenant": TENANT, "content": {"warm_users": 0}},
-        catalog=catalog,
-    )
+    # warm_users 0: the rows above as served (cold-item blend: tests/unit/test_content.py)
+    metadata = {"version": "v1", "tenant": TENANT, "content": {"warm_users": 0}}
+    popularity = [5.0, 4.0, 3.0, 8.0, 2.0, 1.0, 6.0, 7.0]
+    return snapshot_from_rows(SKUS, ROWS, popularity, metadata, catalog=catalog)
 
 
 def client_for(tmp_path: Path, catalog: dict | None = CATALOG) -> Client:
     api.HOLDERS.clear()
     root = str(tmp_path / "models")
-    snapshots.write_snapshot(root, TENANT, snapshot(catalog))
+    publishing.write_snapshot(root, TENANT, snapshot(catalog))
     return Client(ServingApp(Settings(models_uri=root, tenant=TENANT)))
 
 

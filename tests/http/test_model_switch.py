@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simrec import storage
+from simrec import publishing, storage
 from simrec.config import Settings
 from simrec.core import layout
 from simrec.core.snapshot import ARRAYS_NAME, ModelSnapshot
@@ -27,6 +27,7 @@ from simrec.serving import model_holder, model_image
 from simrec.serving.api import ServingApp
 from simrec.serving.model_holder import HolderRegistry, LoadedModel, ModelHolder
 from simrec.storage import snapshots
+from tests.shops import snapshot_from_rows
 
 TENANT = "shop"
 SKUS = ["a", "b", "c", "d", "e", "ü-1", "日本"]
@@ -36,21 +37,13 @@ CATEGORY = ["k1", "k2", None, "k1", "k2", "k3", "k1"]
 def snapshot(version: str, scale: float = 1.0) -> ModelSnapshot:
     rows = {0: [(1, 0.75), (2, 0.375)], 1: [(0, 0.75), (3, 0.5), (5, 0.25)],
             2: [(0, 0.375)], 3: [(6, 0.5), (1, 0.125)], 5: [(1, 0.25)]}  # fmt: skip
-    indptr, indices, scores = [0], [], []
-    for i in range(len(SKUS)):
-        for j, s in rows.get(i, []):
-            indices.append(j)
-            scores.append(s * scale)
-        indptr.append(len(indices))
     listed = [*SKUS[:-1], "not-in-model"]  # 日本 unlisted: no category, not in stock
-    return ModelSnapshot(
-        skus=SKUS,
-        indptr=np.array(indptr),
-        indices=np.array(indices),
-        scores=np.array(scores),
-        users=np.ones(len(indices)),
-        popularity=np.array([10.0, 8.0, 5.0, 3.0, 12.0, 0.0, 7.0]),
-        metadata={"version": version, "tenant": TENANT},
+    return snapshot_from_rows(
+        SKUS,
+        rows,
+        [10.0, 8.0, 5.0, 3.0, 12.0, 0.0, 7.0],
+        {"version": version, "tenant": TENANT},
+        scale=scale,
         catalog={
             "sku": listed,
             "category": CATEGORY[:-1] + ["k9"],
@@ -105,7 +98,7 @@ def answers(app: ServingApp) -> list[tuple[int, bytes]]:
 
 
 def test_the_mapped_model_answers_exactly_as_an_in_process_one(root: str) -> None:
-    snapshots.write_snapshot(root, TENANT, snapshot("v1"))
+    publishing.write_snapshot(root, TENANT, snapshot("v1"))
     settings = Settings(models_uri=root, tenant=TENANT, model_refresh_seconds=0)
     here = ServingApp(settings, ModelHolder(root, TENANT, 0))
     mapped_holder = ModelHolder(root, TENANT, 0, background=True, isolated=True)
@@ -136,7 +129,7 @@ def _write(arrays: dict, metadata: dict) -> str:
 def test_a_corrupt_version_keeps_the_old_model_and_is_retried(
     root: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    snapshots.write_snapshot(root, TENANT, snapshot("v1"))
+    publishing.write_snapshot(root, TENANT, snapshot("v1"))
     holder = ModelHolder(root, TENANT, 10, background=True, isolated=True)
     first = holder.start()
     assert first is not None and first.version == "v1"
@@ -156,7 +149,7 @@ def test_a_corrupt_version_keeps_the_old_model_and_is_retried(
     assert "ValueError: " in message and "\n" not in message and record.exc_info is None
     assert images_left() == []
 
-    snapshots.write_snapshot(root, TENANT, snapshot("v2", scale=0.5))  # repaired
+    publishing.write_snapshot(root, TENANT, snapshot("v2", scale=0.5))  # repaired
     assert holder.refresh() is True and holder.current.version == "v2"
     assert holder.current.snapshot.scores[0] == np.float32(0.375)
 
@@ -164,10 +157,10 @@ def test_a_corrupt_version_keeps_the_old_model_and_is_retried(
 def test_a_crashed_loader_process_keeps_the_old_model(
     root: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    snapshots.write_snapshot(root, TENANT, snapshot("v1"))
+    publishing.write_snapshot(root, TENANT, snapshot("v1"))
     holder = ModelHolder(root, TENANT, 10, background=True, isolated=True)
     first = holder.start()
-    snapshots.write_snapshot(root, TENANT, snapshot("v2"))
+    publishing.write_snapshot(root, TENANT, snapshot("v2"))
     crash = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"]
     monkeypatch.setattr(model_image, "child_command", lambda *args: crash)  # the OOM killer
     with caplog.at_level(logging.ERROR, logger=model_holder.__name__):
@@ -180,12 +173,12 @@ def test_a_crashed_loader_process_keeps_the_old_model(
 
 
 def test_image_files_are_gone_and_released_once_a_model_is_replaced(root: str) -> None:
-    snapshots.write_snapshot(root, TENANT, snapshot("v1"))
+    publishing.write_snapshot(root, TENANT, snapshot("v1"))
     holder = ModelHolder(root, TENANT, 10, background=True, isolated=True)
     first = holder.start()
     assert images_left() == []  # unlinked as soon as mapped
     assert mapped_images() == 1
-    snapshots.write_snapshot(root, TENANT, snapshot("v2", scale=0.5))
+    publishing.write_snapshot(root, TENANT, snapshot("v2", scale=0.5))
     assert holder.refresh() is True
     assert images_left() == [] and mapped_images() == 2  # a request may still hold v1 ...
     assert first.snapshot.scores.tolist() == [0.75, 0.375, 0.75, 0.5, 0.25, 0.375, 0.5, 0.125,

@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 from functions_framework import create_app
 
+from simrec import publishing
 from simrec.config import Settings
 from simrec.core.snapshot import ModelSnapshot
 from simrec.serving import api
 from simrec.serving.api import ServingApp
-from simrec.storage import snapshots
+from tests.clock import FakeClock
+from tests.shops import snapshot_from_rows
 
 SOURCE = str(Path(__file__).resolve().parents[2] / "functions" / "recommend" / "main.py")
 TENANT = "shop"
@@ -35,29 +37,8 @@ POPULARITY = [10.0, 8.0, 5.0, 3.0, 12.0, 0.0]
 
 
 def model(version: str, scale: float = 1.0) -> ModelSnapshot:
-    indptr, indices, scores = [0], [], []
-    for i in range(len(SKUS)):
-        for j, s in ROWS.get(i, []):
-            indices.append(j)
-            scores.append(s * scale)
-        indptr.append(len(indices))
-    return ModelSnapshot(
-        skus=SKUS,
-        indptr=np.array(indptr),
-        indices=np.array(indices),
-        scores=np.array(scores),
-        users=np.ones(len(indices)),
-        popularity=np.array(POPULARITY),
-        metadata={"version": version, "tenant": TENANT},
-    )
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+    metadata = {"version": version, "tenant": TENANT}
+    return snapshot_from_rows(SKUS, ROWS, POPULARITY, metadata, scale=scale)
 
 
 @pytest.fixture
@@ -95,7 +76,7 @@ def started(client, models_root: str):
 
 @pytest.fixture
 def client(models_root: str, clock: FakeClock):
-    snapshots.write_snapshot(models_root, TENANT, model("v1"))
+    publishing.write_snapshot(models_root, TENANT, model("v1"))
     return started(create_app(target="recommend", source=SOURCE).test_client(), models_root)
 
 
@@ -291,7 +272,7 @@ def test_healthz_and_503_before_the_first_model(models_root: str, clock: FakeClo
     # Bad parameters are still 400, not 503.
     assert get(client, "/recommendations", n="0")[1] == 400
 
-    snapshots.write_snapshot(models_root, TENANT, model("v1"))
+    publishing.write_snapshot(models_root, TENANT, model("v1"))
     clock.now += 1  # the holder retries a missing model every second, in its loader
     get(client, "/healthz")
     function_holder(models_root).wait_for_loader(30)
@@ -302,7 +283,7 @@ def test_model_swap_without_restart(client, models_root: str, clock: FakeClock) 
     body, _ = get(client, "/recommendations", browsed="a")
     assert body["model_version"] == "v1" and items(body)[0] == ("b", 0.375)
 
-    snapshots.write_snapshot(models_root, TENANT, model("v2", scale=0.5))
+    publishing.write_snapshot(models_root, TENANT, model("v2", scale=0.5))
     clock.now += 29
     assert get(client, "/recommendations", browsed="a")[0]["model_version"] == "v1"
     clock.now += 1  # SIMREC_MODEL_REFRESH_SECONDS=30
@@ -319,7 +300,7 @@ def test_settings_drive_the_endpoint(models_root: str, clock, monkeypatch) -> No
     monkeypatch.setenv("SIMREC_MAX_N", "2")
     monkeypatch.setenv("SIMREC_MAX_SKUS_PER_REQUEST", "1")
     monkeypatch.setenv("SIMREC_WEIGHT_BROWSED", "4")
-    snapshots.write_snapshot(models_root, TENANT, model("v1"))
+    publishing.write_snapshot(models_root, TENANT, model("v1"))
     client = started(create_app(target="recommend", source=SOURCE).test_client(), models_root)
     assert get(client, "/recommendations", browsed="a", n="3")[0]["field"] == "n"
     assert get(client, "/recommendations", browsed="a,b")[0]["field"] == "browsed"
@@ -329,7 +310,7 @@ def test_settings_drive_the_endpoint(models_root: str, clock, monkeypatch) -> No
 
 def test_serving_app_takes_plain_dicts(models_root: str, clock) -> None:
     """How the CLI calls it: a dict of strings, no HTTP."""
-    snapshots.write_snapshot(models_root, TENANT, model("v1"))
+    publishing.write_snapshot(models_root, TENANT, model("v1"))
     service = ServingApp(Settings())
     body, status = service.recommendations({"browsed": "a", "n": "1"})
     assert status == 200 and items(body) == [("b", 0.375)]
@@ -344,7 +325,7 @@ def test_local_server_wsgi_app_answers_like_the_function(models_root: str, clock
     """`simrec serve --server gthread` runs the same ServingApp as a plain WSGI app."""
     from werkzeug.test import Client
 
-    snapshots.write_snapshot(models_root, TENANT, model("v1"))
+    publishing.write_snapshot(models_root, TENANT, model("v1"))
     local = Client(ServingApp(Settings()))
     function = started(create_app(target="recommend", source=SOURCE).test_client(), models_root)
     for url in ("/recommendations?browsed=a&purchased=b", "/similar?sku=zz", "/healthz", "/x"):
@@ -364,7 +345,7 @@ def test_asgi_app_answers_like_the_wsgi_app(models_root: str, clock) -> None:
 
     from simrec.serving.server import AsgiApp
 
-    snapshots.write_snapshot(models_root, TENANT, model("v1"))
+    publishing.write_snapshot(models_root, TENANT, model("v1"))
     service = ServingApp(Settings())
     wsgi, asgi = Client(service), AsgiApp(service)
 

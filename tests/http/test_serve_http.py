@@ -26,14 +26,15 @@ import numpy as np
 import orjson
 import pytest
 
+from simrec import publishing
 from simrec.config import Settings
 from simrec.core.snapshot import ModelSnapshot
 from simrec.serving import api
 from simrec.serving import server as server_module
 from simrec.serving.api import ServingApp
-from simrec.storage import snapshots
 from tests.http.served_app import ServerProcess
 from tests.net import free_port
+from tests.shops import snapshot_from_rows
 
 TENANT = "default"
 
@@ -41,22 +42,14 @@ TENANT = "default"
 def random_model(version: str, seed: int) -> ModelSnapshot:
     rng = random.Random(seed)
     n = 120
-    indptr, indices, scores = [0], [], []
+    rows = {}
     for i in range(n):
         others = rng.sample([j for j in range(n) if j != i], rng.randint(0, 10))
         row = sorted(((rng.random(), j) for j in others), key=lambda t: (-np.float32(t[0]), t[1]))
-        indices += [j for _, j in row]
-        scores += [s for s, _ in row]
-        indptr.append(len(indices))
-    return ModelSnapshot(
-        skus=[f"p{i:03d}" for i in range(n)],
-        indptr=np.array(indptr),
-        indices=np.array(indices),
-        scores=np.array(scores),
-        users=np.ones(len(indices)),
-        popularity=np.array([rng.randint(0, 50) for _ in range(n)], dtype=np.float64),
-        metadata={"version": version, "tenant": TENANT},
-    )
+        rows[i] = [(j, s) for s, j in row]
+    popularity = np.array([rng.randint(0, 50) for _ in range(n)], dtype=np.float64)
+    skus = [f"p{i:03d}" for i in range(n)]
+    return snapshot_from_rows(skus, rows, popularity, {"version": version, "tenant": TENANT})
 
 
 def paths(rng: random.Random, skus: list[str], count: int) -> list[str]:
@@ -74,7 +67,7 @@ def paths(rng: random.Random, skus: list[str], count: int) -> list[str]:
 def expected_answers(tmp: Path, snapshot: ModelSnapshot, requests: list[str]) -> dict[str, dict]:
     """What the in-process app answers for ``snapshot`` (JSON round trip)."""
     root = str(tmp / f"expected-{snapshot.version}")
-    snapshots.write_snapshot(root, TENANT, snapshot)
+    publishing.write_snapshot(root, TENANT, snapshot)
     app = ServingApp(Settings(models_uri=root, tenant=TENANT, model_refresh_seconds=0))
     out = {}
     for p in set(requests):
@@ -106,7 +99,7 @@ class Serve(ServerProcess):
 def server(tmp_path: Path):
     workdir = tmp_path / "work"
     bucket = str(workdir / "bucket")
-    snapshots.write_snapshot(bucket, TENANT, random_model("http-v1", 1))
+    publishing.write_snapshot(bucket, TENANT, random_model("http-v1", 1))
     serve = Serve(tmp_path, workdir, "--workers", "2")
     yield serve.port, bucket
     serve.stop()
@@ -117,7 +110,7 @@ def test_workers_accept_only_once_their_model_is_loaded(tmp_path: Path, kind: st
     """With the model published before the start, no worker answers before it has loaded
     it: the first answer is 200 and so is every later one, whichever worker takes it."""
     workdir = tmp_path / "work"
-    snapshots.write_snapshot(str(workdir / "bucket"), TENANT, random_model("http-v1", 1))
+    publishing.write_snapshot(str(workdir / "bucket"), TENANT, random_model("http-v1", 1))
     serve = Serve(tmp_path, workdir, "--workers", "2", "--server", kind)
     try:
         assert serve.not_ready == []
@@ -157,7 +150,7 @@ def test_model_swap_under_concurrent_requests(server, tmp_path: Path) -> None:
     def publisher() -> None:
         while len(seen) < 150:
             time.sleep(0.01)
-        snapshots.write_snapshot(bucket, TENANT, v2)
+        publishing.write_snapshot(bucket, TENANT, v2)
         published.set()
         deadline = time.monotonic() + 60  # a timeout, not a timed assert
         while time.monotonic() < deadline:
@@ -212,7 +205,7 @@ def test_half_open_connections_never_block_another_client(tmp_path: Path) -> Non
     still open; after the header timeout each gets a JSON 408 and is closed (one that
     never sent a byte is just closed)."""
     workdir = tmp_path / "work"
-    snapshots.write_snapshot(str(workdir / "bucket"), TENANT, random_model("slow-v1", 1))
+    publishing.write_snapshot(str(workdir / "bucket"), TENANT, random_model("slow-v1", 1))
     serve = Serve(tmp_path, workdir, "--workers", "1", "--header-timeout", "5")
     try:
         slow = [_half_open(serve.port) for _ in range(16)]
@@ -315,7 +308,7 @@ def test_healthz_is_503_until_the_model_is_loaded_in_the_background(tmp_path: Pa
         assert (status, kind) == (503, "application/json")
         assert json.loads(body)["status"] == "unavailable"
         assert serve.get("/recommendations?browsed=p001")[0] == 503
-        snapshots.write_snapshot(bucket, TENANT, random_model("late-v1", 1))
+        publishing.write_snapshot(bucket, TENANT, random_model("late-v1", 1))
         for _ in range(600):  # bounded wait for the loader thread (not a timed assert)
             status, _, body = serve.get("/healthz")
             if status == 200:

@@ -7,60 +7,33 @@ import json
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
 from werkzeug.test import Client
 
-from simrec import storage
+from simrec import publishing, storage
 from simrec.config import Settings
 from simrec.core.snapshot import CATALOG_NAME, ModelSnapshot
 from simrec.serving import api
 from simrec.serving.api import ServingApp
 from simrec.serving.parameters import MAX_SKU_LENGTH, RECOMMEND_PARAMS, max_query_bytes
 from simrec.storage import snapshots
+from tests.shops import CATALOG, catalog_shop
 
 TENANT = "shop"
-#   a -> b 0.75, c 0.375        popularity: a 10, b 8, c 9, d 3, e 12, f 0
-#   b -> a 0.75, d 0.5, c 0.25  catalog: a X in, b X out, c Y in, d Y in, e X in,
-#   c -> a 0.375, b 0.25                 f not listed (no category, not in stock)
-#   d -> b 0.5, f 0.3
-SKUS = ["a", "b", "c", "d", "e", "f"]
-ROWS = {0: [(1, 0.75), (2, 0.375)], 1: [(0, 0.75), (3, 0.5), (2, 0.25)],
-        2: [(0, 0.375), (1, 0.25)], 3: [(1, 0.5), (5, 0.3)]}  # fmt: skip
-CATALOG = {
-    "sku": ["a", "b", "c", "d", "e", "zzz"],
-    "category": ["X", "X", "Y", "Y", "X", "Z"],
-    "in_stock": [True, False, True, True, True, True],
-    "price": [10.0, 20.0, 5.5, 7.0, 1.0, 2.0],
-}
 
 
 def model(version: str, tenant: str = TENANT, catalog: dict | None = CATALOG) -> ModelSnapshot:
-    indptr, indices, scores = [0], [], []
-    for i in range(len(SKUS)):
-        for j, s in ROWS.get(i, []):
-            indices.append(j)
-            scores.append(s)
-        indptr.append(len(indices))
-    return ModelSnapshot(
-        skus=SKUS,
-        indptr=np.array(indptr),
-        indices=np.array(indices),
-        scores=np.array(scores),
-        users=np.ones(len(indices)),
-        popularity=np.array([10.0, 8.0, 9.0, 3.0, 12.0, 0.0]),
-        # warm_users 0: the co-occurrence rows are served as they are (no cold-item blend,
-        # tests/unit/test_content.py has that); catalog-only skus still get content.
-        metadata={"version": version, "tenant": tenant, "content": {"warm_users": 0}},
-        catalog=catalog,
-    )
+    # warm_users 0: the co-occurrence rows are served as they are (no cold-item blend,
+    # tests/unit/test_content.py has that); catalog-only skus still get content.
+    metadata = {"version": version, "tenant": tenant, "content": {"warm_users": 0}}
+    return catalog_shop(metadata, catalog)
 
 
 @pytest.fixture
 def root(tmp_path: Path) -> str:
     api.HOLDERS.clear()
     root = str(tmp_path / "models")
-    snapshots.write_snapshot(root, TENANT, model("v1"))
+    publishing.write_snapshot(root, TENANT, model("v1"))
     yield root
     api.HOLDERS.clear()
 
@@ -93,7 +66,7 @@ def test_catalog_is_an_optional_part_of_the_snapshot(root: str, tmp_path: Path) 
     assert list(files)[-1] == "metadata.json" and CATALOG_NAME in files
     assert CATALOG_NAME not in model("v1", catalog=None).to_files()
     other = str(tmp_path / "no-catalog")
-    snapshots.write_snapshot(other, TENANT, model("v0", catalog=None))
+    publishing.write_snapshot(other, TENANT, model("v0", catalog=None))
     assert snapshots.read_snapshot(other, TENANT, "v0").catalog is None
     with pytest.raises(ValueError, match="lacks column"):
         model("x", catalog={"sku": ["a"], "category": ["X"]})
@@ -162,7 +135,7 @@ def test_fallback_prefers_the_input_items_categories(client: Client) -> None:
 def test_filters_need_a_catalog(tmp_path: Path) -> None:
     api.HOLDERS.clear()
     root = str(tmp_path / "plain")
-    snapshots.write_snapshot(root, TENANT, model("p1", catalog=None))
+    publishing.write_snapshot(root, TENANT, model("p1", catalog=None))
     client = make_client(root)
     body, status = get(client, "/recommendations", browsed="a", in_stock_only="true")
     assert status == 400 and body["field"] == "in_stock_only" and "catalog" in body["error"]
@@ -174,7 +147,7 @@ def test_filters_need_a_catalog(tmp_path: Path) -> None:
 
 
 def test_tenants_select_their_model(root: str) -> None:
-    snapshots.write_snapshot(root, "shop2", model("s2-v1", tenant="shop2", catalog=None))
+    publishing.write_snapshot(root, "shop2", model("s2-v1", tenant="shop2", catalog=None))
     client = make_client(root, serving_tenants="shop2")
     assert get(client, "/healthz")[0]["model_version"] == "v1"
     body, status = get(client, "/recommendations", browsed="a", tenant="shop2")
@@ -195,7 +168,7 @@ def test_any_tenant_made_up_names_are_404_and_use_up_nothing(
 ) -> None:
     """serving_tenants='*': a made-up tenant is a 404 (not a 503), allocates no holder,
     and however many there are, a real tenant is still served."""
-    snapshots.write_snapshot(root, "shop2", model("s2-v1", tenant="shop2", catalog=None))
+    publishing.write_snapshot(root, "shop2", model("s2-v1", tenant="shop2", catalog=None))
     app = ServingApp(Settings(models_uri=root, tenant=TENANT, model_refresh_seconds=0,
                               serving_tenants="*"))  # fmt: skip
     client = Client(app)
@@ -214,7 +187,7 @@ def test_any_tenant_holders_are_a_bounded_lru(root: str, monkeypatch: pytest.Mon
     monkeypatch.setattr(api.HOLDERS, "max_unpinned", 2)
     shops = [f"shop{k}" for k in range(4)]
     for shop in shops:
-        snapshots.write_snapshot(root, shop, model(f"{shop}-v1", tenant=shop, catalog=None))
+        publishing.write_snapshot(root, shop, model(f"{shop}-v1", tenant=shop, catalog=None))
     app = ServingApp(Settings(models_uri=root, tenant=TENANT, model_refresh_seconds=0,
                               serving_tenants="*"))  # fmt: skip
     client = Client(app)
@@ -250,7 +223,7 @@ def test_any_tenant_requests_never_wait_on_storage_in_a_server(
 ) -> None:
     """In a server (background loads) the tenants are listed at start and re-listed by a
     thread; a request only looks the name up, and a new tenant's model loads aside."""
-    snapshots.write_snapshot(root, "shop2", model("s2-v1", tenant="shop2", catalog=None))
+    publishing.write_snapshot(root, "shop2", model("s2-v1", tenant="shop2", catalog=None))
     app = ServingApp(Settings(models_uri=root, tenant=TENANT, model_refresh_seconds=60,
                               serving_tenants="*"), background_load=True)  # fmt: skip
     app.start()
@@ -407,7 +380,7 @@ def test_startupz_waits_for_a_published_model_but_not_for_none(tmp_path) -> None
     assert status == 200 and body["model_version"] is None
     assert get(app, "/healthz")[0] == 503  # healthz still says: no model
     api.HOLDERS.clear()
-    snapshots.write_snapshot(root, TENANT, model("v1"))
+    publishing.write_snapshot(root, TENANT, model("v1"))
     fresh = ServingApp(settings)
     fresh.holder.published = True  # LATEST seen by a load still running
     assert get(fresh, "/startupz")[0] == 503

@@ -10,14 +10,10 @@ import numpy as np
 import pytest
 from werkzeug.test import Client
 
-from simrec.config import Settings
 from simrec.core import model_builder
 from simrec.core.snapshot import catalog_table
-from simrec.serving import api
-from simrec.serving.api import ServingApp
-from simrec.storage import snapshots
 from tests.http.served_app import TENANT as SERVED_TENANT
-from tests.http.served_app import ServedApp, catalog_model, publish
+from tests.http.served_app import ServedApp, catalog_model, get_json, model_client, publish
 
 TENANT = "shop"
 # window_days 10 -> 7 recent days, 3 prior (trending defaults: smoothing 1, support 5).
@@ -38,7 +34,6 @@ CATALOG = {
 
 
 def client_for(tmp_path: Path, catalog: dict | None = CATALOG) -> Client:
-    api.HOLDERS.clear()
     items = [{"sku": s, "users": 1, "weight": r + p, "recent_weight": r, "prior_weight": p}
              for s, r, p in ITEMS]  # fmt: skip
     rows = [{"sku": "a", "items": ["b"], "scores": [0.5], "users": [1.0]}]
@@ -47,14 +42,11 @@ def client_for(tmp_path: Path, catalog: dict | None = CATALOG) -> Client:
     )
     if catalog is not None:
         snap.catalog = catalog_table(catalog)
-    root = str(tmp_path / "models")
-    snapshots.write_snapshot(root, TENANT, snap)
-    return Client(ServingApp(Settings(models_uri=root, tenant=TENANT)))
+    return model_client(tmp_path, TENANT, snap)
 
 
 def get(client: Client, query: str) -> tuple[int, dict]:
-    response = client.get("/trending?" + query)
-    return response.status_code, response.get_json()
+    return get_json(client, "/trending", query)
 
 
 def ranked(body: dict) -> list[tuple[str, float]]:

@@ -7,18 +7,11 @@ import pytest
 
 from simrec.config import Settings
 from simrec.serving import access
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import FakeClock
 
 
 def test_token_bucket_burst_rate_and_wait() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     limiter = access.RateLimiter(per_minute=60, burst=3, clock=clock)  # 1 token a second
     assert [limiter.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
     assert limiter.take("a") == pytest.approx(1.0)

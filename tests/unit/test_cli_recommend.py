@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from simrec import publishing
 from simrec.cli import local_settings, main
 from simrec.local.runner import Workdir
 from simrec.serving import api
 from simrec.serving.api import ServingApp
 from simrec.serving.parameters import ENDPOINT_PARAMS
-from simrec.storage import snapshots
 from tests.http.test_current_item_filters import CATALOG, snapshot
 
 
@@ -21,7 +21,7 @@ from tests.http.test_current_item_filters import CATALOG, snapshot
 def workdir(tmp_path: Path):
     api.HOLDERS.clear()
     settings = local_settings(Workdir(tmp_path))
-    snapshots.write_snapshot(settings.models_root, settings.tenant, snapshot(CATALOG))
+    publishing.write_snapshot(settings.models_root, settings.tenant, snapshot(CATALOG))
     yield tmp_path, ServingApp(settings)
     api.HOLDERS.clear()
 

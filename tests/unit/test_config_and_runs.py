@@ -76,6 +76,8 @@ def _other_value(name: str, value: object) -> object:
         return ActionWeights(purchase=5.0)
     if name == "user_weighting":
         return "log" if value != "log" else "power"
+    if name in ("basket_key", "basket_actions"):
+        return {"order": "session", "strict": "relaxed"}[value]
     if name == "min_items_per_user":
         return value + 1
     if not value:  # off (0): switched on; 1 is inside every bound

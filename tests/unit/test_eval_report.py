@@ -5,7 +5,6 @@ page loads nothing from the network. Skips (with the reason) where Chromium is a
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
@@ -17,18 +16,7 @@ from simrec.evaluation.evaluate import run_evaluation
 from simrec.evaluation.report import PLOTS, TABLES, render
 from simrec.evaluation.split import temporal_split
 from simrec.generate import generate_events
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.chromium import CHROMIUM, CHROMIUM_FLAGS
 
 
 @pytest.fixture(scope="module")

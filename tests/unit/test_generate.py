@@ -35,7 +35,10 @@ def test_sizes_ids_and_window(n):
     df = generate_events(n, days=7, end_date=END, seed=1)
     n_users, n_items, _ = default_sizes(n)
     assert len(df) == n
-    assert list(df.columns) == ["user_id", "sku", "action", "ts"]
+    assert list(df.columns) == ["user_id", "sku", "action", "ts", "order_id"]
+    purchase = df["action"] == "purchase"
+    assert df.loc[~purchase, "order_id"].isna().all()  # orders: purchases only
+    assert df.loc[purchase, "order_id"].str.fullmatch(r"O-\d+").all()
     assert df["user_id"].nunique() <= n_users
     assert df["sku"].nunique() <= n_items
     assert df["user_id"].str.fullmatch(r"U-\d{7}").all()

@@ -8,7 +8,6 @@ import json
 import logging
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,22 +15,14 @@ from simrec import deploy_contract, logs
 from simrec.stages.decisions import Decision
 
 
-@pytest.fixture
-def lines() -> Iterator[io.StringIO]:
-    buffer = io.StringIO()
-    logs.configure(stream=buffer)
-    yield buffer
-    logs.configure(stream=sys.stderr)
-
-
 def _read(buffer: io.StringIO) -> list[dict]:
     return [json.loads(line) for line in buffer.getvalue().splitlines()]
 
 
-def test_a_decision_is_one_line_with_its_fields_at_the_top(lines) -> None:
+def test_a_decision_is_one_line_with_its_fields_at_the_top(log_buffer) -> None:
     Decision("export", "launched", run_id="r1", ids={"attempt": 0}).log()
     Decision("export", deploy_contract.FAILED_ACTION, reason="boom").log()
-    ok, failed = _read(lines)
+    ok, failed = _read(log_buffer)
     assert ok[logs.SEVERITY] == "INFO" and ok[logs.MESSAGE] == "export: launched"
     assert (ok[deploy_contract.STAGE_FIELD], ok[deploy_contract.ACTION_FIELD]) == (
         "export", "launched")  # fmt: skip
@@ -40,10 +31,10 @@ def test_a_decision_is_one_line_with_its_fields_at_the_top(lines) -> None:
     assert failed["reason"] == "boom" and "run_id" not in failed  # empty fields left out
 
 
-def test_special_fields_have_the_documented_shapes(lines) -> None:
+def test_special_fields_have_the_documented_shapes(log_buffer) -> None:
     before = dt.datetime.now(dt.UTC)
     logging.getLogger("simrec.serving.api").warning("tenant %r: %s", "t1", "no model")
-    [line] = _read(lines)
+    [line] = _read(log_buffer)
     assert line[logs.MESSAGE] == "tenant 't1': no model" and line[logs.SEVERITY] == "WARNING"
     assert line[logs.TIME].endswith("Z")  # RFC 3339, UTC
     when = dt.datetime.fromisoformat(line[logs.TIME])
@@ -56,33 +47,34 @@ def test_special_fields_have_the_documented_shapes(lines) -> None:
     assert line["logger"] == "simrec.serving.api"
 
 
-def test_an_exception_keeps_its_traceback_in_the_message(lines) -> None:
+def test_an_exception_keeps_its_traceback_in_the_message(log_buffer) -> None:
     try:
         raise KeyError("sku")
     except KeyError:
         logging.getLogger("simrec.publishing").exception("publishing failed")
-    [line] = _read(lines)
+    [line] = _read(log_buffer)
     assert line[logs.SEVERITY] == "ERROR"
     first, *rest = line[logs.MESSAGE].splitlines()
     assert first == "publishing failed" and rest[0].startswith("Traceback")
     assert rest[-1] == "KeyError: 'sku'"
 
 
-def test_levels_decisions_from_info_everything_else_from_warning(lines) -> None:
+def test_levels_decisions_from_info_everything_else_from_warning(log_buffer) -> None:
     logging.getLogger("apache_beam.runners").info("progress")
     logging.getLogger("simrec.publishing").info("detail")
     logging.getLogger("py4j").warning("gateway slow")
     Decision("cluster", "ignored").log()
-    assert [line[logs.MESSAGE] for line in _read(lines)] == ["gateway slow", "cluster: ignored"]
+    messages = [line[logs.MESSAGE] for line in _read(log_buffer)]
+    assert messages == ["gateway slow", "cluster: ignored"]
 
 
-def test_configure_keeps_one_handler_and_its_stream(lines) -> None:
+def test_configure_keeps_one_handler_and_its_stream(log_buffer) -> None:
     logs.configure()  # an entry point's call after a test chose the stream
     logs.configure()
     mine = [h for h in logging.getLogger().handlers if isinstance(h, logs._Handler)]
     assert len(mine) == 1
     logging.getLogger("simrec.x").error("still here")
-    assert _read(lines)[-1][logs.MESSAGE] == "still here"
+    assert _read(log_buffer)[-1][logs.MESSAGE] == "still here"
 
 
 @pytest.mark.parametrize(("level", "severity"), [

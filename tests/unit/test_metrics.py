@@ -95,10 +95,10 @@ def test_column_names_are_injected():
     assert metrics.map_at_k(true, pred, K, **kw) == metrics.map_at_k(TRUE, PRED, K)
 
 
-def test_all_metrics_ignores_users_not_evaluated():
+def test_every_metric_ignores_users_not_evaluated():
     catalog = ["x", "y", "z", "w", "p", "q", "r"]
     pop = pd.Series({"x": 1.0})
-    got = metrics.all_metrics(TRUE, PRED, catalog, pop, K)
+    got = metrics.user_scores(TRUE, PRED, catalog, pop, K).point()
     assert set(got) == set(metrics.METRICS)
     assert got["ndcg"] == metrics.ndcg_at_k(TRUE, PRED, K)
     # user z's x (rank 1) is not counted in mean popularity: a's x is, once, of 6 shown.

@@ -10,22 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simrec import storage
+from simrec import publishing, storage
 from simrec.core import layout
 from simrec.core.snapshot import ModelSnapshot
 from simrec.serving import model_holder
 from simrec.serving.model_holder import MISSING_RETRY_SECONDS, ModelHolder
 from simrec.storage import snapshots
+from tests.clock import FakeClock
 
 TENANT = "shop"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def snapshot(version: str, top_score: float = 0.75) -> ModelSnapshot:
@@ -38,6 +31,14 @@ def snapshot(version: str, top_score: float = 0.75) -> ModelSnapshot:
         popularity=np.array([1.0, 3.0, 2.0]),
         metadata={"version": version, "tenant": TENANT},
     )
+
+
+def holder_over_v1(root: str, refresh_seconds: float, **options) -> tuple[FakeClock, ModelHolder]:
+    """A holder (``options``: ModelHolder's) of a tenant whose LATEST is v1, on a clock
+    the test moves."""
+    clock = FakeClock(1000.0)
+    publishing.write_snapshot(root, TENANT, snapshot("v1"))
+    return clock, ModelHolder(root, TENANT, refresh_seconds=refresh_seconds, clock=clock, **options)
 
 
 @pytest.fixture
@@ -69,13 +70,13 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
 
 
 def test_no_model_then_first_model(root: str, calls: dict[str, int]) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     holder = ModelHolder(root, TENANT, refresh_seconds=60, clock=clock)
     assert holder.get() is None
     assert holder.get() is None  # within the retry interval: LATEST not read again
     assert calls["latest"] == 1
 
-    snapshots.write_snapshot(root, TENANT, snapshot("v1"))
+    publishing.write_snapshot(root, TENANT, snapshot("v1"))
     clock.now += MISSING_RETRY_SECONDS  # before a first model, retried every second
     model = holder.get()
     assert model is not None and model.version == "v1"
@@ -85,13 +86,11 @@ def test_no_model_then_first_model(root: str, calls: dict[str, int]) -> None:
 
 
 def test_swaps_on_latest_change_and_not_before_refresh(root: str, calls: dict) -> None:
-    clock = FakeClock()
-    snapshots.write_snapshot(root, TENANT, snapshot("v1"))
-    holder = ModelHolder(root, TENANT, refresh_seconds=60, clock=clock)
+    clock, holder = holder_over_v1(root, 60)
     first = holder.get()
     assert first is not None and first.version == "v1"
 
-    snapshots.write_snapshot(root, TENANT, snapshot("v2", top_score=0.5))
+    publishing.write_snapshot(root, TENANT, snapshot("v2", top_score=0.5))
     clock.now += 59
     assert holder.get() is first  # not due yet
     clock.now += 1
@@ -103,9 +102,7 @@ def test_swaps_on_latest_change_and_not_before_refresh(root: str, calls: dict) -
 
 
 def test_no_reload_when_latest_is_unchanged(root: str, calls: dict) -> None:
-    clock = FakeClock()
-    snapshots.write_snapshot(root, TENANT, snapshot("v1"))
-    holder = ModelHolder(root, TENANT, refresh_seconds=10, clock=clock)
+    clock, holder = holder_over_v1(root, 10)
     first = holder.get()
     for _ in range(3):
         clock.now += 10
@@ -117,9 +114,7 @@ def test_no_reload_when_latest_is_unchanged(root: str, calls: dict) -> None:
 def test_failed_load_keeps_serving_the_old_model(
     root: str, calls: dict, caplog: pytest.LogCaptureFixture
 ) -> None:
-    clock = FakeClock()
-    snapshots.write_snapshot(root, TENANT, snapshot("v1"))
-    holder = ModelHolder(root, TENANT, refresh_seconds=10, clock=clock)
+    clock, holder = holder_over_v1(root, 10)
     first = holder.get()
 
     # LATEST names a version whose folder is incomplete (no metadata.json) ...
@@ -142,7 +137,7 @@ def test_failed_load_keeps_serving_the_old_model(
     assert "loading model 'v3'" in caplog.text
 
     # Once the version is fixed, the next check loads it.
-    snapshots.write_snapshot(root, TENANT, snapshot("v3"))
+    publishing.write_snapshot(root, TENANT, snapshot("v3"))
     clock.now += 10
     assert holder.get().version == "v3"
 
@@ -150,9 +145,7 @@ def test_failed_load_keeps_serving_the_old_model(
 def test_failed_latest_read_keeps_serving(
     root: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    clock = FakeClock()
-    snapshots.write_snapshot(root, TENANT, snapshot("v1"))
-    holder = ModelHolder(root, TENANT, refresh_seconds=5, clock=clock)
+    clock, holder = holder_over_v1(root, 5)
     first = holder.get()
 
     def broken(*args):
@@ -166,13 +159,13 @@ def test_failed_latest_read_keeps_serving(
 
 
 def test_zero_refresh_never_rechecks_once_loaded(root: str, calls: dict) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     holder = ModelHolder(root, TENANT, refresh_seconds=0, clock=clock)
     assert holder.get() is None
-    snapshots.write_snapshot(root, TENANT, snapshot("v1"))
+    publishing.write_snapshot(root, TENANT, snapshot("v1"))
     clock.now += MISSING_RETRY_SECONDS
     assert holder.get().version == "v1"
-    snapshots.write_snapshot(root, TENANT, snapshot("v2"))
+    publishing.write_snapshot(root, TENANT, snapshot("v2"))
     clock.now += 1e9
     assert holder.get().version == "v1"
     assert calls == {"latest": 2, "load": 1}
@@ -182,11 +175,9 @@ def test_zero_refresh_never_rechecks_once_loaded(root: str, calls: dict) -> None
 def test_requests_keep_the_old_model_while_one_thread_loads(
     root: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = FakeClock()
-    snapshots.write_snapshot(root, TENANT, snapshot("v1"))
-    holder = ModelHolder(root, TENANT, refresh_seconds=10, clock=clock)
+    clock, holder = holder_over_v1(root, 10)
     first = holder.get()
-    snapshots.write_snapshot(root, TENANT, snapshot("v2"))
+    publishing.write_snapshot(root, TENANT, snapshot("v2"))
 
     entered, release = threading.Event(), threading.Event()
     read = snapshots.read_snapshot
@@ -218,12 +209,10 @@ def test_background_load_never_blocks_a_request(
     root: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``simrec serve``'s holders: the request finding a new version does not wait for it."""
-    clock = FakeClock()
-    snapshots.write_snapshot(root, TENANT, snapshot("v1"))
-    holder = ModelHolder(root, TENANT, refresh_seconds=10, clock=clock, background=True)
+    clock, holder = holder_over_v1(root, 10, background=True)
     first = holder.start()  # at server start, before the first request
     assert first is not None and first.version == "v1"
-    snapshots.write_snapshot(root, TENANT, snapshot("v2"))
+    publishing.write_snapshot(root, TENANT, snapshot("v2"))
 
     release = threading.Event()
     read = snapshots.read_snapshot
@@ -253,7 +242,7 @@ def test_loaded_model_precomputes_catalog_lookups(root: str) -> None:
             "colour": ["red", "blue", "green"],
         }}
     )
-    snapshots.write_snapshot(root, TENANT, snap)
+    publishing.write_snapshot(root, TENANT, snap)
     model = ModelHolder(root, TENANT, refresh_seconds=0).get()
     catalog = model.catalog
     assert catalog is not None
@@ -273,9 +262,7 @@ def test_background_holder_never_loads_on_the_request_path(
 ) -> None:
     """Before the first model too: get() answers None at once (the endpoint: 503) while
     the loader thread loads; the request that finds the model loaded gets it."""
-    clock = FakeClock()
-    snapshots.write_snapshot(root, TENANT, snapshot("v1"))
-    holder = ModelHolder(root, TENANT, refresh_seconds=10, clock=clock, background=True)
+    clock, holder = holder_over_v1(root, 10, background=True)
     release = threading.Event()
     read = snapshots.read_snapshot
     loading_threads: list[str] = []
@@ -298,9 +285,7 @@ def test_background_holder_never_loads_on_the_request_path(
 def test_latest_naming_a_path_is_never_read(
     root: str, calls: dict, caplog: pytest.LogCaptureFixture, pointer: str
 ) -> None:
-    clock = FakeClock()
-    snapshots.write_snapshot(root, TENANT, snapshot("v1"))
-    holder = ModelHolder(root, TENANT, refresh_seconds=10, clock=clock)
+    clock, holder = holder_over_v1(root, 10)
     first = holder.get()
     storage.write_bytes(layout.latest_pointer(root, TENANT), pointer.encode())
     clock.now += 10
@@ -313,8 +298,8 @@ def test_latest_naming_a_path_is_never_read(
 def test_non_finite_scores_are_rejected_at_load(root: str, caplog) -> None:
     bad = snapshot("v1")
     bad.scores[0] = np.nan
-    snapshots.write_snapshot(root, TENANT, bad)
-    holder = ModelHolder(root, TENANT, refresh_seconds=10, clock=FakeClock())
+    publishing.write_snapshot(root, TENANT, bad)
+    holder = ModelHolder(root, TENANT, refresh_seconds=10, clock=FakeClock(1000.0))
     with caplog.at_level(logging.ERROR, logger=model_holder.__name__):
         assert holder.get() is None
     assert "non-finite value(s)" in caplog.text  # ModelSnapshot.validate, at load
@@ -323,15 +308,13 @@ def test_non_finite_scores_are_rejected_at_load(root: str, caplog) -> None:
 def test_one_loader_thread_per_holder_woken_by_requests(root: str) -> None:
     """A due refresh costs the request an event set: the same loader thread runs every
     check, and ``close`` (a dropped holder) ends it."""
-    clock = FakeClock()
-    snapshots.write_snapshot(root, TENANT, snapshot("v1"))
-    holder = ModelHolder(root, TENANT, refresh_seconds=10, clock=clock, background=True)
+    clock, holder = holder_over_v1(root, 10, background=True)
     holder.start(wait=False)
     holder.wait_for_loader(30)
     loader = holder._loader
     assert holder.get().version == "v1" and loader is not None and loader.is_alive()
     for version in ("v2", "v3"):
-        snapshots.write_snapshot(root, TENANT, snapshot(version))
+        publishing.write_snapshot(root, TENANT, snapshot(version))
         clock.now += 10
         assert holder.get().version != version  # answered by the current model at once
         holder.wait_for_loader(30)

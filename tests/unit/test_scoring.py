@@ -13,30 +13,24 @@ from simrec.core import scoring
 from simrec.core.actions import ActionWeights
 from simrec.core.scoring import Query, popularity_order, score
 from simrec.core.snapshot import ModelSnapshot
+from tests.shops import snapshot_from_rows
 
 
 def make_snapshot(rng: random.Random, n_items: int, max_k: int, levels: int = 8) -> ModelSnapshot:
     """Random neighbor lists; scores on a coarse grid so equal totals (ties) are common."""
-    indptr, indices, scores = [0], [], []
+    rows = {}
     for i in range(n_items):
         others = [j for j in range(n_items) if j != i]
         k = rng.randint(0, min(max_k, len(others)))
         row = [(rng.randint(1, levels) / levels, j) for j in rng.sample(others, k)]
         row.sort(key=lambda t: (-t[0], t[1]))
-        indices += [j for _, j in row]
-        scores += [s for s, _ in row]
-        indptr.append(len(indices))
+        rows[i] = [(j, s) for s, j in row]
     # Some rows get non-grid float32 scores so float64 rounding is exercised too.
-    scores = [s if rng.random() < 0.5 else s * 0.7777 for s in scores]
-    return ModelSnapshot(
-        skus=[f"sku{i:04d}" for i in range(n_items)],
-        indptr=np.array(indptr),
-        indices=np.array(indices),
-        scores=np.array(scores),
-        users=np.ones(len(indices)),
-        popularity=np.array([rng.randint(0, 5) for _ in range(n_items)]),
-        metadata={"version": "test"},
-    )
+    rows = {i: [(j, s if rng.random() < 0.5 else s * 0.7777) for j, s in row]
+            for i, row in rows.items()}  # fmt: skip
+    skus = [f"sku{i:04d}" for i in range(n_items)]
+    popularity = [rng.randint(0, 5) for _ in range(n_items)]
+    return snapshot_from_rows(skus, rows, popularity, {"version": "test"})
 
 
 def random_query(rng: random.Random, n_items: int) -> Query:
@@ -68,14 +62,8 @@ def test_kernel_is_built() -> None:
 
 
 def test_hand_computed_example() -> None:
-    snap = ModelSnapshot(
-        skus=["a", "b", "c", "d"],
-        indptr=np.array([0, 2, 4, 5, 5]),
-        indices=np.array([1, 2, 0, 3, 0]),
-        scores=np.array([0.75, 0.5, 0.75, 0.25, 0.5]),
-        users=np.ones(5),
-        popularity=np.array([3.0, 2.0, 1.0, 0.0]),
-    )
+    rows = {0: [(1, 0.75), (2, 0.5)], 1: [(0, 0.75), (3, 0.25)], 2: [(0, 0.5)]}
+    snap = snapshot_from_rows(["a", "b", "c", "d"], rows, [3.0, 2.0, 1.0, 0.0], {})
     # a browsed + purchased (0.5 + 6 = 6.5), b in basket (2).
     query = Query.from_actions([(0, "browsed"), (1, "basket"), (0, "purchase")], ActionWeights())
     assert query.items.tolist() == [0, 1] and query.weights.tolist() == [6.5, 2.0]
@@ -252,14 +240,8 @@ def test_scorer_twins_agree_with_masks_and_contributions() -> None:
 
 
 def test_because_shares_hand_computed() -> None:
-    snap = ModelSnapshot(
-        skus=["a", "b", "c", "d"],
-        indptr=np.array([0, 2, 4, 5, 5]),
-        indices=np.array([1, 2, 0, 2, 2]),
-        scores=np.array([0.75, 0.5, 0.75, 0.25, 0.5]),
-        users=np.ones(5),
-        popularity=np.ones(4),
-    )
+    rows = {0: [(1, 0.75), (2, 0.5)], 1: [(0, 0.75), (2, 0.25)], 2: [(2, 0.5)]}
+    snap = snapshot_from_rows(["a", "b", "c", "d"], rows, np.ones(4), {})
     for backend in ("kernel", "python"):
         scorer = scoring.make_scorer(snap.indptr, snap.indices, snap.scores, backend=backend)
         query = Query.from_pairs([(0, 1.0), (1, 2.0)])

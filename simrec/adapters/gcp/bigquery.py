@@ -73,7 +73,8 @@ def export_script(
     rejects_uri = _uri_literal(rejects)[:-1] + "/part-*.parquet'"
     export_day = (
         "EXPORT DATA OPTIONS (uri = '%s/dt=%s/part-*.parquet', format = 'PARQUET', "
-        "overwrite = true) AS SELECT user_id, sku, action, ts FROM " + TEMP_TABLE
+        "overwrite = true) AS SELECT user_id, sku, action, ts, "
+        + ", ".join(layout.GROUP_COLUMNS) + " FROM " + TEMP_TABLE
         + " WHERE reason IS NULL AND dt = @day ORDER BY ts, user_id, sku, action"
     )  # fmt: skip
     return f"""-- simrec export of run {params.run_id} (tenant {params.tenant})

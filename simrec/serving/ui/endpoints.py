@@ -26,6 +26,7 @@ from simrec.core import layout
 from simrec.serving import ui
 from simrec.serving.api import MAX_SKU_LENGTH, BadRequest, Params, Response, check_names, parse_n
 from simrec.serving.api import single as single_param
+from simrec.serving.json_schemas import catalog_item, obj, response
 
 if TYPE_CHECKING:
     from simrec.serving.api import ServingApp
@@ -148,20 +149,7 @@ def openapi_paths(
     """These endpoints' part of ``/openapi.json`` (``n``, ``tenant`` and the error
     responses are the document's shared ones)."""
 
-    def json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-        return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-    found = {
-        "type": "object",
-        "required": ["sku", "popularity"],
-        "properties": {
-            "sku": {"type": "string"},
-            "popularity": {"type": "number"},
-            "category": {"type": ["string", "null"]},
-            "in_stock": {"type": "boolean"},
-            "attributes": {"type": "object"},
-        },
-    }
+    found = catalog_item({"sku": {"type": "string"}, "popularity": {"type": "number"}})
     maybe = {"type": ["object", "null"]}
     q = {
         "name": "q",
@@ -176,16 +164,14 @@ def openapi_paths(
                 "summary": "Search the model's items by sku prefix, most popular first.",
                 "parameters": [q, n, tenant],
                 "responses": {
-                    "200": json(
-                        {
-                            "type": "object",
-                            "required": ["items", "matches", "model_version"],
-                            "properties": {
+                    "200": response(
+                        obj(
+                            {
                                 "items": {"type": "array", "items": found},
                                 "matches": {"type": "integer", "minimum": 0},
                                 "model_version": {"type": "string"},
-                            },
-                        },
+                            }
+                        ),
                         "Matching items; `matches` counts them all.",
                     ),
                     **errors,
@@ -198,19 +184,9 @@ def openapi_paths(
                 "summary": "The served model's run: metadata, manifests, summary, report.",
                 "parameters": [tenant],
                 "responses": {
-                    "200": json(
-                        {
-                            "type": "object",
-                            "required": [
-                                "tenant",
-                                "model_version",
-                                "model",
-                                "export",
-                                "similarities",
-                                "summary",
-                                "report",
-                            ],  # fmt: skip
-                            "properties": {
+                    "200": response(
+                        obj(
+                            {
                                 "tenant": {"type": "string"},
                                 "model_version": {"type": "string"},
                                 "model": {"type": "object"},
@@ -218,8 +194,8 @@ def openapi_paths(
                                 "similarities": maybe,
                                 "summary": maybe,
                                 "report": {"type": ["string", "null"]},
-                            },
-                        },
+                            }
+                        ),
                         "What is known of the run; null where absent.",
                     ),
                     **errors,
