@@ -33,6 +33,8 @@ TARGETS: dict[tuple[str, str, str], tuple[str, float, str]] = {
     ("serving", "kernel p50, 10 items", "pure-Python loop"): ("<=", 0.1, "serving.py"),
     ("serving", "request p50, 10 items", "kernel"): ("<=", 3.0, "issue 17.3"),
     ("http_load", "production mixed throughput", "trivial endpoint"): (">=", 0.8, "issue 17.4"),
+    ("dimsum_sampling", "emitted pairs", "exact"): ("<=", 0.3, "issue 15.1"),
+    ("dimsum_sampling", "NDCG@10", "exact"): (">=", 0.98, "issue 15.1"),
 }  # fmt: skip
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
@@ -145,12 +147,28 @@ def model_switch(res: dict[str, Any]) -> Iterator[Row]:
                   res["baseline"]["p99_ms"])  # fmt: skip
 
 
+def dimsum_sampling(res: dict[str, Any]) -> Iterator[Row]:
+    """The default variant at the default threshold, per dataset, against exact."""
+    t = res["default_threshold"]
+    for r in res["rows"]:
+        if r["threshold"] != t or r["variant"] != "cap p50":
+            continue
+        name = f"{r['dataset']} t={t:g}"
+        yield Row("dimsum_sampling", f"{name}: emitted pairs", r["emitted"], "", "exact",
+                  r["emitted_exact"], key="emitted pairs")  # fmt: skip
+        yield Row("dimsum_sampling", f"{name}: NDCG@10", r["ndcg"], "", "exact",
+                  r["ndcg_exact"], key="NDCG@10")  # fmt: skip
+        yield Row("dimsum_sampling", f"{name}: recall@10 of the true neighbours",
+                  r["recall10_nbrs"], "")  # fmt: skip
+
+
 #: In the order of the summary and the README's tables.
 EXTRACTORS: dict[str, Callable[[dict[str, Any]], Iterator[Row]]] = {
     "similarity": similarity,
     "serving": serving,
     "http_load": http_load,
     "model_switch": model_switch,
+    "dimsum_sampling": dimsum_sampling,
 }
 
 

@@ -41,10 +41,10 @@ SHOP_RUN_DATE = dt.date(2024, 3, 1)
 SHOP_EVENTS = 30_000
 SHOP_SEED = 11
 
-#: Every cell 1 (one event per user and sku): DIMSUM's analysis assumes entries in [0, 1]
-#: and a column is sampled once its scaled norm exceeds sqrt(gamma), i.e. once it has more
-#: than gamma = 10 ln(n) / threshold users at value 1. The dense shop reaches that at test
-#: size: few items, many users.
+#: Every cell 1 (one event per user and sku): an entry is sampled once its item's norm
+#: exceeds sqrt(gamma) times it (simrec.core.dimsum), i.e. once the item has more than
+#: gamma = 10 ln(n) / threshold users. The dense shop reaches that at test size: few
+#: items, many users.
 BINARY_WEIGHTS = ActionWeights(browsed=1.0, basket=1.0, purchase=1.0)
 #: Plain cosine at the default threshold (quality features off): what the oracles compute.
 PLAIN = ModelParams(**quality.OFF)

@@ -10,8 +10,9 @@ shared with the twin, so both give bit-identical results:
 * item ``i``'s row of A^T A is accumulated exactly as scipy's CSR product does it: for
   each user ``u`` of column ``i`` (ascending), for each item ``j`` of row ``u`` (ascending),
   ``acc[j] += a_ui * a_uj`` in float64, never fused into an FMA (``-ffp-contract=off``);
-  co-occurrences are counted alongside;
-* users = ``count / (p_i * p_j)``; score = ``clip(acc, 0, 1)``, shrunk as
+  the entries' DIMSUM weights ``w = 1 / p`` likewise into ``wsum[j] += w_ui * w_uj``;
+* users = ``wsum`` (``simrec.core.dimsum``: the Horvitz-Thompson estimate);
+  score = ``clip(acc, 0, 1)``, shrunk as
   ``(score * users) / (users + shrinkage)`` when ``shrinkage > 0``
   (``simrec.core.quality.shrink``), then ``rint(score * 1e12) / 1e12`` (NumPy's
   ``round(x, 12)``);
@@ -19,8 +20,9 @@ shared with the twin, so both give bit-identical results:
   first ``k`` kept.
 
 Items are independent, so they are spread over OpenMP threads (dynamic schedule: a few
-popular items have long rows); each thread owns a dense accumulator, counters, a touched
-list and a candidate buffer of ``n_items`` entries, all zero between items. Results go to
+popular items have long rows); each thread owns dense value and weight accumulators,
+seen flags, a touched list and a candidate buffer of ``n_items`` entries, all zero
+between items. Results go to
 fixed slots of ``k`` per item, so the output does not depend on the thread count.
 """
 
@@ -60,34 +62,35 @@ cdef inline double _score_units(double x, double users, double shrinkage) noexce
 cdef int64_t _item(
     int32_t i,
     const int64_t* t_indptr, const int32_t* t_indices, const double* t_data,
-    const int64_t* indptr, const int32_t* indices, const double* data,
-    const double* p, int64_t k, double shrinkage,
-    double* acc, int32_t* cnt, int32_t* touched, Cand* cands,
+    const double* t_weights,
+    const int64_t* indptr, const int32_t* indices, const double* data, const double* weights,
+    int64_t k, double shrinkage,
+    double* acc, double* wsum, int32_t* cnt, int32_t* touched, Cand* cands,
     int64_t* out_count, int32_t* out_nbr, double* out_score, double* out_users,
     int64_t slot,
 ) noexcept nogil:
     """One item's row of A^T A, its top-``k`` written to ``slot``; returns pairs j > i."""
     cdef int64_t pu, pj, n_touched = 0, n = 0, t, pairs = 0, m, base
     cdef int32_t u, j
-    cdef double v, users = 0.0
+    cdef double v, w
     for pu in range(t_indptr[i], t_indptr[i + 1]):
         u = t_indices[pu]
         v = t_data[pu]
+        w = t_weights[pu]
         for pj in range(indptr[u], indptr[u + 1]):
             j = indices[pj]
             if cnt[j] == 0:
                 touched[n_touched] = j
                 n_touched += 1
             acc[j] += v * data[pj]
-            cnt[j] += 1
+            wsum[j] += w * weights[pj]
+            cnt[j] = 1
     for t in range(n_touched):
         j = touched[t]
         if j != i:
             if j > i:
                 pairs += 1
-            if shrinkage > 0.0:
-                users = (<double>cnt[j]) / (p[i] * p[j])
-            cands[n].score = _score_units(acc[j], users, shrinkage)
+            cands[n].score = _score_units(acc[j], wsum[j], shrinkage)
             cands[n].j = j
             n += 1
     m = n if n < k else k
@@ -100,11 +103,12 @@ cdef int64_t _item(
         j = cands[t].j
         out_nbr[base + t] = j
         out_score[base + t] = cands[t].score / 1e12
-        out_users[base + t] = (<double>cnt[j]) / (p[i] * p[j])
+        out_users[base + t] = wsum[j]
     out_count[slot] = m
     for t in range(n_touched):
         j = touched[t]
         acc[j] = 0.0
+        wsum[j] = 0.0
         cnt[j] = 0
     return pairs
 
@@ -113,10 +117,11 @@ def topk_kernel(
     const int64_t[::1] t_indptr,
     const int32_t[::1] t_indices,
     const double[::1] t_data,
+    const double[::1] t_weights,
     const int64_t[::1] indptr,
     const int32_t[::1] indices,
     const double[::1] data,
-    const double[::1] p,
+    const double[::1] weights,
     int64_t k,
     double shrinkage,
     int n_threads,
@@ -129,7 +134,8 @@ def topk_kernel(
     int32_t last=-1,
 ):
     """Top-``k`` per item of A^T A for A (users x items) given as CSR and as CSC
-    (``t_*``: items x users), for the items ``first <= i < last`` (``last = -1``: every
+    (``t_*``: items x users), each entry with its DIMSUM weight, for the items
+    ``first <= i < last`` (``last = -1``: every
     item to the end; the Spark job gives each task one range). Outputs, with
     ``s = i - first``: ``out_count[s]`` neighbors of item ``i`` in slots
     ``[s*k, s*k + out_count[s])`` of ``out_nbr/out_score/out_users``; ``out_pairs[s]``:
@@ -137,6 +143,7 @@ def topk_kernel(
     cdef int32_t n_items = <int32_t>(t_indptr.shape[0] - 1)
     cdef int32_t i, n_out
     cdef double* acc
+    cdef double* wsum
     cdef int32_t* cnt
     cdef int32_t* touched
     cdef Cand* cands
@@ -149,26 +156,29 @@ def topk_kernel(
         return
     if out_nbr.shape[0] < <int64_t>n_out * k or out_count.shape[0] < n_out:
         raise ValueError("output buffers too small")
-    if p.shape[0] < n_items or out_pairs.shape[0] < n_out:
-        raise ValueError("p / out_pairs too small")
+    if (t_weights.shape[0] != t_data.shape[0] or weights.shape[0] != data.shape[0]
+            or out_pairs.shape[0] < n_out):
+        raise ValueError("weights must match data; out_pairs too small")
     with nogil, parallel(num_threads=max(1, n_threads)):
         acc = <double*>calloc(n_items, sizeof(double))
+        wsum = <double*>calloc(n_items, sizeof(double))
         cnt = <int32_t*>calloc(n_items, sizeof(int32_t))
         touched = <int32_t*>malloc(n_items * sizeof(int32_t))
         cands = <Cand*>malloc(n_items * sizeof(Cand))
-        if acc == NULL or cnt == NULL or touched == NULL or cands == NULL:
+        if acc == NULL or wsum == NULL or cnt == NULL or touched == NULL or cands == NULL:
             abort()
         for i in prange(first, last, schedule="dynamic", chunksize=8):
             out_pairs[i - first] = _item(
                 i,
-                &t_indptr[0], &t_indices[0], &t_data[0],
-                &indptr[0], &indices[0], &data[0],
-                &p[0], k, shrinkage,
-                acc, cnt, touched, cands,
+                &t_indptr[0], &t_indices[0], &t_data[0], &t_weights[0],
+                &indptr[0], &indices[0], &data[0], &weights[0],
+                k, shrinkage,
+                acc, wsum, cnt, touched, cands,
                 &out_count[0], &out_nbr[0], &out_score[0], &out_users[0],
                 i - first,
             )
         free(acc)
+        free(wsum)
         free(cnt)
         free(touched)
         free(cands)

@@ -1,24 +1,40 @@
-"""DIMSUM sampling (Zadeh & Carlsson), defined once for every engine.
+"""DIMSUM sampling (Zadeh & Carlsson), per entry, defined once for every engine.
 
-The rule is Spark MLlib's ``RowMatrix.columnSimilarities(threshold)``:
+MLlib's ``RowMatrix.columnSimilarities(threshold)`` keeps a whole column ``j`` with
+one probability ``min(1, sqrt(gamma) / c_j)``, which needs entries in [0, 1] and then
+samples only items with more than ``gamma`` users (docs/scaling.md: on the shared
+datasets, never). This is the weighted variant of the same estimator: each entry
+``a_uj`` of column ``j`` (norm ``c_j``) is kept with its own probability
 
-* ``gamma = 10 ln(n) / threshold`` (``n`` = number of item columns); ``threshold = 0``
-  means ``gamma = inf``: nothing is sampled and the result is exact cosine.
-* entries are first scaled into [0, 1] (divided by the largest entry; cosine is
-  unchanged), as DIMSUM's analysis assumes. A column is then sampled only when its norm
-  exceeds ``sqrt(gamma)`` times the largest entry, which is why the matrix rule caps cells
-  at their median (``simrec.core.matrix``, docs/scaling.md): scaled by one heavy cell of
-  raw summed weights, no column ever was.
-* column ``j`` with norm ``c_j`` is kept in a row with probability
-  ``p_j = min(1, sqrt(gamma) / c_j)`` and its value is scaled by
-  ``1 / q_j`` with ``q_j = min(sqrt(gamma), c_j)``.
-* the pair ``(i, j)`` of a row contributes ``(a_i / q_i) (a_j / q_j)`` when both are kept,
-  so its expectation is ``a_i a_j / (c_i c_j)``: the sum over rows is an unbiased
-  estimate of ``cos(i, j)``.
+    ``p_uj = min(1, sqrt(gamma) a_uj / c_j)``
+
+and, when kept, becomes ``a_uj / (p_uj c_j)``, i.e. ``max(a_uj / c_j, 1 / sqrt(gamma))``.
+
+* ``gamma = GAMMA_CONSTANT ln(n) / threshold`` (``n`` = number of item columns, the
+  constant MLlib's 10); ``threshold = 0`` means ``gamma = inf``: every ``p`` is 1 and the
+  result is exact cosine. Only ``GAMMA_CONSTANT / threshold`` matters, so the threshold is
+  the one knob.
+* the pair ``(i, j)`` of a user contributes the product of its two kept values, with
+  probability ``p_ui p_uj``: its expectation is ``a_ui a_uj / (c_i c_j)``, so the sum over
+  users is an unbiased estimate of ``cos(i, j)``. A product of two sampled entries is
+  exactly ``1 / gamma`` whatever the entries' scale, so no scaling into [0, 1] is needed;
+  entries small against their column (heavy, down-weighted users on popular items: the
+  bulk of the co-occurrences) are the ones sampled away.
+* the users behind a pair (for shrinkage) are estimated by Horvitz-Thompson: each kept
+  entry carries ``1 / p_uj`` and the pair sums the products of its two weights.
+
+The error bound (docs/scaling.md): for a pair with ``cos(i, j) >= threshold`` the sum is
+one of independent terms in ``[0, M]``; when both entries are sampled ``M = 1 / gamma``,
+and the Chernoff bounds of the paper give, with ``mu = cos`` and ``alpha = mu / M >= gamma
+threshold = GAMMA_CONSTANT ln(n)``, ``P[est > (1 + d) mu] <= (e^d / (1 + d)^(1 + d))^alpha``
+and ``P[est < (1 - d) mu] <= exp(-alpha d^2 / 2)``. Entries kept with certainty add no
+variance; a term pairing one certain entry (``a_ui / c_i > 1 / sqrt(gamma)``) with a
+sampled one is at most ``a_ui / (c_i sqrt(gamma))``, which weakens ``alpha`` for that pair
+by the factor ``sqrt(gamma) a_ui / c_i``.
 
 Unlike MLlib (one Java RNG stream per partition, so results depend on partitioning),
-the keep decision is a pure function of ``(seed, user, item)``: a row entry is kept when
-``uniform(seed, crc32(user), crc32(sku)) < p_j``. Reruns are identical whatever the
+the keep decision is a pure function of ``(seed, user, item)``: an entry is kept when
+``uniform(seed, crc32(user), crc32(sku)) < p_uj``. Reruns are identical whatever the
 engine, the partitioning or the machine, and the Spark job and the single-machine engine
 draw exactly the same sample.
 """
@@ -28,12 +44,16 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
+
+#: gamma's oversampling constant (MLlib's): ``gamma = GAMMA_CONSTANT ln(n) / threshold``.
+GAMMA_CONSTANT = 10.0
 
 
 def gamma(threshold: float, n_items: int) -> float:
@@ -42,35 +62,63 @@ def gamma(threshold: float, n_items: int) -> float:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
     if threshold < 1e-6 or n_items <= 1:
         return math.inf
-    return 10.0 * math.log(n_items) / threshold
+    return GAMMA_CONSTANT * math.log(n_items) / threshold
 
 
-def probabilities_and_scales(
-    col_norms: np.ndarray,
-    threshold: float,
-    n_items: int | None = None,
-    max_entry: float = 1.0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Keep probability ``p_j`` and divisor ``q_j`` for each column norm ``c_j``.
-
-    DIMSUM's error bound holds for entries in [0, 1]; cells are summed action weights,
-    capped (``cell_cap_percentile``) and row-weighted, or raw sums (often 10-100) with
-    the cap off. The matrix is therefore scaled by ``1 / max_entry`` first,
-    which leaves cosine unchanged and amounts to using ``max_entry * sqrt(gamma)`` in
-    place of ``sqrt(gamma)``. Without it, heavy weights would shrink every ``p_j`` and
-    the estimates would lose their guarantee.
-
-    Columns with norm 0 are treated as norm 1 (as MLlib does): they have no entries.
-    """
-    if not max_entry > 0:
-        raise ValueError(f"max_entry must be > 0, got {max_entry}")
-    norms = np.asarray(col_norms, dtype=np.float64)
-    norms = np.where(norms > 0, norms, 1.0)
-    g = gamma(threshold, len(norms) if n_items is None else n_items)
+def keep_probabilities(values: np.ndarray, norms: np.ndarray, g: float) -> np.ndarray:
+    """``p_uj = min(1, sqrt(gamma) a_uj / c_j)`` per entry (``norms``: its column's)."""
+    values = np.asarray(values, dtype=np.float64)
     if math.isinf(g):
-        return np.ones_like(norms), norms.copy()
-    sg = math.sqrt(g) * max_entry
-    return np.minimum(1.0, sg / norms), np.minimum(sg, norms)
+        return np.ones(len(values))
+    return np.minimum(1.0, math.sqrt(g) * values / np.asarray(norms, dtype=np.float64))
+
+
+@dataclass
+class EntrySample:
+    """Which entries are kept, and each kept entry's value and Horvitz-Thompson weight."""
+
+    keep: np.ndarray  # bool, one per entry
+    values: np.ndarray  # float64, kept entries: a / (p c)
+    weights: np.ndarray  # float64, kept entries: 1 / p
+
+
+def sample_entries(
+    seed: int,
+    user_keys: np.ndarray,
+    item_keys: np.ndarray,
+    values: np.ndarray,
+    norms: np.ndarray,
+    g: float,
+) -> EntrySample:
+    """The rule on parallel arrays, one element per entry (``norms``: its column's norm,
+    > 0). Both engines call it on the same entries and get the same bits."""
+    values = np.asarray(values, dtype=np.float64)
+    norms = np.asarray(norms, dtype=np.float64)
+    p = keep_probabilities(values, norms, g)
+    if np.all(p >= 1.0):  # nothing sampled (exact, or every entry large enough)
+        return EntrySample(np.ones(len(values), dtype=bool), values / norms, np.ones(len(values)))
+    keep = uniform(seed, user_keys, item_keys) < p
+    pk = p[keep]
+    return EntrySample(keep, values[keep] / (pk * norms[keep]), 1.0 / pk)
+
+
+def sum_bounds(
+    cells: np.ndarray, norms: np.ndarray, inv_sq: np.ndarray, g: float
+) -> tuple[float, float]:
+    """Upper bounds, known before sampling, of any pair's sum of kept products and of its
+    sum of weight products (Cauchy-Schwarz: at most the larger column's sum of squares,
+    every entry kept). Per column: ``sum max(a/c, 1/sqrt g)^2 <= 1 + cells / g`` and
+    ``sum max(1, c / (sqrt g a))^2 <= cells + c^2 inv_sq / g``, ``inv_sq = sum 1 / a^2``.
+    They set the Spark shuffle plan's fixed-point scales."""
+    cells = np.asarray(cells, dtype=np.float64)
+    if len(cells) == 0:
+        return 1.0, 1.0
+    if math.isinf(g):
+        return 1.0, float(cells.max())
+    norms = np.asarray(norms, dtype=np.float64)
+    value = float(np.max(1.0 + cells / g))
+    weight = float(np.max(cells + norms * norms * np.asarray(inv_sq, dtype=np.float64) / g))
+    return value, weight
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
@@ -100,25 +148,6 @@ def string_keys(values: Iterable[str]) -> np.ndarray:
     return np.fromiter(
         (zlib.crc32(v.encode("utf-8")) for v in values), dtype=np.uint64
     )
-
-
-def keep_mask(
-    seed: int, user_keys: np.ndarray, item_keys: np.ndarray, keep_probability: np.ndarray
-) -> np.ndarray:
-    """Which row entries are kept: ``uniform(seed, user, item) < p_item``."""
-    p = np.asarray(keep_probability, dtype=np.float64)
-    if np.all(p >= 1.0):
-        return np.ones(len(p), dtype=bool)
-    return uniform(seed, user_keys, item_keys) < p
-
-
-def estimate_users(emitted: np.ndarray, p_i: np.ndarray, p_j: np.ndarray) -> np.ndarray:
-    """Users behind a pair, estimated from the pairs emitted under sampling.
-
-    Each co-occurrence is emitted with probability ``p_i p_j``, so ``emitted / (p_i p_j)``
-    is unbiased; without sampling it is the exact count.
-    """
-    return np.asarray(emitted, dtype=np.float64) / (np.asarray(p_i) * np.asarray(p_j))
 
 
 def clip_similarity(estimates: np.ndarray) -> np.ndarray:

@@ -12,12 +12,11 @@ events -> weighted user x item CSR matrix:
 5. with ``cell_cap_percentile`` = P > 0, every cell becomes ``min(value, cap) / cap``, where
    ``cap`` is the P-th percentile of the matrix's cell values (:func:`cell_cap`).
 
-Why the cap (docs/scaling.md): DIMSUM needs entries in [0, 1]. Dividing summed weights by
-the largest cell (one user who acted on an item hundreds of times) leaves every other
-entry tiny, so no column norm reaches ``sqrt(gamma)`` and nothing is ever sampled; it also
-lets that one repeat count dominate its item's cosines. Capped at the median, a cell says
-"this user showed interest" once, however often: NDCG@10 rose on Online Retail and on the
-generated M shop (neutral on MovieLens, whose cells are all equal), and DIMSUM samples at M.
+Why the cap (docs/scaling.md): raw summed weights let one repeat count (a user who acted
+on an item hundreds of times) dominate its item's cosines. Capped at the median, a cell
+says "this user showed interest" once, however often: NDCG@10 rose on Online Retail and
+on the generated M shop (neutral on MovieLens, whose cells are all equal). DIMSUM's
+per-entry sampling (``simrec.core.dimsum``) does not depend on the entries' scale.
 
 Optional quality features (``simrec.core.quality``): with ``half_life_days`` each event's
 weight is multiplied by its time decay before step 1 (so the cap of step 3 ranks decayed

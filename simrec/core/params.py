@@ -8,7 +8,8 @@ or a bound changes here and nowhere else (as SAR declares every parameter once).
 Defaults are the product's, chosen by offline evaluation (docs/evaluation.md):
 down-weighting of very active users and shrinkage beat plain cosine on both shared
 datasets; time decay did not (off). Capping cells at their median (``cell_cap_percentile``)
-raised NDCG@10 on Online Retail and the generated M shop and lets DIMSUM sample at M
+raised NDCG@10 on Online Retail and the generated M shop; the DIMSUM threshold is the
+highest that kept NDCG@10 within 2% of exact on both shared datasets and M
 (docs/scaling.md). :meth:`ModelParams.plain` is exact cosine without
 the quality features, the baseline every evaluation compares against.
 """
@@ -54,8 +55,8 @@ BOUNDS: dict[str, Bounds] = {
     ),
     "cell_cap_percentile": Bounds(
         0, 100, "Cell values (summed action weights) are capped at this percentile of the "
-        "matrix's cells and divided by it, so entries lie in [0, 1] without one heavy cell "
-        "scaling all others down; 0 = off (raw sums)."
+        "matrix's cells and divided by it, so one heavy repeat count does not dominate its "
+        "item; 0 = off (raw sums)."
     ),
     # Levers measured by bench/quality_levers.py (docs/evaluation.md); all off by default.
     "asymmetric_alpha": Bounds(
@@ -129,7 +130,7 @@ class ModelParams:
     """Everything that decides a model from a window of events. Validated on creation."""
 
     weights: ActionWeights = field(default_factory=ActionWeights)
-    threshold: float = 0.1
+    threshold: float = 0.2
     top_k: int = 100
     seed: int = 42
     max_items_per_user: int = 500

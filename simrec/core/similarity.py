@@ -1,7 +1,7 @@
 """Single-machine similarity engine: exact or DIMSUM-sampled cosine top-K over a CSR matrix.
 
-It draws exactly the sample the Spark job draws (``dimsum.keep_mask`` on the same CRC-32
-keys), so it is both the embedded default engine and the oracle the Spark job is tested
+It draws exactly the sample the Spark job draws (``dimsum.sample_entries`` on the same
+CRC-32 keys), so it is both the embedded default engine and the oracle the Spark job is tested
 against. Two kernels give identical output: the compiled one (``simrec.core._cosine``:
 one pass per item over its users' rows, top-K selected in place, items spread over
 threads) and the NumPy/scipy reference (item-item products one block of items at a time,
@@ -69,14 +69,13 @@ def sample(
     seed: int,
     user_keys: np.ndarray,
     item_keys: np.ndarray,
-) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray, float]:
-    """The DIMSUM sample: scaled kept entries ``a/q``, their 0/1 pattern, ``p``, gamma."""
+) -> tuple[sp.csr_matrix, sp.csr_matrix, float]:
+    """The DIMSUM sample (``dimsum.sample_entries``): kept entries ``a / (p c)``, the same
+    pattern holding each kept entry's weight ``1 / p``, and gamma."""
     m = _canonical(matrix, user_keys, item_keys)
-    scaled, p, g = _scaled_sample(m, threshold, seed, user_keys, item_keys)
-    pattern = sp.csr_matrix(
-        (np.ones(scaled.nnz), scaled.indices.copy(), scaled.indptr.copy()), shape=m.shape
-    )
-    return scaled, pattern, p, g
+    scaled, weights, g = _scaled_sample(m, threshold, seed, user_keys, item_keys)
+    pattern = sp.csr_matrix((weights, scaled.indices.copy(), scaled.indptr.copy()), shape=m.shape)
+    return scaled, pattern, g
 
 
 def _canonical(matrix: sp.spmatrix, user_keys: np.ndarray, item_keys: np.ndarray) -> sp.csr_matrix:
@@ -91,35 +90,32 @@ def _canonical(matrix: sp.spmatrix, user_keys: np.ndarray, item_keys: np.ndarray
 def _scaled_sample(
     m: sp.csr_matrix, threshold: float, seed: int, user_keys: np.ndarray, item_keys: np.ndarray
 ) -> tuple[sp.csr_matrix, np.ndarray, float]:
-    """Kept entries ``a/q`` of a canonical CSR matrix (still canonical: entries are only
-    filtered, so no re-sort), with ``p`` and gamma."""
+    """Kept entries of a canonical CSR matrix (still canonical: entries are only
+    filtered, so no re-sort), their weights ``1 / p`` (aligned with ``data``) and gamma."""
     n_users, n_items = m.shape
     g = dimsum.gamma(threshold, n_items)
-    max_entry = float(m.data.max()) if m.nnz else 1.0
-    p, q = dimsum.probabilities_and_scales(column_norms(m), threshold, n_items, max_entry)
+    norms = column_norms(m)
     cols = m.indices
-    if np.all(p >= 1.0):  # nothing sampled (exact, or every column below sqrt(gamma))
-        scaled = sp.csr_matrix((m.data / q[cols], cols.copy(), m.indptr.copy()), shape=m.shape)
-        return scaled, p, g
-    per_user = np.diff(m.indptr)
-    rows = np.repeat(np.arange(n_users), per_user)
-    keep = dimsum.keep_mask(seed, np.asarray(user_keys)[rows], np.asarray(item_keys)[cols], p[cols])
+    rows = np.repeat(np.arange(n_users), np.diff(m.indptr))
+    s = dimsum.sample_entries(
+        seed, np.asarray(user_keys)[rows], np.asarray(item_keys)[cols], m.data, norms[cols], g
+    )
     indptr = np.zeros(n_users + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows[keep], minlength=n_users), out=indptr[1:])
-    scaled = sp.csr_matrix((m.data[keep] / q[cols[keep]], cols[keep], indptr), shape=m.shape)
-    return scaled, p, g
+    np.cumsum(np.bincount(rows[s.keep], minlength=n_users), out=indptr[1:])
+    scaled = sp.csr_matrix((s.values, cols[s.keep], indptr), shape=m.shape)
+    return scaled, s.weights, g
 
 
 def _block_topk(
     s_block: sp.csr_matrix,
     c_block: sp.csr_matrix,
     first: int,
-    p: np.ndarray,
     top_k: int,
     shrinkage: float = 0.0,
     factors: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-    """Rows of one block -> (row, neighbor, score, users) of its top-K, and its pairs i<j."""
+    """Rows of one block (``c_block``: the summed weight products) -> (row, neighbor,
+    score, users) of its top-K, and its pairs i<j."""
     s_block = s_block.tocoo()
     c_block = c_block.tocoo()
     s_block.sum_duplicates()  # canonical (row, col) order, so both align entry by entry
@@ -130,9 +126,8 @@ def _block_topk(
     col = s_block.col.astype(np.int64)
     off = row != col
     row, col = row[off], col[off]
-    est, cnt = s_block.data[off], c_block.data[off]
+    est, users = s_block.data[off], c_block.data[off]
     pairs = int(np.count_nonzero(row < col))
-    users = dimsum.estimate_users(cnt, p[row], p[col])
     # Shrinkage (off at 0) after the estimate, before top-K: simrec.core.quality.shrink.
     score = quality.shrink(dimsum.clip_similarity(est), users, shrinkage)
     if factors is not None:  # similarity variants (neighbour_factors), off by default
@@ -162,8 +157,8 @@ def cosine_topk(
 ) -> TopK:
     """Top-K neighbors per column by (sampled) cosine.
 
-    ``threshold = 0`` is exact cosine. Otherwise DIMSUM: kept entries scaled by ``1/q``,
-    pair estimate = sum of products, users = ``estimate_users(kept co-occurrences)``.
+    ``threshold = 0`` is exact cosine. Otherwise DIMSUM (``dimsum.sample_entries``): pair
+    estimate = sum of the kept entries' products, users = sum of their weights' products.
     ``shrinkage > 0`` ranks by ``quality.shrink(score, users, shrinkage)`` instead.
 
     ``kernel``: ``"cython"`` (compiled, multi-threaded over items, ``n_threads`` defaulting
@@ -185,7 +180,7 @@ def cosine_topk(
         return _cosine_topk_compiled(
             matrix, threshold, seed, top_k, user_keys, item_keys, shrinkage, n_threads
         )
-    scaled, pattern, p, g = sample(sp.csr_matrix(matrix), threshold, seed, user_keys, item_keys)
+    scaled, pattern, g = sample(sp.csr_matrix(matrix), threshold, seed, user_keys, item_keys)
     n_items = scaled.shape[1]
     kept_per_user = np.diff(pattern.indptr).astype(np.int64)
     emitted = int((kept_per_user * (kept_per_user - 1) // 2).sum())
@@ -199,7 +194,7 @@ def cosine_topk(
         last = min(n_items, first + block)
         s_block = scaled_t[first:last] @ scaled
         c_block = pattern_t[first:last] @ pattern
-        *arrays, n_pairs = _block_topk(s_block, c_block, first, p, top_k, shrinkage, factors)
+        *arrays, n_pairs = _block_topk(s_block, c_block, first, top_k, shrinkage, factors)
         parts.append(tuple(arrays))
         pairs += n_pairs
     if parts:
@@ -264,38 +259,43 @@ def kernel_operands(
 ) -> tuple[KernelOperands, int, float]:
     """The DIMSUM sample of ``matrix`` (rows = users in user id order, columns = items in
     sku order) as the compiled kernel's operands, with the emitted pairs and gamma."""
-    scaled, p, g = _scaled_sample(
+    scaled, weights, g = _scaled_sample(
         _canonical(matrix, user_keys, item_keys), threshold, seed, user_keys, item_keys
     )
     kept_per_user = np.diff(scaled.indptr).astype(np.int64)
     emitted = int((kept_per_user * (kept_per_user - 1) // 2).sum())
-    return KernelOperands.of(scaled, p), emitted, g
+    return KernelOperands.of(scaled, weights), emitted, g
 
 
 @dataclass
 class KernelOperands:
-    """The compiled kernel's inputs: the sampled, scaled matrix as CSR and as CSC, and
-    ``p``. Plain NumPy arrays, so the Spark job broadcasts them to item-range tasks."""
+    """The compiled kernel's inputs: the sampled, scaled matrix as CSR and as CSC, with
+    each kept entry's weight ``1 / p`` alongside. Plain NumPy arrays, so the Spark job
+    broadcasts them to item-range tasks."""
 
     t_indptr: np.ndarray  # int64: CSC (items x users)
     t_indices: np.ndarray  # int32
     t_data: np.ndarray  # float64
+    t_weights: np.ndarray  # float64
     indptr: np.ndarray  # int64: CSR (users x items)
     indices: np.ndarray  # int32
     data: np.ndarray  # float64
-    p: np.ndarray  # float64
+    weights: np.ndarray  # float64
 
     @classmethod
-    def of(cls, scaled: sp.csr_matrix, p: np.ndarray) -> KernelOperands:
+    def of(cls, scaled: sp.csr_matrix, weights: np.ndarray) -> KernelOperands:
         csc = scaled.tocsc()  # items x users, users ascending in each item
+        # The weights through the same transpose (scipy's is stable: entry order follows).
+        w_csc = sp.csr_matrix((weights, scaled.indices, scaled.indptr), shape=scaled.shape).tocsc()
         return cls(
             csc.indptr.astype(np.int64),
             csc.indices.astype(np.int32, copy=False),
             np.ascontiguousarray(csc.data, dtype=np.float64),
+            np.ascontiguousarray(w_csc.data, dtype=np.float64),
             scaled.indptr.astype(np.int64),
             scaled.indices.astype(np.int32, copy=False),
             np.ascontiguousarray(scaled.data, dtype=np.float64),
-            np.ascontiguousarray(p, dtype=np.float64),
+            np.ascontiguousarray(weights, dtype=np.float64),
         )
 
     @property
@@ -320,9 +320,9 @@ class KernelOperands:
         if n_threads is None:
             n_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
         cosine.topk_kernel(
-            self.t_indptr, self.t_indices, self.t_data,
-            self.indptr, self.indices, self.data,
-            self.p, k, float(shrinkage), int(n_threads),
+            self.t_indptr, self.t_indices, self.t_data, self.t_weights,
+            self.indptr, self.indices, self.data, self.weights,
+            k, float(shrinkage), int(n_threads),
             count, nbr, score, users, pairs, first, last,
         )  # fmt: skip
         filled = (np.arange(k)[None, :] < count[:, None]).ravel()
@@ -330,40 +330,45 @@ class KernelOperands:
 
 
 # --- the Spark job's vectorised steps (pure NumPy/scipy: no row-at-a-time Python) -----
-def fixed_point_scale(col_norms: np.ndarray, q: np.ndarray) -> float:
-    """``2**bits`` for exact, order-independent pair sums in int64.
-
-    A pair's sum of kept scaled products is at most ``max_j sum_u (a_uj / q_j)^2 <=
-    max_j (c_j / q_j)^2`` (Cauchy-Schwarz; every entry kept), known before sampling, so
-    ``bits = 60 - ceil(log2(bound))`` keeps every sum below 2**61.
-    """
-    c = np.asarray(col_norms, dtype=np.float64)
-    if len(c) == 0 or not np.any(c > 0):
+def fixed_point_scale(bound: float) -> float:
+    """``2**bits`` for exact, order-independent sums in int64 of terms whose total is at
+    most ``bound`` (``dimsum.sum_bounds``, known before sampling): ``bits = 60 -
+    ceil(log2(bound))`` keeps every sum below 2**61."""
+    if not bound > 0:
         return 1.0
-    bound = float(np.max((c / np.asarray(q, dtype=np.float64)) ** 2))
     return float(2.0 ** int(min(1000, 60 - math.ceil(math.log2(bound)))))
 
 
 def partial_pair_sums(
-    indptr: np.ndarray, items: np.ndarray, values: np.ndarray, n_items: int, scale: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """A group of whole user rows (CSR: kept scaled entries, items ascending in each row)
-    -> every ordered pair ``a != b`` co-occurring in it, with ``rint(sum * scale)`` (int64)
-    and the number of co-occurrences. Summed over groups these integer sums are exact in
-    any order, so the result does not depend on how users were grouped or shuffled."""
+    indptr: np.ndarray,
+    items: np.ndarray,
+    values: np.ndarray,
+    weights: np.ndarray,
+    n_items: int,
+    scales: tuple[float, float],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A group of whole user rows (CSR: kept scaled entries and their weights, items
+    ascending in each row) -> every ordered pair ``a != b`` co-occurring in it, with
+    ``rint(sum * scale)`` of its products and of its weight products (int64, ``scales``)
+    and the number of co-occurrences. Summed over groups these integers are exact in any
+    order, so the result does not depend on how users were grouped or shuffled."""
     n_rows = len(indptr) - 1
-    x = sp.csr_matrix((values, items, indptr), shape=(n_rows, n_items))
-    ones = sp.csr_matrix((np.ones(len(values)), items, indptr), shape=(n_rows, n_items))
-    g = (x.T.tocsr() @ x).tocoo()
-    c = (ones.T.tocsr() @ ones).tocoo()
-    if not (np.array_equal(g.row, c.row) and np.array_equal(g.col, c.col)):
-        raise AssertionError("sum and count products have different patterns")
+
+    def gram(data: np.ndarray) -> sp.coo_matrix:
+        x = sp.csr_matrix((data, items, indptr), shape=(n_rows, n_items))
+        return (x.T.tocsr() @ x).tocoo()
+
+    g, w, c = gram(values), gram(weights), gram(np.ones(len(values)))
+    for other in (w, c):
+        if not (np.array_equal(g.row, other.row) and np.array_equal(g.col, other.col)):
+            raise AssertionError("sum, weight and count products have different patterns")
     off = g.row != g.col
     return (
         g.row[off].astype(np.int32),
         g.col[off].astype(np.int32),
-        np.rint(g.data[off] * scale).astype(np.int64),
+        np.rint(g.data[off] * scales[0]).astype(np.int64),
         c.data[off].astype(np.int64),
+        np.rint(w.data[off] * scales[1]).astype(np.int64),
     )
 
 
@@ -372,8 +377,8 @@ def topk_from_pair_sums(
     b: np.ndarray,
     fixed: np.ndarray,
     count: np.ndarray,
-    p: np.ndarray,
-    scale: float,
+    weight: np.ndarray,
+    scales: tuple[float, float],
     top_k: int,
     shrinkage: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
@@ -393,9 +398,11 @@ def topk_from_pair_sums(
     starts = np.flatnonzero(new)
     fixed = np.add.reduceat(np.asarray(fixed, dtype=np.int64), starts)
     count = np.add.reduceat(np.asarray(count, dtype=np.int64), starts)
+    weight = np.add.reduceat(np.asarray(weight, dtype=np.int64), starts)
     a, b = a[starts], b[starts]
     upper = a < b
-    users = dimsum.estimate_users(count, p[a], p[b])
+    users = weight.astype(np.float64) / scales[1]
+    scale = scales[0]
     est = fixed.astype(np.float64) / scale
     score = np.round(quality.shrink(dimsum.clip_similarity(est), users, shrinkage), SCORE_DECIMALS)
     order = np.lexsort((b, -score, a))

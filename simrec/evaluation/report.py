@@ -464,9 +464,9 @@ def render(result: dict[str, Any], title: str = "simrec offline evaluation") -> 
     pairs_caption = "Products emitted by the sample: the work DIMSUM saves."
     if len(emitted) == 1:
         pairs_caption += (
-            " Here every threshold emitted every product: with entries scaled into [0, 1] no"
-            " column's norm exceeds sqrt(gamma), so this shop is computed exactly. Sampling"
-            " starts on much larger shops (docs/scaling.md)."
+            " Here every threshold emitted every product: no entry was small enough against"
+            " its item's norm to be sampled, so this shop is computed exactly"
+            " (docs/scaling.md)."
         )
     parts = [
         "<!DOCTYPE html>",

@@ -62,11 +62,12 @@ PAIRS_PER_CHUNK = 4_000_000
 #: item-range tasks), ``shuffle`` (DIMSUM's pair shuffle) or ``auto`` (broadcast when the
 #: matrix has at most ``BROADCAST_MAX_CELLS`` cells).
 PLANS = ("auto", "broadcast", "shuffle")
-#: About 24 bytes a cell (CSR + CSC of the sampled matrix) in every executor: 0.5 GB.
+#: About 40 bytes a kept cell (CSR + CSC of the sampled matrix, values and DIMSUM weights)
+#: in every executor: 0.8 GB at most.
 BROADCAST_MAX_CELLS = 20_000_000
 #: Item ranges per core in the broadcast plan (a few, so a slow range does not hold all).
 TASKS_PER_CORE = 4
-PARTIAL_SCHEMA = "a int, b int, fixed long, n long"
+PARTIAL_SCHEMA = "a int, b int, fixed long, n long, w long"
 #: Spark's names of the Arrow types of ``simrec.core.layout``'s output schema.
 _SPARK_TYPES = {"string": "string", "double": "double", "int64": "long"}
 #: The neighbors table as the top-K steps emit it: the output schema, plus each row's
@@ -206,8 +207,11 @@ def _key_chunks(batches: Any, key: str, max_rows: int) -> Any:
         yield pa.Table.from_batches(pending).combine_chunks()
 
 
-def _partial_pairs_fn(arrays: Any, seed: int, sampled: bool, n_items: int, scale: float) -> Any:
-    """``mapInArrow`` step: sorted (user_id, ukey, idx, value) -> partial pair sums."""
+def _partial_pairs_fn(
+    arrays: Any, seed: int, g: float, n_items: int, scales: tuple[float, float]
+) -> Any:
+    """``mapInArrow`` step: sorted (user_id, ukey, idx, value) -> partial pair sums of the
+    DIMSUM sample (``dimsum.sample_entries``, the single-machine engine's own rule)."""
 
     def partial_pairs(batches: Any) -> Any:
         import pyarrow as pa
@@ -216,7 +220,7 @@ def _partial_pairs_fn(arrays: Any, seed: int, sampled: bool, n_items: int, scale
         from simrec.core import dimsum as dims
         from simrec.core import similarity as sim
 
-        p, q, item_keys = (arrays.value[k] for k in ("p", "q", "item_keys"))
+        norms, item_keys = arrays.value["norms"], arrays.value["item_keys"]
         for table in _key_chunks(batches, "user_id", CELLS_PER_CHUNK):
             n = table.num_rows
             users = table.column("user_id")
@@ -227,26 +231,26 @@ def _partial_pairs_fn(arrays: Any, seed: int, sampled: bool, n_items: int, scale
                 )
             row = np.cumsum(new_user) - 1
             idx = table.column("idx").to_numpy().astype(np.int64)
-            value = table.column("value").to_numpy()
-            if sampled:
-                ukey = table.column("ukey").to_numpy().astype(np.uint64)
-                keep = dims.keep_mask(seed, ukey, item_keys[idx], p[idx])
-                row, idx, value = row[keep], idx[keep], value[keep]
+            ukey = table.column("ukey").to_numpy().astype(np.uint64)
+            kept = dims.sample_entries(
+                seed, ukey, item_keys[idx], table.column("value").to_numpy(), norms[idx], g
+            )
+            row, idx = row[kept.keep], idx[kept.keep]
             n_rows = int(new_user.sum())
             indptr = np.zeros(n_rows + 1, dtype=np.int64)
             np.cumsum(np.bincount(row, minlength=n_rows), out=indptr[1:])
-            a, b, fixed, count = sim.partial_pair_sums(
-                indptr, idx.astype(np.int32), value / q[idx], n_items, scale
+            a, b, fixed, count, weight = sim.partial_pair_sums(
+                indptr, idx.astype(np.int32), kept.values, kept.weights, n_items, scales
             )
             yield pa.RecordBatch.from_arrays(
-                [pa.array(a), pa.array(b), pa.array(fixed), pa.array(count)],
-                names=["a", "b", "fixed", "n"],
+                [pa.array(a), pa.array(b), pa.array(fixed), pa.array(count), pa.array(weight)],
+                names=["a", "b", "fixed", "n", "w"],
             )
 
     return partial_pairs
 
 
-def _topk_fn(arrays: Any, scale: float, top_k: int, shrinkage: float) -> Any:
+def _topk_fn(arrays: Any, scales: tuple[float, float], top_k: int, shrinkage: float) -> Any:
     """``mapInArrow`` step: partial sums sorted by (a, b) -> one neighbors row per item,
     plus its share of the pair counts (for the manifest)."""
 
@@ -255,15 +259,15 @@ def _topk_fn(arrays: Any, scale: float, top_k: int, shrinkage: float) -> Any:
 
         from simrec.core import similarity as sim
 
-        p, skus = arrays.value["p"], arrays.value["skus"]
+        skus = arrays.value["skus"]
         for table in _key_chunks(batches, "a", PAIRS_PER_CHUNK):
             a, b, score, users, pairs, emitted = sim.topk_from_pair_sums(
                 table.column("a").to_numpy(),
                 table.column("b").to_numpy(),
                 table.column("fixed").to_numpy(),
                 table.column("n").to_numpy(),
-                p,
-                scale,
+                table.column("w").to_numpy(),
+                scales,
                 top_k,
                 shrinkage,
             )
@@ -303,12 +307,13 @@ class Matrix:
 
 @dataclass
 class Columns:
-    """Per item (sku order): its norm, and the DIMSUM keep probability and divisor."""
+    """Per item (sku order): its norm, cells and sum of ``1 / value^2`` (the bounds of
+    ``dimsum.sum_bounds``), and DIMSUM's gamma."""
 
     skus: list[str]
     norms: np.ndarray
-    p: np.ndarray
-    q: np.ndarray
+    cells: np.ndarray
+    inv_sq: np.ndarray
     gamma: float
 
 
@@ -412,25 +417,26 @@ def _row_cells(model: model_params.ModelParams) -> Any:
 
 
 def column_stats(matrix: Matrix, params: RunParams) -> Columns:
-    """4. Column norms to the driver; ``p`` and ``q`` from them (``simrec.core.dimsum``)."""
+    """4. Column norms (and the sums bounding the shuffle plan's fixed point) to the driver."""
     norms = (
         matrix.cells.groupBy("sku")
         .agg(
             F.sqrt(F.sum(F.col("value") * F.col("value"))).alias("norm"),
             F.count(F.lit(1)).alias("cells"),
-            F.max("value").alias("max_value"),
+            F.sum(1.0 / (F.col("value") * F.col("value"))).alias("inv_sq"),
         )
         .orderBy("sku")
         .collect()
     )
     matrix.counts["items"] = len(norms)
     matrix.counts["cells"] = int(sum(r["cells"] for r in norms))
-    max_entry = max((float(r["max_value"]) for r in norms), default=1.0)
     skus = [r["sku"] for r in norms]
-    c = np.array([float(r["norm"]) for r in norms], dtype=np.float64)
-    threshold = params.model.threshold
-    p, q = dimsum.probabilities_and_scales(c, threshold, len(skus), max_entry)
-    return Columns(skus, c, p, q, dimsum.gamma(threshold, len(skus)))
+
+    def column(name: str) -> np.ndarray:
+        return np.array([float(r[name]) for r in norms], dtype=np.float64)
+
+    g = dimsum.gamma(params.model.threshold, len(skus))
+    return Columns(skus, column("norm"), column("cells"), column("inv_sq"), g)
 
 
 def choose_plan(plan: str, cells: int, broadcast_max_cells: int) -> str:
@@ -466,16 +472,11 @@ def shuffle_topk(
     """
     model = params.model
     skus = cols.skus
-    scale = similarity.fixed_point_scale(cols.norms, cols.q)
+    bounds = dimsum.sum_bounds(cols.cells, cols.norms, cols.inv_sq, cols.gamma)
+    scales = (similarity.fixed_point_scale(bounds[0]), similarity.fixed_point_scale(bounds[1]))
     arrays = spark.sparkContext.broadcast(
-        {
-            "p": cols.p,
-            "q": cols.q,
-            "item_keys": dimsum.string_keys(skus),
-            "skus": np.array(skus, object),
-        }
+        {"norms": cols.norms, "item_keys": dimsum.string_keys(skus), "skus": np.array(skus, object)}
     )
-    sampled = bool(np.any(cols.p < 1.0))
     user_parts = max(
         spark.sparkContext.defaultParallelism, math.ceil(matrix.counts["cells"] / CELLS_PER_TASK)
     )
@@ -485,14 +486,14 @@ def shuffle_topk(
         .repartition(user_parts, "user_id")
         .sortWithinPartitions("user_id", "idx")
         .mapInArrow(
-            _partial_pairs_fn(arrays, model.seed, sampled, len(skus), scale), PARTIAL_SCHEMA
+            _partial_pairs_fn(arrays, model.seed, cols.gamma, len(skus), scales), PARTIAL_SCHEMA
         )
     )
     pair_parts = int(spark.conf.get("spark.sql.shuffle.partitions"))
     return (
         partial.repartition(pair_parts, "a")
         .sortWithinPartitions("a", "b")
-        .mapInArrow(_topk_fn(arrays, scale, model.top_k, model.shrinkage), NEIGHBORS_DDL)
+        .mapInArrow(_topk_fn(arrays, scales, model.top_k, model.shrinkage), NEIGHBORS_DDL)
     )
 
 

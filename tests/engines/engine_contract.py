@@ -263,11 +263,8 @@ class EngineContract:
         sampled = self.run(shop, "sampled", SAMPLED)
         exact = self.run(shop, "dense-exact", {"threshold": 0.0, "top_k": ALL})
         m, cos = scipy_cosine(shop.events, BINARY_WEIGHTS)
-        p, _ = dimsum.probabilities_and_scales(column_norms(m.matrix), 0.2, None,
-                                               m.matrix.data.max())  # fmt: skip
-        assert (p < 1).sum() > 10  # sampling really happens
         counts = sampled["counts"]
-        assert counts["emitted_pairs"] < exact["counts"]["emitted_pairs"]
+        assert counts["emitted_pairs"] < 0.9 * exact["counts"]["emitted_pairs"]  # it samples
         assert sampled["gamma"] == pytest.approx(dimsum.gamma(0.2, counts["items"]))
         want, topk = core_pairs(shop, SAMPLED)
         assert_same_pairs(pairs_of(sampled), want)  # the core's sample, not just any

@@ -1,10 +1,9 @@
 """The matrix rule's cell cap (step 5) against oracles: the percentile by its definition,
-the capped matrix by a pandas rendering, exact cosine by scipy, and DIMSUM on the capped
-matrix within the paper's error bound, actually sampling on a generated shop."""
+the capped matrix by a pandas rendering, exact cosine by scipy. (DIMSUM's sampling on the
+capped matrix: tests/unit/test_similarity_local.py.)"""
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from fractions import Fraction
 
@@ -13,11 +12,10 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from simrec.core import dimsum, quality
+from simrec.core import quality
 from simrec.core.matrix import build_matrix, capped_cells, cell_cap, cell_cap_sql
 from simrec.core.params import DEFAULTS, ModelParams
-from simrec.core.similarity import column_norms, cosine_topk, fit_similarities
-from simrec.generate import generate_events
+from simrec.core.similarity import column_norms, fit_similarities
 
 
 def _nearest_rank(values: np.ndarray, percentile: float) -> float:
@@ -115,58 +113,3 @@ def test_exact_cosine_of_the_capped_matrix_equals_scipy(shop_events):
     got[rows, topk.neighbors] = topk.scores
     assert np.count_nonzero(cos) == len(topk.scores)
     np.testing.assert_allclose(got, cos, atol=1e-9, rtol=0)
-
-
-@pytest.fixture(scope="module")
-def generated_shop() -> pd.DataFrame:
-    """10,000 users x 200 items: a shop just large enough for DIMSUM to sample at 0.1."""
-    return generate_events(
-        200_000, n_users=10_000, n_items=200, end_date=dt.date(2024, 3, 9), seed=7
-    )
-
-
-def _exact_co_occurrences(matrix: sp.csr_matrix) -> int:
-    n = np.diff(matrix.indptr)
-    return int((n * (n - 1) // 2).sum())
-
-
-def test_dimsum_samples_at_the_default_threshold_with_the_cap(generated_shop):
-    ev = generated_shop
-    m, topk = fit_similarities(ev["user_id"], ev["sku"], ev["action"], DEFAULTS)
-    assert topk.emitted_pairs < 0.98 * _exact_co_occurrences(m.matrix)
-    # Without the cap (the largest cell scales every entry down) nothing is sampled.
-    off = DEFAULTS.replace(cell_cap_percentile=0.0)
-    m0, topk0 = fit_similarities(ev["user_id"], ev["sku"], ev["action"], off)
-    assert topk0.emitted_pairs == _exact_co_occurrences(m0.matrix)
-
-
-def test_sampled_estimates_above_threshold_are_within_the_dimsum_bound(generated_shop):
-    """DIMSUM (MLlib's statement of it): with entries in [0, 1], a pair with cosine >= the
-    threshold is estimated within 20% with probability >= 1 - 0.981**100 = 0.85. Of such
-    pairs with a sampled column (fixed seed) at least 80% must be within 20%, and their
-    mean signed error (the estimates are unbiased) must be below 5%."""
-    ev = generated_shop
-    threshold = 0.2
-    params = DEFAULTS.replace(shrinkage=0.0, top_k=1000, seed=11)
-    m = build_matrix(ev["user_id"], ev["sku"], ev["action"], params)
-    keys = dimsum.string_keys(m.user_ids), dimsum.string_keys(m.skus)
-    p, _ = dimsum.probabilities_and_scales(
-        column_norms(m.matrix), threshold, None, m.matrix.data.max()
-    )
-    sampled = p < 1
-    assert sampled.sum() >= 5  # columns really sampled
-    est = cosine_topk(m.matrix, threshold, params.seed, 1000, *keys)
-    exact = cosine_topk(m.matrix, 0.0, params.seed, 1000, *keys)
-    assert est.emitted_pairs < exact.emitted_pairs
-
-    def dense(t) -> np.ndarray:  # noqa: ANN001
-        out = np.zeros((len(m.skus), len(m.skus)))
-        out[np.repeat(np.arange(len(m.skus)), np.diff(t.indptr)), t.neighbors] = t.scores
-        return out
-
-    cos, got = dense(exact), dense(est)
-    above = np.triu(cos >= threshold, 1) & (sampled[:, None] | sampled[None, :])
-    assert above.sum() >= 20
-    rel = (got[above] - cos[above]) / cos[above]
-    assert (np.abs(rel) <= 0.2).mean() >= 0.8
-    assert abs(rel.mean()) < 0.05
