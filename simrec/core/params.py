@@ -130,7 +130,7 @@ class ModelParams:
     """Everything that decides a model from a window of events. Validated on creation."""
 
     weights: ActionWeights = field(default_factory=ActionWeights)
-    threshold: float = 0.2
+    threshold: float = 0.1
     top_k: int = 100
     seed: int = 42
     max_items_per_user: int = 500
