@@ -12,7 +12,6 @@ instead of users (``basket_ids`` stands in for the user id), and the actions
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from simrec.core import layout
 
@@ -32,6 +31,8 @@ def basket_ids(
     ``days``: each event's UTC day (``datetime64[D]``-like). The Spark job builds the
     same strings (``spark_similarity.basket_events``).
     """
+    import pandas as pd  # the engines' extra: the run summary imports this module too
+
     users = pd.Series(user_ids, copy=False).astype(object).to_numpy()
     day = DAY_PREFIX + pd.Series(np.asarray(days, dtype="datetime64[D]")).dt.strftime("%Y-%m-%d")
     if keys is None:
