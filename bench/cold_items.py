@@ -1,4 +1,4 @@
-"""Cold items: neighbours from attributes vs the popularity fallback vs the blend.
+"""Cold items: neighbors from attributes vs the popularity fallback vs the blend.
 
 On a generated shop (``simrec.generate``, fixed seed) with a catalog carrying brand,
 price and title, a random 10% of items are made *cold*: in training only ``m`` of their
@@ -11,7 +11,7 @@ training items; hit rate@10 and NDCG@10 come from ``simrec.evaluation.metrics``.
 Methods: ``popularity`` (what serving falls back to for an unknown sku), ``category
 popularity`` (the most popular items of ``c``'s category: a stronger baseline serving
 cannot use for a catalog-only sku), ``co-occurrence`` (the model's row, m > 0),
-``content`` (TF-IDF attribute neighbours only) and ``blend`` (the served rule,
+``content`` (TF-IDF attribute neighbors only) and ``blend`` (the served rule,
 ``simrec.core.content.cooc_weight``), each blend_k in ``BLEND_KS``.
 
 The generated events depend on the category only (brand, price band and title words

@@ -3,7 +3,7 @@
 For each dataset (the shared MovieLens and Online Retail files when present, the
 generated M shop) and each variant below, at DIMSUM thresholds 0.1 .. 1: emitted pairs /
 exact co-occurrences, NDCG@10 against the same variant's exact model (``simrec evaluate``
-protocol, same split and users) and recall@10 of the exact top-10 neighbours. Ends with
+protocol, same split and users) and recall@10 of the exact top-10 neighbors. Ends with
 the acceptance table at the default threshold (emitted <= 30% of exact, NDCG@10 >= 98%).
 
 Variants (the default model's parameters otherwise), joined with ``+``:
@@ -86,7 +86,7 @@ def top10(snapshot: object) -> list[set[int]]:
     return out
 
 
-def neighbour_recall(exact: list[set[int]], sampled: list[set[int]]) -> float:
+def neighbor_recall(exact: list[set[int]], sampled: list[set[int]]) -> float:
     hits = sum(len(e & s) for e, s in zip(exact, sampled, strict=True))
     return hits / max(1, sum(len(e) for e in exact))
 
@@ -122,7 +122,7 @@ def run(name: str, max_users: int | None, variants: list[str], seeds: int = 1) -
                 "seeds": seeds, "ndcg_ratio_mean": float(np.mean(ratios)),
                 "ndcg_ratio_min": float(min(ratios)),
                 "users": len(ev.queries.users),
-                "recall10_nbrs": neighbour_recall(exact_nbrs, sampled),
+                "recall10_nbrs": neighbor_recall(exact_nbrs, sampled),
                 "s": round(time.perf_counter() - t0, 1),
             }
             rows.append(row)
@@ -187,7 +187,7 @@ def acceptance_table(rows: list[dict], threshold: float) -> str:
     out = [
         f"acceptance at threshold {threshold:g} (ratios vs the same variant's exact model)",
         "| dataset | variant | emitted / exact | NDCG@10 / exact (default seed) | "
-        "NDCG@10 / exact (mean over seeds) | recall@10 of true neighbours | target |",
+        "NDCG@10 / exact (mean over seeds) | recall@10 of true neighbors | target |",
         "|---|---|---:|---:|---:|---:|---|",
     ]
     for r in rows:

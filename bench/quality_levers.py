@@ -14,7 +14,7 @@ Levers (ModelParams, each off in the defaults; the defaults otherwise):
 * ``asym a=..``: asymmetric cosine (``asymmetric_alpha``);
 * ``bm25 b=..``: BM25-style user weighting (``bm25_b``, k1 = 1.2), replacing or on top of
   the power user weighting;
-* ``pop-discount d=..``: the neighbour's popularity discount (``popularity_discount``);
+* ``pop-discount d=..``: the neighbor's popularity discount (``popularity_discount``);
 * ``fill``: empty top-k slots filled with popular items (``popularity_fill``).
 
 Usage: ``python bench/quality_levers.py [--datasets or,ml,repeat] [--max-users N]

@@ -1,6 +1,6 @@
 """Server start with several workers: what a client sees from the moment it is started.
 
-Publishes the M-size synthetic model (50k items, top-100 neighbours, a catalog), starts
+Publishes the M-size synthetic model (50k items, top-100 neighbors, a catalog), starts
 ``python -m simrec.serving.server --workers W`` (default 2) on it and, from that moment,
 sends ``/similar`` requests one after another, each on a new connection (so the kernel
 spreads them over the workers as it spreads a load balancer's), until ``--ready``

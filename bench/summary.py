@@ -158,7 +158,7 @@ def dimsum_sampling(res: dict[str, Any]) -> Iterator[Row]:
                   r["emitted_exact"], key="emitted pairs")  # fmt: skip
         yield Row("dimsum_sampling", f"{name}: NDCG@10", r["ndcg"], "", "exact",
                   r["ndcg_exact"], key="NDCG@10")  # fmt: skip
-        yield Row("dimsum_sampling", f"{name}: recall@10 of the true neighbours",
+        yield Row("dimsum_sampling", f"{name}: recall@10 of the true neighbors",
                   r["recall10_nbrs"], "")  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-"""Hand-built served models: one builder from neighbour rows (the tests state a model as
+"""Hand-built served models: one builder from neighbor rows (the tests state a model as
 rows they can read) and the small catalog shop several serving tests and
 ``tools/serving_responses.py`` answer from."""
 
@@ -18,7 +18,7 @@ def snapshot_from_rows(
     skus: list[str], rows: Rows, popularity: Any, metadata: dict[str, Any],
     *, scale: float = 1.0, **fields: Any,
 ) -> ModelSnapshot:  # fmt: skip
-    """Item ``i``'s neighbours are ``rows[i]`` (``(j, score)`` in served order, none when
+    """Item ``i``'s neighbors are ``rows[i]`` (``(j, score)`` in served order, none when
     missing), scores times ``scale``, one user per pair; ``fields`` are the snapshot's
     optional parts (catalog, trending)."""
     indptr, indices, scores = [0], [], []

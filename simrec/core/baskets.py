@@ -73,7 +73,7 @@ def describe(entry: dict[str, object]) -> str:
     if not entry["events"]:
         return f"bought together: no events of its actions ({entry['basket_actions']})"
     text = (f"bought together: {entry['baskets']:,} baskets ({entry['basket_actions']}) by "
-            f"{entry['grouped_by']}, {entry['neighbor_rows']:,} items with neighbours")
+            f"{entry['grouped_by']}, {entry['neighbor_rows']:,} items with neighbors")
     if entry["grouped_by"] != key:
         text += f"; no {key} id on any event: fell back to day (user and UTC day)"
     elif entry["events_without_key"]:

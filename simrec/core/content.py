@@ -1,6 +1,6 @@
-"""Neighbours from item attributes, for items with no or few events ("cold" items).
+"""Neighbors from item attributes, for items with no or few events ("cold" items).
 
-Co-occurrence needs shoppers: a sku added to the catalog today has no neighbour list,
+Co-occurrence needs shoppers: a sku added to the catalog today has no neighbor list,
 and one seen by two shoppers has a noisy one. Its attributes are known at once, so:
 
 * **Content vectors** (:func:`tfidf`): each catalog item is a bag of tokens, one per
@@ -9,13 +9,13 @@ and one seen by two shoppers has a noisy one. Its attributes are known at once, 
   the title). ``tfidf[d, t] = tf(t, d) * idf(t)`` with ``idf(t) = ln((1 + N) / (1 +
   df(t))) + 1`` (N catalog items, ``df`` items holding ``t``), rows scaled to unit L2
   norm, so the cosine of two items is the dot product of their rows.
-* **Content neighbours** (:class:`ContentIndex`): per catalog item, the ``top_k``
+* **Content neighbors** (:class:`ContentIndex`): per catalog item, the ``top_k``
   items *of the model* (items with events, the ones filters, popularity and the
   kernel know) with the highest ``cosine * popularity_prior`` > 0 (the prior grows
   with the candidate's shoppers, :func:`popularity_prior`), itself left out; ties by
   model index.
 * **The blend rule** (:func:`cooc_weight`, declared once here): an item seen by ``n``
-  distinct shoppers in the window (the snapshot's ``popularity``) scores a neighbour
+  distinct shoppers in the window (the snapshot's ``popularity``) scores a neighbor
   ``w * cooc + (1 - w) * content`` with ``w = n / (n + blend_k)``; items with
   ``n >= warm_users`` keep their co-occurrence row untouched (so warm answers stay
   bit-identical), and an item the model does not know (``n = 0``) gets content only.
@@ -40,11 +40,11 @@ TEXT_COLUMNS: tuple[str, ...] = ("category", "brand")
 PRICE_COLUMN = "price"
 TITLE_COLUMN = "title"
 _WORD = re.compile(r"\w+", re.UNICODE)
-#: ``reason`` of an answered neighbour, by where its score came from.
+#: ``reason`` of an answered neighbor, by where its score came from.
 REASON_EVENTS = "events"
 REASON_ATTRIBUTES = "attributes"
 REASON_BOTH = "events+attributes"
-#: A blended row's per-neighbour source bits (1 events, 2 attributes) -> its reason.
+#: A blended row's per-neighbor source bits (1 events, 2 attributes) -> its reason.
 REASON_OF_SOURCES = {1: REASON_EVENTS, 2: REASON_ATTRIBUTES, 3: REASON_BOTH}
 
 
@@ -55,7 +55,7 @@ class ContentParams:
     Defaults from the cold-item evaluation (docs/evaluation.md, bench/cold_items.py).
     """
 
-    top_k: int = 50  # content neighbours kept per catalog item
+    top_k: int = 50  # content neighbors kept per catalog item
     blend_k: float = 5.0  # w_cooc = n / (n + blend_k), n = distinct shoppers of the item
     warm_users: int = 50  # items with n >= warm_users keep their co-occurrence row as is
     price_bands_per_decade: int = 4  # price bands per factor 10 (log-spaced)
@@ -77,7 +77,7 @@ class ContentParams:
     def from_metadata(cls, metadata: Mapping[str, Any]) -> ContentParams:
         """A model's content parameters: its metadata's ``content`` object (any of the
         fields; the rest take their defaults), so the params that built a model's
-        content neighbours travel with it; unknown names fail."""
+        content neighbors travel with it; unknown names fail."""
         given = dict(metadata.get("content") or {})
         unknown = set(given) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
@@ -160,7 +160,7 @@ def popularity_prior(popularity: np.ndarray, exponent: float) -> np.ndarray:
     return (np.log1p(pop) / top) ** exponent
 
 
-def top_neighbours(
+def top_neighbors(
     x: sp.csr_matrix,
     rows: np.ndarray,
     candidates: np.ndarray,
@@ -210,14 +210,14 @@ def block_key(columns: Mapping[str, Sequence[Any]], row: int) -> str | None:
     return text or None
 
 
-def content_neighbours(
+def content_neighbors(
     columns: Mapping[str, Sequence[Any]],
     model_skus: Sequence[str],
     popularity: Sequence[float] | np.ndarray,
     params: ContentParams = DEFAULT_PARAMS,
 ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """Catalog columns -> ``(catalog skus, indptr, indices, scores)``: row ``r`` of the
-    CSR lists catalog sku ``r``'s content neighbours as *model* item indices (the
+    CSR lists catalog sku ``r``'s content neighbors as *model* item indices (the
     position in ``model_skus``), best first, scored ``cosine * popularity_prior``; see
     the module docstring.
 
@@ -247,7 +247,7 @@ def content_neighbours(
         sel = np.arange(len(cand_rows)) if key is None else np.array(by_key.get(key, []))
         if not len(sel):
             continue
-        found = top_neighbours(x, np.array(members), cand_rows[sel], params.top_k, prior[sel])
+        found = top_neighbors(x, np.array(members), cand_rows[sel], params.top_k, prior[sel])
         for r, (pos, vals) in zip(members, found, strict=True):
             rows_out[r] = (cand_model[sel[pos]], vals)
     indptr = np.zeros(len(skus) + 1, dtype=np.int64)
@@ -265,9 +265,9 @@ def catalog_columns(table: Any) -> dict[str, list[Any]]:
 
 
 class ContentIndex:
-    """Content neighbours of every catalog sku over a model's items, and the blend.
+    """Content neighbors of every catalog sku over a model's items, and the blend.
 
-    Over :func:`content_neighbours`' arrays (``row_of``: catalog sku -> its row), which
+    Over :func:`content_neighbors`' arrays (``row_of``: catalog sku -> its row), which
     are built once per model version with the rest of the serving image, in the
     loader process; a request then only merges two short rows.
     """
@@ -299,12 +299,12 @@ class ContentIndex:
         params: ContentParams = DEFAULT_PARAMS,
     ) -> ContentIndex:
         """In this process, from catalog columns (tests, the evaluation)."""
-        skus, indptr, indices, scores = content_neighbours(columns, model_skus, popularity, params)
+        skus, indptr, indices, scores = content_neighbors(columns, model_skus, popularity, params)
         row_of = {s: r for r, s in enumerate(skus)}
         return cls(row_of, indptr, indices, scores, popularity, params)
 
     def content_row(self, sku: str) -> tuple[np.ndarray, np.ndarray]:
-        """``sku``'s content neighbours (model indices, cosines); empty if not listed."""
+        """``sku``'s content neighbors (model indices, cosines); empty if not listed."""
         r = self.row_of.get(sku)
         if r is None:
             return self.indices[:0], self.scores[:0]
@@ -318,7 +318,7 @@ class ContentIndex:
     def blended_row(
         self, sku: str, item: int | None, cooc: tuple[np.ndarray, np.ndarray]
     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """The neighbour row served for ``sku`` (model index ``item`` or None) given its
+        """The neighbor row served for ``sku`` (model index ``item`` or None) given its
         co-occurrence row: ``(model indices, float32 scores, reasons)``, best first,
         ties by index. A warm item gets ``cooc`` unchanged (reasons all "events")."""
         cols, sims = cooc

@@ -26,7 +26,7 @@ LATEST_NAME = "LATEST"
 #: The similarity output's tables, one sub-folder each, in every engine.
 NEIGHBORS = "neighbors"
 ITEMS = "items"
-#: The second neighbour model (frequently bought together, issue 16.1): neighbors'
+#: The second neighbor model (frequently bought together, issue 16.1): neighbors'
 #: columns, computed by the same steps over a basket x item matrix. Absent in runs made
 #: before it existed.
 BOUGHT_TOGETHER = "bought_together"

@@ -69,7 +69,7 @@ BOUNDS: dict[str, Bounds] = {
     ),
     "bm25_k1": Bounds(0, None, "k1 of bm25_b's saturation (implicit's default 1.2)."),
     "popularity_discount": Bounds(
-        0, 2, "Neighbour popularity discount: sim(i, j) / users(j)^d (as Personalize SIMS); "
+        0, 2, "Neighbor popularity discount: sim(i, j) / users(j)^d (as Personalize SIMS); "
         "0 = off."
     ),
     "popularity_fill": Bounds(

@@ -130,7 +130,7 @@ def _block_topk(
     pairs = int(np.count_nonzero(row < col))
     # Shrinkage (off at 0) after the estimate, before top-K: simrec.core.quality.shrink.
     score = quality.shrink(dimsum.clip_similarity(est), users, shrinkage)
-    if factors is not None:  # similarity variants (neighbour_factors), off by default
+    if factors is not None:  # similarity variants (neighbor_factors), off by default
         score = score * factors[0][row] * factors[1][col]
     score = np.round(score, SCORE_DECIMALS)
     # Top-K per row: sort by (row, score desc, neighbor asc). A full lexsort rather than
@@ -165,7 +165,7 @@ def cosine_topk(
     to the CPUs this process may use), ``"numpy"`` (the scipy reference, in blocks of
     ``block_cells``) or ``"auto"`` (compiled when built). Both give identical output.
 
-    ``factors`` (``(row, col)``, one value per item, from :func:`neighbour_factors`)
+    ``factors`` (``(row, col)``, one value per item, from :func:`neighbor_factors`)
     multiply pair ``(i, j)``'s score by ``row[i] * col[j]`` before top-K: the similarity
     variants. Only the NumPy kernel has them (the compiled one and Spark: not yet).
     """
@@ -490,7 +490,7 @@ def similarity_manifest(
     }
 
 
-def neighbour_factors(
+def neighbor_factors(
     matrix: sp.spmatrix, params: ModelParams
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Per-item ``(row, col)`` score factors of the similarity variants; None when off.
@@ -499,7 +499,7 @@ def neighbour_factors(
       ``dot / (n_i^a n_j^(1-a))`` with ``n`` = squared column norm, i.e. the cosine times
       ``n_i^(1/2-a) * n_j^(a-1/2)``; a = 1/2 is the cosine.
     * popularity discount (``popularity_discount`` = d, as Amazon Personalize SIMS's
-      popularity discount): the neighbour's score divided by ``users(j)^d``, users(j) =
+      popularity discount): the neighbor's score divided by ``users(j)^d``, users(j) =
       the matrix's rows holding j.
     """
     a, d = params.asymmetric_alpha, params.popularity_discount
@@ -538,6 +538,6 @@ def fit_similarities(
         dimsum.string_keys(m.user_ids),
         dimsum.string_keys(m.skus),
         shrinkage=params.shrinkage,
-        factors=neighbour_factors(m.matrix, params),
+        factors=neighbor_factors(m.matrix, params),
     )
     return m, topk

@@ -8,7 +8,7 @@ A version folder holds, written in this order:
   distinct users per item in the window, for the fallback; ``trending`` (int32) and
   ``trending_scores`` (float64): the trending items best first and their growth
   (``simrec.core.trending``; empty in snapshots built before it); ``bt_indptr``,
-  ``bt_indices``, ``bt_scores``, ``bt_users``: the second neighbour model (frequently
+  ``bt_indices``, ``bt_scores``, ``bt_users``: the second neighbor model (frequently
   bought together, ``simrec.core.baskets``) in the same form over the same vocabulary,
   absent in snapshots built before it (serving then answers from the fallback).
 * ``skus.json``: the vocabulary, ``skus[i]`` is item ``i``; sorted, unique.

@@ -10,15 +10,15 @@ Peers:
 * ``popularity``: items by distinct training users (the baseline every shop can have).
 * ``implicit cosine`` / ``implicit tfidf`` / ``implicit bm25``: implicit's item-item
   ``CosineRecommender``, ``TFIDFRecommender``, ``BM25Recommender`` with their default
-  parameters (K = 20 neighbours; BM25 K1 = 1.2, B = 0.75).
+  parameters (K = 20 neighbors; BM25 K1 = 1.2, B = 0.75).
 * ``implicit als``: implicit's ``AlternatingLeastSquares`` (default factors and
   iterations, seeded).
 * ``session knn``: session-based kNN (Jannach & Ludewig, "When recurrent neural networks
   meet the neighborhood for session-based recommendation", RecSys 2017): a session is a
-  binary item vector; the query session's ``neighbours`` nearest training sessions by
-  cosine are its neighbours, and an item scores the summed similarity of the neighbours
+  binary item vector; the query session's ``neighbors`` nearest training sessions by
+  cosine are its neighbors, and an item scores the summed similarity of the neighbors
   that hold it. The events carry no session ids, so a session is a user's training
-  history; the query user's own training history is not its own neighbour. (The paper's
+  history; the query user's own training history is not its own neighbor. (The paper's
   sampling of recent sessions is left out: every training session is a candidate.)
 
 implicit is an optional dependency: without it its four peers are skipped with the
@@ -40,8 +40,8 @@ import scipy.sparse as sp
 from simrec.core.actions import ActionWeights
 from simrec.core.matrix import action_weights
 
-#: Neighbour sessions of the session-kNN peer (the issue's baseline).
-SESSION_NEIGHBOURS = 100
+#: Neighbor sessions of the session-kNN peer (the issue's baseline).
+SESSION_NEIGHBORS = 100
 #: Query sessions compared with every training session at a time (bounds the memory).
 QUERY_BLOCK = 1024
 #: Threads each implicit model may use (the evaluation shares the machine).
@@ -144,10 +144,10 @@ class SessionKNNPeer:
 
     name = "session knn"
 
-    def __init__(self, neighbours: int = SESSION_NEIGHBOURS) -> None:
-        if neighbours < 1:
-            raise ValueError(f"neighbours must be >= 1, got {neighbours}")
-        self.neighbours = neighbours
+    def __init__(self, neighbors: int = SESSION_NEIGHBORS) -> None:
+        if neighbors < 1:
+            raise ValueError(f"neighbors must be >= 1, got {neighbors}")
+        self.neighbors = neighbors
 
     @staticmethod
     def _sessions(user_items: sp.csr_matrix) -> sp.csr_matrix:
@@ -183,7 +183,7 @@ class SessionKNNPeer:
             lo, hi = sims.indptr[i], sims.indptr[i + 1]
             sessions, sim = sims.indices[lo:hi], sims.data[lo:hi]
             keep = (sessions != own) & (sim > 0)
-            nearest, weight = _top(sessions[keep], sim[keep], self.neighbours)
+            nearest, weight = _top(sessions[keep], sim[keep], self.neighbors)
             found = nearest >= 0
             scores = self.holds[nearest[found]].T @ weight[found]
             out.append(_unseen_top(np.asarray(scores, dtype=np.float64).ravel(),
@@ -243,7 +243,7 @@ def implicit_peers(seed: int = 0) -> list[Peer | SkippedPeer]:
     names = ("implicit cosine", "implicit tfidf", "implicit bm25", "implicit als")
     try:
         from implicit.als import AlternatingLeastSquares
-        from implicit.nearest_neighbours import (
+        from implicit.nearest_neighbors import (
             BM25Recommender,
             CosineRecommender,
             TFIDFRecommender,
@@ -270,7 +270,7 @@ def default_peers(seed: int = 0) -> list[Peer | SkippedPeer]:
 
 __all__ = [
     "IMPLICIT_MISSING",
-    "SESSION_NEIGHBOURS",
+    "SESSION_NEIGHBORS",
     "ImplicitPeer",
     "Peer",
     "PopularityPeer",

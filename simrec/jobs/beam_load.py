@@ -97,7 +97,7 @@ class ReadNeighborLists(_ReadOutputTable):
 
 
 class ReadBoughtTogether(ReadNeighborLists):
-    """``bought_together/*.parquet`` (the second neighbour model, same columns) ->
+    """``bought_together/*.parquet`` (the second neighbor model, same columns) ->
     ``{sku, items, scores, users}``."""
 
     table = layout.BOUGHT_TOGETHER

@@ -696,7 +696,7 @@ def bought_together(
     spark: SparkSession, export_manifest: dict, params: RunParams, output_uri: str,
     plan: str, broadcast_max_cells: int,
 ) -> tuple[str, dict[str, Any]]:  # fmt: skip
-    """The second neighbour model: matrix rule, column stats and top-K of the related
+    """The second neighbor model: matrix rule, column stats and top-K of the related
     items, over baskets with ``ModelParams.basket``'s weights; written to its own table.
     Returns the table's URI and the manifest's ``bought_together`` entry."""
     model = params.model

@@ -191,7 +191,7 @@ def run_demo(root: Path, n_events: int, serve_forever: str = "auto") -> int:
                                    _get(base, "/bought-together", sku=basket, n=5)["items"]))
         console.print(_items_table("GET /trending?n=5 (score: growth of the last days)",
                                    _get(base, "/trending", n=5)["items"]))
-        new = f"{NEW_SKU_PREFIX}000"  # a new item: neighbours from its attributes
+        new = f"{NEW_SKU_PREFIX}000"  # a new item: neighbors from its attributes
         console.print(_items_table(f"GET /similar?sku={new}&n=5 (a new item, no events yet)",
                                    _get(base, "/similar", sku=new, n=5)["items"]))  # fmt: skip
         cold = _get(base, "/recommendations", browsed=new, n=5)
@@ -210,7 +210,7 @@ def run_demo(root: Path, n_events: int, serve_forever: str = "auto") -> int:
         doc = _get(base, "/openapi.json")
         console.print(f"GET /openapi.json -> OpenAPI {doc['openapi']}, "
                       f"{len(doc['paths'])} paths: " + " ".join(sorted(doc["paths"])))
-        console.print(f"the page: {base}/ui  (search, neighbours, basket, the run's summary)")
+        console.print(f"the page: {base}/ui  (search, neighbors, basket, the run's summary)")
 
         console.rule("[bold]4. summary")
         print_summary(summary, console)

@@ -538,7 +538,7 @@ class ServingApp:
 
     def _bought_together(self, params: Params) -> Response:
         """The basket's items scored over the bought-together model by the one
-        recommender (weight 1 each); the fallback when they have no neighbours there or
+        recommender (weight 1 each); the fallback when they have no neighbors there or
         the model was published without one. Both serving backends read its lists from
         the snapshot (the Datastore holds the related-items lists only)."""
         n = parse_n(params, self.max_n)

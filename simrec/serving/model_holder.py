@@ -83,8 +83,8 @@ class LoadedModel:
     scorer: Scorer
     recommender: Recommender
     catalog: ServingCatalog | None = None
-    content: ContentIndex | None = None  # cold-item neighbours, with a catalog
-    #: The second neighbour model (frequently bought together); None in snapshots
+    content: ContentIndex | None = None  # cold-item neighbors, with a catalog
+    #: The second neighbor model (frequently bought together); None in snapshots
     #: built before it: /bought-together then answers the popularity fallback.
     bought_together: Recommender | None = None
 

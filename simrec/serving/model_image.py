@@ -45,7 +45,7 @@ from simrec.core.content import (
     ContentIndex,
     ContentParams,
     catalog_columns,
-    content_neighbours,
+    content_neighbors,
 )
 from simrec.core.scoring import popularity_order
 from simrec.core.snapshot import BOUGHT_TOGETHER_ARRAYS, ModelSnapshot
@@ -100,9 +100,9 @@ def build_image(snapshot: ModelSnapshot) -> Arrays:
 def content_arrays(
     catalog: Any, skus: Any, popularity: np.ndarray, params: ContentParams
 ) -> Arrays:
-    """The cold-item content neighbours (``simrec.core.content``) as image arrays: built
+    """The cold-item content neighbors (``simrec.core.content``) as image arrays: built
     here, with the catalog, so the TF-IDF products run in the loader process."""
-    catalog_skus, indptr, indices, scores = content_neighbours(
+    catalog_skus, indptr, indices, scores = content_neighbors(
         catalog_columns(catalog), skus, popularity, params
     )
     return {

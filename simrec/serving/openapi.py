@@ -71,7 +71,7 @@ price p (items without a price never pass). `/make_recommendation` keeps the inp
 and has no fallback (an empty `result`); its error bodies carry `"result": []` too.
 
 Bought together: `/bought-together?sku=X&sku=Y` scores like `/recommendations` over the
-second neighbour model (items in the same order, session or day, `SIMREC_BASKET_KEY`),
+second neighbor model (items in the same order, session or day, `SIMREC_BASKET_KEY`),
 each given sku with weight 1; the given skus are left out, unknown ones ignored. A model
 published before bought-together existed answers the fallback.
 

@@ -48,7 +48,7 @@ def build(rng: random.Random, n_items: int, version: str):
     meta = {"version": version, "tenant": TENANT, "content": {"warm_users": 5}}
     snapshot = model_builder.build_snapshot(rows, items, meta)
     snapshot.catalog = None
-    # The catalog also lists NEW items, in no neighbour list (cold items with no events).
+    # The catalog also lists NEW items, in no neighbor list (cold items with no events).
     listed = skus + NEW
     catalog = {
         "sku": listed,
@@ -159,7 +159,7 @@ def test_one_get_multi_per_request_and_the_cache(setup) -> None:
 
 
 def test_catalog_only_skus_are_answered_as_in_memory(setup) -> None:
-    """A catalog-only input sku (a new item) gets its attribute neighbours from the same
+    """A catalog-only input sku (a new item) gets its attribute neighbors from the same
     rule with either backend; a query mixing it with model items reads their lists from
     Datastore in one round trip."""
     root, settings, snapshot = setup

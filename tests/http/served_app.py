@@ -26,7 +26,7 @@ VERSION = "ui-v1"
 
 
 def catalog_model(version: str = VERSION, n: int = 40) -> ModelSnapshot:
-    """Items ``sku-000``.. with 1..5 neighbours each (seeded), a catalog of categories,
+    """Items ``sku-000``.. with 1..5 neighbors each (seeded), a catalog of categories,
     stock and two attributes, and distinct popularities."""
     rng = np.random.default_rng(7)
     skus = [f"sku-{i:03d}" for i in range(n)]

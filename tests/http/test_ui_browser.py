@@ -116,12 +116,12 @@ def test_click_path_search_item_basket_and_run(served, browser) -> None:
     want = [it["sku"] for it in local.dispatch("GET", "/items", "q=sku-01&n=20")[0][0]["items"]]
     assert shown == want and len(shown) == 10
 
-    # Click an item: its neighbours with their scores and catalog attributes.
+    # Click an item: its neighbors with their scores and catalog attributes.
     sku = want[0]
     browser.find_element(By.CSS_SELECTOR, f"#results button[data-sku='{sku}']").click()
-    wait.until(lambda d: rows(d, "neighbours"))
+    wait.until(lambda d: rows(d, "neighbors"))
     similar = local.similar({"sku": sku, "n": "10"})[0]
-    got = rows(browser, "neighbours")
+    got = rows(browser, "neighbors")
     assert [(r["sku"], r["score"]) for r in got] == expected_rows(similar)
     first = similar["items"][0]
     assert f"category: {first['category']}" in got[0]["attrs"]
@@ -134,11 +134,11 @@ def test_click_path_search_item_basket_and_run(served, browser) -> None:
     assert together["fallback"] and len(together["items"]) == 10
     assert browser.find_element(By.ID, "bought-section").is_displayed()
 
-    # Basket: the item, then one of its neighbours; recommendations with because.
+    # Basket: the item, then one of its neighbors; recommendations with because.
     browser.find_element(By.ID, "add-basket").click()
     wait.until(lambda d: rows(d, "recs"))
     second = similar["items"][1]["sku"]
-    browser.find_element(By.CSS_SELECTOR, f"#neighbours tr[data-sku='{second}'] button.add").click()
+    browser.find_element(By.CSS_SELECTOR, f"#neighbors tr[data-sku='{second}'] button.add").click()
     want_recs = local.recommendations({"basket": f"{sku},{second}", "n": "10"})[0]
 
     def recs_match(d) -> bool:

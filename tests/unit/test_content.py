@@ -86,7 +86,7 @@ def cosine_oracle(model_skus: list[str], exponent: float, popularity: np.ndarray
 
 
 @pytest.mark.parametrize("exponent", [0.0, 2.0])
-def test_neighbours_are_the_top_cosines_over_model_items(exponent: float) -> None:
+def test_neighbors_are_the_top_cosines_over_model_items(exponent: float) -> None:
     model_skus = ["a", "b", "c", "e", "x"]  # d is catalog-only, x has no catalog row
     popularity = np.array([5.0, 1.0, 3.0, 8.0, 2.0])
     params = ContentParams(top_k=3, popularity_exponent=exponent)

@@ -64,7 +64,7 @@ def test_popularity_ranks_unseen_items_by_users_then_index():
 
 
 def test_session_knn_sums_the_cosines_of_the_nearest_other_sessions():
-    """U0: neighbours U1 (.8165), U2 (.4082) -> C = .8165 + .4082, E = .4082.
+    """U0: neighbors U1 (.8165), U2 (.4082) -> C = .8165 + .4082, E = .4082.
     U1: U0 (.8165) holds only seen items, U2 (2/3) -> E = 2/3.
     U2: U1 (2/3), U0 (.4082), U3 (.4082) -> A = 2/3 + .4082, D = .4082.
     U3: U2 (.4082) only -> B = C = .4082 (tie: B first)."""
@@ -83,14 +83,14 @@ def test_session_knn_is_the_same_query_block_by_block(monkeypatch):
     np.testing.assert_array_equal(whole[1], one_by_one[1])
 
 
-def test_session_knn_keeps_only_the_nearest_neighbours():
-    """One neighbour: U0's is U1 (not itself: its own history is no neighbour) -> C only;
+def test_session_knn_keeps_only_the_nearest_neighbors():
+    """One neighbor: U0's is U1 (not itself: its own history is no neighbor) -> C only;
     U2's is U1 -> A = 2/3, and D (held by U3 only) is no longer reached.
-    Two neighbours for U2: U1, then U0 and U3 tie (.4082): the lower row, U0 -> A only."""
-    lists, scores = _lists(peers.SessionKNNPeer(neighbours=1))
+    Two neighbors for U2: U1, then U0 and U3 tie (.4082): the lower row, U0 -> A only."""
+    lists, scores = _lists(peers.SessionKNNPeer(neighbors=1))
     assert lists[0] == [C] and lists[2] == [A]
     assert scores[2, 0] == pytest.approx(2 / 3)
-    lists, scores = _lists(peers.SessionKNNPeer(neighbours=2))
+    lists, scores = _lists(peers.SessionKNNPeer(neighbors=2))
     assert lists[2] == [A] and scores[2, 0] == pytest.approx(2 / 3 + R6)
 
 

@@ -16,7 +16,7 @@ from simrec.core import dimsum
 from simrec.core.actions import ActionWeights
 from simrec.core.matrix import build_matrix
 from simrec.core.params import DEFAULTS, ModelParams
-from simrec.core.similarity import cosine_topk, fit_similarities, neighbour_factors
+from simrec.core.similarity import cosine_topk, fit_similarities, neighbor_factors
 from simrec.evaluation import split as split_module
 from simrec.evaluation.evaluate import Evaluator, recommend
 from simrec.evaluation.events import load_events
@@ -119,7 +119,7 @@ def test_bm25_cells_match_formula_and_cosine_oracle() -> None:
 
 def test_levers_are_off_in_the_defaults() -> None:
     m = sp.random(20, 10, density=0.3, random_state=1, format="csr")
-    assert neighbour_factors(m, DEFAULTS) is None
+    assert neighbor_factors(m, DEFAULTS) is None
     assert DEFAULTS.bm25_b == 0 and DEFAULTS.popularity_fill == 0
     assert ModelParams.from_json({k: v for k, v in DEFAULTS.to_json().items()
                                   if k not in ("bm25_b", "popularity_fill")}) == DEFAULTS
@@ -182,7 +182,7 @@ def test_auto_protocol_falls_back_below_the_rule() -> None:
 
 
 def test_popularity_fill_pads_thin_evidence_with_popular_unseen_items() -> None:
-    # w's query is q, whose only neighbour is r; the fill adds the most popular unseen
+    # w's query is q, whose only neighbor is r; the fill adds the most popular unseen
     # item p (6 users) below r's score, and p is what w buys next.
     rows = [(f"u{i}", "p", "2024-01-01") for i in range(6)]
     rows += [("v", "q", "2024-01-01"), ("v", "r", "2024-01-01"), ("v", "t", "2024-01-02")]

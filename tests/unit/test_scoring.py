@@ -262,7 +262,7 @@ def test_because_shares_hand_computed() -> None:
 
 def test_because_shares_round_as_python_does() -> None:
     """The kernel rounds shares in C; ``round``'s answer on every value it is likely to
-    get wrong: the exact halves m/20000 and their neighbours a few ulps away."""
+    get wrong: the exact halves m/20000 and their neighbors a few ulps away."""
     from simrec.core._scoring import rounded
 
     values = [0.0, 1.0, 0.03125, 0.00005, 0.99995, 5e-324, *np.random.default_rng(3).random(2000)]

@@ -125,7 +125,7 @@ async function openItem(sku) {
   try {
     const body = await api("/similar", { sku, n: 10 });
     showError(null);
-    renderItems($("neighbours"), body.items);
+    renderItems($("neighbors"), body.items);
     const own = await api("/items", { q: sku, n: 1 });
     const me = own.items.find((it) => it.sku === sku);
     $("item-fields").textContent = me ? attributes(me) + ", popularity " + me.popularity : "";
