@@ -14,7 +14,7 @@ of 1, 10 and 100 items (top 10, input items excluded):
 * ``request-first``: the same requests on their first sight (the pass that fills
   those caches: what a worker pays in the first minutes of a model version);
 * ``python-dict``: a pure-Python dict loop like the original service's;
-* ``implicit``: implicit's C++ ``NearestNeighborsScorer`` (skipped when not installed);
+* ``implicit``: implicit's C++ ``NearestNeighboursScorer`` (skipped when not installed);
 * ``datastore-cold`` / ``datastore-warm``: a ``/recommendations`` request with the
   Datastore backend against the Datastore emulator, with an empty cache (one
   ``get_multi`` per request) and with a warm one (skipped without the emulator).
@@ -77,7 +77,7 @@ def python_dict_score(
 def implicit_scorer(model: LoadedModel) -> tuple[Any, str]:
     try:
         import scipy.sparse as sp
-        from implicit._nearest_neighbors import NearestNeighborsScorer
+        from implicit._nearest_neighbours import NearestNeighboursScorer
     except ImportError as exc:
         return None, f"implicit not installed ({exc}); pip install implicit==0.7.3"
     snap = model.snapshot
@@ -85,7 +85,7 @@ def implicit_scorer(model: LoadedModel) -> tuple[Any, str]:
     sim = sp.csr_matrix((snap.scores, snap.indices, snap.indptr), shape=(n, n))
     import implicit
 
-    return NearestNeighborsScorer(sim), f"implicit {implicit.__version__}"
+    return NearestNeighboursScorer(sim), f"implicit {implicit.__version__}"
 
 
 def datastore_setup(model: LoadedModel, items: set[int]) -> tuple[Any, Any, str]:

@@ -178,7 +178,7 @@ def worker_scipy(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def worker_implicit(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
-    from implicit.nearest_neighbors import CosineRecommender
+    from implicit.nearest_neighbours import CosineRecommender
     from threadpoolctl import threadpool_limits
 
     m, _, _ = load_matrix(folder)

@@ -243,7 +243,7 @@ def implicit_peers(seed: int = 0) -> list[Peer | SkippedPeer]:
     names = ("implicit cosine", "implicit tfidf", "implicit bm25", "implicit als")
     try:
         from implicit.als import AlternatingLeastSquares
-        from implicit.nearest_neighbors import (
+        from implicit.nearest_neighbours import (
             BM25Recommender,
             CosineRecommender,
             TFIDFRecommender,

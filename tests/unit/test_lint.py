@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -33,9 +34,11 @@ def test_one_spelling_of_neighbor():
     if not files:
         pytest.skip("not a git checkout")
     british = "neigh" + "bour"  # split, so this file does not match itself
+    # implicit's own module and class names (imported, so not ours to respell).
+    theirs = re.compile(r"_?nearest_" + british + r"s\b|NearestNeigh" + "bours")
     found = [
         name for name in files
         if not name.endswith((".c", ".cpp")) and (REPO / name).is_file()
-        and british in (REPO / name).read_text(errors="ignore").lower()
+        and british in theirs.sub("", (REPO / name).read_text(errors="ignore")).lower()
     ]  # fmt: skip
     assert not found, f"'{british}' in {found}"
