@@ -1,8 +1,7 @@
 """recommend: HTTP function serving recommendations from the latest model snapshot.
 
-Routes by path to ``simrec.serving.api`` (``/recommendations``, ``/similar``,
-``/bought-together``, ``/trending``, ``/healthz``, ``/make_recommendation``,
-``/openapi.json``). The app, and with it the
+Routes by path to ``simrec.serving.api`` (the endpoints are declared once, in
+``simrec.serving.parameters``, and listed by ``/openapi.json``). The app, and with it the
 model holders, is built on the first request from ``SIMREC_*`` settings, so importing
 this module reads nothing. Models load in the background from then on (built in a loader
 process and memory-mapped, ``simrec.serving.model_image``), never on the request path:
